@@ -1,0 +1,95 @@
+import { resolve } from "node:path";
+import type { Argv } from "yargs";
+import { build, planBuild } from "../../pipeline/build.ts";
+import { loadRecipe } from "../../recipe/load.ts";
+import { recipeJsonSchema } from "../../recipe/schema.ts";
+import { mixtureTable } from "../../pipeline/manifest.ts";
+import { outputMode, progressRenderer } from "../render.ts";
+
+function defaultOut(recipePath: string): Promise<string> {
+  return loadRecipe(recipePath).then((l) => resolve("out", l.recipe.name));
+}
+
+const common = (y: Argv) =>
+  y
+    .positional("recipe", { type: "string", demandOption: true, describe: "recipe YAML file" })
+    .option("out", { alias: "o", type: "string", describe: "output folder (default: out/<recipe name>)" })
+    .option("workers", { type: "number", describe: "tokenizer worker threads (default: number of cores)" })
+    .option("locked", { type: "boolean", default: false, describe: "use exactly the files in recipe.lock.json; fail if the Hub no longer serves them" })
+    .option("lock", { type: "string", describe: "lock file for --locked (default: OUT/recipe.lock.json)" })
+    .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
+
+export function registerBuild(y: Argv): Argv {
+  return y
+    .command(
+      "build <recipe>",
+      "build packed token shards and a manifest from a recipe",
+      (c) => common(c).option("max-shard-bytes", { type: "number", describe: "largest shard file (default 1 GiB)" }),
+      async (args) => {
+        const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
+        const mode = outputMode(args.json);
+        const r = progressRenderer(mode);
+        try {
+          const manifest = await build({
+            recipePath: args.recipe!,
+            outDir,
+            workers: args.workers,
+            locked: args.locked,
+            lockPath: args.lock,
+            maxShardBytes: args["max-shard-bytes"],
+            sink: r.sink,
+          });
+          r.stop();
+          if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
+          else process.stdout.write(`${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences} sequences (${manifest.total_tokens} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`);
+        } catch (error) {
+          r.stop(true);
+          throw error;
+        }
+      },
+    )
+    .command(
+      "plan <recipe>",
+      "resolve sources and show what a build would take from each, without writing shards",
+      common,
+      async (args) => {
+        const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
+        const mode = outputMode(args.json);
+        const r = progressRenderer(mode);
+        try {
+          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, sink: r.sink });
+          r.stop();
+          const rows = plans.map((p) => ({
+            name: p.name,
+            documents_available: p.documentsAvailable,
+            tokens_available: p.tokensAvailable,
+            documents_selected: p.picks.length,
+            tokens_selected: p.tokensSelected,
+            target_tokens: p.targetTokens,
+            epochs: Number(p.epochs.toFixed(4)),
+            target_share: Number(p.targetShare.toFixed(6)),
+          }));
+          if (mode === "json") process.stdout.write(JSON.stringify({ type: "plan", sources: rows }) + "\n");
+          else {
+            process.stdout.write("| source | docs available | tokens available | docs selected | tokens selected | epochs | target share |\n|---|---:|---:|---:|---:|---:|---:|\n");
+            for (const p of rows) process.stdout.write(`| ${p.name} | ${p.documents_available} | ${p.tokens_available} | ${p.documents_selected} | ${p.tokens_selected} | ${p.epochs} | ${(100 * p.target_share).toFixed(3)}% |\n`);
+          }
+        } catch (error) {
+          r.stop(true);
+          throw error;
+        }
+      },
+    )
+    .command(
+      "validate <recipe>",
+      "check a recipe offline",
+      (c) => c.positional("recipe", { type: "string", demandOption: true }),
+      async (args) => {
+        const { recipe } = await loadRecipe(args.recipe!);
+        process.stdout.write(`${args.recipe}: ok (${recipe.sources.length} sources, sequence_length ${recipe.sequence_length})\n`);
+      },
+    )
+    .command("schema", "print the recipe JSON Schema (for editor autocompletion)", {}, () => {
+      process.stdout.write(JSON.stringify(recipeJsonSchema(), null, 2) + "\n");
+    });
+}

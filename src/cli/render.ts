@@ -1,0 +1,59 @@
+import ora, { type Ora } from "ora";
+import type { ProgressEvent, ProgressSink, Stage } from "../pipeline/progress.ts";
+import { redactSecrets } from "../util/errors.ts";
+
+export type OutputMode = "tty" | "plain" | "json";
+
+export function outputMode(json: boolean): OutputMode {
+  if (json) return "json";
+  const quiet = !!process.env.CI || "NO_COLOR" in process.env || !process.stderr.isTTY;
+  return quiet ? "plain" : "tty";
+}
+
+function rate(done: number, seconds: number): string {
+  if (seconds <= 0) return "";
+  const r = done / seconds;
+  return r >= 1e6 ? `${(r / 1e6).toFixed(2)}M/s` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k/s` : `${r.toFixed(0)}/s`;
+}
+
+/**
+ * Renders progress events: an ora spinner per stage with counts, rate and ETA on a terminal; one line per
+ * stage when not a TTY (or under CI / NO_COLOR); NDJSON on stdout with --json.
+ */
+export function progressRenderer(mode: OutputMode): { sink: ProgressSink; stop: (failed?: boolean) => void } {
+  if (mode === "json") {
+    return { sink: (e) => process.stdout.write(JSON.stringify(e) + "\n"), stop: () => {} };
+  }
+  let spinner: Ora | undefined;
+  let started = 0;
+  let current: Stage | undefined;
+  const sink = (e: ProgressEvent) => {
+    if (e.type === "stage_start") {
+      current = e.stage;
+      started = performance.now();
+      if (mode === "tty") spinner = ora({ text: e.stage, stream: process.stderr }).start();
+    } else if (e.type === "stage_progress" && spinner) {
+      const seconds = (performance.now() - started) / 1000;
+      const eta = e.total && e.done > 0 ? ` ETA ${Math.max(0, (seconds * (e.total - e.done)) / e.done).toFixed(0)}s` : "";
+      const mb = e.bytes !== undefined ? ` ${(e.bytes / 1e6).toFixed(1)} MB` : "";
+      spinner.text = `${e.stage}: ${e.done.toLocaleString("en-US")}${e.total ? `/${e.total.toLocaleString("en-US")}` : ""} ${e.unit ?? ""}${mb} ${rate(e.done, seconds)}${eta}`;
+    } else if (e.type === "stage_end") {
+      const text = `${e.stage}: ${e.done !== undefined ? `${e.done.toLocaleString("en-US")} ${e.unit ?? ""} ` : ""}in ${e.seconds.toFixed(2)}s${e.reused ? " (reused cached work)" : ""}`;
+      if (spinner) spinner.succeed(text);
+      else process.stderr.write(`✓ ${text}\n`);
+      spinner = undefined;
+      current = undefined;
+    } else if (e.type === "note" || e.type === "retry") {
+      const text = e.type === "note" ? e.message : `retry ${e.attempt}: ${e.what}: ${redactSecrets(e.error)}`;
+      if (spinner) spinner.info(text).start();
+      else process.stderr.write(`  ${text}\n`);
+    }
+  };
+  return {
+    sink,
+    stop: (failed) => {
+      if (spinner && failed) spinner.fail(`${current ?? ""} failed`);
+      else spinner?.stop();
+    },
+  };
+}

@@ -1,0 +1,209 @@
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { HubClient } from "../hub/client.ts";
+import { hubEnv, type HubEnv } from "../hub/env.ts";
+import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
+import { DEFAULT_MAX_SHARD_BYTES, LOCK, MANIFEST, WORK_DIR } from "../shards/layout.ts";
+import { tokenizerFromText } from "../tokenizer/load.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { BuildDb } from "./db.ts";
+import { dedup } from "./dedup.ts";
+import { ingest, SKIP_REASONS } from "./ingest.ts";
+import { readLock } from "./lock.ts";
+import { buildManifest, datasetCard, mixtureMarkdown, type Manifest, type SourceStats } from "./manifest.ts";
+import { pack, type Provenance } from "./pack.ts";
+import { runStage, type ProgressSink } from "./progress.ts";
+import { resolveInputs } from "./resolve.ts";
+import { interleave, planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
+import { tokenizeDocuments } from "./tokenize.ts";
+
+export interface BuildOptions {
+  recipePath: string;
+  outDir: string;
+  workers?: number;
+  locked?: boolean;
+  lockPath?: string;
+  maxShardBytes?: number;
+  env?: HubEnv;
+  sink: ProgressSink;
+}
+
+export interface PlanResult {
+  loaded: LoadedRecipe;
+  plans: SourcePlan[];
+  stats: SourceStats[];
+}
+
+async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe) {
+  const { recipe } = loaded;
+  const { sink } = options;
+  const env = options.env ?? hubEnv();
+  const client = new HubClient(env, {
+    onRetry: (what, attempt, error) => sink({ type: "retry", stage: "download", what, attempt, error }),
+  });
+  const lock = options.locked ? await readLock(options.lockPath ?? join(options.outDir, LOCK)) : undefined;
+  const resolution = await runStage(sink, "download", () => resolveInputs(client, recipe, loaded.path, lock, sink), (r) => ({
+    done: r.sources.reduce((a, s) => a + s.files.length, 0) + 1,
+    unit: "files",
+  }));
+  const tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
+  const tokenizer = tokenizerFromText(tokenizerJson, resolution.tokenizer.localPath);
+
+  const rows = await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
+  void rows;
+  await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
+  const tokenized = await runStage(
+    sink,
+    "tokenize",
+    () =>
+      tokenizeDocuments(
+        db,
+        {
+          workers: options.workers,
+          tokenizerJson,
+          tokenizerPath: resolution.tokenizer.localPath,
+          tokenizerSha256: tokenizer.sha256,
+          cacheDir: join(options.outDir, WORK_DIR, "tokens"),
+        },
+        sink,
+      ),
+    (r) => ({ done: r.tokens, unit: "tokens", reused: r.reusedChunks > 0 }),
+  );
+
+  // Provenance of every unique document, by ord.
+  const docs = await db.rows<{ source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string }>(
+    `SELECT source_idx, file_idx, row_idx, doc_hash FROM unique_docs ORDER BY ord`,
+  );
+  const prov: Provenance = {
+    sourceIdx: Int32Array.from(docs, (d) => d.source_idx),
+    fileIdx: Int32Array.from(docs, (d) => d.file_idx),
+    rowIdx: Float64Array.from(docs, (d) => Number(d.row_idx)),
+    hashes: docs.map((d) => d.doc_hash),
+    files: resolution.sources.map((s) => s.files.map((f) => f.path)),
+  };
+
+  // Stats per source, and the token-length filter.
+  const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
+  const { min_tokens, max_tokens } = recipe.filters;
+  const stats: SourceStats[] = resolution.sources.map(() => ({
+    documentsRead: 0,
+    skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])),
+    duplicatesWithin: 0,
+    duplicatesAcross: 0,
+    fileRows: [],
+  }));
+  for (const r of await db.rows<{ s: number; reason: string | null; n: bigint }>(
+    `SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM documents GROUP BY ALL`,
+  )) {
+    stats[r.s]!.documentsRead += Number(r.n);
+    if (r.reason) stats[r.s]!.skipped[r.reason] = Number(r.n);
+  }
+  for (const r of await db.rows<{ s: number; within: boolean; n: bigint }>(
+    `SELECT source_idx AS s, kept_by_source = source_idx AS within, count(*) AS n FROM duplicates GROUP BY ALL`,
+  )) {
+    if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
+    else stats[r.s]!.duplicatesAcross = Number(r.n);
+  }
+  for (const r of await db.rows<{ s: number; f: number; rows: bigint }>(`SELECT source_idx AS s, file_idx AS f, rows FROM files`)) {
+    stats[r.s]!.fileRows[r.f] = Number(r.rows);
+  }
+  const sourceDocs: SourceDocs[] = resolution.sources.map((s) => ({
+    name: s.spec.name,
+    weight: s.spec.weight,
+    maxEpochs: s.spec.max_epochs ?? recipe.max_epochs,
+    ords: [],
+    hashes: [],
+    tokens: [],
+  }));
+  tokenized.store.lengths.forEach((len, ord) => {
+    const s = prov.sourceIdx[ord]!;
+    if (len < min_tokens) stats[s]!.skipped.too_few_tokens!++;
+    else if (max_tokens !== undefined && len > max_tokens) stats[s]!.skipped.too_many_tokens!++;
+    else {
+      sourceDocs[s]!.ords.push(ord);
+      sourceDocs[s]!.hashes.push(prov.hashes[ord]!);
+      sourceDocs[s]!.tokens.push(len + specials);
+    }
+  });
+  const plans = await runStage(sink, "sample", async () => planMixture(sourceDocs, recipe.seed, recipe.target_tokens), (p) => ({
+    done: p.reduce((a, s) => a + s.picks.length, 0),
+    unit: "documents selected",
+  }));
+  return { resolution, tokenizer, tokenized, prov, stats, plans };
+}
+
+async function openDb(outDir: string): Promise<BuildDb> {
+  const work = join(outDir, WORK_DIR);
+  await mkdir(work, { recursive: true });
+  const path = join(work, "build.duckdb");
+  // Every stage's tables are rebuilt from the inputs; tokenised chunks are what a rerun reuses.
+  await rm(path, { force: true });
+  await rm(`${path}.wal`, { force: true });
+  return BuildDb.open(path);
+}
+
+/** What a build would take from each source, without writing shards. */
+export async function planBuild(options: BuildOptions): Promise<PlanResult> {
+  const loaded = await loadRecipe(options.recipePath);
+  const db = await openDb(options.outDir);
+  try {
+    const { plans, stats } = await prepare(options, db, loaded);
+    return { loaded, plans, stats };
+  } finally {
+    db.close();
+  }
+}
+
+async function removePreviousOutput(outDir: string): Promise<void> {
+  // The manifest goes first: without it, nothing in the folder claims to be a complete build.
+  await rm(join(outDir, MANIFEST), { force: true });
+  for (const name of await readdir(outDir)) {
+    if (/^shard-\d+\.(npy|docs\.parquet)$/.test(name) || name === "MIXTURE.md" || name === "README.md") {
+      await rm(join(outDir, name), { force: true });
+    }
+  }
+}
+
+export async function build(options: BuildOptions): Promise<Manifest> {
+  const loaded = await loadRecipe(options.recipePath);
+  await mkdir(options.outDir, { recursive: true });
+  await removePreviousOutput(options.outDir);
+  const db = await openDb(options.outDir);
+  try {
+    const { resolution, tokenizer, tokenized, prov, stats, plans } = await prepare(options, db, loaded);
+    const { recipe } = loaded;
+    const stream = interleave(plans);
+    const packed = await runStage(
+      options.sink,
+      "pack",
+      () =>
+        pack(db, plans, stream, tokenized.store, prov, {
+          outDir: options.outDir,
+          sequenceLength: recipe.sequence_length,
+          maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
+          eosId: tokenizer.eosId,
+          bosId: recipe.tokenizer.add_bos ? tokenizer.bosId : undefined,
+        }, options.sink),
+      (p) => ({ done: p.totalSequences, unit: "sequences" }),
+    );
+    return await runStage(options.sink, "manifest", async () => {
+      const manifest = buildManifest({
+        recipe,
+        recipeFile: basename(loaded.path),
+        recipeSha256: loaded.sha256,
+        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId },
+        sources: resolution.sources,
+        stats,
+        plans,
+        packed,
+      });
+      await writeJsonAtomic(join(options.outDir, LOCK), resolution.lock);
+      await writeFileAtomic(join(options.outDir, "MIXTURE.md"), mixtureMarkdown(manifest));
+      await writeFileAtomic(join(options.outDir, "README.md"), datasetCard(manifest));
+      await writeJsonAtomic(join(options.outDir, MANIFEST), manifest);
+      return manifest;
+    });
+  } finally {
+    db.close();
+  }
+}

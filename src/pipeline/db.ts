@@ -1,0 +1,44 @@
+import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
+
+/** One DuckDB database per build, in the output's work folder; every stage reads and writes its tables. */
+export class BuildDb {
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    readonly conn: DuckDBConnection,
+  ) {}
+
+  static async open(path: string, threads = 2): Promise<BuildDb> {
+    // Insertion order is part of reproducibility: results without ORDER BY keep the scan order.
+    const instance = await DuckDBInstance.create(path, { threads: String(threads), preserve_insertion_order: "true" });
+    return new BuildDb(instance, await instance.connect());
+  }
+
+  async run(sql: string, params?: DuckDBValue[] | Record<string, DuckDBValue>): Promise<void> {
+    await this.conn.run(sql, params);
+  }
+
+  async rows<T = Record<string, unknown>>(sql: string, params?: DuckDBValue[] | Record<string, DuckDBValue>): Promise<T[]> {
+    const reader = await this.conn.runAndReadAll(sql, params);
+    return reader.getRowObjectsJS() as T[];
+  }
+
+  async one<T = Record<string, unknown>>(sql: string, params?: DuckDBValue[] | Record<string, DuckDBValue>): Promise<T> {
+    const [row] = await this.rows<T>(sql, params);
+    if (!row) throw new Error(`query returned no row: ${sql}`);
+    return row;
+  }
+
+  close(): void {
+    this.conn.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+/** Quotes an identifier for SQL (column names come from user files). */
+export function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function sqlString(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}

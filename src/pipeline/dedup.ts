@@ -1,0 +1,45 @@
+import type { Recipe } from "../recipe/schema.ts";
+import type { BuildDb } from "./db.ts";
+
+/**
+ * SQL for the dedup key. nfc_trim: Unicode NFC, then leading and trailing whitespace (RE2 `\s`: space,
+ * \t, \n, \v, \f, \r) removed. The second form also collapses whitespace runs to one space and lower-cases.
+ */
+export function normalizedTextSql(normalization: Recipe["dedup"]["normalization"]): string {
+  const trimmed = `regexp_replace(nfc_normalize(text), '^\\s+|\\s+$', '', 'g')`;
+  if (normalization === "nfc_trim") return trimmed;
+  return `lower(regexp_replace(${trimmed}, '\\s+', ' ', 'g'))`;
+}
+
+/**
+ * Exact dedup across all sources on the 128-bit MD5 of the normalised text; the first occurrence in
+ * recipe order (source, file, row) wins. Writes `unique_docs` (kept documents, in that order, with their
+ * text) and `duplicates` (each removed row and the source that kept its text).
+ */
+export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number; removed: number }> {
+  const enabled = recipe.dedup.enabled;
+  const key = enabled ? `md5(${normalizedTextSql(recipe.dedup.normalization)})` : `md5(text)`;
+  await db.run(`DROP TABLE IF EXISTS ranked`);
+  await db.run(
+    `CREATE TEMP TABLE ranked AS
+     SELECT source_idx, file_idx, row_idx, text, ${key} AS doc_hash,
+       ${enabled ? `row_number() OVER w` : `1`} AS occurrence,
+       ${enabled ? `first_value(source_idx) OVER w` : `source_idx`} AS kept_by_source
+     FROM documents WHERE skip_reason IS NULL
+     ${enabled ? `WINDOW w AS (PARTITION BY doc_hash ORDER BY source_idx, file_idx, row_idx)` : ""}`,
+  );
+  await db.run(`DROP TABLE IF EXISTS unique_docs`);
+  await db.run(
+    `CREATE TABLE unique_docs AS
+     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, text
+     FROM ranked WHERE occurrence = 1 ORDER BY ord`,
+  );
+  await db.run(`DROP TABLE IF EXISTS duplicates`);
+  await db.run(
+    `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, kept_by_source FROM ranked WHERE occurrence > 1`,
+  );
+  await db.run(`DROP TABLE ranked`);
+  const { kept } = await db.one<{ kept: bigint }>(`SELECT count(*) AS kept FROM unique_docs`);
+  const { removed } = await db.one<{ removed: bigint }>(`SELECT count(*) AS removed FROM duplicates`);
+  return { kept: Number(kept), removed: Number(removed) };
+}

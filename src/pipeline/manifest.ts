@@ -1,0 +1,191 @@
+import type { Recipe } from "../recipe/schema.ts";
+import type { PackResult } from "./pack.ts";
+import type { ResolvedSource, ResolvedTokenizer } from "./resolve.ts";
+import type { SourcePlan } from "./sample.ts";
+
+export const TOOL_VERSION = "0.1.0";
+
+export interface SourceStats {
+  documentsRead: number;
+  skipped: Record<string, number>;
+  duplicatesWithin: number;
+  duplicatesAcross: number;
+  fileRows: number[];
+}
+
+export interface Manifest {
+  format: "chuxin-data/1";
+  tool: { name: string; version: string };
+  recipe: { name: string; path: string; sha256: string };
+  tokenizer: {
+    repo: string | null;
+    revision: string | null;
+    commit: string | null;
+    file: string;
+    path: string | null;
+    sha256: string;
+    eos_id: number;
+    bos_id: number;
+    add_bos: boolean;
+    implementation: string;
+  };
+  sequence_length: number;
+  seed: number;
+  dtype: "uint32";
+  dedup: Recipe["dedup"] & { hash: string };
+  filters: Recipe["filters"];
+  target_tokens: number | null;
+  total_tokens: number;
+  total_sequences: number;
+  tail_tokens_dropped: number;
+  shards: PackResult["shards"];
+  sources: ManifestSource[];
+}
+
+export interface ManifestSource {
+  name: string;
+  hf: { repo: string; revision: string; commit: string } | null;
+  local: boolean;
+  revision: string | null;
+  files: { path: string; size: number; sha256: string; rows: number }[];
+  documents_read: number;
+  documents_skipped: Record<string, number>;
+  duplicates_removed: { within_source: number; across_sources: number; total: number };
+  documents_available: number;
+  tokens_available: number;
+  epochs: number;
+  documents_written: number;
+  tokens_written: number;
+  tail_tokens_dropped: number;
+  target_tokens: number;
+  share: number;
+  target_share: number;
+}
+
+export function buildManifest(args: {
+  recipe: Recipe;
+  recipeFile: string;
+  recipeSha256: string;
+  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number };
+  sources: ResolvedSource[];
+  stats: SourceStats[];
+  plans: SourcePlan[];
+  packed: PackResult;
+}): Manifest {
+  const { recipe, tokenizer, packed } = args;
+  return {
+    format: "chuxin-data/1",
+    tool: { name: "chuxin-data", version: TOOL_VERSION },
+    recipe: { name: recipe.name, path: args.recipeFile, sha256: args.recipeSha256 },
+    tokenizer: {
+      repo: tokenizer.repo ?? null,
+      revision: tokenizer.revision ?? null,
+      commit: tokenizer.commit ?? null,
+      file: tokenizer.file,
+      path: tokenizer.path ?? null,
+      sha256: tokenizer.sha256,
+      eos_id: tokenizer.eosId,
+      bos_id: tokenizer.bosId,
+      add_bos: recipe.tokenizer.add_bos,
+      implementation: "@huggingface/tokenizers with Digits replaced by Split(\\p{N}, Isolated) for Rust parity",
+    },
+    sequence_length: recipe.sequence_length,
+    seed: recipe.seed,
+    dtype: "uint32",
+    dedup: { ...recipe.dedup, hash: "md5 (128-bit) of the normalised text; first occurrence in recipe order kept" },
+    filters: recipe.filters,
+    target_tokens: recipe.target_tokens ?? null,
+    total_tokens: packed.totalTokens,
+    total_sequences: packed.totalSequences,
+    tail_tokens_dropped: packed.tailTokensDropped,
+    shards: packed.shards,
+    sources: args.sources.map((source, i) => {
+      const stats = args.stats[i]!;
+      const plan = args.plans[i]!;
+      const out = packed.perSource[i]!;
+      return {
+        name: source.spec.name,
+        hf: source.hf ?? null,
+        local: !source.hf,
+        revision: source.hf?.commit ?? null,
+        files: source.files.map((f, j) => ({ path: f.path, size: f.size, sha256: f.sha256, rows: stats.fileRows[j] ?? 0 })),
+        documents_read: stats.documentsRead,
+        documents_skipped: stats.skipped,
+        duplicates_removed: {
+          within_source: stats.duplicatesWithin,
+          across_sources: stats.duplicatesAcross,
+          total: stats.duplicatesWithin + stats.duplicatesAcross,
+        },
+        documents_available: plan.documentsAvailable,
+        tokens_available: plan.tokensAvailable,
+        epochs: plan.epochs,
+        documents_written: out.documentsWritten,
+        tokens_written: out.tokensWritten,
+        tail_tokens_dropped: out.tailTokensDropped,
+        target_tokens: plan.targetTokens,
+        share: packed.totalTokens > 0 ? out.tokensWritten / packed.totalTokens : 0,
+        target_share: plan.targetShare,
+      };
+    }),
+  };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(3)}%`;
+const int = (x: number) => x.toLocaleString("en-US");
+
+export function mixtureTable(m: Manifest): string {
+  const rows = m.sources.map(
+    (s) =>
+      `| ${s.name} | ${s.hf ? `${s.hf.repo}@${s.hf.commit.slice(0, 12)}` : "local"} | ${int(s.documents_read)} | ${int(Object.values(s.documents_skipped).reduce((a, b) => a + b, 0))} | ${int(s.duplicates_removed.total)} | ${int(s.documents_written)} | ${int(s.tokens_written)} | ${s.epochs.toFixed(3)} | ${pct(s.share)} | ${pct(s.target_share)} |`,
+  );
+  return [
+    "| source | origin | documents read | skipped | duplicates removed | documents written | tokens written | epochs | share | target share |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ...rows,
+    `| **total** | | | | | | **${int(m.total_tokens)}** | | 100% | 100% |`,
+  ].join("\n");
+}
+
+export function mixtureMarkdown(m: Manifest): string {
+  return `# Data mixture: ${m.recipe.name}
+
+${mixtureTable(m)}
+
+- ${int(m.total_sequences)} sequences of ${m.sequence_length} tokens (${int(m.total_tokens)} tokens) in ${m.shards.length} shard(s); ${int(m.tail_tokens_dropped)} tail tokens dropped.
+- Tokenizer: ${m.tokenizer.repo ?? m.tokenizer.path}${m.tokenizer.commit ? `@${m.tokenizer.commit}` : ""} (sha256 ${m.tokenizer.sha256}); EOS ${m.tokenizer.eos_id} ends every document${m.tokenizer.add_bos ? `, BOS ${m.tokenizer.bos_id} starts it` : ""}.
+- Dedup: ${m.dedup.enabled ? `exact, ${m.dedup.normalization}, ${m.dedup.hash}` : "off"}. Seed ${m.seed}. Recipe sha256 ${m.recipe.sha256}.
+- Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
+`;
+}
+
+export function datasetCard(m: Manifest): string {
+  const sources = m.sources
+    .map((s) => `  - ${s.hf ? `${s.hf.repo} (commit ${s.hf.commit})` : `${s.name} (local files)`}`)
+    .join("\n");
+  return `---
+pretty_name: "${m.recipe.name}"
+task_categories:
+- text-generation
+tags:
+- pretraining
+- chuxin-data
+---
+# ${m.recipe.name}
+
+Pre-training token shards built by chuxin-data ${m.tool.version} from recipe \`${m.recipe.path}\` (sha256 \`${m.recipe.sha256}\`).
+
+## Format
+- \`shard-NNNNN.npy\`: NumPy format 1.0, dtype \`<u4\`, shape (sequences, ${m.sequence_length}), C order: \`numpy.load(path, mmap_mode="r")\`.
+- \`shard-NNNNN.docs.parquet\`: one row per document piece in that shard: source, file, row, doc_hash, epoch, start (token offset in the shard), length, doc_offset, doc_length.
+- Documents are concatenated, each followed by EOS (${m.tokenizer.eos_id}); a document may continue into the next sequence.
+- \`manifest.json\`: every count, hash and share; \`recipe.lock.json\`: the exact input files; \`MIXTURE.md\`: the mixture table.
+
+## Sources
+${sources}
+
+## Mixture
+${mixtureTable(m)}
+
+Licenses are those of the sources above; check each before redistribution.
+`;
+}

@@ -1,0 +1,178 @@
+import { createHash } from "node:crypto";
+import { mkdir, readFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import type { Worker } from "node:worker_threads";
+import { writeFileAtomic } from "../util/atomic.ts";
+import { RuntimeFailure } from "../util/errors.ts";
+import { startTsWorker } from "../util/workers.ts";
+import type { BuildDb } from "./db.ts";
+import type { ProgressSink } from "./progress.ts";
+import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
+
+/** Documents per tokenisation chunk; chunk boundaries depend only on document order, never on workers. */
+export const CHUNK_DOCS = 1024;
+const MAGIC = 0x4b545843; // "CXTK"
+
+/** Raw token ids of every unique document (no specials), by its `ord` in unique_docs. */
+export class TokenStore {
+  constructor(
+    private readonly chunks: Uint32Array[],
+    private readonly starts: Uint32Array[],
+    readonly lengths: Uint32Array,
+  ) {}
+
+  tokensOf(ord: number): Uint32Array {
+    const chunk = Math.floor(ord / CHUNK_DOCS);
+    const i = ord % CHUNK_DOCS;
+    const start = this.starts[chunk]![i]!;
+    return this.chunks[chunk]!.subarray(start, start + this.lengths[ord]!);
+  }
+}
+
+function encodeChunk(lengths: Uint32Array, ids: Uint32Array): Uint8Array {
+  const out = new Uint8Array(12 + 4 * (lengths.length + ids.length));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, MAGIC, true);
+  view.setUint32(4, 1, true);
+  view.setUint32(8, lengths.length, true);
+  let at = 12;
+  for (const v of lengths) view.setUint32((at += 4) - 4, v, true);
+  for (const v of ids) view.setUint32((at += 4) - 4, v, true);
+  return out;
+}
+
+function decodeChunk(bytes: Buffer, docs: number): { lengths: Uint32Array; ids: Uint32Array } | undefined {
+  if (bytes.length < 12) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== MAGIC || view.getUint32(4, true) !== 1 || view.getUint32(8, true) !== docs) return undefined;
+  const words = (bytes.length - 12) / 4;
+  const all = new Uint32Array(words);
+  for (let i = 0; i < words; i++) all[i] = view.getUint32(12 + 4 * i, true);
+  const lengths = all.slice(0, docs);
+  const ids = all.slice(docs);
+  if (lengths.reduce((a, b) => a + b, 0) !== ids.length) return undefined;
+  return { lengths, ids };
+}
+
+class Pool {
+  private idle: Worker[] = [];
+  private waiting: ((w: Worker) => void)[] = [];
+  private constructor(readonly workers: Worker[]) {
+    this.idle = [...workers];
+  }
+
+  static async start(count: number, tokenizerJson: string, tokenizerPath: string): Promise<Pool> {
+    const workers = Array.from({ length: count }, () =>
+      startTsWorker(new URL("./tokenize-worker.ts", import.meta.url), { tokenizerJson, tokenizerPath }),
+    );
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            w.once("message", () => resolve());
+            w.once("error", reject);
+          }),
+      ),
+    );
+    return new Pool(workers);
+  }
+
+  async run(request: TokenizeRequest): Promise<TokenizeResult> {
+    const worker = this.idle.pop() ?? (await new Promise<Worker>((r) => this.waiting.push(r)));
+    try {
+      return await new Promise<TokenizeResult>((resolve, reject) => {
+        const onError = (e: Error) => reject(new RuntimeFailure(`tokenizer worker failed: ${e.message}`));
+        worker.once("error", onError);
+        worker.once("message", (m: TokenizeResult) => {
+          worker.off("error", onError);
+          resolve(m);
+        });
+        worker.postMessage(request);
+      });
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(worker);
+      else this.idle.push(worker);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+export interface TokenizeOptions {
+  workers?: number;
+  tokenizerJson: string;
+  tokenizerPath: string;
+  tokenizerSha256: string;
+  cacheDir: string;
+}
+
+/**
+ * Tokenises every unique document in a pool of worker threads. Each chunk's ids land in a file named by
+ * the hash of (tokenizer, texts), so a rerun after a crash reuses every finished chunk.
+ */
+export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, sink: ProgressSink): Promise<{ store: TokenStore; reusedChunks: number; bytes: number; tokens: number }> {
+  const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM unique_docs`);
+  const docs = Number(n);
+  const chunkCount = Math.ceil(docs / CHUNK_DOCS);
+  const lengths = new Uint32Array(docs);
+  const chunks: Uint32Array[] = new Array(chunkCount);
+  const starts: Uint32Array[] = new Array(chunkCount);
+  await mkdir(options.cacheDir, { recursive: true });
+  const workerCount = Math.max(1, options.workers ?? cpus().length);
+  let pool: Pool | undefined;
+  let reusedChunks = 0;
+  let bytes = 0;
+  let tokens = 0;
+  let finished = 0;
+  const inFlight = new Set<Promise<void>>();
+  try {
+    for (let chunk = 0; chunk < chunkCount; chunk++) {
+      const first = chunk * CHUNK_DOCS;
+      const rows = await db.rows<{ text: string }>(
+        `SELECT text FROM unique_docs WHERE ord >= ${first} AND ord < ${first + CHUNK_DOCS} ORDER BY ord`,
+      );
+      const texts = rows.map((r) => r.text);
+      const key = createHash("sha256").update(options.tokenizerSha256);
+      for (const t of texts) key.update("\u0000").update(t);
+      const file = join(options.cacheDir, `${key.digest("hex")}.tok`);
+      const chunkBytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
+      const place = (result: { lengths: Uint32Array; ids: Uint32Array }) => {
+        lengths.set(result.lengths, first);
+        const s = new Uint32Array(result.lengths.length);
+        let at = 0;
+        result.lengths.forEach((len, i) => {
+          s[i] = at;
+          at += len;
+        });
+        chunks[chunk] = result.ids;
+        starts[chunk] = s;
+        bytes += chunkBytes;
+        tokens += result.ids.length;
+        sink({ type: "stage_progress", stage: "tokenize", done: Math.min(docs, (++finished) * CHUNK_DOCS), total: docs, unit: "docs", bytes });
+      };
+      const cached = await readFile(file).then((b) => decodeChunk(b, texts.length), () => undefined);
+      if (cached) {
+        reusedChunks++;
+        place(cached);
+        continue;
+      }
+      pool ??= await Pool.start(Math.min(workerCount, chunkCount), options.tokenizerJson, options.tokenizerPath);
+      const job = pool.run({ chunk, texts }).then(async (result) => {
+        await writeFileAtomic(file, encodeChunk(result.lengths, result.ids));
+        place(result);
+      });
+      inFlight.add(job);
+      job.finally(() => inFlight.delete(job)).catch(() => {});
+      // Bound memory: at most two chunks per worker are read ahead.
+      while (inFlight.size >= 2 * workerCount) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  } finally {
+    await pool?.stop();
+  }
+  return { store: new TokenStore(chunks, starts, lengths), reusedChunks, bytes, tokens };
+}

@@ -1,0 +1,137 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { LineCounter, parseDocument, isMap, isSeq, type Node } from "yaml";
+import type { z } from "zod";
+import { UsageError } from "../util/errors.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { recipeSchema, type Recipe } from "./schema.ts";
+import { closest } from "./suggest.ts";
+
+export class RecipeError extends UsageError {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(problems.map((p) => `${file}:${p}`).join("\n"));
+    this.name = "RecipeError";
+  }
+}
+
+export interface LoadedRecipe {
+  recipe: Recipe;
+  /** Absolute path of the recipe file; local globs resolve against its folder. */
+  path: string;
+  sha256: string;
+}
+
+type PathKey = string | number;
+
+function formatPath(path: readonly PathKey[]): string {
+  let out = "";
+  for (const key of path) out += typeof key === "number" ? `[${key}]` : out ? `.${key}` : key;
+  return out || "(top level)";
+}
+
+/** The YAML node at a zod issue path, so errors can point at a line and column. */
+function nodeAt(root: Node | null | undefined, path: readonly PathKey[], keyNode = false): Node | undefined {
+  let node: unknown = root;
+  for (const [i, key] of path.entries()) {
+    if (keyNode && i === path.length - 1 && isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === key);
+      return (pair?.key as Node | undefined) ?? undefined;
+    }
+    if (isMap(node)) node = node.get(key, true);
+    else if (isSeq(node) && typeof key === "number") node = node.get(key, true);
+    else return undefined;
+  }
+  return (node as Node | undefined) ?? undefined;
+}
+
+/** The keys a recipe object accepts at `path`, for "did you mean" hints. */
+function knownKeysAt(path: readonly PathKey[]): string[] {
+  let schema: any = recipeSchema;
+  const unwrap = () => {
+    while (schema?._zod?.def && ["default", "optional", "nullable", "prefault"].includes(schema._zod.def.type)) {
+      schema = schema._zod.def.innerType;
+    }
+  };
+  unwrap();
+  for (const key of path) {
+    const def = schema?._zod?.def;
+    if (def?.type === "object") schema = def.shape[key];
+    else if (def?.type === "array") schema = def.element;
+    else return [];
+    unwrap();
+  }
+  const def = schema?._zod?.def;
+  return def?.type === "object" ? Object.keys(def.shape) : [];
+}
+
+function describeIssue(issue: z.core.$ZodIssue): { path: PathKey[]; text: string; atKey?: boolean }[] {
+  const path = issue.path.filter((k): k is PathKey => typeof k !== "symbol");
+  if (issue.code === "unrecognized_keys") {
+    const known = knownKeysAt(path);
+    return issue.keys.map((key) => {
+      const hint = closest(key, known);
+      return {
+        path: [...path, key],
+        atKey: true,
+        text: `unknown key '${key}'${hint ? ` — did you mean '${hint}'?` : ""} (allowed: ${known.join(", ")})`,
+      };
+    });
+  }
+  let text = issue.message;
+  if (issue.code === "invalid_type") {
+    text = issue.input === undefined ? `missing required field (expected ${issue.expected})` : `expected ${issue.expected}`;
+  }
+  return [{ path, text }];
+}
+
+export function parseRecipe(text: string, file: string): Recipe {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const position = (offset: number) => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${line}:${col}`;
+  };
+  if (doc.errors.length > 0) {
+    throw new RecipeError(
+      file,
+      doc.errors.map((e) => `${position(e.pos[0])}: YAML syntax error: ${e.message.split("\n")[0]}`),
+    );
+  }
+  const result = recipeSchema.safeParse(doc.toJS());
+  if (result.success) {
+    const names = new Set<string>();
+    const problems: string[] = [];
+    result.data.sources.forEach((source, i) => {
+      if (names.has(source.name)) {
+        const node = nodeAt(doc.contents, ["sources", i, "name"]);
+        problems.push(`${node?.range ? position(node.range[0]) : "1:1"}: sources[${i}].name: duplicate source name '${source.name}'; names must be unique`);
+      }
+      names.add(source.name);
+    });
+    if (problems.length > 0) throw new RecipeError(file, problems);
+    return result.data;
+  }
+  const problems = result.error.issues.flatMap(describeIssue).map(({ path, text: message, atKey }) => {
+    // Point at the deepest node that exists: a missing field is reported at its parent.
+    let node: Node | undefined = atKey ? nodeAt(doc.contents, path, true) : undefined;
+    for (let depth = path.length; depth >= 0 && !node?.range; depth--) node = nodeAt(doc.contents, path.slice(0, depth));
+    const where = node?.range ? position(node.range[0]) : "1:1";
+    return `${where}: ${formatPath(path)}: ${message}`;
+  });
+  throw new RecipeError(file, problems);
+}
+
+export async function loadRecipe(file: string): Promise<LoadedRecipe> {
+  const path = isAbsolute(file) ? file : resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`${file}: cannot read recipe (${code ?? String(error)}); check the path`);
+  }
+  return { recipe: parseRecipe(text, file), path, sha256: sha256Hex(text) };
+}

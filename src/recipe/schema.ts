@@ -1,0 +1,89 @@
+import { z } from "zod";
+
+/** Hub repo ids are "org/name" (or a bare name for legacy repos); never a path that could escape the cache. */
+const repoId = z
+  .string()
+  .regex(/^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/, "a Hub repo id such as 'openai/gsm8k'");
+
+const fileGlobs = z.array(z.string().min(1)).min(1);
+
+const hubSource = z.strictObject({
+  repo: repoId,
+  revision: z.string().min(1).default("main").describe("branch, tag or 40-hex commit sha; pin a commit for releases"),
+  files: fileGlobs.describe("globs over the repo's file paths, e.g. 'data/train-*.parquet'"),
+});
+
+const localSource = z.strictObject({
+  files: fileGlobs.describe("globs relative to the recipe file; parquet, jsonl or jsonl.gz"),
+});
+
+export const sourceSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][\w.-]*$/, "letters, digits, '_', '-', '.'"),
+    weight: z.number().positive().describe("share of output tokens; weights are normalised over all sources"),
+    hf: hubSource.optional(),
+    local: localSource.optional(),
+    text_column: z.string().min(1).optional(),
+    text_template: z.string().min(1).optional().describe("joins columns, e.g. '{question}\\n{answer}'"),
+    max_epochs: z.number().positive().optional().describe("overrides the recipe's max_epochs for this source"),
+  })
+  .superRefine((source, ctx) => {
+    if (!source.hf === !source.local) {
+      ctx.addIssue({ code: "custom", message: "give exactly one of 'hf' or 'local'", path: [] });
+    }
+    if (source.text_column && source.text_template) {
+      ctx.addIssue({ code: "custom", message: "give 'text_column' or 'text_template', not both", path: ["text_template"] });
+    }
+  });
+
+export const tokenizerSchema = z
+  .strictObject({
+    repo: repoId.optional(),
+    revision: z.string().min(1).optional(),
+    file: z.string().min(1).default("tokenizer.json"),
+    path: z.string().min(1).optional().describe("a local tokenizer.json instead of a Hub repo"),
+    add_bos: z.boolean().default(false),
+  })
+  .superRefine((tok, ctx) => {
+    if (tok.path && (tok.repo || tok.revision)) {
+      ctx.addIssue({ code: "custom", message: "give 'path' or 'repo'/'revision', not both", path: ["path"] });
+    }
+  });
+
+export const DEFAULT_TOKENIZER_REPO = "deepseek-ai/deepseek-llm-7b-base";
+
+export const recipeSchema = z.strictObject({
+  name: z.string().min(1),
+  seed: z.number().int().nonnegative().default(0),
+  tokenizer: tokenizerSchema.default({ file: "tokenizer.json", add_bos: false }),
+  sequence_length: z.number().int().min(2).default(4096),
+  target_tokens: z.number().int().positive().optional().describe("total tokens in the output; default: the most no source must repeat beyond max_epochs to fill"),
+  max_epochs: z.number().positive().default(4),
+  dedup: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      normalization: z
+        .enum(["nfc_trim", "nfc_trim_lower_collapse_whitespace"])
+        .default("nfc_trim")
+        .describe("nfc_trim: Unicode NFC, then leading/trailing whitespace removed; the second also lower-cases and collapses whitespace runs"),
+    })
+    .default({ enabled: true, normalization: "nfc_trim" }),
+  filters: z
+    .strictObject({
+      min_chars: z.number().int().nonnegative().default(1),
+      max_chars: z.number().int().positive().optional(),
+      min_tokens: z.number().int().nonnegative().default(0),
+      max_tokens: z.number().int().positive().optional(),
+    })
+    .default({ min_chars: 1, min_tokens: 0 }),
+  sources: z.array(sourceSchema).min(1),
+});
+
+export type Recipe = z.infer<typeof recipeSchema>;
+export type SourceSpec = z.infer<typeof sourceSchema>;
+export type TokenizerSpec = z.infer<typeof tokenizerSchema>;
+
+/** JSON Schema for editors (e.g. the YAML language server's `# yaml-language-server: $schema=`). */
+export function recipeJsonSchema(): unknown {
+  return z.toJSONSchema(recipeSchema, { io: "input", target: "draft-7" });
+}

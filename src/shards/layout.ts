@@ -1,0 +1,14 @@
+/** File names inside a build's output folder, shared by build, verify, inspect and train. */
+export const MANIFEST = "manifest.json";
+export const LOCK = "recipe.lock.json";
+export const WORK_DIR = ".work";
+
+export function shardName(index: number): string {
+  return `shard-${String(index).padStart(5, "0")}.npy`;
+}
+
+export function docIndexName(index: number): string {
+  return `shard-${String(index).padStart(5, "0")}.docs.parquet`;
+}
+
+export const DEFAULT_MAX_SHARD_BYTES = 1 << 30;

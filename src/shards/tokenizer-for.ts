@@ -1,0 +1,31 @@
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { HubClient, repoFolderName } from "../hub/client.ts";
+import { hubEnv } from "../hub/env.ts";
+import type { Manifest } from "../pipeline/manifest.ts";
+import { loadTokenizer, type TextTokenizer } from "../tokenizer/load.ts";
+import { RuntimeFailure } from "../util/errors.ts";
+
+/** The exact tokenizer a build used: from the HF cache, fetched at the recorded commit if absent. */
+export async function tokenizerForManifest(m: Manifest, recipeDir?: string): Promise<TextTokenizer> {
+  let path: string;
+  if (m.tokenizer.path) {
+    path = recipeDir ? join(recipeDir, m.tokenizer.path) : m.tokenizer.path;
+  } else {
+    const env = hubEnv();
+    const repo = { type: "model" as const, id: m.tokenizer.repo! };
+    path = join(env.cacheDir, repoFolderName(repo), "snapshots", m.tokenizer.commit!, m.tokenizer.file);
+    const present = await stat(path).then(() => true, () => false);
+    if (!present) {
+      const client = new HubClient(env);
+      const entry = (await client.listFiles(repo, m.tokenizer.commit!)).find((f) => f.path === m.tokenizer.file);
+      if (!entry) throw new RuntimeFailure(`${repo.id}@${m.tokenizer.commit}: no ${m.tokenizer.file}`);
+      path = (await client.download(repo, m.tokenizer.commit!, entry, m.tokenizer.sha256)).localPath;
+    }
+  }
+  const tokenizer = await loadTokenizer(path);
+  if (tokenizer.sha256 !== m.tokenizer.sha256) {
+    throw new RuntimeFailure(`${path}: sha256 ${tokenizer.sha256} is not the build's tokenizer (${m.tokenizer.sha256})`);
+  }
+  return tokenizer;
+}

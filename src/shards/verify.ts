@@ -1,0 +1,57 @@
+import { join } from "node:path";
+import type { Manifest } from "../pipeline/manifest.ts";
+import { BuildDb, sqlString } from "../pipeline/db.ts";
+import { sha256File } from "../util/hash.ts";
+import { readNpyInfo } from "./npy.ts";
+
+/** Re-hashes every shard and index against the manifest and checks that the counts add up. */
+export async function verifyBuild(outDir: string, manifest: Manifest): Promise<string[]> {
+  const problems: string[] = [];
+  const L = manifest.sequence_length;
+  let sequences = 0;
+  const perSource = new Map<string, number>();
+  const db = await BuildDb.open(":memory:", 1);
+  try {
+    for (const shard of manifest.shards) {
+      const path = join(outDir, shard.path);
+      try {
+        const sha = await sha256File(path);
+        if (sha !== shard.sha256) problems.push(`${shard.path}: sha256 ${sha} differs from the manifest's ${shard.sha256}`);
+        const info = await readNpyInfo(path);
+        if (info.rows !== shard.sequences || info.cols !== L) {
+          problems.push(`${shard.path}: shape (${info.rows}, ${info.cols}), the manifest says (${shard.sequences}, ${L})`);
+        }
+      } catch (error) {
+        problems.push(`${shard.path}: ${(error as Error).message}`);
+      }
+      sequences += shard.sequences;
+      const indexPath = join(outDir, shard.doc_index);
+      try {
+        const sha = await sha256File(indexPath);
+        if (sha !== shard.doc_index_sha256) problems.push(`${shard.doc_index}: sha256 ${sha} differs from the manifest's ${shard.doc_index_sha256}`);
+        const rows = await db.rows<{ source: string; n: bigint }>(
+          `SELECT source, sum(length) AS n FROM read_parquet(${sqlString(indexPath)}) GROUP BY source`,
+        );
+        let total = 0;
+        for (const r of rows) {
+          total += Number(r.n);
+          perSource.set(r.source, (perSource.get(r.source) ?? 0) + Number(r.n));
+        }
+        if (total !== shard.sequences * L) problems.push(`${shard.doc_index}: covers ${total} tokens, the shard holds ${shard.sequences * L}`);
+      } catch (error) {
+        problems.push(`${shard.doc_index}: ${(error as Error).message.split("\n")[0]}`);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  if (sequences !== manifest.total_sequences) problems.push(`shards hold ${sequences} sequences, total_sequences says ${manifest.total_sequences}`);
+  if (sequences * L !== manifest.total_tokens) problems.push(`shards hold ${sequences * L} tokens, total_tokens says ${manifest.total_tokens}`);
+  const written = manifest.sources.reduce((a, s) => a + s.tokens_written, 0);
+  if (written !== manifest.total_tokens) problems.push(`sources' tokens_written add up to ${written}, total_tokens is ${manifest.total_tokens}`);
+  for (const s of manifest.sources) {
+    const indexed = perSource.get(s.name) ?? 0;
+    if (indexed !== s.tokens_written) problems.push(`source '${s.name}': document indexes hold ${indexed} tokens, tokens_written says ${s.tokens_written}`);
+  }
+  return problems;
+}

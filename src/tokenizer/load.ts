@@ -1,0 +1,75 @@
+import { readFile } from "node:fs/promises";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { RuntimeFailure } from "../util/errors.ts";
+import { sha256Hex } from "../util/hash.ts";
+
+export interface TokenizerInfo {
+  sha256: string;
+  eosId: number;
+  bosId: number;
+  vocabSize: number;
+}
+
+export interface TextTokenizer extends TokenizerInfo {
+  /** Ids of `text` without special tokens, as Hugging Face's Rust `tokenizers` gives them. */
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+const EOS_CONTENT = "<｜end▁of▁sentence｜>";
+const BOS_CONTENT = "<｜begin▁of▁sentence｜>";
+
+/**
+ * The JS library's Digits pre-tokenizer treats only ASCII 0-9 as digits, while Rust's uses
+ * `char::is_numeric` (so "½", "²", "٣" are split one by one there). A Split on `\p{N}` (Isolated) is the
+ * same rule, so we swap it in; ids then equal the Rust reference's.
+ */
+export function patchForRustParity(json: any): any {
+  const fix = (step: any): any =>
+    step?.type === "Digits" && step.individual_digits
+      ? { type: "Split", pattern: { Regex: "\\p{N}" }, behavior: "Isolated", invert: false }
+      : step;
+  const pre = json.pre_tokenizer;
+  if (pre?.type === "Sequence") pre.pretokenizers = pre.pretokenizers.map(fix);
+  else json.pre_tokenizer = fix(pre);
+  return json;
+}
+
+function specialId(json: any, content: string, fallback: string): number {
+  const added = (json.added_tokens ?? []) as { id: number; content: string }[];
+  const hit = added.find((t) => t.content === content) ?? added.find((t) => t.content === fallback);
+  if (!hit) throw new RuntimeFailure(`tokenizer.json has no '${content}' added token`);
+  return hit.id;
+}
+
+export function tokenizerFromText(text: string, where: string): TextTokenizer {
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new RuntimeFailure(`${where}: not valid JSON (${(error as Error).message})`);
+  }
+  if (json?.model?.type !== "BPE") throw new RuntimeFailure(`${where}: expected a BPE tokenizer.json, got model type ${json?.model?.type}`);
+  const eosId = specialId(json, EOS_CONTENT, "</s>");
+  const bosId = specialId(json, BOS_CONTENT, "<s>");
+  const vocabSize = Object.keys(json.model.vocab).length + (json.added_tokens?.length ?? 0);
+  const tokenizer = new Tokenizer(patchForRustParity(json), {});
+  return {
+    sha256: sha256Hex(text),
+    eosId,
+    bosId,
+    vocabSize,
+    encode: (t) => tokenizer.encode(t, { add_special_tokens: false }).ids,
+    decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: false }),
+  };
+}
+
+export async function loadTokenizer(path: string): Promise<TextTokenizer> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new RuntimeFailure(`${path}: cannot read tokenizer (${(error as NodeJS.ErrnoException).code ?? error})`);
+  }
+  return tokenizerFromText(text, path);
+}
