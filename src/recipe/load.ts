@@ -67,7 +67,7 @@ function knownKeysAt(path: readonly PathKey[]): string[] {
   return def?.type === "object" ? Object.keys(def.shape) : [];
 }
 
-function describeIssue(issue: z.core.$ZodIssue): { path: PathKey[]; text: string; atKey?: boolean }[] {
+function describeIssue(issue: z.core.$ZodIssue, valueAt: (path: PathKey[]) => unknown): { path: PathKey[]; text: string; atKey?: boolean }[] {
   const path = issue.path.filter((k): k is PathKey => typeof k !== "symbol");
   if (issue.code === "unrecognized_keys") {
     const known = knownKeysAt(path);
@@ -82,7 +82,11 @@ function describeIssue(issue: z.core.$ZodIssue): { path: PathKey[]; text: string
   }
   let text = issue.message;
   if (issue.code === "invalid_type") {
-    text = issue.input === undefined ? `missing required field (expected ${issue.expected})` : `expected ${issue.expected}`;
+    const value = valueAt(path);
+    text =
+      value === undefined
+        ? `missing required field (expected ${issue.expected})`
+        : `expected ${issue.expected}, got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value} ${JSON.stringify(value)?.slice(0, 40) ?? ""}`.trimEnd();
   }
   return [{ path, text }];
 }
@@ -100,7 +104,9 @@ export function parseRecipe(text: string, file: string): Recipe {
       doc.errors.map((e) => `${position(e.pos[0])}: YAML syntax error: ${e.message.split("\n")[0]}`),
     );
   }
-  const result = recipeSchema.safeParse(doc.toJS());
+  const data: unknown = doc.toJS();
+  const valueAt = (path: PathKey[]) => path.reduce<any>((v, k) => (v == null ? undefined : v[k]), data);
+  const result = recipeSchema.safeParse(data);
   if (result.success) {
     const names = new Set<string>();
     const problems: string[] = [];
@@ -114,7 +120,7 @@ export function parseRecipe(text: string, file: string): Recipe {
     if (problems.length > 0) throw new RecipeError(file, problems);
     return result.data;
   }
-  const problems = result.error.issues.flatMap(describeIssue).map(({ path, text: message, atKey }) => {
+  const problems = result.error.issues.flatMap((issue) => describeIssue(issue, valueAt)).map(({ path, text: message, atKey }) => {
     // Point at the deepest node that exists: a missing field is reported at its parent.
     let node: Node | undefined = atKey ? nodeAt(doc.contents, path, true) : undefined;
     for (let depth = path.length; depth >= 0 && !node?.range; depth--) node = nodeAt(doc.contents, path.slice(0, depth));

@@ -79,6 +79,8 @@ export interface HubServerOptions {
 
 export class HubServer {
   readonly faults: Fault[] = [];
+  /** Extra entries a listing returns for a repo key (`datasets/org/name`), e.g. hostile paths. */
+  readonly extraListing = new Map<string, { path: string; size: number }[]>();
   readonly requests: { method: string; url: string; authorization: string | undefined }[] = [];
   private server: Server | undefined;
   private repos = new Map<string, Repo | undefined>();
@@ -156,7 +158,8 @@ export class HubServer {
       if (!repo) return;
       if (!this.revisionOk(repo, m[3]!)) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
       const prefix = m[4] ? m[4].replace(/\/$/, "") + "/" : "";
-      return void json(res, 200, repo.files.filter((f) => f.path.startsWith(prefix)).map((f) => entry(f, repo)));
+      const extra = (this.extraListing.get(`${repo.type}s/${repo.id}`) ?? []).map((e) => ({ type: "file", oid: "0".repeat(40), ...e }));
+      return void json(res, 200, [...repo.files.filter((f) => f.path.startsWith(prefix)).map((f) => entry(f, repo)), ...extra]);
     }
     if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+)\/paths-info\/([^/]+)$/)) && req.method === "POST") {
       const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
