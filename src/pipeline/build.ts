@@ -191,7 +191,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
         recipe,
         recipeFile: basename(loaded.path),
         recipeSha256: loaded.sha256,
-        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId },
+        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize },
         sources: resolution.sources,
         stats,
         plans,

@@ -26,6 +26,7 @@ export interface Manifest {
     sha256: string;
     eos_id: number;
     bos_id: number;
+    vocab_size: number;
     add_bos: boolean;
     implementation: string;
   };
@@ -66,7 +67,7 @@ export function buildManifest(args: {
   recipe: Recipe;
   recipeFile: string;
   recipeSha256: string;
-  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number };
+  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number; vocabSize: number };
   sources: ResolvedSource[];
   stats: SourceStats[];
   plans: SourcePlan[];
@@ -86,6 +87,7 @@ export function buildManifest(args: {
       sha256: tokenizer.sha256,
       eos_id: tokenizer.eosId,
       bos_id: tokenizer.bosId,
+      vocab_size: tokenizer.vocabSize,
       add_bos: recipe.tokenizer.add_bos,
       implementation: "@huggingface/tokenizers with Digits replaced by Split(\\p{N}, Isolated) for Rust parity",
     },

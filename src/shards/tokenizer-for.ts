@@ -8,6 +8,15 @@ import { RuntimeFailure } from "../util/errors.ts";
 
 /** The exact tokenizer a build used: from the HF cache, fetched at the recorded commit if absent. */
 export async function tokenizerForManifest(m: Manifest, recipeDir?: string): Promise<TextTokenizer> {
+  const path = await tokenizerPathForManifest(m, recipeDir);
+  const tokenizer = await loadTokenizer(path);
+  if (tokenizer.sha256 !== m.tokenizer.sha256) {
+    throw new RuntimeFailure(`${path}: sha256 ${tokenizer.sha256} is not the build's tokenizer (${m.tokenizer.sha256})`);
+  }
+  return tokenizer;
+}
+
+export async function tokenizerPathForManifest(m: Manifest, recipeDir?: string): Promise<string> {
   let path: string;
   if (m.tokenizer.path) {
     path = recipeDir ? join(recipeDir, m.tokenizer.path) : m.tokenizer.path;
@@ -23,9 +32,5 @@ export async function tokenizerForManifest(m: Manifest, recipeDir?: string): Pro
       path = (await client.download(repo, m.tokenizer.commit!, entry, m.tokenizer.sha256)).localPath;
     }
   }
-  const tokenizer = await loadTokenizer(path);
-  if (tokenizer.sha256 !== m.tokenizer.sha256) {
-    throw new RuntimeFailure(`${path}: sha256 ${tokenizer.sha256} is not the build's tokenizer (${m.tokenizer.sha256})`);
-  }
-  return tokenizer;
+  return path;
 }

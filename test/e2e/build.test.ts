@@ -110,7 +110,7 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     await cp(join(work, "fx-1"), out, { recursive: true });
     const shard = join(out, "shard-00001.npy");
     const bytes = await readFile(shard);
-    bytes[bytes.length - 1] ^= 1;
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
     await writeFile(shard, bytes);
     const v = await runCli(["verify", out], { env });
     assert.equal(v.code, 1);

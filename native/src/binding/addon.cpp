@@ -1,0 +1,329 @@
+/* N-API binding: a Model object whose heavy calls run on worker threads and return Promises, so
+ * training never blocks the event loop. Failures become JS errors with a `code`. */
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../../include/chuxin.h"
+#include "../cpu/gemm.h"
+
+namespace {
+
+const char* code_name(int code) {
+  switch (code) {
+    case CX_INVALID_ARGUMENT: return "CX_INVALID_ARGUMENT";
+    case CX_OUT_OF_MEMORY: return "CX_OUT_OF_MEMORY";
+    case CX_BACKEND_UNAVAILABLE: return "CX_BACKEND_UNAVAILABLE";
+    case CX_NUMERIC: return "CX_NUMERIC";
+    default: return "CX_INTERNAL";
+  }
+}
+
+Napi::Error make_error(Napi::Env env, const cx_status& st) {
+  Napi::Error e = Napi::Error::New(env, st.message);
+  e.Set("code", Napi::String::New(env, code_name(st.code)));
+  return e;
+}
+
+int get_int(const Napi::Object& o, const char* key, int fallback) {
+  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Int32Value() : fallback;
+}
+float get_float(const Napi::Object& o, const char* key, float fallback) {
+  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().FloatValue() : fallback;
+}
+
+cx_run_options run_options(const Napi::Value& v) {
+  cx_run_options o{CX_BF16, 1, 1, 1, 100001};
+  if (!v.IsObject()) return o;
+  Napi::Object obj = v.As<Napi::Object>();
+  o.precision = get_int(obj, "precision", o.precision);
+  o.doc_mask = get_int(obj, "docMask", o.doc_mask);
+  o.reset_positions = get_int(obj, "resetPositions", o.reset_positions);
+  o.mask_eos_loss = get_int(obj, "maskEosLoss", o.mask_eos_loss);
+  o.eos_id = get_int(obj, "eosId", o.eos_id);
+  return o;
+}
+
+class Model;
+
+/* Runs `work` off the main thread; `done` builds the resolved value. */
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, std::atomic<bool>* busy, std::function<int(cx_status*)> work, std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), busy_(busy), work_(std::move(work)), done_(std::move(done)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { work_(&status_); }
+  void OnOK() override {
+    busy_->store(false);
+    Napi::HandleScope scope(Env());
+    if (status_.code != CX_OK) deferred_.Reject(make_error(Env(), status_).Value());
+    else deferred_.Resolve(done_(Env()));
+  }
+  void OnError(const Napi::Error& e) override {
+    busy_->store(false);
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::atomic<bool>* busy_;
+  std::function<int(cx_status*)> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  cx_status status_{0, ""};
+};
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod("init", &Model::Init), InstanceMethod("tensors", &Model::Tensors),
+                        InstanceMethod("getTensor", &Model::GetTensor), InstanceMethod("setTensor", &Model::SetTensor),
+                        InstanceMethod("forwardBackward", &Model::ForwardBackward), InstanceMethod("forwardLosses", &Model::ForwardLosses),
+                        InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
+                        InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
+                        InstanceMethod("syncWeights", &Model::SyncWeights), InstanceMethod("backend", &Model::BackendName),
+                        InstanceMethod("dispose", &Model::Dispose)});
+  }
+
+  Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "new Model(config, backend, threads): config must be an object").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object c = info[0].As<Napi::Object>();
+    cx_config cfg{get_int(c, "nLayers", 0), get_int(c, "hidden", 0), get_int(c, "nHeads", 0), get_int(c, "ffn", 0), get_int(c, "vocab", 0),
+                  get_int(c, "maxSeq", 0), get_float(c, "ropeTheta", 10000.f), get_float(c, "normEps", 1e-5f)};
+    std::string backend = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
+    int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    cx_status st{0, ""};
+    if (cx_model_create(&cfg, backend.c_str(), threads, &model_, &st) != CX_OK) make_error(env, st).ThrowAsJavaScriptException();
+  }
+  ~Model() override {
+    if (model_) cx_model_free(model_);
+  }
+
+ private:
+  bool ready(Napi::Env env) {
+    if (!model_) {
+      Napi::Error::New(env, "model is disposed").ThrowAsJavaScriptException();
+      return false;
+    }
+    if (busy_.load()) {
+      Napi::Error::New(env, "model is busy: await the previous call first").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  Napi::Value Run(Napi::Env env, std::function<int(cx_status*)> work, std::function<Napi::Value(Napi::Env)> done) {
+    busy_.store(true);
+    auto* job = new Job(env, &busy_, std::move(work), std::move(done));
+    Napi::Promise p = job->promise();
+    job->Queue();
+    return p;
+  }
+
+  Napi::Value Sync(Napi::Env env, int code, const cx_status& st) {
+    if (code != CX_OK) make_error(env, st).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  Napi::Value Init(const Napi::CallbackInfo& info) {
+    if (!ready(info.Env())) return info.Env().Undefined();
+    cx_status st{0, ""};
+    uint64_t seed = info[0].IsNumber() ? (uint64_t)info[0].As<Napi::Number>().Int64Value() : 0;
+    return Sync(info.Env(), cx_model_init(model_, seed, &st), st);
+  }
+
+  Napi::Value Tensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_) return env.Undefined();
+    Napi::Array out = Napi::Array::New(env);
+    for (int i = 0; i < cx_tensor_count(model_); i++) {
+      int64_t rows, cols;
+      cx_tensor_shape(model_, i, &rows, &cols);
+      Napi::Object t = Napi::Object::New(env);
+      t.Set("name", cx_tensor_name(model_, i));
+      t.Set("rows", (double)rows);
+      t.Set("cols", (double)cols);
+      out.Set(i, t);
+    }
+    return out;
+  }
+
+  Napi::Value GetTensor(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    int kind = info[0].As<Napi::Number>().Int32Value(), index = info[1].As<Napi::Number>().Int32Value();
+    if (index < 0 || index >= cx_tensor_count(model_)) {
+      Napi::RangeError::New(env, "tensor index out of range").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t rows, cols;
+    cx_tensor_shape(model_, index, &rows, &cols);
+    Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)(rows * cols));
+    cx_status st{0, ""};
+    if (cx_tensor_get(model_, kind, index, out.Data(), &st) != CX_OK) return Sync(env, st.code, st);
+    return out;
+  }
+
+  Napi::Value SetTensor(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    int kind = info[0].As<Napi::Number>().Int32Value(), index = info[1].As<Napi::Number>().Int32Value();
+    Napi::Float32Array data = info[2].As<Napi::Float32Array>();
+    if (index < 0 || index >= cx_tensor_count(model_)) {
+      Napi::RangeError::New(env, "tensor index out of range").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t rows, cols;
+    cx_tensor_shape(model_, index, &rows, &cols);
+    if ((int64_t)data.ElementLength() != rows * cols) {
+      Napi::RangeError::New(env, std::string(cx_tensor_name(model_, index)) + ": expected " + std::to_string(rows * cols) + " values, got " +
+                                     std::to_string(data.ElementLength()))
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    cx_status st{0, ""};
+    return Sync(env, cx_tensor_set(model_, kind, index, data.Data(), &st), st);
+  }
+
+  static bool tokens_arg(const Napi::CallbackInfo& info, std::vector<int32_t>& tokens, int& B, int& T) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      Napi::TypeError::New(env, "tokens must be an Int32Array").ThrowAsJavaScriptException();
+      return false;
+    }
+    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+    B = info[1].As<Napi::Number>().Int32Value();
+    T = info[2].As<Napi::Number>().Int32Value();
+    if (B <= 0 || T <= 0 || (size_t)B * (size_t)T != a.ElementLength()) {
+      Napi::RangeError::New(env, "tokens must hold exactly B*T ids").ThrowAsJavaScriptException();
+      return false;
+    }
+    tokens.assign(a.Data(), a.Data() + a.ElementLength());
+    return true;
+  }
+
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    int B, T;
+    if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
+    cx_run_options o = run_options(info[3]);
+    float scale = info[4].IsNumber() ? info[4].As<Napi::Number>().FloatValue() : 1.f;
+    auto sum = std::make_shared<double>(0);
+    auto count = std::make_shared<int64_t>(0);
+    cx_model* m = model_;
+    return Run(
+        env, [=](cx_status* st) { return cx_forward_backward(m, tokens->data(), B, T, &o, scale, sum.get(), count.get(), st); },
+        [=](Napi::Env e) {
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("lossSum", *sum);
+          r.Set("count", (double)*count);
+          return r;
+        });
+  }
+
+  Napi::Value ForwardLosses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    int B, T;
+    if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
+    cx_run_options o = run_options(info[3]);
+    auto out = std::make_shared<std::vector<float>>((size_t)B * T);
+    cx_model* m = model_;
+    return Run(
+        env, [=](cx_status* st) { return cx_forward_losses(m, tokens->data(), B, T, &o, out->data(), st); },
+        [=](Napi::Env e) {
+          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
+          return a;
+        });
+  }
+
+  Napi::Value LastLogits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    int B, T;
+    if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
+    cx_run_options o = run_options(info[3]);
+    cx_model* m = model_;
+    int64_t rows, vocab;
+    cx_tensor_shape(m, cx_tensor_count(m) - 1, &rows, &vocab);
+    auto out = std::make_shared<std::vector<float>>((size_t)B * (size_t)rows);
+    return Run(
+        env, [=](cx_status* st) { return cx_forward_last_logits(m, tokens->data(), B, T, &o, out->data(), st); },
+        [=](Napi::Env e) {
+          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
+          return a;
+        });
+  }
+
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    if (!ready(info.Env())) return info.Env().Undefined();
+    cx_status st{0, ""};
+    return Sync(info.Env(), cx_zero_grad(model_, &st), st);
+  }
+
+  Napi::Value GradNorm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto norm = std::make_shared<double>(0);
+    cx_model* m = model_;
+    return Run(env, [=](cx_status* st) { return cx_grad_norm(m, norm.get(), st); }, [=](Napi::Env e) { return Napi::Number::New(e, *norm); });
+  }
+
+  Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    Napi::Object o = info[0].As<Napi::Object>();
+    cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
+                get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1)};
+    cx_model* m = model_;
+    return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
+  }
+
+  Napi::Value SyncWeights(const Napi::CallbackInfo& info) {
+    if (!ready(info.Env())) return info.Env().Undefined();
+    cx_status st{0, ""};
+    return Sync(info.Env(), cx_sync_weights(model_, info[0].As<Napi::Number>().Int32Value(), &st), st);
+  }
+
+  Napi::Value BackendName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), model_ ? cx_model_backend(model_) : "disposed");
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (!ready(info.Env())) return info.Env().Undefined();
+    cx_model_free(model_);
+    model_ = nullptr;
+    return info.Env().Undefined();
+  }
+
+  cx_model* model_ = nullptr;
+  std::atomic<bool> busy_{false};
+};
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("Model", Model::Define(env));
+  exports.Set("cpuKernel", Napi::String::New(env, cx::sgemm_kernel_name()));
+#ifdef CX_WITH_CUDA
+  exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
+#else
+  exports.Set("cudaCompiled", Napi::Boolean::New(env, false));
+#endif
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(chuxin, InitModule)

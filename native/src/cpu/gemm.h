@@ -1,0 +1,15 @@
+#pragma once
+#include <cstdint>
+#include "threadpool.h"
+
+namespace cx {
+
+/* C[M][N] (=|+=) op(A)[M][K] · op(B)[K][N], fp32 accumulation in a fixed order: results do not depend on
+ * the thread count. op(X) is X or its transpose; lda/ldb/ldc are row strides of the stored matrices. */
+void sgemm(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate);
+
+/* Which micro-kernel runs: "avx512", "avx2" or "portable" (detected once at run time). */
+const char* sgemm_kernel_name();
+
+}  // namespace cx

@@ -1,0 +1,418 @@
+/* CPU backend: the reference implementation of every op. fp32 arithmetic with fp32 accumulation;
+ * in bf16 mode, stored results are rounded to bf16 exactly where the CUDA backend stores bf16. */
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "../model/backend.h"
+#include "bf16.h"
+#include "gemm.h"
+#include "threadpool.h"
+
+namespace cx {
+namespace {
+
+constexpr int64_t ROWS_PER_TASK = 64;
+
+/* expf by range reduction and a degree-6 polynomial (Cephes), branch-free so loops vectorise; within
+ * ~2 ulp of expf, and the same bits on every x86-64 machine. */
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -87.3f), 88.3f);
+  const float t = x * 1.44269504088896341f;
+  const float n = (t + 12582912.f) - 12582912.f;  // round to nearest
+  const float f = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * f + 1.3981999507e-3f;
+  p = p * f + 8.3334519073e-3f;
+  p = p * f + 4.1665795894e-2f;
+  p = p * f + 1.6666665459e-1f;
+  p = p * f + 5.0000001201e-1f;
+  const float r = p * f * f + f + 1.f;
+  const int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return r * scale;
+}
+constexpr int64_t ELEMS_PER_TASK = 1 << 14;
+
+/* Hot element-wise loops, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
+ * The build uses -ffp-contract=off, so every clone computes the same bits. */
+#define CX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+CX_CLONES void round_bf16_array(float* dst, const float* src, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    const bool special = (u & 0x7f800000u) == 0x7f800000u;
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const uint32_t kept = ((u & 0x007fffffu) ? (u | 0x00400000u) : u) & 0xffff0000u;
+    const uint32_t out = special ? kept : rounded;
+    std::memcpy(&dst[i], &out, 4);
+  }
+}
+
+/* Softmax cross-entropy of one row of logits z (overwritten with d loss/d z · scale when backward). */
+CX_CLONES float cross_entropy_row(float* z, int64_t V, int32_t target, float scale, bool backward, bool bf16) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+  const float zt = z[target];
+  // exp once per logit, kept in place; 16 partial sums in a fixed order (vectorisable, deterministic).
+  float part[16] = {0};
+  int64_t j = 0;
+  for (; j + 16 <= V; j += 16)
+    for (int l = 0; l < 16; l++) part[l] += (z[j + l] = exp_approx(z[j + l] - mx));
+  for (; j < V; j++) part[0] += (z[j] = exp_approx(z[j] - mx));
+  double sum = 0.0;
+  for (float p : part) sum += p;
+  const float lse = mx + (float)std::log(sum);
+  if (backward) {
+    const float inv = (float)(1.0 / sum);
+    for (int64_t k = 0; k < V; k++) z[k] = scale * (z[k] * inv);
+    z[target] -= scale;
+    if (bf16) round_bf16_array(z, z, (size_t)V);
+  }
+  return lse - zt;
+}
+
+CX_CLONES void adamw_range(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, AdamWParams hp) {
+  for (size_t i = 0; i < n; i++) {
+    const float g = grad[i] * hp.grad_scale;
+    m[i] = hp.beta1 * m[i] + (1.f - hp.beta1) * g;
+    v[i] = hp.beta2 * v[i] + (1.f - hp.beta2) * g * g;
+    const float mhat = m[i] / hp.bias1, vhat = v[i] / hp.bias2;
+    param[i] -= hp.lr * (mhat / (std::sqrt(vhat) + hp.eps) + hp.weight_decay * param[i]);
+    compute_copy[i] = param[i];
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : pool_(threads) {}
+  const char* name() const override { return "cpu"; }
+
+  float* alloc(size_t n) override {
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, std::max<size_t>(n, 1) * sizeof(float)) != 0) return nullptr;
+    return static_cast<float*>(p);
+  }
+  void release(float* p) override { std::free(p); }
+  void upload(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+  void download(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+  int32_t* alloc_i32(size_t n) override {
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, std::max<size_t>(n, 1) * sizeof(int32_t)) != 0) return nullptr;
+    return static_cast<int32_t*>(p);
+  }
+  void release_i32(int32_t* p) override { std::free(p); }
+  void upload_i32(int32_t* dst, const int32_t* src, size_t n) override { std::memcpy(dst, src, n * sizeof(int32_t)); }
+  void fill(float* dst, float value, size_t n) override {
+    for_elements(n, [&](size_t i0, size_t i1) { std::fill(dst + i0, dst + i1, value); });
+  }
+  void copy_round(float* dst, const float* src, size_t n, bool bf16) override {
+    for_elements(n, [&](size_t i0, size_t i1) {
+      if (bf16) round_bf16_array(dst + i0, src + i0, i1 - i0);
+      else if (dst != src) std::memcpy(dst + i0, src + i0, (i1 - i0) * sizeof(float));
+    });
+  }
+
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N, int64_t C, bool bf16) override {
+    for_rows(N, [&](int64_t n) {
+      const float* w = wte + (int64_t)tokens[n] * C;
+      for (int64_t c = 0; c < C; c++) out[n * C + c] = maybe_bf16(w[c], bf16);
+    });
+  }
+
+  void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C) override {
+    // Split by channel blocks so no two threads touch one gradient element; rows are summed in order.
+    const int64_t block = 16, blocks = (C + block - 1) / block;
+    pool_.parallel_for(blocks, [&](int64_t b, int) {
+      const int64_t c0 = b * block, c1 = std::min(C, c0 + block);
+      for (int64_t n = 0; n < N; n++) {
+        float* d = dwte + (int64_t)tokens[n] * C;
+        const float* g = dout + n * C;
+        for (int64_t c = c0; c < c1; c++) d[c] += g[c];
+      }
+    });
+  }
+
+  void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) override {
+    sgemm(pool_, false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false);
+    if (bf16) copy_round(out, out, (size_t)(N * Cout), true);
+  }
+
+  void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t N, int64_t Cin,
+                       int64_t Cout, bool accumulate_dinp, bool bf16) override {
+    if (dinp) {
+      if (accumulate_dinp && bf16) {
+        // The GPU adds in fp32 and stores bf16: compute apart, then add and round.
+        std::vector<float>& tmp = scratch(0, (size_t)(N * Cin));
+        sgemm(pool_, false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp.data(), Cin, false);
+        for_elements((size_t)(N * Cin), [&](size_t i0, size_t i1) {
+          for (size_t i = i0; i < i1; i++) dinp[i] = round_bf16(dinp[i] + round_bf16(tmp[i]));
+        });
+      } else {
+        sgemm(pool_, false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp);
+        if (bf16) copy_round(dinp, dinp, (size_t)(N * Cin), true);
+      }
+    }
+    if (dweight) sgemm(pool_, true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true);
+  }
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps, bool bf16) override {
+    for_rows(N, [&](int64_t n) {
+      const float* x = inp + n * C;
+      float ss = 0.f;
+      for (int64_t c = 0; c < C; c++) ss += x[c] * x[c];
+      const float r = 1.0f / std::sqrt(ss / (float)C + eps);
+      rstd[n] = r;
+      for (int64_t c = 0; c < C; c++) out[n * C + c] = maybe_bf16(x[c] * r * weight[c], bf16);
+    });
+  }
+
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, const float* rstd,
+                        int64_t N, int64_t C, bool bf16) override {
+    const int64_t tasks = (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    std::vector<float>& partial = scratch(1, (size_t)(tasks * C));
+    pool_.parallel_for(tasks, [&](int64_t t, int) {
+      float* pw = partial.data() + t * C;
+      std::fill(pw, pw + C, 0.f);
+      for (int64_t n = t * ROWS_PER_TASK; n < std::min(N, (t + 1) * ROWS_PER_TASK); n++) {
+        const float* x = inp + n * C;
+        const float* g = dout + n * C;
+        const float r = rstd[n];
+        float dot = 0.f;
+        for (int64_t c = 0; c < C; c++) dot += g[c] * weight[c] * x[c];
+        const float k = dot * r * r / (float)C;
+        for (int64_t c = 0; c < C; c++) {
+          dinp[n * C + c] = maybe_bf16(dinp[n * C + c] + r * (g[c] * weight[c] - x[c] * k), bf16);
+          pw[c] += g[c] * x[c] * r;
+        }
+      }
+    });
+    for (int64_t t = 0; t < tasks; t++)
+      for (int64_t c = 0; c < C; c++) dweight[c] += partial[t * C + c];
+  }
+
+  void residual_forward(float* out, const float* a, const float* b, int64_t n, bool bf16) override {
+    for_elements((size_t)n, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; i++) out[i] = maybe_bf16(a[i] + b[i], bf16);
+    });
+  }
+
+  void rope_forward(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) override {
+    rope(x, pos, N, H, D, theta, bf16, 1.f);
+  }
+  void rope_backward(float* dx, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) override {
+    rope(dx, pos, N, H, D, theta, bf16, -1.f);
+  }
+
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B,
+                         int64_t T, int64_t H, int64_t D, bool bf16) override {
+    const float scale = 1.0f / std::sqrt((float)D);
+    pool_.parallel_for(B * H * T, [&](int64_t task, int thread) {
+      const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
+      std::vector<float>& s = thread_scratch(thread, (size_t)T);
+      const float* qt = q + ((b * T + t) * H + h) * D;
+      const int64_t start = doc_start[b * T + t];
+      float mx = -INFINITY;
+      for (int64_t j = start; j <= t; j++) {
+        const float* kj = k + ((b * T + j) * H + h) * D;
+        float dot = 0.f;
+        for (int64_t d = 0; d < D; d++) dot += qt[d] * kj[d];
+        s[j] = dot * scale;
+        mx = std::max(mx, s[j]);
+      }
+      float sum = 0.f;
+      for (int64_t j = start; j <= t; j++) sum += (s[j] = std::exp(s[j] - mx));
+      float* o = out + ((b * T + t) * H + h) * D;
+      std::fill(o, o + D, 0.f);
+      for (int64_t j = start; j <= t; j++) {
+        const float p = s[j] / sum;
+        const float* vj = v + ((b * T + j) * H + h) * D;
+        for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
+      }
+      for (int64_t d = 0; d < D; d++) o[d] = maybe_bf16(o[d], bf16);
+      lse[(b * H + h) * T + t] = mx + std::log(sum);
+    });
+  }
+
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q,
+                          const float* k, const float* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D,
+                          bool bf16) override {
+    const float scale = 1.0f / std::sqrt((float)D);
+    // One task per (row, head): dk and dv sum over queries, so each is owned by a single task.
+    pool_.parallel_for(B * H, [&](int64_t task, int thread) {
+      const int64_t b = task / H, h = task % H;
+      std::vector<float>& acc = thread_scratch(thread, (size_t)(3 * T * D));
+      float* gq = acc.data();
+      float* gk = gq + T * D;
+      float* gv = gk + T * D;
+      std::fill(acc.begin(), acc.begin() + 3 * T * D, 0.f);
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t row = (b * T + t) * H + h;
+        const float* qt = q + row * D;
+        const float* dot_ = dout + row * D;
+        const float* ot = out + row * D;
+        float delta = 0.f;
+        for (int64_t d = 0; d < D; d++) delta += dot_[d] * ot[d];
+        const float l = lse[(b * H + h) * T + t];
+        for (int64_t j = doc_start[b * T + t]; j <= t; j++) {
+          const int64_t rj = (b * T + j) * H + h;
+          const float* kj = k + rj * D;
+          const float* vj = v + rj * D;
+          float s = 0.f, dp = 0.f;
+          for (int64_t d = 0; d < D; d++) {
+            s += qt[d] * kj[d];
+            dp += dot_[d] * vj[d];
+          }
+          const float p = std::exp(s * scale - l);
+          const float ds = p * (dp - delta) * scale;
+          for (int64_t d = 0; d < D; d++) {
+            gq[t * D + d] += ds * kj[d];
+            gk[j * D + d] += ds * qt[d];
+            gv[j * D + d] += p * dot_[d];
+          }
+        }
+      }
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t row = (b * T + t) * H + h;
+        for (int64_t d = 0; d < D; d++) {
+          dq[row * D + d] = maybe_bf16(gq[t * D + d], bf16);
+          dk[row * D + d] = maybe_bf16(gk[t * D + d], bf16);
+          dv[row * D + d] = maybe_bf16(gv[t * D + d], bf16);
+        }
+      }
+    });
+  }
+
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, bool bf16) override {
+    for_elements((size_t)n, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; i++) {
+        const float g = gate[i];
+        out[i] = maybe_bf16(g / (1.f + std::exp(-g)) * up[i], bf16);
+      }
+    });
+  }
+
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n, bool bf16) override {
+    for_elements((size_t)n, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; i++) {
+        const float g = gate[i], sig = 1.f / (1.f + std::exp(-g));
+        const float silu = g * sig;
+        dgate[i] = maybe_bf16(dout[i] * up[i] * sig * (1.f + g * (1.f - sig)), bf16);
+        dup[i] = maybe_bf16(dout[i] * silu, bf16);
+      }
+    });
+  }
+
+  void lm_head_cross_entropy(float* losses, float* dhidden, float* dweight, const float* hidden, const float* weight, const int32_t* targets,
+                             int64_t N, int64_t C, int64_t V, float scale, bool bf16) override {
+    // Rows per chunk: the fp32 logits of one chunk stay near 16M floats.
+    const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(N, (int64_t)(1 << 24) / V));
+    std::vector<float>& logits = scratch(2, (size_t)(rows * V));
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t R = std::min(rows, N - r0);
+      sgemm(pool_, false, true, R, V, C, hidden + r0 * C, C, weight, C, logits.data(), V, false);
+      pool_.parallel_for(R, [&](int64_t r, int) {
+        float* z = logits.data() + r * V;
+        const int32_t target = targets[r0 + r];
+        if (bf16) round_bf16_array(z, z, (size_t)V);
+        if (target < 0) {
+          losses[r0 + r] = NAN;
+          std::fill(z, z + V, 0.f);
+          return;
+        }
+        losses[r0 + r] = cross_entropy_row(z, V, target, scale, dhidden != nullptr, bf16);
+      });
+      if (dhidden) {
+        sgemm(pool_, false, false, R, C, V, logits.data(), V, weight, C, dhidden + r0 * C, C, false);
+        if (bf16) copy_round(dhidden + r0 * C, dhidden + r0 * C, (size_t)(R * C), true);
+        sgemm(pool_, true, false, V, C, R, logits.data(), V, hidden + r0 * C, C, dweight, C, true);
+      }
+    }
+  }
+
+  void lm_head_logits(float* out, const float* hidden, const float* weight, const int32_t* rows, int64_t R, int64_t C, int64_t V,
+                      bool bf16) override {
+    std::vector<float>& h = scratch(3, (size_t)(R * C));
+    for (int64_t r = 0; r < R; r++) std::memcpy(h.data() + r * C, hidden + (int64_t)rows[r] * C, sizeof(float) * C);
+    sgemm(pool_, false, true, R, V, C, h.data(), C, weight, C, out, V, false);
+    if (bf16) copy_round(out, out, (size_t)(R * V), true);
+  }
+
+  double sum_squares(const float* x, size_t n) override {
+    const int64_t tasks = (int64_t)((n + ELEMS_PER_TASK - 1) / ELEMS_PER_TASK);
+    std::vector<double> partial((size_t)tasks, 0.0);
+    pool_.parallel_for(tasks, [&](int64_t t, int) {
+      double s = 0.0;
+      for (size_t i = (size_t)t * ELEMS_PER_TASK; i < std::min(n, (size_t)(t + 1) * ELEMS_PER_TASK); i++) s += (double)x[i] * x[i];
+      partial[(size_t)t] = s;
+    });
+    double total = 0.0;
+    for (double s : partial) total += s;
+    return total;
+  }
+
+  void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) override {
+    for_elements(n, [&](size_t i0, size_t i1) {
+      adamw_range(param + i0, compute_copy + i0, grad + i0, m + i0, v + i0, i1 - i0, hp);
+      if (bf16 && compute_copy != param) round_bf16_array(compute_copy + i0, compute_copy + i0, i1 - i0);
+    });
+  }
+
+ private:
+  template <typename F>
+  void for_rows(int64_t N, F&& fn) {
+    pool_.parallel_for((N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, [&](int64_t t, int) {
+      for (int64_t n = t * ROWS_PER_TASK; n < std::min(N, (t + 1) * ROWS_PER_TASK); n++) fn(n);
+    });
+  }
+  template <typename F>
+  void for_elements(size_t n, F&& fn) {
+    pool_.parallel_for((int64_t)((n + ELEMS_PER_TASK - 1) / ELEMS_PER_TASK), [&](int64_t t, int) {
+      fn((size_t)t * ELEMS_PER_TASK, std::min(n, (size_t)(t + 1) * ELEMS_PER_TASK));
+    });
+  }
+
+  void rope(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16, float sign) {
+    const int64_t half = D / 2;
+    for_rows(N, [&](int64_t n) {
+      for (int64_t i = 0; i < half; i++) {
+        const double inv_freq = std::pow((double)theta, -2.0 * (double)i / (double)D);
+        const float angle = (float)((double)pos[n] * inv_freq);
+        const float c = std::cos(angle), s = sign * std::sin(angle);
+        for (int64_t h = 0; h < H; h++) {
+          float* row = x + (n * H + h) * D;
+          const float a = row[i], b = row[i + half];
+          row[i] = maybe_bf16(a * c - b * s, bf16);
+          row[i + half] = maybe_bf16(b * c + a * s, bf16);
+        }
+      }
+    });
+  }
+
+  std::vector<float>& scratch(int slot, size_t n) {
+    auto& buf = scratch_[slot];
+    if (buf.size() < n) buf.resize(n);
+    return buf;
+  }
+  std::vector<float>& thread_scratch(int thread, size_t n) {
+    auto& buf = thread_scratch_[(size_t)thread];
+    if (buf.size() < n) buf.resize(n);
+    return buf;
+  }
+
+  ThreadPool pool_;
+  std::vector<float> scratch_[4];
+  std::vector<std::vector<float>> thread_scratch_ = std::vector<std::vector<float>>(256);
+};
+
+}  // namespace
+
+Backend* create_cpu_backend(int threads) { return new (std::nothrow) CpuBackend(std::min(threads, 256)); }
+
+}  // namespace cx

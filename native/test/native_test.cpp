@@ -1,0 +1,202 @@
+/* Gradient checks of every CPU op and of the whole model (fp32), against central finite differences.
+ * Prints one line per check and a closing "N passed, N failed" line; exits non-zero on failure. */
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../include/chuxin.h"
+#include "../src/model/backend.h"
+
+using cx::Backend;
+
+static int passed = 0, failed = 0;
+
+static void report(const std::string& name, double max_rel, double tol) {
+  const bool ok = max_rel <= tol;
+  (ok ? passed : failed)++;
+  std::printf("%s %-40s max relative error %.3e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", name.c_str(), max_rel, tol);
+}
+
+static std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.f) {
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+/* Checks d(sum(out * proj))/d(input) for every element of `input` (or a sample of them). */
+static double check(std::vector<float>& input, const std::function<double()>& loss, const std::vector<float>& analytic, size_t samples,
+                    std::mt19937& rng, float eps = 1e-2f) {
+  double worst = 0;
+  std::uniform_int_distribution<size_t> pick(0, input.size() - 1);
+  for (size_t s = 0; s < std::min(samples, input.size()); s++) {
+    const size_t i = samples >= input.size() ? s : pick(rng);
+    const float orig = input[i];
+    input[i] = orig + eps;
+    const double lp = loss();
+    input[i] = orig - eps;
+    const double lm = loss();
+    input[i] = orig;
+    const double numeric = (lp - lm) / (2 * eps);
+    const double err = std::fabs(numeric - analytic[i]) / std::max(1e-2, std::fabs(numeric) + std::fabs((double)analytic[i]));
+    worst = std::max(worst, err);
+  }
+  return worst;
+}
+
+static double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+int main() {
+  std::unique_ptr<Backend> be(cx::create_cpu_backend(2));
+  std::mt19937 rng(1234);
+  const int64_t N = 12, C = 16, F = 24, H = 2, D = C / H, B = 2, T = 6, V = 20;
+
+  {  // matmul
+    auto x = randn(N * C, rng), w = randn(F * C, rng), proj = randn(N * F, rng);
+    std::vector<float> out(N * F), dx(N * C), dw(F * C, 0.f);
+    auto loss = [&] { be->matmul_forward(out.data(), x.data(), w.data(), N, C, F, false); return dot(out, proj); };
+    loss();
+    be->matmul_backward(dx.data(), dw.data(), proj.data(), x.data(), w.data(), N, C, F, false, false);
+    // Linear in each input: a wide step has no truncation error and less rounding noise.
+    report("matmul dinp", check(x, loss, dx, 1000, rng, 0.25f), 1e-3);
+    report("matmul dweight", check(w, loss, dw, 1000, rng, 0.25f), 1e-3);
+  }
+  {  // rmsnorm
+    auto x = randn(N * C, rng), w = randn(C, rng), proj = randn(N * C, rng);
+    std::vector<float> out(N * C), rstd(N), dx(N * C, 0.f), dw(C, 0.f);
+    auto loss = [&] { be->rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f, false); return dot(out, proj); };
+    loss();
+    be->rmsnorm_backward(dx.data(), dw.data(), proj.data(), x.data(), w.data(), rstd.data(), N, C, false);
+    report("rmsnorm dinp", check(x, loss, dx, 1000, rng), 2e-3);
+    report("rmsnorm dweight", check(w, loss, dw, 1000, rng), 2e-3);
+  }
+  {  // rope
+    auto x = randn(N * C, rng), proj = randn(N * C, rng);
+    std::vector<int32_t> pos(N);
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % 5) * 7;
+    auto loss = [&] { std::vector<float> y = x; be->rope_forward(y.data(), pos.data(), N, H, D, 10000.f, false); return dot(y, proj); };
+    std::vector<float> dx = proj;
+    be->rope_backward(dx.data(), pos.data(), N, H, D, 10000.f, false);
+    report("rope dinp", check(x, loss, dx, 1000, rng), 1e-3);
+  }
+  {  // attention with two documents in row 0 and three in row 1
+    auto q = randn(B * T * C, rng), k = randn(B * T * C, rng), v = randn(B * T * C, rng), proj = randn(B * T * C, rng);
+    std::vector<int32_t> start = {0, 0, 0, 3, 3, 3, 0, 0, 2, 2, 4, 4};
+    std::vector<float> out(B * T * C), lse(B * H * T), dq(B * T * C), dk(B * T * C), dv(B * T * C);
+    auto loss = [&] { be->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), B, T, H, D, false); return dot(out, proj); };
+    loss();
+    be->attention_backward(dq.data(), dk.data(), dv.data(), proj.data(), out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), B, T,
+                           H, D, false);
+    report("attention dq", check(q, loss, dq, 1000, rng), 2e-3);
+    report("attention dk", check(k, loss, dk, 1000, rng), 2e-3);
+    report("attention dv", check(v, loss, dv, 1000, rng), 2e-3);
+  }
+  {  // swiglu
+    auto g = randn(N * F, rng), u = randn(N * F, rng), proj = randn(N * F, rng);
+    std::vector<float> out(N * F), dg(N * F), du(N * F);
+    auto loss = [&] { be->swiglu_forward(out.data(), g.data(), u.data(), N * F, false); return dot(out, proj); };
+    loss();
+    be->swiglu_backward(dg.data(), du.data(), proj.data(), g.data(), u.data(), N * F, false);
+    report("swiglu dgate", check(g, loss, dg, 1000, rng), 1e-3);
+    report("swiglu dup", check(u, loss, du, 1000, rng), 1e-3);
+  }
+  {  // embedding
+    auto wte = randn(V * C, rng), proj = randn(N * C, rng);
+    std::vector<int32_t> tok(N);
+    for (int64_t n = 0; n < N; n++) tok[n] = (int32_t)((n * 7) % V);
+    tok[3] = tok[0];  // a repeated token accumulates
+    std::vector<float> out(N * C), dw(V * C, 0.f);
+    auto loss = [&] { be->embedding_forward(out.data(), tok.data(), wte.data(), N, C, false); return dot(out, proj); };
+    be->embedding_backward(dw.data(), proj.data(), tok.data(), N, C);
+    report("embedding dweight", check(wte, loss, dw, 1000, rng), 1e-3);
+  }
+  {  // fused LM head + cross-entropy, with ignored targets
+    auto h = randn(N * C, rng, 0.5f), w = randn(V * C, rng, 0.5f);
+    std::vector<int32_t> tgt(N);
+    for (int64_t n = 0; n < N; n++) tgt[n] = n % 4 == 3 ? -1 : (int32_t)((n * 5) % V);
+    std::vector<float> losses(N), dh(N * C), dw(V * C, 0.f);
+    const float scale = 1.f / 9.f;
+    auto loss = [&] {
+      be->lm_head_cross_entropy(losses.data(), nullptr, nullptr, h.data(), w.data(), tgt.data(), N, C, V, 1.f, false);
+      double s = 0;
+      for (float l : losses) if (!std::isnan(l)) s += l;
+      return s * scale;
+    };
+    be->lm_head_cross_entropy(losses.data(), dh.data(), dw.data(), h.data(), w.data(), tgt.data(), N, C, V, scale, false);
+    report("cross-entropy dhidden", check(h, loss, dh, 1000, rng), 2e-3);
+    report("cross-entropy dweight", check(w, loss, dw, 1000, rng), 2e-3);
+  }
+  {  // the whole model, fp32, several documents per row
+    cx_config cfg{2, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
+    cx_model* m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cpu", 2, &m, &st) != CX_OK || cx_model_init(m, 5, &st) != CX_OK) {
+      std::printf("FAIL model create: %s\n", st.message);
+      return 1;
+    }
+    // Larger weights than the 0.02 init, so gradients stand well above fp32 rounding in the differences.
+    for (int i = 0; i < cx_tensor_count(m); i++) {
+      int64_t r, c;
+      cx_tensor_shape(m, i, &r, &c);
+      std::vector<float> p(r * c);
+      cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
+      std::normal_distribution<float> jitter(0.f, 0.2f);
+      for (auto& x : p) x = r > 1 ? x * 5.f : 1.f + jitter(rng);
+      cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
+    }
+    const int Bm = 2, Tm = 12;
+    std::vector<int32_t> tokens(Bm * Tm);
+    for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 13 + 5) % 39;
+    tokens[4] = 39;  // EOS ends a document mid-row
+    tokens[15] = 39;
+    tokens[19] = 39;
+    cx_run_options o{CX_FP32, 1, 1, 1, 39};
+    double sum = 0;
+    int64_t count = 0;
+    auto loss = [&] {
+      std::vector<float> l(Bm * Tm);
+      cx_forward_losses(m, tokens.data(), Bm, Tm, &o, l.data(), &st);
+      double s = 0;
+      for (float x : l) if (!std::isnan(x)) s += x;
+      return s;
+    };
+    cx_zero_grad(m, &st);
+    cx_forward_backward(m, tokens.data(), Bm, Tm, &o, 1.f, &sum, &count, &st);
+    // Per tensor, the derivative along a random direction: many elements at once, so the difference
+    // stands far above fp32 rounding.
+    double worst = 0;
+    for (int i = 0; i < cx_tensor_count(m); i++) {
+      int64_t r, c;
+      cx_tensor_shape(m, i, &r, &c);
+      std::vector<float> p(r * c), g(r * c), moved(r * c);
+      cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
+      cx_tensor_get(m, CX_GRAD, i, g.data(), &st);
+      const std::vector<float> u = randn(r * c, rng);
+      const float eps = 5e-2f / (float)std::sqrt((double)(r * c));
+      auto at = [&](float t) {
+        for (size_t j = 0; j < p.size(); j++) moved[j] = p[j] + t * u[j];
+        cx_tensor_set(m, CX_PARAM, i, moved.data(), &st);
+        return loss();
+      };
+      const double numeric = (at(eps) - at(-eps)) / (2 * eps);
+      cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
+      const double analytic = dot(g, u);
+      const double err = std::fabs(numeric - analytic) / std::max({std::fabs(numeric), std::fabs(analytic), 1e-3});
+      if (err > 1e-3) std::printf("     %s: numeric %.6g analytic %.6g\n", cx_tensor_name(m, i), numeric, analytic);
+      worst = std::max(worst, err);
+    }
+    report("whole model, every tensor (directional)", worst, 5e-3);
+    cx_model_free(m);
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,185 @@
+import { cpus } from "node:os";
+import { resolve } from "node:path";
+import ora from "ora";
+import type { Argv } from "yargs";
+import { loadAddon } from "../../native/addon.ts";
+import { evalSequences, generate, openCheckpoint } from "../../train/infer.ts";
+import { resolveModelConfig } from "../../train/model-config.ts";
+import { train, type TrainConfig, type TrainEvent } from "../../train/trainer.ts";
+import { UsageError } from "../../util/errors.ts";
+import { outputMode } from "../render.ts";
+
+function device(requested: string): "cpu" | "cuda" {
+  if (requested === "cpu" || requested === "cuda") return requested;
+  // auto: the GPU when the addon has CUDA and a device answers; else the CPU.
+  const addon = loadAddon();
+  if (!addon.cudaCompiled) return "cpu";
+  try {
+    new addon.Model({ nLayers: 1, hidden: 2, nHeads: 1, ffn: 1, vocab: 2, maxSeq: 1, ropeTheta: 10000, normEps: 1e-5 }, "cuda", 1).dispose();
+    return "cuda";
+  } catch {
+    return "cpu";
+  }
+}
+
+function parseRange(text: string | undefined): [number, number | undefined] {
+  if (!text) return [0, undefined];
+  const m = text.match(/^(\d+)(?:\.\.(\d*))?$/);
+  if (!m) throw new UsageError(`--sequences ${text}: expected A..B, A.. or A`);
+  return [Number(m[1]), m[2] === undefined ? Number(m[1]) : m[2] === "" ? undefined : Number(m[2])];
+}
+
+export function registerTrain(y: Argv): Argv {
+  return y
+    .command(
+      "train",
+      "train a LLaMA-2-style model on a build's shards through the native addon",
+      (c) =>
+        c
+          .option("data", { type: "string", demandOption: true, describe: "a build's output folder" })
+          .option("model", { type: "string", default: "tiny", describe: "preset (tiny, small, medium, chuxin-1.6b) or a JSON/YAML/HF config.json file" })
+          .option("out", { type: "string", default: "runs/run", describe: "run folder" })
+          .option("steps", { type: "number", default: 100 })
+          .option("save-every", { type: "number", default: 50 })
+          .option("keep-last", { type: "number", default: 3 })
+          .option("resume", { type: "boolean", default: false })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
+          .option("seed", { type: "number", default: 0 })
+          .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
+          .option("micro-batch", { type: "number", default: 4, describe: "sequences per forward/backward" })
+          .option("global-batch-tokens", { type: "number", describe: "tokens per optimizer step (default: one micro-batch)" })
+          .option("context", { type: "number", describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)" })
+          .option("lr", { type: "number", default: 3e-4 })
+          .option("min-lr", { type: "number", default: 3e-5 })
+          .option("warmup-steps", { type: "number", default: 10 })
+          .option("decay-steps", { type: "number", describe: "cosine decay length (default: --steps)" })
+          .option("weight-decay", { type: "number", default: 0.1 })
+          .option("clip", { type: "number", default: 1.0, describe: "global gradient-norm clip (0: off)" })
+          .option("precision", { choices: ["bf16", "fp32"], default: "bf16" })
+          .option("doc-mask", { type: "boolean", default: true, describe: "attention stays within documents (ends at EOS)" })
+          .option("reset-positions", { type: "boolean", default: true, describe: "RoPE positions restart at each document" })
+          .option("mask-eos-loss", { type: "boolean", default: true, describe: "the position whose input is EOS has no target" })
+          .option("eval-every", { type: "number", default: 50 })
+          .option("eval-sequences", { type: "number", default: 8, describe: "held-out windows for evaluation" })
+          .option("json", { type: "boolean", default: false }),
+      async (a) => {
+        const { name, config: modelConfig } = await resolveModelConfig(a.model);
+        const context = a.context ?? null;
+        const config: TrainConfig = {
+          data: resolve(a.data),
+          out: resolve(a.out),
+          model: name,
+          model_config: modelConfig,
+          device: device(a.device),
+          threads: a.threads,
+          seed: a.seed,
+          steps: a.steps,
+          save_every: a["save-every"],
+          keep_last: a["keep-last"],
+          micro_batch: a["micro-batch"],
+          global_batch_tokens: a["global-batch-tokens"] ?? 0,
+          context,
+          lr: a.lr,
+          min_lr: a["min-lr"],
+          warmup_steps: a["warmup-steps"],
+          decay_steps: a["decay-steps"] ?? null,
+          weight_decay: a["weight-decay"],
+          beta1: 0.9,
+          beta2: 0.95,
+          adam_eps: 1e-8,
+          clip: a.clip,
+          precision: a.precision as "bf16" | "fp32",
+          doc_mask: a["doc-mask"],
+          reset_positions: a["reset-positions"],
+          mask_eos_loss: a["mask-eos-loss"],
+          eval_every: a["eval-every"],
+          eval_sequences: a["eval-sequences"],
+        };
+        for (const k of ["steps", "micro-batch", "threads"] as const) if (!(a[k] > 0)) throw new UsageError(`--${k} must be positive`);
+        const mode = outputMode(a.json);
+        const spinner = mode === "tty" ? ora({ stream: process.stderr }).start("starting") : undefined;
+        let stop = false;
+        const onSigint = () => {
+          stop = true;
+          process.stderr.write("\nstopping after this step (Ctrl-C again to abort)\n");
+          process.once("SIGINT", () => process.exit(130));
+        };
+        process.once("SIGINT", onSigint);
+        const onEvent = (e: TrainEvent) => {
+          if (mode === "json") return void process.stdout.write(JSON.stringify(e) + "\n");
+          let line: string | undefined;
+          if (e.type === "start") line = `${e.resumed_from ? `resuming from ${e.resumed_from}` : "training"} on ${e.backend}: ${e.parameters.toLocaleString("en-US")} parameters, ${e.tokens_per_step} tokens/step`;
+          if (e.type === "step") {
+            const text = `step ${e.step}/${config.steps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} |g| ${e.grad_norm.toFixed(3)} ${Math.round(e.tokens_per_s).toLocaleString("en-US")} tok/s ETA ${Math.round(e.eta_s)}s`;
+            if (spinner) spinner.text = text;
+            else if (e.step % 10 === 0 || e.step === config.steps) line = text;
+          }
+          if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
+          if (e.type === "checkpoint") line = `saved ${e.path}`;
+          if (e.type === "done") line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;
+          if (line) {
+            if (spinner) spinner.info(line).start();
+            else process.stderr.write(line + "\n");
+          }
+        };
+        try {
+          await train(config, { resume: a.resume, onEvent, shouldStop: () => stop });
+          spinner?.stop();
+        } catch (error) {
+          spinner?.fail("training failed");
+          throw error;
+        } finally {
+          process.off("SIGINT", onSigint);
+        }
+      },
+    )
+    .command(
+      "eval",
+      "mean loss and perplexity of a checkpoint over a build's sequences",
+      (c) =>
+        c
+          .option("checkpoint", { type: "string", demandOption: true, describe: "a checkpoint folder or a run folder (its latest)" })
+          .option("data", { type: "string", demandOption: true })
+          .option("sequences", { type: "string", describe: "A..B (inclusive), A.. or A; default all" })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
+          .option("threads", { type: "number", default: cpus().length })
+          .option("json", { type: "boolean", default: false }),
+      async (a) => {
+        const [first, last] = parseRange(a.sequences);
+        const ckpt = await openCheckpoint(a.checkpoint, device(a.device), a.threads);
+        try {
+          const r = await evalSequences(ckpt, resolve(a.data), first, last);
+          if (a.json) process.stdout.write(JSON.stringify({ checkpoint: ckpt.dir, mean_loss: r.mean, perplexity: r.perplexity, tokens: r.tokens, sequences: r.sequences }) + "\n");
+          else process.stdout.write(`${ckpt.dir}: mean loss ${r.mean.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.sequences.length} sequence(s), ${r.tokens} predicted tokens\n`);
+        } finally {
+          ckpt.model.dispose();
+        }
+      },
+    )
+    .command(
+      "generate",
+      "sample text from a checkpoint",
+      (c) =>
+        c
+          .option("checkpoint", { type: "string", demandOption: true })
+          .option("prompt", { type: "string", demandOption: true })
+          .option("max-tokens", { type: "number", default: 64 })
+          .option("temperature", { type: "number", default: 0, describe: "0: greedy" })
+          .option("top-p", { type: "number", default: 1 })
+          .option("seed", { type: "number", default: 0 })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
+          .option("threads", { type: "number", default: cpus().length })
+          .option("json", { type: "boolean", default: false }),
+      async (a) => {
+        const ckpt = await openCheckpoint(a.checkpoint, device(a.device), a.threads);
+        try {
+          if (!a.json) process.stdout.write(a.prompt);
+          const r = await generate(ckpt, a.prompt, { maxTokens: a["max-tokens"], temperature: a.temperature, topP: a["top-p"], seed: a.seed }, a.json ? undefined : (t) => process.stdout.write(t));
+          if (a.json) process.stdout.write(JSON.stringify({ prompt: a.prompt, completion: r.text, ids: r.ids }) + "\n");
+          else process.stdout.write("\n");
+        } finally {
+          ckpt.model.dispose();
+        }
+      },
+    );
+}

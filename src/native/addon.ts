@@ -1,0 +1,73 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { RuntimeFailure } from "../util/errors.ts";
+
+export interface ModelConfig {
+  nLayers: number;
+  hidden: number;
+  nHeads: number;
+  ffn: number;
+  vocab: number;
+  maxSeq: number;
+  ropeTheta: number;
+  normEps: number;
+}
+
+export interface RunOptions {
+  precision: 0 | 1; // 0 bf16 mixed precision, 1 fp32
+  docMask: 0 | 1;
+  resetPositions: 0 | 1;
+  maskEosLoss: 0 | 1;
+  eosId: number;
+}
+
+export const TensorKind = { param: 0, grad: 1, adamM: 2, adamV: 3 } as const;
+
+export interface NativeModel {
+  init(seed: number): void;
+  tensors(): { name: string; rows: number; cols: number }[];
+  getTensor(kind: number, index: number): Float32Array;
+  setTensor(kind: number, index: number, data: Float32Array): void;
+  forwardBackward(tokens: Int32Array, B: number, T: number, options: RunOptions, lossScale: number): Promise<{ lossSum: number; count: number }>;
+  forwardLosses(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
+  lastLogits(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
+  zeroGrad(): void;
+  gradNorm(): Promise<number>;
+  adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): Promise<void>;
+  syncWeights(precision: number): void;
+  backend(): string;
+  dispose(): void;
+}
+
+export interface Addon {
+  Model: new (config: ModelConfig, backend: string, threads: number) => NativeModel;
+  cpuKernel: string;
+  cudaCompiled: boolean;
+}
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+let cached: Addon | undefined;
+
+/** Loads the addon that `npm install` built with cmake-js. */
+export function loadAddon(): Addon {
+  if (cached) return cached;
+  const candidates = [join(root, "native", "build", "Release", "chuxin.node"), join(root, "native", "build", "Debug", "chuxin.node")];
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    throw new RuntimeFailure(`the native addon is not built (looked for ${candidates[0]}); run 'npm install' (it needs g++ and cmake) or 'npm run build:native'`);
+  }
+  cached = createRequire(import.meta.url)(path) as Addon;
+  return cached;
+}
+
+/** Wraps native errors (which carry a CX_* code) as runtime failures with the message intact. */
+export async function native<T>(what: string, call: () => Promise<T> | T): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new RuntimeFailure(`${what}: ${(error as Error).message}${code ? ` [${code}]` : ""}`, { cause: error });
+  }
+}

@@ -1,0 +1,126 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { loadAddon, native, type ModelConfig, type NativeModel } from "../native/addon.ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { loadWeights, resolveCheckpoint } from "./checkpoint.ts";
+import { TokenData } from "./data.ts";
+import { resolveModelConfig } from "./model-config.ts";
+import { runOptionsOf, type TrainConfig } from "./trainer.ts";
+
+export interface LoadedCheckpoint {
+  dir: string;
+  model: NativeModel;
+  config: ModelConfig;
+  run: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss" | "data" | "micro_batch">;
+  eosId: number;
+  bosId: number;
+}
+
+/** Loads a checkpoint (or a run's latest) with the options it was trained with. */
+export async function openCheckpoint(path: string, device: "cpu" | "cuda", threads: number): Promise<LoadedCheckpoint> {
+  const dir = await resolveCheckpoint(path);
+  const hf = JSON.parse(await readFile(join(dir, "config.json"), "utf8").catch(() => {
+    throw new UsageError(`${dir}: no config.json`);
+  }));
+  const { config } = await resolveModelConfig(join(dir, "config.json"));
+  // The run's own options live beside its checkpoints; a bare HF checkpoint gets the training defaults.
+  let run: LoadedCheckpoint["run"] = { precision: "bf16", doc_mask: true, reset_positions: true, mask_eos_loss: true, data: "", micro_batch: 4 };
+  try {
+    run = JSON.parse(await readFile(join(dir, "..", "run_config.json"), "utf8"));
+  } catch {
+    /* defaults */
+  }
+  const model = new (loadAddon().Model)(config, device, threads);
+  await loadWeights(model, dir, false);
+  return { dir, model, config, run, eosId: hf.eos_token_id ?? 100001, bosId: hf.bos_token_id ?? 100000 };
+}
+
+/** Per-sequence mean losses over global sequences [first, last] of a build, with the training masks. */
+export async function evalSequences(ckpt: LoadedCheckpoint, dataDir: string, first: number, last: number | undefined) {
+  const data = await TokenData.open(dataDir, { seed: 0, evalWindows: 0, modelContext: ckpt.config.maxSeq, modelVocab: ckpt.config.vocab, context: undefined });
+  try {
+    const total = data.manifest.total_sequences;
+    const end = Math.min(last ?? total - 1, total - 1);
+    if (first < 0 || first > end) throw new UsageError(`--sequences ${first}..${last ?? ""}: the build has sequences 0..${total - 1}`);
+    const opts = runOptionsOf(ckpt.run, ckpt.eosId);
+    const perWindow = data.windowsPerSequence;
+    const out: { sequence: number; loss: number; tokens: number }[] = [];
+    for (let s = first; s <= end; s++) {
+      const windows = Array.from({ length: perWindow }, (_, w) => s * perWindow + w);
+      const tokens = await data.read(windows, ckpt.config.vocab);
+      const losses = await native("evaluation", () => ckpt.model.forwardLosses(tokens, windows.length, data.context, opts));
+      let sum = 0;
+      let n = 0;
+      for (const l of losses) if (!Number.isNaN(l)) (sum += l), n++;
+      out.push({ sequence: s, loss: sum / Math.max(1, n), tokens: n });
+    }
+    const tokens = out.reduce((a, o) => a + o.tokens, 0);
+    const mean = out.reduce((a, o) => a + o.loss * o.tokens, 0) / Math.max(1, tokens);
+    return { mean, perplexity: Math.exp(mean), tokens, sequences: out };
+  } finally {
+    await data.close();
+  }
+}
+
+/** splitmix-style PRNG for sampling, seeded by --seed. */
+function rng(seed: number): () => number {
+  let s = BigInt(seed) & 0xffffffffffffffffn;
+  return () => {
+    s = (s + 0x9e3779b97f4a7c15n) & 0xffffffffffffffffn;
+    let z = s;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
+    return Number((z ^ (z >> 31n)) >> 11n) / 2 ** 53;
+  };
+}
+
+export function sampleToken(logits: Float32Array, temperature: number, topP: number, rand: () => number): number {
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  let mx = -Infinity;
+  for (const l of logits) mx = Math.max(mx, l);
+  const probs = Array.from(logits, (l, i) => ({ i, p: Math.exp((l - mx) / temperature) }));
+  const z = probs.reduce((a, x) => a + x.p, 0);
+  probs.sort((a, b) => b.p - a.p || a.i - b.i);
+  let kept = 0;
+  let mass = 0;
+  while (kept < probs.length && mass < topP * z) mass += probs[kept++]!.p;
+  let r = rand() * mass;
+  for (let k = 0; k < kept; k++) if ((r -= probs[k]!.p) <= 0) return probs[k]!.i;
+  return probs[kept - 1]!.i;
+}
+
+export async function generate(
+  ckpt: LoadedCheckpoint,
+  prompt: string,
+  o: { maxTokens: number; temperature: number; topP: number; seed: number },
+  onToken?: (text: string) => void,
+): Promise<{ text: string; ids: number[] }> {
+  const tokenizerPath = join(ckpt.dir, "tokenizer.json");
+  const tokenizer = await loadTokenizer(tokenizerPath).catch(() => {
+    throw new RuntimeFailure(`${tokenizerPath}: the checkpoint has no tokenizer.json; copy the build's tokenizer there`);
+  });
+  const ids = tokenizer.encode(prompt);
+  if (ids.length === 0) throw new UsageError("--prompt is empty");
+  const opts = runOptionsOf(ckpt.run, ckpt.eosId);
+  const rand = rng(o.seed);
+  const generated: number[] = [];
+  let shown = "";
+  for (let i = 0; i < o.maxTokens && ids.length < ckpt.config.maxSeq; i++) {
+    const logits = await native("generation", () => ckpt.model.lastLogits(Int32Array.from(ids), 1, ids.length, opts));
+    const next = sampleToken(logits.subarray(0, tokenizer.vocabSize), o.temperature, o.topP, rand);
+    if (next === ckpt.eosId) break;
+    ids.push(next);
+    generated.push(next);
+    const text = tokenizer.decode(generated);
+    if (onToken && !text.endsWith("\ufffd")) {
+      onToken(text.slice(shown.length));
+      shown = text;
+    }
+  }
+  return { text: tokenizer.decode(generated), ids: generated };
+}

@@ -1,0 +1,94 @@
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import type { ModelConfig } from "../native/addon.ts";
+import { UsageError } from "../util/errors.ts";
+
+const base = { ropeTheta: 10000, normEps: 1e-5, vocab: 102400, maxSeq: 4096 };
+
+/** ChuXin-1.6B as in the report, and small ones for tests and experiments (same tokenizer, so vocab 102,400). */
+export const PRESETS: Record<string, ModelConfig> = {
+  "chuxin-1.6b": { ...base, nLayers: 24, hidden: 2048, nHeads: 32, ffn: 5632 },
+  tiny: { ...base, nLayers: 2, hidden: 64, nHeads: 4, ffn: 172 },
+  small: { ...base, nLayers: 4, hidden: 256, nHeads: 8, ffn: 688 },
+  medium: { ...base, nLayers: 8, hidden: 512, nHeads: 8, ffn: 1376 },
+};
+
+function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
+  const num = (key: string, fallback?: number): number => {
+    const v = hf[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new UsageError(`${where}: '${key}' must be a number`);
+    return v;
+  };
+  const heads = num("num_attention_heads");
+  if (hf.num_key_value_heads !== undefined && hf.num_key_value_heads !== heads) {
+    throw new UsageError(`${where}: grouped-query attention (num_key_value_heads ${hf.num_key_value_heads} ≠ ${heads}) is not supported`);
+  }
+  if (hf.tie_word_embeddings === true) throw new UsageError(`${where}: tied embeddings are not supported (the model has an untied LM head)`);
+  if (hf.attention_bias === true || hf.mlp_bias === true) throw new UsageError(`${where}: biases are not supported`);
+  return {
+    nLayers: num("num_hidden_layers"),
+    hidden: num("hidden_size"),
+    nHeads: heads,
+    ffn: num("intermediate_size"),
+    vocab: num("vocab_size"),
+    maxSeq: num("max_position_embeddings"),
+    ropeTheta: num("rope_theta", 10000),
+    normEps: num("rms_norm_eps", 1e-5),
+  };
+}
+
+export function validateModelConfig(c: ModelConfig, where: string): ModelConfig {
+  for (const [k, v] of Object.entries(c)) {
+    if (typeof v !== "number" || !(v > 0)) throw new UsageError(`${where}: '${k}' must be a positive number`);
+  }
+  if (c.hidden % c.nHeads !== 0 || (c.hidden / c.nHeads) % 2 !== 0) {
+    throw new UsageError(`${where}: hidden ${c.hidden} must split into ${c.nHeads} heads of an even size`);
+  }
+  return c;
+}
+
+/** A preset name, or a JSON/YAML file: our own keys, or a Hugging Face LlamaForCausalLM config.json. */
+export async function resolveModelConfig(spec: string): Promise<{ name: string; config: ModelConfig }> {
+  const preset = PRESETS[spec];
+  if (preset) return { name: spec, config: preset };
+  let text: string;
+  try {
+    text = await readFile(spec, "utf8");
+  } catch {
+    throw new UsageError(`--model ${spec}: neither a preset (${Object.keys(PRESETS).join(", ")}) nor a readable file`);
+  }
+  const parsed = (spec.endsWith(".json") ? JSON.parse(text) : parseYaml(text)) as Record<string, unknown>;
+  const config = "num_hidden_layers" in parsed ? fromHf(parsed, spec) : ({ ...base, ...parsed } as unknown as ModelConfig);
+  return { name: spec, config: validateModelConfig(config, spec) };
+}
+
+/** The Hugging Face config.json that makes `transformers` load our checkpoint as it is. */
+export function hfConfig(c: ModelConfig, eosId: number, bosId: number): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: c.hidden,
+    intermediate_size: c.ffn,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nHeads,
+    vocab_size: c.vocab,
+    max_position_embeddings: c.maxSeq,
+    rope_theta: c.ropeTheta,
+    rms_norm_eps: c.normEps,
+    hidden_act: "silu",
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: false,
+    bos_token_id: bosId,
+    eos_token_id: eosId,
+    torch_dtype: "float32",
+    initializer_range: 0.02,
+  };
+}
+
+/** Parameters, and training FLOPs per token (6N plus attention, for MFU). */
+export function parameterCount(c: ModelConfig): number {
+  const perLayer = 4 * c.hidden * c.hidden + 3 * c.hidden * c.ffn + 2 * c.hidden;
+  return 2 * c.vocab * c.hidden + c.nLayers * perLayer + c.hidden;
+}

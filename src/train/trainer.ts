@@ -1,0 +1,237 @@
+import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { loadAddon, native, type ModelConfig, type NativeModel, type RunOptions } from "../native/addon.ts";
+import { readManifest } from "../shards/manifest-file.ts";
+import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { checkpointName, listCheckpoints, loadWeights, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { countTargets, TokenData } from "./data.ts";
+import { lossCurveSvg } from "./plot.ts";
+import { learningRate } from "./schedule.ts";
+
+export interface TrainConfig {
+  data: string;
+  out: string;
+  model: string;
+  model_config: ModelConfig;
+  device: "cpu" | "cuda";
+  threads: number;
+  seed: number;
+  steps: number;
+  save_every: number;
+  keep_last: number;
+  micro_batch: number;
+  global_batch_tokens: number;
+  context: number | null;
+  lr: number;
+  min_lr: number;
+  warmup_steps: number;
+  decay_steps: number | null;
+  weight_decay: number;
+  beta1: number;
+  beta2: number;
+  adam_eps: number;
+  clip: number;
+  precision: "bf16" | "fp32";
+  doc_mask: boolean;
+  reset_positions: boolean;
+  mask_eos_loss: boolean;
+  eval_every: number;
+  eval_sequences: number;
+}
+
+export type TrainEvent =
+  | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
+  | { type: "step"; step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; eta_s: number }
+  | { type: "eval"; step: number; eval_loss: number; perplexity: number }
+  | { type: "checkpoint"; step: number; path: string }
+  | { type: "done"; step: number; out: string };
+
+export function runOptionsOf(c: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss">, eosId: number): RunOptions {
+  return {
+    precision: c.precision === "fp32" ? 1 : 0,
+    docMask: c.doc_mask ? 1 : 0,
+    resetPositions: c.reset_positions ? 1 : 0,
+    maskEosLoss: c.mask_eos_loss ? 1 : 0,
+    eosId,
+  };
+}
+
+/** Only the fields that change the arithmetic must match on --resume; step counts and cadence may change. */
+const RESUMABLE = new Set(["steps", "save_every", "keep_last", "eval_every", "threads", "decay_steps"]);
+
+async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null }> {
+  const runDir = requested.out;
+  const checkpoints = await listCheckpoints(runDir);
+  if (!resume) {
+    if (checkpoints.length > 0) throw new UsageError(`${runDir} already holds checkpoints; pass --resume to continue it, or choose another --out`);
+    return { config: requested, from: null };
+  }
+  if (checkpoints.length === 0) throw new UsageError(`--resume: ${runDir} has no checkpoint to resume from`);
+  let saved: TrainConfig;
+  try {
+    saved = JSON.parse(await readFile(join(runDir, "run_config.json"), "utf8"));
+  } catch {
+    throw new RuntimeFailure(`${join(runDir, "run_config.json")}: missing or unreadable; cannot resume`);
+  }
+  const config = { ...saved };
+  for (const key of RESUMABLE) (config as any)[key] = (requested as any)[key];
+  return { config, from: join(runDir, checkpoints[checkpoints.length - 1]!.name) };
+}
+
+/**
+ * Trains through the native addon: gradient accumulation to a global batch in tokens, AdamW with
+ * warmup + cosine, global-norm clipping, periodic eval and atomic checkpoints; every step to metrics.jsonl.
+ */
+export async function train(
+  requested: TrainConfig,
+  options: { resume: boolean; onEvent: (e: TrainEvent) => void; shouldStop?: () => boolean },
+): Promise<void> {
+  const runDir = resolve(requested.out);
+  await mkdir(runDir, { recursive: true });
+  const { config, from } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
+  const manifest = await readManifest(config.data);
+  const manifestSha = sha256Hex(JSON.stringify(manifest));
+  const mc = config.model_config;
+  const data = await TokenData.open(config.data, {
+    context: config.context ?? undefined,
+    seed: config.seed,
+    evalWindows: config.eval_sequences,
+    modelContext: mc.maxSeq,
+    modelVocab: mc.vocab,
+  });
+  const T = data.context;
+  const perMicro = config.micro_batch * T;
+  config.context = T;
+  if (!config.global_batch_tokens) config.global_batch_tokens = perMicro;
+  if (config.global_batch_tokens % perMicro !== 0) {
+    throw new UsageError(`--global-batch-tokens ${config.global_batch_tokens} is not a multiple of micro-batch ${config.micro_batch} × context ${T} = ${perMicro}`);
+  }
+  const accum = config.global_batch_tokens / perMicro;
+  const opts = runOptionsOf(config, manifest.tokenizer.eos_id);
+  const addon = loadAddon();
+  let model: NativeModel;
+  try {
+    model = new addon.Model(mc, config.device, config.threads);
+  } catch (error) {
+    throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
+  }
+  const metricsPath = join(runDir, "metrics.jsonl");
+  const trainPoints: { step: number; loss: number }[] = [];
+  const evalPoints: { step: number; loss: number }[] = [];
+  let step = 0;
+  let samples = 0;
+  try {
+    if (from) {
+      await loadWeights(model, from, true);
+      const state = await readTrainerState(from);
+      if (state.data_manifest_sha256 !== manifestSha) throw new UsageError(`--resume: ${config.data} is not the data this run was trained on (manifest changed)`);
+      step = state.step;
+      samples = state.samples_seen;
+      // Metrics after the checkpoint belong to the interrupted attempt; drop them so the file reads as one run.
+      const kept = (await readFile(metricsPath, "utf8").catch(() => ""))
+        .split("\n")
+        .filter((l) => l && JSON.parse(l).step <= step);
+      await writeFileAtomic(metricsPath, kept.map((l) => l + "\n").join(""));
+      for (const l of kept) {
+        const m = JSON.parse(l);
+        if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss });
+        if (m.eval_loss !== undefined) evalPoints.push({ step: m.step, loss: m.eval_loss });
+      }
+    } else {
+      model.init(config.seed);
+      await writeFileAtomic(metricsPath, "");
+    }
+    await writeJsonAtomic(join(runDir, "run_config.json"), config);
+    let tokenizerPath: string | undefined;
+    try {
+      tokenizerPath = await tokenizerPathForManifest(manifest);
+    } catch {
+      tokenizerPath = undefined; // the checkpoint is still loadable; generate will say where to find the tokenizer
+    }
+    const parameters = model.tensors().reduce((a, t) => a + t.rows * t.cols, 0);
+    options.onEvent({ type: "start", step, steps: config.steps, tokens_per_step: config.global_batch_tokens, parameters, backend: model.backend(), resumed_from: from });
+    const started = performance.now();
+    const firstStep = step;
+    const decaySteps = config.decay_steps ?? config.steps;
+    const save = async (lastLoss: number, lr: number) => {
+      const state: TrainerState = { step, samples_seen: samples, tokens_seen: samples * T, lr, seed: config.seed, last_loss: lastLoss, data_manifest_sha256: manifestSha };
+      const path = await saveCheckpoint(runDir, model, mc, state, { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id }, tokenizerPath, config.keep_last);
+      options.onEvent({ type: "checkpoint", step, path });
+    };
+    let lastLoss = NaN;
+    let lr = 0;
+    while (step < config.steps && !options.shouldStop?.()) {
+      const batches: Int32Array[] = [];
+      let targets = 0;
+      for (let a = 0; a < accum; a++) {
+        const windows = Array.from({ length: config.micro_batch }, (_, b) => data.trainWindow(samples + a * config.micro_batch + b));
+        const tokens = await data.read(windows, mc.vocab);
+        targets += countTargets(tokens, config.micro_batch, T, opts);
+        batches.push(tokens);
+      }
+      if (targets === 0) throw new RuntimeFailure(`step ${step + 1}: the batch has no positions with a target`);
+      model.zeroGrad();
+      let lossSum = 0;
+      for (const tokens of batches) {
+        const r = await native(`step ${step + 1}`, () => model.forwardBackward(tokens, config.micro_batch, T, opts, 1 / targets));
+        lossSum += r.lossSum;
+      }
+      const loss = lossSum / targets;
+      const gradNorm = await native("gradient norm", () => model.gradNorm());
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        const last = await listCheckpoints(runDir);
+        throw new RuntimeFailure(
+          `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ` +
+            (last.length ? `The last good checkpoint is ${join(runDir, last[last.length - 1]!.name)}.` : "No checkpoint was written yet.") +
+            " Lower --lr or use --precision fp32 to investigate.",
+        );
+      }
+      step++;
+      samples += accum * config.micro_batch;
+      lr = learningRate(step, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
+      const gradScale = config.clip > 0 && gradNorm > config.clip ? config.clip / gradNorm : 1;
+      await native("AdamW", () =>
+        model.adamwStep({ lr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, gradScale, step }),
+      );
+      lastLoss = loss;
+      const seconds = (performance.now() - started) / 1000;
+      const tokensPerS = ((step - firstStep) * config.global_batch_tokens) / seconds;
+      const etaS = ((config.steps - step) * config.global_batch_tokens) / tokensPerS;
+      trainPoints.push({ step, loss });
+      await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS) }) + "\n");
+      options.onEvent({ type: "step", step, loss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerS, eta_s: etaS });
+      if (config.eval_every > 0 && config.eval_sequences > 0 && (step % config.eval_every === 0 || step === config.steps)) {
+        const evalLoss = await evaluate(model, data, config.micro_batch, opts, mc.vocab, data.evalWindows);
+        evalPoints.push({ step, loss: evalLoss });
+        await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) }) + "\n");
+        options.onEvent({ type: "eval", step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) });
+      }
+      if ((config.save_every > 0 && step % config.save_every === 0) || step === config.steps) await save(loss, lr);
+    }
+    if (step < config.steps && step > firstStep) {
+      const last = await listCheckpoints(runDir);
+      if (last[last.length - 1]?.name !== checkpointName(step)) await save(lastLoss, lr);
+    }
+    options.onEvent({ type: "done", step, out: runDir });
+  } finally {
+    await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`)).catch(() => {});
+    await data.close();
+    model.dispose();
+  }
+}
+
+/** Mean loss over windows, with the training masks. */
+export async function evaluate(model: NativeModel, data: TokenData, batch: number, opts: RunOptions, vocab: number, windows: ArrayLike<number>): Promise<number> {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < windows.length; i += batch) {
+    const chunk = Array.from({ length: Math.min(batch, windows.length - i) }, (_, j) => windows[i + j]!);
+    const tokens = await data.read(chunk, vocab);
+    const losses = await native("evaluation", () => model.forwardLosses(tokens, chunk.length, data.context, opts));
+    for (const l of losses) if (!Number.isNaN(l)) (sum += l), count++;
+  }
+  return sum / Math.max(1, count);
+}
