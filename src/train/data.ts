@@ -155,13 +155,23 @@ export class TokenData {
   }
 }
 
-/** Positions with a target, by the same rules as the native code (next token; EOS inputs optionally masked). */
-export function countTargets(tokens: Int32Array, B: number, T: number, options: RunOptions): number {
-  let n = 0;
+/** Which positions have a target, by the same rules as the native code (next token; EOS inputs optionally masked). */
+export function targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array {
+  const mask = new Uint8Array(B * T);
   for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) {
-      if (!(options.maskEosLoss && tokens[b * T + t] === options.eosId)) n++;
-    }
+    for (let t = 0; t + 1 < T; t++) mask[b * T + t] = options.maskEosLoss && tokens[b * T + t] === options.eosId ? 0 : 1;
   }
-  return n;
+  return mask;
+}
+
+export function countTargets(tokens: Int32Array, B: number, T: number, options: RunOptions): number {
+  return targetMask(tokens, B, T, options).reduce((a, b) => a + b, 0);
+}
+
+/** Sum and count of the losses at positions with a target; a NaN there stays NaN. */
+export function maskedLossSum(losses: Float32Array, mask: Uint8Array): { sum: number; count: number } {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < losses.length; i++) if (mask[i]) (sum += losses[i]!), count++;
+  return { sum, count };
 }

@@ -4,7 +4,7 @@ import { loadAddon, native, type ModelConfig, type NativeModel } from "../native
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { loadWeights, resolveCheckpoint } from "./checkpoint.ts";
-import { TokenData } from "./data.ts";
+import { maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { resolveModelConfig } from "./model-config.ts";
 import { runOptionsOf, type TrainConfig } from "./trainer.ts";
 
@@ -50,10 +50,8 @@ export async function evalSequences(ckpt: LoadedCheckpoint, dataDir: string, fir
       const windows = Array.from({ length: perWindow }, (_, w) => s * perWindow + w);
       const tokens = await data.read(windows, ckpt.config.vocab);
       const losses = await native("evaluation", () => ckpt.model.forwardLosses(tokens, windows.length, data.context, opts));
-      let sum = 0;
-      let n = 0;
-      for (const l of losses) if (!Number.isNaN(l)) (sum += l), n++;
-      out.push({ sequence: s, loss: sum / Math.max(1, n), tokens: n });
+      const { sum, count } = maskedLossSum(losses, targetMask(tokens, windows.length, data.context, opts));
+      out.push({ sequence: s, loss: sum / Math.max(1, count), tokens: count });
     }
     const tokens = out.reduce((a, o) => a + o.tokens, 0);
     const mean = out.reduce((a, o) => a + o.loss * o.tokens, 0) / Math.max(1, tokens);

@@ -7,7 +7,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
-import { countTargets, TokenData } from "./data.ts";
+import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { lossCurveSvg } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
 
@@ -231,7 +231,9 @@ export async function evaluate(model: NativeModel, data: TokenData, batch: numbe
     const chunk = Array.from({ length: Math.min(batch, windows.length - i) }, (_, j) => windows[i + j]!);
     const tokens = await data.read(chunk, vocab);
     const losses = await native("evaluation", () => model.forwardLosses(tokens, chunk.length, data.context, opts));
-    for (const l of losses) if (!Number.isNaN(l)) (sum += l), count++;
+    const r = maskedLossSum(losses, targetMask(tokens, chunk.length, data.context, opts));
+    sum += r.sum;
+    count += r.count;
   }
   return sum / Math.max(1, count);
 }

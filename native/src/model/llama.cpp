@@ -110,6 +110,7 @@ struct cx_model {
   Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
   Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
   IntBuffer tok, pos, doc_start, targets, rows;
+  std::vector<int32_t> host_targets;
 
   int index_of(const std::string& name) const {
     for (size_t i = 0; i < tensors.size(); i++)
@@ -204,6 +205,7 @@ void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_ru
   be->upload_i32(m.pos.p, pos.data(), (size_t)N);
   be->upload_i32(m.doc_start.p, start.data(), (size_t)N);
   be->upload_i32(m.targets.p, target.data(), (size_t)N);
+  m.host_targets = std::move(target);
   out = {B, T, N};
 }
 
@@ -400,10 +402,11 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
     backward_blocks(*m, bt, *o);
     std::vector<float> losses((size_t)bt.N);
     m->be->download(losses.data(), m->losses.p, (size_t)bt.N);
+    // Sum over positions with a target: a NaN there is a real NaN and must reach the caller.
     double sum = 0;
     int64_t n = 0;
-    for (float l : losses)
-      if (!std::isnan(l)) sum += l, n++;
+    for (size_t i = 0; i < losses.size(); i++)
+      if (m->host_targets[i] >= 0) sum += losses[i], n++;
     *loss_sum = sum;
     *count = n;
   });

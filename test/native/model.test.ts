@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { loadAddon, type ModelConfig, type RunOptions } from "../../src/native/addon.ts";
+import { repoRoot } from "../helpers/paths.ts";
+
+const EOS = 63;
+const config: ModelConfig = { nLayers: 2, hidden: 32, nHeads: 4, ffn: 48, vocab: 64, maxSeq: 64, ropeTheta: 10000, normEps: 1e-5 };
+const fp32: RunOptions = { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 1, eosId: EOS };
+const bf16: RunOptions = { ...fp32, precision: 0 };
+
+function model(seed = 1) {
+  const m = new (loadAddon().Model)(config, "cpu", 2);
+  m.init(seed);
+  return m;
+}
+
+describe("native model (CPU backend)", () => {
+  it("passes the op-level and whole-model gradient checks against finite differences", () => {
+    const r = spawnSync(join(repoRoot, "native", "build", "chuxin_native_test"), { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^14 passed, 0 failed$/m);
+  });
+
+  for (const [name, opts] of [["fp32", fp32], ["bf16", bf16]] as const) {
+    it(`keeps documents apart (${name}): editing one leaves the other's losses unchanged`, async () => {
+      const m = model();
+      // Row: doc A (tokens 0..9, ends with EOS) then doc B.
+      const seq = Int32Array.from({ length: 24 }, (_, i) => (i === 9 ? EOS : (i * 7 + 3) % 60));
+      const edited = seq.slice();
+      edited[4] = 50;
+      const a = await m.forwardLosses(seq, 1, 24, opts);
+      const b = await m.forwardLosses(edited, 1, 24, opts);
+      for (let t = 10; t < 23; t++) assert.equal(a[t], b[t], `position ${t} of the second document`);
+      assert.notEqual(a[3], b[3], "the edited document's own losses change");
+      m.dispose();
+    });
+
+    it(`gives two packed documents the same losses as each alone, with positions reset (${name})`, async () => {
+      const m = model();
+      const docA = Int32Array.from([5, 9, 14, 2, 33, 8, EOS]);
+      const docB = Int32Array.from([7, 7, 21, 40, 3, 11, 19, 4]);
+      const packed = Int32Array.from([...docA, ...docB]);
+      const together = await m.forwardLosses(packed, 1, packed.length, opts);
+      const aloneA = await m.forwardLosses(docA, 1, docA.length, opts);
+      const aloneB = await m.forwardLosses(docB, 1, docB.length, opts);
+      for (let t = 0; t < docA.length - 1; t++) assert.ok(Math.abs(together[t]! - aloneA[t]!) <= 1e-5, `doc A position ${t}`);
+      assert.ok(Number.isNaN(together[docA.length - 1]!), "the EOS position has no target");
+      for (let t = 0; t < docB.length - 1; t++) assert.ok(Math.abs(together[docA.length + t]! - aloneB[t]!) <= 1e-5, `doc B position ${t}`);
+      m.dispose();
+    });
+  }
+
+  it("overfits one batch to near-zero loss", async () => {
+    const m = model(3);
+    const B = 2, T = 32;
+    const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 11 + (i >> 3)) % 60);
+    let loss = Infinity;
+    for (let step = 1; step <= 150; step++) {
+      m.zeroGrad();
+      const r = await m.forwardBackward(tokens, B, T, bf16, 1 / (B * (T - 1)));
+      loss = r.lossSum / r.count;
+      await m.adamwStep({ lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, gradScale: 1, step });
+    }
+    assert.ok(loss < 0.05, `final loss ${loss}`);
+    m.dispose();
+  });
+
+  it("is deterministic: the same step twice gives the same bits, whatever the thread count", async () => {
+    const tokens = Int32Array.from({ length: 2 * 48 }, (_, i) => (i % 17 === 16 ? EOS : (i * 5 + 1) % 60));
+    const run = async (threads: number) => {
+      const m = new (loadAddon().Model)(config, "cpu", threads);
+      m.init(9);
+      m.zeroGrad();
+      const r = await m.forwardBackward(tokens, 2, 48, bf16, 0.01);
+      const g = m.getTensor(1, 3);
+      m.dispose();
+      return { loss: r.lossSum, g };
+    };
+    const one = await run(1);
+    const two = await run(2);
+    const again = await run(2);
+    assert.equal(one.loss, two.loss);
+    assert.deepEqual(two.g, again.g);
+    assert.deepEqual(one.g, two.g);
+  });
+
+  it("refuses bad input with a JS error and a code, never a crash", async () => {
+    const m = model();
+    await assert.rejects(m.forwardLosses(Int32Array.from([1, 2, 64]), 1, 3, fp32), (e: any) => {
+      assert.equal(e.code, "CX_INVALID_ARGUMENT");
+      assert.match(e.message, /token id 64 at row 0 position 2 is outside the vocabulary \(size 64\)/);
+      return true;
+    });
+    await assert.rejects(m.forwardLosses(new Int32Array(65), 1, 65, fp32), /sequence length 65 exceeds the model's context 64/);
+    assert.throws(() => m.forwardLosses(new Int32Array(3), 2, 2, fp32), /exactly B\*T ids/);
+    assert.throws(() => new (loadAddon().Model)({ ...config, hidden: 30 }, "cpu", 1), /hidden 30 must split into 4 heads of an even size/);
+    assert.throws(() => new (loadAddon().Model)(config, "tpu", 1), /unknown backend 'tpu'/);
+    if (!loadAddon().cudaCompiled) {
+      assert.throws(() => new (loadAddon().Model)(config, "cuda", 1), (e: any) => e.code === "CX_BACKEND_UNAVAILABLE" && /built without CUDA/.test(e.message));
+    }
+    m.dispose();
+  });
+});
