@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -86,6 +87,39 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* A
 }
 #endif
 
+/* bf16 pairs: C tile (12 x 32) += Ap · Bp over kc2 k-pairs with VDPBF16PS (products exact, fp32 sums). */
+__attribute__((target("avx512f,avx512bf16"))) void kernel_avx512_bf16(int64_t kc2, const uint32_t* Ap, const uint32_t* Bp, float* C,
+                                                                    int64_t ldc, bool accumulate) {
+  constexpr int MR = 12;
+  __m512 c[MR][2];
+  for (int i = 0; i < MR; i++) {
+    c[i][0] = accumulate ? _mm512_loadu_ps(C + i * ldc) : _mm512_setzero_ps();
+    c[i][1] = accumulate ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc2; p++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + p * 32);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + p * 32 + 16);
+    const uint32_t* a = Ap + p * MR;
+    for (int i = 0; i < MR; i++) {
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
+    }
+  }
+  for (int i = 0; i < MR; i++) {
+    _mm512_storeu_ps(C + i * ldc, c[i][0]);
+    _mm512_storeu_ps(C + i * ldc + 16, c[i][1]);
+  }
+}
+
+bool has_avx512_bf16() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  }();
+  return yes;
+}
+
 const Kernel& pick_kernel() {
   static const Kernel kernel = [] {
 #ifdef CX_X86
@@ -132,9 +166,120 @@ void pack_b(bool transB, const float* B, int64_t ldb, int64_t N, int64_t j0, int
   }
 }
 
+/* The upper half of an fp32 that already holds a bf16 value is that bf16, exactly. */
+inline uint32_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u >> 16;
+}
+
+/* 32-bit views of float arrays (may_alias keeps the reads well-defined). */
+typedef uint32_t __attribute__((may_alias)) u32_alias;
+
+/* A k-pair of bf16 in one 32-bit word: k=2p in the low half, k=2p+1 in the high half. */
+inline uint32_t pair_bits(uint32_t lo, uint32_t hi) { return (lo >> 16) | (hi & 0xffff0000u); }
+
+/* Pairs from two k-rows, contiguous along the other dimension (vectorises). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) void pairs_from_rows(const float* k0, const float* k1, uint32_t* out, int64_t n) {
+  for (int64_t c = 0; c < n; c++) {
+    uint32_t a, b = 0;
+    std::memcpy(&a, k0 + c, 4);
+    if (k1) std::memcpy(&b, k1 + c, 4);
+    out[c] = pair_bits(a, b);
+  }
+}
+
+/* Packs rows [i0, i0+mr) x k [p0, p0+kc) of op(A) as k-pairs of bf16, mr words per pair (zero-padded). */
+void pack_a_bf16(bool transA, const float* A, int64_t lda, int64_t M, int64_t i0, int64_t p0, int64_t kc, int mr, uint32_t* out) {
+  const int64_t rows = std::min<int64_t>(mr, M - i0), kc2 = (kc + 1) / 2;
+  std::memset(out, 0, sizeof(uint32_t) * (size_t)(kc2 * mr));
+  if (transA) {  // k rows are contiguous along i
+    for (int64_t p = 0; p < kc2; p++) {
+      const float* k0 = A + (p0 + 2 * p) * lda + i0;
+      const float* k1 = 2 * p + 1 < kc ? k0 + lda : nullptr;
+      pairs_from_rows(k0, k1, out + p * mr, rows);
+    }
+  } else {  // each row holds its k-pairs side by side
+    for (int64_t r = 0; r < rows; r++) {
+      const u32_alias* src = reinterpret_cast<const u32_alias*>(A + (i0 + r) * lda + p0);
+      for (int64_t p = 0; p < kc / 2; p++) out[p * mr + r] = pair_bits(src[2 * p], src[2 * p + 1]);
+      if (kc % 2) out[(kc2 - 1) * mr + r] = pair_bits(src[kc - 1], 0);
+    }
+  }
+}
+
+void pack_b_bf16(bool transB, const float* B, int64_t ldb, int64_t N, int64_t j0, int64_t p0, int64_t kc, int nr, uint32_t* out) {
+  const int64_t cols = std::min<int64_t>(nr, N - j0), kc2 = (kc + 1) / 2;
+  std::memset(out, 0, sizeof(uint32_t) * (size_t)(kc2 * nr));
+  if (!transB) {  // k rows are contiguous along j
+    for (int64_t p = 0; p < kc2; p++) {
+      const float* k0 = B + (p0 + 2 * p) * ldb + j0;
+      const float* k1 = 2 * p + 1 < kc ? k0 + ldb : nullptr;
+      pairs_from_rows(k0, k1, out + p * nr, cols);
+    }
+  } else {
+    for (int64_t c = 0; c < cols; c++) {
+      const u32_alias* src = reinterpret_cast<const u32_alias*>(B + (j0 + c) * ldb + p0);
+      for (int64_t p = 0; p < kc / 2; p++) out[p * nr + c] = pair_bits(src[2 * p], src[2 * p + 1]);
+      if (kc % 2) out[(kc2 - 1) * nr + c] = pair_bits(src[kc - 1], 0);
+    }
+  }
+}
+
+void sgemm_bf16(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  constexpr int mr = 12, nr = 32;
+  const int64_t m_panels = (M + mr - 1) / mr, n_panels = (N + nr - 1) / nr;
+  thread_local std::vector<uint32_t> apack, bpack;
+  if (apack.size() < (size_t)m_panels * mr * KC / 2) apack.resize((size_t)m_panels * mr * KC / 2);
+  if (bpack.size() < (size_t)n_panels * nr * KC / 2) bpack.resize((size_t)n_panels * nr * KC / 2);
+  uint32_t* const a_buf = apack.data();
+  uint32_t* const b_buf = bpack.data();
+  const int64_t mp_per_task = std::max<int64_t>(1, std::min<int64_t>(8, m_panels / std::max(1, pool.size())));
+  const int64_t np_per_task = std::max<int64_t>(1, std::min<int64_t>(16, n_panels));
+  const int64_t m_tasks = (m_panels + mp_per_task - 1) / mp_per_task;
+  const int64_t n_tasks = (n_panels + np_per_task - 1) / np_per_task;
+  for (int64_t p0 = 0; p0 < K; p0 += KC) {
+    const int64_t kc = std::min(KC, K - p0), kc2 = (kc + 1) / 2;
+    const bool acc = accumulate || p0 > 0;
+    pool.parallel_for(m_panels + n_panels, [&](int64_t t, int) {
+      if (t < m_panels) pack_a_bf16(transA, A, lda, M, t * mr, p0, kc, mr, a_buf + t * mr * kc2);
+      else pack_b_bf16(transB, B, ldb, N, (t - m_panels) * nr, p0, kc, nr, b_buf + (t - m_panels) * nr * kc2);
+    });
+    pool.parallel_for(m_tasks * n_tasks, [&](int64_t task, int) {
+      const int64_t mt = task / n_tasks, nt = task % n_tasks;
+      float tile[mr * nr];
+      for (int64_t ip = mt * mp_per_task; ip < std::min(m_panels, (mt + 1) * mp_per_task); ip++) {
+        const int64_t i0 = ip * mr, rows = std::min<int64_t>(mr, M - i0);
+        for (int64_t jp = nt * np_per_task; jp < std::min(n_panels, (nt + 1) * np_per_task); jp++) {
+          const int64_t j0 = jp * nr, cols = std::min<int64_t>(nr, N - j0);
+          const uint32_t* Ap = a_buf + ip * mr * kc2;
+          const uint32_t* Bp = b_buf + jp * nr * kc2;
+          if (rows == mr && cols == nr) {
+            kernel_avx512_bf16(kc2, Ap, Bp, C + i0 * ldc + j0, ldc, acc);
+          } else {
+            for (int64_t r = 0; r < mr; r++)
+              for (int64_t c = 0; c < nr; c++) tile[r * nr + c] = (acc && r < rows && c < cols) ? C[(i0 + r) * ldc + j0 + c] : 0.f;
+            kernel_avx512_bf16(kc2, Ap, Bp, tile, nr, true);
+            for (int64_t r = 0; r < rows; r++)
+              for (int64_t c = 0; c < cols; c++) C[(i0 + r) * ldc + j0 + c] = tile[r * nr + c];
+          }
+        }
+      }
+    });
+  }
+}
+
 }  // namespace
 
-const char* sgemm_kernel_name() { return pick_kernel().name; }
+const char* sgemm_kernel_name() { return has_avx512_bf16() ? (std::string(pick_kernel().name) == "avx512" ? "avx512 (+avx512_bf16 for bf16 operands)" : pick_kernel().name) : pick_kernel().name; }
+
+void gemm_bf16_operands(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                        int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K > 0 && has_avx512_bf16()) return sgemm_bf16(pool, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
 
 void sgemm(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {

@@ -41,7 +41,7 @@ constexpr int64_t ELEMS_PER_TASK = 1 << 14;
 
 /* Hot element-wise loops, compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
  * The build uses -ffp-contract=off, so every clone computes the same bits. */
-#define CX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CX_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 
 CX_CLONES void round_bf16_array(float* dst, const float* src, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -78,6 +78,21 @@ CX_CLONES float cross_entropy_row(float* z, int64_t V, int32_t target, float sca
   return lse - zt;
 }
 
+CX_CLONES void swiglu_range(float* out, const float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    out[i] = g / (1.f + exp_approx(-g)) * up[i];
+  }
+}
+
+CX_CLONES void swiglu_backward_range(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float g = gate[i], sig = 1.f / (1.f + exp_approx(-g));
+    dgate[i] = dout[i] * up[i] * sig * (1.f + g * (1.f - sig));
+    dup[i] = dout[i] * (g * sig);
+  }
+}
+
 CX_CLONES void adamw_range(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, AdamWParams hp) {
   for (size_t i = 0; i < n; i++) {
     const float g = grad[i] * hp.grad_scale;
@@ -86,6 +101,75 @@ CX_CLONES void adamw_range(float* param, float* compute_copy, const float* grad,
     const float mhat = m[i] / hp.bias1, vhat = v[i] / hp.bias2;
     param[i] -= hp.lr * (mhat / (std::sqrt(vhat) + hp.eps) + hp.weight_decay * param[i]);
     compute_copy[i] = param[i];
+  }
+}
+
+/* Attention for one (row, head), on contiguous copies: q, v, o as [T][D], kt and vt as [D][T].
+ * Every inner loop is element-wise over j or d, so it vectorises without reassociating sums. */
+CX_CLONES void attention_scores(float* s, const float* qi, const float* kt, int64_t T, int64_t D, int64_t st, int64_t i, float scale) {
+  for (int64_t j = st; j <= i; j++) s[j] = 0.f;
+  for (int64_t d = 0; d < D; d++) {
+    const float qd = qi[d] * scale;
+    const float* __restrict kd = kt + d * T;
+    float* __restrict sr = s;
+    for (int64_t j = st; j <= i; j++) sr[j] = std::fmaf(qd, kd[j], sr[j]);
+  }
+}
+
+CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kt, const float* v, const int32_t* start, int64_t T,
+                                      int64_t D, float scale, float* s) {
+  for (int64_t i = 0; i < T; i++) {
+    const int64_t st = start[i];
+    attention_scores(s, q + i * D, kt, T, D, st, i, scale);
+    float mx = -INFINITY;
+    for (int64_t j = st; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
+    float sum = 0.f;
+    for (int64_t j = st; j <= i; j++) sum += (s[j] = exp_approx(s[j] - mx));
+    const float inv = 1.f / sum;
+    float* __restrict oi = o + i * D;
+    for (int64_t d = 0; d < D; d++) oi[d] = 0.f;
+    for (int64_t j = st; j <= i; j++) {
+      const float p = s[j] * inv;
+      const float* __restrict vj = v + j * D;
+      for (int64_t d = 0; d < D; d++) oi[d] = std::fmaf(p, vj[d], oi[d]);
+    }
+    lse[i] = mx + std::log(sum);
+  }
+}
+
+CX_CLONES void attention_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse, const float* q,
+                                       const float* k, const float* kt, const float* vt, const int32_t* start, int64_t T, int64_t D, float scale,
+                                       float* s, float* dp) {
+  for (int64_t x = 0; x < T * D; x++) dk[x] = dv[x] = 0.f;
+  for (int64_t i = 0; i < T; i++) {
+    const int64_t st = start[i];
+    const float* qi = q + i * D;
+    const float* gi = dout + i * D;
+    attention_scores(s, qi, kt, T, D, st, i, scale);
+    for (int64_t j = st; j <= i; j++) s[j] = exp_approx(s[j] - lse[i]);
+    for (int64_t j = st; j <= i; j++) dp[j] = 0.f;
+    for (int64_t d = 0; d < D; d++) {
+      const float gd = gi[d];
+      const float* __restrict vd = vt + d * T;
+      float* __restrict dpr = dp;
+      for (int64_t j = st; j <= i; j++) dpr[j] = std::fmaf(gd, vd[j], dpr[j]);
+    }
+    float delta = 0.f;
+    for (int64_t d = 0; d < D; d++) delta += gi[d] * o[i * D + d];
+    float* __restrict dqi = dq + i * D;
+    for (int64_t d = 0; d < D; d++) dqi[d] = 0.f;
+    const float* __restrict qr = qi;
+    const float* __restrict gr = gi;
+    for (int64_t j = st; j <= i; j++) {
+      const float p = s[j];
+      const float ds = p * (dp[j] - delta) * scale;
+      const float* __restrict kj = k + j * D;
+      float* __restrict dkj = dk + j * D;
+      float* __restrict dvj = dv + j * D;
+      for (int64_t d = 0; d < D; d++) dqi[d] = std::fmaf(ds, kj[d], dqi[d]);
+      for (int64_t d = 0; d < D; d++) dkj[d] = std::fmaf(ds, qr[d], dkj[d]);
+      for (int64_t d = 0; d < D; d++) dvj[d] = std::fmaf(p, gr[d], dvj[d]);
+    }
   }
 }
 
@@ -140,7 +224,7 @@ class CpuBackend final : public Backend {
   }
 
   void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) override {
-    sgemm(pool_, false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false);
+    mm(bf16, false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false);
     if (bf16) copy_round(out, out, (size_t)(N * Cout), true);
   }
 
@@ -150,16 +234,16 @@ class CpuBackend final : public Backend {
       if (accumulate_dinp && bf16) {
         // The GPU adds in fp32 and stores bf16: compute apart, then add and round.
         std::vector<float>& tmp = scratch(0, (size_t)(N * Cin));
-        sgemm(pool_, false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp.data(), Cin, false);
+        mm(bf16, false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp.data(), Cin, false);
         for_elements((size_t)(N * Cin), [&](size_t i0, size_t i1) {
           for (size_t i = i0; i < i1; i++) dinp[i] = round_bf16(dinp[i] + round_bf16(tmp[i]));
         });
       } else {
-        sgemm(pool_, false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp);
+        mm(bf16, false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp);
         if (bf16) copy_round(dinp, dinp, (size_t)(N * Cin), true);
       }
     }
-    if (dweight) sgemm(pool_, true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true);
+    if (dweight) mm(bf16, true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true);
   }
 
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps, bool bf16) override {
@@ -213,30 +297,14 @@ class CpuBackend final : public Backend {
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B,
                          int64_t T, int64_t H, int64_t D, bool bf16) override {
     const float scale = 1.0f / std::sqrt((float)D);
-    pool_.parallel_for(B * H * T, [&](int64_t task, int thread) {
-      const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
-      std::vector<float>& s = thread_scratch(thread, (size_t)T);
-      const float* qt = q + ((b * T + t) * H + h) * D;
-      const int64_t start = doc_start[b * T + t];
-      float mx = -INFINITY;
-      for (int64_t j = start; j <= t; j++) {
-        const float* kj = k + ((b * T + j) * H + h) * D;
-        float dot = 0.f;
-        for (int64_t d = 0; d < D; d++) dot += qt[d] * kj[d];
-        s[j] = dot * scale;
-        mx = std::max(mx, s[j]);
-      }
-      float sum = 0.f;
-      for (int64_t j = start; j <= t; j++) sum += (s[j] = std::exp(s[j] - mx));
-      float* o = out + ((b * T + t) * H + h) * D;
-      std::fill(o, o + D, 0.f);
-      for (int64_t j = start; j <= t; j++) {
-        const float p = s[j] / sum;
-        const float* vj = v + ((b * T + j) * H + h) * D;
-        for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
-      }
-      for (int64_t d = 0; d < D; d++) o[d] = maybe_bf16(o[d], bf16);
-      lse[(b * H + h) * T + t] = mx + std::log(sum);
+    pool_.parallel_for(B * H, [&](int64_t task, int thread) {
+      const int64_t b = task / H, h = task % H;
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(4 * T * D + T));
+      float *qh = buf.data(), *kt = qh + T * D, *vh = kt + T * D, *oh = vh + T * D, *s = oh + T * D;
+      gather_head(qh, kt, vh, nullptr, q, k, v, nullptr, b, h, T, H, D);
+      attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, T, D, scale, s);
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t d = 0; d < D; d++) out[((b * T + t) * H + h) * D + d] = maybe_bf16(oh[t * D + d], bf16);
     });
   }
 
@@ -247,64 +315,39 @@ class CpuBackend final : public Backend {
     // One task per (row, head): dk and dv sum over queries, so each is owned by a single task.
     pool_.parallel_for(B * H, [&](int64_t task, int thread) {
       const int64_t b = task / H, h = task % H;
-      std::vector<float>& acc = thread_scratch(thread, (size_t)(3 * T * D));
-      float* gq = acc.data();
-      float* gk = gq + T * D;
-      float* gv = gk + T * D;
-      std::fill(acc.begin(), acc.begin() + 3 * T * D, 0.f);
-      for (int64_t t = 0; t < T; t++) {
-        const int64_t row = (b * T + t) * H + h;
-        const float* qt = q + row * D;
-        const float* dot_ = dout + row * D;
-        const float* ot = out + row * D;
-        float delta = 0.f;
-        for (int64_t d = 0; d < D; d++) delta += dot_[d] * ot[d];
-        const float l = lse[(b * H + h) * T + t];
-        for (int64_t j = doc_start[b * T + t]; j <= t; j++) {
-          const int64_t rj = (b * T + j) * H + h;
-          const float* kj = k + rj * D;
-          const float* vj = v + rj * D;
-          float s = 0.f, dp = 0.f;
-          for (int64_t d = 0; d < D; d++) {
-            s += qt[d] * kj[d];
-            dp += dot_[d] * vj[d];
-          }
-          const float p = std::exp(s * scale - l);
-          const float ds = p * (dp - delta) * scale;
-          for (int64_t d = 0; d < D; d++) {
-            gq[t * D + d] += ds * kj[d];
-            gk[j * D + d] += ds * qt[d];
-            gv[j * D + d] += p * dot_[d];
-          }
-        }
-      }
-      for (int64_t t = 0; t < T; t++) {
-        const int64_t row = (b * T + t) * H + h;
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(10 * T * D + 2 * T));
+      float *qh = buf.data(), *kt = qh + T * D, *vt = kt + T * D, *kh = vt + T * D, *gh = kh + T * D, *oh = gh + T * D;
+      float *gq = oh + T * D, *gk = gq + T * D, *gv = gk + T * D, *s = gv + T * D, *dp = s + T;
+      gather_head(qh, kt, vt, kh, q, k, v, nullptr, b, h, T, H, D, /*v_transposed=*/true);
+      for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) {
-          dq[row * D + d] = maybe_bf16(gq[t * D + d], bf16);
-          dk[row * D + d] = maybe_bf16(gk[t * D + d], bf16);
-          dv[row * D + d] = maybe_bf16(gv[t * D + d], bf16);
+          gh[t * D + d] = dout[((b * T + t) * H + h) * D + d];
+          oh[t * D + d] = out[((b * T + t) * H + h) * D + d];
         }
-      }
+      attention_head_backward(gq, gk, gv, gh, oh, lse + (b * H + h) * T, qh, kh, kt, vt, doc_start + b * T, T, D, scale, s, dp);
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t d = 0; d < D; d++) {
+          const int64_t at = ((b * T + t) * H + h) * D + d;
+          dq[at] = maybe_bf16(gq[t * D + d], bf16);
+          dk[at] = maybe_bf16(gk[t * D + d], bf16);
+          dv[at] = maybe_bf16(gv[t * D + d], bf16);
+        }
     });
   }
 
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, bool bf16) override {
     for_elements((size_t)n, [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; i++) {
-        const float g = gate[i];
-        out[i] = maybe_bf16(g / (1.f + std::exp(-g)) * up[i], bf16);
-      }
+      swiglu_range(out + i0, gate + i0, up + i0, i1 - i0);
+      if (bf16) round_bf16_array(out + i0, out + i0, i1 - i0);
     });
   }
 
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n, bool bf16) override {
     for_elements((size_t)n, [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; i++) {
-        const float g = gate[i], sig = 1.f / (1.f + std::exp(-g));
-        const float silu = g * sig;
-        dgate[i] = maybe_bf16(dout[i] * up[i] * sig * (1.f + g * (1.f - sig)), bf16);
-        dup[i] = maybe_bf16(dout[i] * silu, bf16);
+      swiglu_backward_range(dgate + i0, dup + i0, dout + i0, gate + i0, up + i0, i1 - i0);
+      if (bf16) {
+        round_bf16_array(dgate + i0, dgate + i0, i1 - i0);
+        round_bf16_array(dup + i0, dup + i0, i1 - i0);
       }
     });
   }
@@ -316,7 +359,7 @@ class CpuBackend final : public Backend {
     std::vector<float>& logits = scratch(2, (size_t)(rows * V));
     for (int64_t r0 = 0; r0 < N; r0 += rows) {
       const int64_t R = std::min(rows, N - r0);
-      sgemm(pool_, false, true, R, V, C, hidden + r0 * C, C, weight, C, logits.data(), V, false);
+      mm(bf16, false, true, R, V, C, hidden + r0 * C, C, weight, C, logits.data(), V, false);
       pool_.parallel_for(R, [&](int64_t r, int) {
         float* z = logits.data() + r * V;
         const int32_t target = targets[r0 + r];
@@ -329,9 +372,9 @@ class CpuBackend final : public Backend {
         losses[r0 + r] = cross_entropy_row(z, V, target, scale, dhidden != nullptr, bf16);
       });
       if (dhidden) {
-        sgemm(pool_, false, false, R, C, V, logits.data(), V, weight, C, dhidden + r0 * C, C, false);
+        mm(bf16, false, false, R, C, V, logits.data(), V, weight, C, dhidden + r0 * C, C, false);
         if (bf16) copy_round(dhidden + r0 * C, dhidden + r0 * C, (size_t)(R * C), true);
-        sgemm(pool_, true, false, V, C, R, logits.data(), V, hidden + r0 * C, C, dweight, C, true);
+        mm(bf16, true, false, V, C, R, logits.data(), V, hidden + r0 * C, C, dweight, C, true);
       }
     }
   }
@@ -340,7 +383,7 @@ class CpuBackend final : public Backend {
                       bool bf16) override {
     std::vector<float>& h = scratch(3, (size_t)(R * C));
     for (int64_t r = 0; r < R; r++) std::memcpy(h.data() + r * C, hidden + (int64_t)rows[r] * C, sizeof(float) * C);
-    sgemm(pool_, false, true, R, V, C, h.data(), C, weight, C, out, V, false);
+    mm(bf16, false, true, R, V, C, h.data(), C, weight, C, out, V, false);
     if (bf16) copy_round(out, out, (size_t)(R * V), true);
   }
 
@@ -380,19 +423,52 @@ class CpuBackend final : public Backend {
 
   void rope(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16, float sign) {
     const int64_t half = D / 2;
-    for_rows(N, [&](int64_t n) {
+    int32_t max_pos = 0;
+    for (int64_t n = 0; n < N; n++) max_pos = std::max(max_pos, pos[n]);
+    // cos/sin per (position, frequency), computed once per call in double, as the per-element path did.
+    std::vector<float>& table = scratch(4, (size_t)(2 * (max_pos + 1) * half));
+    for (int64_t p = 0; p <= max_pos; p++)
       for (int64_t i = 0; i < half; i++) {
         const double inv_freq = std::pow((double)theta, -2.0 * (double)i / (double)D);
-        const float angle = (float)((double)pos[n] * inv_freq);
-        const float c = std::cos(angle), s = sign * std::sin(angle);
-        for (int64_t h = 0; h < H; h++) {
-          float* row = x + (n * H + h) * D;
+        const float angle = (float)((double)p * inv_freq);
+        table[(size_t)(2 * (p * half + i))] = std::cos(angle);
+        table[(size_t)(2 * (p * half + i) + 1)] = std::sin(angle);
+      }
+    for_rows(N, [&](int64_t n) {
+      const float* cs = table.data() + 2 * pos[n] * half;
+      for (int64_t h = 0; h < H; h++) {
+        float* row = x + (n * H + h) * D;
+        for (int64_t i = 0; i < half; i++) {
+          const float c = cs[2 * i], s = sign * cs[2 * i + 1];
           const float a = row[i], b = row[i + half];
           row[i] = maybe_bf16(a * c - b * s, bf16);
           row[i + half] = maybe_bf16(b * c + a * s, bf16);
         }
       }
     });
+  }
+
+  /* Copies one head out of [B][T][H][D]: q as [T][D], k transposed to [D][T] (and as [T][D] into kh when
+   * given), v as [T][D] or transposed to [D][T]. */
+  static void gather_head(float* qh, float* kt, float* vh, float* kh, const float* q, const float* k, const float* v, const void*, int64_t b,
+                          int64_t h, int64_t T, int64_t H, int64_t D, bool v_transposed = false) {
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t at = ((b * T + t) * H + h) * D;
+      for (int64_t d = 0; d < D; d++) {
+        qh[t * D + d] = q[at + d];
+        kt[d * T + t] = k[at + d];
+        if (kh) kh[t * D + d] = k[at + d];
+        if (v_transposed) vh[d * T + t] = v[at + d];
+        else vh[t * D + d] = v[at + d];
+      }
+    }
+  }
+
+  /* In bf16 mode every matmul operand holds bf16 values, so the bf16 dot-product kernel applies. */
+  void mm(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+          float* C, int64_t ldc, bool accumulate) {
+    if (bf16) gemm_bf16_operands(pool_, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    else sgemm(pool_, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
   }
 
   std::vector<float>& scratch(int slot, size_t n) {
@@ -407,7 +483,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
-  std::vector<float> scratch_[4];
+  std::vector<float> scratch_[5];
   std::vector<std::vector<float>> thread_scratch_ = std::vector<std::vector<float>>(256);
 };
 

@@ -1,6 +1,17 @@
 #include "threadpool.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CX_PAUSE() _mm_pause()
+#else
+#define CX_PAUSE() std::this_thread::yield()
+#endif
+
 namespace cx {
+
+namespace {
+constexpr int kSpins = 4000;  // about 20-50 microseconds
+}
 
 ThreadPool::ThreadPool(int threads) {
   if (threads < 1) threads = 1;
@@ -10,29 +21,31 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::run_tasks(int thread) {
+  const auto& job = *job_;
+  for (int64_t t = next_.fetch_add(1); t < tasks_; t = next_.fetch_add(1)) job(t, thread);
+}
+
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int)>* job;
-    int64_t tasks;
-    {
+    for (int spin = 0; spin < kSpins && generation_.load(std::memory_order_acquire) == seen && !stop_.load(); spin++) CX_PAUSE();
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      tasks = tasks_;
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
     }
-    for (int64_t t = next_.fetch_add(1); t < tasks; t = next_.fetch_add(1)) (*job)(t, index);
-    {
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_tasks(index);
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--active_ == 0) done_.notify_all();
+      done_.notify_all();
     }
   }
 }
@@ -43,18 +56,21 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, i
     for (int64_t t = 0; t < tasks; t++) fn(t, 0);
     return;
   }
+  job_ = &fn;
+  tasks_ = tasks;
+  next_.store(0);
+  active_.store((int)workers_.size());
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    tasks_ = tasks;
-    next_.store(0);
-    active_ = (int)workers_.size();
-    generation_++;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  for (int64_t t = next_.fetch_add(1); t < tasks; t = next_.fetch_add(1)) fn(t, 0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return active_ == 0; });
+  run_tasks(0);
+  for (int spin = 0; spin < kSpins && active_.load(std::memory_order_acquire) != 0; spin++) CX_PAUSE();
+  if (active_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return active_.load() == 0; });
+  }
 }
 
 }  // namespace cx

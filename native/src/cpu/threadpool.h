@@ -1,6 +1,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -9,7 +10,8 @@
 namespace cx {
 
 /* A fixed pool. parallel_for hands out task indices; each task's result must not depend on which
- * thread runs it (only thread-local scratch), so results are the same for any thread count. */
+ * thread runs it (only thread-local scratch), so results are the same for any thread count.
+ * Workers spin briefly before sleeping: a training step issues hundreds of short parallel loops. */
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
@@ -19,15 +21,16 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  void run_tasks(int thread);
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int)>* job_ = nullptr;
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace cx
