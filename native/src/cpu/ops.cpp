@@ -106,69 +106,103 @@ CX_CLONES void adamw_range(float* param, float* compute_copy, const float* grad,
 
 /* Attention for one (row, head), on contiguous copies: q, v, o as [T][D], kt and vt as [D][T].
  * Every inner loop is element-wise over j or d, so it vectorises without reassociating sums. */
-CX_CLONES void attention_scores(float* s, const float* qi, const float* kt, int64_t T, int64_t D, int64_t st, int64_t i, float scale) {
-  for (int64_t j = st; j <= i; j++) s[j] = 0.f;
-  for (int64_t d = 0; d < D; d++) {
-    const float qd = qi[d] * scale;
-    const float* __restrict kd = kt + d * T;
-    float* __restrict sr = s;
-    for (int64_t j = st; j <= i; j++) sr[j] = std::fmaf(qd, kd[j], sr[j]);
+constexpr int64_t LANES = 16;
+
+/* Keys (and values, for the backward) are stored in panels of 16 positions: element (j, d) at
+ * (j / 16) * D * 16 + d * 16 + j % 16, so one panel's 16 x D block is contiguous. */
+inline int64_t panel_index(int64_t j, int64_t d, int64_t D) { return (j / LANES) * D * LANES + d * LANES + j % LANES; }
+
+/* s[j] = scale * q_i . k_j for j in [st, i]; four panels at a time keep four independent FMA chains. */
+CX_CLONES void attention_scores(float* s, const float* qi, const float* kp, int64_t D, int64_t st, int64_t i, float scale) {
+  int64_t p = st / LANES;
+  const int64_t last = i / LANES;
+  for (; p + 3 <= last; p += 4) {
+    float acc[4][LANES] = {};
+    const float* base = kp + p * D * LANES;
+    for (int64_t d = 0; d < D; d++) {
+      const float qd = qi[d] * scale;
+      for (int b = 0; b < 4; b++)
+        for (int l = 0; l < LANES; l++) acc[b][l] = std::fmaf(qd, base[b * D * LANES + d * LANES + l], acc[b][l]);
+    }
+    for (int b = 0; b < 4; b++)
+      for (int l = 0; l < LANES; l++) s[(p + b) * LANES + l] = acc[b][l];
+  }
+  for (; p <= last; p++) {
+    float acc[LANES] = {};
+    const float* base = kp + p * D * LANES;
+    for (int64_t d = 0; d < D; d++) {
+      const float qd = qi[d] * scale;
+      for (int l = 0; l < LANES; l++) acc[l] = std::fmaf(qd, base[d * LANES + l], acc[l]);
+    }
+    for (int l = 0; l < LANES; l++) s[p * LANES + l] = acc[l];
+  }
+}
+
+/* out[0:D] = sum_j w[j] * rows[j][0:D] for j in [st, i]; 64 columns (four chains) at a time. */
+CX_CLONES void weighted_row_sum(float* out, const float* w, const float* rows, int64_t D, int64_t st, int64_t i) {
+  int64_t d0 = 0;
+  for (; d0 + 4 * LANES <= D; d0 += 4 * LANES) {
+    float acc[4 * LANES] = {};
+    for (int64_t j = st; j <= i; j++) {
+      const float wj = w[j];
+      const float* r = rows + j * D + d0;
+      for (int l = 0; l < 4 * LANES; l++) acc[l] = std::fmaf(wj, r[l], acc[l]);
+    }
+    for (int l = 0; l < 4 * LANES; l++) out[d0 + l] = acc[l];
+  }
+  for (; d0 + LANES <= D; d0 += LANES) {
+    float acc[LANES] = {};
+    for (int64_t j = st; j <= i; j++) {
+      const float wj = w[j];
+      const float* r = rows + j * D + d0;
+      for (int l = 0; l < LANES; l++) acc[l] = std::fmaf(wj, r[l], acc[l]);
+    }
+    for (int l = 0; l < LANES; l++) out[d0 + l] = acc[l];
+  }
+  for (; d0 < D; d0++) {
+    float acc = 0.f;
+    for (int64_t j = st; j <= i; j++) acc = std::fmaf(w[j], rows[j * D + d0], acc);
+    out[d0] = acc;
   }
 }
 
 CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kt, const float* v, const int32_t* start, int64_t T,
-                                      int64_t D, float scale, float* s) {
+                                      int64_t Tp, int64_t D, float scale, float* s) {
   for (int64_t i = 0; i < T; i++) {
     const int64_t st = start[i];
-    attention_scores(s, q + i * D, kt, T, D, st, i, scale);
+    attention_scores(s, q + i * D, kt, D, st, i, scale);
     float mx = -INFINITY;
     for (int64_t j = st; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
     float sum = 0.f;
     for (int64_t j = st; j <= i; j++) sum += (s[j] = exp_approx(s[j] - mx));
     const float inv = 1.f / sum;
-    float* __restrict oi = o + i * D;
-    for (int64_t d = 0; d < D; d++) oi[d] = 0.f;
-    for (int64_t j = st; j <= i; j++) {
-      const float p = s[j] * inv;
-      const float* __restrict vj = v + j * D;
-      for (int64_t d = 0; d < D; d++) oi[d] = std::fmaf(p, vj[d], oi[d]);
-    }
+    for (int64_t j = st; j <= i; j++) s[j] *= inv;
+    weighted_row_sum(o + i * D, s, v, D, st, i);
     lse[i] = mx + std::log(sum);
   }
 }
 
 CX_CLONES void attention_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse, const float* q,
-                                       const float* k, const float* kt, const float* vt, const int32_t* start, int64_t T, int64_t D, float scale,
-                                       float* s, float* dp) {
+                                       const float* k, const float* kt, const float* vt, const int32_t* start, int64_t T, int64_t Tp, int64_t D,
+                                       float scale, float* s, float* dp) {
   for (int64_t x = 0; x < T * D; x++) dk[x] = dv[x] = 0.f;
   for (int64_t i = 0; i < T; i++) {
     const int64_t st = start[i];
-    const float* qi = q + i * D;
-    const float* gi = dout + i * D;
-    attention_scores(s, qi, kt, T, D, st, i, scale);
+    const float* __restrict qi = q + i * D;
+    const float* __restrict gi = dout + i * D;
+    attention_scores(s, qi, kt, D, st, i, scale);
     for (int64_t j = st; j <= i; j++) s[j] = exp_approx(s[j] - lse[i]);
-    for (int64_t j = st; j <= i; j++) dp[j] = 0.f;
-    for (int64_t d = 0; d < D; d++) {
-      const float gd = gi[d];
-      const float* __restrict vd = vt + d * T;
-      float* __restrict dpr = dp;
-      for (int64_t j = st; j <= i; j++) dpr[j] = std::fmaf(gd, vd[j], dpr[j]);
-    }
+    attention_scores(dp, gi, vt, D, st, i, 1.f);  // dp[j] = dO_i . v_j
     float delta = 0.f;
     for (int64_t d = 0; d < D; d++) delta += gi[d] * o[i * D + d];
-    float* __restrict dqi = dq + i * D;
-    for (int64_t d = 0; d < D; d++) dqi[d] = 0.f;
-    const float* __restrict qr = qi;
-    const float* __restrict gr = gi;
+    for (int64_t j = st; j <= i; j++) dp[j] = s[j] * (dp[j] - delta) * scale;  // now ds[j]
+    weighted_row_sum(dq + i * D, dp, k, D, st, i);
     for (int64_t j = st; j <= i; j++) {
-      const float p = s[j];
-      const float ds = p * (dp[j] - delta) * scale;
-      const float* __restrict kj = k + j * D;
+      const float ds = dp[j], p = s[j];
       float* __restrict dkj = dk + j * D;
       float* __restrict dvj = dv + j * D;
-      for (int64_t d = 0; d < D; d++) dqi[d] = std::fmaf(ds, kj[d], dqi[d]);
-      for (int64_t d = 0; d < D; d++) dkj[d] = std::fmaf(ds, qr[d], dkj[d]);
-      for (int64_t d = 0; d < D; d++) dvj[d] = std::fmaf(p, gr[d], dvj[d]);
+      for (int64_t d = 0; d < D; d++) dkj[d] = std::fmaf(ds, qi[d], dkj[d]);
+      for (int64_t d = 0; d < D; d++) dvj[d] = std::fmaf(p, gi[d], dvj[d]);
     }
   }
 }
@@ -299,10 +333,11 @@ class CpuBackend final : public Backend {
     const float scale = 1.0f / std::sqrt((float)D);
     pool_.parallel_for(B * H, [&](int64_t task, int thread) {
       const int64_t b = task / H, h = task % H;
-      std::vector<float>& buf = thread_scratch(thread, (size_t)(4 * T * D + T));
-      float *qh = buf.data(), *kt = qh + T * D, *vh = kt + T * D, *oh = vh + T * D, *s = oh + T * D;
-      gather_head(qh, kt, vh, nullptr, q, k, v, nullptr, b, h, T, H, D);
-      attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, T, D, scale, s);
+      const int64_t Tp = (T + LANES - 1) / LANES * LANES;
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(3 * T * D + Tp * D + Tp));
+      float *qh = buf.data(), *kt = qh + T * D, *vh = kt + Tp * D, *oh = vh + T * D, *s = oh + T * D;
+      gather_head(qh, kt, vh, nullptr, q, k, v, b, h, T, Tp, H, D);
+      attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, T, Tp, D, scale, s);
       for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) out[((b * T + t) * H + h) * D + d] = maybe_bf16(oh[t * D + d], bf16);
     });
@@ -315,16 +350,17 @@ class CpuBackend final : public Backend {
     // One task per (row, head): dk and dv sum over queries, so each is owned by a single task.
     pool_.parallel_for(B * H, [&](int64_t task, int thread) {
       const int64_t b = task / H, h = task % H;
-      std::vector<float>& buf = thread_scratch(thread, (size_t)(10 * T * D + 2 * T));
-      float *qh = buf.data(), *kt = qh + T * D, *vt = kt + T * D, *kh = vt + T * D, *gh = kh + T * D, *oh = gh + T * D;
-      float *gq = oh + T * D, *gk = gq + T * D, *gv = gk + T * D, *s = gv + T * D, *dp = s + T;
-      gather_head(qh, kt, vt, kh, q, k, v, nullptr, b, h, T, H, D, /*v_transposed=*/true);
+      const int64_t Tp = (T + LANES - 1) / LANES * LANES;
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(8 * T * D + 2 * Tp * D + 2 * Tp));
+      float *qh = buf.data(), *kt = qh + T * D, *vt = kt + Tp * D, *kh = vt + Tp * D, *gh = kh + T * D, *oh = gh + T * D;
+      float *gq = oh + T * D, *gk = gq + T * D, *gv = gk + T * D, *s = gv + T * D, *dp = s + Tp;
+      gather_head(qh, kt, vt, kh, q, k, v, b, h, T, Tp, H, D, /*v_transposed=*/true);
       for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) {
           gh[t * D + d] = dout[((b * T + t) * H + h) * D + d];
           oh[t * D + d] = out[((b * T + t) * H + h) * D + d];
         }
-      attention_head_backward(gq, gk, gv, gh, oh, lse + (b * H + h) * T, qh, kh, kt, vt, doc_start + b * T, T, D, scale, s, dp);
+      attention_head_backward(gq, gk, gv, gh, oh, lse + (b * H + h) * T, qh, kh, kt, vt, doc_start + b * T, T, Tp, D, scale, s, dp);
       for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) {
           const int64_t at = ((b * T + t) * H + h) * D + d;
@@ -448,17 +484,19 @@ class CpuBackend final : public Backend {
     });
   }
 
-  /* Copies one head out of [B][T][H][D]: q as [T][D], k transposed to [D][T] (and as [T][D] into kh when
-   * given), v as [T][D] or transposed to [D][T]. */
-  static void gather_head(float* qh, float* kt, float* vh, float* kh, const float* q, const float* k, const float* v, const void*, int64_t b,
-                          int64_t h, int64_t T, int64_t H, int64_t D, bool v_transposed = false) {
+  /* Copies one head out of [B][T][H][D]: q as [T][D], k in panels (and as [T][D] into kh when given),
+   * v as [T][D] or in panels. Panels are zero-padded to Tp positions. */
+  static void gather_head(float* qh, float* kt, float* vh, float* kh, const float* q, const float* k, const float* v, int64_t b, int64_t h,
+                          int64_t T, int64_t Tp, int64_t H, int64_t D, bool v_transposed = false) {
+    std::fill(kt, kt + Tp * D, 0.f);
+    if (v_transposed) std::fill(vh, vh + Tp * D, 0.f);
     for (int64_t t = 0; t < T; t++) {
       const int64_t at = ((b * T + t) * H + h) * D;
       for (int64_t d = 0; d < D; d++) {
         qh[t * D + d] = q[at + d];
-        kt[d * T + t] = k[at + d];
+        kt[panel_index(t, d, D)] = k[at + d];
         if (kh) kh[t * D + d] = k[at + d];
-        if (v_transposed) vh[d * T + t] = v[at + d];
+        if (v_transposed) vh[panel_index(t, d, D)] = v[at + d];
         else vh[t * D + d] = v[at + d];
       }
     }
