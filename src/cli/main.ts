@@ -2,13 +2,14 @@ import yargs from "yargs";
 import { exitCodeOf, messageOf, UsageError } from "../util/errors.ts";
 import { registerBuild } from "./commands/build.ts";
 import { registerInspect } from "./commands/inspect.ts";
+import { registerTokenize } from "./commands/tokenize.ts";
 import { registerTrain } from "./commands/train.ts";
 
 /** Runs the CLI and returns the exit code; the only place that prints errors or chooses exit codes. */
 export async function main(argv: string[]): Promise<number> {
   let usageFailure: string | undefined;
-  const parser = registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data"))))
-    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate")
+  const parser = registerTokenize(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))
+    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize")
     .strict()
     .help()
     .version("0.1.0")

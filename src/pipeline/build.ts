@@ -4,7 +4,9 @@ import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
 import { DEFAULT_MAX_SHARD_BYTES, LOCK, MANIFEST, WORK_DIR } from "../shards/layout.ts";
-import { tokenizerFromText } from "../tokenizer/load.ts";
+import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
+import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
+import { cpus } from "node:os";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { BuildDb } from "./db.ts";
 import { dedup } from "./dedup.ts";
@@ -24,6 +26,8 @@ export interface BuildOptions {
   locked?: boolean;
   lockPath?: string;
   maxShardBytes?: number;
+  /** "native" (default; falls back to "js" with a note when the tokenizer.json uses unsupported features). */
+  tokenizerImpl?: "native" | "js";
   env?: HubEnv;
   sink: ProgressSink;
 }
@@ -47,7 +51,16 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
     unit: "files",
   }));
   const tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
-  const tokenizer = tokenizerFromText(tokenizerJson, resolution.tokenizer.localPath);
+  const { json, info: tokenizer } = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
+  let native: (TextTokenizer & BatchTokenizer) | undefined;
+  if ((options.tokenizerImpl ?? "native") === "native") {
+    try {
+      native = nativeTokenizer(json, tokenizer, options.workers ?? cpus().length);
+    } catch (error) {
+      sink({ type: "note", stage: "tokenize", message: `native tokenizer unavailable (${(error as Error).message}); using @huggingface/tokenizers` });
+    }
+  }
+  const impl = native ? "native" : "js";
 
   const rows = await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
   void rows;
@@ -64,6 +77,8 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
           tokenizerPath: resolution.tokenizer.localPath,
           tokenizerSha256: tokenizer.sha256,
           cacheDir: join(options.outDir, WORK_DIR, "tokens"),
+          native,
+          impl,
         },
         sink,
       ),
@@ -129,7 +144,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
     done: p.reduce((a, s) => a + s.picks.length, 0),
     unit: "documents selected",
   }));
-  return { resolution, tokenizer, tokenized, prov, stats, plans };
+  return { resolution, tokenizer, tokenized, prov, stats, plans, impl };
 }
 
 async function openDb(outDir: string): Promise<BuildDb> {
@@ -170,7 +185,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
   await removePreviousOutput(options.outDir);
   const db = await openDb(options.outDir);
   try {
-    const { resolution, tokenizer, tokenized, prov, stats, plans } = await prepare(options, db, loaded);
+    const { resolution, tokenizer, tokenized, prov, stats, plans, impl } = await prepare(options, db, loaded);
     const { recipe } = loaded;
     const stream = interleave(plans);
     const packed = await runStage(
@@ -191,7 +206,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
         recipe,
         recipeFile: basename(loaded.path),
         recipeSha256: loaded.sha256,
-        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize },
+        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize, impl },
         sources: resolution.sources,
         stats,
         plans,

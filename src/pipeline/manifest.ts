@@ -67,7 +67,7 @@ export function buildManifest(args: {
   recipe: Recipe;
   recipeFile: string;
   recipeSha256: string;
-  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number; vocabSize: number };
+  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number; vocabSize: number; impl: string };
   sources: ResolvedSource[];
   stats: SourceStats[];
   plans: SourcePlan[];
@@ -89,7 +89,10 @@ export function buildManifest(args: {
       bos_id: tokenizer.bosId,
       vocab_size: tokenizer.vocabSize,
       add_bos: recipe.tokenizer.add_bos,
-      implementation: "@huggingface/tokenizers with Digits replaced by Split(\\p{N}, Isolated) for Rust parity",
+      implementation:
+        tokenizer.impl === "native"
+          ? "chuxin-data native byte-level BPE (ids equal Hugging Face tokenizers')"
+          : "@huggingface/tokenizers with Digits replaced by Split(\\p{N}, Isolated) for Rust parity",
     },
     sequence_length: recipe.sequence_length,
     seed: recipe.seed,

@@ -9,6 +9,7 @@ import { startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "./db.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
+import type { BatchTokenizer } from "../tokenizer/native.ts";
 
 /** Documents per tokenisation chunk; chunk boundaries depend only on document order, never on workers. */
 export const CHUNK_DOCS = 1024;
@@ -108,6 +109,9 @@ export interface TokenizeOptions {
   tokenizerPath: string;
   tokenizerSha256: string;
   cacheDir: string;
+  /** The native tokenizer, when the tokenizer.json is one it implements; else a pool of JS workers. */
+  native?: BatchTokenizer;
+  impl: string;
 }
 
 /**
@@ -136,7 +140,7 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
         `SELECT text FROM unique_docs WHERE ord >= ${first} AND ord < ${first + CHUNK_DOCS} ORDER BY ord`,
       );
       const texts = rows.map((r) => r.text);
-      const key = createHash("sha256").update(options.tokenizerSha256);
+      const key = createHash("sha256").update(options.tokenizerSha256).update("\u0000" + options.impl);
       for (const t of texts) key.update("\u0000").update(t);
       const file = join(options.cacheDir, `${key.digest("hex")}.tok`);
       const chunkBytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
@@ -158,6 +162,12 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
       if (cached) {
         reusedChunks++;
         place(cached);
+        continue;
+      }
+      if (options.native) {
+        const result = await options.native.encodeBatch(texts);
+        await writeFileAtomic(file, encodeChunk(result.lengths, result.ids));
+        place(result);
         continue;
       }
       pool ??= await Pool.start(Math.min(workerCount, chunkCount), options.tokenizerJson, options.tokenizerPath);

@@ -42,7 +42,8 @@ function specialId(json: any, content: string, fallback: string): number {
   return hit.id;
 }
 
-export function tokenizerFromText(text: string, where: string): TextTokenizer {
+/** Parses and checks a tokenizer.json; shared by every implementation. */
+export function parseTokenizerJson(text: string, where: string): { json: any; info: TokenizerInfo } {
   let json: any;
   try {
     json = JSON.parse(text);
@@ -53,12 +54,15 @@ export function tokenizerFromText(text: string, where: string): TextTokenizer {
   const eosId = specialId(json, EOS_CONTENT, "</s>");
   const bosId = specialId(json, BOS_CONTENT, "<s>");
   const vocabSize = Object.keys(json.model.vocab).length + (json.added_tokens?.length ?? 0);
-  const tokenizer = new Tokenizer(patchForRustParity(json), {});
+  return { json, info: { sha256: sha256Hex(text), eosId, bosId, vocabSize } };
+}
+
+/** The pure-JS implementation (@huggingface/tokenizers), patched for parity with the Rust reference. */
+export function tokenizerFromText(text: string, where: string): TextTokenizer {
+  const { json, info } = parseTokenizerJson(text, where);
+  const tokenizer = new Tokenizer(patchForRustParity(structuredClone(json)), {});
   return {
-    sha256: sha256Hex(text),
-    eosId,
-    bosId,
-    vocabSize,
+    ...info,
     encode: (t) => tokenizer.encode(t, { add_special_tokens: false }).ids,
     decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: false }),
   };

@@ -313,8 +313,17 @@ class Model : public Napi::ObjectWrap<Model> {
   std::atomic<bool> busy_{false};
 };
 
+}  // namespace
+
+namespace cx {
+void register_tokenizer(Napi::Env env, Napi::Object exports);
+}
+
+namespace {
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", Model::Define(env));
+  cx::register_tokenizer(env, exports);
   exports.Set("cpuKernel", Napi::String::New(env, cx::sgemm_kernel_name()));
 #ifdef CX_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));

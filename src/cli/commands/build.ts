@@ -17,6 +17,7 @@ const common = (y: Argv) =>
     .option("workers", { type: "number", describe: "tokenizer worker threads (default: number of cores)" })
     .option("locked", { type: "boolean", default: false, describe: "use exactly the files in recipe.lock.json; fail if the Hub no longer serves them" })
     .option("lock", { type: "string", describe: "lock file for --locked (default: OUT/recipe.lock.json)" })
+    .option("tokenizer-impl", { choices: ["native", "js"], default: "native", describe: "native BPE (falls back to js, saying so, for unsupported tokenizer.json features)" })
     .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
 
 export function registerBuild(y: Argv): Argv {
@@ -37,6 +38,7 @@ export function registerBuild(y: Argv): Argv {
             locked: args.locked,
             lockPath: args.lock,
             maxShardBytes: args["max-shard-bytes"],
+            tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
             sink: r.sink,
           });
           r.stop();
@@ -57,7 +59,7 @@ export function registerBuild(y: Argv): Argv {
         const mode = outputMode(args.json);
         const r = progressRenderer(mode);
         try {
-          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, sink: r.sink });
+          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,

@@ -1,0 +1,59 @@
+import { readFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { existsSync } from "node:fs";
+import { HubClient } from "../hub/client.ts";
+import { hubEnv } from "../hub/env.ts";
+import { DEFAULT_TOKENIZER_REPO } from "../recipe/schema.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { parseTokenizerJson, tokenizerFromText } from "./load.ts";
+import { nativeTokenizer } from "./native.ts";
+
+export type TokenizerImpl = "native" | "rust" | "js";
+
+export interface AnyTokenizer {
+  impl: TokenizerImpl;
+  encodeBatch(texts: string[]): Promise<number[][]>;
+}
+
+/** A tokenizer.json path, or a Hub model repo (optionally `repo@revision`) fetched into the HF cache. */
+export async function tokenizerFile(spec: string | undefined): Promise<string> {
+  const s = spec ?? DEFAULT_TOKENIZER_REPO;
+  if (existsSync(s)) return s;
+  const [id, revision = "main"] = s.split("@") as [string, string?];
+  if (!/^[\w.-]+\/[\w.-]+$/.test(id)) throw new UsageError(`--tokenizer ${s}: neither a file nor a Hub repo id`);
+  const client = new HubClient(hubEnv());
+  const repo = { type: "model" as const, id };
+  const commit = await client.resolveRevision(repo, revision);
+  const entry = (await client.listFiles(repo, commit)).find((f) => f.path === "tokenizer.json");
+  if (!entry) throw new RuntimeFailure(`${id}@${commit.slice(0, 12)} has no tokenizer.json`);
+  return (await client.download(repo, commit, entry)).localPath;
+}
+
+/** The same tokenizer.json through one of three implementations, to compare them on any text. */
+export async function openTokenizer(path: string, impl: TokenizerImpl, threads = cpus().length): Promise<AnyTokenizer> {
+  const text = await readFile(path, "utf8");
+  if (impl === "native") {
+    const { json, info } = parseTokenizerJson(text, path);
+    const t = nativeTokenizer(json, info, threads);
+    return {
+      impl,
+      encodeBatch: async (texts) => {
+        const { ids, lengths } = await t.encodeBatch(texts);
+        let at = 0;
+        return Array.from(lengths, (n) => Array.from(ids.subarray(at, (at += n))));
+      },
+    };
+  }
+  if (impl === "js") {
+    const t = tokenizerFromText(text, path);
+    return { impl, encodeBatch: async (texts) => texts.map((x) => t.encode(x)) };
+  }
+  let rust: typeof import("tokenizers");
+  try {
+    rust = await import("tokenizers");
+  } catch {
+    throw new UsageError("--impl rust needs Hugging Face's Rust binding: npm install tokenizers");
+  }
+  const t = rust.Tokenizer.fromString(text);
+  return { impl, encodeBatch: async (texts) => (await t.encodeBatch(texts, { addSpecialTokens: false })).map((e) => e.getIds()) };
+}
