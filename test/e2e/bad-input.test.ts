@@ -102,6 +102,23 @@ describe("bad input: counted, or refused with a clear message and nothing that l
     assert.ok(!(await readdir(out)).some((n) => n.endsWith(".npy")));
   });
 
+  it("falls back to the library tokenizer, saying so once, when the native one lacks a feature", async () => {
+    const tok = JSON.parse(await readFile(sharedTokenizer, "utf8"));
+    tok.normalizer = { type: "NFC" };
+    const tokPath = join(dir, "tokenizer-nfc.json");
+    await writeFile(tokPath, JSON.stringify(tok));
+    const path = join(dir, "nfc.yaml");
+    await writeFile(path, recipe(`  - name: mixed\n    weight: 1\n    local: { files: ["data/*.jsonl.gz"] }\n`).replace(sharedTokenizer, tokPath));
+    const out = join(dir, "out-nfc");
+    const r = await runCli(["build", path, "--out", out, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const notes = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === "note");
+    assert.equal(notes.length, 1);
+    assert.match(notes[0].message, /native tokenizer unavailable \(normalizer NFC\); using @huggingface\/tokenizers/);
+    const m = JSON.parse(await readFile(join(out, "manifest.json"), "utf8"));
+    assert.match(m.tokenizer.implementation, /^@huggingface\/tokenizers/);
+  });
+
   it("answers unknown commands and missing arguments with usage errors (exit 2)", async () => {
     const r = await runCli(["frobnicate"]);
     assert.equal(r.code, 2);
