@@ -151,15 +151,22 @@ CX_CLONES void weighted_row_sum(float* out, const float* w, const float* rows, i
     for (int l = 0; l < 4 * LANES; l++) out[d0 + l] = acc[l];
   }
   for (; d0 + LANES <= D; d0 += LANES) {
-    float acc[LANES] = {};
-    for (int64_t j = st; j <= i; j++) {
+    // Four interleaved partial sums over j, so four FMA chains run at once; combined in a fixed order.
+    float acc[4][LANES] = {};
+    int64_t j = st;
+    for (; j + 3 <= i; j += 4)
+      for (int u = 0; u < 4; u++) {
+        const float wj = w[j + u];
+        const float* r = rows + (j + u) * D + d0;
+        for (int l = 0; l < LANES; l++) acc[u][l] = std::fmaf(wj, r[l], acc[u][l]);
+      }
+    for (; j <= i; j++) {
       const float wj = w[j];
       const float* r = rows + j * D + d0;
-      for (int l = 0; l < LANES; l++) acc[l] = std::fmaf(wj, r[l], acc[l]);
+      for (int l = 0; l < LANES; l++) acc[0][l] = std::fmaf(wj, r[l], acc[0][l]);
     }
-    for (int l = 0; l < LANES; l++) out[d0 + l] = acc[l];
-  }
-  for (; d0 < D; d0++) {
+    for (int l = 0; l < LANES; l++) out[d0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+  }  for (; d0 < D; d0++) {
     float acc = 0.f;
     for (int64_t j = st; j <= i; j++) acc = std::fmaf(w[j], rows[j * D + d0], acc);
     out[d0] = acc;

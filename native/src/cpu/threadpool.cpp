@@ -1,5 +1,7 @@
 #include "threadpool.h"
 
+#include <utility>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CX_PAUSE() _mm_pause()
@@ -29,7 +31,14 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::run_tasks(int thread) {
   const auto& job = *job_;
-  for (int64_t t = next_.fetch_add(1); t < tasks_; t = next_.fetch_add(1)) job(t, thread);
+  for (int64_t t = next_.fetch_add(1); t < tasks_; t = next_.fetch_add(1)) {
+    try {
+      job(t, thread);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -56,6 +65,7 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, i
     for (int64_t t = 0; t < tasks; t++) fn(t, 0);
     return;
   }
+  error_ = nullptr;
   job_ = &fn;
   tasks_ = tasks;
   next_.store(0);
@@ -71,6 +81,7 @@ void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, i
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return active_.load() == 0; });
   }
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 }  // namespace cx

@@ -1,6 +1,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -11,7 +12,8 @@ namespace cx {
 
 /* A fixed pool. parallel_for hands out task indices; each task's result must not depend on which
  * thread runs it (only thread-local scratch), so results are the same for any thread count.
- * Workers spin briefly before sleeping: a training step issues hundreds of short parallel loops. */
+ * Workers spin briefly before sleeping: a training step issues hundreds of short parallel loops.
+ * An exception in a task (out of memory, say) never escapes a worker thread: parallel_for rethrows it. */
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
@@ -31,6 +33,8 @@ class ThreadPool {
   std::atomic<int> active_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the first exception a task threw; rethrown by parallel_for
 };
 
 }  // namespace cx
