@@ -1,0 +1,285 @@
+/* GPU check, standalone (no Node): every op of the CUDA backend against the CPU backend on fresh random
+ * inputs with poisoned outputs, the whole model's loss and gradients on a small config with several documents
+ * per row, determinism, and the ChuXin-1.6B step time at sequence 4096 with MFU.
+ * Prints one line per check and "N passed, N failed"; exits non-zero on failure. Run by gpu-check.sh. */
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../include/chuxin.h"
+#include "../src/model/backend.h"
+
+using cx::Backend;
+static int passed = 0, failed = 0;
+
+static void report(const std::string& name, double err, double tol) {
+  const bool ok = err <= tol && !std::isnan(err);
+  (ok ? passed : failed)++;
+  std::printf("%s %-44s max relative error %.3e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", name.c_str(), err, tol);
+}
+
+static double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0, worst_nan = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (std::isnan(a[i]) != std::isnan(b[i])) worst_nan = NAN;
+    if (std::isnan(a[i])) continue;
+    num = std::max(num, std::fabs((double)a[i] - b[i]));
+    den = std::max(den, std::fabs((double)a[i]));
+  }
+  return std::isnan(worst_nan) ? NAN : num / std::max(den, 1e-20);
+}
+
+/* A buffer mirrored on both backends. */
+struct Pair {
+  Backend *cpu, *gpu;
+  size_t n;
+  float *c, *g;
+  Pair(Backend* a, Backend* b, size_t n_) : cpu(a), gpu(b), n(n_), c(a->alloc(n_)), g(b->alloc(n_)) {}
+  ~Pair() {
+    cpu->release(c);
+    gpu->release(g);
+  }
+  void set(const std::vector<float>& v) {
+    cpu->upload(c, v.data(), n);
+    gpu->upload(g, v.data(), n);
+  }
+  void poison() {
+    cpu->fill(c, NAN, n);
+    gpu->fill(g, NAN, n);
+  }
+  double diff() {
+    std::vector<float> a(n), b(n);
+    cpu->download(a.data(), c, n);
+    gpu->download(b.data(), g, n);
+    return rel_err(a, b);
+  }
+};
+
+struct IntPair {
+  Backend *cpu, *gpu;
+  int32_t *c, *g;
+  IntPair(Backend* a, Backend* b, const std::vector<int32_t>& v) : cpu(a), gpu(b), c(a->alloc_i32(v.size())), g(b->alloc_i32(v.size())) {
+    a->upload_i32(c, v.data(), v.size());
+    b->upload_i32(g, v.data(), v.size());
+  }
+  ~IntPair() {
+    cpu->release_i32(c);
+    gpu->release_i32(g);
+  }
+};
+
+int main(int argc, char** argv) {
+  std::string why;
+  std::unique_ptr<Backend> gpu(cx::create_cuda_backend(&why));
+  if (!gpu) {
+    std::printf("FAIL CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
+    return 1;
+  }
+  std::unique_ptr<Backend> cpu(cx::create_cpu_backend(16));
+  std::mt19937 rng(42);
+  auto randn = [&](size_t n, float s = 1.f) {
+    std::normal_distribution<float> d(0.f, s);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+  };
+  for (bool bf16 : {false, true}) {
+    const double tol = bf16 ? 1e-2 : 1e-5;
+    const std::string tag = bf16 ? " (bf16)" : " (fp32)";
+    const int64_t B = 2, T = 96, H = 4, D = 32, C = H * D, F = 200, V = 1000, N = B * T;
+    Pair x(cpu.get(), gpu.get(), N * C), w(cpu.get(), gpu.get(), F * C), y(cpu.get(), gpu.get(), N * F), dx(cpu.get(), gpu.get(), N * C),
+        dw(cpu.get(), gpu.get(), F * C);
+    auto round = [&](std::vector<float> v) {
+      if (bf16) {
+        Pair t(cpu.get(), gpu.get(), v.size());
+        t.set(v);
+        cpu->copy_round(t.c, t.c, v.size(), true);
+        cpu->download(v.data(), t.c, v.size());
+      }
+      return v;
+    };
+    x.set(round(randn(N * C)));
+    w.set(round(randn(F * C, 0.1f)));
+    y.poison();
+    cpu->matmul_forward(y.c, x.c, w.c, N, C, F, bf16);
+    gpu->matmul_forward(y.g, x.g, w.g, N, C, F, bf16);
+    report("matmul_forward" + tag, y.diff(), tol);
+    y.set(round(randn(N * F)));
+    dx.poison();
+    dw.set(std::vector<float>(F * C, 0.f));
+    cpu->matmul_backward(dx.c, dw.c, y.c, x.c, w.c, N, C, F, false, bf16);
+    gpu->matmul_backward(dx.g, dw.g, y.g, x.g, w.g, N, C, F, false, bf16);
+    report("matmul_backward dinp" + tag, dx.diff(), tol);
+    report("matmul_backward dweight" + tag, dw.diff(), bf16 ? 1e-4 : tol);
+
+    Pair nw(cpu.get(), gpu.get(), C), rs(cpu.get(), gpu.get(), N), out(cpu.get(), gpu.get(), N * C), dnw(cpu.get(), gpu.get(), C);
+    nw.set(randn(C));
+    out.poison();
+    cpu->rmsnorm_forward(out.c, rs.c, x.c, nw.c, N, C, 1e-5f, bf16);
+    gpu->rmsnorm_forward(out.g, rs.g, x.g, nw.g, N, C, 1e-5f, bf16);
+    report("rmsnorm_forward" + tag, out.diff(), tol);
+    dx.set(std::vector<float>(N * C, 0.f));
+    dnw.set(std::vector<float>(C, 0.f));
+    out.set(round(randn(N * C)));
+    cpu->rmsnorm_backward(dx.c, dnw.c, out.c, x.c, nw.c, rs.c, N, C, bf16);
+    gpu->rmsnorm_backward(dx.g, dnw.g, out.g, x.g, nw.g, rs.g, N, C, bf16);
+    report("rmsnorm_backward dinp" + tag, dx.diff(), tol);
+    report("rmsnorm_backward dweight" + tag, dnw.diff(), 1e-4);
+
+    std::vector<int32_t> pos(N), start(N), tok(N), tgt(N);
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t t = n % T, begin = t < 30 ? 0 : t < 70 ? 30 : 70;  // three documents per row
+      pos[n] = (int32_t)(t - begin);
+      start[n] = (int32_t)begin;
+      tok[n] = (int32_t)((n * 7919) % V);
+      tgt[n] = t == T - 1 ? -1 : (int32_t)((n * 104729) % V);
+    }
+    IntPair p(cpu.get(), gpu.get(), pos), s(cpu.get(), gpu.get(), start), tk(cpu.get(), gpu.get(), tok), tg(cpu.get(), gpu.get(), tgt);
+    out.set(round(randn(N * C)));
+    cpu->rope_forward(out.c, p.c, N, H, D, 10000.f, bf16);
+    gpu->rope_forward(out.g, p.g, N, H, D, 10000.f, bf16);
+    report("rope_forward" + tag, out.diff(), bf16 ? tol : 1e-5);
+    cpu->rope_backward(out.c, p.c, N, H, D, 10000.f, bf16);
+    gpu->rope_backward(out.g, p.g, N, H, D, 10000.f, bf16);
+    report("rope_backward" + tag, out.diff(), bf16 ? tol : 1e-5);
+
+    Pair q(cpu.get(), gpu.get(), N * C), k(cpu.get(), gpu.get(), N * C), v(cpu.get(), gpu.get(), N * C), o(cpu.get(), gpu.get(), N * C),
+        lse(cpu.get(), gpu.get(), B * H * T), dq(cpu.get(), gpu.get(), N * C), dk(cpu.get(), gpu.get(), N * C), dv(cpu.get(), gpu.get(), N * C),
+        go(cpu.get(), gpu.get(), N * C);
+    q.set(round(randn(N * C)));
+    k.set(round(randn(N * C)));
+    v.set(round(randn(N * C)));
+    o.poison();
+    lse.poison();
+    cpu->attention_forward(o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, bf16);
+    gpu->attention_forward(o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, bf16);
+    report("attention_forward out" + tag, o.diff(), tol);
+    report("attention_forward lse" + tag, lse.diff(), 1e-5);
+    go.set(round(randn(N * C)));
+    dq.poison();
+    dk.poison();
+    dv.poison();
+    cpu->attention_backward(dq.c, dk.c, dv.c, go.c, o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, bf16);
+    gpu->attention_backward(dq.g, dk.g, dv.g, go.g, o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, bf16);
+    report("attention_backward dq" + tag, dq.diff(), bf16 ? tol : 1e-4);
+    report("attention_backward dk" + tag, dk.diff(), bf16 ? tol : 1e-4);
+    report("attention_backward dv" + tag, dv.diff(), bf16 ? tol : 1e-4);
+
+    Pair g(cpu.get(), gpu.get(), N * F), u(cpu.get(), gpu.get(), N * F), a(cpu.get(), gpu.get(), N * F), dg(cpu.get(), gpu.get(), N * F),
+        du(cpu.get(), gpu.get(), N * F);
+    g.set(round(randn(N * F)));
+    u.set(round(randn(N * F)));
+    a.poison();
+    cpu->swiglu_forward(a.c, g.c, u.c, N * F, bf16);
+    gpu->swiglu_forward(a.g, g.g, u.g, N * F, bf16);
+    report("swiglu_forward" + tag, a.diff(), bf16 ? tol : 1e-5);
+    dg.poison();
+    du.poison();
+    cpu->swiglu_backward(dg.c, du.c, a.c, g.c, u.c, N * F, bf16);
+    gpu->swiglu_backward(dg.g, du.g, a.g, g.g, u.g, N * F, bf16);
+    report("swiglu_backward" + tag, std::max(dg.diff(), du.diff()), bf16 ? tol : 1e-5);
+
+    Pair wte(cpu.get(), gpu.get(), V * C), dwte(cpu.get(), gpu.get(), V * C), losses(cpu.get(), gpu.get(), N), dh(cpu.get(), gpu.get(), N * C);
+    wte.set(round(randn(V * C, 0.2f)));
+    out.poison();
+    cpu->embedding_forward(out.c, tk.c, wte.c, N, C, bf16);
+    gpu->embedding_forward(out.g, tk.g, wte.g, N, C, bf16);
+    report("embedding_forward" + tag, out.diff(), 0);
+    dwte.set(std::vector<float>(V * C, 0.f));
+    cpu->embedding_backward(dwte.c, go.c, tk.c, N, C);
+    gpu->embedding_backward(dwte.g, go.g, tk.g, N, C);
+    report("embedding_backward" + tag, dwte.diff(), 1e-6);
+    losses.poison();
+    dh.poison();
+    dwte.set(std::vector<float>(V * C, 0.f));
+    cpu->lm_head_cross_entropy(losses.c, dh.c, dwte.c, x.c, wte.c, tg.c, N, C, V, 1.f / N, bf16);
+    gpu->lm_head_cross_entropy(losses.g, dh.g, dwte.g, x.g, wte.g, tg.g, N, C, V, 1.f / N, bf16);
+    report("lm_head_cross_entropy losses" + tag, losses.diff(), bf16 ? 1e-3 : 1e-5);
+    report("lm_head_cross_entropy dhidden" + tag, dh.diff(), bf16 ? tol : 1e-4);
+    report("lm_head_cross_entropy dweight" + tag, dwte.diff(), bf16 ? tol : 1e-4);
+  }
+
+  // The whole model, small config, several documents per row: loss and every gradient, CPU vs CUDA.
+  for (int precision : {CX_FP32, CX_BF16}) {
+    cx_config cfg{2, 128, 4, 344, 2048, 256, 10000.f, 1e-5f};
+    cx_model *mc = nullptr, *mg = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cpu", 16, &mc, &st) || cx_model_create(&cfg, "cuda", 0, &mg, &st) || cx_model_init(mc, 1, &st) ||
+        cx_model_init(mg, 1, &st)) {
+      std::printf("FAIL model: %s\n", st.message);
+      return 1;
+    }
+    const int B = 2, T = 256;
+    std::vector<int32_t> tokens(B * T);
+    for (int i = 0; i < B * T; i++) tokens[i] = i % 61 == 60 ? 2047 : (i * 131) % 2000;
+    cx_run_options o{precision, 1, 1, 1, 2047};
+    double lc = 0, lg = 0, lg2 = 0;
+    int64_t n = 0;
+    cx_zero_grad(mc, &st);
+    cx_zero_grad(mg, &st);
+    cx_forward_backward(mc, tokens.data(), B, T, &o, 1.f / (B * T), &lc, &n, &st);
+    if (cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), &lg, &n, &st)) std::printf("cuda error: %s\n", st.message);
+    const std::string tag = precision == CX_FP32 ? " (fp32)" : " (bf16)";
+    report("whole model loss" + tag, std::fabs(lc - lg) / std::fabs(lc), precision == CX_FP32 ? 1e-5 : 1e-2);
+    double worst = 0;
+    for (int i = 0; i < cx_tensor_count(mc); i++) {
+      int64_t r, c;
+      cx_tensor_shape(mc, i, &r, &c);
+      std::vector<float> a(r * c), b(r * c);
+      cx_tensor_get(mc, CX_GRAD, i, a.data(), &st);
+      cx_tensor_get(mg, CX_GRAD, i, b.data(), &st);
+      worst = std::max(worst, rel_err(a, b));
+    }
+    report("whole model gradients" + tag, worst, precision == CX_FP32 ? 1e-4 : 3e-2);
+    cx_zero_grad(mg, &st);
+    cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), &lg2, &n, &st);
+    report("same loss twice in a row" + tag, std::fabs(lg - lg2), 0);
+    cx_model_free(mc);
+    cx_model_free(mg);
+  }
+
+  // Throughput: ChuXin-1.6B, sequence 4096, one row per micro-batch.
+  if (argc < 2 || std::string(argv[1]) != "--no-throughput") {
+    cx_config cfg{24, 2048, 32, 5632, 102400, 4096, 10000.f, 1e-5f};
+    cx_model* m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
+      std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
+      failed++;
+    } else {
+      const int T = 4096;
+      std::vector<int32_t> tokens(T);
+      double attn_pairs = 0;  // sum over documents of len*(len+1)/2, documents of ~300 tokens as in the sample build
+      for (int t = 0, begin = 0; t < T; t++) {
+        tokens[t] = (t * 7919) % 100000;
+        if ((t - begin) == 299 || t == T - 1) {
+          tokens[t] = 100001;
+          const double len = t - begin + 1;
+          attn_pairs += len * (len + 1) / 2;
+          begin = t + 1;
+        }
+      }
+      cx_run_options o{CX_BF16, 1, 1, 1, 100001};
+      double loss;
+      int64_t n;
+      cx_forward_backward(m, tokens.data(), 1, T, &o, 1.f / T, &loss, &n, &st);  // warm-up
+      const auto t0 = std::chrono::steady_clock::now();
+      const int steps = 3;
+      for (int s = 0; s < steps; s++) cx_forward_backward(m, tokens.data(), 1, T, &o, 1.f / T, &loss, &n, &st);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+      const double params = 24.0 * (4.0 * 2048 * 2048 + 3.0 * 2048 * 5632) + 2.0 * 102400 * 2048;
+      // 6N per token for the matmuls (embedding lookup excluded), plus attention: 4 matmuls of (pairs x D) per head per layer, x3 for backward.
+      const double flops = 6.0 * (params - 102400.0 * 2048) * T + 3.0 * 4.0 * attn_pairs * 2048 * 24;
+      std::printf("ChuXin-1.6B, seq 4096, micro-batch 1: %.2f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of 989 TFLOP/s (loss %.4f)\n", sec,
+                  T / sec, flops / sec / 1e12, 100 * flops / sec / 989e12, loss);
+      cx_model_free(m);
+    }
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
