@@ -77,7 +77,7 @@ describe("native DeepSeek tokenizer against Hugging Face's Rust tokenizers", () 
       const ids = native.encode(doc);
       const ours = native.decode(ids);
       assert.equal(ours, await rust.decode(ids, false), JSON.stringify(doc));
-      const valid = doc.isWellFormed?.() ?? !/[\ud800-\udfff]/.test(doc.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ""));
+      const valid = !/[\ud800-\udfff]/.test(doc.replace(/[\ud800-\udbff][\udc00-\udfff]/g, "")); // no lone surrogates
       if (valid && !BYTE_LEVEL_ADDED.test(doc)) assert.equal(ours, doc);
     }
   });
