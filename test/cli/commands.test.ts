@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { runCli } from "../helpers/cli.ts";
+import { repoRoot, sharedTokenizer } from "../helpers/paths.ts";
+
+describe("CLI commands besides build", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "chuxin-cli-"));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  it("schema prints the JSON Schema the bundled recipes point editors at", async () => {
+    const r = await runCli(["schema"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), JSON.parse(await readFile(join(repoRoot, "recipes", "recipe.schema.json"), "utf8")));
+  });
+
+  it("validate checks a recipe offline", async () => {
+    const ok = await runCli(["validate", join(repoRoot, "recipes", "fixtures.yaml")]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /fixtures\.yaml: ok \(4 sources, sequence_length 1024\)/);
+    const missing = await runCli(["validate", join(dir, "nope.yaml")]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /nope\.yaml: cannot read recipe \(ENOENT\); check the path/);
+  });
+
+  it("plan shows per-source documents, tokens and epochs, counts duplicates across sources, and writes no shards", async () => {
+    const lines = (texts: string[]) => texts.map((text) => JSON.stringify({ text })).join("\n") + "\n";
+    const shared = Array.from({ length: 5 }, (_, i) => `A sentence both sources carry, number ${i}.`);
+    await writeFile(join(dir, "a.jsonl"), lines([...shared, ...Array.from({ length: 20 }, (_, i) => `Only in A: item ${i} of the first set.`)]));
+    await writeFile(join(dir, "b.jsonl"), lines([...shared, ...Array.from({ length: 10 }, (_, i) => `Only in B: entry ${i}.`)]));
+    const recipe = join(dir, "two.yaml");
+    await writeFile(
+      recipe,
+      `name: two\nsequence_length: 32\ntokenizer: { path: ${sharedTokenizer} }\nsources:\n  - name: a\n    weight: 0.5\n    local: { files: ["a.jsonl"] }\n  - name: b\n    weight: 0.5\n    local: { files: ["b.jsonl"] }\n`,
+    );
+    const out = join(dir, "out");
+    const plan = await runCli(["plan", recipe, "--out", out, "--json"]);
+    assert.equal(plan.code, 0, plan.stderr);
+    const p = plan.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === "plan");
+    assert.deepEqual(p.sources.map((s: any) => [s.name, s.documents_available]), [["a", 25], ["b", 10]]);
+    assert.equal(p.sources[1].epochs, 4);
+    assert.ok(!(await readdir(out)).some((n) => n.endsWith(".npy") || n === "manifest.json"), "plan writes no shards");
+    const build = await runCli(["build", recipe, "--out", out]);
+    assert.equal(build.code, 0, build.stderr);
+    const m = JSON.parse(await readFile(join(out, "manifest.json"), "utf8"));
+    assert.deepEqual(m.sources[1].duplicates_removed, { within_source: 0, across_sources: 5, total: 5 });
+    assert.deepEqual(m.sources[0].duplicates_removed, { within_source: 0, across_sources: 0, total: 0 });
+  });
+
+  it("tokenize gives the same ids through the native, Rust and JS implementations", async () => {
+    const input = join(dir, "in.jsonl");
+    await writeFile(input, ['{"text":"Hello 123 ½ world 你好"}', '{"text":"aøb  \\t x"}', '{"text":"<｜end▁of▁sentence｜>def f(x):\\n    return x**2"}'].join("\n") + "\n");
+    const outs = [];
+    for (const impl of ["native", "rust", "js"]) {
+      const r = await runCli(["tokenize", input, "--impl", impl, "--tokenizer", sharedTokenizer]);
+      assert.equal(r.code, 0, r.stderr);
+      outs.push(r.stdout);
+    }
+    assert.equal(outs[1], outs[0]);
+    assert.equal(outs[2], outs[0]);
+    assert.deepEqual(JSON.parse(outs[0]!.split("\n")[0]!).ids, [17464, 207, 16, 17, 18, 207, 19109, 1843, 207, 84313]);
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, '{"text": 1}\n');
+    const r = await runCli(["tokenize", bad, "--tokenizer", sharedTokenizer]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.jsonl:1: no string field 'text'/);
+  });
+});
