@@ -112,104 +112,127 @@ constexpr int64_t LANES = 16;
  * (j / 16) * D * 16 + d * 16 + j % 16, so one panel's 16 x D block is contiguous. */
 inline int64_t panel_index(int64_t j, int64_t d, int64_t D) { return (j / LANES) * D * LANES + d * LANES + j % LANES; }
 
-/* s[j] = scale * q_i . k_j for j in [st, i]; four panels at a time keep four independent FMA chains. */
-CX_CLONES void attention_scores(float* s, const float* qi, const float* kp, int64_t D, int64_t st, int64_t i, float scale) {
-  int64_t p = st / LANES;
-  const int64_t last = i / LANES;
-  for (; p + 3 <= last; p += 4) {
-    float acc[4][LANES] = {};
-    const float* base = kp + p * D * LANES;
-    for (int64_t d = 0; d < D; d++) {
-      const float qd = qi[d] * scale;
-      for (int b = 0; b < 4; b++)
-        for (int l = 0; l < LANES; l++) acc[b][l] = std::fmaf(qd, base[b * D * LANES + d * LANES + l], acc[b][l]);
-    }
-    for (int b = 0; b < 4; b++)
-      for (int l = 0; l < LANES; l++) s[(p + b) * LANES + l] = acc[b][l];
-  }
-  for (; p <= last; p++) {
-    float acc[LANES] = {};
-    const float* base = kp + p * D * LANES;
-    for (int64_t d = 0; d < D; d++) {
-      const float qd = qi[d] * scale;
-      for (int l = 0; l < LANES; l++) acc[l] = std::fmaf(qd, base[d * LANES + l], acc[l]);
-    }
-    for (int l = 0; l < LANES; l++) s[p * LANES + l] = acc[l];
-  }
-}
+constexpr int64_t QB = 16;  // queries per block
 
-/* out[0:D] = sum_j w[j] * rows[j][0:D] for j in [st, i]; 64 columns (four chains) at a time. */
-CX_CLONES void weighted_row_sum(float* out, const float* w, const float* rows, int64_t D, int64_t st, int64_t i) {
-  int64_t d0 = 0;
-  for (; d0 + 4 * LANES <= D; d0 += 4 * LANES) {
-    float acc[4 * LANES] = {};
-    for (int64_t j = st; j <= i; j++) {
-      const float wj = w[j];
-      const float* r = rows + j * D + d0;
-      for (int l = 0; l < 4 * LANES; l++) acc[l] = std::fmaf(wj, r[l], acc[l]);
-    }
-    for (int l = 0; l < 4 * LANES; l++) out[d0 + l] = acc[l];
-  }
-  for (; d0 + LANES <= D; d0 += LANES) {
-    // Four interleaved partial sums over j, so four FMA chains run at once; combined in a fixed order.
-    float acc[4][LANES] = {};
-    int64_t j = st;
-    for (; j + 3 <= i; j += 4)
-      for (int u = 0; u < 4; u++) {
-        const float wj = w[j + u];
-        const float* r = rows + (j + u) * D + d0;
-        for (int l = 0; l < LANES; l++) acc[u][l] = std::fmaf(wj, r[l], acc[u][l]);
+/* S[r][j] = scale * a_r . b_j for the 16 rows of a block and every key panel from p0 to p1, rows of S of
+ * stride ld (indexed by absolute key position). a is [rows][D]; b in 16-key panels. 16 x 16 accumulators. */
+CX_CLONES void block_scores(float* S, int64_t ld, const float* a, int64_t rows, const float* bp, int64_t D, int64_t p0, int64_t p1, float scale) {
+  for (int64_t p = p0; p <= p1; p++) {
+    float acc[QB][LANES] = {};
+    const float* base = bp + p * D * LANES;
+    for (int64_t d = 0; d < D; d++) {
+      const float* kd = base + d * LANES;
+#pragma GCC unroll 16
+      for (int r = 0; r < QB; r++) {
+        const float ar = (r < rows ? a[r * D + d] : 0.f) * scale;
+        for (int l = 0; l < LANES; l++) acc[r][l] = std::fmaf(ar, kd[l], acc[r][l]);
       }
-    for (; j <= i; j++) {
-      const float wj = w[j];
-      const float* r = rows + j * D + d0;
-      for (int l = 0; l < LANES; l++) acc[0][l] = std::fmaf(wj, r[l], acc[0][l]);
     }
-    for (int l = 0; l < LANES; l++) out[d0 + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-  }  for (; d0 < D; d0++) {
-    float acc = 0.f;
-    for (int64_t j = st; j <= i; j++) acc = std::fmaf(w[j], rows[j * D + d0], acc);
-    out[d0] = acc;
+    for (int r = 0; r < rows; r++)
+      for (int l = 0; l < LANES; l++) S[r * ld + p * LANES + l] = acc[r][l];
   }
 }
 
-CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kt, const float* v, const int32_t* start, int64_t T,
-                                      int64_t Tp, int64_t D, float scale, float* s) {
-  for (int64_t i = 0; i < T; i++) {
-    const int64_t st = start[i];
-    attention_scores(s, q + i * D, kt, D, st, i, scale);
-    float mx = -INFINITY;
-    for (int64_t j = st; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
-    float sum = 0.f;
-    for (int64_t j = st; j <= i; j++) sum += (s[j] = exp_approx(s[j] - mx));
-    const float inv = 1.f / sum;
-    for (int64_t j = st; j <= i; j++) s[j] *= inv;
-    weighted_row_sum(o + i * D, s, v, D, st, i);
-    lse[i] = mx + std::log(sum);
+/* out[r][0:D] = sum_j W[r][j] * rows_j[0:D] over j in [j0, j1], 8 query rows at a time. */
+CX_CLONES void block_weighted_rows(float* out, const float* W, int64_t ld, int64_t rows, const float* vals, int64_t D, int64_t j0, int64_t j1) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int64_t nr = std::min<int64_t>(8, rows - r0);
+    for (int64_t d0 = 0; d0 < D; d0 += 2 * LANES) {
+      const int64_t nd = std::min<int64_t>(2 * LANES, D - d0);
+      float acc[8][2 * LANES] = {};
+      for (int64_t j = j0; j <= j1; j++) {
+        float v[2 * LANES];
+        for (int l = 0; l < 2 * LANES; l++) v[l] = l < nd ? vals[j * D + d0 + l] : 0.f;
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+          const float w = r < nr ? W[(r0 + r) * ld + j] : 0.f;
+          for (int l = 0; l < 2 * LANES; l++) acc[r][l] = std::fmaf(w, v[l], acc[r][l]);
+        }
+      }
+      for (int64_t r = 0; r < nr; r++)
+        for (int64_t l = 0; l < nd; l++) out[(r0 + r) * D + d0 + l] = acc[r][l];
+    }
+  }
+}
+
+/* Attention for one (row, head) in blocks of 16 queries; q, v, o as [T][D], keys (and values) in panels.
+ * A block's keys run from its first query's document start to its last query; each row masks its own. */
+CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kp, const float* v, const int32_t* start, int64_t T,
+                                      int64_t Tp, int64_t D, float scale, float* S) {
+  for (int64_t i0 = 0; i0 < T; i0 += QB) {
+    const int64_t rows = std::min(QB, T - i0), i1 = i0 + rows - 1, j0 = start[i0];
+    block_scores(S, Tp, q + i0 * D, rows, kp, D, j0 / LANES, i1 / LANES, scale);
+    for (int64_t r = 0; r < rows; r++) {
+      float* s = S + r * Tp;
+      const int64_t i = i0 + r, st = start[i];
+      float mx = -INFINITY;
+      for (int64_t j = st; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
+      float sum = 0.f;
+      for (int64_t j = st; j <= i; j++) sum += (s[j] = exp_approx(s[j] - mx));
+      const float inv = 1.f / sum;
+      for (int64_t j = j0; j <= i1; j++) s[j] = (j >= st && j <= i) ? s[j] * inv : 0.f;
+      lse[i] = mx + std::log(sum);
+    }
+    block_weighted_rows(o + i0 * D, S, Tp, rows, v, D, j0, i1);
   }
 }
 
 CX_CLONES void attention_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse, const float* q,
-                                       const float* k, const float* kt, const float* vt, const int32_t* start, int64_t T, int64_t Tp, int64_t D,
-                                       float scale, float* s, float* dp) {
+                                       const float* k, const float* kp, const float* vp, const int32_t* start, int64_t T, int64_t Tp, int64_t D,
+                                       float scale, float* S, float* dP) {
   for (int64_t x = 0; x < T * D; x++) dk[x] = dv[x] = 0.f;
-  for (int64_t i = 0; i < T; i++) {
-    const int64_t st = start[i];
-    const float* __restrict qi = q + i * D;
-    const float* __restrict gi = dout + i * D;
-    attention_scores(s, qi, kt, D, st, i, scale);
-    for (int64_t j = st; j <= i; j++) s[j] = exp_approx(s[j] - lse[i]);
-    attention_scores(dp, gi, vt, D, st, i, 1.f);  // dp[j] = dO_i . v_j
-    float delta = 0.f;
-    for (int64_t d = 0; d < D; d++) delta += gi[d] * o[i * D + d];
-    for (int64_t j = st; j <= i; j++) dp[j] = s[j] * (dp[j] - delta) * scale;  // now ds[j]
-    weighted_row_sum(dq + i * D, dp, k, D, st, i);
-    for (int64_t j = st; j <= i; j++) {
-      const float ds = dp[j], p = s[j];
+  for (int64_t i0 = 0; i0 < T; i0 += QB) {
+    const int64_t rows = std::min(QB, T - i0), i1 = i0 + rows - 1, j0 = start[i0];
+    block_scores(S, Tp, q + i0 * D, rows, kp, D, j0 / LANES, i1 / LANES, scale);
+    block_scores(dP, Tp, dout + i0 * D, rows, vp, D, j0 / LANES, i1 / LANES, 1.f);
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t i = i0 + r, st = start[i];
+      float* s = S + r * Tp;
+      float* dp = dP + r * Tp;
+      float delta = 0.f;
+      for (int64_t d = 0; d < D; d++) delta += dout[i * D + d] * o[i * D + d];
+      const float l = lse[i];
+      for (int64_t j = j0; j <= i1; j++) s[j] = exp_approx(s[j] - l);
+      for (int64_t j = j0; j <= i1; j++) dp[j] = s[j] * (dp[j] - delta) * scale;  // now dS
+      for (int64_t j = j0; j < st; j++) s[j] = dp[j] = 0.f;  // outside this row's document
+      for (int64_t j = i + 1; j <= i1; j++) s[j] = dp[j] = 0.f;  // in its future
+    }
+    block_weighted_rows(dq + i0 * D, dP, Tp, rows, k, D, j0, i1);
+    // dK_j += sum_r dS[r][j] q_r and dV_j += sum_r P[r][j] dO_r, each key's rows accumulated in registers.
+    for (int64_t j = j0; j <= i1; j++) {
       float* __restrict dkj = dk + j * D;
       float* __restrict dvj = dv + j * D;
-      for (int64_t d = 0; d < D; d++) dkj[d] = std::fmaf(ds, qi[d], dkj[d]);
-      for (int64_t d = 0; d < D; d++) dvj[d] = std::fmaf(p, gi[d], dvj[d]);
+      for (int64_t d0 = 0; d0 < D; d0 += 2 * LANES) {
+        const int64_t nd = std::min<int64_t>(2 * LANES, D - d0);
+        float ak[2 * LANES] = {}, av[2 * LANES] = {};
+        if (nd == 2 * LANES) {
+          for (int64_t r = 0; r < rows; r++) {
+            const float ds = dP[r * Tp + j], p = S[r * Tp + j];
+            const float* qr = q + (i0 + r) * D + d0;
+            const float* gr = dout + (i0 + r) * D + d0;
+            for (int l = 0; l < 2 * LANES; l++) {
+              ak[l] = std::fmaf(ds, qr[l], ak[l]);
+              av[l] = std::fmaf(p, gr[l], av[l]);
+            }
+          }
+          for (int l = 0; l < 2 * LANES; l++) {
+            dkj[d0 + l] += ak[l];
+            dvj[d0 + l] += av[l];
+          }
+        } else {
+          for (int64_t r = 0; r < rows; r++) {
+            const float ds = dP[r * Tp + j], p = S[r * Tp + j];
+            for (int64_t l = 0; l < nd; l++) {
+              ak[l] = std::fmaf(ds, q[(i0 + r) * D + d0 + l], ak[l]);
+              av[l] = std::fmaf(p, dout[(i0 + r) * D + d0 + l], av[l]);
+            }
+          }
+          for (int64_t l = 0; l < nd; l++) {
+            dkj[d0 + l] += ak[l];
+            dvj[d0 + l] += av[l];
+          }
+        }
+      }
     }
   }
 }
@@ -341,7 +364,7 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(B * H, [&](int64_t task, int thread) {
       const int64_t b = task / H, h = task % H;
       const int64_t Tp = (T + LANES - 1) / LANES * LANES;
-      std::vector<float>& buf = thread_scratch(thread, (size_t)(3 * T * D + Tp * D + Tp));
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(3 * T * D + Tp * D + QB * Tp));
       float *qh = buf.data(), *kt = qh + T * D, *vh = kt + Tp * D, *oh = vh + T * D, *s = oh + T * D;
       gather_head(qh, kt, vh, nullptr, q, k, v, b, h, T, Tp, H, D);
       attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, T, Tp, D, scale, s);
@@ -358,9 +381,9 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(B * H, [&](int64_t task, int thread) {
       const int64_t b = task / H, h = task % H;
       const int64_t Tp = (T + LANES - 1) / LANES * LANES;
-      std::vector<float>& buf = thread_scratch(thread, (size_t)(8 * T * D + 2 * Tp * D + 2 * Tp));
+      std::vector<float>& buf = thread_scratch(thread, (size_t)(8 * T * D + 2 * Tp * D + 2 * QB * Tp));
       float *qh = buf.data(), *kt = qh + T * D, *vt = kt + Tp * D, *kh = vt + Tp * D, *gh = kh + T * D, *oh = gh + T * D;
-      float *gq = oh + T * D, *gk = gq + T * D, *gv = gk + T * D, *s = gv + T * D, *dp = s + Tp;
+      float *gq = oh + T * D, *gk = gq + T * D, *gv = gk + T * D, *s = gv + T * D, *dp = s + QB * Tp;
       gather_head(qh, kt, vt, kh, q, k, v, b, h, T, Tp, H, D, /*v_transposed=*/true);
       for (int64_t t = 0; t < T; t++)
         for (int64_t d = 0; d < D; d++) {
