@@ -226,41 +226,47 @@ void pack_b_bf16(bool transB, const float* B, int64_t ldb, int64_t N, int64_t j0
   }
 }
 
-void sgemm_bf16(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  constexpr int mr = 12, nr = 32;
-  const int64_t m_panels = (M + mr - 1) / mr, n_panels = (N + nr - 1) / nr;
-  thread_local std::vector<uint32_t> apack, bpack;
-  if (apack.size() < (size_t)m_panels * mr * KC / 2) apack.resize((size_t)m_panels * mr * KC / 2);
-  if (bpack.size() < (size_t)n_panels * nr * KC / 2) bpack.resize((size_t)n_panels * nr * KC / 2);
-  uint32_t* const a_buf = apack.data();
-  uint32_t* const b_buf = bpack.data();
+/* The blocked driver both kernels share: for each KC-deep slice, pack op(A) and op(B) into panels (in
+ * parallel), then run the micro-kernel over tiles of panels. Each element of C sums over k in one fixed
+ * order, whatever the thread count. `Elem` is float (fp32 panels) or uint32_t (bf16 k-pairs, kstep 2). */
+template <typename Elem, typename PackA, typename PackB, typename Run>
+void gemm_driver(ThreadPool& pool, int mr, int nr, int kstep, PackA pack_a_fn, PackB pack_b_fn, Run run, int64_t M, int64_t N, int64_t K, float* C,
+                 int64_t ldc, bool accumulate) {
+  const int64_t m_panels = (M + mr - 1) / mr, n_panels = (N + nr - 1) / nr, kc_max = KC / kstep;
+  // Packing buffers live with the calling thread and only grow: no allocation or zeroing per call.
+  thread_local std::vector<Elem> apack, bpack;
+  if (apack.size() < (size_t)(m_panels * mr * kc_max)) apack.resize((size_t)(m_panels * mr * kc_max));
+  if (bpack.size() < (size_t)(n_panels * nr * kc_max)) bpack.resize((size_t)(n_panels * nr * kc_max));
+  // thread_local names resolve per thread inside the lambdas, so hand the workers plain pointers.
+  Elem* const a_buf = apack.data();
+  Elem* const b_buf = bpack.data();
+  // Tiles of (rows of panels) x (cols of panels), enough of them to keep every thread busy.
   const int64_t mp_per_task = std::max<int64_t>(1, std::min<int64_t>(8, m_panels / std::max(1, pool.size())));
   const int64_t np_per_task = std::max<int64_t>(1, std::min<int64_t>(16, n_panels));
   const int64_t m_tasks = (m_panels + mp_per_task - 1) / mp_per_task;
   const int64_t n_tasks = (n_panels + np_per_task - 1) / np_per_task;
   for (int64_t p0 = 0; p0 < K; p0 += KC) {
-    const int64_t kc = std::min(KC, K - p0), kc2 = (kc + 1) / 2;
+    const int64_t kc = std::min(KC, K - p0), kd = (kc + kstep - 1) / kstep;
     const bool acc = accumulate || p0 > 0;
     pool.parallel_for(m_panels + n_panels, [&](int64_t t, int) {
-      if (t < m_panels) pack_a_bf16(transA, A, lda, M, t * mr, p0, kc, mr, a_buf + t * mr * kc2);
-      else pack_b_bf16(transB, B, ldb, N, (t - m_panels) * nr, p0, kc, nr, b_buf + (t - m_panels) * nr * kc2);
+      if (t < m_panels) pack_a_fn(t * mr, p0, kc, a_buf + t * mr * kd);
+      else pack_b_fn((t - m_panels) * nr, p0, kc, b_buf + (t - m_panels) * nr * kd);
     });
     pool.parallel_for(m_tasks * n_tasks, [&](int64_t task, int) {
       const int64_t mt = task / n_tasks, nt = task % n_tasks;
-      float tile[mr * nr];
+      float tile[12 * 32];
       for (int64_t ip = mt * mp_per_task; ip < std::min(m_panels, (mt + 1) * mp_per_task); ip++) {
         const int64_t i0 = ip * mr, rows = std::min<int64_t>(mr, M - i0);
         for (int64_t jp = nt * np_per_task; jp < std::min(n_panels, (nt + 1) * np_per_task); jp++) {
           const int64_t j0 = jp * nr, cols = std::min<int64_t>(nr, N - j0);
-          const uint32_t* Ap = a_buf + ip * mr * kc2;
-          const uint32_t* Bp = b_buf + jp * nr * kc2;
+          const Elem* Ap = a_buf + ip * mr * kd;
+          const Elem* Bp = b_buf + jp * nr * kd;
           if (rows == mr && cols == nr) {
-            kernel_avx512_bf16(kc2, Ap, Bp, C + i0 * ldc + j0, ldc, acc);
+            run(kd, Ap, Bp, C + i0 * ldc + j0, ldc, acc);
           } else {
             for (int64_t r = 0; r < mr; r++)
               for (int64_t c = 0; c < nr; c++) tile[r * nr + c] = (acc && r < rows && c < cols) ? C[(i0 + r) * ldc + j0 + c] : 0.f;
-            kernel_avx512_bf16(kc2, Ap, Bp, tile, nr, true);
+            run(kd, Ap, Bp, tile, nr, true);
             for (int64_t r = 0; r < rows; r++)
               for (int64_t c = 0; c < cols; c++) C[(i0 + r) * ldc + j0 + c] = tile[r * nr + c];
           }
@@ -277,7 +283,14 @@ const char* sgemm_kernel_name() { return has_avx512_bf16() ? (std::string(pick_k
 void gemm_bf16_operands(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                         int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  if (K > 0 && has_avx512_bf16()) return sgemm_bf16(pool, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  if (K > 0 && has_avx512_bf16()) {
+    constexpr int mr = 12, nr = 32;
+    gemm_driver<uint32_t>(
+        pool, mr, nr, 2, [&](int64_t i0, int64_t p0, int64_t kc, uint32_t* out) { pack_a_bf16(transA, A, lda, M, i0, p0, kc, mr, out); },
+        [&](int64_t j0, int64_t p0, int64_t kc, uint32_t* out) { pack_b_bf16(transB, B, ldb, N, j0, p0, kc, nr, out); }, kernel_avx512_bf16, M,
+        N, K, C, ldc, accumulate);
+    return;
+  }
   sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
@@ -291,48 +304,10 @@ void sgemm(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int
   }
   const Kernel& kern = pick_kernel();
   const int mr = kern.mr, nr = kern.nr;
-  const int64_t m_panels = (M + mr - 1) / mr, n_panels = (N + nr - 1) / nr;
-  // Packing buffers live with the calling thread and only grow: no allocation or zeroing per call.
-  thread_local std::vector<float> apack, bpack;
-  if (apack.size() < (size_t)m_panels * mr * KC) apack.resize((size_t)m_panels * mr * KC);
-  if (bpack.size() < (size_t)n_panels * nr * KC) bpack.resize((size_t)n_panels * nr * KC);
-  // thread_local names resolve per thread inside the lambdas, so hand the workers plain pointers.
-  float* const a_buf = apack.data();
-  float* const b_buf = bpack.data();
-  // Tiles of (rows of panels) x (cols of panels), enough of them to keep every thread busy.
-  const int64_t mp_per_task = std::max<int64_t>(1, std::min<int64_t>(8, m_panels / std::max(1, pool.size())));
-  const int64_t np_per_task = std::max<int64_t>(1, std::min<int64_t>(16, n_panels));
-  const int64_t m_tasks = (m_panels + mp_per_task - 1) / mp_per_task;
-  const int64_t n_tasks = (n_panels + np_per_task - 1) / np_per_task;
-  for (int64_t p0 = 0; p0 < K; p0 += KC) {
-    const int64_t kc = std::min(KC, K - p0);
-    const bool acc = accumulate || p0 > 0;
-    pool.parallel_for(m_panels + n_panels, [&](int64_t t, int) {
-      if (t < m_panels) pack_a(transA, A, lda, M, t * mr, p0, kc, mr, a_buf + t * mr * kc);
-      else pack_b(transB, B, ldb, N, (t - m_panels) * nr, p0, kc, nr, b_buf + (t - m_panels) * nr * kc);
-    });
-    pool.parallel_for(m_tasks * n_tasks, [&](int64_t task, int) {
-      const int64_t mt = task / n_tasks, nt = task % n_tasks;
-      float tile[12 * 32];
-      for (int64_t ip = mt * mp_per_task; ip < std::min(m_panels, (mt + 1) * mp_per_task); ip++) {
-        const int64_t i0 = ip * mr, rows = std::min<int64_t>(mr, M - i0);
-        for (int64_t jp = nt * np_per_task; jp < std::min(n_panels, (nt + 1) * np_per_task); jp++) {
-          const int64_t j0 = jp * nr, cols = std::min<int64_t>(nr, N - j0);
-          const float* Ap = a_buf + ip * mr * kc;
-          const float* Bp = b_buf + jp * nr * kc;
-          if (rows == mr && cols == nr) {
-            kern.run(kc, Ap, Bp, C + i0 * ldc + j0, ldc, acc);
-          } else {
-            for (int64_t r = 0; r < mr; r++)
-              for (int64_t c = 0; c < nr; c++) tile[r * nr + c] = (acc && r < rows && c < cols) ? C[(i0 + r) * ldc + j0 + c] : 0.f;
-            kern.run(kc, Ap, Bp, tile, nr, true);
-            for (int64_t r = 0; r < rows; r++)
-              for (int64_t c = 0; c < cols; c++) C[(i0 + r) * ldc + j0 + c] = tile[r * nr + c];
-          }
-        }
-      }
-    });
-  }
+  gemm_driver<float>(
+      pool, mr, nr, 1, [&](int64_t i0, int64_t p0, int64_t kc, float* out) { pack_a(transA, A, lda, M, i0, p0, kc, mr, out); },
+      [&](int64_t j0, int64_t p0, int64_t kc, float* out) { pack_b(transB, B, ldb, N, j0, p0, kc, nr, out); }, kern.run, M, N, K, C, ldc,
+      accumulate);
 }
 
 }  // namespace cx

@@ -290,6 +290,16 @@ void check_options(const cx_run_options* o) {
   if (o->precision != CX_BF16 && o->precision != CX_FP32) fail(CX_INVALID_ARGUMENT, "precision must be bf16 (0) or fp32 (1)");
 }
 
+/* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
+Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o) {
+  check_options(o);
+  Batch bt;
+  prepare_batch(m, tokens, B, T, *o, bt);
+  ensure_compute_weights(m, o->precision);
+  forward_blocks(m, bt, *o);
+  return bt;
+}
+
 }  // namespace
 
 extern "C" {
@@ -391,11 +401,7 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
 int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
                         int64_t* count, cx_status* status) {
   return guarded(status, [&] {
-    check_options(o);
-    Batch bt;
-    prepare_batch(*m, tokens, B, T, *o, bt);
-    ensure_compute_weights(*m, o->precision);
-    forward_blocks(*m, bt, *o);
+    const Batch bt = run_forward(*m, tokens, B, T, o);
     const int last = 1 + 9 * m->cfg.n_layers;
     m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N,
                                  m->cfg.hidden, m->cfg.vocab, loss_scale, o->precision == CX_BF16);
@@ -414,11 +420,7 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
 
 int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* losses, cx_status* status) {
   return guarded(status, [&] {
-    check_options(o);
-    Batch bt;
-    prepare_batch(*m, tokens, B, T, *o, bt);
-    ensure_compute_weights(*m, o->precision);
-    forward_blocks(*m, bt, *o);
+    const Batch bt = run_forward(*m, tokens, B, T, o);
     const int last = 1 + 9 * m->cfg.n_layers;
     m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N, m->cfg.hidden,
                                  m->cfg.vocab, 1.f, o->precision == CX_BF16);
@@ -428,11 +430,7 @@ int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx
 
 int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* logits, cx_status* status) {
   return guarded(status, [&] {
-    check_options(o);
-    Batch bt;
-    prepare_batch(*m, tokens, B, T, *o, bt);
-    ensure_compute_weights(*m, o->precision);
-    forward_blocks(*m, bt, *o);
+    const Batch bt = run_forward(*m, tokens, B, T, o);
     std::vector<int32_t> rows((size_t)B);
     for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
     m->rows.ensure(m->be.get(), (size_t)B);
