@@ -6,7 +6,8 @@ export type OutputMode = "tty" | "plain" | "json";
 
 export function outputMode(json: boolean): OutputMode {
   if (json) return "json";
-  const quiet = !!process.env.CI || "NO_COLOR" in process.env || !process.stderr.isTTY;
+  // A pseudo-terminal without a size (columns 0) makes ora's line clearing run away: treat it as plain.
+  const quiet = !!process.env.CI || "NO_COLOR" in process.env || !process.stderr.isTTY || !(process.stderr.columns > 0);
   return quiet ? "plain" : "tty";
 }
 

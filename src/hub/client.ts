@@ -83,6 +83,12 @@ export class HubClient {
       }
       return new RuntimeFailure(`${describe(repo)}: ${what} failed with HTTP ${status} after retries`);
     }
+    const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+    if (error instanceof TypeError && cause) {
+      return new RuntimeFailure(
+        `${describe(repo)}: ${what}: cannot reach ${this.env.endpoint} (${cause.code ?? cause.message}); check the network, or HF_ENDPOINT / HF_HUB_OFFLINE`,
+      );
+    }
     return new RuntimeFailure(`${describe(repo)}: ${what} failed: ${redactSecrets(String((error as Error)?.message ?? error))}`);
   }
 

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { parse as parseYaml } from "yaml";
 import { resolve } from "node:path";
 import ora from "ora";
 import type { Argv } from "yargs";
@@ -61,7 +63,14 @@ export function registerTrain(y: Argv): Argv {
           .option("mask-eos-loss", { type: "boolean", default: true, describe: "the position whose input is EOS has no target" })
           .option("eval-every", { type: "number", default: 50 })
           .option("eval-sequences", { type: "number", default: 8, describe: "held-out windows for evaluation" })
-          .option("json", { type: "boolean", default: false }),
+          .option("json", { type: "boolean", default: false })
+          .config("config", "a YAML (or JSON) run config whose keys are these flags, e.g. `lr: 3e-4`; flags given on the command line win", (path: string) => {
+            try {
+              return parseYaml(readFileSync(path, "utf8")) ?? {};
+            } catch (error) {
+              throw new UsageError(`--config ${path}: ${(error as Error).message}`);
+            }
+          }),
       async (a) => {
         const { name, config: modelConfig } = await resolveModelConfig(a.model);
         const context = a.context ?? null;
