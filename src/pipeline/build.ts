@@ -62,8 +62,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
   }
   const impl = native ? "native" : "js";
 
-  const rows = await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
-  void rows;
+  await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
   await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
   const tokenized = await runStage(
     sink,
