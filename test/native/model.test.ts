@@ -98,6 +98,11 @@ describe("native model (CPU backend)", () => {
     assert.throws(() => m.forwardLosses(new Int32Array(3), 2, 2, fp32), /exactly B\*T ids/);
     assert.throws(() => new (loadAddon().Model)({ ...config, hidden: 30 }, "cpu", 1), /hidden 30 must split into 2 heads of an even size/);
     assert.throws(() => new (loadAddon().Model)(config, "tpu", 1), /unknown backend 'tpu'/);
+    // More than any address space holds: an error with the fix, not a crash.
+    assert.throws(
+      () => new (loadAddon().Model)({ ...config, hidden: 65536, nHeads: 512, vocab: 2 ** 31 - 1 }, "cpu", 1),
+      (e: any) => e.code === "CX_OUT_OF_MEMORY" && /cannot allocate \d+ MB for parameters on cpu; the model does not fit/.test(e.message),
+    );
     // Without a GPU (as in CI) --device cuda says why, whether or not the addon was built with CUDA.
     let gpu: ReturnType<typeof model> | undefined;
     try {

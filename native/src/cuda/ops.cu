@@ -430,6 +430,11 @@ class CudaBackend final : public Backend {
     launch(adamw_kernel, (int64_t)n, param, compute_copy, grad, m, v, (int64_t)n, hp, bf16);
   }
   void synchronize() override { CX_CUDA(cudaDeviceSynchronize()); }
+  std::string memory_info() override {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return "";
+    return std::to_string(free_b >> 20) + " MB free of " + std::to_string(total_b >> 20) + " MB";
+  }
 
  private:
   template <typename... KArgs, typename... Args>

@@ -66,13 +66,17 @@ struct Buffer {
   Backend* be = nullptr;
   float* p = nullptr;
   size_t n = 0;
-  void ensure(Backend* backend, size_t count, const char* what) {
+  void ensure(Backend* backend, size_t count, const char* what, const char* hint = "lower --micro-batch or --context") {
     if (n >= count) return;
     if (p) be->release(p);
     be = backend;
     p = be->alloc(count);
     n = p ? count : 0;
-    if (!p) fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s", count * 4 >> 20, what, backend->name());
+    if (!p) {
+      const std::string mem = backend->memory_info();
+      fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s%s%s; %s", count * 4 >> 20, what, backend->name(), mem.empty() ? "" : ": ",
+           mem.c_str(), hint);
+    }
   }
   ~Buffer() {
     if (p) be->release(p);
@@ -329,11 +333,13 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     if (!m->be) fail(CX_OUT_OF_MEMORY, "cannot create the %s backend", which.c_str());
     build_tensor_table(*m);
     Backend* be = m->be.get();
-    m->params.ensure(be, m->n_params, "parameters");
-    m->compute.ensure(be, m->n_params, "compute weights");
-    m->grads.ensure(be, m->n_params, "gradients");
-    m->adam_m.ensure(be, m->n_params, "AdamW first moments");
-    m->adam_v.ensure(be, m->n_params, "AdamW second moments");
+    // Weights, gradients and AdamW moments: 5 x 4 bytes per parameter, whatever the batch.
+    const char* too_big = "the model does not fit this device (it needs 20 bytes per parameter before activations)";
+    m->params.ensure(be, m->n_params, "parameters", too_big);
+    m->compute.ensure(be, m->n_params, "compute weights", too_big);
+    m->grads.ensure(be, m->n_params, "gradients", too_big);
+    m->adam_m.ensure(be, m->n_params, "AdamW first moments", too_big);
+    m->adam_v.ensure(be, m->n_params, "AdamW second moments", too_big);
     for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->p, 0.f, m->n_params);
     *out = m.release();
   });
