@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadAddon, native, type ModelConfig, type NativeModel } from "../native/addon.ts";
+import { readManifest } from "../shards/manifest-file.ts";
+import { tokenizerForManifest } from "../shards/tokenizer-for.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { loadWeights, resolveCheckpoint } from "./checkpoint.ts";
@@ -98,14 +100,22 @@ export async function generate(
   o: { maxTokens: number; temperature: number; topP: number; seed: number },
   onToken?: (text: string) => void,
 ): Promise<{ text: string; ids: number[] }> {
+  // The checkpoint's own copy, else the tokenizer the training data's manifest records.
   const tokenizerPath = join(ckpt.dir, "tokenizer.json");
-  const tokenizer = await loadTokenizer(tokenizerPath).catch(() => {
-    throw new RuntimeFailure(`${tokenizerPath}: the checkpoint has no tokenizer.json; copy the build's tokenizer there`);
+  const tokenizer = await loadTokenizer(tokenizerPath).catch(async () => {
+    try {
+      return await tokenizerForManifest(await readManifest(ckpt.run.data));
+    } catch (error) {
+      throw new RuntimeFailure(
+        `${tokenizerPath} is missing and the data's tokenizer could not be loaded (${(error as Error).message}); copy the build's tokenizer.json there`,
+      );
+    }
   });
   const ids = tokenizer.encode(prompt);
   if (ids.length === 0) throw new UsageError("--prompt is empty");
   const opts = runOptionsOf(ckpt.run, ckpt.eosId);
   const rand = rng(o.seed);
+  onToken?.(prompt);
   const generated: number[] = [];
   let shown = "";
   for (let i = 0; i < o.maxTokens && ids.length < ckpt.config.maxSeq; i++) {

@@ -230,17 +230,19 @@ class Model : public Napi::ObjectWrap<Model> {
         });
   }
 
-  Napi::Value ForwardLosses(const Napi::CallbackInfo& info) {
+  /* A forward pass that fills a float array of `size(B, T)` values, resolved as a Float32Array. */
+  template <typename Forward>
+  Napi::Value ForwardToArray(const Napi::CallbackInfo& info, size_t (*size)(cx_model*, int, int), Forward forward) {
     Napi::Env env = info.Env();
     if (!ready(env)) return env.Undefined();
     auto tokens = std::make_shared<std::vector<int32_t>>();
     int B, T;
     if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
-    cx_run_options o = run_options(info[3]);
-    auto out = std::make_shared<std::vector<float>>((size_t)B * T);
+    const cx_run_options o = run_options(info[3]);
     cx_model* m = model_;
+    auto out = std::make_shared<std::vector<float>>(size(m, B, T));
     return Run(
-        env, [=](cx_status* st) { return cx_forward_losses(m, tokens->data(), B, T, &o, out->data(), st); },
+        env, [=](cx_status* st) { return forward(m, tokens->data(), B, T, &o, out->data(), st); },
         [=](Napi::Env e) {
           Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
           std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
@@ -248,24 +250,17 @@ class Model : public Napi::ObjectWrap<Model> {
         });
   }
 
+  Napi::Value ForwardLosses(const Napi::CallbackInfo& info) {
+    return ForwardToArray(info, [](cx_model*, int B, int T) { return (size_t)B * T; }, cx_forward_losses);
+  }
+
   Napi::Value LastLogits(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!ready(env)) return env.Undefined();
-    auto tokens = std::make_shared<std::vector<int32_t>>();
-    int B, T;
-    if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
-    cx_run_options o = run_options(info[3]);
-    cx_model* m = model_;
-    int64_t rows, vocab;
-    cx_tensor_shape(m, cx_tensor_count(m) - 1, &rows, &vocab);
-    auto out = std::make_shared<std::vector<float>>((size_t)B * (size_t)rows);
-    return Run(
-        env, [=](cx_status* st) { return cx_forward_last_logits(m, tokens->data(), B, T, &o, out->data(), st); },
-        [=](Napi::Env e) {
-          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
-          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
-          return a;
-        });
+    auto vocab_rows = [](cx_model* m, int B, int) {
+      int64_t rows, cols;
+      cx_tensor_shape(m, cx_tensor_count(m) - 1, &rows, &cols);  // lm_head.weight: [vocab][hidden]
+      return (size_t)B * (size_t)rows;
+    };
+    return ForwardToArray(info, vocab_rows, cx_forward_last_logits);
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {

@@ -182,7 +182,6 @@ export function registerTrain(y: Argv): Argv {
       async (a) => {
         const ckpt = await openCheckpoint(a.checkpoint, device(a.device), a.threads);
         try {
-          if (!a.json) process.stdout.write(a.prompt);
           const r = await generate(ckpt, a.prompt, { maxTokens: a["max-tokens"], temperature: a.temperature, topP: a["top-p"], seed: a.seed }, a.json ? undefined : (t) => process.stdout.write(t));
           if (a.json) process.stdout.write(JSON.stringify({ prompt: a.prompt, completion: r.text, ids: r.ids }) + "\n");
           else process.stdout.write("\n");
