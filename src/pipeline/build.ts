@@ -172,7 +172,8 @@ async function removePreviousOutput(outDir: string): Promise<void> {
   // The manifest goes first: without it, nothing in the folder claims to be a complete build.
   await rm(join(outDir, MANIFEST), { force: true });
   for (const name of await readdir(outDir)) {
-    if (/^shard-\d+\.(npy|docs\.parquet)$/.test(name) || name === "MIXTURE.md" || name === "README.md") {
+    // Also the temp files a killed build left behind (their names end in .<random>.tmp).
+    if (/^shard-\d+\.(npy|docs\.parquet)$/.test(name) || /\.[0-9a-f]{8}\.tmp$/.test(name) || name === "MIXTURE.md" || name === "README.md") {
       await rm(join(outDir, name), { force: true });
     }
   }

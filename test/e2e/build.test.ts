@@ -99,11 +99,13 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     assert.equal(seenChunks >= 3, true, "killed during tokenisation");
     assert.ok(!existsSync(join(out, "manifest.json")), "a killed build leaves no manifest");
     assert.ok(!(await readdir(out)).some((n) => n.endsWith(".npy")), "and no shard");
+    await writeFile(join(out, "shard-00000.npy.0badc0de.tmp"), "left by a crash");
     const rerun = await runCli(["build", recipe, "--out", out, "--workers", "2", "--max-shard-bytes", "1000000", "--json", "--tokenizer-impl", "js"], { env });
     assert.equal(rerun.code, 0, rerun.stderr);
     const tokenizeEnd = rerun.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === "stage_end" && e.stage === "tokenize");
     assert.equal(tokenizeEnd.reused, true);
     const files = await outputFiles(out);
+    assert.ok(!files.has("shard-00000.npy.0badc0de.tmp"), "a rerun clears temp files a crash left");
     const strip = (b: Buffer) => {
       const m = JSON.parse(b.toString());
       delete m.tokenizer.implementation;
