@@ -57,16 +57,24 @@ async function ingestParquet(db: BuildDb, source: ResolvedSource, fileIdx: numbe
     }
   }
   const single = parts.length === 1 && "field" in parts[0]!;
-  if (single && types.get((parts[0] as { field: string }).field) !== "VARCHAR") {
+  if (single && !["VARCHAR", "BLOB"].includes(types.get((parts[0] as { field: string }).field)!)) {
     const field = (parts[0] as { field: string }).field;
     throw new UsageError(`${where}: text column '${field}' has type ${types.get(field)}, not a string; choose a string column or a text_template`);
   }
+  // Byte columns (BLOB) are decoded as UTF-8 here, so a bad row is counted rather than failing the file
+  // (DuckDB itself refuses a string column with invalid UTF-8: that stops the build, naming the file).
+  const fields = templateFields(parts);
+  const blobs = fields.filter((f) => types.get(f) === "BLOB");
+  const value = (f: string) => (types.get(f) === "BLOB" ? `try(decode(${ident(f)}))` : `CAST(${ident(f)} AS VARCHAR)`);
   // `||` propagates NULL, so a row with any missing field counts as null text.
-  const expr = parts.map((p) => ("literal" in p ? sqlString(p.literal) : `CAST(${ident(p.field)} AS VARCHAR)`)).join(" || ");
+  const expr = parts.map((p) => ("literal" in p ? sqlString(p.literal) : value(p.field))).join(" || ");
+  const badBytes = blobs.length ? blobs.map((f) => `(${ident(f)} IS NOT NULL AND try(decode(${ident(f)})) IS NULL)`).join(" OR ") : "false";
   try {
     await db.run(
-      `INSERT INTO documents SELECT ${source.index}, ${fileIdx}, file_row_number, t, CASE WHEN t IS NULL THEN 'null_text' END
-       FROM (SELECT file_row_number, ${expr} AS t FROM read_parquet(${sqlString(path)}, file_row_number = true)) ORDER BY file_row_number`,
+      `INSERT INTO documents SELECT ${source.index}, ${fileIdx}, file_row_number, t,
+         CASE WHEN bad THEN 'invalid_utf8' WHEN t IS NULL THEN 'null_text' END
+       FROM (SELECT file_row_number, ${expr} AS t, ${badBytes} AS bad FROM read_parquet(${sqlString(path)}, file_row_number = true))
+       ORDER BY file_row_number`,
     );
   } catch (error) {
     throw new RuntimeFailure(`${where}: reading failed (${(error as Error).message.split("\n")[0]})`);

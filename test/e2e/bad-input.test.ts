@@ -40,6 +40,11 @@ describe("bad input: counted, or refused with a clear message and nothing that l
     const db = await DuckDBInstance.create(":memory:");
     const conn = await db.connect();
     await conn.run(`COPY (SELECT 'row ' || i AS body, i AS id FROM range(20) t(i)) TO '${join(dir, "data", "nocol.parquet")}' (FORMAT parquet)`);
+    // Text stored as bytes: two valid rows, one invalid UTF-8, one null.
+    await conn.run(
+      `COPY (SELECT * FROM (VALUES (0, 'A first document stored as bytes.'::BLOB), (1, '\\xFF\\xFE broken'::BLOB), (2, NULL::BLOB), (3, 'Second valid one, also bytes.'::BLOB)) t(id, text))
+       TO '${join(dir, "data", "bytes.parquet")}' (FORMAT parquet)`,
+    );
     conn.closeSync();
     await writeFile(join(dir, "data", "broken.parquet"), "PAR1 this is not parquet");
   });
@@ -59,6 +64,19 @@ describe("bad input: counted, or refused with a clear message and nothing that l
     );
     assert.equal(s.duplicates_removed.within_source, 2);
     assert.equal(s.documents_available, 30);
+  });
+
+  it("decodes a bytes (BLOB) text column, counting invalid UTF-8 rows", async () => {
+    const path = join(dir, "bytes.yaml");
+    await writeFile(path, recipe(`  - name: b\n    weight: 1\n    local: { files: ["data/bytes.parquet"] }\n`));
+    const out = join(dir, "out-bytes");
+    const r = await runCli(["build", path, "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(await readFile(join(out, "manifest.json"), "utf8")).sources[0];
+    assert.equal(s.documents_read, 4);
+    assert.equal(s.documents_skipped.invalid_utf8, 1);
+    assert.equal(s.documents_skipped.null_text, 1);
+    assert.equal(s.documents_available, 2);
   });
 
   it("names the columns a file has when the text column is missing (exit 2)", async () => {
