@@ -85,8 +85,6 @@ int cx_forward_last_logits(cx_model* model, const int32_t* tokens, int B, int T,
 int cx_zero_grad(cx_model* model, cx_status* status);
 int cx_grad_norm(cx_model* model, double* norm, cx_status* status);
 int cx_adamw_step(cx_model* model, const cx_adamw* hp, cx_status* status);
-/* Makes the compute copy (bf16-rounded in bf16 mode) of the master weights current. */
-int cx_sync_weights(cx_model* model, int precision, cx_status* status);
 
 #ifdef __cplusplus
 }

@@ -36,7 +36,6 @@ export interface NativeModel {
   zeroGrad(): void;
   gradNorm(): Promise<number>;
   adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): Promise<void>;
-  syncWeights(precision: number): void;
   backend(): string;
   dispose(): void;
 }

@@ -1,4 +1,5 @@
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { cpus } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
@@ -6,7 +7,6 @@ import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
 import { DEFAULT_MAX_SHARD_BYTES, LOCK, MANIFEST, WORK_DIR } from "../shards/layout.ts";
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
 import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
-import { cpus } from "node:os";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { BuildDb } from "./db.ts";
 import { dedup } from "./dedup.ts";

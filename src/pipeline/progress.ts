@@ -10,8 +10,6 @@ export type ProgressEvent =
 
 export type ProgressSink = (event: ProgressEvent) => void;
 
-export const silentProgress: ProgressSink = () => {};
-
 /** Times one stage and reports its start and end. */
 export async function runStage<T>(
   sink: ProgressSink,

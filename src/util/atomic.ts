@@ -26,20 +26,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
 }
 
-/** Runs `produce` against a temp path and renames it into place only when it succeeds. */
-export async function produceAtomic<T>(path: string, produce: (tmpPath: string) => Promise<T>): Promise<T> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = tempPathFor(path);
-  try {
-    const result = await produce(tmp);
-    await rename(tmp, path);
-    return result;
-  } catch (error) {
-    await rm(tmp, { force: true, recursive: true });
-    throw error;
-  }
-}
-
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }

@@ -84,7 +84,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("forwardBackward", &Model::ForwardBackward), InstanceMethod("forwardLosses", &Model::ForwardLosses),
                         InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
-                        InstanceMethod("syncWeights", &Model::SyncWeights), InstanceMethod("backend", &Model::BackendName),
+                        InstanceMethod("backend", &Model::BackendName),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
 
@@ -285,12 +285,6 @@ class Model : public Napi::ObjectWrap<Model> {
                 get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1)};
     cx_model* m = model_;
     return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
-  }
-
-  Napi::Value SyncWeights(const Napi::CallbackInfo& info) {
-    if (!ready(info.Env())) return info.Env().Undefined();
-    cx_status st{0, ""};
-    return Sync(info.Env(), cx_sync_weights(model_, info[0].As<Napi::Number>().Int32Value(), &st), st);
   }
 
   Napi::Value BackendName(const Napi::CallbackInfo& info) {

@@ -429,7 +429,6 @@ class CudaBackend final : public Backend {
   void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) override {
     launch(adamw_kernel, (int64_t)n, param, compute_copy, grad, m, v, (int64_t)n, hp, bf16);
   }
-  void synchronize() override { CX_CUDA(cudaDeviceSynchronize()); }
   std::string memory_info() override {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return "";

@@ -61,7 +61,6 @@ class Backend {
   virtual double sum_squares(const float* x, size_t n) = 0;
   /* One AdamW step over a tensor; decay applies when weight_decay != 0. Writes the compute copy too. */
   virtual void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) = 0;
-  virtual void synchronize() {}
   /* For out-of-memory messages: e.g. "1234 MB free of 81559 MB". */
   virtual std::string memory_info() { return ""; }
 };

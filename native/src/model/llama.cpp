@@ -471,11 +471,4 @@ int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
   });
 }
 
-int cx_sync_weights(cx_model* m, int precision, cx_status* status) {
-  return guarded(status, [&] {
-    m->compute_precision = -1;
-    ensure_compute_weights(*m, precision);
-  });
-}
-
 }  // extern "C"
