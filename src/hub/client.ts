@@ -148,6 +148,13 @@ export class HubClient {
     });
   }
 
+  /** One file by path at a commit: listed (for its size and hash), then downloaded and verified. */
+  async fetchFile(repo: RepoRef, commit: string, path: string, expectedSha256?: string): Promise<DownloadedFile> {
+    const entry = (await this.listFiles(repo, commit)).find((f) => f.path === path);
+    if (!entry) throw new RuntimeFailure(`${describe(repo)}@${commit.slice(0, 12)} has no ${path}`);
+    return this.download(repo, commit, entry, expectedSha256);
+  }
+
   private snapshotPath(repo: RepoRef, commit: string, path: string): string {
     return join(this.env.cacheDir, repoFolderName(repo), "snapshots", commit, path);
   }

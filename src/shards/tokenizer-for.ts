@@ -26,10 +26,7 @@ export async function tokenizerPathForManifest(m: Manifest, recipeDir?: string):
     path = join(env.cacheDir, repoFolderName(repo), "snapshots", m.tokenizer.commit!, m.tokenizer.file);
     const present = await stat(path).then(() => true, () => false);
     if (!present) {
-      const client = new HubClient(env);
-      const entry = (await client.listFiles(repo, m.tokenizer.commit!)).find((f) => f.path === m.tokenizer.file);
-      if (!entry) throw new RuntimeFailure(`${repo.id}@${m.tokenizer.commit}: no ${m.tokenizer.file}`);
-      path = (await client.download(repo, m.tokenizer.commit!, entry, m.tokenizer.sha256)).localPath;
+      path = (await new HubClient(env).fetchFile(repo, m.tokenizer.commit!, m.tokenizer.file, m.tokenizer.sha256)).localPath;
     }
   }
   return path;

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv } from "../hub/env.ts";
 import { DEFAULT_TOKENIZER_REPO } from "../recipe/schema.ts";
-import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { parseTokenizerJson, tokenizerFromText } from "./load.ts";
 import { nativeTokenizer } from "./native.ts";
 
@@ -24,9 +24,7 @@ export async function tokenizerFile(spec: string | undefined): Promise<string> {
   const client = new HubClient(hubEnv());
   const repo = { type: "model" as const, id };
   const commit = await client.resolveRevision(repo, revision);
-  const entry = (await client.listFiles(repo, commit)).find((f) => f.path === "tokenizer.json");
-  if (!entry) throw new RuntimeFailure(`${id}@${commit.slice(0, 12)} has no tokenizer.json`);
-  return (await client.download(repo, commit, entry)).localPath;
+  return (await client.fetchFile(repo, commit, "tokenizer.json")).localPath;
 }
 
 /** The same tokenizer.json through one of three implementations, to compare them on any text. */
