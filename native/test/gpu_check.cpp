@@ -1,6 +1,9 @@
-/* GPU check, standalone (no Node): every op of the CUDA backend against the CPU backend on fresh random
- * inputs with poisoned outputs, the whole model's loss and gradients on a small config with several documents
- * per row, determinism, and the ChuXin-1.6B step time at sequence 4096 with MFU.
+/* GPU check, standalone (no Node): every op of the CUDA backend (cuBLASLt matmuls, fused attention) against
+ * the CPU backend on fresh random inputs with poisoned outputs; the fused attention against the reference CUDA
+ * kernels at the ChuXin head size; the whole model's loss and gradients on a small config with several
+ * documents per row, for both CUDA backends; determinism; and, given a shard (.npy), the tiny model's loss
+ * curve on the GPU against the CPU's. Throughput is gpu_throughput.cpp.
+ *   chuxin_gpu_check [shard.npy]
  * Prints one line per check and "N passed, N failed"; exits non-zero on failure. Run by gpu-check.sh. */
 #include <chrono>
 #include <cmath>
@@ -13,6 +16,7 @@
 
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
+#include "npy.h"
 
 using cx::Backend;
 static int passed = 0, failed = 0;
@@ -52,6 +56,12 @@ struct Pair {
     cpu->fill(c, NAN, n);
     gpu->fill(g, NAN, n);
   }
+  double diff(Backend* other_backend, float* other) {  // this pair's GPU buffer against another GPU backend's
+    std::vector<float> a(n), b(n);
+    gpu->download(a.data(), g, n);
+    other_backend->download(b.data(), other, n);
+    return rel_err(a, b);
+  }
   double diff() {
     std::vector<float> a(n), b(n);
     cpu->download(a.data(), c, n);
@@ -73,11 +83,127 @@ struct IntPair {
   }
 };
 
+/* The fused attention at the ChuXin head size (64), random documents, rows not a multiple of the tile:
+ * CPU vs the fast CUDA backend, and the fast against the reference CUDA kernels. */
+static void attention_at_head_size_64(Backend* cpu, Backend* gpu, Backend* ref, std::mt19937& rng) {
+  const int64_t B = 2, T = 700, H = 4, D = 64, N = B * T, C = H * D;
+  std::vector<int32_t> start(N);
+  std::bernoulli_distribution eos(0.01);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0, begin = 0; t < T; t++) {
+      start[b * T + t] = (int32_t)begin;
+      if (eos(rng)) begin = t + 1;
+    }
+  IntPair s(cpu, gpu, start);
+  int32_t* s_ref = ref->alloc_i32(N);
+  ref->upload_i32(s_ref, start.data(), N);
+  std::normal_distribution<float> d(0.f, 1.f);
+  auto bf16_randn = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    cpu->copy_round(v.data(), v.data(), n, true);  // CPU buffers are host memory
+    return v;
+  };
+  Pair q(cpu, gpu, N * C), k(cpu, gpu, N * C), v(cpu, gpu, N * C), o(cpu, gpu, N * C), lse(cpu, gpu, B * H * T), go(cpu, gpu, N * C),
+      dq(cpu, gpu, N * C), dk(cpu, gpu, N * C), dv(cpu, gpu, N * C);
+  const auto hq = bf16_randn(N * C), hk = bf16_randn(N * C), hv = bf16_randn(N * C), hgo = bf16_randn(N * C);
+  q.set(hq);
+  k.set(hk);
+  v.set(hv);
+  go.set(hgo);
+  for (Pair* p : {&o, &lse, &dq, &dk, &dv}) p->poison();
+  cpu->attention_forward(o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, true);
+  gpu->attention_forward(o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, true);
+  report("fused attention D=64 forward out (bf16)", o.diff(), 1e-2);
+  report("fused attention D=64 forward lse (bf16)", lse.diff(), 1e-5);
+  cpu->attention_backward(dq.c, dk.c, dv.c, go.c, o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, true);
+  gpu->attention_backward(dq.g, dk.g, dv.g, go.g, o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, true);
+  report("fused attention D=64 backward dq (bf16)", dq.diff(), 1e-2);
+  report("fused attention D=64 backward dk (bf16)", dk.diff(), 1e-2);
+  report("fused attention D=64 backward dv (bf16)", dv.diff(), 1e-2);
+
+  // The same inputs through the reference CUDA kernels.
+  std::vector<float*> r;
+  for (int i = 0; i < 9; i++) r.push_back(ref->alloc(i == 4 ? B * H * T : N * C));
+  ref->upload(r[0], hq.data(), N * C);
+  ref->upload(r[1], hk.data(), N * C);
+  ref->upload(r[2], hv.data(), N * C);
+  ref->upload(r[5], hgo.data(), N * C);
+  ref->attention_forward(r[3], r[4], r[0], r[1], r[2], s_ref, B, T, H, D, true);
+  report("fused vs reference CUDA attention out", o.diff(ref, r[3]), 1e-2);
+  ref->attention_backward(r[6], r[7], r[8], r[5], r[3], r[4], r[0], r[1], r[2], s_ref, B, T, H, D, true);
+  report("fused vs reference CUDA attention dq", dq.diff(ref, r[6]), 1e-2);
+  report("fused vs reference CUDA attention dk", dk.diff(ref, r[7]), 1e-2);
+  report("fused vs reference CUDA attention dv", dv.diff(ref, r[8]), 1e-2);
+  for (float* p : r) ref->release(p);
+  ref->release_i32(s_ref);
+}
+
+/* The tiny model trained on the shard's first rows, CPU and GPU from the same initial weights and batches. */
+static void loss_curve(const std::string& shard) {
+  std::string err;
+  const std::vector<int32_t> tokens = read_npy_tokens(shard, &err);
+  const int B = 4, T = 256, steps = 60;
+  if (tokens.size() < (size_t)B * T * steps) {
+    std::printf("FAIL loss curve: %s\n", err.empty() ? "the shard has too few tokens" : err.c_str());
+    failed++;
+    return;
+  }
+  cx_config cfg{2, 64, 4, 172, 102400, 256, 10000.f, 1e-5f};
+  cx_run_options o{CX_BF16, 1, 1, 1, 100001};
+  std::vector<double> curves[2];
+  const char* backends[2] = {"cpu", "cuda"};
+  for (int which = 0; which < 2; which++) {
+    cx_model* m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, backends[which], 16, &m, &st) || cx_model_init(m, 1, &st)) {
+      std::printf("FAIL loss curve on %s: %s\n", backends[which], st.message);
+      failed++;
+      return;
+    }
+    for (int step = 1; step <= steps; step++) {
+      double loss = 0, norm = 0;
+      int64_t count = 0;
+      const int32_t* batch = tokens.data() + (size_t)(step - 1) * B * T;
+      cx_zero_grad(m, &st);
+      cx_forward_backward(m, batch, B, T, &o, 1.f / (B * T), &loss, &count, &st);
+      cx_grad_norm(m, &norm, &st);
+      const float lr = 3e-3f * std::min(1.f, step / 10.f);
+      cx_adamw hp{lr, 0.9f, 0.95f, 1e-8f, 0.1f, norm > 1.0 ? (float)(1.0 / norm) : 1.f, step};
+      if (cx_adamw_step(m, &hp, &st)) {
+        std::printf("FAIL loss curve on %s: %s\n", backends[which], st.message);
+        failed++;
+        cx_model_free(m);
+        return;
+      }
+      curves[which].push_back(loss / std::max<int64_t>(count, 1));
+    }
+    cx_model_free(m);
+  }
+  double worst = 0, tail_cpu = 0, tail_gpu = 0;
+  for (int s = 0; s < steps; s++) {
+    worst = std::max(worst, std::fabs(curves[1][s] - curves[0][s]) / curves[0][s]);
+    if (s >= steps - 10) {
+      tail_cpu += curves[0][s] / 10;
+      tail_gpu += curves[1][s] / 10;
+    }
+  }
+  std::printf("     loss curve, tiny model, bf16, %d steps of %dx%d tokens: CPU %.4f -> %.4f, GPU %.4f -> %.4f (largest step gap %.2e)\n", steps, B, T,
+              curves[0][0], tail_cpu, curves[1][0], tail_gpu, worst);
+  report("tiny model loss curve, last 10 steps, GPU vs CPU", std::fabs(tail_gpu - tail_cpu) / tail_cpu, 2e-2);
+  report("tiny model learns on the GPU (last 10 steps vs first)", tail_gpu < curves[1][0] - 1.0 ? 0 : 1, 0);
+}
+
 int main(int argc, char** argv) {
   std::string why;
   std::unique_ptr<Backend> gpu(cx::create_cuda_backend(&why));
   if (!gpu) {
     std::printf("FAIL CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
+    return 1;
+  }
+  std::unique_ptr<Backend> ref(cx::create_cuda_backend(&why, true));
+  if (!ref) {
+    std::printf("FAIL reference CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
     return 1;
   }
   std::unique_ptr<Backend> cpu(cx::create_cpu_backend(16));
@@ -204,12 +330,15 @@ int main(int argc, char** argv) {
     report("lm_head_cross_entropy dweight" + tag, dwte.diff(), bf16 ? tol : 1e-4);
   }
 
+  attention_at_head_size_64(cpu.get(), gpu.get(), ref.get(), rng);
+
   // The whole model, small config, several documents per row: loss and every gradient, CPU vs CUDA.
+  for (const char* backend : {"cuda", "cuda-reference"})
   for (int precision : {CX_FP32, CX_BF16}) {
     cx_config cfg{2, 128, 4, 344, 2048, 256, 10000.f, 1e-5f};
     cx_model *mc = nullptr, *mg = nullptr;
     cx_status st{};
-    if (cx_model_create(&cfg, "cpu", 16, &mc, &st) || cx_model_create(&cfg, "cuda", 0, &mg, &st) || cx_model_init(mc, 1, &st) ||
+    if (cx_model_create(&cfg, "cpu", 16, &mc, &st) || cx_model_create(&cfg, backend, 0, &mg, &st) || cx_model_init(mc, 1, &st) ||
         cx_model_init(mg, 1, &st)) {
       std::printf("FAIL model: %s\n", st.message);
       return 1;
@@ -224,7 +353,7 @@ int main(int argc, char** argv) {
     cx_zero_grad(mg, &st);
     cx_forward_backward(mc, tokens.data(), B, T, &o, 1.f / (B * T), &lc, &n, &st);
     if (cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), &lg, &n, &st)) std::printf("cuda error: %s\n", st.message);
-    const std::string tag = precision == CX_FP32 ? " (fp32)" : " (bf16)";
+    const std::string tag = std::string(precision == CX_FP32 ? " (fp32, " : " (bf16, ") + backend + ")";
     report("whole model loss" + tag, std::fabs(lc - lg) / std::fabs(lc), precision == CX_FP32 ? 1e-5 : 1e-2);
     double worst = 0;
     for (int i = 0; i < cx_tensor_count(mc); i++) {
@@ -243,43 +372,7 @@ int main(int argc, char** argv) {
     cx_model_free(mg);
   }
 
-  // Throughput: ChuXin-1.6B, sequence 4096, one row per micro-batch.
-  if (argc < 2 || std::string(argv[1]) != "--no-throughput") {
-    cx_config cfg{24, 2048, 32, 5632, 102400, 4096, 10000.f, 1e-5f};
-    cx_model* m = nullptr;
-    cx_status st{};
-    if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
-      std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
-      failed++;
-    } else {
-      const int T = 4096;
-      std::vector<int32_t> tokens(T);
-      double attn_pairs = 0;  // sum over documents of len*(len+1)/2, documents of ~300 tokens as in the sample build
-      for (int t = 0, begin = 0; t < T; t++) {
-        tokens[t] = (t * 7919) % 100000;
-        if ((t - begin) == 299 || t == T - 1) {
-          tokens[t] = 100001;
-          const double len = t - begin + 1;
-          attn_pairs += len * (len + 1) / 2;
-          begin = t + 1;
-        }
-      }
-      cx_run_options o{CX_BF16, 1, 1, 1, 100001};
-      double loss;
-      int64_t n;
-      cx_forward_backward(m, tokens.data(), 1, T, &o, 1.f / T, &loss, &n, &st);  // warm-up
-      const auto t0 = std::chrono::steady_clock::now();
-      const int steps = 3;
-      for (int s = 0; s < steps; s++) cx_forward_backward(m, tokens.data(), 1, T, &o, 1.f / T, &loss, &n, &st);
-      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
-      const double params = 24.0 * (4.0 * 2048 * 2048 + 3.0 * 2048 * 5632) + 2.0 * 102400 * 2048;
-      // 6N per token for the matmuls (embedding lookup excluded), plus attention: 4 matmuls of (pairs x D) per head per layer, x3 for backward.
-      const double flops = 6.0 * (params - 102400.0 * 2048) * T + 3.0 * 4.0 * attn_pairs * 2048 * 24;
-      std::printf("ChuXin-1.6B, seq 4096, micro-batch 1: %.2f s/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% of 989 TFLOP/s (loss %.4f)\n", sec,
-                  T / sec, flops / sec / 1e12, 100 * flops / sec / 989e12, loss);
-      cx_model_free(m);
-    }
-  }
+  if (argc > 1) loss_curve(argv[1]);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -24,6 +24,12 @@ describe("native model (CPU backend)", () => {
     assert.match(r.stdout, /^21 passed, 0 failed$/m);
   });
 
+  it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {
+    const r = spawnSync(join(repoRoot, "native", "build", "chuxin_cuda_host_test"), { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^(7|8) passed, 0 failed$/m);
+  });
+
   for (const [name, opts] of [["fp32", fp32], ["bf16", bf16]] as const) {
     it(`keeps documents apart (${name}): editing one leaves the other's losses unchanged`, async () => {
       const m = model();

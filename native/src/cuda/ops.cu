@@ -1,36 +1,24 @@
-/* CUDA backend, first version: every op of the CPU backend, on fp32 buffers with the same bf16 rounding
- * points, written to be right and deterministic (no atomics) rather than fast. It is the reference the
- * fast kernels (bf16 storage, cuBLASLt, a fused document-masked flash attention) will be checked against.
+/* CUDA backend: every op of the CPU backend on fp32 buffers with the same bf16 rounding points. Matmuls go
+ * through cuBLASLt (gemm_lt.cu, on bf16 tensor cores when the operands are bf16) and bf16 attention through
+ * the fused document-masked kernels (flash_attention.cu). The simple kernels below are the reference they
+ * are checked against ("cuda-reference" backend): right and deterministic (no atomics) rather than fast.
  * Status: compiled here with nvcc for sm_80 and sm_90a; not yet run on a GPU (native/test/gpu-check.sh). */
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../model/backend.h"
+#include "common.cuh"
+#include "flash_attention.h"
+#include "gemm_lt.h"
 
 namespace cx {
 namespace {
-
-#define CX_CUDA(call)                                                                                   \
-  do {                                                                                                  \
-    cudaError_t err_ = (call);                                                                          \
-    if (err_ != cudaSuccess) throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorString(err_)); \
-  } while (0)
-
-__device__ __forceinline__ float rbf(float x, bool bf16) {
-  if (!bf16) return x;
-  unsigned u = __float_as_uint(x);
-  if ((u & 0x7f800000u) == 0x7f800000u) {
-    if (u & 0x007fffffu) u |= 0x00400000u;
-  } else {
-    u += 0x7fffu + ((u >> 16) & 1u);
-  }
-  return __uint_as_float(u & 0xffff0000u);
-}
 
 inline unsigned blocks(int64_t n, int threads = 256) { return (unsigned)((n + threads - 1) / threads); }
 
@@ -319,12 +307,24 @@ __global__ void adamw_kernel(float* p, float* copy, const float* g, float* m, fl
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() { CX_CUDA(cudaMalloc(&partial_, SUM_BLOCKS * sizeof(double))); }
+  /* reference: the simple kernels only (no cuBLASLt, no fused attention). Throws with the reason. */
+  explicit CudaBackend(bool reference) : reference_(reference) {
+    CX_CUDA(cudaMalloc(&partial_, SUM_BLOCKS * sizeof(double)));
+    if (!reference_) {
+      lt_ = std::make_unique<LtGemm>();
+      std::string why;
+      if (!lt_->init(&why)) {
+        cudaFree(partial_);
+        throw std::runtime_error(why);
+      }
+    }
+  }
   ~CudaBackend() override {
+    lt_.reset();
     cudaFree(partial_);
     cudaFree(scratch_);
   }
-  const char* name() const override { return "cuda"; }
+  const char* name() const override { return reference_ ? "cuda-reference" : "cuda"; }
   float* alloc(size_t n) override {
     void* p = nullptr;
     return cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)) == cudaSuccess ? static_cast<float*>(p) : (cudaGetLastError(), nullptr);
@@ -348,20 +348,20 @@ class CudaBackend final : public Backend {
     launch(embed_bwd, C, dwte, dout, tokens, N, C);
   }
   void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) override {
-    gemm(false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false, bf16);
+    gemm(false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false, bf16, bf16);
   }
   void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t N, int64_t Cin,
                        int64_t Cout, bool accumulate_dinp, bool bf16) override {
     if (dinp) {
       if (accumulate_dinp && bf16) {
         float* tmp = scratch((size_t)(N * Cin));
-        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp, Cin, false, true);
+        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp, Cin, false, true, true);
         launch(residual_kernel, N * Cin, dinp, dinp, tmp, N * Cin, true);
       } else {
-        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16);
+        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16, bf16);
       }
     }
-    if (dweight) gemm(true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true, false);
+    if (dweight) gemm(true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true, false, bf16);
   }
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps, bool bf16) override {
     rmsnorm_fwd<<<(unsigned)N, ROW_THREADS>>>(out, rstd, inp, weight, C, eps, bf16);
@@ -382,6 +382,7 @@ class CudaBackend final : public Backend {
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B, int64_t T,
                          int64_t H, int64_t D, bool bf16) override {
+    if (fused_attention(bf16, D)) return flash_attention_forward(out, lse, q, k, v, doc_start, B, T, H, D, bf16);
     if (D > MAX_D) throw std::runtime_error("head size " + std::to_string(D) + " exceeds the CUDA kernels' limit of " + std::to_string(MAX_D));
     launch(attn_fwd, B * H * T, out, lse, q, k, v, doc_start, B, T, H, D, bf16);
   }
@@ -389,6 +390,7 @@ class CudaBackend final : public Backend {
                           const float* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool bf16) override {
     float* delta = scratch((size_t)(B * H * T));
     launch(attn_delta, B * H * T, delta, dout, out, B, T, H, D);
+    if (fused_attention(bf16, D)) return flash_attention_backward(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, D, bf16);
     launch(attn_bwd_q, B * H * T, dq, dout, lse, delta, q, k, v, doc_start, B, T, H, D, bf16);
     launch(attn_bwd_kv, B * H * T, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, D, bf16);
   }
@@ -402,12 +404,12 @@ class CudaBackend final : public Backend {
     float* logits = scratch((size_t)(rows * V));
     for (int64_t r0 = 0; r0 < N; r0 += rows) {
       const int64_t R = std::min(rows, N - r0);
-      gemm(false, true, R, V, C, hidden + r0 * C, C, weight, C, logits, V, false, false);
+      gemm(false, true, R, V, C, hidden + r0 * C, C, weight, C, logits, V, false, false, bf16);
       cross_entropy_rows<<<(unsigned)R, ROW_THREADS>>>(logits, losses + r0, targets + r0, V, scale, dhidden != nullptr, bf16);
       check();
       if (dhidden) {
-        gemm(false, false, R, C, V, logits, V, weight, C, dhidden + r0 * C, C, false, bf16);
-        gemm(true, false, V, C, R, logits, V, hidden + r0 * C, C, dweight, C, true, false);
+        gemm(false, false, R, C, V, logits, V, weight, C, dhidden + r0 * C, C, false, bf16, bf16);
+        gemm(true, false, V, C, R, logits, V, hidden + r0 * C, C, dweight, C, true, false, bf16);
       }
     }
   }
@@ -415,7 +417,7 @@ class CudaBackend final : public Backend {
                       bool bf16) override {
     float* h = scratch((size_t)(R * C));
     launch(gather_rows, R * C, h, hidden, rows, R, C);
-    gemm(false, true, R, V, C, h, C, weight, C, out, V, false, bf16);
+    gemm(false, true, R, V, C, h, C, weight, C, out, V, false, bf16, bf16);
   }
   double sum_squares(const float* x, size_t n) override {
     sum_squares_kernel<<<SUM_BLOCKS, ROW_THREADS>>>(partial_, x, (int64_t)n);
@@ -443,28 +445,43 @@ class CudaBackend final : public Backend {
     check();
   }
   void check() { CX_CUDA(cudaGetLastError()); }
+  bool fused_attention(bool bf16, int64_t D) const { return !reference_ && bf16 && flash_attention_supports(D); }
+  /* round_out: round C to bf16 after the product (and the accumulation); bf16_operands: A and B hold
+   * bf16 values, so cuBLASLt may run them on bf16 tensor cores without changing them. */
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-            bool acc, bool bf16) {
+            bool acc, bool round_out, bool bf16_operands) {
     if (M <= 0 || N <= 0) return;
+    if (lt_ && lt_->run(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, bf16_operands)) {
+      if (round_out) {
+        if (ldc != N) throw std::runtime_error("internal: bf16 rounding of a strided GEMM output");
+        launch(round_kernel, M * N, C, C, M * N, true);
+      }
+      return;
+    }
     dim3 grid((unsigned)((N + TILE - 1) / TILE), (unsigned)((M + TILE - 1) / TILE)), block(TILE, TILE);
-    gemm_kernel<<<grid, block>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, bf16);
+    gemm_kernel<<<grid, block>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, round_out);
     check();
   }
-  float* scratch(size_t n) {
-    if (n > scratch_n_) {
-      cudaFree(scratch_);
-      scratch_ = nullptr;
-      if (cudaMalloc(&scratch_, n * sizeof(float)) != cudaSuccess) {
-        scratch_n_ = 0;
+  /* Grows once to the largest size asked for (the first step), then is reused: no allocation in later steps. */
+  static float* grow(float*& buf, size_t& have, size_t n) {
+    if (n > have) {
+      cudaFree(buf);
+      buf = nullptr;
+      if (cudaMalloc(&buf, n * sizeof(float)) != cudaSuccess) {
+        cudaGetLastError();
+        have = 0;
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         throw std::runtime_error("out of GPU memory: a scratch buffer needs " + std::to_string(n * 4 >> 20) + " MB, " +
                                  std::to_string(free_b >> 20) + " MB free; lower --micro-batch or --context");
       }
-      scratch_n_ = n;
+      have = n;
     }
-    return scratch_;
+    return buf;
   }
+  float* scratch(size_t n) { return grow(scratch_, scratch_n_, n); }
+  bool reference_;
+  std::unique_ptr<LtGemm> lt_;
   double* partial_ = nullptr;
   float* scratch_ = nullptr;
   size_t scratch_n_ = 0;
@@ -472,7 +489,7 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-Backend* create_cuda_backend(std::string* why) {
+Backend* create_cuda_backend(std::string* why, bool reference_kernels) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
@@ -485,7 +502,7 @@ Backend* create_cuda_backend(std::string* why) {
     return nullptr;
   }
   try {
-    return new CudaBackend();
+    return new CudaBackend(reference_kernels);
   } catch (const std::exception& e) {
     if (why) *why = e.what();
     return nullptr;

@@ -42,7 +42,8 @@ class Backend {
   /* Rotates x[N][H][D] in place (Hugging Face rotate_half convention); backward applies the inverse rotation. */
   virtual void rope_forward(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) = 0;
   virtual void rope_backward(float* dx, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) = 0;
-  /* Causal attention within documents: token t of row b sees [doc_start[b*T+t], t]. q,k,v,out: [B][T][H][D]. */
+  /* Causal attention within documents: token t of row b sees [doc_start[b*T+t], t]; doc_start never decreases
+   * along t. q,k,v,out: [B][T][H][D]; lse: [B][H][T]. */
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start,
                                  int64_t B, int64_t T, int64_t H, int64_t D, bool bf16) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q,
@@ -66,7 +67,8 @@ class Backend {
 };
 
 Backend* create_cpu_backend(int threads);
-/* nullptr with a reason in *why when CUDA is not available. */
-Backend* create_cuda_backend(std::string* why);
+/* nullptr with a reason in *why when CUDA (or cuBLASLt) is not available. reference_kernels: the simple,
+ * obviously-right kernels only (no cuBLASLt, no fused attention), the yardstick for the fast ones. */
+Backend* create_cuda_backend(std::string* why, bool reference_kernels = false);
 
 }  // namespace cx

@@ -323,12 +323,12 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     if (which == "cpu") {
       int n = threads > 0 ? threads : (int)std::thread::hardware_concurrency();
       m->be.reset(cx::create_cpu_backend(n > 0 ? n : 1));
-    } else if (which == "cuda") {
+    } else if (which == "cuda" || which == "cuda-reference") {
       std::string why;
-      m->be.reset(cx::create_cuda_backend(&why));
+      m->be.reset(cx::create_cuda_backend(&why, which == "cuda-reference"));
       if (!m->be) fail(CX_BACKEND_UNAVAILABLE, "CUDA backend unavailable: %s", why.c_str());
     } else {
-      fail(CX_INVALID_ARGUMENT, "unknown backend '%s' (cpu or cuda)", which.c_str());
+      fail(CX_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda or cuda-reference)", which.c_str());
     }
     if (!m->be) fail(CX_OUT_OF_MEMORY, "cannot create the %s backend", which.c_str());
     build_tensor_table(*m);

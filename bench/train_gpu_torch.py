@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""The PyTorch peer of native/test/gpu_throughput.cpp, run in the same device call by gpu-check.sh.
+
+ChuXin-1.6B (LLaMA-2 style: RMSNorm pre-norm, RoPE theta 10000 with positions reset per document, SwiGLU,
+no biases, untied head), sequence 4096, whole training steps: bf16 autocast over fp32 master weights,
+fused AdamW (0.9, 0.95, wd 0.1), global-norm clipping at 1.0. Attention is causal within documents:
+FlexAttention with a block mask built from document ids (compiled, so tiles outside documents are skipped),
+else SDPA with a dense boolean mask, else plain softmax (old PyTorch, for the CPU smoke test).
+The row and the MFU formula are the C++ check's: the shard's first 4096 tokens, or documents of 300 tokens;
+FLOPs = 6 * N_matmul * tokens + 12 * L * C * sum over documents of len*(len+1)/2; peak 989 TFLOP/s.
+
+  python3 bench/train_gpu_torch.py [--shard out/sample/shard-00000.npy] [--micro-batches 1,2,4] [--compile]
+  python3 bench/train_gpu_torch.py --device cpu --config tiny --seq 256 --steps 2   # smoke test, no GPU
+"""
+import argparse
+import importlib.util
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EOS = 100001
+PEAK = 989e12
+CONFIGS = {
+    "chuxin-1.6b": dict(layers=24, hidden=2048, heads=32, ffn=5632, vocab=102400),
+    "tiny": dict(layers=2, hidden=64, heads=4, ffn=172, vocab=102400),
+}
+
+
+def doc_layout(row):
+    """Per-token document index and position, as the native prepare_batch splits them (a document ends after EOS)."""
+    doc = np.zeros(len(row), dtype=np.int64)
+    pos = np.zeros(len(row), dtype=np.int64)
+    d, begin = 0, 0
+    for t, tok in enumerate(row):
+        doc[t], pos[t] = d, t - begin
+        if tok == EOS:
+            d, begin = d + 1, t + 1
+    return doc, pos
+
+
+def attention_pairs(row):
+    pairs, begin = 0.0, 0
+    for t, tok in enumerate(row):
+        if tok == EOS or t == len(row) - 1:
+            n = t - begin + 1
+            pairs += n * (n + 1) / 2
+            begin = t + 1
+    return pairs
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+class Block(nn.Module):
+    def __init__(self, c, attend):
+        super().__init__()
+        C, F_ = c["hidden"], c["ffn"]
+        self.heads, self.attend = c["heads"], attend
+        self.ln1, self.ln2 = RMSNorm(C), RMSNorm(C)
+        self.q, self.k, self.v, self.o = (nn.Linear(C, C, bias=False) for _ in range(4))
+        self.gate, self.up = nn.Linear(C, F_, bias=False), nn.Linear(C, F_, bias=False)
+        self.down = nn.Linear(F_, C, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, C = x.shape
+        H = self.heads
+        h = self.ln1(x)
+        q, k, v = (p(h).view(B, T, H, C // H).transpose(1, 2) for p in (self.q, self.k, self.v))
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        a = self.attend(q, k, v, mask).transpose(1, 2).reshape(B, T, C)
+        x = x + self.o(a)
+        h = self.ln2(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, c, attend):
+        super().__init__()
+        self.c = c
+        self.embed = nn.Embedding(c["vocab"], c["hidden"])
+        self.blocks = nn.ModuleList(Block(c, attend) for _ in range(c["layers"]))
+        self.norm = RMSNorm(c["hidden"])
+        self.head = nn.Linear(c["hidden"], c["vocab"], bias=False)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, tokens, targets, pos, mask):
+        D = self.c["hidden"] // self.c["heads"]
+        inv = 1.0 / (10000.0 ** (torch.arange(0, D, 2, device=tokens.device, dtype=torch.float32) / D))
+        ang = pos.float()[:, None, :, None] * inv  # [B, 1, T, D/2]
+        ang = torch.cat((ang, ang), dim=-1)
+        cos, sin = ang.cos().to(torch.bfloat16 if tokens.is_cuda else torch.float32), ang.sin().to(torch.bfloat16 if tokens.is_cuda else torch.float32)
+        x = self.embed(tokens)
+        for blk in self.blocks:
+            x = blk(x, cos, sin, mask)
+        logits = self.head(self.norm(x))
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100)
+
+
+def make_attention(kind, doc, device):
+    """Returns (attend(q, k, v, mask), mask builder(B)) for the chosen implementation."""
+    T = doc.numel()
+    if kind == "flex":
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        flex = torch.compile(flex_attention, dynamic=False)
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+        return (lambda q, k, v, m: flex(q, k, v, block_mask=m)), (lambda B: create_block_mask(mask_mod, None, None, T, T, device=device))
+    dense = (doc[:, None] == doc[None, :]) & torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    if kind == "sdpa":
+        return (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m)), (lambda B: dense)
+
+    def plain(q, k, v, m):
+        s = (q @ k.transpose(-1, -2)) / math.sqrt(q.size(-1))
+        return torch.softmax(s.masked_fill(~m, float("-inf")), dim=-1) @ v
+
+    return plain, (lambda B: dense)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shard")
+    ap.add_argument("--micro-batches", default="1,2,4")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--seq", type=int, default=4096)
+    ap.add_argument("--config", default="chuxin-1.6b", choices=sorted(CONFIGS))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--attention", default="auto", choices=["auto", "flex", "sdpa", "plain"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the whole model as well")
+    a = ap.parse_args()
+    c, T, device = CONFIGS[a.config], a.seq, torch.device(a.device)
+    torch.manual_seed(0)
+
+    if a.shard:
+        row = np.load(a.shard, mmap_mode="r").reshape(-1)[:T].astype(np.int64)
+    else:
+        row = np.array([(t * 7919) % 100000 for t in range(T)], dtype=np.int64)
+        row[299::300] = EOS
+    doc, pos = doc_layout(row)
+    pairs = attention_pairs(row)
+    kind = a.attention
+    has_flex = importlib.util.find_spec("torch.nn.attention") is not None and importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
+    if kind == "auto":
+        kind = "flex" if device.type == "cuda" and has_flex else "sdpa" if hasattr(F, "scaled_dot_product_attention") else "plain"
+    doc_t = torch.tensor(doc, device=device)
+    attend, build_mask = make_attention(kind, doc_t, device)
+    L, C, Fd, V = c["layers"], c["hidden"], c["ffn"], c["vocab"]
+    matmul_params = L * (4 * C * C + 3 * C * Fd) + V * C
+    name = f"torch {torch.__version__}, {kind} attention{', torch.compile' if a.compile else ''}"
+    print(f"{name}: row of {T} tokens, {int(doc[-1]) + 1} documents, attention pairs {pairs:.3g}")
+
+    best = None
+    for B in [int(x) for x in a.micro_batches.split(",")]:
+        model = Llama(c, attend).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, **({"fused": True} if device.type == "cuda" else {}))
+        step_fn = torch.compile(model) if a.compile else model
+        tokens = torch.tensor(row, device=device).repeat(B, 1)
+        targets = torch.cat((tokens[:, 1:], torch.full((B, 1), -100, device=device)), dim=1)
+        targets[tokens == EOS] = -100
+        positions = torch.tensor(pos, device=device).repeat(B, 1)
+        mask = build_mask(B)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        try:
+            times = []
+            for s in range(a.steps + 2):  # two warm-up steps (compilation, allocator)
+                t0 = time.perf_counter()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    loss = step_fn(tokens, targets, positions, mask)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sync()
+                if s >= 2:
+                    times.append(time.perf_counter() - t0)
+        except torch.cuda.OutOfMemoryError as e:  # noqa: PERF203
+            print(f"torch micro-batch {B} does not fit: {str(e).splitlines()[0]}")
+            break
+        sec = sorted(times)[len(times) // 2]
+        flops = B * (6.0 * matmul_params * T + 12.0 * L * C * pairs)
+        mfu = flops / sec / PEAK
+        print(f"torch micro-batch {B}: {sec:.3f} s/step, {B * T / sec:.0f} tokens/s, {flops / sec / 1e12:.0f} TFLOP/s, MFU {100 * mfu:.1f}% (loss {loss.item():.4f})")
+        if best is None or B * T / sec > best[1]:
+            best = (B, B * T / sec, mfu)
+        del model, opt, step_fn
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if best:
+        print(f"torch best: micro-batch {best[0]}, {best[1]:.0f} tokens/s, MFU {100 * best[2]:.1f}% ({name})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+/* ChuXin-1.6B training throughput on the GPU, standalone (no Node): sequence 4096, bf16, whole training steps
+ * (forward + backward + global grad norm + AdamW), for each micro-batch size that fits, with MFU:
+ *   FLOPs/step = 6 · N_matmul · tokens + 12 · L · C · Σ_docs len·(len+1)/2      (per row)
+ * N_matmul = every parameter except the input embedding (a lookup), the attention term counts only the
+ * query–key pairs the document mask keeps (forward 4·pairs·C per layer, backward twice that), and the peak
+ * is 989 TFLOP/s, dense bf16 of an H100 SXM (the H200 has the same). Also the cuBLASLt GEMM rate on the
+ * model's shapes, as a yardstick for the step.
+ *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,4] [--steps 3]
+ * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../include/chuxin.h"
+#include "../src/model/backend.h"
+#include "npy.h"
+
+using Clock = std::chrono::steady_clock;
+static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+constexpr double kPeak = 989e12;
+constexpr int kEos = 100001;
+
+static void gemm_rates() {
+  std::string why;
+  std::unique_ptr<cx::Backend> gpu(cx::create_cuda_backend(&why));
+  if (!gpu) {
+    std::printf("no CUDA backend: %s\n", why.c_str());
+    return;
+  }
+  struct Shape {
+    const char* name;
+    int64_t N, Cin, Cout;
+  } shapes[] = {{"q/k/v/o 4096x2048x2048", 4096, 2048, 2048}, {"gate/up 4096x2048x5632", 4096, 2048, 5632}, {"down 4096x5632x2048", 4096, 5632, 2048}};
+  for (const Shape& s : shapes) {
+    float* x = gpu->alloc(s.N * s.Cin);
+    float* w = gpu->alloc(s.Cout * s.Cin);
+    float* y = gpu->alloc(s.N * s.Cout);
+    gpu->fill(x, 0.5f, s.N * s.Cin);
+    gpu->fill(w, 0.25f, s.Cout * s.Cin);
+    float probe = 0;
+    for (bool bf16 : {true, false}) {
+      gpu->matmul_forward(y, x, w, s.N, s.Cin, s.Cout, bf16);  // plan + warm-up
+      gpu->download(&probe, y, 1);
+      const int reps = 20;
+      const auto t0 = Clock::now();
+      for (int r = 0; r < reps; r++) gpu->matmul_forward(y, x, w, s.N, s.Cin, s.Cout, bf16);
+      gpu->download(&probe, y, 1);
+      const double sec = seconds_since(t0) / reps;
+      std::printf("gemm %-26s %s: %.3f ms, %.0f TFLOP/s\n", s.name, bf16 ? "bf16 operands, rounded out" : "fp32              ", sec * 1e3,
+                  2.0 * s.N * s.Cin * s.Cout / sec / 1e12);
+    }
+    gpu->release(x);
+    gpu->release(w);
+    gpu->release(y);
+  }
+}
+
+int main(int argc, char** argv) {
+  std::string shard;
+  std::vector<int> micro_batches{1, 2, 4};
+  int steps = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--shard") shard = argv[i + 1];
+    else if (a == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (a == "--micro-batches") {
+      micro_batches.clear();
+      for (const char* p = argv[i + 1]; *p;) {
+        micro_batches.push_back(std::atoi(p));
+        while (*p && *p != ',') p++;
+        if (*p == ',') p++;
+      }
+    }
+  }
+  gemm_rates();
+
+  const int T = 4096, L = 24, C = 2048, F = 5632, V = 102400;
+  std::vector<int32_t> row(T);
+  if (!shard.empty()) {
+    std::string err;
+    const auto tokens = read_npy_tokens(shard, &err);
+    if (tokens.size() < (size_t)T) {
+      std::printf("FAIL %s\n", err.empty() ? "the shard holds less than one sequence" : err.c_str());
+      return 1;
+    }
+    row.assign(tokens.begin(), tokens.begin() + T);
+  } else {
+    for (int t = 0, begin = 0; t < T; t++) {
+      row[t] = (t * 7919) % 100000;
+      if (t - begin == 299) {
+        row[t] = kEos;
+        begin = t + 1;
+      }
+    }
+  }
+  // The pairs the document mask keeps, as prepare_batch in llama.cpp splits documents (a document ends after EOS).
+  double pairs = 0, docs = 0;
+  for (int t = 0, begin = 0; t < T; t++)
+    if (row[t] == kEos || t == T - 1) {
+      const double len = t - begin + 1;
+      pairs += len * (len + 1) / 2;
+      docs++;
+      begin = t + 1;
+    }
+  std::printf("row: %d tokens, %.0f documents, mean length %.0f, attention pairs %.3g (%.1f%% of causal)\n", T, docs, T / docs, pairs,
+              100 * pairs / (T * (T + 1.0) / 2));
+
+  const double matmul_params = L * (4.0 * C * C + 3.0 * C * F) + (double)V * C;  // blocks + LM head
+  const cx_config cfg{L, C, 32, F, V, T, 10000.f, 1e-5f};
+  const cx_run_options o{CX_BF16, 1, 1, 1, kEos};
+  double best_tps = 0, best_mfu = 0;
+  int best_mb = 0;
+  for (int B : micro_batches) {
+    cx_model* m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
+      std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
+      return 1;
+    }
+    std::vector<int32_t> tokens((size_t)B * T);
+    for (int b = 0; b < B; b++) std::copy(row.begin(), row.end(), tokens.begin() + (size_t)b * T);
+    double fb = 0, opt = 0, loss = 0, norm = 0;
+    int64_t count = 0;
+    float probe[4];
+    bool ok = true;
+    for (int s = 0; s <= steps && ok; s++) {  // step 0 warms up (plans, scratch buffers)
+      const auto t0 = Clock::now();
+      ok = cx_zero_grad(m, &st) == CX_OK && cx_forward_backward(m, tokens.data(), B, T, &o, 1.f / (B * T), &loss, &count, &st) == CX_OK;
+      const double t_fb = seconds_since(t0);
+      const auto t1 = Clock::now();
+      cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, s + 1};
+      ok = ok && cx_grad_norm(m, &norm, &st) == CX_OK;
+      hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.f;
+      ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe, &st) == CX_OK;  // waits
+      if (s > 0) {
+        fb += t_fb / steps;
+        opt += seconds_since(t1) / steps;
+      }
+    }
+    cx_model_free(m);
+    if (!ok) {
+      std::printf("micro-batch %d does not run: %s\n", B, st.message);
+      break;
+    }
+    const double sec = fb + opt;
+    const double flops = B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
+    const double mfu = flops / sec / kPeak;
+    std::printf("ChuXin-1.6B, seq %d, micro-batch %d: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, %.0f TFLOP/s, "
+                "MFU %.1f%% (loss %.4f)\n",
+                T, B, sec, fb, opt, B * T / sec, flops / sec / 1e12, 100 * mfu, loss / std::max<int64_t>(count, 1));
+    if (B * T / sec > best_tps) {
+      best_tps = B * T / sec;
+      best_mfu = mfu;
+      best_mb = B;
+    }
+  }
+  if (best_mb == 0) return 1;
+  std::printf("ours best: micro-batch %d, %.0f tokens/s, MFU %.1f%%\n", best_mb, best_tps, 100 * best_mfu);
+  return 0;
+}
