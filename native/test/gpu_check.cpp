@@ -38,34 +38,44 @@ static double rel_err(const std::vector<float>& a, const std::vector<float>& b) 
   return std::isnan(worst_nan) ? NAN : num / std::max(den, 1e-20);
 }
 
-/* A buffer mirrored on both backends. */
+/* A NaN whose two 16-bit halves are NaNs too, so poisoning also covers tensors stored as packed bf16. */
+static float poison_value() {
+  const uint32_t bits = 0x7fc07fc0u;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+/* A buffer mirrored on both backends. act: an activation (or compute weight) of a bf16 run, which a backend
+ * may store packed (backend.h), so it is moved with upload_values / download_values. */
 struct Pair {
   Backend *cpu, *gpu;
   size_t n;
+  bool act;
   float *c, *g;
-  Pair(Backend* a, Backend* b, size_t n_) : cpu(a), gpu(b), n(n_), c(a->alloc(n_)), g(b->alloc(n_)) {}
+  Pair(Backend* a, Backend* b, size_t n_, bool act_ = false) : cpu(a), gpu(b), n(n_), act(act_), c(a->alloc(n_)), g(b->alloc(n_)) {}
   ~Pair() {
     cpu->release(c);
     gpu->release(g);
   }
   void set(const std::vector<float>& v) {
-    cpu->upload(c, v.data(), n);
-    gpu->upload(g, v.data(), n);
+    cpu->upload_values(c, v.data(), n, act);
+    gpu->upload_values(g, v.data(), n, act);
   }
   void poison() {
-    cpu->fill(c, NAN, n);
-    gpu->fill(g, NAN, n);
+    cpu->fill(c, poison_value(), n);
+    gpu->fill(g, poison_value(), n);
   }
   double diff(Backend* other_backend, float* other) {  // this pair's GPU buffer against another GPU backend's
     std::vector<float> a(n), b(n);
-    gpu->download(a.data(), g, n);
-    other_backend->download(b.data(), other, n);
+    gpu->download_values(a.data(), g, n, act);
+    other_backend->download_values(b.data(), other, n, act);
     return rel_err(a, b);
   }
   double diff() {
     std::vector<float> a(n), b(n);
-    cpu->download(a.data(), c, n);
-    gpu->download(b.data(), g, n);
+    cpu->download_values(a.data(), c, n, act);
+    gpu->download_values(b.data(), g, n, act);
     return rel_err(a, b);
   }
 };
@@ -104,8 +114,8 @@ static void attention_at_head_size_64(Backend* cpu, Backend* gpu, Backend* ref, 
     cpu->copy_round(v.data(), v.data(), n, true);  // CPU buffers are host memory
     return v;
   };
-  Pair q(cpu, gpu, N * C), k(cpu, gpu, N * C), v(cpu, gpu, N * C), o(cpu, gpu, N * C), lse(cpu, gpu, B * H * T), go(cpu, gpu, N * C),
-      dq(cpu, gpu, N * C), dk(cpu, gpu, N * C), dv(cpu, gpu, N * C);
+  Pair q(cpu, gpu, N * C, true), k(cpu, gpu, N * C, true), v(cpu, gpu, N * C, true), o(cpu, gpu, N * C, true), lse(cpu, gpu, B * H * T),
+      go(cpu, gpu, N * C, true), dq(cpu, gpu, N * C, true), dk(cpu, gpu, N * C, true), dv(cpu, gpu, N * C, true);
   const auto hq = bf16_randn(N * C), hk = bf16_randn(N * C), hv = bf16_randn(N * C), hgo = bf16_randn(N * C);
   q.set(hq);
   k.set(hk);
@@ -218,15 +228,11 @@ int main(int argc, char** argv) {
     const double tol = bf16 ? 1e-2 : 1e-5;
     const std::string tag = bf16 ? " (bf16)" : " (fp32)";
     const int64_t B = 2, T = 96, H = 4, D = 32, C = H * D, F = 200, V = 1000, N = B * T;
-    Pair x(cpu.get(), gpu.get(), N * C), w(cpu.get(), gpu.get(), F * C), y(cpu.get(), gpu.get(), N * F), dx(cpu.get(), gpu.get(), N * C),
+    const bool A = bf16;  // activations and compute weights of a bf16 run
+    Pair x(cpu.get(), gpu.get(), N * C, A), w(cpu.get(), gpu.get(), F * C, A), y(cpu.get(), gpu.get(), N * F, A), dx(cpu.get(), gpu.get(), N * C, A),
         dw(cpu.get(), gpu.get(), F * C);
     auto round = [&](std::vector<float> v) {
-      if (bf16) {
-        Pair t(cpu.get(), gpu.get(), v.size());
-        t.set(v);
-        cpu->copy_round(t.c, t.c, v.size(), true);
-        cpu->download(v.data(), t.c, v.size());
-      }
+      if (bf16) cpu->copy_round(v.data(), v.data(), v.size(), true);  // CPU buffers are host memory
       return v;
     };
     x.set(round(randn(N * C)));
@@ -243,8 +249,8 @@ int main(int argc, char** argv) {
     report("matmul_backward dinp" + tag, dx.diff(), tol);
     report("matmul_backward dweight" + tag, dw.diff(), bf16 ? 1e-4 : tol);
 
-    Pair nw(cpu.get(), gpu.get(), C), rs(cpu.get(), gpu.get(), N), out(cpu.get(), gpu.get(), N * C), dnw(cpu.get(), gpu.get(), C);
-    nw.set(randn(C));
+    Pair nw(cpu.get(), gpu.get(), C, A), rs(cpu.get(), gpu.get(), N), out(cpu.get(), gpu.get(), N * C, A), dnw(cpu.get(), gpu.get(), C);
+    nw.set(round(randn(C)));
     out.poison();
     cpu->rmsnorm_forward(out.c, rs.c, x.c, nw.c, N, C, 1e-5f, bf16);
     gpu->rmsnorm_forward(out.g, rs.g, x.g, nw.g, N, C, 1e-5f, bf16);
@@ -274,9 +280,9 @@ int main(int argc, char** argv) {
     gpu->rope_backward(out.g, p.g, N, H, D, 10000.f, bf16);
     report("rope_backward" + tag, out.diff(), bf16 ? tol : 1e-5);
 
-    Pair q(cpu.get(), gpu.get(), N * C), k(cpu.get(), gpu.get(), N * C), v(cpu.get(), gpu.get(), N * C), o(cpu.get(), gpu.get(), N * C),
-        lse(cpu.get(), gpu.get(), B * H * T), dq(cpu.get(), gpu.get(), N * C), dk(cpu.get(), gpu.get(), N * C), dv(cpu.get(), gpu.get(), N * C),
-        go(cpu.get(), gpu.get(), N * C);
+    Pair q(cpu.get(), gpu.get(), N * C, A), k(cpu.get(), gpu.get(), N * C, A), v(cpu.get(), gpu.get(), N * C, A), o(cpu.get(), gpu.get(), N * C, A),
+        lse(cpu.get(), gpu.get(), B * H * T), dq(cpu.get(), gpu.get(), N * C, A), dk(cpu.get(), gpu.get(), N * C, A),
+        dv(cpu.get(), gpu.get(), N * C, A), go(cpu.get(), gpu.get(), N * C, A);
     q.set(round(randn(N * C)));
     k.set(round(randn(N * C)));
     v.set(round(randn(N * C)));
@@ -296,8 +302,8 @@ int main(int argc, char** argv) {
     report("attention_backward dk" + tag, dk.diff(), bf16 ? tol : 1e-4);
     report("attention_backward dv" + tag, dv.diff(), bf16 ? tol : 1e-4);
 
-    Pair g(cpu.get(), gpu.get(), N * F), u(cpu.get(), gpu.get(), N * F), a(cpu.get(), gpu.get(), N * F), dg(cpu.get(), gpu.get(), N * F),
-        du(cpu.get(), gpu.get(), N * F);
+    Pair g(cpu.get(), gpu.get(), N * F, A), u(cpu.get(), gpu.get(), N * F, A), a(cpu.get(), gpu.get(), N * F, A), dg(cpu.get(), gpu.get(), N * F, A),
+        du(cpu.get(), gpu.get(), N * F, A);
     g.set(round(randn(N * F)));
     u.set(round(randn(N * F)));
     a.poison();
@@ -310,15 +316,15 @@ int main(int argc, char** argv) {
     gpu->swiglu_backward(dg.g, du.g, a.g, g.g, u.g, N * F, bf16);
     report("swiglu_backward" + tag, std::max(dg.diff(), du.diff()), bf16 ? tol : 1e-5);
 
-    Pair wte(cpu.get(), gpu.get(), V * C), dwte(cpu.get(), gpu.get(), V * C), losses(cpu.get(), gpu.get(), N), dh(cpu.get(), gpu.get(), N * C);
+    Pair wte(cpu.get(), gpu.get(), V * C, A), dwte(cpu.get(), gpu.get(), V * C), losses(cpu.get(), gpu.get(), N), dh(cpu.get(), gpu.get(), N * C, A);
     wte.set(round(randn(V * C, 0.2f)));
     out.poison();
     cpu->embedding_forward(out.c, tk.c, wte.c, N, C, bf16);
     gpu->embedding_forward(out.g, tk.g, wte.g, N, C, bf16);
     report("embedding_forward" + tag, out.diff(), 0);
     dwte.set(std::vector<float>(V * C, 0.f));
-    cpu->embedding_backward(dwte.c, go.c, tk.c, N, C);
-    gpu->embedding_backward(dwte.g, go.g, tk.g, N, C);
+    cpu->embedding_backward(dwte.c, go.c, tk.c, N, C, bf16);
+    gpu->embedding_backward(dwte.g, go.g, tk.g, N, C, bf16);
     report("embedding_backward" + tag, dwte.diff(), 1e-6);
     losses.poison();
     dh.poison();

@@ -140,7 +140,7 @@ int main() {
     tok[3] = tok[0];  // a repeated token accumulates
     std::vector<float> out(N * C), dw(V * C, 0.f);
     auto loss = [&] { be->embedding_forward(out.data(), tok.data(), wte.data(), N, C, false); return dot(out, proj); };
-    be->embedding_backward(dw.data(), proj.data(), tok.data(), N, C);
+    be->embedding_backward(dw.data(), proj.data(), tok.data(), N, C, false);
     report("embedding dweight", check(wte, loss, dw, 1000, rng), 1e-3);
   }
   {  // fused LM head + cross-entropy, with ignored targets

@@ -60,7 +60,7 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C) override {
+  void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C, bool) override {
     // Split by channel blocks so no two threads touch one gradient element; rows are summed in order.
     const int64_t block = 16, blocks = (C + block - 1) / block;
     pool_.parallel_for(blocks, [&](int64_t b, int) {

@@ -1,7 +1,12 @@
 #pragma once
-/* Shared by the CUDA backend's translation units: error checking and the bf16 rounding every op applies
- * where the model stores bf16 (round to nearest even, NaN kept quiet), bit-identical to the CPU's. */
+/* Shared by the CUDA backend's translation units: error checking, the bf16 rounding every op applies where the
+ * model stores bf16 (round to nearest even, NaN kept quiet), bit-identical to the CPU's, and the two storage
+ * types kernels are instantiated for: float (fp32 runs, and the reference backend's bf16 runs, rounded in
+ * place) and packed bf16 (the fast backend's bf16 runs). */
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include <stdexcept>
 #include <string>
@@ -24,5 +29,16 @@ __device__ __forceinline__ float rbf(float x, bool bf16) {
   }
   return __uint_as_float(u & 0xffff0000u);
 }
+
+using bf16_t = __nv_bfloat16;
+
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const bf16_t* p) { return __bfloat162float(*p); }
+/* round: for float storage, round the value to bf16 first (bf16 runs of the reference backend); packed bf16
+ * storage always rounds (to nearest even, as rbf). */
+__device__ __forceinline__ void st(float* p, float v, bool round) { *p = rbf(v, round); }
+__device__ __forceinline__ void st(bf16_t* p, float v, bool) { *p = __float2bfloat16_rn(v); }
+
+inline unsigned grid_for(int64_t n, int threads = 256) { return (unsigned)((n + threads - 1) / threads); }
 
 }  // namespace cx

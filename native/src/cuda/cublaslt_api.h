@@ -35,13 +35,13 @@ static_assert(sizeof(HeuristicResult) == 96, "cublasLtMatmulHeuristicResult_t is
 // cudaDataType_t
 constexpr int kR32F = 0, kR16BF = 14;
 // cublasComputeType_t
-constexpr int kCompute32F = 68, kCompute32FFast16BF = 75;
+constexpr int kCompute32F = 68;
 // cublasOperation_t
 constexpr int32_t kOpN = 0, kOpT = 1;
 // cublasLtMatmulDescAttributes_t
 constexpr int kDescTransA = 3, kDescTransB = 4;
-// cublasLtMatmulPreferenceAttributes_t
-constexpr int kPrefMaxWorkspaceBytes = 1;
+// cublasLtMatmulPreferenceAttributes_t (the alignments are uint32_t, default 256 bytes)
+constexpr int kPrefMaxWorkspaceBytes = 1, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7, kPrefMinAlignD = 8;
 
 struct Api {
   std::string path;     // the file that was loaded

@@ -12,7 +12,6 @@ namespace cx {
 namespace {
 
 using namespace nvcuda;
-using bf16_t = __nv_bfloat16;
 
 constexpr int kRows = kAttnTile;  // queries (or keys) per block, and keys (or queries) per tile
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
@@ -35,18 +34,17 @@ struct Shape {
   static constexpr size_t kStage = (size_t)kWarps * 16 * kOLd * sizeof(float);
 };
 
-/* Rows [t0, t0+64) of head h of batch row b of x ([B][T][H][D], fp32) into a bf16 tile; rows past T are zero. */
+/* Rows [t0, t0+64) of head h of batch row b of x ([B][T][H][D], packed bf16) into a shared-memory tile, four
+ * values (8 bytes) per access; rows past T are zero. */
 template <int D>
-__device__ void load_tile(bf16_t* tile, const float* x, int64_t b, int64_t t0, int64_t T, int64_t H, int64_t h) {
+__device__ void load_tile(bf16_t* tile, const bf16_t* x, int64_t b, int64_t t0, int64_t T, int64_t H, int64_t h) {
   constexpr int kVec = D / 4;
   for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
     const int r = i / kVec, c = (i % kVec) * 4;
     const int64_t t = t0 + r;
-    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (t < T) f = *reinterpret_cast<const float4*>(x + ((b * T + t) * H + h) * D + c);
-    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(tile + r * Shape<D>::kLd + c);
-    dst[0] = __floats2bfloat162_rn(f.x, f.y);
-    dst[1] = __floats2bfloat162_rn(f.z, f.w);
+    uint2 u = make_uint2(0u, 0u);
+    if (t < T) u = *reinterpret_cast<const uint2*>(x + ((b * T + t) * H + h) * D + c);
+    *reinterpret_cast<uint2*>(tile + r * Shape<D>::kLd + c) = u;
   }
 }
 
@@ -88,9 +86,9 @@ __device__ void accumulate(FragC (&acc)[D / 16], const bf16_t* P, const bf16_t* 
 }
 
 /* Writes a warp's 16×D accumulator, times `scale`, to rows row0.. of head h in dst ([B][T][H][D]). */
-template <int D>
-__device__ void store_rows(float* dst, FragC (&acc)[D / 16], float* stage, int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h, float scale,
-                           bool bf16_out) {
+template <int D, typename T>
+__device__ void store_rows(T* dst, FragC (&acc)[D / 16], float* stage, int64_t b, int64_t row0, int64_t T_, int64_t H, int64_t h, float scale,
+                           bool round) {
   constexpr int kOLd = Shape<D>::kOLd, kPer = Shape<D>::kPerLane;
   const int lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
   __syncwarp();
@@ -98,17 +96,17 @@ __device__ void store_rows(float* dst, FragC (&acc)[D / 16], float* stage, int64
   for (int dn = 0; dn < D / 16; dn++) wmma::store_matrix_sync(stage + dn * 16, acc[dn], kOLd, wmma::mem_row_major);
   __syncwarp();
   const int64_t t = row0 + r;
-  if (t < T) {
-    float* out = dst + ((b * T + t) * H + h) * D + half * kPer;
+  if (t < T_) {
+    T* out = dst + ((b * T_ + t) * H + h) * D + half * kPer;
 #pragma unroll
-    for (int c = 0; c < kPer; c++) out[c] = rbf(stage[r * kOLd + half * kPer + c] * scale, bf16_out);
+    for (int c = 0; c < kPer; c++) st(out + c, stage[r * kOLd + half * kPer + c] * scale, round);
   }
   __syncwarp();
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
-                                                                 const int32_t* doc_start, int64_t T, int64_t H, float scale, bool bf16_out) {
+template <int D, typename TS>
+__global__ void __launch_bounds__(kThreads) flash_forward_kernel(TS* out, float* lse, const TS* q, const TS* k, const TS* v,
+                                                                 const int32_t* doc_start, int64_t T, int64_t H, float scale, bool round) {
   using S = Shape<D>;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
@@ -121,7 +119,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(float* out, flo
 
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
   const int64_t q_last = min(q0 + kRows, T) - 1;
-  const int32_t* st = doc_start + b * T;
+  const int32_t* starts = doc_start + b * T;
   const int64_t w_first = q0 + warp * 16;
   const int64_t i = w_first + r;
   const bool row_valid = i < T;
@@ -132,19 +130,19 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(float* out, flo
   for (int c = 0; c < S::kPerLane; c++) o[c] = 0.f;
   float m_run = -INFINITY, l_run = 0.f;
   // Key tiles from the tile holding the first query's document start: everything before it is masked.
-  for (int64_t k0 = attn_first_key_tile(st, q0); k0 <= q_last; k0 += kRows) {
+  for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
     __syncthreads();
     load_tile<D>(Ks, k, b, k0, T, H, h);
     load_tile<D>(Vs, v, b, k0, T, H, h);
     __syncthreads();
-    if (!attn_warp_sees_keys(st, w_first, k0, T)) continue;  // warp-uniform: nothing here is visible to this warp
+    if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;  // warp-uniform: nothing here is visible to this warp
     scores<D>(scr, Qs + warp * 16 * S::kLd, Ks);
     __syncwarp();
     float s[32], mx = -INFINITY;
 #pragma unroll
     for (int c = 0; c < 32; c++) {
       const int64_t j = k0 + half * 32 + c;
-      const bool visible = row_valid && attn_visible(i, j, st);
+      const bool visible = row_valid && attn_visible(i, j, starts);
       s[c] = visible ? scr[r * kSLd + half * 32 + c] * scale : -INFINITY;
       mx = fmaxf(mx, s[c]);
     }
@@ -174,20 +172,20 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(float* out, flo
     __syncwarp();
   }
   if (row_valid) {
-    float* dst = out + ((b * T + i) * H + h) * D + half * S::kPerLane;
+    TS* dst = out + ((b * T + i) * H + h) * D + half * S::kPerLane;
     const float inv = 1.f / l_run;
 #pragma unroll
-    for (int c = 0; c < S::kPerLane; c++) dst[c] = rbf(o[c] * inv, bf16_out);
+    for (int c = 0; c < S::kPerLane; c++) st(dst + c, o[c] * inv, round);
     if (half == 0) lse[(b * H + h) * T + i] = m_run + logf(l_run);
   }
 }
 
 /* dK, dV for 64 keys: over the query tiles that can see them (from the keys' own tile to the end of the last
  * document that holds one of them). */
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(float* dk, float* dv, const float* dout, const float* lse, const float* delta,
-                                                                     const float* q, const float* k, const float* v, const int32_t* doc_start,
-                                                                     int64_t T, int64_t H, float scale, bool bf16_out) {
+template <int D, typename TS>
+__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta,
+                                                                     const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t T,
+                                                                     int64_t H, float scale, bool round) {
   using S = Shape<D>;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);
@@ -208,12 +206,12 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(float* dk, 
 
   const int64_t b = blockIdx.z, h = blockIdx.y, k0 = (int64_t)blockIdx.x * kRows;
   const int64_t k_last = min(k0 + kRows, T) - 1;
-  const int32_t* st = doc_start + b * T;
+  const int32_t* starts = doc_start + b * T;
   const int64_t j_first = k0 + warp * 16;
   const int64_t j = j_first + r;
   load_tile<D>(Ks, k, b, k0, T, H, h);
   load_tile<D>(Vs, v, b, k0, T, H, h);
-  if (threadIdx.x == 0) q_end_shared = attn_query_end(st, k0, k_last, T);
+  if (threadIdx.x == 0) q_end_shared = attn_query_end(starts, k0, k_last, T);
   __syncthreads();
   const int64_t q_end = q_end_shared;
 
@@ -231,10 +229,10 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(float* dk, 
       const int64_t i = qt + x;
       lse_s[x] = i < T ? lse[(b * H + h) * T + i] : 0.f;
       delta_s[x] = i < T ? delta[(b * H + h) * T + i] : 0.f;
-      start_s[x] = i < T ? st[i] : INT32_MAX;
+      start_s[x] = i < T ? starts[i] : INT32_MAX;
     }
     __syncthreads();
-    if (!attn_warp_seen_by_queries(st, j_first, qt, T)) continue;  // no query here sees these keys
+    if (!attn_warp_seen_by_queries(starts, j_first, qt, T)) continue;  // no query here sees these keys
     scores<D>(st_scores, Ks + warp * 16 * S::kLd, Qs);  // S^T: keys × queries
     scores<D>(st_dprobs, Vs + warp * 16 * S::kLd, Gs);  // dP^T = V · dO^T
     __syncwarp();
@@ -252,15 +250,15 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(float* dk, 
     accumulate<D>(acc_v, pt, Gs);     // dV += P^T · dO
     accumulate<D>(acc_k, dst_t, Qs);  // dK += dS^T · Q (times scale at the end)
   }
-  store_rows<D>(dk, acc_k, stage, b, j_first, T, H, h, scale, bf16_out);
-  store_rows<D>(dv, acc_v, stage, b, j_first, T, H, h, 1.f, bf16_out);
+  store_rows<D>(dk, acc_k, stage, b, j_first, T, H, h, scale, round);
+  store_rows<D>(dv, acc_v, stage, b, j_first, T, H, h, 1.f, round);
 }
 
 /* dQ for 64 queries: over the same key tiles as the forward pass. */
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(float* dq, const float* dout, const float* lse, const float* delta,
-                                                                    const float* q, const float* k, const float* v, const int32_t* doc_start,
-                                                                    int64_t T, int64_t H, float scale, bool bf16_out) {
+template <int D, typename TS>
+__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(TS* dq, const TS* dout, const float* lse, const float* delta, const TS* q,
+                                                                    const TS* k, const TS* v, const int32_t* doc_start, int64_t T, int64_t H,
+                                                                    float scale, bool round) {
   using S = Shape<D>;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
@@ -276,7 +274,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(float* dq, c
 
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
   const int64_t q_last = min(q0 + kRows, T) - 1;
-  const int32_t* st = doc_start + b * T;
+  const int32_t* starts = doc_start + b * T;
   const int64_t w_first = q0 + warp * 16;
   const int64_t i = w_first + r;
   const bool row_valid = i < T;
@@ -287,12 +285,12 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(float* dq, c
   FragC acc[D / 16];
 #pragma unroll
   for (int dn = 0; dn < D / 16; dn++) wmma::fill_fragment(acc[dn], 0.f);
-  for (int64_t k0 = attn_first_key_tile(st, q0); k0 <= q_last; k0 += kRows) {
+  for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
     __syncthreads();
     load_tile<D>(Ks, k, b, k0, T, H, h);
     load_tile<D>(Vs, v, b, k0, T, H, h);
     __syncthreads();
-    if (!attn_warp_sees_keys(st, w_first, k0, T)) continue;
+    if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;
     scores<D>(scr, Qs + warp * 16 * S::kLd, Ks);
     scores<D>(dprobs, Gs + warp * 16 * S::kLd, Vs);  // dP = dO · V^T
     __syncwarp();
@@ -300,14 +298,14 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(float* dq, c
     for (int c = 0; c < 32; c++) {
       const int col = half * 32 + c;
       const int64_t j = k0 + col;
-      const bool visible = row_valid && attn_visible(i, j, st);
+      const bool visible = row_valid && attn_visible(i, j, starts);
       const float p = visible ? expf(scr[r * kSLd + col] * scale - lse_i) : 0.f;
       ds_tile[r * kPLd + col] = __float2bfloat16_rn(p * (dprobs[r * kSLd + col] - delta_i));
     }
     __syncwarp();
     accumulate<D>(acc, ds_tile, Ks);  // dQ += dS · K (times scale at the end)
   }
-  store_rows<D>(dq, acc, stage, b, w_first, T, H, h, scale, bf16_out);
+  store_rows<D>(dq, acc, stage, b, w_first, T, H, h, scale, round);
 }
 
 template <int D>
@@ -325,27 +323,26 @@ void allow_smem(Kernel kernel, size_t bytes) {
   CX_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int D>
-void forward_d(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B, int64_t T,
-               int64_t H, bool bf16_out) {
+template <int D, typename TS>
+void forward_d(TS* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, bool round) {
   const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = forward_smem<D>();
-  allow_smem(flash_forward_kernel<D>, smem);
-  flash_forward_kernel<D><<<grid, kThreads, smem>>>(out, lse, q, k, v, doc_start, T, H, 1.f / sqrtf((float)D), bf16_out);
+  allow_smem(flash_forward_kernel<D, TS>, smem);
+  flash_forward_kernel<D, TS><<<grid, kThreads, smem>>>(out, lse, q, k, v, doc_start, T, H, 1.f / sqrtf((float)D), round);
   CX_CUDA(cudaGetLastError());
 }
 
-template <int D>
-void backward_d(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* delta, const float* q, const float* k,
-                const float* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, bool bf16_out) {
+template <int D, typename TS>
+void backward_d(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k, const TS* v,
+                const int32_t* doc_start, int64_t B, int64_t T, int64_t H, bool round) {
   const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = backward_smem<D>();
   const float scale = 1.f / sqrtf((float)D);
-  allow_smem(flash_backward_kv_kernel<D>, smem);
-  flash_backward_kv_kernel<D><<<grid, kThreads, smem>>>(dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, bf16_out);
+  allow_smem(flash_backward_kv_kernel<D, TS>, smem);
+  flash_backward_kv_kernel<D, TS><<<grid, kThreads, smem>>>(dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
   CX_CUDA(cudaGetLastError());
-  allow_smem(flash_backward_q_kernel<D>, smem);
-  flash_backward_q_kernel<D><<<grid, kThreads, smem>>>(dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, bf16_out);
+  allow_smem(flash_backward_q_kernel<D, TS>, smem);
+  flash_backward_q_kernel<D, TS><<<grid, kThreads, smem>>>(dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
   CX_CUDA(cudaGetLastError());
 }
 
@@ -353,29 +350,35 @@ void backward_d(float* dq, float* dk, float* dv, const float* dout, const float*
 
 bool flash_attention_supports(int64_t D) { return D == 16 || D == 32 || D == 64 || D == 128; }
 
-void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B,
-                             int64_t T, int64_t H, int64_t D, bool bf16_out) {
+template <typename TS>
+void flash_attention_forward(TS* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t B, int64_t T,
+                             int64_t H, int64_t D, bool round) {
   if (B <= 0 || T <= 0) return;
   switch (D) {
-    case 16: return forward_d<16>(out, lse, q, k, v, doc_start, B, T, H, bf16_out);
-    case 32: return forward_d<32>(out, lse, q, k, v, doc_start, B, T, H, bf16_out);
-    case 64: return forward_d<64>(out, lse, q, k, v, doc_start, B, T, H, bf16_out);
-    case 128: return forward_d<128>(out, lse, q, k, v, doc_start, B, T, H, bf16_out);
+    case 16: return forward_d<16>(out, lse, q, k, v, doc_start, B, T, H, round);
+    case 32: return forward_d<32>(out, lse, q, k, v, doc_start, B, T, H, round);
+    case 64: return forward_d<64>(out, lse, q, k, v, doc_start, B, T, H, round);
+    case 128: return forward_d<128>(out, lse, q, k, v, doc_start, B, T, H, round);
     default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
   }
 }
 
-void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* delta, const float* q,
-                              const float* k, const float* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D,
-                              bool bf16_out) {
+template <typename TS>
+void flash_attention_backward(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k,
+                              const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool round) {
   if (B <= 0 || T <= 0) return;
   switch (D) {
-    case 16: return backward_d<16>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, bf16_out);
-    case 32: return backward_d<32>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, bf16_out);
-    case 64: return backward_d<64>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, bf16_out);
-    case 128: return backward_d<128>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, bf16_out);
+    case 16: return backward_d<16>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
+    case 32: return backward_d<32>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
+    case 64: return backward_d<64>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
+    case 128: return backward_d<128>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
     default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
   }
 }
+
+template void flash_attention_forward<bf16_t>(bf16_t*, float*, const bf16_t*, const bf16_t*, const bf16_t*, const int32_t*, int64_t, int64_t,
+                                              int64_t, int64_t, bool);
+template void flash_attention_backward<bf16_t>(bf16_t*, bf16_t*, bf16_t*, const bf16_t*, const float*, const float*, const bf16_t*,
+                                               const bf16_t*, const bf16_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, bool);
 
 }  // namespace cx

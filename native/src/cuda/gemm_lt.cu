@@ -1,13 +1,24 @@
 /* cuBLASLt GEMM for the CUDA backend (see gemm_lt.h). */
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
+#include <utility>
 
 #include "gemm_lt.h"
 
 namespace cx {
 namespace {
 constexpr size_t kWorkspaceBytes = 32u << 20;  // what cuBLAS recommends for Hopper
+
+/* The largest power of two (up to 256) that divides the address: cuBLASLt's heuristic assumes 256 unless told,
+ * and an algorithm picked for 256 may refuse a less aligned pointer (layer slices, LM-head row chunks). */
+uint32_t alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
 }
 
 bool LtGemm::init(std::string* why) {
@@ -52,19 +63,22 @@ LtGemm::~LtGemm() {
 LtGemm::Plan& LtGemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [ta, tb, M, N, K, lda, ldb, ldc, accumulate, bf16] = key;
-  (void)accumulate;
+  const auto [ta, tb, M, N, K, lda, ldb, ldc, ab_type, c_type, align_a, align_b, align_c] = key;
   Plan& p = plans_[key];
   const int32_t op_a = tb ? lt::kOpT : lt::kOpN, op_b = ta ? lt::kOpT : lt::kOpN;
   auto check = [&](lt::Status s, const char* what) {
     if (s != lt::kSuccess) throw std::runtime_error(std::string(what) + " failed: " + lt::status_name(api_, s));
   };
-  check(api_->desc_create(&p.desc, bf16 ? lt::kCompute32FFast16BF : lt::kCompute32F, lt::kR32F), "cublasLtMatmulDescCreate");
+  check(api_->desc_create(&p.desc, lt::kCompute32F, lt::kR32F), "cublasLtMatmulDescCreate");
   check(api_->desc_set(p.desc, lt::kDescTransA, &op_a, sizeof op_a), "cublasLtMatmulDescSetAttribute(TRANSA)");
   check(api_->desc_set(p.desc, lt::kDescTransB, &op_b, sizeof op_b), "cublasLtMatmulDescSetAttribute(TRANSB)");
-  check(api_->layout_create(&p.a, lt::kR32F, (uint64_t)(tb ? K : N), (uint64_t)(tb ? N : K), ldb), "cublasLtMatrixLayoutCreate(A)");
-  check(api_->layout_create(&p.b, lt::kR32F, (uint64_t)(ta ? M : K), (uint64_t)(ta ? K : M), lda), "cublasLtMatrixLayoutCreate(B)");
-  check(api_->layout_create(&p.c, lt::kR32F, (uint64_t)N, (uint64_t)M, ldc), "cublasLtMatrixLayoutCreate(C)");
+  check(api_->layout_create(&p.a, ab_type, (uint64_t)(tb ? K : N), (uint64_t)(tb ? N : K), ldb), "cublasLtMatrixLayoutCreate(A)");
+  check(api_->layout_create(&p.b, ab_type, (uint64_t)(ta ? M : K), (uint64_t)(ta ? K : M), lda), "cublasLtMatrixLayoutCreate(B)");
+  check(api_->layout_create(&p.c, c_type, (uint64_t)N, (uint64_t)M, ldc), "cublasLtMatrixLayoutCreate(C)");
+  // cuBLASLt's A is our B, its B our A (see above).
+  for (auto [attr, value] : {std::pair<int, uint32_t>{lt::kPrefMinAlignA, align_b}, {lt::kPrefMinAlignB, align_a}, {lt::kPrefMinAlignC, align_c},
+                             {lt::kPrefMinAlignD, align_c}})
+    check(api_->pref_set(pref_, attr, &value, sizeof value), "cublasLtMatmulPreferenceSetAttribute(alignment)");
   lt::HeuristicResult result{};
   int returned = 0;
   const lt::Status s = api_->heuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref_, 1, &result, &returned);
@@ -73,10 +87,10 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key) {
   return p;
 }
 
-bool LtGemm::run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                 int64_t ldc, bool accumulate, bool bf16_operands) {
+bool LtGemm::run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C,
+                 int64_t ldc, bool accumulate, int operand_type, int output_type) {
   if (M <= 0 || N <= 0) return true;
-  Plan& p = plan_for(Key{ta, tb, M, N, K, lda, ldb, ldc, accumulate, bf16_operands});
+  Plan& p = plan_for(Key{ta, tb, M, N, K, lda, ldb, ldc, operand_type, output_type, alignment(A), alignment(B), alignment(C)});
   if (!p.usable) return false;
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   // The default (legacy) stream, which every kernel of the backend uses too, so the order is kept.

@@ -1,8 +1,7 @@
 #pragma once
-/* Row-major GEMM on the GPU through cuBLASLt (loaded at run time): C[M][N] (= or +=) op(A)[M][K] · op(B)[K][N].
- * fp32 storage throughout. With bf16 operands (values already rounded to bf16, as the model stores them) the
- * product runs on bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF: the down-conversion is exact) with fp32
- * accumulation; otherwise in plain fp32. Plans (descriptors + the heuristic's algorithm) are cached per shape. */
+/* Row-major GEMM on the GPU through cuBLASLt (loaded at run time): C[M][N] (= or +=) op(A)[M][K] · op(B)[K][N],
+ * fp32 accumulation. Operands fp32 or bf16 (bf16 tensor cores); C fp32 or bf16 (cuBLASLt rounds to nearest even,
+ * as rbf does). Plans (descriptors + the heuristic's algorithm) are cached per shape and types. */
 #include <cstdint>
 #include <map>
 #include <string>
@@ -17,9 +16,10 @@ class LtGemm {
   /* false with the reason (where cuBLASLt was looked for) in *why. */
   bool init(std::string* why);
   ~LtGemm();
-  /* Returns false when cuBLASLt has no algorithm for this shape (the caller falls back to its own kernel). */
-  bool run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-           bool accumulate, bool bf16_operands);
+  /* Types are lt::kR32F or lt::kR16BF. Returns false when cuBLASLt has no algorithm for this shape and these
+   * types (the caller falls back to its own kernel). */
+  bool run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc,
+           bool accumulate, int operand_type, int output_type);
   const lt::Api* api() const { return api_; }
 
  private:
@@ -29,7 +29,8 @@ class LtGemm {
     lt::MatmulAlgo algo{};
     bool usable = false;
   };
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+  // transposes, M, N, K, leading dimensions, operand and output types, alignments of A, B, C (bytes, up to 256)
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, uint32_t, uint32_t, uint32_t>;
   Plan& plan_for(const Key& key);
   const lt::Api* api_ = nullptr;
   lt::Handle handle_ = nullptr;

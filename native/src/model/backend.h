@@ -1,7 +1,13 @@
 #pragma once
 /* The table of ops a backend implements; src/cpu and src/cuda provide the same ops under the same names.
  * Pointers are the backend's memory (host for CPU, device for CUDA). Shapes: N tokens, C channels,
- * H heads of D dims, F FFN width, V vocab. `bf16` means round stored results to bf16, as the GPU stores them. */
+ * H heads of D dims, F FFN width, V vocab. `bf16` means a bf16 run: stored results are rounded to bf16.
+ *
+ * Storage. Buffers are allocated as fp32 arrays. In a bf16 run a backend may keep activations, their gradients
+ * and the compute copy of the weights as packed bf16 at the pointer it is given (the fast CUDA backend does;
+ * the CPU keeps fp32 holding bf16 values). So the model addresses every such tensor by the same pointer the op
+ * that wrote it was given, never by offsetting into one written whole; it reads them back only through
+ * download_values. Master weights, weight gradients, AdamW moments, rstd, lse, losses and logits are fp32. */
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -24,11 +30,14 @@ class Backend {
   virtual int32_t* alloc_i32(size_t n) = 0;
   virtual void release_i32(int32_t* p) = 0;
   virtual void upload_i32(int32_t* dst, const int32_t* src, size_t n) = 0;
+  /* Values in and out of a tensor stored as a run of this precision stores activations (tests). */
+  virtual void upload_values(float* dst, const float* src, size_t n, bool bf16) { (void)bf16, upload(dst, src, n); }
+  virtual void download_values(float* dst, const float* src, size_t n, bool bf16) { (void)bf16, download(dst, src, n); }
   virtual void fill(float* dst, float value, size_t n) = 0;
   virtual void copy_round(float* dst, const float* src, size_t n, bool bf16) = 0;
 
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N, int64_t C, bool bf16) = 0;
-  virtual void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C) = 0;
+  virtual void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C, bool bf16) = 0;
   /* out[N][Cout] = inp[N][Cin] · weight[Cout][Cin]^T */
   virtual void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) = 0;
   /* dinp (= or += if accumulate) dout · weight; dweight += dout^T · inp */

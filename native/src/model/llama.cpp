@@ -215,7 +215,8 @@ void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_ru
 
 void ensure_compute_weights(cx_model& m, int precision) {
   if (m.compute_precision == precision) return;
-  m.be->copy_round(m.compute.p, m.params.p, m.n_params, precision == CX_BF16);
+  // Tensor by tensor: each is later addressed by its own pointer (see the storage note in backend.h).
+  for (const TensorInfo& t : m.tensors) m.be->copy_round(m.compute.p + t.offset, m.params.p + t.offset, t.size(), precision == CX_BF16);
   m.compute_precision = precision;
 }
 
@@ -277,7 +278,7 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
     be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, m.h1.p + oc, m.W(w, L(l, 3)), N, C, C, true, bf);
     be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, m.x.p + oc, m.W(w, L(l, 0)), m.rstd1.p + (size_t)l * N, N, C, bf);
   }
-  be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C);
+  be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C, bf);
 }
 
 uint64_t splitmix64(uint64_t& state) {

@@ -1,0 +1,299 @@
+/* Elementwise, normalisation, loss and optimizer kernels of the CUDA backend (see kernels.h). Deterministic:
+ * reductions run in a fixed tree order and there are no atomics. */
+#include "common.cuh"
+#include "kernels.h"
+
+namespace cx {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+#define CX_LAUNCH(kernel, n, ...)                            \
+  do {                                                       \
+    if ((n) > 0) {                                           \
+      kernel<<<grid_for(n, kThreads), kThreads>>>(__VA_ARGS__); \
+      CX_CUDA(cudaGetLastError());                           \
+    }                                                        \
+  } while (0)
+
+__global__ void fill_kernel(float* p, float v, int64_t n) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < n) p[i] = v;
+}
+template <typename T>
+__global__ void copy_round_kernel(T* dst, const float* src, int64_t n, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < n) st(dst + i, src[i], round);
+}
+__global__ void widen_kernel(float* dst, const bf16_t* src, int64_t n) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = ld(src + i);
+}
+template <typename T>
+__global__ void embed_fwd(T* out, const int32_t* tok, const T* wte, int64_t N, int64_t C, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < N * C) st(out + i, ld(wte + (int64_t)tok[i / C] * C + i % C), round);
+}
+/* One thread per channel walks the tokens in order: deterministic, no atomics. */
+template <typename T>
+__global__ void embed_bwd(float* dwte, const T* dout, const int32_t* tok, int64_t N, int64_t C) {
+  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  for (int64_t n = 0; n < N; n++) dwte[(int64_t)tok[n] * C + c] += ld(dout + n * C + c);
+}
+template <typename T>
+__global__ void residual_kernel(T* out, const T* a, const T* b, int64_t n, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < n) st(out + i, ld(a + i) + ld(b + i), round);
+}
+
+/* Block-wide sum / max in a fixed tree order. */
+__device__ float block_sum(float v, float* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  const float r = shared[0];
+  __syncthreads();
+  return r;
+}
+__device__ float block_max(float v, float* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + s]);
+    __syncthreads();
+  }
+  const float r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+template <typename T>
+__global__ void rmsnorm_fwd(T* out, float* rstd, const T* inp, const T* w, int64_t C, float eps, bool round) {
+  __shared__ float sh[kThreads];
+  const T* x = inp + blockIdx.x * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float xc = ld(x + c);
+    ss += xc * xc;
+  }
+  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + blockIdx.x * C + c, ld(x + c) * r * ld(w + c), round);
+}
+template <typename T>
+__global__ void rmsnorm_bwd_inp(T* dinp, const T* dout, const T* inp, const T* w, const float* rstd, int64_t C, bool round) {
+  __shared__ float sh[kThreads];
+  const int64_t n = blockIdx.x;
+  const T* x = inp + n * C;
+  const T* g = dout + n * C;
+  const float r = rstd[n];
+  float dot = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += ld(g + c) * ld(w + c) * ld(x + c);
+  const float k = block_sum(dot, sh) * r * r / (float)C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    st(dinp + n * C + c, ld(dinp + n * C + c) + r * (ld(g + c) * ld(w + c) - ld(x + c) * k), round);
+}
+template <typename T>
+__global__ void rmsnorm_bwd_weight(float* dw, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C) {
+  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float s = 0.f;
+  for (int64_t n = 0; n < N; n++) s += ld(dout + n * C + c) * ld(inp + n * C + c) * rstd[n];
+  dw[c] += s;
+}
+
+template <typename T>
+__global__ void rope_kernel(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
+  const int64_t half = D / 2, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i >= N * H * half) return;
+  const int64_t f = i % half, h = (i / half) % H, n = i / (half * H);
+  const double inv_freq = pow((double)theta, -2.0 * (double)f / (double)D);
+  const float angle = (float)((double)pos[n] * inv_freq);
+  const float c = cosf(angle), s = sign * sinf(angle);
+  T* row = x + (n * H + h) * D;
+  const float a = ld(row + f), b = ld(row + f + half);
+  st(row + f, a * c - b * s, round);
+  st(row + f + half, b * c + a * s, round);
+}
+
+template <typename T>
+__global__ void swiglu_fwd(T* out, const T* g, const T* u, int64_t n, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float gi = ld(g + i);
+  st(out + i, gi / (1.f + expf(-gi)) * ld(u + i), round);
+}
+template <typename T>
+__global__ void swiglu_bwd(T* dg, T* du, const T* dout, const T* g, const T* u, int64_t n, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float gi = ld(g + i), ui = ld(u + i), d = ld(dout + i);
+  const float sig = 1.f / (1.f + expf(-gi));
+  st(dg + i, d * ui * sig * (1.f + gi * (1.f - sig)), round);
+  st(du + i, d * gi * sig, round);
+}
+
+/* One block per row of logits. */
+template <typename T>
+__global__ void cross_entropy_kernel(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t V, float scale, bool backward,
+                                     bool bf16) {
+  __shared__ float sh[kThreads];
+  float* z = logits + blockIdx.x * V;
+  T* dz = dlogits ? dlogits + blockIdx.x * V : nullptr;
+  const int32_t target = targets[blockIdx.x];
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) z[j] = rbf(z[j], bf16);
+  __syncthreads();
+  if (target < 0) {
+    if (threadIdx.x == 0) losses[blockIdx.x] = NAN;
+    if (backward)
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) st(dz + j, 0.f, false);
+    return;
+  }
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, z[j]);
+  const float mx = block_max(m, sh);
+  float s = 0.f;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += expf(z[j] - mx);
+  const float lse = mx + logf(block_sum(s, sh));
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - z[target];
+  __syncthreads();
+  if (!backward) return;
+  // Each thread reads z[j] before writing dz[j], so dz may alias z (float storage).
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) st(dz + j, scale * (expf(z[j] - lse) - (j == target ? 1.f : 0.f)), bf16);
+}
+
+template <typename T>
+__global__ void gather_kernel(T* out, const T* hidden, const int32_t* rows, int64_t R, int64_t C) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i < R * C) out[i] = hidden[(int64_t)rows[i / C] * C + i % C];
+}
+
+__global__ void sum_squares_kernel(double* partial, const float* x, int64_t n) {
+  __shared__ double sh[kThreads];
+  double s = 0.0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) s += (double)x[i] * x[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+    if (threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+template <typename T>
+__global__ void adamw_kernel(float* p, T* copy, const float* g, float* m, float* v, int64_t n, AdamWParams hp, bool round) {
+  const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float gi = g[i] * hp.grad_scale;
+  m[i] = hp.beta1 * m[i] + (1.f - hp.beta1) * gi;
+  v[i] = hp.beta2 * v[i] + (1.f - hp.beta2) * gi * gi;
+  const float mhat = m[i] / hp.bias1, vhat = v[i] / hp.bias2;
+  p[i] -= hp.lr * (mhat / (sqrtf(vhat) + hp.eps) + hp.weight_decay * p[i]);
+  if (copy) st(copy + i, p[i], round);
+}
+
+template <typename T>
+__global__ void attn_delta_kernel(float* delta, const T* dout, const T* out, int64_t B, int64_t T_, int64_t H, int64_t D) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * H * T_) return;
+  const int64_t b = idx / (H * T_), h = (idx / T_) % H, t = idx % T_;
+  const int64_t row = ((b * T_ + t) * H + h) * D;
+  float s = 0.f;
+  for (int64_t d = 0; d < D; d++) s += ld(dout + row + d) * ld(out + row + d);
+  delta[idx] = s;
+}
+
+}  // namespace
+
+void fill(float* p, float value, int64_t n) { CX_LAUNCH(fill_kernel, n, p, value, n); }
+template <typename T>
+void copy_round(T* dst, const float* src, int64_t n, bool round) {
+  CX_LAUNCH(copy_round_kernel<T>, n, dst, src, n, round);
+}
+void widen(float* dst, const bf16_t* src, int64_t n) { CX_LAUNCH(widen_kernel, n, dst, src, n); }
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, int64_t N, int64_t C, bool round) {
+  CX_LAUNCH(embed_fwd<T>, N * C, out, tokens, wte, N, C, round);
+}
+template <typename T>
+void embedding_backward(float* dwte, const T* dout, const int32_t* tokens, int64_t N, int64_t C) {
+  CX_LAUNCH(embed_bwd<T>, C, dwte, dout, tokens, N, C);
+}
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round) {
+  CX_LAUNCH(residual_kernel<T>, n, out, a, b, n, round);
+}
+template <typename T>
+void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round) {
+  if (N <= 0) return;
+  rmsnorm_fwd<T><<<(unsigned)N, kThreads>>>(out, rstd, inp, weight, C, eps, round);
+  CX_CUDA(cudaGetLastError());
+}
+template <typename T>
+void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round) {
+  if (N <= 0) return;
+  rmsnorm_bwd_inp<T><<<(unsigned)N, kThreads>>>(dinp, dout, inp, weight, rstd, C, round);
+  CX_CUDA(cudaGetLastError());
+  CX_LAUNCH(rmsnorm_bwd_weight<T>, C, dweight, dout, inp, rstd, N, C);
+}
+template <typename T>
+void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
+  CX_LAUNCH(rope_kernel<T>, N * H * (D / 2), x, pos, N, H, D, theta, sign, round);
+}
+template <typename T>
+void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, bool round) {
+  CX_LAUNCH(swiglu_fwd<T>, n, out, gate, up, n, round);
+}
+template <typename T>
+void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n, bool round) {
+  CX_LAUNCH(swiglu_bwd<T>, n, dgate, dup, dout, gate, up, n, round);
+}
+template <typename T>
+void cross_entropy_rows(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t R, int64_t V, float scale, bool backward,
+                        bool bf16) {
+  if (R <= 0) return;
+  cross_entropy_kernel<T><<<(unsigned)R, kThreads>>>(logits, dlogits, losses, targets, V, scale, backward, bf16);
+  CX_CUDA(cudaGetLastError());
+}
+template <typename T>
+void gather_rows(T* out, const T* hidden, const int32_t* rows, int64_t R, int64_t C) {
+  CX_LAUNCH(gather_kernel<T>, R * C, out, hidden, rows, R, C);
+}
+template <typename T>
+void adamw(float* param, T* copy, const float* grad, float* m, float* v, int64_t n, const AdamWParams& hp, bool round) {
+  CX_LAUNCH(adamw_kernel<T>, n, param, copy, grad, m, v, n, hp, round);
+}
+void sum_squares_partial(double* partial, const float* x, int64_t n) {
+  sum_squares_kernel<<<kSumBlocks, kThreads>>>(partial, x, n);
+  CX_CUDA(cudaGetLastError());
+}
+template <typename T>
+void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64_t T_, int64_t H, int64_t D) {
+  CX_LAUNCH(attn_delta_kernel<T>, B * H * T_, delta, dout, out, B, T_, H, D);
+}
+
+#define CX_INSTANTIATE(T)                                                                                                            \
+  template void copy_round<T>(T*, const float*, int64_t, bool);                                                                      \
+  template void embedding_forward<T>(T*, const int32_t*, const T*, int64_t, int64_t, bool);                                          \
+  template void embedding_backward<T>(float*, const T*, const int32_t*, int64_t, int64_t);                                           \
+  template void residual_forward<T>(T*, const T*, const T*, int64_t, bool);                                                          \
+  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, bool);                                   \
+  template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool);                 \
+  template void rope<T>(T*, const int32_t*, int64_t, int64_t, int64_t, float, float, bool);                                          \
+  template void swiglu_forward<T>(T*, const T*, const T*, int64_t, bool);                                                            \
+  template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, bool);                                             \
+  template void cross_entropy_rows<T>(float*, T*, float*, const int32_t*, int64_t, int64_t, float, bool, bool);                      \
+  template void gather_rows<T>(T*, const T*, const int32_t*, int64_t, int64_t);                                                      \
+  template void adamw<T>(float*, T*, const float*, float*, float*, int64_t, const AdamWParams&, bool);                               \
+  template void attention_delta<T>(float*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);
+CX_INSTANTIATE(float)
+CX_INSTANTIATE(bf16_t)
+
+}  // namespace cuda
+}  // namespace cx

@@ -1,0 +1,74 @@
+#pragma once
+/* Launchers of the CUDA backend's kernels (elementwise.cu, reference.cu). Each storage-typed launcher exists for
+ * T = float (fp32 runs; `round` rounds stored values to bf16, as the reference backend's bf16 runs do) and
+ * T = bf16_t (the fast backend's bf16 runs: values stored packed, so always rounded). Statistics (rstd, lse,
+ * losses), weight gradients and optimizer state stay fp32. All on the default stream; each checks its launch. */
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "../model/backend.h"
+
+namespace cx {
+namespace cuda {
+
+using bf16_t = __nv_bfloat16;
+
+void fill(float* p, float value, int64_t n);
+/* Rounds an fp32 array into storage type T (the compute copy of the weights). */
+template <typename T>
+void copy_round(T* dst, const float* src, int64_t n, bool round);
+/* Stored values back to fp32 (tests and the logits read-back). */
+void widen(float* dst, const bf16_t* src, int64_t n);
+
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, int64_t N, int64_t C, bool round);
+template <typename T>
+void embedding_backward(float* dwte, const T* dout, const int32_t* tokens, int64_t N, int64_t C);
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round);
+template <typename T>
+void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round);
+/* dinp += ..., dweight += ... */
+template <typename T>
+void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round);
+/* sign +1 rotates (forward), -1 applies the inverse rotation (backward). */
+template <typename T>
+void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round);
+template <typename T>
+void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, bool round);
+template <typename T>
+void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n, bool round);
+/* One row of fp32 logits per target: logits are first rounded to bf16 when bf16 (as the CPU does), the loss
+ * written, and with backward dlogits = scale·(softmax − onehot) stored as T (dlogits may alias logits for T = float). */
+template <typename T>
+void cross_entropy_rows(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t R, int64_t V, float scale, bool backward,
+                        bool bf16);
+template <typename T>
+void gather_rows(T* out, const T* hidden, const int32_t* rows, int64_t R, int64_t C);
+/* One AdamW step; the compute copy (when not the parameter itself) is written in the same pass. */
+template <typename T>
+void adamw(float* param, T* copy, const float* grad, float* m, float* v, int64_t n, const AdamWParams& hp, bool round);
+constexpr int kSumBlocks = 1024;
+/* Per-block partial sums of squares (kSumBlocks doubles), in a fixed order. */
+void sum_squares_partial(double* partial, const float* x, int64_t n);
+
+/* delta [B][H][T] = rowsum(dout · out), fp32. */
+template <typename T>
+void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64_t T_, int64_t H, int64_t D);
+
+/* The reference kernels (reference.cu): simple, obviously right, deterministic. */
+constexpr int kReferenceMaxHead = 256;
+template <typename T>
+void reference_attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* doc_start, int64_t B, int64_t T_,
+                                 int64_t H, int64_t D, bool round);
+template <typename T>
+void reference_attention_backward(T* dq, T* dk, T* dv, const T* dout, const float* lse, const float* delta, const T* q, const T* k, const T* v,
+                                  const int32_t* doc_start, int64_t B, int64_t T_, int64_t H, int64_t D, bool round);
+/* Row-major C[M][N] (= or +=) op(A)[M][K] · op(B)[K][N] in 16×16 shared-memory tiles, fp32 accumulation. */
+template <typename TI, typename TO>
+void reference_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const TI* A, int64_t lda, const TI* B, int64_t ldb, TO* C, int64_t ldc,
+                    bool accumulate, bool round);
+
+}  // namespace cuda
+}  // namespace cx
