@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadAddon, type ModelConfig, type RunOptions } from "../../src/native/addon.ts";
@@ -22,6 +23,16 @@ describe("native model (CPU backend)", () => {
     const r = spawnSync(join(repoRoot, "native", "build", "chuxin_native_test"), { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^21 passed, 0 failed$/m);
+  });
+
+  // The GPU check's parity part with the CUDA kernels run under a CPU emulation of the CUDA execution model
+  // (native/test/emu): built wherever the toolkit's headers are, as on CI; it exercises the kernels' logic, not a GPU.
+  const emulated = join(repoRoot, "native", "build", "chuxin_gpu_check_emulated");
+  it("runs the CUDA kernels under the CPU emulation: every op, the fused attention and the whole model match the CPU backend", { skip: !existsSync(emulated) && "built only where the CUDA headers are" }, () => {
+    const r = spawnSync(emulated, { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^61 passed, 0 failed$/m);
+    assert.match(r.stdout, /ok +fused vs reference CUDA attention dk/);
   });
 
   it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {

@@ -11,6 +11,16 @@
 #include <stdexcept>
 #include <string>
 
+/* Kernel launches and dynamic shared memory through macros, so that the same sources also build for the CPU
+ * emulation of the CUDA execution model (native/test/emu) that runs the kernels in CI, where there is no GPU. */
+#ifdef CX_CUDA_EMULATION
+#define CX_KERNEL_LAUNCH(kernel, grid, block, smem, ...) ::cx_emu::launch(dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
+#define CX_DYNAMIC_SHARED(name) unsigned char* name = ::cx_emu::dynamic_shared()
+#else
+#define CX_KERNEL_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#define CX_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 #define CX_CUDA(call)                                                                                         \
   do {                                                                                                        \
     cudaError_t err_ = (call);                                                                                \

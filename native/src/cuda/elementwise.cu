@@ -12,7 +12,7 @@ constexpr int kThreads = 256;
 #define CX_LAUNCH(kernel, n, ...)                            \
   do {                                                       \
     if ((n) > 0) {                                           \
-      kernel<<<grid_for(n, kThreads), kThreads>>>(__VA_ARGS__); \
+      CX_KERNEL_LAUNCH(kernel, grid_for(n, kThreads), kThreads, 0, __VA_ARGS__); \
       CX_CUDA(cudaGetLastError());                           \
     }                                                        \
   } while (0)
@@ -232,13 +232,13 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round) {
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round) {
   if (N <= 0) return;
-  rmsnorm_fwd<T><<<(unsigned)N, kThreads>>>(out, rstd, inp, weight, C, eps, round);
+  CX_KERNEL_LAUNCH(rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, out, rstd, inp, weight, C, eps, round);
   CX_CUDA(cudaGetLastError());
 }
 template <typename T>
 void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round) {
   if (N <= 0) return;
-  rmsnorm_bwd_inp<T><<<(unsigned)N, kThreads>>>(dinp, dout, inp, weight, rstd, C, round);
+  CX_KERNEL_LAUNCH(rmsnorm_bwd_inp<T>, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, round);
   CX_CUDA(cudaGetLastError());
   CX_LAUNCH(rmsnorm_bwd_weight<T>, C, dweight, dout, inp, rstd, N, C);
 }
@@ -258,7 +258,7 @@ template <typename T>
 void cross_entropy_rows(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t R, int64_t V, float scale, bool backward,
                         bool bf16) {
   if (R <= 0) return;
-  cross_entropy_kernel<T><<<(unsigned)R, kThreads>>>(logits, dlogits, losses, targets, V, scale, backward, bf16);
+  CX_KERNEL_LAUNCH(cross_entropy_kernel<T>, (unsigned)R, kThreads, 0, logits, dlogits, losses, targets, V, scale, backward, bf16);
   CX_CUDA(cudaGetLastError());
 }
 template <typename T>
@@ -270,7 +270,7 @@ void adamw(float* param, T* copy, const float* grad, float* m, float* v, int64_t
   CX_LAUNCH(adamw_kernel<T>, n, param, copy, grad, m, v, n, hp, round);
 }
 void sum_squares_partial(double* partial, const float* x, int64_t n) {
-  sum_squares_kernel<<<kSumBlocks, kThreads>>>(partial, x, n);
+  CX_KERNEL_LAUNCH(sum_squares_kernel, kSumBlocks, kThreads, 0, partial, x, n);
   CX_CUDA(cudaGetLastError());
 }
 template <typename T>

@@ -108,7 +108,7 @@ template <int D, typename TS>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(TS* out, float* lse, const TS* q, const TS* k, const TS* v,
                                                                  const int32_t* doc_start, int64_t T, int64_t H, float scale, bool round) {
   using S = Shape<D>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(TS* dk, TS*
                                                                      const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t T,
                                                                      int64_t H, float scale, bool round) {
   using S = Shape<D>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  CX_DYNAMIC_SHARED(smem);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(TS* dq, cons
                                                                     const TS* k, const TS* v, const int32_t* doc_start, int64_t T, int64_t H,
                                                                     float scale, bool round) {
   using S = Shape<D>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Gs = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
@@ -320,7 +320,7 @@ constexpr size_t backward_smem() {
 template <typename Kernel>
 void allow_smem(Kernel kernel, size_t bytes) {
   // Above 48 KB a kernel must opt in; harmless to repeat, so no cached flag to get wrong across devices.
-  CX_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+  CX_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int D, typename TS>
@@ -328,7 +328,8 @@ void forward_d(TS* out, float* lse, const TS* q, const TS* k, const TS* v, const
   const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = forward_smem<D>();
   allow_smem(flash_forward_kernel<D, TS>, smem);
-  flash_forward_kernel<D, TS><<<grid, kThreads, smem>>>(out, lse, q, k, v, doc_start, T, H, 1.f / sqrtf((float)D), round);
+  const auto kernel = flash_forward_kernel<D, TS>;
+  CX_KERNEL_LAUNCH(kernel, grid, kThreads, smem, out, lse, q, k, v, doc_start, T, H, 1.f / sqrtf((float)D), round);
   CX_CUDA(cudaGetLastError());
 }
 
@@ -339,10 +340,12 @@ void backward_d(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const 
   constexpr size_t smem = backward_smem<D>();
   const float scale = 1.f / sqrtf((float)D);
   allow_smem(flash_backward_kv_kernel<D, TS>, smem);
-  flash_backward_kv_kernel<D, TS><<<grid, kThreads, smem>>>(dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
+  const auto kv_kernel = flash_backward_kv_kernel<D, TS>;
+  CX_KERNEL_LAUNCH(kv_kernel, grid, kThreads, smem, dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
   CX_CUDA(cudaGetLastError());
   allow_smem(flash_backward_q_kernel<D, TS>, smem);
-  flash_backward_q_kernel<D, TS><<<grid, kThreads, smem>>>(dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
+  const auto q_kernel = flash_backward_q_kernel<D, TS>;
+  CX_KERNEL_LAUNCH(q_kernel, grid, kThreads, smem, dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
   CX_CUDA(cudaGetLastError());
 }
 

@@ -5,9 +5,12 @@
  *   "cuda-reference": fp32 storage (bf16 values rounded in place) and the simple kernels of reference.cu only:
  *     the yardstick the fast path is checked against on the GPU (native/test/gpu-check.sh).
  * Weight gradients, master weights, AdamW moments and statistics are fp32 in every mode.
+ * CHUXIN_CUDA_GEMM=reference makes the fast backend use the reference GEMM instead of cuBLASLt (to tell a
+ * cuBLASLt problem from a kernel problem; the CPU emulation of the kernels runs that way).
  * Status: compiled here with nvcc for sm_80 and sm_90a; not yet run on a GPU. */
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -38,7 +41,8 @@ class CudaBackend final : public Backend {
   /* Throws with the reason (no cuBLASLt, no memory). */
   explicit CudaBackend(bool reference) : reference_(reference) {
     CX_CUDA(cudaMalloc(&partial_, cuda::kSumBlocks * sizeof(double)));
-    if (!reference_) {
+    const char* gemm = std::getenv("CHUXIN_CUDA_GEMM");
+    if (!reference_ && !(gemm && std::string(gemm) == "reference")) {
       lt_ = std::make_unique<LtGemm>();
       std::string why;
       if (!lt_->init(&why)) {

@@ -139,7 +139,7 @@ template <typename T>
 void reference_attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* doc_start, int64_t B, int64_t T_,
                                  int64_t H, int64_t D, bool round) {
   if (B * H * T_ <= 0) return;
-  attn_fwd<T><<<grid(B * H * T_), 256>>>(out, lse, q, k, v, doc_start, B, T_, H, D, round);
+  CX_KERNEL_LAUNCH(attn_fwd<T>, grid(B * H * T_), 256, 0, out, lse, q, k, v, doc_start, B, T_, H, D, round);
   CX_CUDA(cudaGetLastError());
 }
 
@@ -147,9 +147,9 @@ template <typename T>
 void reference_attention_backward(T* dq, T* dk, T* dv, const T* dout, const float* lse, const float* delta, const T* q, const T* k, const T* v,
                                   const int32_t* doc_start, int64_t B, int64_t T_, int64_t H, int64_t D, bool round) {
   if (B * H * T_ <= 0) return;
-  attn_bwd_q<T><<<grid(B * H * T_), 256>>>(dq, dout, lse, delta, q, k, v, doc_start, B, T_, H, D, round);
+  CX_KERNEL_LAUNCH(attn_bwd_q<T>, grid(B * H * T_), 256, 0, dq, dout, lse, delta, q, k, v, doc_start, B, T_, H, D, round);
   CX_CUDA(cudaGetLastError());
-  attn_bwd_kv<T><<<grid(B * H * T_), 256>>>(dk, dv, dout, lse, delta, q, k, v, doc_start, B, T_, H, D, round);
+  CX_KERNEL_LAUNCH(attn_bwd_kv<T>, grid(B * H * T_), 256, 0, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T_, H, D, round);
   CX_CUDA(cudaGetLastError());
 }
 
@@ -158,7 +158,8 @@ void reference_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const TI*
                     bool accumulate, bool round) {
   if (M <= 0 || N <= 0) return;
   const dim3 blocks((unsigned)((N + kTile - 1) / kTile), (unsigned)((M + kTile - 1) / kTile)), threads(kTile, kTile);
-  gemm_kernel<TI, TO><<<blocks, threads>>>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, round);
+  const auto kernel = gemm_kernel<TI, TO>;
+  CX_KERNEL_LAUNCH(kernel, blocks, threads, 0, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, round);
   CX_CUDA(cudaGetLastError());
 }
 

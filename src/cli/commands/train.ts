@@ -19,7 +19,10 @@ function device(requested: string): "cpu" | "cuda" {
   try {
     new addon.Model({ nLayers: 1, hidden: 2, nHeads: 1, ffn: 1, vocab: 2, maxSeq: 1, ropeTheta: 10000, normEps: 1e-5 }, "cuda", 1).dispose();
     return "cuda";
-  } catch {
+  } catch (e) {
+    // No GPU is the normal case; a GPU the backend cannot use (no cuBLASLt, say) is worth a word.
+    const why = (e as Error).message;
+    if (!/no usable CUDA driver or device|no CUDA device is visible/.test(why)) process.stderr.write(`note: --device auto uses the CPU: ${why}\n`);
     return "cpu";
   }
 }
