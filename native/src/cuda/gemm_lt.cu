@@ -45,13 +45,7 @@ bool LtGemm::init(std::string* why) {
 
 LtGemm::~LtGemm() {
   if (!api_) return;
-  for (auto& entry : plans_) {
-    Plan& p = entry.second;
-    if (p.a) api_->layout_destroy(p.a);
-    if (p.b) api_->layout_destroy(p.b);
-    if (p.c) api_->layout_destroy(p.c);
-    if (p.desc) api_->desc_destroy(p.desc);
-  }
+  for (auto& entry : plans_) release(entry.second);
   if (pref_) api_->pref_destroy(pref_);
   if (handle_) api_->destroy(handle_);
   cudaFree(workspace_);
@@ -64,11 +58,16 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
   const auto [ta, tb, M, N, K, lda, ldb, ldc, ab_type, c_type, align_a, align_b, align_c] = key;
-  Plan& p = plans_[key];
-  const int32_t op_a = tb ? lt::kOpT : lt::kOpN, op_b = ta ? lt::kOpT : lt::kOpN;
-  auto check = [&](lt::Status s, const char* what) {
-    if (s != lt::kSuccess) throw std::runtime_error(std::string(what) + " failed: " + lt::status_name(api_, s));
+  Plan p;
+  // Only a complete plan enters the cache; a failed one releases what it created.
+  auto fail = [&](const std::string& message) {
+    release(p);
+    throw std::runtime_error(message);
   };
+  auto check = [&](lt::Status s, const char* what) {
+    if (s != lt::kSuccess) fail(std::string(what) + " failed: " + lt::status_name(api_, s));
+  };
+  const int32_t op_a = tb ? lt::kOpT : lt::kOpN, op_b = ta ? lt::kOpT : lt::kOpN;
   check(api_->desc_create(&p.desc, lt::kCompute32F, lt::kR32F), "cublasLtMatmulDescCreate");
   check(api_->desc_set(p.desc, lt::kDescTransA, &op_a, sizeof op_a), "cublasLtMatmulDescSetAttribute(TRANSA)");
   check(api_->desc_set(p.desc, lt::kDescTransB, &op_b, sizeof op_b), "cublasLtMatmulDescSetAttribute(TRANSB)");
@@ -82,23 +81,33 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key) {
   lt::HeuristicResult result{};
   int returned = 0;
   const lt::Status s = api_->heuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref_, 1, &result, &returned);
-  p.usable = s == lt::kSuccess && returned > 0 && result.state == lt::kSuccess;
-  if (p.usable) p.algo = result.algo;
-  return p;
+  if (s != lt::kSuccess || returned < 1 || result.state != lt::kSuccess)
+    fail("cuBLASLt has no algorithm for the GEMM " + std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " " + std::to_string(M) + "x" +
+         std::to_string(N) + "x" + std::to_string(K) + (ab_type == lt::kR16BF ? " bf16" : " fp32") + "->" +
+         (c_type == lt::kR16BF ? "bf16" : "fp32") + " (" + lt::status_name(api_, s) + ", " + api_->path +
+         "); CHUXIN_CUDA_GEMM=reference uses the reference kernel instead");
+  p.algo = result.algo;
+  return plans_.emplace(key, p).first->second;
 }
 
-bool LtGemm::run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C,
+void LtGemm::release(Plan& p) {
+  if (p.a) api_->layout_destroy(p.a);
+  if (p.b) api_->layout_destroy(p.b);
+  if (p.c) api_->layout_destroy(p.c);
+  if (p.desc) api_->desc_destroy(p.desc);
+  p = Plan{};
+}
+
+void LtGemm::run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C,
                  int64_t ldc, bool accumulate, int operand_type, int output_type) {
-  if (M <= 0 || N <= 0) return true;
+  if (M <= 0 || N <= 0) return;
   Plan& p = plan_for(Key{ta, tb, M, N, K, lda, ldb, ldc, operand_type, output_type, alignment(A), alignment(B), alignment(C)});
-  if (!p.usable) return false;
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   // The default (legacy) stream, which every kernel of the backend uses too, so the order is kept.
   const lt::Status s = api_->matmul(handle_, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, workspace_, workspace_size_, nullptr);
   if (s != lt::kSuccess)
     throw std::runtime_error("cublasLtMatmul (" + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + ") failed: " +
                              lt::status_name(api_, s));
-  return true;
 }
 
 }  // namespace cx

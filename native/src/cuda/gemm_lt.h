@@ -16,9 +16,9 @@ class LtGemm {
   /* false with the reason (where cuBLASLt was looked for) in *why. */
   bool init(std::string* why);
   ~LtGemm();
-  /* Types are lt::kR32F or lt::kR16BF. Returns false when cuBLASLt has no algorithm for this shape and these
-   * types (the caller falls back to its own kernel). */
-  bool run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc,
+  /* Types are lt::kR32F or lt::kR16BF. Throws when cuBLASLt has no algorithm for the shape, types and
+   * alignments, or the product fails: a silent fall-back to a slow kernel would hide both. */
+  void run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc,
            bool accumulate, int operand_type, int output_type);
   const lt::Api* api() const { return api_; }
 
@@ -27,11 +27,11 @@ class LtGemm {
     lt::MatmulDesc desc = nullptr;
     lt::Layout a = nullptr, b = nullptr, c = nullptr;
     lt::MatmulAlgo algo{};
-    bool usable = false;
   };
   // transposes, M, N, K, leading dimensions, operand and output types, alignments of A, B, C (bytes, up to 256)
   using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, uint32_t, uint32_t, uint32_t>;
   Plan& plan_for(const Key& key);
+  void release(Plan& p);
   const lt::Api* api_ = nullptr;
   lt::Handle handle_ = nullptr;
   lt::Preference pref_ = nullptr;

@@ -217,21 +217,19 @@ class CudaBackend final : public Backend {
                                std::to_string(cuda::kReferenceMaxHead));
   }
   /* Row-major C[M][N] (= or +=) op(A)·op(B). Packed runs: A and B packed bf16, C as `out` says; fp32 runs: fp32.
-   * cuBLASLt first; the reference kernel when it has no algorithm (or in the reference backend). */
+   * cuBLASLt, or the reference kernel in the reference backend (and with CHUXIN_CUDA_GEMM=reference). */
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
             bool acc, bool bf16, Out out) {
     if (M <= 0 || N <= 0) return;
     const bool pk = packed(bf16), c_packed = pk && out == Out::Activation;
     const bool round_fp32 = bf16 && out == Out::Fp32Rounded;
     if (lt_) {
-      const int ab = pk ? lt::kR16BF : lt::kR32F, ct = c_packed ? lt::kR16BF : lt::kR32F;
-      if (lt_->run(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, ab, ct)) {
-        if (round_fp32) {
-          if (ldc != N) throw std::runtime_error("internal: bf16 rounding of a strided GEMM output");
-          cuda::copy_round(C, C, M * N, true);
-        }
-        return;
+      lt_->run(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, pk ? lt::kR16BF : lt::kR32F, c_packed ? lt::kR16BF : lt::kR32F);
+      if (round_fp32) {
+        if (ldc != N) throw std::runtime_error("internal: bf16 rounding of a strided GEMM output");
+        cuda::copy_round(C, C, M * N, true);
       }
+      return;
     }
     if (c_packed) cuda::reference_gemm(ta, tb, M, N, K, P(A), lda, P(B), ldb, P(C), ldc, acc, true);
     else if (pk) cuda::reference_gemm(ta, tb, M, N, K, P(A), lda, P(B), ldb, C, ldc, acc, round_fp32);
