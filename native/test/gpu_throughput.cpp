@@ -5,8 +5,10 @@
  * query–key pairs the document mask keeps (forward 4·pairs·C per layer, backward twice that), and the peak
  * is 989 TFLOP/s, dense bf16 of an H100 SXM (the H200 has the same). Also the cuBLASLt GEMM rate on the
  * model's shapes, as a yardstick for the step.
- *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,4] [--steps 3]
+ *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--steps 3]
  * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
+#include <cuda_runtime.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -68,7 +70,7 @@ static void gemm_rates() {
 
 int main(int argc, char** argv) {
   std::string shard;
-  std::vector<int> micro_batches{1, 2, 4};
+  std::vector<int> micro_batches{1, 2, 3, 4};
   int steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -121,16 +123,18 @@ int main(int argc, char** argv) {
   const cx_run_options o{CX_BF16, 1, 1, 1, kEos};
   double best_tps = 0, best_mfu = 0;
   int best_mb = 0;
+  // One model for the whole sweep (initialising 1.6 B parameters on the host takes a while); activation buffers
+  // grow with the micro-batch.
+  cx_model* m = nullptr;
+  cx_status st{};
+  if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
+    std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
+    return 1;
+  }
   for (int B : micro_batches) {
-    cx_model* m = nullptr;
-    cx_status st{};
-    if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
-      std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
-      return 1;
-    }
     std::vector<int32_t> tokens((size_t)B * T);
     for (int b = 0; b < B; b++) std::copy(row.begin(), row.end(), tokens.begin() + (size_t)b * T);
-    double fb = 0, opt = 0, loss = 0, norm = 0;
+    double fb = 0, opt = 0, loss = 0, norm = 0, used_gb = 0;
     int64_t count = 0;
     float probe[4];
     bool ok = true;
@@ -143,12 +147,15 @@ int main(int argc, char** argv) {
       ok = ok && cx_grad_norm(m, &norm, &st) == CX_OK;
       hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.f;
       ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe, &st) == CX_OK;  // waits
+      if (s == 0) {  // after the first step every buffer exists: the step's whole footprint
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) used_gb = (double)(total_b - free_b) / (1 << 30);
+      }
       if (s > 0) {
         fb += t_fb / steps;
         opt += seconds_since(t1) / steps;
       }
     }
-    cx_model_free(m);
     if (!ok) {
       std::printf("micro-batch %d does not run: %s\n", B, st.message);
       break;
@@ -157,14 +164,15 @@ int main(int argc, char** argv) {
     const double flops = B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
     const double mfu = flops / sec / kPeak;
     std::printf("ChuXin-1.6B, seq %d, micro-batch %d: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, %.0f TFLOP/s, "
-                "MFU %.1f%% (loss %.4f)\n",
-                T, B, sec, fb, opt, B * T / sec, flops / sec / 1e12, 100 * mfu, loss / std::max<int64_t>(count, 1));
+                "MFU %.1f%%, %.1f GiB of GPU memory in use (loss %.4f)\n",
+                T, B, sec, fb, opt, B * T / sec, flops / sec / 1e12, 100 * mfu, used_gb, loss / std::max<int64_t>(count, 1));
     if (B * T / sec > best_tps) {
       best_tps = B * T / sec;
       best_mfu = mfu;
       best_mb = B;
     }
   }
+  cx_model_free(m);
   if (best_mb == 0) return 1;
   std::printf("ours best: micro-batch %d, %.0f tokens/s, MFU %.1f%%\n", best_mb, best_tps, 100 * best_mfu);
   return 0;
