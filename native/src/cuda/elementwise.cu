@@ -8,6 +8,8 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kNormRows = 64;  // rows per partial sum of the norm weight's gradient
+constexpr int kIdBuckets = 32;  // token-id buckets of the embedding gradient
 
 #define CX_LAUNCH(kernel, n, ...)                            \
   do {                                                       \
@@ -35,12 +37,18 @@ __global__ void embed_fwd(T* out, const int32_t* tok, const T* wte, int64_t N, i
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (i < N * C) st(out + i, ld(wte + (int64_t)tok[i / C] * C + i % C), round);
 }
-/* One thread per channel walks the tokens in order: deterministic, no atomics. */
+/* A thread per (channel, bucket of token ids) walks the tokens in order and adds those of its bucket: each
+ * embedding row has one writer, summed in token order (deterministic, no atomics), and kIdBuckets times the
+ * threads of one walker per channel. */
 template <typename T>
 __global__ void embed_bwd(float* dwte, const T* dout, const int32_t* tok, int64_t N, int64_t C) {
   const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  const int32_t bucket = (int32_t)blockIdx.y;
   if (c >= C) return;
-  for (int64_t n = 0; n < N; n++) dwte[(int64_t)tok[n] * C + c] += ld(dout + n * C + c);
+  for (int64_t n = 0; n < N; n++) {
+    const int32_t t = tok[n];
+    if (t % kIdBuckets == bucket) dwte[(int64_t)t * C + c] += ld(dout + n * C + c);
+  }
 }
 template <typename T>
 __global__ void residual_kernel(T* out, const T* a, const T* b, int64_t n, bool round) {
@@ -98,12 +106,22 @@ __global__ void rmsnorm_bwd_inp(T* dinp, const T* dout, const T* inp, const T* w
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
     st(dinp + n * C + c, ld(dinp + n * C + c) + r * (ld(g + c) * ld(w + c) - ld(x + c) * k), round);
 }
+/* The weight gradient sums over every row: first per chunk of kNormRows rows (blocks over channels × chunks, so
+ * the whole GPU works), then the chunks in order per channel. Deterministic, no atomics. */
 template <typename T>
-__global__ void rmsnorm_bwd_weight(float* dw, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C) {
+__global__ void rmsnorm_bwd_weight_partial(float* partial, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C) {
+  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n0 = (int64_t)blockIdx.y * kNormRows;
+  if (c >= C) return;
+  const int64_t n1 = min(N, n0 + kNormRows);
+  float s = 0.f;
+  for (int64_t n = n0; n < n1; n++) s += ld(dout + n * C + c) * ld(inp + n * C + c) * rstd[n];
+  partial[blockIdx.y * C + c] = s;
+}
+__global__ void add_partials(float* dw, const float* partial, int64_t chunks, int64_t C) {
   const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (c >= C) return;
   float s = 0.f;
-  for (int64_t n = 0; n < N; n++) s += ld(dout + n * C + c) * ld(inp + n * C + c) * rstd[n];
+  for (int64_t k = 0; k < chunks; k++) s += partial[k * C + c];
   dw[c] += s;
 }
 
@@ -223,7 +241,9 @@ void embedding_forward(T* out, const int32_t* tokens, const T* wte, int64_t N, i
 }
 template <typename T>
 void embedding_backward(float* dwte, const T* dout, const int32_t* tokens, int64_t N, int64_t C) {
-  CX_LAUNCH(embed_bwd<T>, C, dwte, dout, tokens, N, C);
+  if (C <= 0) return;
+  CX_KERNEL_LAUNCH(embed_bwd<T>, dim3(grid_for(C, kThreads), kIdBuckets), kThreads, 0, dwte, dout, tokens, N, C);
+  CX_CUDA(cudaGetLastError());
 }
 template <typename T>
 void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round) {
@@ -236,12 +256,17 @@ void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t
   CX_CUDA(cudaGetLastError());
 }
 template <typename T>
-void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round) {
+void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round,
+                      float* workspace) {
   if (N <= 0) return;
   CX_KERNEL_LAUNCH(rmsnorm_bwd_inp<T>, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, round);
   CX_CUDA(cudaGetLastError());
-  CX_LAUNCH(rmsnorm_bwd_weight<T>, C, dweight, dout, inp, rstd, N, C);
+  const int64_t chunks = (N + kNormRows - 1) / kNormRows;
+  CX_KERNEL_LAUNCH(rmsnorm_bwd_weight_partial<T>, dim3(grid_for(C, kThreads), (unsigned)chunks), kThreads, 0, workspace, dout, inp, rstd, N, C);
+  CX_CUDA(cudaGetLastError());
+  CX_LAUNCH(add_partials, C, dweight, workspace, chunks, C);
 }
+int64_t rmsnorm_backward_workspace(int64_t N, int64_t C) { return (N + kNormRows - 1) / kNormRows * C; }
 template <typename T>
 void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
   CX_LAUNCH(rope_kernel<T>, N * H * (D / 2), x, pos, N, H, D, theta, sign, round);
@@ -284,7 +309,7 @@ void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64
   template void embedding_backward<T>(float*, const T*, const int32_t*, int64_t, int64_t);                                           \
   template void residual_forward<T>(T*, const T*, const T*, int64_t, bool);                                                          \
   template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, bool);                                   \
-  template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool);                 \
+  template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, float*);         \
   template void rope<T>(T*, const int32_t*, int64_t, int64_t, int64_t, float, float, bool);                                          \
   template void swiglu_forward<T>(T*, const T*, const T*, int64_t, bool);                                                            \
   template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, bool);                                             \

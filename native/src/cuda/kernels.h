@@ -29,9 +29,11 @@ template <typename T>
 void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round);
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round);
-/* dinp += ..., dweight += ... */
+/* dinp += ..., dweight += ...; workspace: rmsnorm_backward_workspace(N, C) floats. */
+int64_t rmsnorm_backward_workspace(int64_t N, int64_t C);
 template <typename T>
-void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round);
+void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round,
+                      float* workspace);
 /* sign +1 rotates (forward), -1 applies the inverse rotation (backward). */
 template <typename T>
 void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round);

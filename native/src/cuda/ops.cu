@@ -118,8 +118,9 @@ class CudaBackend final : public Backend {
   }
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, const float* rstd, int64_t N,
                         int64_t C, bool bf16) override {
-    if (packed(bf16)) cuda::rmsnorm_backward(P(dinp), dweight, P(dout), P(inp), P(weight), rstd, N, C, true);
-    else cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, bf16);
+    float* workspace = scratch((size_t)cuda::rmsnorm_backward_workspace(N, C));
+    if (packed(bf16)) cuda::rmsnorm_backward(P(dinp), dweight, P(dout), P(inp), P(weight), rstd, N, C, true, workspace);
+    else cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, bf16, workspace);
   }
   void residual_forward(float* out, const float* a, const float* b, int64_t n, bool bf16) override {
     if (packed(bf16)) cuda::residual_forward(P(out), P(a), P(b), n, true);
