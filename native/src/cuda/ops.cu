@@ -82,6 +82,8 @@ class CudaBackend final : public Backend {
     cuda::widen(staged, P(src), (int64_t)n);
     download(dst, staged, n);
   }
+  size_t activation_bytes(bool bf16) const override { return packed(bf16) ? sizeof(bf16_t) : sizeof(float); }
+  float* advance(float* p, size_t n, bool bf16) const override { return packed(bf16) ? F(P(p) + n) : p + n; }
   void fill(float* dst, float value, size_t n) override { cuda::fill(dst, value, (int64_t)n); }
   void copy_round(float* dst, const float* src, size_t n, bool bf16) override {
     if (packed(bf16)) cuda::copy_round(P(dst), src, (int64_t)n, true);

@@ -4,10 +4,11 @@
  * H heads of D dims, F FFN width, V vocab. `bf16` means a bf16 run: stored results are rounded to bf16.
  *
  * Storage. Buffers are allocated as fp32 arrays. In a bf16 run a backend may keep activations, their gradients
- * and the compute copy of the weights as packed bf16 at the pointer it is given (the fast CUDA backend does;
- * the CPU keeps fp32 holding bf16 values). So the model addresses every such tensor by the same pointer the op
- * that wrote it was given, never by offsetting into one written whole; it reads them back only through
- * download_values. Master weights, weight gradients, AdamW moments, rstd, lse, losses and logits are fp32. */
+ * and the compute copy of the weights as packed bf16 (the fast CUDA backend does; the CPU keeps fp32 holding
+ * bf16 values): activation_bytes() says how many bytes an element takes, and the model sizes activation buffers
+ * by it and offsets into them only through advance(). Each compute weight is written and read through its own
+ * pointer. Values move to and from such tensors only through upload_values / download_values. Master weights,
+ * weight gradients, AdamW moments, rstd, lse, losses and logits are fp32. */
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -30,6 +31,9 @@ class Backend {
   virtual int32_t* alloc_i32(size_t n) = 0;
   virtual void release_i32(int32_t* p) = 0;
   virtual void upload_i32(int32_t* dst, const int32_t* src, size_t n) = 0;
+  /* Bytes per activation element in a run of this precision, and a pointer advanced by n such elements. */
+  virtual size_t activation_bytes(bool bf16) const { return (void)bf16, sizeof(float); }
+  virtual float* advance(float* p, size_t n, bool bf16) const { return (void)bf16, p + n; }
   /* Values in and out of a tensor stored as a run of this precision stores activations (tests). */
   virtual void upload_values(float* dst, const float* src, size_t n, bool bf16) { (void)bf16, upload(dst, src, n); }
   virtual void download_values(float* dst, const float* src, size_t n, bool bf16) { (void)bf16, download(dst, src, n); }

@@ -111,6 +111,7 @@ struct cx_model {
   int compute_precision = -1;
   // Activations for the last forward, sized for `tokens` positions.
   int64_t tokens_capacity = 0;
+  size_t activation_bytes = 0;  // per element, as the backend stores the activations these buffers were sized for
   Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
   Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
   IntBuffer tok, pos, doc_start, targets, rows;
@@ -177,8 +178,10 @@ void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_ru
     }
   }
   Backend* be = m.be.get();
-  if (N > m.tokens_capacity) {
-    const size_t NC = (size_t)N * c.hidden, NF = (size_t)N * c.ffn, Ls = (size_t)c.n_layers;
+  const size_t act_bytes = be->activation_bytes(o.precision == CX_BF16);
+  if (N > m.tokens_capacity || act_bytes > m.activation_bytes) {
+    // Activations in the backend's storage (bf16 may be packed, 2 bytes); statistics stay fp32.
+    const size_t NC = ((size_t)N * c.hidden * act_bytes + 3) / 4, NF = ((size_t)N * c.ffn * act_bytes + 3) / 4, Ls = (size_t)c.n_layers;
     m.x.ensure(be, NC * (Ls + 1), "residual stream");
     m.xmid.ensure(be, NC * Ls, "residual stream");
     m.h1.ensure(be, NC * Ls, "attention norm");
@@ -204,6 +207,7 @@ void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_ru
     m.doc_start.ensure(be, (size_t)N);
     m.targets.ensure(be, (size_t)N);
     m.tokens_capacity = N;
+    m.activation_bytes = act_bytes;
   }
   be->upload_i32(m.tok.p, tokens, (size_t)N);
   be->upload_i32(m.pos.p, pos.data(), (size_t)N);
@@ -227,28 +231,30 @@ void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   const bool bf = o.precision == CX_BF16;
   const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
   const float* w = m.compute.p;
+  // Activations are addressed through the backend, which may store them packed (backend.h).
+  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
   be->embedding_forward(m.x.p, m.tok.p, m.W(w, 0), N, C, bf);
   for (int l = 0; l < c.n_layers; l++) {
     const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
-    float* xin = m.x.p + oc;
-    be->rmsnorm_forward(m.h1.p + oc, m.rstd1.p + (size_t)l * N, xin, m.W(w, L(l, 0)), N, C, c.norm_eps, bf);
-    be->matmul_forward(m.q.p + oc, m.h1.p + oc, m.W(w, L(l, 1)), N, C, C, bf);
-    be->matmul_forward(m.k.p + oc, m.h1.p + oc, m.W(w, L(l, 2)), N, C, C, bf);
-    be->matmul_forward(m.v.p + oc, m.h1.p + oc, m.W(w, L(l, 3)), N, C, C, bf);
-    be->rope_forward(m.q.p + oc, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->rope_forward(m.k.p + oc, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->attention_forward(m.att.p + oc, m.lse.p + (size_t)l * N * H, m.q.p + oc, m.k.p + oc, m.v.p + oc, m.doc_start.p, bt.B, bt.T, H, D, bf);
-    be->matmul_forward(m.tmp.p, m.att.p + oc, m.W(w, L(l, 4)), N, C, C, bf);
-    be->residual_forward(m.xmid.p + oc, xin, m.tmp.p, N * C, bf);
-    be->rmsnorm_forward(m.h2.p + oc, m.rstd2.p + (size_t)l * N, m.xmid.p + oc, m.W(w, L(l, 5)), N, C, c.norm_eps, bf);
-    be->matmul_forward(m.gate.p + of, m.h2.p + oc, m.W(w, L(l, 6)), N, C, F, bf);
-    be->matmul_forward(m.up.p + of, m.h2.p + oc, m.W(w, L(l, 7)), N, C, F, bf);
-    be->swiglu_forward(m.act.p + of, m.gate.p + of, m.up.p + of, N * F, bf);
-    be->matmul_forward(m.tmp.p, m.act.p + of, m.W(w, L(l, 8)), N, F, C, bf);
-    be->residual_forward(m.x.p + oc + (size_t)N * C, m.xmid.p + oc, m.tmp.p, N * C, bf);
+    float* xin = at(m.x, oc);
+    be->rmsnorm_forward(at(m.h1, oc), m.rstd1.p + (size_t)l * N, xin, m.W(w, L(l, 0)), N, C, c.norm_eps, bf);
+    be->matmul_forward(at(m.q, oc), at(m.h1, oc), m.W(w, L(l, 1)), N, C, C, bf);
+    be->matmul_forward(at(m.k, oc), at(m.h1, oc), m.W(w, L(l, 2)), N, C, C, bf);
+    be->matmul_forward(at(m.v, oc), at(m.h1, oc), m.W(w, L(l, 3)), N, C, C, bf);
+    be->rope_forward(at(m.q, oc), m.pos.p, N, H, D, c.rope_theta, bf);
+    be->rope_forward(at(m.k, oc), m.pos.p, N, H, D, c.rope_theta, bf);
+    be->attention_forward(at(m.att, oc), m.lse.p + (size_t)l * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc), m.doc_start.p, bt.B, bt.T, H, D, bf);
+    be->matmul_forward(m.tmp.p, at(m.att, oc), m.W(w, L(l, 4)), N, C, C, bf);
+    be->residual_forward(at(m.xmid, oc), xin, m.tmp.p, N * C, bf);
+    be->rmsnorm_forward(at(m.h2, oc), m.rstd2.p + (size_t)l * N, at(m.xmid, oc), m.W(w, L(l, 5)), N, C, c.norm_eps, bf);
+    be->matmul_forward(at(m.gate, of), at(m.h2, oc), m.W(w, L(l, 6)), N, C, F, bf);
+    be->matmul_forward(at(m.up, of), at(m.h2, oc), m.W(w, L(l, 7)), N, C, F, bf);
+    be->swiglu_forward(at(m.act, of), at(m.gate, of), at(m.up, of), N * F, bf);
+    be->matmul_forward(m.tmp.p, at(m.act, of), m.W(w, L(l, 8)), N, F, C, bf);
+    be->residual_forward(at(m.x, oc + (size_t)N * C), at(m.xmid, oc), m.tmp.p, N * C, bf);
   }
   const int last = 1 + 9 * c.n_layers;
-  be->rmsnorm_forward(m.hf.p, m.rstdf.p, m.x.p + (size_t)c.n_layers * N * C, m.W(w, last), N, C, c.norm_eps, bf);
+  be->rmsnorm_forward(m.hf.p, m.rstdf.p, at(m.x, (size_t)c.n_layers * N * C), m.W(w, last), N, C, c.norm_eps, bf);
 }
 
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
@@ -257,26 +263,28 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   const bool bf = o.precision == CX_BF16;
   const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
   const float* w = m.compute.p;
+  // Activations are addressed through the backend, which may store them packed (backend.h).
+  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
   const int last = 1 + 9 * c.n_layers;
   // m.dh holds d(final norm output) from the fused cross-entropy.
-  be->fill(m.dx.p, 0.f, (size_t)(N * C));
-  be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, m.x.p + (size_t)c.n_layers * N * C, m.W(w, last), m.rstdf.p, N, C, bf);
+  be->fill(m.dx.p, 0.f, ((size_t)(N * C) * be->activation_bytes(bf) + 3) / 4);  // zero bits are a zero in any storage
+  be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, at(m.x, (size_t)c.n_layers * N * C), m.W(w, last), m.rstdf.p, N, C, bf);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
-    be->matmul_backward(m.dact.p, m.G(L(l, 8)), m.dx.p, m.act.p + of, m.W(w, L(l, 8)), N, F, C, false, bf);
-    be->swiglu_backward(m.dgate.p, m.dup.p, m.dact.p, m.gate.p + of, m.up.p + of, N * F, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 6)), m.dgate.p, m.h2.p + oc, m.W(w, L(l, 6)), N, C, F, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 7)), m.dup.p, m.h2.p + oc, m.W(w, L(l, 7)), N, C, F, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 5)), m.dh.p, m.xmid.p + oc, m.W(w, L(l, 5)), m.rstd2.p + (size_t)l * N, N, C, bf);
-    be->matmul_backward(m.datt.p, m.G(L(l, 4)), m.dx.p, m.att.p + oc, m.W(w, L(l, 4)), N, C, C, false, bf);
-    be->attention_backward(m.dq.p, m.dk.p, m.dv.p, m.datt.p, m.att.p + oc, m.lse.p + (size_t)l * N * H, m.q.p + oc, m.k.p + oc, m.v.p + oc,
+    be->matmul_backward(m.dact.p, m.G(L(l, 8)), m.dx.p, at(m.act, of), m.W(w, L(l, 8)), N, F, C, false, bf);
+    be->swiglu_backward(m.dgate.p, m.dup.p, m.dact.p, at(m.gate, of), at(m.up, of), N * F, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 6)), m.dgate.p, at(m.h2, oc), m.W(w, L(l, 6)), N, C, F, false, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 7)), m.dup.p, at(m.h2, oc), m.W(w, L(l, 7)), N, C, F, true, bf);
+    be->rmsnorm_backward(m.dx.p, m.G(L(l, 5)), m.dh.p, at(m.xmid, oc), m.W(w, L(l, 5)), m.rstd2.p + (size_t)l * N, N, C, bf);
+    be->matmul_backward(m.datt.p, m.G(L(l, 4)), m.dx.p, at(m.att, oc), m.W(w, L(l, 4)), N, C, C, false, bf);
+    be->attention_backward(m.dq.p, m.dk.p, m.dv.p, m.datt.p, at(m.att, oc), m.lse.p + (size_t)l * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc),
                            m.doc_start.p, bt.B, bt.T, H, D, bf);
     be->rope_backward(m.dq.p, m.pos.p, N, H, D, c.rope_theta, bf);
     be->rope_backward(m.dk.p, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 1)), m.dq.p, m.h1.p + oc, m.W(w, L(l, 1)), N, C, C, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 2)), m.dk.p, m.h1.p + oc, m.W(w, L(l, 2)), N, C, C, true, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, m.h1.p + oc, m.W(w, L(l, 3)), N, C, C, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, m.x.p + oc, m.W(w, L(l, 0)), m.rstd1.p + (size_t)l * N, N, C, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 1)), m.dq.p, at(m.h1, oc), m.W(w, L(l, 1)), N, C, C, false, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 2)), m.dk.p, at(m.h1, oc), m.W(w, L(l, 2)), N, C, C, true, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, at(m.h1, oc), m.W(w, L(l, 3)), N, C, C, true, bf);
+    be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, at(m.x, oc), m.W(w, L(l, 0)), m.rstd1.p + (size_t)l * N, N, C, bf);
   }
   be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C, bf);
 }
