@@ -16,7 +16,9 @@
 #ifdef CX_CUDA_EMULATION
 #define CX_KERNEL_LAUNCH(kernel, grid, block, smem, ...) ::cx_emu::launch(dim3(grid), dim3(block), (smem), [=] { kernel(__VA_ARGS__); })
 #define CX_DYNAMIC_SHARED(name) unsigned char* name = ::cx_emu::dynamic_shared()
+#define CX_CHECK_ALIGNED(p, bytes) ::cx_emu::check_aligned((p), (bytes))
 #else
+#define CX_CHECK_ALIGNED(p, bytes) ((void)0)  // the emulation checks what a GPU would not report
 #define CX_KERNEL_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
 #define CX_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
 #endif

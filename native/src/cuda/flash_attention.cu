@@ -43,8 +43,14 @@ __device__ void load_tile(bf16_t* tile, const bf16_t* x, int64_t b, int64_t t0, 
     const int r = i / kVec, c = (i % kVec) * 4;
     const int64_t t = t0 + r;
     uint2 u = make_uint2(0u, 0u);
-    if (t < T) u = *reinterpret_cast<const uint2*>(x + ((b * T + t) * H + h) * D + c);
-    *reinterpret_cast<uint2*>(tile + r * Shape<D>::kLd + c) = u;
+    const bf16_t* src = x + ((b * T + t) * H + h) * D + c;
+    bf16_t* dst = tile + r * Shape<D>::kLd + c;
+    CX_CHECK_ALIGNED(dst, sizeof(uint2));
+    if (t < T) {
+      CX_CHECK_ALIGNED(src, sizeof(uint2));
+      u = *reinterpret_cast<const uint2*>(src);
+    }
+    *reinterpret_cast<uint2*>(dst) = u;
   }
 }
 

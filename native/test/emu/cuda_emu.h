@@ -32,6 +32,11 @@ void sync_threads();
 void sync_warp();
 float shfl_xor(float v, int lane_mask);
 unsigned char* dynamic_shared();
+[[noreturn]] void fail(const char* what);  // ends the kernel with an error the launch reports
+/* A vector access of `bytes` must be aligned to them on a GPU (x86 would not mind). */
+inline void check_aligned(const void* p, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) fail("misaligned vector access");
+}
 void launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 }  // namespace cx_emu
 
@@ -75,24 +80,34 @@ struct fragment {
 inline float to_float(float v) { return v; }
 inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
+/* What the CUDA guide requires of load/store_matrix_sync, which a GPU would not report: a 256-bit aligned
+ * pointer, and a leading dimension that is a multiple of 16 bytes. */
+template <typename T>
+void check_tile_pointer(const T* p, unsigned ldm) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (ldm * sizeof(T)) % 16 != 0) cx_emu::fail("WMMA tile pointer or leading dimension misaligned");
+}
+
 template <typename Use, typename T, typename L>
 void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, float v) {
   if (cx_emu::lane() == 0) std::fill(f.x, f.x + 256, v);
 }
 template <typename T>
 void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, row_major>& f, const T* p, unsigned ldm) {
+  check_tile_pointer(p, ldm);
   if (cx_emu::lane() == 0)
     for (int r = 0; r < 16; r++)
       for (int c = 0; c < 16; c++) f.x[r * 16 + c] = to_float(p[r * ldm + c]);
 }
 template <typename T>
 void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, row_major>& f, const T* p, unsigned ldm) {
+  check_tile_pointer(p, ldm);
   if (cx_emu::lane() == 0)
     for (int k = 0; k < 16; k++)
       for (int n = 0; n < 16; n++) f.x[k * 16 + n] = to_float(p[k * ldm + n]);
 }
 template <typename T>
 void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, col_major>& f, const T* p, unsigned ldm) {
+  check_tile_pointer(p, ldm);
   if (cx_emu::lane() == 0)
     for (int k = 0; k < 16; k++)
       for (int n = 0; n < 16; n++) f.x[k * 16 + n] = to_float(p[n * ldm + k]);
@@ -111,6 +126,7 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix
   std::copy(out, out + 256, d.x);
 }
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm, layout_t layout) {
+  check_tile_pointer(p, ldm);
   if (cx_emu::lane() != 0) return;
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * 16 + c];

@@ -118,7 +118,7 @@ void run_block(int n) {
       char buf[200];
       std::snprintf(buf, sizeof buf, "barrier never completes in block (%u,%u,%u): %d threads live, %d at __syncthreads", m.bid.x, m.bid.y,
                     m.bid.z, live, at_block);
-      throw std::runtime_error(buf);
+      throw std::runtime_error(m.error.empty() ? std::string(buf) : "emulated kernel failed: " + m.error + " (then: " + buf + ")");
     }
   }
 }
@@ -135,12 +135,22 @@ float shfl_xor(float v, int lane_mask) {
   yield(State::AtWarpBarrier);
   return r;
 }
-unsigned char* dynamic_shared() { return m.shared.data(); }
+/* 128-byte aligned, as the kernels declare their dynamic shared memory. */
+unsigned char* dynamic_shared() {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(m.shared.data());
+  return m.shared.data() + ((128 - base % 128) % 128);
+}
+void fail(const char* what) { throw std::runtime_error(what); }
 
 void launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
   if (m.current >= 0) throw std::runtime_error("emulation: a kernel launched another kernel");
   const int n = (int)(block.x * block.y * block.z);
+  // The limits of the GPUs the backend targets (sm_80 / sm_90): a launch past them fails there.
   if (n <= 0 || n > kMaxWarps * 32) throw std::runtime_error("emulation: bad block size " + std::to_string(n));
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
+    throw std::runtime_error("emulation: grid " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" + std::to_string(grid.z) +
+                             " is outside CUDA's limits");
+  if (shared_bytes > 163u * 1024) throw std::runtime_error("emulation: " + std::to_string(shared_bytes) + " bytes of shared memory exceed an A100's 163 KB");
   if (m.fibers.size() < (size_t)n) {
     // Never reallocated (a started fiber's context points into itself): room for the largest block up front.
     m.fibers.reserve((size_t)kMaxWarps * 32);
@@ -164,7 +174,7 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void
     for (unsigned by = 0; by < grid.y; by++)
       for (unsigned bx = 0; bx < grid.x; bx++) {
         m.bid = current_block = uint3{bx, by, bz};
-        m.shared.assign(shared_bytes, 0xff);  // NaN bytes: reading shared memory nobody wrote shows up
+        m.shared.assign(shared_bytes + 128, 0xff);  // NaN bytes: reading shared memory nobody wrote shows up
         for (int i = 0; i < n; i++) {
           Fiber& f = m.fibers[(size_t)i];
           f.state = State::Ready;
