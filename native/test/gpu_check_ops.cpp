@@ -1,0 +1,219 @@
+/* The GPU check's per-op part: every op of the CUDA backend against the CPU backend on fresh random inputs with
+ * poisoned outputs, fp32 and bf16, and the fused attention at the ChuXin head size against the CPU and the
+ * reference CUDA kernels. */
+#include <random>
+
+#include "gpu_check_util.h"
+
+void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
+  auto randn = [&](size_t n, float s = 1.f) {
+    std::normal_distribution<float> d(0.f, s);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+  };
+  for (bool bf16 : {false, true}) {
+    const double tol = bf16 ? 1e-2 : 1e-5;
+    const std::string tag = bf16 ? " (bf16)" : " (fp32)";
+    const int64_t B = 2, T = 96, H = 4, D = 32, C = H * D, F = 200, V = 1000, N = B * T;
+    const bool A = bf16;  // activations and compute weights of a bf16 run
+    Pair x(cpu, gpu, N * C, A), w(cpu, gpu, F * C, A), y(cpu, gpu, N * F, A), dx(cpu, gpu, N * C, A),
+        dw(cpu, gpu, F * C);
+    auto round = [&](std::vector<float> v) {
+      if (bf16) cpu->copy_round(v.data(), v.data(), v.size(), true);  // CPU buffers are host memory
+      return v;
+    };
+    x.set(round(randn(N * C)));
+    w.set(round(randn(F * C, 0.1f)));
+    y.poison();
+    cpu->matmul_forward(y.c, x.c, w.c, N, C, F, bf16);
+    gpu->matmul_forward(y.g, x.g, w.g, N, C, F, bf16);
+    report("matmul_forward" + tag, y.diff(), tol);
+    y.set(round(randn(N * F)));
+    dx.poison();
+    dw.set(std::vector<float>(F * C, 0.f));
+    cpu->matmul_backward(dx.c, dw.c, y.c, x.c, w.c, N, C, F, false, bf16);
+    gpu->matmul_backward(dx.g, dw.g, y.g, x.g, w.g, N, C, F, false, bf16);
+    report("matmul_backward dinp" + tag, dx.diff(), tol);
+    report("matmul_backward dweight" + tag, dw.diff(), bf16 ? 1e-4 : tol);
+    {  // operands and output one element past an allocation's start, so not 256-byte aligned (as the LM head's
+       // row chunks can be): every access goes through the offset pointer, as the storage contract asks
+      Pair xo(cpu, gpu, N * C + 1, A), wo(cpu, gpu, F * C + 1, A), yo(cpu, gpu, N * F + 1, A);
+      const auto hx = round(randn(N * C)), hw = round(randn(F * C, 0.1f));
+      for (Backend* be : {cpu, gpu}) {
+        const bool on_cpu = be == cpu;
+        be->upload_values((on_cpu ? xo.c : xo.g) + 1, hx.data(), N * C, A);
+        be->upload_values((on_cpu ? wo.c : wo.g) + 1, hw.data(), F * C, A);
+        be->fill(on_cpu ? yo.c : yo.g, poison_value(), N * F + 1);
+        be->matmul_forward((on_cpu ? yo.c : yo.g) + 1, (on_cpu ? xo.c : xo.g) + 1, (on_cpu ? wo.c : wo.g) + 1, N, C, F, bf16);
+      }
+      std::vector<float> a(N * F), b(N * F);
+      cpu->download_values(a.data(), yo.c + 1, N * F, A);
+      gpu->download_values(b.data(), yo.g + 1, N * F, A);
+      report("matmul_forward, unaligned pointers" + tag, rel_err(a, b), tol);
+    }
+
+    Pair nw(cpu, gpu, C, A), rs(cpu, gpu, N), out(cpu, gpu, N * C, A), dnw(cpu, gpu, C);
+    nw.set(round(randn(C)));
+    out.poison();
+    cpu->rmsnorm_forward(out.c, rs.c, x.c, nw.c, N, C, 1e-5f, bf16);
+    gpu->rmsnorm_forward(out.g, rs.g, x.g, nw.g, N, C, 1e-5f, bf16);
+    report("rmsnorm_forward" + tag, out.diff(), tol);
+    dx.set(std::vector<float>(N * C, 0.f));
+    dnw.set(std::vector<float>(C, 0.f));
+    out.set(round(randn(N * C)));
+    cpu->rmsnorm_backward(dx.c, dnw.c, out.c, x.c, nw.c, rs.c, N, C, bf16);
+    gpu->rmsnorm_backward(dx.g, dnw.g, out.g, x.g, nw.g, rs.g, N, C, bf16);
+    report("rmsnorm_backward dinp" + tag, dx.diff(), tol);
+    report("rmsnorm_backward dweight" + tag, dnw.diff(), 1e-4);
+
+    std::vector<int32_t> pos(N), start(N), tok(N), tgt(N);
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t t = n % T, begin = t < 30 ? 0 : t < 70 ? 30 : 70;  // three documents per row
+      pos[n] = (int32_t)(t - begin);
+      start[n] = (int32_t)begin;
+      tok[n] = (int32_t)((n * 7919) % V);
+      tgt[n] = t == T - 1 ? -1 : (int32_t)((n * 104729) % V);
+    }
+    IntPair p(cpu, gpu, pos), s(cpu, gpu, start), tk(cpu, gpu, tok), tg(cpu, gpu, tgt);
+    out.set(round(randn(N * C)));
+    cpu->rope_forward(out.c, p.c, N, H, D, 10000.f, bf16);
+    gpu->rope_forward(out.g, p.g, N, H, D, 10000.f, bf16);
+    report("rope_forward" + tag, out.diff(), bf16 ? tol : 1e-5);
+    cpu->rope_backward(out.c, p.c, N, H, D, 10000.f, bf16);
+    gpu->rope_backward(out.g, p.g, N, H, D, 10000.f, bf16);
+    report("rope_backward" + tag, out.diff(), bf16 ? tol : 1e-5);
+
+    Pair q(cpu, gpu, N * C, A), k(cpu, gpu, N * C, A), v(cpu, gpu, N * C, A), o(cpu, gpu, N * C, A),
+        lse(cpu, gpu, B * H * T), dq(cpu, gpu, N * C, A), dk(cpu, gpu, N * C, A),
+        dv(cpu, gpu, N * C, A), go(cpu, gpu, N * C, A);
+    q.set(round(randn(N * C)));
+    k.set(round(randn(N * C)));
+    v.set(round(randn(N * C)));
+    o.poison();
+    lse.poison();
+    cpu->attention_forward(o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, bf16);
+    gpu->attention_forward(o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, bf16);
+    report("attention_forward out" + tag, o.diff(), tol);
+    report("attention_forward lse" + tag, lse.diff(), 1e-5);
+    go.set(round(randn(N * C)));
+    dq.poison();
+    dk.poison();
+    dv.poison();
+    cpu->attention_backward(dq.c, dk.c, dv.c, go.c, o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, bf16);
+    gpu->attention_backward(dq.g, dk.g, dv.g, go.g, o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, bf16);
+    report("attention_backward dq" + tag, dq.diff(), bf16 ? tol : 1e-4);
+    report("attention_backward dk" + tag, dk.diff(), bf16 ? tol : 1e-4);
+    report("attention_backward dv" + tag, dv.diff(), bf16 ? tol : 1e-4);
+
+    Pair g(cpu, gpu, N * F, A), u(cpu, gpu, N * F, A), a(cpu, gpu, N * F, A), dg(cpu, gpu, N * F, A),
+        du(cpu, gpu, N * F, A);
+    g.set(round(randn(N * F)));
+    u.set(round(randn(N * F)));
+    a.poison();
+    cpu->swiglu_forward(a.c, g.c, u.c, N * F, bf16);
+    gpu->swiglu_forward(a.g, g.g, u.g, N * F, bf16);
+    report("swiglu_forward" + tag, a.diff(), bf16 ? tol : 1e-5);
+    dg.poison();
+    du.poison();
+    cpu->swiglu_backward(dg.c, du.c, a.c, g.c, u.c, N * F, bf16);
+    gpu->swiglu_backward(dg.g, du.g, a.g, g.g, u.g, N * F, bf16);
+    report("swiglu_backward" + tag, std::max(dg.diff(), du.diff()), bf16 ? tol : 1e-5);
+
+    Pair wte(cpu, gpu, V * C, A), dwte(cpu, gpu, V * C), losses(cpu, gpu, N), dh(cpu, gpu, N * C, A);
+    wte.set(round(randn(V * C, 0.2f)));
+    out.poison();
+    cpu->embedding_forward(out.c, tk.c, wte.c, N, C, bf16);
+    gpu->embedding_forward(out.g, tk.g, wte.g, N, C, bf16);
+    report("embedding_forward" + tag, out.diff(), 0);
+    dwte.set(std::vector<float>(V * C, 0.f));
+    cpu->embedding_backward(dwte.c, go.c, tk.c, N, C, bf16);
+    gpu->embedding_backward(dwte.g, go.g, tk.g, N, C, bf16);
+    report("embedding_backward" + tag, dwte.diff(), 1e-6);
+    losses.poison();
+    dh.poison();
+    dwte.set(std::vector<float>(V * C, 0.f));
+    cpu->lm_head_cross_entropy(losses.c, dh.c, dwte.c, x.c, wte.c, tg.c, N, C, V, 1.f / N, bf16);
+    gpu->lm_head_cross_entropy(losses.g, dh.g, dwte.g, x.g, wte.g, tg.g, N, C, V, 1.f / N, bf16);
+    report("lm_head_cross_entropy losses" + tag, losses.diff(), bf16 ? 1e-3 : 1e-5);
+    report("lm_head_cross_entropy dhidden" + tag, dh.diff(), bf16 ? tol : 1e-4);
+    report("lm_head_cross_entropy dweight" + tag, dwte.diff(), bf16 ? tol : 1e-4);
+
+    // The optimizer: the global gradient norm, and one AdamW step writing the compute copy in the same pass.
+    const int64_t P = 5000;
+    Pair param(cpu, gpu, P), copy(cpu, gpu, P, A), grad(cpu, gpu, P), m1(cpu, gpu, P),
+        m2(cpu, gpu, P);
+    param.set(randn(P, 0.02f));
+    grad.set(randn(P, 1e-3f));
+    m1.set(randn(P, 1e-4f));
+    std::vector<float> second = randn(P, 1e-6f);
+    for (auto& x : second) x = std::fabs(x);
+    m2.set(second);
+    copy.poison();
+    const double sc = cpu->sum_squares(grad.c, P), sg = gpu->sum_squares(grad.g, P);
+    report("sum_squares (global grad norm)" + tag, std::fabs(sc - sg) / sc, 1e-6);
+    const cx::AdamWParams hp{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 1.f - 0.9f * 0.9f, 1.f - 0.95f * 0.95f};
+    cpu->adamw(param.c, copy.c, grad.c, m1.c, m2.c, P, hp, bf16);
+    gpu->adamw(param.g, copy.g, grad.g, m1.g, m2.g, P, hp, bf16);
+    report("adamw parameters" + tag, param.diff(), 1e-6);
+    report("adamw moments" + tag, std::max(m1.diff(), m2.diff()), 1e-6);
+    report("adamw compute copy" + tag, copy.diff(), bf16 ? 1e-2 : 1e-6);
+  }
+}
+
+/* The fused attention at the ChuXin head size (64), random documents, rows not a multiple of the tile:
+ * CPU vs the fast CUDA backend, and the fast against the reference CUDA kernels. */
+void attention_at_head_size_64(Backend* cpu, Backend* gpu, Backend* ref, std::mt19937& rng) {
+  const int64_t B = 2, T = 700, H = 4, D = 64, N = B * T, C = H * D;
+  std::vector<int32_t> start(N);
+  std::bernoulli_distribution eos(0.01);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0, begin = 0; t < T; t++) {
+      start[b * T + t] = (int32_t)begin;
+      if (eos(rng)) begin = t + 1;
+    }
+  IntPair s(cpu, gpu, start);
+  int32_t* s_ref = ref->alloc_i32(N);
+  ref->upload_i32(s_ref, start.data(), N);
+  std::normal_distribution<float> d(0.f, 1.f);
+  auto bf16_randn = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    cpu->copy_round(v.data(), v.data(), n, true);  // CPU buffers are host memory
+    return v;
+  };
+  Pair q(cpu, gpu, N * C, true), k(cpu, gpu, N * C, true), v(cpu, gpu, N * C, true), o(cpu, gpu, N * C, true), lse(cpu, gpu, B * H * T),
+      go(cpu, gpu, N * C, true), dq(cpu, gpu, N * C, true), dk(cpu, gpu, N * C, true), dv(cpu, gpu, N * C, true);
+  const auto hq = bf16_randn(N * C), hk = bf16_randn(N * C), hv = bf16_randn(N * C), hgo = bf16_randn(N * C);
+  q.set(hq);
+  k.set(hk);
+  v.set(hv);
+  go.set(hgo);
+  for (Pair* p : {&o, &lse, &dq, &dk, &dv}) p->poison();
+  cpu->attention_forward(o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, true);
+  gpu->attention_forward(o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, true);
+  report("fused attention D=64 forward out (bf16)", o.diff(), 1e-2);
+  report("fused attention D=64 forward lse (bf16)", lse.diff(), 1e-5);
+  cpu->attention_backward(dq.c, dk.c, dv.c, go.c, o.c, lse.c, q.c, k.c, v.c, s.c, B, T, H, D, true);
+  gpu->attention_backward(dq.g, dk.g, dv.g, go.g, o.g, lse.g, q.g, k.g, v.g, s.g, B, T, H, D, true);
+  report("fused attention D=64 backward dq (bf16)", dq.diff(), 1e-2);
+  report("fused attention D=64 backward dk (bf16)", dk.diff(), 1e-2);
+  report("fused attention D=64 backward dv (bf16)", dv.diff(), 1e-2);
+
+  // The same inputs through the reference CUDA kernels.
+  std::vector<float*> r;
+  for (int i = 0; i < 9; i++) r.push_back(ref->alloc(i == 4 ? B * H * T : N * C));
+  ref->upload(r[0], hq.data(), N * C);
+  ref->upload(r[1], hk.data(), N * C);
+  ref->upload(r[2], hv.data(), N * C);
+  ref->upload(r[5], hgo.data(), N * C);
+  ref->attention_forward(r[3], r[4], r[0], r[1], r[2], s_ref, B, T, H, D, true);
+  report("fused vs reference CUDA attention out", o.diff(ref, r[3]), 1e-2);
+  ref->attention_backward(r[6], r[7], r[8], r[5], r[3], r[4], r[0], r[1], r[2], s_ref, B, T, H, D, true);
+  report("fused vs reference CUDA attention dq", dq.diff(ref, r[6]), 1e-2);
+  report("fused vs reference CUDA attention dk", dk.diff(ref, r[7]), 1e-2);
+  report("fused vs reference CUDA attention dv", dv.diff(ref, r[8]), 1e-2);
+  for (float* p : r) ref->release(p);
+  ref->release_i32(s_ref);
+}
+
