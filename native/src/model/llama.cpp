@@ -1,28 +1,16 @@
-/* The LLaMA graph over a backend's table of ops, and the C API (include/chuxin.h). */
+/* The LLaMA graph over a backend's table of ops: the tensor table, batch staging, forward and backward. */
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
-#include <cstdio>
-#include <cstring>
-#include <memory>
-#include <new>
-#include <stdexcept>
-#include <string>
 #include <thread>
-#include <vector>
 
-#include "../../include/chuxin.h"
-#include "backend.h"
+#include "model.h"
 
-namespace {
+namespace cxm {
 
 using cx::Backend;
 
-struct Failure : std::runtime_error {
-  int code;
-  Failure(int c, const std::string& m) : std::runtime_error(m), code(c) {}
-};
-
-[[noreturn]] void fail(int code, const char* fmt, ...) {
+void fail(int code, const char* fmt, ...) {
   char buf[512];
   va_list ap;
   va_start(ap, fmt);
@@ -31,102 +19,11 @@ struct Failure : std::runtime_error {
   throw Failure(code, buf);
 }
 
-int set_status(cx_status* status, int code, const char* message) {
-  if (status) {
-    status->code = code;
-    snprintf(status->message, sizeof status->message, "%s", message);
-  }
-  return code;
-}
-
-template <typename F>
-int guarded(cx_status* status, F&& body) {
-  try {
-    body();
-    return set_status(status, CX_OK, "");
-  } catch (const Failure& f) {
-    return set_status(status, f.code, f.what());
-  } catch (const std::bad_alloc&) {
-    return set_status(status, CX_OUT_OF_MEMORY, "out of host memory");
-  } catch (const std::exception& e) {
-    return set_status(status, CX_INTERNAL, e.what());
-  }
-}
-
-struct TensorInfo {
-  std::string name;
-  int64_t rows, cols;
-  size_t offset;
-  bool decay;  // weight decay applies to matrices, not to norms or embeddings
-  size_t size() const { return (size_t)(rows * cols); }
-};
-
-/* A buffer in backend memory, released with its owner. */
-struct Buffer {
-  Backend* be = nullptr;
-  float* p = nullptr;
-  size_t n = 0;
-  void ensure(Backend* backend, size_t count, const char* what, const char* hint = "lower --micro-batch or --context") {
-    if (n >= count) return;
-    if (p) be->release(p);
-    be = backend;
-    p = be->alloc(count);
-    n = p ? count : 0;
-    if (!p) {
-      const std::string mem = backend->memory_info();
-      fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s%s%s; %s", count * 4 >> 20, what, backend->name(), mem.empty() ? "" : ": ",
-           mem.c_str(), hint);
-    }
-  }
-  ~Buffer() {
-    if (p) be->release(p);
-  }
-};
-
-struct IntBuffer {
-  Backend* be = nullptr;
-  int32_t* p = nullptr;
-  size_t n = 0;
-  void ensure(Backend* backend, size_t count) {
-    if (n >= count) return;
-    if (p) be->release_i32(p);
-    be = backend;
-    p = be->alloc_i32(count);
-    n = p ? count : 0;
-    if (!p) fail(CX_OUT_OF_MEMORY, "cannot allocate token buffers on %s", backend->name());
-  }
-  ~IntBuffer() {
-    if (p) be->release_i32(p);
-  }
-};
-
+namespace {
+// Layer tensor indices: 1 + 9*l + {0 ln1, 1 q, 2 k, 3 v, 4 o, 5 ln2, 6 gate, 7 up, 8 down}
+int L(int layer, int which) { return 1 + 9 * layer + which; }
 }  // namespace
 
-struct cx_model {
-  cx_config cfg{};
-  std::unique_ptr<Backend> be;
-  std::vector<TensorInfo> tensors;
-  size_t n_params = 0;
-  Buffer params, compute, grads, adam_m, adam_v;
-  int compute_precision = -1;
-  // Activations for the last forward, sized for `tokens` positions.
-  int64_t tokens_capacity = 0;
-  size_t activation_bytes = 0;  // per element, as the backend stores the activations these buffers were sized for
-  Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
-  Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
-  IntBuffer tok, pos, doc_start, targets, rows;
-  std::vector<int32_t> host_targets;
-
-  int index_of(const std::string& name) const {
-    for (size_t i = 0; i < tensors.size(); i++)
-      if (tensors[i].name == name) return (int)i;
-    return -1;
-  }
-  const float* W(const float* base, int i) const { return base + tensors[(size_t)i].offset; }
-  float* G(int i) { return grads.p + tensors[(size_t)i].offset; }
-};
-
-namespace {
 
 void build_tensor_table(cx_model& m) {
   const cx_config& c = m.cfg;
@@ -151,14 +48,7 @@ void build_tensor_table(cx_model& m) {
   add("lm_head.weight", c.vocab, c.hidden, true);
 }
 
-// Layer tensor indices: 1 + 9*l + {0 ln1, 1 q, 2 k, 3 v, 4 o, 5 ln2, 6 gate, 7 up, 8 down}
-int L(int layer, int which) { return 1 + 9 * layer + which; }
-
-struct Batch {
-  int64_t B, T, N;
-};
-
-void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options& o, Batch& out) {
+static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options& o, Batch& out) {
   const cx_config& c = m.cfg;
   if (B <= 0 || T <= 0) fail(CX_INVALID_ARGUMENT, "batch must be at least 1x1 tokens (got %dx%d)", B, T);
   if (T > c.max_seq) fail(CX_INVALID_ARGUMENT, "sequence length %d exceeds the model's context %d", T, c.max_seq);
@@ -225,7 +115,7 @@ void ensure_compute_weights(cx_model& m, int precision) {
 }
 
 /* Runs the blocks and the final norm; leaves hidden states in m.hf. */
-void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
+static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
@@ -289,16 +179,30 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C, bf);
 }
 
-uint64_t splitmix64(uint64_t& state) {
+static uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
 
-double uniform01(uint64_t& state) { return ((double)(splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double uniform01(uint64_t& state) { return ((double)(splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-void check_options(const cx_run_options* o) {
+/* Normal(0, 0.02) by Box-Muller over splitmix64, seeded per tensor: the same on every machine and for any
+ * thread count. Norm weights start at 1. */
+void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index) {
+  host.assign(t.size(), 1.f);
+  if (t.rows <= 1) return;
+  uint64_t state = seed * 0x100000001b3ull + index * 0x9e3779b97f4a7c15ull;
+  for (size_t j = 0; j < host.size(); j += 2) {
+    const double u1 = uniform01(state), u2 = uniform01(state);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    host[j] = (float)(0.02 * r * std::cos(2 * M_PI * u2));
+    if (j + 1 < host.size()) host[j + 1] = (float)(0.02 * r * std::sin(2 * M_PI * u2));
+  }
+}
+
+static void check_options(const cx_run_options* o) {
   if (!o) fail(CX_INVALID_ARGUMENT, "run options are required");
   if (o->precision != CX_BF16 && o->precision != CX_FP32) fail(CX_INVALID_ARGUMENT, "precision must be bf16 (0) or fp32 (1)");
 }
@@ -313,171 +217,4 @@ Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run
   return bt;
 }
 
-}  // namespace
-
-extern "C" {
-
-int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status) {
-  return guarded(status, [&] {
-    if (!config || !out) fail(CX_INVALID_ARGUMENT, "config and out are required");
-    const cx_config& c = *config;
-    if (c.n_layers < 1 || c.hidden < 2 || c.n_heads < 1 || c.ffn < 1 || c.vocab < 2 || c.max_seq < 1)
-      fail(CX_INVALID_ARGUMENT, "model sizes must be positive (layers %d, hidden %d, heads %d, ffn %d, vocab %d, context %d)", c.n_layers,
-           c.hidden, c.n_heads, c.ffn, c.vocab, c.max_seq);
-    if (c.hidden % c.n_heads != 0 || (c.hidden / c.n_heads) % 2 != 0)
-      fail(CX_INVALID_ARGUMENT, "hidden %d must split into %d heads of an even size", c.hidden, c.n_heads);
-    std::unique_ptr<cx_model> m(new cx_model());
-    m->cfg = c;
-    const std::string which = backend ? backend : "cpu";
-    if (which == "cpu") {
-      int n = threads > 0 ? threads : (int)std::thread::hardware_concurrency();
-      m->be.reset(cx::create_cpu_backend(n > 0 ? n : 1));
-    } else if (which == "cuda" || which == "cuda-reference") {
-      std::string why;
-      m->be.reset(cx::create_cuda_backend(&why, which == "cuda-reference"));
-      if (!m->be) fail(CX_BACKEND_UNAVAILABLE, "CUDA backend unavailable: %s", why.c_str());
-    } else {
-      fail(CX_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda or cuda-reference)", which.c_str());
-    }
-    if (!m->be) fail(CX_OUT_OF_MEMORY, "cannot create the %s backend", which.c_str());
-    build_tensor_table(*m);
-    Backend* be = m->be.get();
-    // Weights, gradients and AdamW moments: 5 x 4 bytes per parameter, whatever the batch.
-    const char* too_big = "the model does not fit this device (it needs 20 bytes per parameter before activations)";
-    m->params.ensure(be, m->n_params, "parameters", too_big);
-    m->compute.ensure(be, m->n_params, "compute weights", too_big);
-    m->grads.ensure(be, m->n_params, "gradients", too_big);
-    m->adam_m.ensure(be, m->n_params, "AdamW first moments", too_big);
-    m->adam_v.ensure(be, m->n_params, "AdamW second moments", too_big);
-    for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->p, 0.f, m->n_params);
-    *out = m.release();
-  });
-}
-
-void cx_model_free(cx_model* model) { delete model; }
-
-const char* cx_model_backend(const cx_model* model) { return model->be->name(); }
-
-int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
-  return guarded(status, [&] {
-    std::vector<float> host;
-    for (size_t i = 0; i < m->tensors.size(); i++) {
-      const TensorInfo& t = m->tensors[i];
-      host.assign(t.size(), 1.f);
-      if (t.rows > 1) {
-        // Normal(0, 0.02) by Box-Muller over splitmix64, seeded per tensor: the same on every machine.
-        uint64_t state = seed * 0x100000001b3ull + i * 0x9e3779b97f4a7c15ull;
-        for (size_t j = 0; j < host.size(); j += 2) {
-          const double u1 = uniform01(state), u2 = uniform01(state);
-          const double r = std::sqrt(-2.0 * std::log(u1));
-          host[j] = (float)(0.02 * r * std::cos(2 * M_PI * u2));
-          if (j + 1 < host.size()) host[j + 1] = (float)(0.02 * r * std::sin(2 * M_PI * u2));
-        }
-      }
-      m->be->upload(m->params.p + t.offset, host.data(), t.size());
-    }
-    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->p, 0.f, m->n_params);
-    m->compute_precision = -1;
-  });
-}
-
-int cx_tensor_count(const cx_model* m) { return (int)m->tensors.size(); }
-const char* cx_tensor_name(const cx_model* m, int i) { return m->tensors[(size_t)i].name.c_str(); }
-void cx_tensor_shape(const cx_model* m, int i, int64_t* rows, int64_t* cols) {
-  *rows = m->tensors[(size_t)i].rows;
-  *cols = m->tensors[(size_t)i].cols;
-}
-
-static float* tensor_base(cx_model* m, int kind) {
-  switch (kind) {
-    case CX_PARAM: return m->params.p;
-    case CX_GRAD: return m->grads.p;
-    case CX_ADAM_M: return m->adam_m.p;
-    case CX_ADAM_V: return m->adam_v.p;
-    default: fail(CX_INVALID_ARGUMENT, "unknown tensor kind %d", kind);
-  }
-}
-
-int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
-  return guarded(status, [&] {
-    if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
-    m->be->download(dst, tensor_base(m, kind) + m->tensors[(size_t)i].offset, m->tensors[(size_t)i].size());
-  });
-}
-
-int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* status) {
-  return guarded(status, [&] {
-    if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
-    m->be->upload(tensor_base(m, kind) + m->tensors[(size_t)i].offset, src, m->tensors[(size_t)i].size());
-    if (kind == CX_PARAM) m->compute_precision = -1;
-  });
-}
-
-int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
-                        int64_t* count, cx_status* status) {
-  return guarded(status, [&] {
-    const Batch bt = run_forward(*m, tokens, B, T, o);
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N,
-                                 m->cfg.hidden, m->cfg.vocab, loss_scale, o->precision == CX_BF16);
-    backward_blocks(*m, bt, *o);
-    std::vector<float> losses((size_t)bt.N);
-    m->be->download(losses.data(), m->losses.p, (size_t)bt.N);
-    // Sum over positions with a target: a NaN there is a real NaN and must reach the caller.
-    double sum = 0;
-    int64_t n = 0;
-    for (size_t i = 0; i < losses.size(); i++)
-      if (m->host_targets[i] >= 0) sum += losses[i], n++;
-    *loss_sum = sum;
-    *count = n;
-  });
-}
-
-int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* losses, cx_status* status) {
-  return guarded(status, [&] {
-    const Batch bt = run_forward(*m, tokens, B, T, o);
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N, m->cfg.hidden,
-                                 m->cfg.vocab, 1.f, o->precision == CX_BF16);
-    m->be->download(losses, m->losses.p, (size_t)bt.N);
-  });
-}
-
-int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* logits, cx_status* status) {
-  return guarded(status, [&] {
-    const Batch bt = run_forward(*m, tokens, B, T, o);
-    std::vector<int32_t> rows((size_t)B);
-    for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
-    m->rows.ensure(m->be.get(), (size_t)B);
-    m->be->upload_i32(m->rows.p, rows.data(), (size_t)B);
-    Buffer out;
-    out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, "logits");
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_logits(out.p, m->hf.p, m->W(m->compute.p, last + 1), m->rows.p, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
-    m->be->download(logits, out.p, (size_t)B * m->cfg.vocab);
-  });
-}
-
-int cx_zero_grad(cx_model* m, cx_status* status) {
-  return guarded(status, [&] { m->be->fill(m->grads.p, 0.f, m->n_params); });
-}
-
-int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
-  return guarded(status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.p, m->n_params)); });
-}
-
-int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
-  return guarded(status, [&] {
-    if (!hp || hp->step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
-    const bool bf = m->compute_precision == CX_BF16;
-    cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
-                      1.f - std::pow(hp->beta2, (float)hp->step)};
-    for (const TensorInfo& t : m->tensors) {
-      p.weight_decay = t.decay ? hp->weight_decay : 0.f;
-      float* compute = m->compute_precision < 0 ? m->params.p + t.offset : m->compute.p + t.offset;
-      m->be->adamw(m->params.p + t.offset, compute, m->grads.p + t.offset, m->adam_m.p + t.offset, m->adam_v.p + t.offset, t.size(), p, bf);
-    }
-  });
-}
-
-}  // extern "C"
+}  // namespace cxm

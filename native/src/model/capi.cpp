@@ -1,0 +1,175 @@
+/* The C API (include/chuxin.h) over the model: every entry point returns a status, never throws or exits. */
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "model.h"
+
+using namespace cxm;
+
+extern "C" {
+
+int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status) {
+  return guarded(status, [&] {
+    if (!config || !out) fail(CX_INVALID_ARGUMENT, "config and out are required");
+    const cx_config& c = *config;
+    if (c.n_layers < 1 || c.hidden < 2 || c.n_heads < 1 || c.ffn < 1 || c.vocab < 2 || c.max_seq < 1)
+      fail(CX_INVALID_ARGUMENT, "model sizes must be positive (layers %d, hidden %d, heads %d, ffn %d, vocab %d, context %d)", c.n_layers,
+           c.hidden, c.n_heads, c.ffn, c.vocab, c.max_seq);
+    if (c.hidden % c.n_heads != 0 || (c.hidden / c.n_heads) % 2 != 0)
+      fail(CX_INVALID_ARGUMENT, "hidden %d must split into %d heads of an even size", c.hidden, c.n_heads);
+    std::unique_ptr<cx_model> m(new cx_model());
+    m->cfg = c;
+    const std::string which = backend ? backend : "cpu";
+    if (which == "cpu") {
+      int n = threads > 0 ? threads : (int)std::thread::hardware_concurrency();
+      m->be.reset(cx::create_cpu_backend(n > 0 ? n : 1));
+    } else if (which == "cuda" || which == "cuda-reference") {
+      std::string why;
+      m->be.reset(cx::create_cuda_backend(&why, which == "cuda-reference"));
+      if (!m->be) fail(CX_BACKEND_UNAVAILABLE, "CUDA backend unavailable: %s", why.c_str());
+    } else {
+      fail(CX_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda or cuda-reference)", which.c_str());
+    }
+    if (!m->be) fail(CX_OUT_OF_MEMORY, "cannot create the %s backend", which.c_str());
+    build_tensor_table(*m);
+    Backend* be = m->be.get();
+    // Weights, gradients and AdamW moments: 5 x 4 bytes per parameter, whatever the batch.
+    const char* too_big = "the model does not fit this device (it needs 20 bytes per parameter before activations)";
+    m->params.ensure(be, m->n_params, "parameters", too_big);
+    m->compute.ensure(be, m->n_params, "compute weights", too_big);
+    m->grads.ensure(be, m->n_params, "gradients", too_big);
+    m->adam_m.ensure(be, m->n_params, "AdamW first moments", too_big);
+    m->adam_v.ensure(be, m->n_params, "AdamW second moments", too_big);
+    for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->p, 0.f, m->n_params);
+    *out = m.release();
+  });
+}
+
+void cx_model_free(cx_model* model) { delete model; }
+
+const char* cx_model_backend(const cx_model* model) { return model->be->name(); }
+
+int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
+  return guarded(status, [&] {
+    // Tensors are generated in parallel, a group of about 2^28 values (1 GiB) at a time, then uploaded in order:
+    // a 1.6B model starts in seconds instead of half a minute, with host memory bounded.
+    const size_t workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    for (size_t first = 0; first < m->tensors.size();) {
+      size_t last = first, values = 0;
+      while (last < m->tensors.size() && (last == first || values + m->tensors[last].size() <= (size_t)1 << 28)) values += m->tensors[last++].size();
+      std::vector<std::vector<float>> host(last - first);
+      std::vector<std::thread> pool;
+      for (size_t w = 0; w < std::min(workers, last - first); w++)
+        pool.emplace_back([&, w] {
+          for (size_t i = first + w; i < last; i += workers) init_tensor(host[i - first], m->tensors[i], seed, i);
+        });
+      for (auto& th : pool) th.join();
+      for (size_t i = first; i < last; i++) m->be->upload(m->params.p + m->tensors[i].offset, host[i - first].data(), m->tensors[i].size());
+      first = last;
+    }
+    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->p, 0.f, m->n_params);
+    m->compute_precision = -1;
+  });
+}
+
+int cx_tensor_count(const cx_model* m) { return (int)m->tensors.size(); }
+const char* cx_tensor_name(const cx_model* m, int i) { return m->tensors[(size_t)i].name.c_str(); }
+void cx_tensor_shape(const cx_model* m, int i, int64_t* rows, int64_t* cols) {
+  *rows = m->tensors[(size_t)i].rows;
+  *cols = m->tensors[(size_t)i].cols;
+}
+
+static float* tensor_base(cx_model* m, int kind) {
+  switch (kind) {
+    case CX_PARAM: return m->params.p;
+    case CX_GRAD: return m->grads.p;
+    case CX_ADAM_M: return m->adam_m.p;
+    case CX_ADAM_V: return m->adam_v.p;
+    default: fail(CX_INVALID_ARGUMENT, "unknown tensor kind %d", kind);
+  }
+}
+
+int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
+  return guarded(status, [&] {
+    if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
+    m->be->download(dst, tensor_base(m, kind) + m->tensors[(size_t)i].offset, m->tensors[(size_t)i].size());
+  });
+}
+
+int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* status) {
+  return guarded(status, [&] {
+    if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
+    m->be->upload(tensor_base(m, kind) + m->tensors[(size_t)i].offset, src, m->tensors[(size_t)i].size());
+    if (kind == CX_PARAM) m->compute_precision = -1;
+  });
+}
+
+int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
+                        int64_t* count, cx_status* status) {
+  return guarded(status, [&] {
+    const Batch bt = run_forward(*m, tokens, B, T, o);
+    const int last = 1 + 9 * m->cfg.n_layers;
+    m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N,
+                                 m->cfg.hidden, m->cfg.vocab, loss_scale, o->precision == CX_BF16);
+    backward_blocks(*m, bt, *o);
+    std::vector<float> losses((size_t)bt.N);
+    m->be->download(losses.data(), m->losses.p, (size_t)bt.N);
+    // Sum over positions with a target: a NaN there is a real NaN and must reach the caller.
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t i = 0; i < losses.size(); i++)
+      if (m->host_targets[i] >= 0) sum += losses[i], n++;
+    *loss_sum = sum;
+    *count = n;
+  });
+}
+
+int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* losses, cx_status* status) {
+  return guarded(status, [&] {
+    const Batch bt = run_forward(*m, tokens, B, T, o);
+    const int last = 1 + 9 * m->cfg.n_layers;
+    m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N, m->cfg.hidden,
+                                 m->cfg.vocab, 1.f, o->precision == CX_BF16);
+    m->be->download(losses, m->losses.p, (size_t)bt.N);
+  });
+}
+
+int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* logits, cx_status* status) {
+  return guarded(status, [&] {
+    const Batch bt = run_forward(*m, tokens, B, T, o);
+    std::vector<int32_t> rows((size_t)B);
+    for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
+    m->rows.ensure(m->be.get(), (size_t)B);
+    m->be->upload_i32(m->rows.p, rows.data(), (size_t)B);
+    Buffer out;
+    out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, "logits");
+    const int last = 1 + 9 * m->cfg.n_layers;
+    m->be->lm_head_logits(out.p, m->hf.p, m->W(m->compute.p, last + 1), m->rows.p, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
+    m->be->download(logits, out.p, (size_t)B * m->cfg.vocab);
+  });
+}
+
+int cx_zero_grad(cx_model* m, cx_status* status) {
+  return guarded(status, [&] { m->be->fill(m->grads.p, 0.f, m->n_params); });
+}
+
+int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
+  return guarded(status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.p, m->n_params)); });
+}
+
+int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
+  return guarded(status, [&] {
+    if (!hp || hp->step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+    const bool bf = m->compute_precision == CX_BF16;
+    cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
+                      1.f - std::pow(hp->beta2, (float)hp->step)};
+    for (const TensorInfo& t : m->tensors) {
+      p.weight_decay = t.decay ? hp->weight_decay : 0.f;
+      float* compute = m->compute_precision < 0 ? m->params.p + t.offset : m->compute.p + t.offset;
+      m->be->adamw(m->params.p + t.offset, compute, m->grads.p + t.offset, m->adam_m.p + t.offset, m->adam_v.p + t.offset, t.size(), p, bf);
+    }
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,135 @@
+#pragma once
+/* The model's private types, shared by the graph (llama.cpp) and the C API (capi.cpp). */
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../../include/chuxin.h"
+#include "backend.h"
+
+namespace cxm {
+
+using cx::Backend;
+
+struct Failure : std::runtime_error {
+  int code;
+  Failure(int c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+
+/* Throws a Failure with a printf-style message; the C API turns it into a status. */
+[[noreturn]] void fail(int code, const char* fmt, ...);
+
+inline int set_status(cx_status* status, int code, const char* message) {
+  if (status) {
+    status->code = code;
+    snprintf(status->message, sizeof status->message, "%s", message);
+  }
+  return code;
+}
+
+template <typename F>
+int guarded(cx_status* status, F&& body) {
+  try {
+    body();
+    return set_status(status, CX_OK, "");
+  } catch (const Failure& f) {
+    return set_status(status, f.code, f.what());
+  } catch (const std::bad_alloc&) {
+    return set_status(status, CX_OUT_OF_MEMORY, "out of host memory");
+  } catch (const std::exception& e) {
+    return set_status(status, CX_INTERNAL, e.what());
+  }
+}
+
+struct TensorInfo {
+  std::string name;
+  int64_t rows, cols;
+  size_t offset;
+  bool decay;  // weight decay applies to matrices, not to norms or embeddings
+  size_t size() const { return (size_t)(rows * cols); }
+};
+
+/* A buffer in backend memory, released with its owner. */
+struct Buffer {
+  Backend* be = nullptr;
+  float* p = nullptr;
+  size_t n = 0;
+  void ensure(Backend* backend, size_t count, const char* what, const char* hint = "lower --micro-batch or --context") {
+    if (n >= count) return;
+    if (p) be->release(p);
+    be = backend;
+    p = be->alloc(count);
+    n = p ? count : 0;
+    if (!p) {
+      const std::string mem = backend->memory_info();
+      fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s%s%s; %s", count * 4 >> 20, what, backend->name(), mem.empty() ? "" : ": ",
+           mem.c_str(), hint);
+    }
+  }
+  ~Buffer() {
+    if (p) be->release(p);
+  }
+};
+
+struct IntBuffer {
+  Backend* be = nullptr;
+  int32_t* p = nullptr;
+  size_t n = 0;
+  void ensure(Backend* backend, size_t count) {
+    if (n >= count) return;
+    if (p) be->release_i32(p);
+    be = backend;
+    p = be->alloc_i32(count);
+    n = p ? count : 0;
+    if (!p) fail(CX_OUT_OF_MEMORY, "cannot allocate token buffers on %s", backend->name());
+  }
+  ~IntBuffer() {
+    if (p) be->release_i32(p);
+  }
+};
+
+}  // namespace cxm
+
+struct cx_model {
+  cx_config cfg{};
+  std::unique_ptr<cx::Backend> be;
+  std::vector<cxm::TensorInfo> tensors;
+  size_t n_params = 0;
+  cxm::Buffer params, compute, grads, adam_m, adam_v;
+  int compute_precision = -1;
+  // Activations for the last forward, sized for `tokens` positions.
+  int64_t tokens_capacity = 0;
+  size_t activation_bytes = 0;  // per element, as the backend stores the activations these buffers were sized for
+  cxm::Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
+  cxm::Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
+  cxm::IntBuffer tok, pos, doc_start, targets, rows;
+  std::vector<int32_t> host_targets;
+
+  int index_of(const std::string& name) const {
+    for (size_t i = 0; i < tensors.size(); i++)
+      if (tensors[i].name == name) return (int)i;
+    return -1;
+  }
+  const float* W(const float* base, int i) const { return base + tensors[(size_t)i].offset; }
+  float* G(int i) { return grads.p + tensors[(size_t)i].offset; }
+};
+
+
+namespace cxm {
+
+struct Batch {
+  int64_t B, T, N;
+};
+
+void build_tensor_table(cx_model& m);
+void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index);
+void ensure_compute_weights(cx_model& m, int precision);
+/* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
+Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o);
+void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o);
+
+}  // namespace cxm
