@@ -4,8 +4,8 @@
 #   1. chuxin_gpu_check: every op against the CPU backend (poisoned outputs), the fused attention against the
 #      reference CUDA kernels, the whole model's loss and gradients for both CUDA backends, determinism, and
 #      the tiny model's loss curve on the sample shard, GPU vs CPU;
-#   2. chuxin_gpu_throughput: ChuXin-1.6B at sequence 4096, whole training steps, tokens/s and MFU;
-#   3. bench/train_gpu_torch.py: the same model, row and formula in PyTorch on the same card → ratio.
+#   2. bench/train-gpu.sh: chuxin_gpu_throughput (ChuXin-1.6B at sequence 4096, whole training steps, tokens/s
+#      and MFU) and bench/train_gpu_torch.py (the same model, row and formula in PyTorch on the same card) → ratio.
 # Run from the repository root, with the sample build's shard carried along:
 #   run(command="bash native/test/gpu-check.sh", carry=["out/sample/shard-00000.npy"], timeout_s=540)
 # Logs go to $OUT (or /tmp). --no-throughput stops after step 1.
@@ -28,12 +28,6 @@ echo "built in $(( $(date +%s) - t0 )) s"
 status=0
 ./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log" || status=1
 [ "${1:-}" = "--no-throughput" ] && exit $status
-# Both sides: micro-batches of 1, 2 and 4 rows of 4096, 4 micro-batches per optimizer step, mean of 2 steps after warm-up.
-sweep=(--micro-batches 1,2,4 --accumulate 4 --steps 2)
-timeout 200 ./build-gpu/chuxin_gpu_throughput ${shard:+--shard "$shard"} "${sweep[@]}" 2>&1 | tee "$out/gpu-throughput.log" || status=1
-timeout 240 python3 ../bench/train_gpu_torch.py ${shard:+--shard "$shard"} "${sweep[@]}" 2>&1 | grep -v Warning | tee "$out/gpu-torch.log" || status=1
-ours=$(grep -oP 'ours best: .*?\K[0-9]+(?= tokens/s)' "$out/gpu-throughput.log")
-theirs=$(grep -oP 'torch best: .*?\K[0-9]+(?= tokens/s)' "$out/gpu-torch.log")
-[ -n "$ours" ] && [ -n "$theirs" ] && awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "ours / torch tokens/s: %d / %d = %.2fx\n", a, b, a / b }'
+bash ../bench/train-gpu.sh ${shard:+"$shard"} || status=1
 grep -h -E "passed|ours best|torch best" "$out/gpu-check.log" "$out/gpu-throughput.log" "$out/gpu-torch.log"
 exit $status
