@@ -7,7 +7,9 @@
  * model's shapes, as a yardstick for the step.
  * A step is --accumulate micro-batches of forward + backward, then one global grad norm and AdamW update, as
  * training with gradient accumulation runs; the forward + backward rate alone is printed too.
- *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--accumulate 8] [--steps 3]
+ * First the cuBLASLt GEMM rates and the per-op profile of a micro-step (gpu_op_profile.cpp).
+ *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--accumulate 8] [--steps 3] [--config tiny]
+ * (--config tiny: a 2-layer model with a 512-token vocabulary and 256-token rows, to try the program itself.)
  * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
 #include <cuda_runtime.h>
 
@@ -22,6 +24,7 @@
 
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
+#include "gpu_op_profile.h"
 #include "npy.h"
 
 using Clock = std::chrono::steady_clock;
@@ -74,11 +77,13 @@ int main(int argc, char** argv) {
   std::string shard;
   std::vector<int> micro_batches{1, 2, 3, 4};
   int steps = 3, accumulate = 8;
+  bool tiny = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--shard") shard = argv[i + 1];
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else if (a == "--accumulate") accumulate = std::max(1, std::atoi(argv[i + 1]));
+    else if (a == "--config") tiny = std::string(argv[i + 1]) == "tiny";
     else if (a == "--micro-batches") {
       micro_batches.clear();
       for (const char* p = argv[i + 1]; *p;) {
@@ -88,9 +93,13 @@ int main(int argc, char** argv) {
       }
     }
   }
-  gemm_rates();
+#ifdef CX_GPU_CHECK_EMULATED
+  setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
+  std::printf("under the CPU emulation of CUDA: timings mean nothing here\n");
+#endif
+  if (!tiny) gemm_rates();
 
-  const int T = 4096, L = 24, C = 2048, F = 5632, V = 102400;
+  const int T = tiny ? 256 : 4096, L = tiny ? 2 : 24, C = tiny ? 64 : 2048, F = tiny ? 172 : 5632, V = tiny ? 512 : 102400, H = tiny ? 4 : 32;
   std::vector<int32_t> row(T);
   if (!shard.empty()) {
     std::string err;
@@ -109,10 +118,13 @@ int main(int argc, char** argv) {
       }
     }
   }
+  const int eos = tiny ? V - 1 : kEos;
+  if (tiny)  // the same documents in the small vocabulary
+    for (auto& t : row) t = t == kEos ? eos : t % (V - 1);
   // The pairs the document mask keeps, as prepare_batch in llama.cpp splits documents (a document ends after EOS).
   double pairs = 0, docs = 0;
   for (int t = 0, begin = 0; t < T; t++)
-    if (row[t] == kEos || t == T - 1) {
+    if (row[t] == eos || t == T - 1) {
       const double len = t - begin + 1;
       pairs += len * (len + 1) / 2;
       docs++;
@@ -120,10 +132,11 @@ int main(int argc, char** argv) {
     }
   std::printf("row: %d tokens, %.0f documents, mean length %.0f, attention pairs %.3g (%.1f%% of causal)\n", T, docs, T / docs, pairs,
               100 * pairs / (T * (T + 1.0) / 2));
+  op_profile(ProfileDims{L, C, H, F, V, T}, row, eos);
 
   const double matmul_params = L * (4.0 * C * C + 3.0 * C * F) + (double)V * C;  // blocks + LM head
-  const cx_config cfg{L, C, 32, F, V, T, 10000.f, 1e-5f};
-  const cx_run_options o{CX_BF16, 1, 1, 1, kEos};
+  const cx_config cfg{L, C, H, F, V, T, 10000.f, 1e-5f};
+  const cx_run_options o{CX_BF16, 1, 1, 1, eos};
   double best_tps = 0, best_mfu = 0;
   int best_mb = 0;
   // One model for the whole sweep (initialising 1.6 B parameters on the host takes a while); activation buffers
@@ -131,7 +144,7 @@ int main(int argc, char** argv) {
   cx_model* m = nullptr;
   cx_status st{};
   if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
-    std::printf("FAIL ChuXin-1.6B on the GPU: %s\n", st.message);
+    std::printf("FAIL the model on the GPU: %s\n", st.message);
     return 1;
   }
   for (int B : micro_batches) {
@@ -139,7 +152,7 @@ int main(int argc, char** argv) {
     for (int b = 0; b < B; b++) std::copy(row.begin(), row.end(), tokens.begin() + (size_t)b * T);
     double fb = 0, opt = 0, loss = 0, norm = 0, used_gb = 0;
     int64_t count = 0;
-    float probe[4];
+    std::vector<float> probe((size_t)C);  // model.norm.weight, read back to wait for the step
     bool ok = true;
     for (int s = 0; s <= steps && ok; s++) {  // step 0 warms up (plans, scratch buffers)
       const auto t0 = Clock::now();
@@ -151,7 +164,7 @@ int main(int argc, char** argv) {
       cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, s + 1};
       ok = ok && cx_grad_norm(m, &norm, &st) == CX_OK;
       hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.f;
-      ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe, &st) == CX_OK;  // waits
+      ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe.data(), &st) == CX_OK;
       if (s == 0) {  // after the first step every buffer exists: the step's whole footprint
         size_t free_b = 0, total_b = 0;
         if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) used_gb = (double)(total_b - free_b) / (1 << 30);
@@ -168,9 +181,9 @@ int main(int argc, char** argv) {
     const double sec = fb + opt, tokens_per_step = (double)accumulate * B * T;
     const double flops = accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
     const double mfu = flops / sec / kPeak;
-    std::printf("ChuXin-1.6B, seq %d, micro-batch %d x %d per step: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, "
+    std::printf("%s, seq %d, micro-batch %d x %d per step: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, "
                 "%.0f TFLOP/s, MFU %.1f%% (forward+backward alone %.1f%%), %.1f GiB of GPU memory in use (loss %.4f)\n",
-                T, B, accumulate, sec, fb, opt, tokens_per_step / sec, flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, used_gb,
+                tiny ? "tiny model" : "ChuXin-1.6B", T, B, accumulate, sec, fb, opt, tokens_per_step / sec, flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, used_gb,
                 loss / std::max<int64_t>(count, 1));
     if (tokens_per_step / sec > best_tps) {
       best_tps = tokens_per_step / sec;

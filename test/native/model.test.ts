@@ -35,6 +35,16 @@ describe("native model (CPU backend)", () => {
     assert.match(r.stdout, /ok +fused vs reference CUDA attention dk/);
   });
 
+  const throughput = join(repoRoot, "native", "build", "chuxin_gpu_throughput_emulated");
+  it("runs the GPU throughput program's logic under the CPU emulation (tiny model; its timings mean nothing)", { skip: !existsSync(throughput) && "built only where the CUDA headers are" }, () => {
+    const r = spawnSync(throughput, ["--config", "tiny", "--micro-batches", "1,2", "--accumulate", "2", "--steps", "1"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /op profile, one row of 256 tokens/);
+    assert.match(r.stdout, /lm_head_cross_entropy \(fwd\+bwd\) +1 calls/);
+    assert.match(r.stdout, /tiny model, seq 256, micro-batch 2 x 2 per step: .* tokens\/s/);
+    assert.match(r.stdout, /^ours best: micro-batch \d x 2 per step, \d+ tokens\/s/m);
+  });
+
   it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {
     const r = spawnSync(join(repoRoot, "native", "build", "chuxin_cuda_host_test"), { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);

@@ -1,0 +1,137 @@
+/* Where a bf16 training micro-step's time goes: every op of the fast CUDA backend timed alone at the model's
+ * shapes for one row (random data, the row's documents), times the number of calls in a micro-step. The sum is
+ * an estimate to hold against the measured step: the gap is launch and host overhead. Part of gpu_throughput. */
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_op_profile.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Entry {
+  std::string op;
+  double calls, ms;
+};
+
+}  // namespace
+
+static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<int32_t*>& owned_ints, const ProfileDims& d,
+                    const std::vector<int32_t>& row, int eos);
+
+void op_profile(const ProfileDims& d, const std::vector<int32_t>& row, int eos) {
+  std::string why;
+  std::unique_ptr<cx::Backend> gpu(cx::create_cuda_backend(&why));
+  if (!gpu) {
+    std::printf("op profile: no CUDA backend: %s\n", why.c_str());
+    return;
+  }
+  std::vector<float*> owned;
+  std::vector<int32_t*> owned_ints;
+  try {
+    profile(gpu.get(), owned, owned_ints, d, row, eos);
+  } catch (const std::exception& e) {
+    std::printf("op profile stopped: %s\n", e.what());
+  }
+  for (float* ptr : owned) gpu->release(ptr);
+  for (int32_t* ptr : owned_ints) gpu->release_i32(ptr);
+}
+
+static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<int32_t*>& owned_ints, const ProfileDims& d,
+                    const std::vector<int32_t>& row, int eos) {
+  const int64_t N = d.T, C = d.C, F = d.F, H = d.H, D = C / H, V = d.V, L = d.L;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto tensor = [&](int64_t n, float scale, bool packed) {  // packed: stored as a bf16 run stores activations
+    float* p = gpu->alloc((size_t)n);
+    if (!p) throw std::runtime_error("op profile: out of GPU memory");
+    owned.push_back(p);
+    std::vector<float> h((size_t)n);
+    for (auto& x : h) x = scale * normal(rng);
+    gpu->upload_values(p, h.data(), (size_t)n, packed);
+    return p;
+  };
+  auto ints = [&](const std::vector<int32_t>& v) {
+    int32_t* p = gpu->alloc_i32(v.size());
+    if (!p) throw std::runtime_error("op profile: out of GPU memory");
+    owned_ints.push_back(p);
+    gpu->upload_i32(p, v.data(), v.size());
+    return p;
+  };
+  // The row's documents, positions and targets, as prepare_batch makes them.
+  std::vector<int32_t> start((size_t)N), pos((size_t)N), target((size_t)N);
+  for (int64_t t = 0, begin = 0; t < N; t++) {
+    start[(size_t)t] = (int32_t)begin;
+    pos[(size_t)t] = (int32_t)(t - begin);
+    target[(size_t)t] = t + 1 < N && row[(size_t)t] != eos ? row[(size_t)t + 1] % (int32_t)V : -1;
+    if (row[(size_t)t] == eos) begin = t + 1;
+  }
+  std::vector<int32_t> tok((size_t)N);
+  for (int64_t t = 0; t < N; t++) tok[(size_t)t] = row[(size_t)t] % (int32_t)V;
+  int32_t *d_start = ints(start), *d_pos = ints(pos), *d_tgt = ints(target), *d_tok = ints(tok);
+
+  float *x = tensor(N * C, 1.f, true), *y = tensor(N * C, 1.f, true), *q = tensor(N * C, 1.f, true), *k = tensor(N * C, 1.f, true),
+        *v = tensor(N * C, 1.f, true), *o = tensor(N * C, 1.f, true), *g = tensor(N * F, 1.f, true), *u = tensor(N * F, 1.f, true),
+        *a = tensor(N * F, 1.f, true), *dg = tensor(N * F, 1.f, true), *du = tensor(N * F, 1.f, true), *dq = tensor(N * C, 1.f, true),
+        *dk = tensor(N * C, 1.f, true), *dv = tensor(N * C, 1.f, true);
+  float *w_cc = tensor(C * C, 0.02f, true), *w_cf = tensor(F * C, 0.02f, true), *w_fc = tensor(C * F, 0.02f, true), *w_norm = tensor(C, 1.f, true);
+  float *w_head = tensor(V * C, 0.02f, true), *w_emb = tensor(V * C, 0.02f, true);
+  float *dw_cc = tensor(C * C, 0.f, false), *dw_cf = tensor(F * C, 0.f, false), *dw_head = tensor(V * C, 0.f, false), *dw_norm = tensor(C, 0.f, false);
+  float *rstd = tensor(N, 1.f, false), *lse = tensor(H * N, 1.f, false), *losses = tensor(N, 0.f, false);
+  const int64_t chunk = std::min<int64_t>(64 << 20, L * (4 * C * C + 3 * C * F) + 2 * V * C);  // AdamW over a slice, scaled up
+  float *p = tensor(chunk, 0.02f, false), *pc = tensor(chunk, 0.f, true), *pg = tensor(chunk, 1e-3f, false), *pm = tensor(chunk, 0.f, false),
+        *pv = tensor(chunk, 0.f, false);
+
+  auto time_op = [&](const std::function<void()>& fn) {
+    fn();  // warm-up: plans, scratch
+    if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("op profile: a kernel failed");
+    const int reps = 5;
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; r++) fn();
+    if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("op profile: a kernel failed");
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / reps;
+  };
+  const bool bf = true;
+  const double params = L * (4.0 * C * C + 3.0 * C * F) + 2.0 * V * C;
+  cx::AdamWParams hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, 0.1f, 0.05f};
+  std::vector<Entry> table = {
+      {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); })},
+      {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); })},
+      {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); })},
+      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, true, bf); })},
+      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, true, bf); })},
+      {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); })},
+      {"attention_forward", 1.0 * L, time_op([&] { gpu->attention_forward(o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
+      {"attention_backward", 1.0 * L, time_op([&] { gpu->attention_backward(dq, dk, dv, y, o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
+      {"rmsnorm_forward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); })},
+      {"rmsnorm_backward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_backward(y, dw_norm, o, x, w_norm, rstd, N, C, bf); })},
+      {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, 10000.f, bf); })},
+      {"residual_forward", 2.0 * L, time_op([&] { gpu->residual_forward(y, x, o, N * C, bf); })},
+      {"swiglu_forward", 1.0 * L, time_op([&] { gpu->swiglu_forward(a, g, u, N * F, bf); })},
+      {"swiglu_backward", 1.0 * L, time_op([&] { gpu->swiglu_backward(dg, du, a, g, u, N * F, bf); })},
+      {"embedding forward+backward", 1.0, time_op([&] {
+         gpu->embedding_forward(x, d_tok, w_emb, N, C, bf);
+         gpu->embedding_backward(dw_head, y, d_tok, N, C, bf);
+       })},
+      {"lm_head_cross_entropy (fwd+bwd)", 1.0, time_op([&] { gpu->lm_head_cross_entropy(losses, y, dw_head, x, w_head, d_tgt, N, C, V, 1.f / N, bf); })},
+  };
+  const double optimizer_ms =
+      time_op([&] { gpu->adamw(p, pc, pg, pm, pv, (size_t)chunk, hp, bf); }) * params / chunk + time_op([&] { gpu->sum_squares(pg, (size_t)chunk); }) * params / chunk;
+  double total = 0;
+  std::printf("op profile, one row of %lld tokens, bf16 (each op alone, mean of 5 after a warm-up):\n", (long long)N);
+  for (const Entry& e : table) {
+    std::printf("  %-34s %5.0f calls x %8.3f ms = %8.2f ms\n", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
+    total += e.calls * e.ms;
+  }
+  std::printf("  %-34s sum %.1f ms per micro-batch row; grad norm + AdamW over %.3g parameters %.1f ms per optimizer step\n", "estimate:", total,
+              params, optimizer_ms);
+}
