@@ -66,6 +66,19 @@ void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
     gpu->rmsnorm_backward(dx.g, dnw.g, out.g, x.g, nw.g, rs.g, N, C, bf16);
     report("rmsnorm_backward dinp" + tag, dx.diff(), tol);
     report("rmsnorm_backward dweight" + tag, dnw.diff(), 1e-4);
+    {  // the fused residual add + norm: against the CPU, and bit for bit against the two GPU ops in turn
+      Pair b2(cpu, gpu, N * C, A), sum(cpu, gpu, N * C, A), norm(cpu, gpu, N * C, A), rs2(cpu, gpu, N), sum2(cpu, gpu, N * C, A),
+          norm2(cpu, gpu, N * C, A), rs3(cpu, gpu, N);
+      b2.set(round(randn(N * C)));
+      for (Pair* p : {&sum, &norm, &rs2, &sum2, &norm2, &rs3}) p->poison();
+      cpu->residual_rmsnorm_forward(sum.c, norm.c, rs2.c, x.c, b2.c, nw.c, N, C, 1e-5f, bf16);
+      gpu->residual_rmsnorm_forward(sum.g, norm.g, rs2.g, x.g, b2.g, nw.g, N, C, 1e-5f, bf16);
+      report("residual_rmsnorm_forward sum" + tag, sum.diff(), bf16 ? tol : 1e-6);
+      report("residual_rmsnorm_forward norm" + tag, std::max(norm.diff(), rs2.diff()), tol);
+      gpu->residual_forward(sum2.g, x.g, b2.g, N * C, bf16);
+      gpu->rmsnorm_forward(norm2.g, rs3.g, sum2.g, nw.g, N, C, 1e-5f, bf16);
+      report("residual_rmsnorm_forward = residual then rmsnorm (GPU)" + tag, std::max(norm.diff(gpu, norm2.g), rs2.diff(gpu, rs3.g)), 0);
+    }
 
     std::vector<int32_t> pos(N), start(N), tok(N), tgt(N);
     for (int64_t n = 0; n < N; n++) {

@@ -107,15 +107,16 @@ static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<in
       {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); })},
       {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); })},
       {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); })},
-      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, true, bf); })},
-      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, true, bf); })},
+      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, false, bf); })},
+      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, false, bf); })},
       {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); })},
       {"attention_forward", 1.0 * L, time_op([&] { gpu->attention_forward(o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
       {"attention_backward", 1.0 * L, time_op([&] { gpu->attention_backward(dq, dk, dv, y, o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
-      {"rmsnorm_forward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); })},
+      {"rmsnorm_forward (first block)", 1.0, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); })},
+      {"residual_rmsnorm_forward", 2.0 * L, time_op([&] { gpu->residual_rmsnorm_forward(q, y, rstd, x, o, w_norm, N, C, 1e-5f, bf); })},
       {"rmsnorm_backward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_backward(y, dw_norm, o, x, w_norm, rstd, N, C, bf); })},
       {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, 10000.f, bf); })},
-      {"residual_forward", 2.0 * L, time_op([&] { gpu->residual_forward(y, x, o, N * C, bf); })},
+      {"residual_forward (summed input grads)", 3.0 * L, time_op([&] { gpu->residual_forward(y, x, o, N * C, bf); })},
       {"swiglu_forward", 1.0 * L, time_op([&] { gpu->swiglu_forward(a, g, u, N * F, bf); })},
       {"swiglu_backward", 1.0 * L, time_op([&] { gpu->swiglu_backward(dg, du, a, g, u, N * F, bf); })},
       {"embedding forward+backward", 1.0, time_op([&] {
@@ -129,9 +130,9 @@ static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<in
   double total = 0;
   std::printf("op profile, one row of %lld tokens, bf16 (each op alone, mean of 5 after a warm-up):\n", (long long)N);
   for (const Entry& e : table) {
-    std::printf("  %-34s %5.0f calls x %8.3f ms = %8.2f ms\n", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
+    std::printf("  %-38s %5.0f calls x %8.3f ms = %8.2f ms\n", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
     total += e.calls * e.ms;
   }
-  std::printf("  %-34s sum %.1f ms per micro-batch row; grad norm + AdamW over %.3g parameters %.1f ms per optimizer step\n", "estimate:", total,
+  std::printf("  %-38s sum %.1f ms per micro-batch row; grad norm + AdamW over %.3g parameters %.1f ms per optimizer step\n", "estimate:", total,
               params, optimizer_ms);
 }

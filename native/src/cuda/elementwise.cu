@@ -93,6 +93,24 @@ __global__ void rmsnorm_fwd(T* out, float* rstd, const T* inp, const T* w, int64
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + blockIdx.x * C + c, ld(x + c) * r * ld(w + c), round);
 }
+/* The residual add and the norm that reads its sum, one block per row: the sum is stored (rounded as stored) and
+ * normalised from that stored value, so the result equals residual_forward then rmsnorm_forward bit for bit,
+ * without a second kernel reading the sum back from memory. */
+template <typename T>
+__global__ void residual_rmsnorm_fwd(T* sum, T* out, float* rstd, const T* a, const T* b, const T* w, int64_t C, float eps, bool round) {
+  __shared__ float sh[kThreads];
+  const int64_t row = blockIdx.x * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    st(sum + row + c, ld(a + row + c) + ld(b + row + c), round);
+    const float v = ld(sum + row + c);
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + row + c, ld(sum + row + c) * r * ld(w + c), round);
+}
+
 template <typename T>
 __global__ void rmsnorm_bwd_inp(T* dinp, const T* dout, const T* inp, const T* w, const float* rstd, int64_t C, bool round) {
   __shared__ float sh[kThreads];
@@ -266,6 +284,12 @@ void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, cons
   CX_CUDA(cudaGetLastError());
   CX_LAUNCH(add_partials, C, dweight, workspace, chunks, C);
 }
+template <typename T>
+void residual_rmsnorm_forward(T* sum, T* norm, float* rstd, const T* a, const T* b, const T* weight, int64_t N, int64_t C, float eps, bool round) {
+  if (N <= 0) return;
+  CX_KERNEL_LAUNCH(residual_rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, sum, norm, rstd, a, b, weight, C, eps, round);
+  CX_CUDA(cudaGetLastError());
+}
 int64_t rmsnorm_backward_workspace(int64_t N, int64_t C) { return (N + kNormRows - 1) / kNormRows * C; }
 template <typename T>
 void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
@@ -309,6 +333,7 @@ void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64
   template void embedding_backward<T>(float*, const T*, const int32_t*, int64_t, int64_t);                                           \
   template void residual_forward<T>(T*, const T*, const T*, int64_t, bool);                                                          \
   template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, bool);                                   \
+  template void residual_rmsnorm_forward<T>(T*, T*, float*, const T*, const T*, const T*, int64_t, int64_t, float, bool);             \
   template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, float*);         \
   template void rope<T>(T*, const int32_t*, int64_t, int64_t, int64_t, float, float, bool);                                          \
   template void swiglu_forward<T>(T*, const T*, const T*, int64_t, bool);                                                            \

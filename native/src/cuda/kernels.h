@@ -29,6 +29,9 @@ template <typename T>
 void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round);
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round);
+/* sum = a + b and norm = RMSNorm(sum)·weight in one pass, equal to the two ops in turn. */
+template <typename T>
+void residual_rmsnorm_forward(T* sum, T* norm, float* rstd, const T* a, const T* b, const T* weight, int64_t N, int64_t C, float eps, bool round);
 /* dinp += ..., dweight += ...; workspace: rmsnorm_backward_workspace(N, C) floats. */
 int64_t rmsnorm_backward_workspace(int64_t N, int64_t C);
 template <typename T>

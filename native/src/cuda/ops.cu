@@ -124,6 +124,11 @@ class CudaBackend final : public Backend {
     if (packed(bf16)) cuda::rmsnorm_backward(P(dinp), dweight, P(dout), P(inp), P(weight), rstd, N, C, true, workspace);
     else cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, bf16, workspace);
   }
+  void residual_rmsnorm_forward(float* sum, float* norm, float* rstd, const float* a, const float* b, const float* weight, int64_t N, int64_t C,
+                                float eps, bool bf16) override {
+    if (packed(bf16)) cuda::residual_rmsnorm_forward(P(sum), P(norm), rstd, P(a), P(b), P(weight), N, C, eps, true);
+    else cuda::residual_rmsnorm_forward(sum, norm, rstd, a, b, weight, N, C, eps, bf16);
+  }
   void residual_forward(float* out, const float* a, const float* b, int64_t n, bool bf16) override {
     if (packed(bf16)) cuda::residual_forward(P(out), P(a), P(b), n, true);
     else cuda::residual_forward(out, a, b, n, bf16);

@@ -52,6 +52,13 @@ class Backend {
   virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, const float* rstd,
                                 int64_t N, int64_t C, bool bf16) = 0;
   virtual void residual_forward(float* out, const float* a, const float* b, int64_t n, bool bf16) = 0;
+  /* sum = a + b, then norm = RMSNorm(sum)·weight with its rstd: residual_forward then rmsnorm_forward, which a
+   * backend may fuse into one pass (same rounding points). */
+  virtual void residual_rmsnorm_forward(float* sum, float* norm, float* rstd, const float* a, const float* b, const float* weight, int64_t N,
+                                        int64_t C, float eps, bool bf16) {
+    residual_forward(sum, a, b, N * C, bf16);
+    rmsnorm_forward(norm, rstd, sum, weight, N, C, eps, bf16);
+  }
   /* Rotates x[N][H][D] in place (Hugging Face rotate_half convention); backward applies the inverse rotation. */
   virtual void rope_forward(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) = 0;
   virtual void rope_backward(float* dx, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) = 0;

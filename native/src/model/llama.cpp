@@ -123,11 +123,14 @@ static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o
   const float* w = m.compute.p;
   // Activations are addressed through the backend, which may store them packed (backend.h).
   auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
+  const int last = 1 + 9 * c.n_layers;
   be->embedding_forward(m.x.p, m.tok.p, m.W(w, 0), N, C, bf);
+  be->rmsnorm_forward(m.h1.p, m.rstd1.p, m.x.p, m.W(w, L(0, 0)), N, C, c.norm_eps, bf);
+  // Each residual add is fused with the norm that reads its sum: the block's second norm, then the next block's
+  // first norm (or the final norm after the last block).
   for (int l = 0; l < c.n_layers; l++) {
     const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
     float* xin = at(m.x, oc);
-    be->rmsnorm_forward(at(m.h1, oc), m.rstd1.p + (size_t)l * N, xin, m.W(w, L(l, 0)), N, C, c.norm_eps, bf);
     be->matmul_forward(at(m.q, oc), at(m.h1, oc), m.W(w, L(l, 1)), N, C, C, bf);
     be->matmul_forward(at(m.k, oc), at(m.h1, oc), m.W(w, L(l, 2)), N, C, C, bf);
     be->matmul_forward(at(m.v, oc), at(m.h1, oc), m.W(w, L(l, 3)), N, C, C, bf);
@@ -135,16 +138,16 @@ static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o
     be->rope_forward(at(m.k, oc), m.pos.p, N, H, D, c.rope_theta, bf);
     be->attention_forward(at(m.att, oc), m.lse.p + (size_t)l * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc), m.doc_start.p, bt.B, bt.T, H, D, bf);
     be->matmul_forward(m.tmp.p, at(m.att, oc), m.W(w, L(l, 4)), N, C, C, bf);
-    be->residual_forward(at(m.xmid, oc), xin, m.tmp.p, N * C, bf);
-    be->rmsnorm_forward(at(m.h2, oc), m.rstd2.p + (size_t)l * N, at(m.xmid, oc), m.W(w, L(l, 5)), N, C, c.norm_eps, bf);
+    be->residual_rmsnorm_forward(at(m.xmid, oc), at(m.h2, oc), m.rstd2.p + (size_t)l * N, xin, m.tmp.p, m.W(w, L(l, 5)), N, C, c.norm_eps, bf);
     be->matmul_forward(at(m.gate, of), at(m.h2, oc), m.W(w, L(l, 6)), N, C, F, bf);
     be->matmul_forward(at(m.up, of), at(m.h2, oc), m.W(w, L(l, 7)), N, C, F, bf);
     be->swiglu_forward(at(m.act, of), at(m.gate, of), at(m.up, of), N * F, bf);
     be->matmul_forward(m.tmp.p, at(m.act, of), m.W(w, L(l, 8)), N, F, C, bf);
-    be->residual_forward(at(m.x, oc + (size_t)N * C), at(m.xmid, oc), m.tmp.p, N * C, bf);
+    const bool final = l + 1 == c.n_layers;
+    be->residual_rmsnorm_forward(at(m.x, oc + (size_t)N * C), final ? m.hf.p : at(m.h1, oc + (size_t)N * C),
+                                 final ? m.rstdf.p : m.rstd1.p + (size_t)(l + 1) * N, at(m.xmid, oc), m.tmp.p,
+                                 m.W(w, final ? last : L(l + 1, 0)), N, C, c.norm_eps, bf);
   }
-  const int last = 1 + 9 * c.n_layers;
-  be->rmsnorm_forward(m.hf.p, m.rstdf.p, at(m.x, (size_t)c.n_layers * N * C), m.W(w, last), N, C, c.norm_eps, bf);
 }
 
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
