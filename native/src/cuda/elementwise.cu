@@ -11,12 +11,12 @@ constexpr int kThreads = 256;
 constexpr int kNormRows = 64;  // rows per partial sum of the norm weight's gradient
 constexpr int kIdBuckets = 32;  // token-id buckets of the embedding gradient
 
-#define CX_LAUNCH(kernel, n, ...)                            \
-  do {                                                       \
-    if ((n) > 0) {                                           \
+#define CX_LAUNCH(kernel, n, ...)                                                  \
+  do {                                                                             \
+    if ((n) > 0) {                                                                 \
       CX_KERNEL_LAUNCH(kernel, grid_for(n, kThreads), kThreads, 0, __VA_ARGS__); \
-      CX_CUDA(cudaGetLastError());                           \
-    }                                                        \
+      CX_CUDA(cudaGetLastError());                                                 \
+    }                                                                              \
   } while (0)
 
 __global__ void fill_kernel(float* p, float v, int64_t n) {

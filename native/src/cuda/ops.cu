@@ -6,8 +6,9 @@
  *     the yardstick the fast path is checked against on the GPU (native/test/gpu-check.sh).
  * Weight gradients, master weights, AdamW moments and statistics are fp32 in every mode.
  * CHUXIN_CUDA_GEMM=reference makes the fast backend use the reference GEMM instead of cuBLASLt (to tell a
- * cuBLASLt problem from a kernel problem; the CPU emulation of the kernels runs that way).
- * Status: compiled here with nvcc for sm_80 and sm_90a; not yet run on a GPU. */
+ * cuBLASLt problem from a kernel problem).
+ * Status: compiled with nvcc for sm_80 and sm_90a and run in CI under the CPU emulation of CUDA (native/test/emu);
+ * not yet run on a GPU. */
 #include <cuda_runtime.h>
 
 #include <cstdlib>
