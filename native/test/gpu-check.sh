@@ -27,6 +27,12 @@ echo "built in $(( $(date +%s) - t0 )) s"
 
 status=0
 ./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log" || status=1
+if grep -q "was not found; looked in" "$out/gpu-check.log"; then
+  # Our search missed the library (a bug to fix); find it the slow way so the rest of the call is not wasted.
+  lib=$(find / -xdev -name 'libcublasLt.so.1[23]' 2>/dev/null | head -1)
+  echo "FAIL the cuBLASLt search missed ${lib:-every copy on this machine}"
+  [ -n "$lib" ] && export CHUXIN_CUBLASLT="$lib" && ./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log"
+fi
 [ "${1:-}" = "--no-throughput" ] && exit $status
 bash ../bench/train-gpu.sh ${shard:+"$shard"} || status=1
 grep -h -E "passed|ours best|torch best" "$out/gpu-check.log" "$out/gpu-throughput.log" "$out/gpu-torch.log" "$out/gpu-torch-compiled.log" 2>/dev/null
