@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 struct Entry {
   std::string op;
   double calls, ms;
+  double flops = 0;  // per call, for the matrix products
 };
 
 }  // namespace
@@ -104,12 +105,12 @@ static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<in
   const double params = L * (4.0 * C * C + 3.0 * C * F) + 2.0 * V * C;
   cx::AdamWParams hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, 0.1f, 0.05f};
   std::vector<Entry> table = {
-      {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); })},
-      {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); })},
-      {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); })},
-      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, false, bf); })},
-      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, false, bf); })},
-      {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); })},
+      {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); }), 2.0 * N * C * C},
+      {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); }), 2.0 * N * C * F},
+      {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); }), 2.0 * N * F * C},
+      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, false, bf); }), 4.0 * N * C * C},
+      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, false, bf); }), 4.0 * N * C * F},
+      {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); }), 4.0 * N * F * C},
       {"attention_forward", 1.0 * L, time_op([&] { gpu->attention_forward(o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
       {"attention_backward", 1.0 * L, time_op([&] { gpu->attention_backward(dq, dk, dv, y, o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
       {"rmsnorm_forward (first block)", 1.0, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); })},
@@ -130,7 +131,9 @@ static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<in
   double total = 0;
   std::printf("op profile, one row of %lld tokens, bf16 (each op alone, mean of 5 after a warm-up):\n", (long long)N);
   for (const Entry& e : table) {
-    std::printf("  %-38s %5.0f calls x %8.3f ms = %8.2f ms\n", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
+    std::printf("  %-38s %5.0f calls x %8.3f ms = %8.2f ms", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
+    if (e.flops > 0) std::printf("  (%.0f TFLOP/s)", e.flops / (e.ms * 1e-3) / 1e12);
+    std::printf("\n");
     total += e.calls * e.ms;
   }
   std::printf("  %-38s sum %.1f ms per micro-batch row; grad norm + AdamW over %.3g parameters %.1f ms per optimizer step\n", "estimate:", total,

@@ -3,11 +3,10 @@
  *   FLOPs/step = 6 · N_matmul · tokens + 12 · L · C · Σ_docs len·(len+1)/2      (per row)
  * N_matmul = every parameter except the input embedding (a lookup), the attention term counts only the
  * query–key pairs the document mask keeps (forward 4·pairs·C per layer, backward twice that), and the peak
- * is 989 TFLOP/s, dense bf16 of an H100 SXM (the H200 has the same). Also the cuBLASLt GEMM rate on the
- * model's shapes, as a yardstick for the step.
+ * is 989 TFLOP/s, dense bf16 of an H100 SXM (the H200 has the same).
  * A step is --accumulate micro-batches of forward + backward, then one global grad norm and AdamW update, as
  * training with gradient accumulation runs; the forward + backward rate alone is printed too.
- * First the cuBLASLt GEMM rates and the per-op profile of a micro-step (gpu_op_profile.cpp).
+ * First the per-op profile of a micro-step, with the cuBLASLt GEMMs' TFLOP/s (gpu_op_profile.cpp).
  *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--accumulate 8] [--steps 3] [--config tiny]
  * (--config tiny: a 2-layer model with a 512-token vocabulary and 256-token rows, to try the program itself.)
  * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
@@ -17,8 +16,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -32,46 +29,6 @@ static double seconds_since(Clock::time_point t0) { return std::chrono::duration
 
 constexpr double kPeak = 989e12;
 constexpr int kEos = 100001;
-
-static void gemm_rates() {
-  std::string why;
-  std::unique_ptr<cx::Backend> gpu(cx::create_cuda_backend(&why));
-  if (!gpu) {
-    std::printf("no CUDA backend: %s\n", why.c_str());
-    return;
-  }
-  struct Shape {
-    const char* name;
-    int64_t N, Cin, Cout;
-  } shapes[] = {{"q/k/v/o 4096x2048x2048", 4096, 2048, 2048}, {"gate/up 4096x2048x5632", 4096, 2048, 5632}, {"down 4096x5632x2048", 4096, 5632, 2048}};
-  std::mt19937 rng(3);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  for (const Shape& s : shapes) {
-    float* x = gpu->alloc(s.N * s.Cin);
-    float* w = gpu->alloc(s.Cout * s.Cin);
-    float* y = gpu->alloc(s.N * s.Cout);
-    std::vector<float> hx((size_t)(s.N * s.Cin)), hw((size_t)(s.Cout * s.Cin));
-    for (auto& v : hx) v = normal(rng);
-    for (auto& v : hw) v = 0.02f * normal(rng);
-    float probe = 0;
-    for (bool bf16 : {true, false}) {
-      gpu->upload_values(x, hx.data(), hx.size(), bf16);  // random data: zeros can time faster than real inputs
-      gpu->upload_values(w, hw.data(), hw.size(), bf16);
-      gpu->matmul_forward(y, x, w, s.N, s.Cin, s.Cout, bf16);  // plan + warm-up
-      gpu->download(&probe, y, 1);
-      const int reps = 20;
-      const auto t0 = Clock::now();
-      for (int r = 0; r < reps; r++) gpu->matmul_forward(y, x, w, s.N, s.Cin, s.Cout, bf16);
-      gpu->download(&probe, y, 1);
-      const double sec = seconds_since(t0) / reps;
-      std::printf("gemm %-26s %s: %.3f ms, %.0f TFLOP/s\n", s.name, bf16 ? "bf16" : "fp32", sec * 1e3,
-                  2.0 * s.N * s.Cin * s.Cout / sec / 1e12);
-    }
-    gpu->release(x);
-    gpu->release(w);
-    gpu->release(y);
-  }
-}
 
 int main(int argc, char** argv) {
   std::string shard;
@@ -97,8 +54,6 @@ int main(int argc, char** argv) {
   setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
   std::printf("under the CPU emulation of CUDA: timings mean nothing here\n");
 #endif
-  if (!tiny) gemm_rates();
-
   const int T = tiny ? 256 : 4096, L = tiny ? 2 : 24, C = tiny ? 64 : 2048, F = tiny ? 172 : 5632, V = tiny ? 512 : 102400, H = tiny ? 4 : 32;
   std::vector<int32_t> row(T);
   if (!shard.empty()) {
