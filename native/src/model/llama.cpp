@@ -48,6 +48,9 @@ void build_tensor_table(cx_model& m) {
   add("lm_head.weight", c.vocab, c.hidden, true);
 }
 
+/* The fp32 slots that hold `elements` activations stored at `bytes` each. */
+static size_t storage_floats(size_t elements, size_t bytes) { return (elements * bytes + sizeof(float) - 1) / sizeof(float); }
+
 static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options& o, Batch& out) {
   const cx_config& c = m.cfg;
   if (B <= 0 || T <= 0) fail(CX_INVALID_ARGUMENT, "batch must be at least 1x1 tokens (got %dx%d)", B, T);
@@ -71,7 +74,7 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   const size_t act_bytes = be->activation_bytes(o.precision == CX_BF16);
   if (N > m.tokens_capacity || act_bytes > m.activation_bytes) {
     // Activations in the backend's storage (bf16 may be packed, 2 bytes); statistics stay fp32.
-    const size_t NC = ((size_t)N * c.hidden * act_bytes + 3) / 4, NF = ((size_t)N * c.ffn * act_bytes + 3) / 4, Ls = (size_t)c.n_layers;
+    const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), Ls = (size_t)c.n_layers;
     m.x.ensure(be, NC * (Ls + 1), "residual stream");
     m.xmid.ensure(be, NC * Ls, "residual stream");
     m.h1.ensure(be, NC * Ls, "attention norm");
@@ -160,7 +163,7 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
   const int last = 1 + 9 * c.n_layers;
   // m.dh holds d(final norm output) from the fused cross-entropy.
-  be->fill(m.dx.p, 0.f, ((size_t)(N * C) * be->activation_bytes(bf) + 3) / 4);  // zero bits are a zero in any storage
+  be->fill(m.dx.p, 0.f, storage_floats((size_t)(N * C), be->activation_bytes(bf)));  // zero bits are a zero in any storage
   be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, at(m.x, (size_t)c.n_layers * N * C), m.W(w, last), m.rstdf.p, N, C, bf);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
