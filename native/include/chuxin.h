@@ -47,6 +47,8 @@ typedef struct cx_run_options {
   int reset_positions;  /* 1: RoPE positions restart at 0 after every EOS */
   int mask_eos_loss;    /* 1: the position whose input is EOS does not contribute to the loss */
   int eos_id;
+  int recompute;        /* 1: keep only each block's input; rerun the block's forward during backward (less memory,
+                           about a third more compute, the same results bit for bit) */
 } cx_run_options;
 
 typedef struct cx_adamw {
@@ -85,6 +87,9 @@ int cx_forward_last_logits(cx_model* model, const int32_t* tokens, int B, int T,
 int cx_zero_grad(cx_model* model, cx_status* status);
 int cx_grad_norm(cx_model* model, double* norm, cx_status* status);
 int cx_adamw_step(cx_model* model, const cx_adamw* hp, cx_status* status);
+/* Backend memory the model holds now, in bytes: weights, gradients and optimizer state; activations (grow
+ * with micro-batch × context, shrink with recompute) and their gradients. */
+void cx_model_memory(const cx_model* model, size_t* states, size_t* activations);
 
 #ifdef __cplusplus
 }

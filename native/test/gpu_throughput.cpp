@@ -7,11 +7,14 @@
  * A step is --accumulate micro-batches of forward + backward, then one global grad norm and AdamW update, as
  * training with gradient accumulation runs; the forward + backward rate alone is printed too.
  * First the per-op profile of a micro-step, with the cuBLASLt GEMMs' TFLOP/s (gpu_op_profile.cpp).
- *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--accumulate 8] [--steps 3] [--config tiny]
+ *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--recompute-micro-batches 8] [--accumulate 8] [--steps 3]
+ *                         [--config tiny]
+ * (--recompute-micro-batches: a second sweep on a fresh model that recomputes each block in backward.)
  * (--config tiny: a 2-layer model with a 512-token vocabulary and 256-token rows, to try the program itself.)
  * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,9 +33,20 @@ static double seconds_since(Clock::time_point t0) { return std::chrono::duration
 constexpr double kPeak = 989e12;
 constexpr int kEos = 100001;
 
+/* "1,2,4" -> {1, 2, 4} */
+static std::vector<int> parse_list(const char* text) {
+  std::vector<int> out;
+  for (const char* p = text; *p;) {
+    out.push_back(std::atoi(p));
+    while (*p && *p != ',') p++;
+    if (*p == ',') p++;
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
   std::string shard;
-  std::vector<int> micro_batches{1, 2, 3, 4};
+  std::vector<int> micro_batches{1, 2, 3, 4}, recompute_micro_batches;
   int steps = 3, accumulate = 8;
   bool tiny = false;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -41,14 +55,8 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else if (a == "--accumulate") accumulate = std::max(1, std::atoi(argv[i + 1]));
     else if (a == "--config") tiny = std::string(argv[i + 1]) == "tiny";
-    else if (a == "--micro-batches") {
-      micro_batches.clear();
-      for (const char* p = argv[i + 1]; *p;) {
-        micro_batches.push_back(std::atoi(p));
-        while (*p && *p != ',') p++;
-        if (*p == ',') p++;
-      }
-    }
+    else if (a == "--micro-batches") micro_batches = parse_list(argv[i + 1]);
+    else if (a == "--recompute-micro-batches") recompute_micro_batches = parse_list(argv[i + 1]);
   }
 #ifdef CX_GPU_CHECK_EMULATED
   setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
@@ -91,63 +99,73 @@ int main(int argc, char** argv) {
 
   const double matmul_params = L * (4.0 * C * C + 3.0 * C * F) + (double)V * C;  // blocks + LM head
   const cx_config cfg{L, C, H, F, V, T, 10000.f, 1e-5f};
-  const cx_run_options o{CX_BF16, 1, 1, 1, eos};
   double best_tps = 0, best_mfu = 0;
   int best_mb = 0;
-  // One model for the whole sweep (initialising 1.6 B parameters on the host takes a while); activation buffers
-  // grow with the micro-batch.
-  cx_model* m = nullptr;
-  cx_status st{};
-  if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
-    std::printf("FAIL the model on the GPU: %s\n", st.message);
-    return 1;
-  }
-  for (int B : micro_batches) {
-    std::vector<int32_t> tokens((size_t)B * T);
-    for (int b = 0; b < B; b++) std::copy(row.begin(), row.end(), tokens.begin() + (size_t)b * T);
-    double fb = 0, opt = 0, loss = 0, norm = 0, used_gb = 0;
-    int64_t count = 0;
-    std::vector<float> probe((size_t)C);  // model.norm.weight, read back to wait for the step
-    bool ok = true;
-    for (int s = 0; s <= steps && ok; s++) {  // step 0 warms up (plans, scratch buffers)
-      const auto t0 = Clock::now();
-      ok = cx_zero_grad(m, &st) == CX_OK;
-      for (int a = 0; a < accumulate && ok; a++)
-        ok = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f / ((float)accumulate * B * T), &loss, &count, &st) == CX_OK;
-      const double t_fb = seconds_since(t0);
-      const auto t1 = Clock::now();
-      cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, s + 1};
-      ok = ok && cx_grad_norm(m, &norm, &st) == CX_OK;
-      hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.f;
-      ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe.data(), &st) == CX_OK;
-      if (s == 0) {  // after the first step every buffer exists: the step's whole footprint
-        size_t free_b = 0, total_b = 0;
-        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) used_gb = (double)(total_b - free_b) / (1 << 30);
+  // A sweep keeps one model (activation buffers grow with the micro-batch); the recomputing sweep gets a fresh one,
+  // so its memory reading holds only what recomputation keeps.
+  for (int recompute : {0, 1}) {
+    const std::vector<int>& sizes = recompute ? recompute_micro_batches : micro_batches;
+    if (sizes.empty()) continue;
+    const cx_run_options o{CX_BF16, 1, 1, 1, eos, recompute};
+    cx_model* m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
+      std::printf("FAIL the model on the GPU: %s\n", st.message);
+      return 1;
+    }
+    for (int B : sizes) {
+      std::vector<int32_t> tokens((size_t)B * T);
+      for (int b = 0; b < B; b++) std::copy(row.begin(), row.end(), tokens.begin() + (size_t)b * T);
+      double fb = 0, opt = 0, loss = 0, norm = 0, used_gb = 0;
+      int64_t count = 0;
+      std::vector<float> probe((size_t)C);  // model.norm.weight, read back to wait for the step
+      bool ok = true;
+      for (int s = 0; s <= steps && ok; s++) {  // step 0 warms up (plans, scratch buffers)
+        const auto t0 = Clock::now();
+        ok = cx_zero_grad(m, &st) == CX_OK;
+        for (int a = 0; a < accumulate && ok; a++)
+          ok = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f / ((float)accumulate * B * T), &loss, &count, &st) == CX_OK;
+        const double t_fb = seconds_since(t0);
+        const auto t1 = Clock::now();
+        cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, s + 1};
+        ok = ok && cx_grad_norm(m, &norm, &st) == CX_OK;
+        hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.f;
+        ok = ok && cx_adamw_step(m, &hp, &st) == CX_OK && cx_tensor_get(m, CX_PARAM, cx_tensor_count(m) - 2, probe.data(), &st) == CX_OK;
+        if (s == 0) {  // after the first step every buffer exists: the step's whole footprint
+          size_t free_b = 0, total_b = 0;
+          if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) used_gb = (double)(total_b - free_b) / (1 << 30);
+        }
+        if (s > 0) {
+          fb += t_fb / steps;
+          opt += seconds_since(t1) / steps;
+        }
       }
-      if (s > 0) {
-        fb += t_fb / steps;
-        opt += seconds_since(t1) / steps;
+      if (!ok) {
+        std::printf("micro-batch %d%s does not run: %s\n", B, recompute ? " with recomputation" : "", st.message);
+        break;
+      }
+      size_t states = 0, activations = 0;
+      cx_model_memory(m, &states, &activations);
+      const double sec = fb + opt, tokens_per_step = (double)accumulate * B * T;
+      // Model FLOPs only: the recomputed forward is not counted, as MFU is defined.
+      const double flops = accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
+      const double mfu = flops / sec / kPeak;
+      std::printf("%s, seq %d, micro-batch %d x %d per step%s: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, "
+                  "%.0f TFLOP/s, MFU %.1f%% (forward+backward alone %.1f%%), %.1f GiB of GPU memory in use (model states %.0f MiB, "
+                  "activations %.0f MiB) (loss %.4f)\n",
+                  tiny ? "tiny model" : "ChuXin-1.6B", T, B, accumulate, recompute ? " with recomputation" : "", sec, fb, opt, tokens_per_step / sec,
+                  flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, used_gb, states / 1048576.0, activations / 1048576.0,
+                  loss / std::max<int64_t>(count, 1));
+      if (tokens_per_step / sec > best_tps) {
+        best_tps = tokens_per_step / sec;
+        best_mfu = mfu;
+        best_mb = recompute ? -B : B;
       }
     }
-    if (!ok) {
-      std::printf("micro-batch %d does not run: %s\n", B, st.message);
-      break;
-    }
-    const double sec = fb + opt, tokens_per_step = (double)accumulate * B * T;
-    const double flops = accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
-    const double mfu = flops / sec / kPeak;
-    std::printf("%s, seq %d, micro-batch %d x %d per step: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, "
-                "%.0f TFLOP/s, MFU %.1f%% (forward+backward alone %.1f%%), %.1f GiB of GPU memory in use (loss %.4f)\n",
-                tiny ? "tiny model" : "ChuXin-1.6B", T, B, accumulate, sec, fb, opt, tokens_per_step / sec, flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, used_gb,
-                loss / std::max<int64_t>(count, 1));
-    if (tokens_per_step / sec > best_tps) {
-      best_tps = tokens_per_step / sec;
-      best_mfu = mfu;
-      best_mb = B;
-    }
+    cx_model_free(m);
   }
-  cx_model_free(m);
   if (best_mb == 0) return 1;
-  std::printf("ours best: micro-batch %d x %d per step, %.0f tokens/s, MFU %.1f%%\n", best_mb, accumulate, best_tps, 100 * best_mfu);
+  std::printf("ours best: micro-batch %d x %d per step%s, %.0f tokens/s, MFU %.1f%%\n", std::abs(best_mb), accumulate,
+              best_mb < 0 ? " with recomputation" : "", best_tps, 100 * best_mfu);
   return 0;
 }

@@ -183,7 +183,7 @@ int main() {
     tokens[4] = 39;  // EOS ends a document mid-row
     tokens[15] = 39;
     tokens[19] = 39;
-    cx_run_options o{CX_FP32, 1, 1, 1, 39};
+    cx_run_options o{CX_FP32, 1, 1, 1, 39, 0};
     double sum = 0;
     int64_t count = 0;
     auto loss = [&] {
@@ -220,6 +220,48 @@ int main() {
     }
     report("whole model, every tensor (directional)", worst, 1e-2);
     cx_model_free(m);
+  }
+  {  // recomputation: the same loss and gradients bit for bit, with the activations of one block instead of all
+    cx_config cfg{3, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
+    cx_status st{};
+    cx_model *full = nullptr, *rec = nullptr;
+    if (cx_model_create(&cfg, "cpu", 2, &full, &st) != CX_OK || cx_model_init(full, 9, &st) != CX_OK ||
+        cx_model_create(&cfg, "cpu", 2, &rec, &st) != CX_OK || cx_model_init(rec, 9, &st) != CX_OK) {
+      std::printf("FAIL model create: %s\n", st.message);
+      return 1;
+    }
+    const int Bm = 2, Tm = 16;
+    std::vector<int32_t> tokens(Bm * Tm);
+    for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 7 + 3) % 39;
+    tokens[5] = tokens[20] = 39;
+    for (int precision : {CX_FP32, CX_BF16}) {
+      cx_run_options o{precision, 1, 1, 1, 39, 0}, r{precision, 1, 1, 1, 39, 1};
+      double sf = 0, sr = 0;
+      int64_t cf = 0, cr = 0;
+      cx_zero_grad(full, &st);
+      cx_zero_grad(rec, &st);
+      const bool ran = cx_forward_backward(full, tokens.data(), Bm, Tm, &o, 0.1f, &sf, &cf, &st) == CX_OK &&
+                       cx_forward_backward(rec, tokens.data(), Bm, Tm, &r, 0.1f, &sr, &cr, &st) == CX_OK;
+      size_t differing = ran ? 0 : 1;
+      for (int i = 0; ran && i < cx_tensor_count(full); i++) {
+        int64_t rows, cols;
+        cx_tensor_shape(full, i, &rows, &cols);
+        std::vector<float> a(rows * cols), b(rows * cols);
+        cx_tensor_get(full, CX_GRAD, i, a.data(), &st);
+        cx_tensor_get(rec, CX_GRAD, i, b.data(), &st);
+        differing += std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0;
+      }
+      const std::string tag = precision == CX_FP32 ? " (fp32)" : " (bf16)";
+      report("recompute: same loss" + tag, sf == sr && cf == cr ? 0 : 1, 0);
+      report("recompute: gradient tensors that differ" + tag, (double)differing, 0);
+    }
+    size_t states_full, states_rec, act_full, act_rec;
+    cx_model_memory(full, &states_full, &act_full);
+    cx_model_memory(rec, &states_rec, &act_rec);
+    std::printf("     activations: %zu bytes kept, %zu recomputed (3 blocks)\n", act_full, act_rec);
+    report("recompute: less activation memory", act_rec < act_full && states_rec == states_full ? 0 : 1, 0);
+    cx_model_free(full);
+    cx_model_free(rec);
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

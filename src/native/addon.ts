@@ -21,6 +21,8 @@ export interface RunOptions {
   resetPositions: 0 | 1;
   maskEosLoss: 0 | 1;
   eosId: number;
+  /** 1: keep only each block's input and rerun the block in backward (less memory, same results) */
+  recompute?: 0 | 1;
 }
 
 export const TensorKind = { param: 0, grad: 1, adamM: 2, adamV: 3 } as const;
@@ -37,6 +39,8 @@ export interface NativeModel {
   gradNorm(): Promise<number>;
   adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): Promise<void>;
   backend(): string;
+  /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
+  memory(): { states: number; activations: number };
   dispose(): void;
 }
 

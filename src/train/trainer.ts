@@ -38,6 +38,8 @@ export interface TrainConfig {
   doc_mask: boolean;
   reset_positions: boolean;
   mask_eos_loss: boolean;
+  /** rerun each block's forward in backward instead of keeping its activations: less memory, same numbers */
+  recompute: boolean;
   eval_every: number;
   eval_sequences: number;
 }
@@ -45,22 +47,28 @@ export interface TrainConfig {
 export type TrainEvent =
   | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
   | { type: "step"; step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; eta_s: number }
+  /** after the first step, when every buffer has its size: bytes of weights + gradients + AdamW state, and of activations */
+  | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean }
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
   | { type: "checkpoint"; step: number; path: string }
   | { type: "done"; step: number; out: string };
 
-export function runOptionsOf(c: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss">, eosId: number): RunOptions {
+export function runOptionsOf(
+  c: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss"> & { recompute?: boolean },
+  eosId: number,
+): RunOptions {
   return {
     precision: c.precision === "fp32" ? 1 : 0,
     docMask: c.doc_mask ? 1 : 0,
     resetPositions: c.reset_positions ? 1 : 0,
     maskEosLoss: c.mask_eos_loss ? 1 : 0,
     eosId,
+    recompute: c.recompute ? 1 : 0,
   };
 }
 
 /** Only the fields that change the arithmetic must match on --resume; step counts and cadence may change. */
-const RESUMABLE = new Set(["steps", "save_every", "keep_last", "eval_every", "threads", "decay_steps"]);
+const RESUMABLE = new Set(["steps", "save_every", "keep_last", "eval_every", "threads", "decay_steps", "recompute"]);
 
 async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null }> {
   const runDir = requested.out;
@@ -197,6 +205,10 @@ export async function train(
         model.adamwStep({ lr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, gradScale, step }),
       );
       lastLoss = loss;
+      if (step === firstStep + 1) {
+        const memory = model.memory();
+        options.onEvent({ type: "memory", states_bytes: memory.states, activation_bytes: memory.activations, micro_batch: config.micro_batch, context: T, recompute: config.recompute });
+      }
       const seconds = (performance.now() - started) / 1000;
       const tokensPerS = ((step - firstStep) * config.global_batch_tokens) / seconds;
       const etaS = ((config.steps - step) * config.global_batch_tokens) / tokensPerS;

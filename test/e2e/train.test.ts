@@ -89,11 +89,12 @@ describe("chuxin-data train / eval / generate on the sample build", () => {
     assert.ok(Math.abs(ev.perplexity - Math.exp(ev.mean_loss)) < 1e-6 * ev.perplexity);
   });
 
-  it("resumes after being killed past a checkpoint with bit-identical losses", async () => {
+  it("resumes after being killed past a checkpoint with bit-identical losses, also when it resumes recomputing the blocks", async () => {
     const steps = ["--steps", "24", "--save-every", "12", "--eval-every", "0"];
     const straight = join(work, "straight");
     const a = await runCli(["train", "--data", data, "--out", straight, ...steps, ...common], { env });
     assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stderr, /memory on cpu: [\d.]+ GiB weights, gradients and AdamW state \+ [\d.]+ GiB activations at micro-batch 4 × 256\n/);
 
     const killed = join(work, "killed");
     const child = spawn(process.execPath, [binPath, "train", "--data", data, "--out", killed, ...steps, ...common, "--json"], {
@@ -109,8 +110,10 @@ describe("chuxin-data train / eval / generate on the sample build", () => {
       child.on("close", () => resolve());
     });
     assert.deepEqual((await readdir(killed)).filter((n) => n.startsWith("checkpoint-")), ["checkpoint-0000012"]);
-    const b = await runCli(["train", "--data", data, "--out", killed, ...steps, ...common, "--resume"], { env });
+    // Recomputation changes memory, not arithmetic: the resumed steps must still match bit for bit.
+    const b = await runCli(["train", "--data", data, "--out", killed, ...steps, ...common, "--resume", "--recompute"], { env });
     assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stderr, /GiB activations at micro-batch 4 × 256 \(recomputed\)/);
     const pick = (l: Record<string, number>) => ({ step: l.step, loss: l.loss, grad_norm: l.grad_norm, lr: l.lr });
     const x = metrics(await readFile(join(straight, "metrics.jsonl"), "utf8")).map(pick);
     const y = metrics(await readFile(join(killed, "metrics.jsonl"), "utf8")).map(pick);

@@ -22,7 +22,7 @@ describe("native model (CPU backend)", () => {
   it("passes the op-level and whole-model gradient checks against finite differences", () => {
     const r = spawnSync(join(repoRoot, "native", "build", "chuxin_native_test"), { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^21 passed, 0 failed$/m);
+    assert.match(r.stdout, /^26 passed, 0 failed$/m);
   });
 
   // The GPU check's parity part with the CUDA kernels run under a CPU emulation of the CUDA execution model
@@ -31,18 +31,20 @@ describe("native model (CPU backend)", () => {
   it("runs the CUDA kernels under the CPU emulation: every op, the fused attention and the whole model match the CPU backend", { skip: !existsSync(emulated) && "built only where the CUDA headers are" }, () => {
     const r = spawnSync(emulated, { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^79 passed, 0 failed$/m);
+    assert.match(r.stdout, /^83 passed, 0 failed$/m);
+    assert.match(r.stdout, /ok +recompute, after a run at the other precision: loss and gradient tensors that differ \(bf16, cuda\)/);
     assert.match(r.stdout, /ok +fused vs reference CUDA attention dk/);
   });
 
   const throughput = join(repoRoot, "native", "build", "chuxin_gpu_throughput_emulated");
   it("runs the GPU throughput program's logic under the CPU emulation (tiny model; its timings mean nothing)", { skip: !existsSync(throughput) && "built only where the CUDA headers are" }, () => {
-    const r = spawnSync(throughput, ["--config", "tiny", "--micro-batches", "1,2", "--accumulate", "2", "--steps", "1"], { encoding: "utf8" });
+    const r = spawnSync(throughput, ["--config", "tiny", "--micro-batches", "1,2", "--recompute-micro-batches", "2", "--accumulate", "2", "--steps", "1"], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /op profile, one row of 256 tokens/);
     assert.match(r.stdout, /lm_head_cross_entropy \(fwd\+bwd\) +1 calls/);
     assert.match(r.stdout, /tiny model, seq 256, micro-batch 2 x 2 per step: .* tokens\/s/);
-    assert.match(r.stdout, /^ours best: micro-batch \d x 2 per step, \d+ tokens\/s/m);
+    assert.match(r.stdout, /tiny model, seq 256, micro-batch 2 x 2 per step with recomputation: .* tokens\/s/);
+    assert.match(r.stdout, /^ours best: micro-batch \d x 2 per step( with recomputation)?, \d+ tokens\/s/m);
   });
 
   it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {
@@ -93,6 +95,25 @@ describe("native model (CPU backend)", () => {
     }
     assert.ok(loss < 0.05, `final loss ${loss}`);
     m.dispose();
+  });
+
+  it("recomputes blocks on request: the same loss and gradient bits, and fewer activation bytes held", async () => {
+    const tokens = Int32Array.from({ length: 2 * 48 }, (_, i) => (i % 13 === 12 ? EOS : (i * 3 + 2) % 60));
+    const run = async (recompute: 0 | 1) => {
+      const m = model(4);
+      m.zeroGrad();
+      const r = await m.forwardBackward(tokens, 2, 48, { ...bf16, recompute }, 0.01);
+      const grads = m.tensors().map((_, i) => m.getTensor(1, i));
+      const memory = m.memory();
+      m.dispose();
+      return { loss: r.lossSum, grads, memory };
+    };
+    const kept = await run(0);
+    const recomputed = await run(1);
+    assert.equal(recomputed.loss, kept.loss);
+    assert.deepEqual(recomputed.grads, kept.grads);
+    assert.equal(recomputed.memory.states, kept.memory.states);
+    assert.ok(recomputed.memory.activations < kept.memory.activations, JSON.stringify({ kept: kept.memory, recomputed: recomputed.memory }));
   });
 
   it("is deterministic: the same step twice gives the same bits, whatever the thread count", async () => {

@@ -36,7 +36,7 @@ float get_float(const Napi::Object& o, const char* key, float fallback) {
 }
 
 cx_run_options run_options(const Napi::Value& v) {
-  cx_run_options o{CX_BF16, 1, 1, 1, 100001};
+  cx_run_options o{CX_BF16, 1, 1, 1, 100001, 0};
   if (!v.IsObject()) return o;
   Napi::Object obj = v.As<Napi::Object>();
   o.precision = get_int(obj, "precision", o.precision);
@@ -44,6 +44,7 @@ cx_run_options run_options(const Napi::Value& v) {
   o.reset_positions = get_int(obj, "resetPositions", o.reset_positions);
   o.mask_eos_loss = get_int(obj, "maskEosLoss", o.mask_eos_loss);
   o.eos_id = get_int(obj, "eosId", o.eos_id);
+  o.recompute = get_int(obj, "recompute", o.recompute);
   return o;
 }
 
@@ -84,7 +85,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("forwardBackward", &Model::ForwardBackward), InstanceMethod("forwardLosses", &Model::ForwardLosses),
                         InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
-                        InstanceMethod("backend", &Model::BackendName),
+                        InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
 
@@ -285,6 +286,17 @@ class Model : public Napi::ObjectWrap<Model> {
                 get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1)};
     cx_model* m = model_;
     return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    size_t states = 0, activations = 0;
+    cx_model_memory(model_, &states, &activations);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("states", Napi::Number::New(env, (double)states));
+    out.Set("activations", Napi::Number::New(env, (double)activations));
+    return out;
   }
 
   Napi::Value BackendName(const Napi::CallbackInfo& info) {

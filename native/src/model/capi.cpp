@@ -34,13 +34,16 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     if (!m->be) fail(CX_OUT_OF_MEMORY, "cannot create the %s backend", which.c_str());
     build_tensor_table(*m);
     Backend* be = m->be.get();
-    // Weights, gradients and AdamW moments: 5 x 4 bytes per parameter, whatever the batch.
-    const char* too_big = "the model does not fit this device (it needs 20 bytes per parameter before activations)";
+    // fp32 weights, gradients and AdamW moments (16 bytes per parameter) and the compute copy in the storage of a
+    // bf16 run (2 or 4 bytes; an fp32 run on a packed-bf16 backend grows it), whatever the batch.
+    char too_big[160];
+    snprintf(too_big, sizeof too_big, "the model does not fit this device (it needs %zu bytes per parameter before activations)",
+             16 + be->activation_bytes(true));
     m->params.ensure(be, m->n_params, "parameters", too_big);
-    m->compute.ensure(be, m->n_params, "compute weights", too_big);
     m->grads.ensure(be, m->n_params, "gradients", too_big);
     m->adam_m.ensure(be, m->n_params, "AdamW first moments", too_big);
     m->adam_v.ensure(be, m->n_params, "AdamW second moments", too_big);
+    layout_compute_weights(*m, CX_BF16, too_big);
     for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->p, 0.f, m->n_params);
     *out = m.release();
   });
@@ -110,7 +113,7 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N,
+    m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(last + 1), m->targets.p, bt.N,
                                  m->cfg.hidden, m->cfg.vocab, loss_scale, o->precision == CX_BF16);
     backward_blocks(*m, bt, *o);
     std::vector<float> losses((size_t)bt.N);
@@ -129,7 +132,7 @@ int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(m->compute.p, last + 1), m->targets.p, bt.N, m->cfg.hidden,
+    m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(last + 1), m->targets.p, bt.N, m->cfg.hidden,
                                  m->cfg.vocab, 1.f, o->precision == CX_BF16);
     m->be->download(losses, m->losses.p, (size_t)bt.N);
   });
@@ -145,7 +148,7 @@ int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, con
     Buffer out;
     out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, "logits");
     const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_logits(out.p, m->hf.p, m->W(m->compute.p, last + 1), m->rows.p, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
+    m->be->lm_head_logits(out.p, m->hf.p, m->W(last + 1), m->rows.p, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
     m->be->download(logits, out.p, (size_t)B * m->cfg.vocab);
   });
 }
@@ -166,10 +169,22 @@ int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
                       1.f - std::pow(hp->beta2, (float)hp->step)};
     for (const TensorInfo& t : m->tensors) {
       p.weight_decay = t.decay ? hp->weight_decay : 0.f;
-      float* compute = m->compute_precision < 0 ? m->params.p + t.offset : m->compute.p + t.offset;
+      float* compute = m->compute_precision < 0 ? m->params.p + t.offset : m->compute.p + t.compute_offset;
       m->be->adamw(m->params.p + t.offset, compute, m->grads.p + t.offset, m->adam_m.p + t.offset, m->adam_v.p + t.offset, t.size(), p, bf);
     }
   });
+}
+
+void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
+  size_t s = 0, a = 0;
+  for (const Buffer* b : {&m->params, &m->compute, &m->grads, &m->adam_m, &m->adam_v}) s += b->n * sizeof(float);
+  for (const Buffer* b : {&m->x, &m->xmid, &m->h1, &m->rstd1, &m->q, &m->k, &m->v, &m->att, &m->lse, &m->h2, &m->rstd2, &m->gate, &m->up,
+                          &m->act, &m->hf, &m->rstdf, &m->losses, &m->tmp, &m->dx, &m->dh, &m->dq, &m->dk, &m->dv, &m->datt, &m->dgate,
+                          &m->dup, &m->dact})
+    a += b->n * sizeof(float);
+  for (const IntBuffer* b : {&m->tok, &m->pos, &m->doc_start, &m->targets, &m->rows}) a += b->n * sizeof(int32_t);
+  if (states) *states = s;
+  if (activations) *activations = a;
 }
 
 }  // extern "C"

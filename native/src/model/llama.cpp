@@ -28,7 +28,7 @@ int L(int layer, int which) { return 1 + 9 * layer + which; }
 void build_tensor_table(cx_model& m) {
   const cx_config& c = m.cfg;
   auto add = [&](const std::string& name, int64_t rows, int64_t cols, bool decay) {
-    m.tensors.push_back({name, rows, cols, m.n_params, decay});
+    m.tensors.push_back({name, rows, cols, m.n_params, 0, decay});
     m.n_params += (size_t)(rows * cols);
   };
   add("model.embed_tokens.weight", c.vocab, c.hidden, false);
@@ -72,35 +72,39 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   }
   Backend* be = m.be.get();
   const size_t act_bytes = be->activation_bytes(o.precision == CX_BF16);
-  if (N > m.tokens_capacity || act_bytes > m.activation_bytes) {
+  // Per-block activations: one slot per block, or one shared slot when the blocks are recomputed in backward.
+  const int slots = o.recompute ? 1 : c.n_layers;
+  if (N > m.tokens_capacity || act_bytes > m.activation_bytes || slots > m.activation_slots) {
+    const char* hint = o.recompute ? "lower --micro-batch or --context" : "lower --micro-batch or --context, or pass --recompute";
     // Activations in the backend's storage (bf16 may be packed, 2 bytes); statistics stay fp32.
-    const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), Ls = (size_t)c.n_layers;
-    m.x.ensure(be, NC * (Ls + 1), "residual stream");
-    m.xmid.ensure(be, NC * Ls, "residual stream");
-    m.h1.ensure(be, NC * Ls, "attention norm");
-    m.rstd1.ensure(be, (size_t)N * Ls, "norm stats");
-    m.q.ensure(be, NC * Ls, "queries");
-    m.k.ensure(be, NC * Ls, "keys");
-    m.v.ensure(be, NC * Ls, "values");
-    m.att.ensure(be, NC * Ls, "attention output");
-    m.lse.ensure(be, (size_t)N * c.n_heads * Ls, "attention stats");
-    m.h2.ensure(be, NC * Ls, "MLP norm");
-    m.rstd2.ensure(be, (size_t)N * Ls, "norm stats");
-    m.gate.ensure(be, NF * Ls, "MLP gate");
-    m.up.ensure(be, NF * Ls, "MLP up");
-    m.act.ensure(be, NF * Ls, "MLP activation");
-    m.hf.ensure(be, NC, "final norm");
-    m.rstdf.ensure(be, (size_t)N, "norm stats");
-    m.losses.ensure(be, (size_t)N, "losses");
-    m.tmp.ensure(be, NC, "scratch");
-    for (Buffer* b : {&m.dx, &m.dh, &m.dq, &m.dk, &m.dv, &m.datt}) b->ensure(be, NC, "gradients");
-    for (Buffer* b : {&m.dgate, &m.dup, &m.dact}) b->ensure(be, NF, "gradients");
+    const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), S = (size_t)slots;
+    m.x.ensure(be, NC * ((size_t)c.n_layers + 1), "residual stream", hint);
+    m.xmid.ensure(be, NC * S, "residual stream", hint);
+    m.h1.ensure(be, NC * S, "attention norm", hint);
+    m.rstd1.ensure(be, (size_t)N * S, "norm stats", hint);
+    m.q.ensure(be, NC * S, "queries", hint);
+    m.k.ensure(be, NC * S, "keys", hint);
+    m.v.ensure(be, NC * S, "values", hint);
+    m.att.ensure(be, NC * S, "attention output", hint);
+    m.lse.ensure(be, (size_t)N * c.n_heads * S, "attention stats", hint);
+    m.h2.ensure(be, NC * S, "MLP norm", hint);
+    m.rstd2.ensure(be, (size_t)N * S, "norm stats", hint);
+    m.gate.ensure(be, NF * S, "MLP gate", hint);
+    m.up.ensure(be, NF * S, "MLP up", hint);
+    m.act.ensure(be, NF * S, "MLP activation", hint);
+    m.hf.ensure(be, NC, "final norm", hint);
+    m.rstdf.ensure(be, (size_t)N, "norm stats", hint);
+    m.losses.ensure(be, (size_t)N, "losses", hint);
+    m.tmp.ensure(be, NC, "scratch", hint);
+    for (Buffer* b : {&m.dx, &m.dh, &m.dq, &m.dk, &m.dv, &m.datt}) b->ensure(be, NC, "gradients", hint);
+    for (Buffer* b : {&m.dgate, &m.dup, &m.dact}) b->ensure(be, NF, "gradients", hint);
     m.tok.ensure(be, (size_t)N);
     m.pos.ensure(be, (size_t)N);
     m.doc_start.ensure(be, (size_t)N);
     m.targets.ensure(be, (size_t)N);
     m.tokens_capacity = N;
     m.activation_bytes = act_bytes;
+    m.activation_slots = slots;
   }
   be->upload_i32(m.tok.p, tokens, (size_t)N);
   be->upload_i32(m.pos.p, pos.data(), (size_t)N);
@@ -110,11 +114,60 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   out = {B, T, N};
 }
 
+void layout_compute_weights(cx_model& m, int precision, const char* hint) {
+  const size_t bytes = m.be->activation_bytes(precision == CX_BF16);  // the compute copy is stored as activations are
+  size_t floats = 0;
+  for (TensorInfo& t : m.tensors) {
+    t.compute_offset = floats;
+    floats += (storage_floats(t.size(), bytes) + 63) / 64 * 64;  // each tensor starts 256-byte aligned, as GEMM operands want
+  }
+  m.compute.ensure(m.be.get(), floats, "compute weights", hint);
+}
+
 void ensure_compute_weights(cx_model& m, int precision) {
   if (m.compute_precision == precision) return;
+  m.compute_precision = -1;  // until every tensor is rewritten
+  layout_compute_weights(m, precision, "the model's compute copy does not fit this device");
   // Tensor by tensor: each is later addressed by its own pointer (see the storage note in backend.h).
-  for (const TensorInfo& t : m.tensors) m.be->copy_round(m.compute.p + t.offset, m.params.p + t.offset, t.size(), precision == CX_BF16);
+  for (const TensorInfo& t : m.tensors)
+    m.be->copy_round(m.compute.p + t.compute_offset, m.params.p + t.offset, t.size(), precision == CX_BF16);
   m.compute_precision = precision;
+}
+
+/* Where block l's activations live: its own slot, or the one shared slot when they are recomputed. */
+static size_t slot(const cx_run_options& o, int l) { return o.recompute ? 0 : (size_t)l; }
+
+/* Block l's forward from its input x[l]. Recomputing (backward of a recompute run) first redoes the attention
+ * norm from x[l] (the same arithmetic as the fused residual + norm that wrote it; backend.h) and stops once the
+ * activations the backward reads are back, before the down projection, whose sum x[l+1] is kept. */
+static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o, int l, bool recomputing) {
+  Backend* be = m.be.get();
+  const cx_config& c = m.cfg;
+  const bool bf = o.precision == CX_BF16;
+  const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
+  // Activations are addressed through the backend, which may store them packed (backend.h).
+  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
+  const size_t s = slot(o, l), oc = s * N * C, of = s * N * F, ox = (size_t)l * N * C;
+  float* xin = at(m.x, ox);
+  if (recomputing) be->rmsnorm_forward(at(m.h1, oc), m.rstd1.p + s * N, xin, m.W(L(l, 0)), N, C, c.norm_eps, bf);
+  be->matmul_forward(at(m.q, oc), at(m.h1, oc), m.W(L(l, 1)), N, C, C, bf);
+  be->matmul_forward(at(m.k, oc), at(m.h1, oc), m.W(L(l, 2)), N, C, C, bf);
+  be->matmul_forward(at(m.v, oc), at(m.h1, oc), m.W(L(l, 3)), N, C, C, bf);
+  be->rope_forward(at(m.q, oc), m.pos.p, N, H, D, c.rope_theta, bf);
+  be->rope_forward(at(m.k, oc), m.pos.p, N, H, D, c.rope_theta, bf);
+  be->attention_forward(at(m.att, oc), m.lse.p + s * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc), m.doc_start.p, bt.B, bt.T, H, D, bf);
+  be->matmul_forward(m.tmp.p, at(m.att, oc), m.W(L(l, 4)), N, C, C, bf);
+  be->residual_rmsnorm_forward(at(m.xmid, oc), at(m.h2, oc), m.rstd2.p + s * N, xin, m.tmp.p, m.W(L(l, 5)), N, C, c.norm_eps, bf);
+  be->matmul_forward(at(m.gate, of), at(m.h2, oc), m.W(L(l, 6)), N, C, F, bf);
+  be->matmul_forward(at(m.up, of), at(m.h2, oc), m.W(L(l, 7)), N, C, F, bf);
+  be->swiglu_forward(at(m.act, of), at(m.gate, of), at(m.up, of), N * F, bf);
+  if (recomputing) return;
+  be->matmul_forward(m.tmp.p, at(m.act, of), m.W(L(l, 8)), N, F, C, bf);
+  // The residual add fused with the norm that reads its sum: the next block's first norm, or the final norm.
+  const bool final = l + 1 == c.n_layers;
+  const size_t next = final ? 0 : slot(o, l + 1);
+  be->residual_rmsnorm_forward(at(m.x, ox + (size_t)N * C), final ? m.hf.p : at(m.h1, next * N * C), final ? m.rstdf.p : m.rstd1.p + next * N,
+                               at(m.xmid, oc), m.tmp.p, m.W(final ? 1 + 9 * c.n_layers : L(l + 1, 0)), N, C, c.norm_eps, bf);
 }
 
 /* Runs the blocks and the final norm; leaves hidden states in m.hf. */
@@ -122,35 +175,9 @@ static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
-  const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
-  const float* w = m.compute.p;
-  // Activations are addressed through the backend, which may store them packed (backend.h).
-  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
-  const int last = 1 + 9 * c.n_layers;
-  be->embedding_forward(m.x.p, m.tok.p, m.W(w, 0), N, C, bf);
-  be->rmsnorm_forward(m.h1.p, m.rstd1.p, m.x.p, m.W(w, L(0, 0)), N, C, c.norm_eps, bf);
-  // Each residual add is fused with the norm that reads its sum: the block's second norm, then the next block's
-  // first norm (or the final norm after the last block).
-  for (int l = 0; l < c.n_layers; l++) {
-    const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
-    float* xin = at(m.x, oc);
-    be->matmul_forward(at(m.q, oc), at(m.h1, oc), m.W(w, L(l, 1)), N, C, C, bf);
-    be->matmul_forward(at(m.k, oc), at(m.h1, oc), m.W(w, L(l, 2)), N, C, C, bf);
-    be->matmul_forward(at(m.v, oc), at(m.h1, oc), m.W(w, L(l, 3)), N, C, C, bf);
-    be->rope_forward(at(m.q, oc), m.pos.p, N, H, D, c.rope_theta, bf);
-    be->rope_forward(at(m.k, oc), m.pos.p, N, H, D, c.rope_theta, bf);
-    be->attention_forward(at(m.att, oc), m.lse.p + (size_t)l * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc), m.doc_start.p, bt.B, bt.T, H, D, bf);
-    be->matmul_forward(m.tmp.p, at(m.att, oc), m.W(w, L(l, 4)), N, C, C, bf);
-    be->residual_rmsnorm_forward(at(m.xmid, oc), at(m.h2, oc), m.rstd2.p + (size_t)l * N, xin, m.tmp.p, m.W(w, L(l, 5)), N, C, c.norm_eps, bf);
-    be->matmul_forward(at(m.gate, of), at(m.h2, oc), m.W(w, L(l, 6)), N, C, F, bf);
-    be->matmul_forward(at(m.up, of), at(m.h2, oc), m.W(w, L(l, 7)), N, C, F, bf);
-    be->swiglu_forward(at(m.act, of), at(m.gate, of), at(m.up, of), N * F, bf);
-    be->matmul_forward(m.tmp.p, at(m.act, of), m.W(w, L(l, 8)), N, F, C, bf);
-    const bool final = l + 1 == c.n_layers;
-    be->residual_rmsnorm_forward(at(m.x, oc + (size_t)N * C), final ? m.hf.p : at(m.h1, oc + (size_t)N * C),
-                                 final ? m.rstdf.p : m.rstd1.p + (size_t)(l + 1) * N, at(m.xmid, oc), m.tmp.p,
-                                 m.W(w, final ? last : L(l + 1, 0)), N, C, c.norm_eps, bf);
-  }
+  be->embedding_forward(m.x.p, m.tok.p, m.W(0), bt.N, c.hidden, bf);
+  be->rmsnorm_forward(m.h1.p, m.rstd1.p, m.x.p, m.W(L(0, 0)), bt.N, c.hidden, c.norm_eps, bf);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, bt, o, l, false);
 }
 
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
@@ -158,29 +185,28 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
   const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
-  const float* w = m.compute.p;
-  // Activations are addressed through the backend, which may store them packed (backend.h).
   auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
   const int last = 1 + 9 * c.n_layers;
   // m.dh holds d(final norm output) from the fused cross-entropy.
   be->fill(m.dx.p, 0.f, storage_floats((size_t)(N * C), be->activation_bytes(bf)));  // zero bits are a zero in any storage
-  be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, at(m.x, (size_t)c.n_layers * N * C), m.W(w, last), m.rstdf.p, N, C, bf);
+  be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, at(m.x, (size_t)c.n_layers * N * C), m.W(last), m.rstdf.p, N, C, bf);
   for (int l = c.n_layers - 1; l >= 0; l--) {
-    const size_t oc = (size_t)l * N * C, of = (size_t)l * N * F;
-    be->matmul_backward(m.dact.p, m.G(L(l, 8)), m.dx.p, at(m.act, of), m.W(w, L(l, 8)), N, F, C, false, bf);
+    if (o.recompute) block_forward(m, bt, o, l, true);
+    const size_t s = slot(o, l), oc = s * N * C, of = s * N * F, ox = (size_t)l * N * C;
+    be->matmul_backward(m.dact.p, m.G(L(l, 8)), m.dx.p, at(m.act, of), m.W(L(l, 8)), N, F, C, false, bf);
     be->swiglu_backward(m.dgate.p, m.dup.p, m.dact.p, at(m.gate, of), at(m.up, of), N * F, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 6)), m.dgate.p, at(m.h2, oc), m.W(w, L(l, 6)), N, C, F, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 7)), m.dup.p, at(m.h2, oc), m.W(w, L(l, 7)), N, C, F, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 5)), m.dh.p, at(m.xmid, oc), m.W(w, L(l, 5)), m.rstd2.p + (size_t)l * N, N, C, bf);
-    be->matmul_backward(m.datt.p, m.G(L(l, 4)), m.dx.p, at(m.att, oc), m.W(w, L(l, 4)), N, C, C, false, bf);
-    be->attention_backward(m.dq.p, m.dk.p, m.dv.p, m.datt.p, at(m.att, oc), m.lse.p + (size_t)l * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc),
+    be->matmul_backward(m.dh.p, m.G(L(l, 6)), m.dgate.p, at(m.h2, oc), m.W(L(l, 6)), N, C, F, false, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 7)), m.dup.p, at(m.h2, oc), m.W(L(l, 7)), N, C, F, true, bf);
+    be->rmsnorm_backward(m.dx.p, m.G(L(l, 5)), m.dh.p, at(m.xmid, oc), m.W(L(l, 5)), m.rstd2.p + s * N, N, C, bf);
+    be->matmul_backward(m.datt.p, m.G(L(l, 4)), m.dx.p, at(m.att, oc), m.W(L(l, 4)), N, C, C, false, bf);
+    be->attention_backward(m.dq.p, m.dk.p, m.dv.p, m.datt.p, at(m.att, oc), m.lse.p + s * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc),
                            m.doc_start.p, bt.B, bt.T, H, D, bf);
     be->rope_backward(m.dq.p, m.pos.p, N, H, D, c.rope_theta, bf);
     be->rope_backward(m.dk.p, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 1)), m.dq.p, at(m.h1, oc), m.W(w, L(l, 1)), N, C, C, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 2)), m.dk.p, at(m.h1, oc), m.W(w, L(l, 2)), N, C, C, true, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, at(m.h1, oc), m.W(w, L(l, 3)), N, C, C, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, at(m.x, oc), m.W(w, L(l, 0)), m.rstd1.p + (size_t)l * N, N, C, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 1)), m.dq.p, at(m.h1, oc), m.W(L(l, 1)), N, C, C, false, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 2)), m.dk.p, at(m.h1, oc), m.W(L(l, 2)), N, C, C, true, bf);
+    be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, at(m.h1, oc), m.W(L(l, 3)), N, C, C, true, bf);
+    be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, at(m.x, ox), m.W(L(l, 0)), m.rstd1.p + s * N, N, C, bf);
   }
   be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C, bf);
 }

@@ -48,7 +48,8 @@ int guarded(cx_status* status, F&& body) {
 struct TensorInfo {
   std::string name;
   int64_t rows, cols;
-  size_t offset;
+  size_t offset;          // in the fp32 arrays: parameters, gradients, AdamW moments
+  size_t compute_offset;  // in the compute copy, laid out for its storage (layout_compute_weights)
   bool decay;  // weight decay applies to matrices, not to norms or embeddings
   size_t size() const { return (size_t)(rows * cols); }
 };
@@ -104,6 +105,7 @@ struct cx_model {
   // Activations for the last forward, sized for `tokens` positions.
   int64_t tokens_capacity = 0;
   size_t activation_bytes = 0;  // per element, as the backend stores the activations these buffers were sized for
+  int activation_slots = 0;     // blocks whose activations they hold: all of them, or 1 when recomputed
   cxm::Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
   cxm::Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
   cxm::IntBuffer tok, pos, doc_start, targets, rows;
@@ -114,7 +116,8 @@ struct cx_model {
       if (tensors[i].name == name) return (int)i;
     return -1;
   }
-  const float* W(const float* base, int i) const { return base + tensors[(size_t)i].offset; }
+  /* The compute copy of tensor i (fp32, or bf16 in the backend's storage). */
+  const float* W(int i) const { return compute.p + tensors[(size_t)i].compute_offset; }
   float* G(int i) { return grads.p + tensors[(size_t)i].offset; }
 };
 
@@ -127,6 +130,8 @@ struct Batch {
 
 void build_tensor_table(cx_model& m);
 void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index);
+/* Sizes the compute copy for a run of this precision and places each tensor at a 256-byte boundary. */
+void layout_compute_weights(cx_model& m, int precision, const char* hint);
 void ensure_compute_weights(cx_model& m, int precision);
 /* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
 Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o);
