@@ -2,7 +2,7 @@
 # The GPU check, in one device call (planned for about 7 of its 9 minutes): builds the native core for sm_90a with
 # CUDA (no Node needed), then
 #   1. chuxin_gpu_check: every op against the CPU backend (poisoned outputs), the fused attention against the
-#      reference CUDA kernels, the whole model's loss and gradients for both CUDA backends, determinism, and
+#      reference CUDA kernels, the whole model's loss and gradients for both CUDA backends, determinism, recomputation and
 #      the tiny model's loss curve on the sample shard, GPU vs CPU;
 #   2. bench/train-gpu.sh: chuxin_gpu_throughput (ChuXin-1.6B at sequence 4096, whole training steps, tokens/s
 #      and MFU) and bench/train_gpu_torch.py (the same model, row and formula in PyTorch on the same card) → ratio.

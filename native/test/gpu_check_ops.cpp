@@ -36,6 +36,10 @@ void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
     gpu->matmul_backward(dx.g, dw.g, y.g, x.g, w.g, N, C, F, false, bf16);
     report("matmul_backward dinp" + tag, dx.diff(), tol);
     report("matmul_backward dweight" + tag, dw.diff(), bf16 ? 1e-4 : tol);
+    dx.set(round(randn(N * C)));  // accumulating into what an earlier projection left (beta = 1, one rounding)
+    cpu->matmul_backward(dx.c, nullptr, y.c, x.c, w.c, N, C, F, true, bf16);
+    gpu->matmul_backward(dx.g, nullptr, y.g, x.g, w.g, N, C, F, true, bf16);
+    report("matmul_backward dinp, accumulating" + tag, dx.diff(), tol);
     {  // operands and output one element past an allocation's start, so not 256-byte aligned (as the LM head's
        // row chunks can be): every access goes through the offset pointer, as the storage contract asks
       Pair xo(cpu, gpu, N * C + 1, A), wo(cpu, gpu, F * C + 1, A), yo(cpu, gpu, N * F + 1, A);

@@ -81,17 +81,10 @@ class CpuBackend final : public Backend {
   void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t N, int64_t Cin,
                        int64_t Cout, bool accumulate_dinp, bool bf16) override {
     if (dinp) {
-      if (accumulate_dinp && bf16) {
-        // The GPU adds in fp32 and stores bf16: compute apart, then add and round.
-        std::vector<float>& tmp = scratch(0, (size_t)(N * Cin));
-        mm(bf16, false, false, N, Cin, Cout, dout, Cout, weight, Cin, tmp.data(), Cin, false);
-        for_elements((size_t)(N * Cin), [&](size_t i0, size_t i1) {
-          for (size_t i = i0; i < i1; i++) dinp[i] = round_bf16(dinp[i] + round_bf16(tmp[i]));
-        });
-      } else {
-        mm(bf16, false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp);
-        if (bf16) copy_round(dinp, dinp, (size_t)(N * Cin), true);
-      }
+      // Accumulating, the product is added to dinp in fp32 and the sum rounded once, as a GEMM with beta = 1
+      // and a bf16 output does on the GPU.
+      mm(bf16, false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp);
+      if (bf16) copy_round(dinp, dinp, (size_t)(N * Cin), true);
     }
     if (dweight) mm(bf16, true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true);
   }

@@ -104,15 +104,8 @@ class CudaBackend final : public Backend {
   }
   void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t N, int64_t Cin,
                        int64_t Cout, bool accumulate_dinp, bool bf16) override {
-    if (dinp) {
-      if (accumulate_dinp && bf16) {  // round the product, then the sum: the CPU's two rounding points
-        float* product = scratch((size_t)(N * Cin));
-        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, product, Cin, false, true, Out::Activation);
-        residual_forward(dinp, dinp, product, N * Cin, true);
-      } else {
-        gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16, Out::Activation);
-      }
-    }
+    // Accumulating, the GEMM adds the product to dinp (beta = 1) in fp32 and rounds the sum once: no separate pass.
+    if (dinp) gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16, Out::Activation);
     if (dweight) gemm(true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true, bf16, Out::Fp32);
   }
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps, bool bf16) override {
