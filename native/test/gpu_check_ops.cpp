@@ -155,6 +155,18 @@ void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
     report("lm_head_cross_entropy losses" + tag, losses.diff(), bf16 ? 1e-3 : 1e-5);
     report("lm_head_cross_entropy dhidden" + tag, dh.diff(), bf16 ? tol : 1e-4);
     report("lm_head_cross_entropy dweight" + tag, dwte.diff(), bf16 ? tol : 1e-4);
+    {  // the same in 12 chunks of 16 rows (ChuXin's batches take several of the default chunk)
+      setenv("CHUXIN_LM_HEAD_CHUNK", std::to_string(16 * V).c_str(), 1);
+      losses.poison();
+      dh.poison();
+      dwte.set(std::vector<float>(V * C, 0.f));
+      cpu->lm_head_cross_entropy(losses.c, dh.c, dwte.c, x.c, wte.c, tg.c, N, C, V, 1.f / N, bf16);
+      gpu->lm_head_cross_entropy(losses.g, dh.g, dwte.g, x.g, wte.g, tg.g, N, C, V, 1.f / N, bf16);
+      unsetenv("CHUXIN_LM_HEAD_CHUNK");
+      report("lm_head_cross_entropy in 16-row chunks, losses" + tag, losses.diff(), bf16 ? 1e-3 : 1e-5);
+      report("lm_head_cross_entropy in 16-row chunks, dhidden" + tag, dh.diff(), bf16 ? tol : 1e-4);
+      report("lm_head_cross_entropy in 16-row chunks, dweight" + tag, dwte.diff(), bf16 ? tol : 1e-4);
+    }
 
     // The optimizer: the global gradient norm, and one AdamW step writing the compute copy in the same pass.
     const int64_t P = 5000;

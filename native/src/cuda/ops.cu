@@ -163,7 +163,12 @@ class CudaBackend final : public Backend {
   void lm_head_cross_entropy(float* losses, float* dhidden, float* dweight, const float* hidden, const float* weight, const int32_t* targets,
                              int64_t N, int64_t C, int64_t V, float scale, bool bf16) override {
     const bool pk = packed(bf16);
-    const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(N, (int64_t)(1 << 26) / V));
+    // Chunks of up to 2^28 fp32 logits (1 GiB; 2,621 rows at ChuXin's vocabulary): every chunk reads the head's
+    // weight twice and reads and writes its fp32 gradient once (840 MB at ChuXin), so few large chunks keep
+    // the head compute-bound. CHUXIN_LM_HEAD_CHUNK (logits per chunk) exists for the checks, to force many.
+    const char* chunk = std::getenv("CHUXIN_LM_HEAD_CHUNK");
+    const int64_t budget = chunk && std::atoll(chunk) > 0 ? std::atoll(chunk) : (int64_t)1 << 28;
+    const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(N, budget / V));
     // fp32 logits for a chunk of rows, then (packed runs) their gradient in bf16 for the two GEMMs after it.
     float* logits = scratch((size_t)(rows * V + (pk ? (rows * V + 1) / 2 : 0)));
     float* dlogits = pk ? logits + rows * V : logits;
