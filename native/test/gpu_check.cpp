@@ -5,11 +5,14 @@
  * curve on the GPU against the CPU's. Throughput is gpu_throughput.cpp.
  *   chuxin_gpu_check [shard.npy]
  * Prints one line per check and "N passed, N failed"; exits non-zero on failure. Run by gpu-check.sh. */
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -71,6 +74,35 @@ static void loss_curve(const std::vector<int32_t>& tokens, const cx_config& cfg,
               what, steps, B, T, curves[0][0], tail_cpu, curves[1][0], tail_gpu, worst);
   report("tiny model loss curve, last 10 steps, GPU vs CPU", std::fabs(tail_gpu - tail_cpu) / tail_cpu, 2e-2);
   report("tiny model learns on the GPU (last 10 steps vs first)", tail_gpu < curves[1][0] - 0.5 ? 0 : 1, 0);
+}
+
+/* More rows than the device holds: the error must say what the batch needs (in all and per row), what the device
+ * has free, and the flags that reduce it; the process goes on. */
+static void out_of_memory_message() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) throw std::runtime_error("cudaMemGetInfo failed");
+  const int T = 4096, L = 2, C = 512, F = 1024;
+  const cx_config cfg{L, C, 8, F, 512, T, 10000.f, 1e-5f};
+  // Packed bf16 elements per token (llama.cpp's activation_plan): residual stream L+1, seven per block, three FFN
+  // wide per block, final norm and scratch, and the gradient buffers.
+  const size_t per_row = (size_t)T * 2 * (C * (L + 1) + 7 * C * L + 3 * F * L + 2 * C + 6 * C + 3 * F);
+  const int B = (int)(total_b / per_row) + 2;
+  std::vector<int32_t> tokens((size_t)B * T);
+  for (size_t i = 0; i < tokens.size(); i++) tokens[i] = i % 300 == 299 ? 511 : (int32_t)(i % 500);
+  cx_model* m = nullptr;
+  cx_status st{};
+  if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) throw std::runtime_error(st.message);
+  const cx_run_options o{CX_BF16, 1, 1, 1, 511, 0};
+  double loss = 0;
+  int64_t count = 0;
+  const int code = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f, &loss, &count, &st);
+  cx_model_free(m);
+  const std::string msg = st.message;
+  std::printf("     %d rows of %d: %s\n", B, T, msg.c_str());
+  const bool names_all = msg.find("micro-batch " + std::to_string(B) + " x 4096 tokens need") != std::string::npos &&
+                         msg.find("per row") != std::string::npos && msg.find("MB free of") != std::string::npos &&
+                         msg.find("--micro-batch") != std::string::npos && msg.find("--recompute (") != std::string::npos;
+  report("out of memory: an error naming the need, the free memory and the flags", code == CX_OUT_OF_MEMORY && names_all ? 0 : 1, 0);
 }
 
 int main(int argc, char** argv) {
@@ -169,6 +201,7 @@ int main(int argc, char** argv) {
     cx_model_free(mg);
   }
 
+  guarded("out of memory", out_of_memory_message);
   if (argc > 1)
     guarded("loss curve", [&] {
       std::string err;

@@ -178,10 +178,8 @@ int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
 void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
   size_t s = 0, a = 0;
   for (const Buffer* b : {&m->params, &m->compute, &m->grads, &m->adam_m, &m->adam_v}) s += b->n * sizeof(float);
-  for (const Buffer* b : {&m->x, &m->xmid, &m->h1, &m->rstd1, &m->q, &m->k, &m->v, &m->att, &m->lse, &m->h2, &m->rstd2, &m->gate, &m->up,
-                          &m->act, &m->hf, &m->rstdf, &m->losses, &m->tmp, &m->dx, &m->dh, &m->dq, &m->dk, &m->dv, &m->datt, &m->dgate,
-                          &m->dup, &m->dact})
-    a += b->n * sizeof(float);
+  // Every activation buffer (the plan's list; its sizes do not matter here), as held now.
+  for (const ActivationBuffer& buffer : activation_plan(m->cfg, 1, 4, 1)) a += (m->*buffer.buffer).n * sizeof(float);
   for (const IntBuffer* b : {&m->tok, &m->pos, &m->doc_start, &m->targets, &m->rows}) a += b->n * sizeof(int32_t);
   if (states) *states = s;
   if (activations) *activations = a;

@@ -51,6 +51,46 @@ void build_tensor_table(cx_model& m) {
 /* The fp32 slots that hold `elements` activations stored at `bytes` each. */
 static size_t storage_floats(size_t elements, size_t bytes) { return (elements * bytes + sizeof(float) - 1) / sizeof(float); }
 
+/* The activation buffers a batch of N tokens needs, in fp32 slots: activations in the backend's storage (bf16 may
+ * be packed, 2 bytes), statistics fp32; per-block ones once per slot. */
+std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, size_t act_bytes, int slots) {
+  const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), S = (size_t)slots;
+  return {{&cx_model::x, NC * ((size_t)c.n_layers + 1), "residual stream"},
+          {&cx_model::xmid, NC * S, "residual stream"},
+          {&cx_model::h1, NC * S, "attention norm"},
+          {&cx_model::rstd1, (size_t)N * S, "norm stats"},
+          {&cx_model::q, NC * S, "queries"},
+          {&cx_model::k, NC * S, "keys"},
+          {&cx_model::v, NC * S, "values"},
+          {&cx_model::att, NC * S, "attention output"},
+          {&cx_model::lse, (size_t)N * c.n_heads * S, "attention stats"},
+          {&cx_model::h2, NC * S, "MLP norm"},
+          {&cx_model::rstd2, (size_t)N * S, "norm stats"},
+          {&cx_model::gate, NF * S, "MLP gate"},
+          {&cx_model::up, NF * S, "MLP up"},
+          {&cx_model::act, NF * S, "MLP activation"},
+          {&cx_model::hf, NC, "final norm"},
+          {&cx_model::rstdf, (size_t)N, "norm stats"},
+          {&cx_model::losses, (size_t)N, "losses"},
+          {&cx_model::tmp, NC, "scratch"},
+          {&cx_model::dx, NC, "gradients"},
+          {&cx_model::dh, NC, "gradients"},
+          {&cx_model::dq, NC, "gradients"},
+          {&cx_model::dk, NC, "gradients"},
+          {&cx_model::dv, NC, "gradients"},
+          {&cx_model::datt, NC, "gradients"},
+          {&cx_model::dgate, NF, "gradients"},
+          {&cx_model::dup, NF, "gradients"},
+          {&cx_model::dact, NF, "gradients"}};
+}
+
+/* Bytes of a plan, with the four token-id buffers. */
+static size_t plan_bytes(const std::vector<ActivationBuffer>& plan, int64_t N) {
+  size_t bytes = 4 * (size_t)N * sizeof(int32_t);
+  for (const ActivationBuffer& a : plan) bytes += a.floats * sizeof(float);
+  return bytes;
+}
+
 static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options& o, Batch& out) {
   const cx_config& c = m.cfg;
   if (B <= 0 || T <= 0) fail(CX_INVALID_ARGUMENT, "batch must be at least 1x1 tokens (got %dx%d)", B, T);
@@ -75,33 +115,26 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   // Per-block activations: one slot per block, or one shared slot when the blocks are recomputed in backward.
   const int slots = o.recompute ? 1 : c.n_layers;
   if (N > m.tokens_capacity || act_bytes > m.activation_bytes || slots > m.activation_slots) {
-    const char* hint = o.recompute ? "lower --micro-batch or --context" : "lower --micro-batch or --context, or pass --recompute";
-    // Activations in the backend's storage (bf16 may be packed, 2 bytes); statistics stay fp32.
-    const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), S = (size_t)slots;
-    m.x.ensure(be, NC * ((size_t)c.n_layers + 1), "residual stream", hint);
-    m.xmid.ensure(be, NC * S, "residual stream", hint);
-    m.h1.ensure(be, NC * S, "attention norm", hint);
-    m.rstd1.ensure(be, (size_t)N * S, "norm stats", hint);
-    m.q.ensure(be, NC * S, "queries", hint);
-    m.k.ensure(be, NC * S, "keys", hint);
-    m.v.ensure(be, NC * S, "values", hint);
-    m.att.ensure(be, NC * S, "attention output", hint);
-    m.lse.ensure(be, (size_t)N * c.n_heads * S, "attention stats", hint);
-    m.h2.ensure(be, NC * S, "MLP norm", hint);
-    m.rstd2.ensure(be, (size_t)N * S, "norm stats", hint);
-    m.gate.ensure(be, NF * S, "MLP gate", hint);
-    m.up.ensure(be, NF * S, "MLP up", hint);
-    m.act.ensure(be, NF * S, "MLP activation", hint);
-    m.hf.ensure(be, NC, "final norm", hint);
-    m.rstdf.ensure(be, (size_t)N, "norm stats", hint);
-    m.losses.ensure(be, (size_t)N, "losses", hint);
-    m.tmp.ensure(be, NC, "scratch", hint);
-    for (Buffer* b : {&m.dx, &m.dh, &m.dq, &m.dk, &m.dv, &m.datt}) b->ensure(be, NC, "gradients", hint);
-    for (Buffer* b : {&m.dgate, &m.dup, &m.dact}) b->ensure(be, NF, "gradients", hint);
-    m.tok.ensure(be, (size_t)N);
-    m.pos.ensure(be, (size_t)N);
-    m.doc_start.ensure(be, (size_t)N);
-    m.targets.ensure(be, (size_t)N);
+    const std::vector<ActivationBuffer> plan = activation_plan(c, N, act_bytes, slots);
+    try {
+      for (const ActivationBuffer& a : plan) (m.*a.buffer).ensure(be, a.floats, a.what);
+      for (IntBuffer* b : {&m.tok, &m.pos, &m.doc_start, &m.targets}) b->ensure(be, (size_t)N);
+    } catch (const Failure& f) {
+      if (f.code != CX_OUT_OF_MEMORY) throw;
+      // Give back every activation buffer, so the free memory reported is what activations can have; then say what
+      // the whole batch needs, per row, and with recomputation, not just the buffer that failed.
+      for (const ActivationBuffer& a : plan) (m.*a.buffer).reset();
+      for (IntBuffer* b : {&m.tok, &m.pos, &m.doc_start, &m.targets}) b->reset();
+      m.tokens_capacity = 0;
+      m.activation_slots = 0;
+      const double gib = 1024.0 * 1024 * 1024, need = plan_bytes(plan, N) / gib;
+      const double recomputed = plan_bytes(activation_plan(c, N, act_bytes, 1), N) / gib;
+      const std::string mem = be->memory_info();
+      char alternative[96] = "";
+      if (!o.recompute) snprintf(alternative, sizeof alternative, ", or pass --recompute (%.2f GiB)", recomputed);
+      fail(CX_OUT_OF_MEMORY, "out of memory on %s: activations for micro-batch %d x %d tokens need %.2f GiB (%.2f GiB per row)%s%s; lower --micro-batch or --context%s",
+           be->name(), B, T, need, need / B, mem.empty() ? "" : " and the device has ", mem.c_str(), alternative);
+    }
     m.tokens_capacity = N;
     m.activation_bytes = act_bytes;
     m.activation_slots = slots;

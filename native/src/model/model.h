@@ -71,9 +71,12 @@ struct Buffer {
            mem.c_str(), hint);
     }
   }
-  ~Buffer() {
+  void reset() {
     if (p) be->release(p);
+    p = nullptr;
+    n = 0;
   }
+  ~Buffer() { reset(); }
 };
 
 struct IntBuffer {
@@ -88,9 +91,12 @@ struct IntBuffer {
     n = p ? count : 0;
     if (!p) fail(CX_OUT_OF_MEMORY, "cannot allocate token buffers on %s", backend->name());
   }
-  ~IntBuffer() {
+  void reset() {
     if (p) be->release_i32(p);
+    p = nullptr;
+    n = 0;
   }
+  ~IntBuffer() { reset(); }
 };
 
 }  // namespace cxm
@@ -127,6 +133,14 @@ namespace cxm {
 struct Batch {
   int64_t B, T, N;
 };
+
+/* One activation buffer of the model and its size for a batch (activation_plan). */
+struct ActivationBuffer {
+  Buffer cx_model::*buffer;
+  size_t floats;
+  const char* what;
+};
+std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, size_t act_bytes, int slots);
 
 void build_tensor_table(cx_model& m);
 void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index);

@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -190,11 +192,31 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void
 
 /* The CUDA runtime calls the backend makes, over host memory. */
 extern "C" {
+// The emulated device has 8 GiB (CHUXIN_EMU_DEVICE_BYTES to change): allocations past it fail as on a GPU, so
+// out-of-memory paths run here too. Untouched host pages cost nothing, so large allocations are cheap.
+static std::mutex allocations_lock;
+static std::unordered_map<void*, size_t> allocations;
+static size_t allocated = 0;
+static size_t device_bytes() {
+  const char* env = std::getenv("CHUXIN_EMU_DEVICE_BYTES");
+  return env && std::atoll(env) > 0 ? (size_t)std::atoll(env) : (size_t)8 << 30;
+}
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  std::lock_guard<std::mutex> hold(allocations_lock);
+  *p = allocated + rounded <= device_bytes() ? std::aligned_alloc(256, rounded) : nullptr;
+  if (!*p) return cudaErrorMemoryAllocation;
+  allocations[*p] = rounded;
+  allocated += rounded;
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  std::lock_guard<std::mutex> hold(allocations_lock);
+  auto found = allocations.find(p);
+  if (found != allocations.end()) {
+    allocated -= found->second;
+    allocations.erase(found);
+  }
   std::free(p);
   return cudaSuccess;
 }
@@ -211,7 +233,9 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  *free_bytes = *total_bytes = (size_t)8 << 30;
+  std::lock_guard<std::mutex> hold(allocations_lock);
+  *total_bytes = device_bytes();
+  *free_bytes = *total_bytes - allocated;
   return cudaSuccess;
 }
 }
