@@ -1,7 +1,10 @@
 #pragma once
 /* Row-major GEMM on the GPU through cuBLASLt (loaded at run time): C[M][N] (= or +=) op(A)[M][K] · op(B)[K][N],
  * fp32 accumulation. Operands fp32 or bf16 (bf16 tensor cores); C fp32 or bf16 (cuBLASLt rounds to nearest even,
- * as rbf does). Plans (descriptors + the heuristic's algorithm) are cached per shape and types. */
+ * as rbf does). Plans (descriptors + the heuristic's algorithm) are cached per shape and types.
+ * Fusion: accumulating products (weight gradients over micro-batches, input gradients that add up) use beta = 1.
+ * cuBLASLt's epilogues (bias, ReLU/GELU and their gradients) have nothing to fuse in this model: it has no biases,
+ * and SwiGLU combines two GEMM outputs, which no epilogue does; so none is set. */
 #include <cstdint>
 #include <map>
 #include <string>
