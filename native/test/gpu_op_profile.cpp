@@ -1,8 +1,12 @@
 /* Where a bf16 training micro-step's time goes: every op of the fast CUDA backend timed alone at the model's
  * shapes for one row (random data, the row's documents), times the number of calls in a micro-step. The sum is
- * an estimate to hold against the measured step: the gap is launch and host overhead. Part of gpu_throughput. */
+ * an estimate to hold against the measured step: the gap is launch and host overhead. Part of gpu_throughput.
+ * Each op also gets its floor: its FLOPs over the GEMM rate and its fewest bytes (every input read once, every
+ * output written once) over the copy bandwidth, both measured first on this card; the larger is the floor, and
+ * measured / floor says how far each op is from it and whether bytes or arithmetic bound it. */
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -21,8 +25,62 @@ using Clock = std::chrono::steady_clock;
 struct Entry {
   std::string op;
   double calls, ms;
-  double flops = 0;  // per call, for the matrix products
+  double flops, bytes;  // per call: the work the op must do and the fewest bytes it must move
+  bool gemm = false;    // a cuBLASLt product: its TFLOP/s is printed
 };
+
+}  // namespace
+
+namespace {
+
+struct Ceilings {
+  double flops_per_s, bytes_per_s;
+  int gemm_size;
+};
+
+/* The card's two rates, measured as METHOD.md asks: a bf16 GEMM through the backend (cuBLASLt) on random data,
+ * and a device-to-device copy counting bytes read and written. Small sizes for a small model (the emulation). */
+Ceilings measure_ceilings(cx::Backend* gpu, bool full_size) {
+  const int S = full_size ? 8192 : 256;
+  const size_t copy_floats = full_size ? (size_t)256 << 20 : (size_t)1 << 20;  // 1 GiB or 4 MiB
+  std::vector<float*> bufs;
+  auto fresh = [&](size_t n, bool packed) {
+    float* p = gpu->alloc(n);
+    if (!p) throw std::runtime_error("op profile: out of GPU memory for the ceilings");
+    bufs.push_back(p);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    std::vector<float> h(n);
+    for (auto& x : h) x = normal(rng);
+    gpu->upload_values(p, h.data(), n, packed);
+    return p;
+  };
+  Ceilings c{0, 0, S};
+  try {
+    float *a = fresh((size_t)S * S, true), *b = fresh((size_t)S * S, true), *out = fresh((size_t)S * S, true);
+    float *src = fresh(copy_floats, false), *dst = fresh(copy_floats, false);
+    auto best_ms = [&](const std::function<void()>& fn) {
+      fn();
+      if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("op profile: a ceiling run failed");
+      double best = 1e30;
+      for (int r = 0; r < 5; r++) {
+        const auto t0 = Clock::now();
+        fn();
+        if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("op profile: a ceiling run failed");
+        best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      return best;
+    };
+    c.flops_per_s = 2.0 * S * S * S / (best_ms([&] { gpu->matmul_forward(out, a, b, S, S, S, true); }) * 1e-3);
+    c.bytes_per_s = 2.0 * copy_floats * sizeof(float) /
+                    (best_ms([&] { cudaMemcpy(dst, src, copy_floats * sizeof(float), cudaMemcpyDeviceToDevice); }) * 1e-3);
+  } catch (...) {
+    for (float* p : bufs) gpu->release(p);
+    throw;
+  }
+  for (float* p : bufs) gpu->release(p);
+  return c;
+}
 
 }  // namespace
 
@@ -103,39 +161,60 @@ static void profile(cx::Backend* gpu, std::vector<float*>& owned, std::vector<in
   };
   const bool bf = true;
   const double params = L * (4.0 * C * C + 3.0 * C * F) + 2.0 * V * C;
+  const Ceilings top = measure_ceilings(gpu, C >= 1024);
+  // The query-key pairs the row's document mask keeps.
+  double pairs = 0;
+  for (int64_t t = 0; t < N; t++) pairs += (double)(t - start[(size_t)t] + 1);
+  const double a2 = 2, s4 = 4;  // bytes of a bf16 activation, of an fp32 statistic or gradient
+  const double NC = (double)N * C, NF = (double)N * F;
+  // matmul_backward(Cin -> Cout): dinp = dout · W, dW += dout^T · inp (fp32 dW read and written).
+  auto mm_bwd_bytes = [&](double cin, double cout) { return a2 * (2 * N * cout + 2 * N * cin + cout * cin) + 2 * s4 * cout * cin; };
   cx::AdamWParams hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, 0.1f, 0.05f};
   std::vector<Entry> table = {
-      {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); }), 2.0 * N * C * C},
-      {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); }), 2.0 * N * C * F},
-      {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); }), 2.0 * N * F * C},
-      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, false, bf); }), 4.0 * N * C * C},
-      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, false, bf); }), 4.0 * N * C * F},
-      {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); }), 4.0 * N * F * C},
-      {"attention_forward", 1.0 * L, time_op([&] { gpu->attention_forward(o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
-      {"attention_backward", 1.0 * L, time_op([&] { gpu->attention_backward(dq, dk, dv, y, o, lse, q, k, v, d_start, 1, N, H, D, bf); })},
-      {"rmsnorm_forward (first block)", 1.0, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); })},
-      {"residual_rmsnorm_forward", 2.0 * L, time_op([&] { gpu->residual_rmsnorm_forward(q, y, rstd, x, o, w_norm, N, C, 1e-5f, bf); })},
-      {"rmsnorm_backward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_backward(y, dw_norm, o, x, w_norm, rstd, N, C, bf); })},
-      {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, 10000.f, bf); })},
-      {"residual_forward (summed input grads)", 3.0 * L, time_op([&] { gpu->residual_forward(y, x, o, N * C, bf); })},
-      {"swiglu_forward", 1.0 * L, time_op([&] { gpu->swiglu_forward(a, g, u, N * F, bf); })},
-      {"swiglu_backward", 1.0 * L, time_op([&] { gpu->swiglu_backward(dg, du, a, g, u, N * F, bf); })},
+      {"matmul_forward CxC (q,k,v,o)", 4.0 * L, time_op([&] { gpu->matmul_forward(y, x, w_cc, N, C, C, bf); }), 2 * NC * C, a2 * (2 * NC + C * C), true},
+      {"matmul_forward CxF (gate,up)", 2.0 * L, time_op([&] { gpu->matmul_forward(g, x, w_cf, N, C, F, bf); }), 2 * NC * F, a2 * (NC + NF + C * F), true},
+      {"matmul_forward FxC (down)", 1.0 * L, time_op([&] { gpu->matmul_forward(y, a, w_fc, N, F, C, bf); }), 2 * NF * C, a2 * (NF + NC + F * C), true},
+      {"matmul_backward CxC", 4.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cc, y, q, w_cc, N, C, C, false, bf); }), 4 * NC * C, mm_bwd_bytes(C, C), true},
+      {"matmul_backward CxF", 2.0 * L, time_op([&] { gpu->matmul_backward(x, dw_cf, g, q, w_cf, N, C, F, false, bf); }), 4 * NC * F, mm_bwd_bytes(C, F), true},
+      {"matmul_backward FxC", 1.0 * L, time_op([&] { gpu->matmul_backward(a, dw_cf, y, g, w_fc, N, F, C, false, bf); }), 4 * NF * C, mm_bwd_bytes(F, C), true},
+      // Attention: 4·C FLOPs per kept pair forward (QK^T, PV), 10·C backward (S recomputed, dP, dV, dQ, dK).
+      {"attention_forward", 1.0 * L, time_op([&] { gpu->attention_forward(o, lse, q, k, v, d_start, 1, N, H, D, bf); }), 4 * C * pairs,
+       a2 * 4 * NC + s4 * H * N},
+      {"attention_backward", 1.0 * L, time_op([&] { gpu->attention_backward(dq, dk, dv, y, o, lse, q, k, v, d_start, 1, N, H, D, bf); }),
+       10 * C * pairs, a2 * 8 * NC + s4 * H * N},
+      {"rmsnorm_forward (first block)", 1.0, time_op([&] { gpu->rmsnorm_forward(y, rstd, x, w_norm, N, C, 1e-5f, bf); }), 0, a2 * 2 * NC + s4 * N},
+      {"residual_rmsnorm_forward", 2.0 * L, time_op([&] { gpu->residual_rmsnorm_forward(q, y, rstd, x, o, w_norm, N, C, 1e-5f, bf); }), 0,
+       a2 * 4 * NC + s4 * N},
+      {"rmsnorm_backward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_backward(y, dw_norm, o, x, w_norm, rstd, N, C, bf); }), 0, a2 * 4 * NC + s4 * N},
+      {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, 10000.f, bf); }), 0, a2 * 2 * NC},
+      {"swiglu_forward", 1.0 * L, time_op([&] { gpu->swiglu_forward(a, g, u, N * F, bf); }), 0, a2 * 3 * NF},
+      {"swiglu_backward", 1.0 * L, time_op([&] { gpu->swiglu_backward(dg, du, a, g, u, N * F, bf); }), 0, a2 * 5 * NF},
       {"embedding forward+backward", 1.0, time_op([&] {
          gpu->embedding_forward(x, d_tok, w_emb, N, C, bf);
          gpu->embedding_backward(dw_head, y, d_tok, N, C, bf);
-       })},
-      {"lm_head_cross_entropy (fwd+bwd)", 1.0, time_op([&] { gpu->lm_head_cross_entropy(losses, y, dw_head, x, w_head, d_tgt, N, C, V, 1.f / N, bf); })},
+       }), 0, a2 * 3 * NC + 2 * s4 * NC},
+      // The head: hidden and W in, losses, dhidden and dW (fp32, read and written) out; logits need not touch memory.
+      {"lm_head_cross_entropy (fwd+bwd)", 1.0, time_op([&] { gpu->lm_head_cross_entropy(losses, y, dw_head, x, w_head, d_tgt, N, C, V, 1.f / N, bf); }),
+       6 * NC * V, a2 * (2 * NC + (double)V * C) + 2 * s4 * (double)V * C, true},
   };
   const double optimizer_ms =
       time_op([&] { gpu->adamw(p, pc, pg, pm, pv, (size_t)chunk, hp, bf); }) * params / chunk + time_op([&] { gpu->sum_squares(pg, (size_t)chunk); }) * params / chunk;
-  double total = 0;
-  std::printf("op profile, one row of %lld tokens, bf16 (each op alone, mean of 5 after a warm-up):\n", (long long)N);
+  const double optimizer_floor_ms = params * (30 + 4) / top.bytes_per_s * 1e3;  // AdamW 28 B fp32 + 2 B bf16 copy, norm 4 B
+  double total = 0, total_floor = 0;
+  std::printf("op profile, one row of %lld tokens, bf16 (each op alone, mean of 5 after a warm-up); ceilings measured here: GEMM %.0f TFLOP/s "
+              "(bf16 %dx%dx%d), copy %.0f GB/s (read + written)\n",
+              (long long)N, top.flops_per_s / 1e12, top.gemm_size, top.gemm_size, top.gemm_size, top.bytes_per_s / 1e9);
   for (const Entry& e : table) {
-    std::printf("  %-38s %5.0f calls x %8.3f ms = %8.2f ms", e.op.c_str(), e.calls, e.ms, e.calls * e.ms);
-    if (e.flops > 0) std::printf("  (%.0f TFLOP/s)", e.flops / (e.ms * 1e-3) / 1e12);
+    const double floor_ms = std::max(e.flops / top.flops_per_s, e.bytes / top.bytes_per_s) * 1e3;
+    const bool compute_bound = e.flops / top.flops_per_s > e.bytes / top.bytes_per_s;
+    std::printf("  %-38s %5.0f calls x %8.3f ms = %8.2f ms  floor %7.3f ms (%s) x%5.1f", e.op.c_str(), e.calls, e.ms, e.calls * e.ms, floor_ms,
+                compute_bound ? "FLOPs" : "bytes", e.ms / floor_ms);
+    if (e.gemm || e.flops > 0) std::printf("  %.0f TFLOP/s", e.flops / (e.ms * 1e-3) / 1e12);
     std::printf("\n");
     total += e.calls * e.ms;
+    total_floor += e.calls * floor_ms;
   }
-  std::printf("  %-38s sum %.1f ms per micro-batch row; grad norm + AdamW over %.3g parameters %.1f ms per optimizer step\n", "estimate:", total,
-              params, optimizer_ms);
+  std::printf("  %-38s sum %.1f ms per micro-batch row (floor %.1f ms, x%.2f); grad norm + AdamW over %.3g parameters %.1f ms per optimizer "
+              "step (floor %.1f ms)\n",
+              "estimate:", total, total_floor, total / total_floor, params, optimizer_ms, optimizer_floor_ms);
 }
