@@ -87,6 +87,11 @@ int cx_forward_last_logits(cx_model* model, const int32_t* tokens, int B, int T,
 int cx_zero_grad(cx_model* model, cx_status* status);
 int cx_grad_norm(cx_model* model, double* norm, cx_status* status);
 int cx_adamw_step(cx_model* model, const cx_adamw* hp, cx_status* status);
+/* One optimizer step with global-norm clipping computed on the backend: the norm, the clip factor
+ * min(1, max_norm / norm) and AdamW are queued with no host round trip; *norm is read back after them (the
+ * step's one sync). A non-finite norm leaves weights and moments untouched: check *norm. max_norm <= 0: no
+ * clipping. hp->grad_scale is not used. */
+int cx_clip_adamw_step(cx_model* model, const cx_adamw* hp, float max_norm, double* norm, cx_status* status);
 /* Backend memory the model holds now, in bytes: weights, gradients and optimizer state; activations (grow
  * with micro-batch × context, shrink with recompute) and their gradients. */
 void cx_model_memory(const cx_model* model, size_t* states, size_t* activations);

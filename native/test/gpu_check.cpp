@@ -49,10 +49,9 @@ static void loss_curve(const std::vector<int32_t>& tokens, const cx_config& cfg,
       const int32_t* batch = tokens.data() + (size_t)(step - 1) * B * T;
       cx_zero_grad(m, &st);
       cx_forward_backward(m, batch, B, T, &o, 1.f / (B * T), &loss, &count, &st);
-      cx_grad_norm(m, &norm, &st);
       const float lr = 3e-3f * std::min(1.f, step / 10.f);
-      cx_adamw hp{lr, 0.9f, 0.95f, 1e-8f, 0.1f, norm > 1.0 ? (float)(1.0 / norm) : 1.f, step};
-      if (cx_adamw_step(m, &hp, &st)) {
+      cx_adamw hp{lr, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, step};
+      if (cx_clip_adamw_step(m, &hp, 1.f, &norm, &st)) {  // clipping at 1, as the trainer does
         std::printf("FAIL loss curve on %s: %s\n", backends[which], st.message);
         failed++;
         cx_model_free(m);

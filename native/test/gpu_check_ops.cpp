@@ -187,6 +187,41 @@ void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
     report("adamw parameters" + tag, param.diff(), 1e-6);
     report("adamw moments" + tag, std::max(m1.diff(), m2.diff()), 1e-6);
     report("adamw compute copy" + tag, copy.diff(), bf16 ? 1e-2 : 1e-6);
+
+    // Clipping on the backend: the same norm and factor as the host computes, AdamW scaled by it, and with a NaN
+    // gradient nothing moves.
+    Pair clip(cpu, gpu, 4);
+    double on[2][2];
+    const float max_norm = (float)(0.5 * std::sqrt(sc));  // the norm is twice the limit: factor 0.5
+    for (Backend* be : {cpu, gpu}) {
+      const bool c = be == cpu;
+      be->clip_factor(reinterpret_cast<double*>(c ? clip.c : clip.g), c ? grad.c : grad.g, P, max_norm);
+      be->download(reinterpret_cast<float*>(on[c ? 0 : 1]), c ? clip.c : clip.g, 4);
+    }
+    report("clip_factor norm, CPU vs sqrt(sum_squares)" + tag, std::fabs(on[0][0] - std::sqrt(sc)), 0);
+    report("clip_factor: factor 0.5 for a norm twice the limit" + tag, std::fabs(on[0][1] - 0.5), 1e-6);
+    report("clip_factor norm and factor" + tag, std::max(std::fabs(on[0][0] - on[1][0]) / on[0][0], std::fabs(on[0][1] - on[1][1])), 1e-6);
+    cx::AdamWParams clipped = hp;
+    clipped.grad_scale = 7.f;  // ignored once clip is set
+    clipped.clip = reinterpret_cast<const double*>(clip.c);
+    cpu->adamw(param.c, copy.c, grad.c, m1.c, m2.c, P, clipped, bf16);
+    clipped.clip = reinterpret_cast<const double*>(clip.g);
+    gpu->adamw(param.g, copy.g, grad.g, m1.g, m2.g, P, clipped, bf16);
+    report("adamw with the backend's clip factor" + tag, std::max(param.diff(), m1.diff()), 1e-6);
+    std::vector<float> with_nan = randn(P, 1e-3f), before(P), after(P);
+    with_nan[P / 2] = NAN;
+    grad.set(with_nan);
+    double moved = 0;
+    for (Backend* be : {cpu, gpu}) {
+      const bool c = be == cpu;
+      be->download(before.data(), c ? param.c : param.g, P);
+      be->clip_factor(reinterpret_cast<double*>(c ? clip.c : clip.g), c ? grad.c : grad.g, P, max_norm);
+      clipped.clip = reinterpret_cast<const double*>(c ? clip.c : clip.g);
+      be->adamw(c ? param.c : param.g, c ? copy.c : copy.g, c ? grad.c : grad.g, c ? m1.c : m1.g, c ? m2.c : m2.g, P, clipped, bf16);
+      be->download(after.data(), c ? param.c : param.g, P);
+      moved += std::memcmp(before.data(), after.data(), P * sizeof(float)) != 0;
+    }
+    report("a NaN gradient: clipped AdamW moves nothing (backends that moved)" + tag, moved, 0);
   }
 }
 

@@ -38,6 +38,9 @@ export interface NativeModel {
   zeroGrad(): void;
   gradNorm(): Promise<number>;
   adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): Promise<void>;
+  /** Global-norm clipping and AdamW on the backend, with one read-back: resolves to the gradient norm. When it is not
+   * finite nothing moved. maxNorm <= 0: no clipping. */
+  clipAdamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }, maxNorm: number): Promise<number>;
   backend(): string;
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };

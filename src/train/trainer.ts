@@ -188,22 +188,24 @@ export async function train(
         lossSum += r.lossSum;
       }
       const loss = lossSum / targets;
-      const gradNorm = await native("gradient norm", () => model.gradNorm());
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      const stopped = async (gradNorm: number | string) => {
         const last = await listCheckpoints(runDir);
-        throw new RuntimeFailure(
+        return new RuntimeFailure(
           `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ` +
             (last.length ? `The last good checkpoint is ${join(runDir, last[last.length - 1]!.name)}.` : "No checkpoint was written yet.") +
             " Lower --lr or use --precision fp32 to investigate.",
         );
-      }
+      };
+      if (!Number.isFinite(loss)) throw await stopped("not computed");
+      const nextLr = learningRate(step + 1, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
+      // The norm, the clip factor and AdamW run on the backend with one read-back; a non-finite norm moves nothing.
+      const gradNorm = await native("AdamW", () =>
+        model.clipAdamwStep({ lr: nextLr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, step: step + 1 }, config.clip),
+      );
+      if (!Number.isFinite(gradNorm)) throw await stopped(gradNorm);
       step++;
       samples += accum * config.micro_batch;
-      lr = learningRate(step, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
-      const gradScale = config.clip > 0 && gradNorm > config.clip ? config.clip / gradNorm : 1;
-      await native("AdamW", () =>
-        model.adamwStep({ lr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, gradScale, step }),
-      );
+      lr = nextLr;
       lastLoss = loss;
       if (step === firstStep + 1) {
         const memory = model.memory();

@@ -31,7 +31,7 @@ describe("native model (CPU backend)", () => {
   it("runs the CUDA kernels under the CPU emulation: every op, the fused attention and the whole model match the CPU backend", { skip: !existsSync(emulated) && "built only where the CUDA headers are" }, () => {
     const r = spawnSync(emulated, { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^92 passed, 0 failed$/m);
+    assert.match(r.stdout, /^102 passed, 0 failed$/m);
     assert.match(r.stdout, /ok +recompute, after a run at the other precision: loss and gradient tensors that differ \(bf16, cuda\)/);
     assert.match(r.stdout, /ok +fused vs reference CUDA attention dk/);
   });
@@ -114,6 +114,30 @@ describe("native model (CPU backend)", () => {
     assert.deepEqual(recomputed.grads, kept.grads);
     assert.equal(recomputed.memory.states, kept.memory.states);
     assert.ok(recomputed.memory.activations < kept.memory.activations, JSON.stringify({ kept: kept.memory, recomputed: recomputed.memory }));
+  });
+
+  it("clips on the backend as the host would: the same weights as adamwStep with gradScale = maxNorm / norm, and nothing moves on a NaN", async () => {
+    const tokens = Int32Array.from({ length: 2 * 32 }, (_, i) => (i % 11 === 10 ? EOS : (i * 7 + 5) % 60));
+    const hp = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 };
+    const [a, b] = [model(6), model(6)];
+    for (const m of [a, b]) {
+      m.zeroGrad();
+      await m.forwardBackward(tokens, 2, 32, bf16, 0.05);
+    }
+    const norm = await a.gradNorm();
+    const maxNorm = norm / 4;
+    assert.equal(await a.clipAdamwStep(hp, maxNorm), norm);
+    await b.adamwStep({ ...hp, gradScale: Math.fround(Math.fround(maxNorm) / norm) });
+    for (let i = 0; i < a.tensors().length; i++) assert.deepEqual(a.getTensor(0, i), b.getTensor(0, i), a.tensors()[i]!.name);
+    // A NaN gradient: the norm says so and no weight moves.
+    const g = a.getTensor(1, 2);
+    g[3] = NaN;
+    a.setTensor(1, 2, g);
+    const before = a.tensors().map((_, i) => a.getTensor(0, i));
+    assert.ok(Number.isNaN(await a.clipAdamwStep({ ...hp, step: 2 }, maxNorm)));
+    assert.deepEqual(a.tensors().map((_, i) => a.getTensor(0, i)), before);
+    a.dispose();
+    b.dispose();
   });
 
   it("is deterministic: the same step twice gives the same bits, whatever the thread count", async () => {

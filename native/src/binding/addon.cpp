@@ -85,6 +85,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("forwardBackward", &Model::ForwardBackward), InstanceMethod("forwardLosses", &Model::ForwardLosses),
                         InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
+                        InstanceMethod("clipAdamwStep", &Model::ClipAdamwStep),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
@@ -297,6 +298,24 @@ class Model : public Napi::ObjectWrap<Model> {
     out.Set("states", Napi::Number::New(env, (double)states));
     out.Set("activations", Napi::Number::New(env, (double)activations));
     return out;
+  }
+
+  /* clipAdamwStep(hp, maxNorm) → the gradient norm; the weights did not move if it is not finite. */
+  Napi::Value ClipAdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    if (!info[0].IsObject() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "clipAdamwStep(hp, maxNorm)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
+                get_float(o, "weightDecay", 0.1f), 1.f, get_int(o, "step", 1)};
+    const float max_norm = info[1].As<Napi::Number>().FloatValue();
+    auto norm = std::make_shared<double>(0);
+    cx_model* m = model_;
+    return Run(env, [=](cx_status* st) { return cx_clip_adamw_step(m, &hp, max_norm, norm.get(), st); },
+               [=](Napi::Env e) { return Napi::Number::New(e, *norm); });
   }
 
   Napi::Value BackendName(const Napi::CallbackInfo& info) {

@@ -245,7 +245,18 @@ class CpuBackend final : public Backend {
     return total;
   }
 
-  void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) override {
+  void clip_factor(double* clip, const float* grad, size_t n, float max_norm) override {
+    const double norm = std::sqrt(sum_squares(grad, n));
+    clip[0] = norm;
+    clip[1] = !std::isfinite(norm) ? 0.0 : max_norm > 0 && norm > max_norm ? (double)max_norm / norm : 1.0;
+  }
+
+  void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& given, bool bf16) override {
+    AdamWParams hp = given;
+    if (hp.clip) {
+      if (!(hp.clip[1] > 0)) return;  // a non-finite gradient norm: nothing moves
+      hp.grad_scale = (float)hp.clip[1];
+    }
     for_elements(n, [&](size_t i0, size_t i1) {
       adamw_range(param + i0, compute_copy + i0, grad + i0, m + i0, v + i0, i1 - i0, hp);
       if (bf16 && compute_copy != param) round_bf16_array(compute_copy + i0, compute_copy + i0, i1 - i0);

@@ -1,5 +1,7 @@
 /* Elementwise, normalisation, loss and optimizer kernels of the CUDA backend (see kernels.h). Deterministic:
  * reductions run in a fixed tree order and there are no atomics. */
+#include <cfloat>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -226,12 +228,24 @@ template <typename T>
 __global__ void adamw_kernel(float* p, T* copy, const float* g, float* m, float* v, int64_t n, AdamWParams hp, bool round) {
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
-  const float gi = g[i] * hp.grad_scale;
+  if (hp.clip && !(hp.clip[1] > 0)) return;  // a non-finite gradient norm: nothing moves
+  const float gi = g[i] * (hp.clip ? (float)hp.clip[1] : hp.grad_scale);
   m[i] = hp.beta1 * m[i] + (1.f - hp.beta1) * gi;
   v[i] = hp.beta2 * v[i] + (1.f - hp.beta2) * gi * gi;
   const float mhat = m[i] / hp.bias1, vhat = v[i] / hp.bias2;
   p[i] -= hp.lr * (mhat / (sqrtf(vhat) + hp.eps) + hp.weight_decay * p[i]);
   if (copy) st(copy + i, p[i], round);
+}
+
+/* The partial sums in order on one thread (as the host summed them), then the clip factor (backend.h). */
+__global__ void clip_factor_kernel(double* clip, const double* partial, int blocks, float max_norm) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  double total = 0.0;
+  for (int b = 0; b < blocks; b++) total += partial[b];
+  const double norm = sqrt(total);
+  clip[0] = norm;
+  const bool finite = norm <= DBL_MAX;  // false for NaN and infinity
+  clip[1] = !finite ? 0.0 : max_norm > 0 && norm > max_norm ? (double)max_norm / norm : 1.0;
 }
 
 template <typename T>
@@ -320,6 +334,11 @@ void adamw(float* param, T* copy, const float* grad, float* m, float* v, int64_t
 }
 void sum_squares_partial(double* partial, const float* x, int64_t n) {
   CX_KERNEL_LAUNCH(sum_squares_kernel, kSumBlocks, kThreads, 0, partial, x, n);
+  CX_CUDA(cudaGetLastError());
+}
+void clip_factor(double* clip, double* partial, const float* x, int64_t n, float max_norm) {
+  sum_squares_partial(partial, x, n);
+  CX_KERNEL_LAUNCH(clip_factor_kernel, 1, 32, 0, clip, partial, kSumBlocks, max_norm);
   CX_CUDA(cudaGetLastError());
 }
 template <typename T>

@@ -57,6 +57,8 @@ void adamw(float* param, T* copy, const float* grad, float* m, float* v, int64_t
 constexpr int kSumBlocks = 1024;
 /* Per-block partial sums of squares (kSumBlocks doubles), in a fixed order. */
 void sum_squares_partial(double* partial, const float* x, int64_t n);
+/* sum_squares_partial, then the clip factor from its partials on the device (backend.h, clip_factor). */
+void clip_factor(double* clip, double* partial, const float* x, int64_t n, float max_norm);
 
 /* delta [B][H][T] = rowsum(dout · out), fp32. */
 template <typename T>

@@ -200,6 +200,9 @@ class CudaBackend final : public Backend {
     for (double s : host) total += s;
     return total;
   }
+  void clip_factor(double* clip, const float* grad, size_t n, float max_norm) override {
+    cuda::clip_factor(clip, partial_, grad, (int64_t)n, max_norm);
+  }
   void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) override {
     float* copy = compute_copy == param ? nullptr : compute_copy;
     if (packed(bf16)) cuda::adamw(param, copy ? P(copy) : nullptr, grad, m, v, (int64_t)n, hp, true);

@@ -17,6 +17,9 @@ namespace cx {
 
 struct AdamWParams {
   float lr, beta1, beta2, eps, weight_decay, grad_scale, bias1, bias2;
+  /* Backend memory written by clip_factor, or nullptr. When set, its factor replaces grad_scale, and a factor
+   * of 0 (a non-finite norm) leaves the tensor and its moments untouched. */
+  const double* clip = nullptr;
 };
 
 class Backend {
@@ -80,6 +83,10 @@ class Backend {
   virtual void lm_head_logits(float* out, const float* hidden, const float* weight, const int32_t* rows, int64_t R, int64_t C, int64_t V,
                               bool bf16) = 0;
   virtual double sum_squares(const float* x, size_t n) = 0;
+  /* Global-norm clipping where the gradients are, with no host round trip: clip[0] = ‖g‖ (the same sum as
+   * sum_squares), clip[1] = min(1, max_norm / ‖g‖) (1 when max_norm <= 0), or 0 when ‖g‖ is not finite.
+   * clip is backend memory holding two doubles. */
+  virtual void clip_factor(double* clip, const float* grad, size_t n, float max_norm) = 0;
   /* One AdamW step over a tensor; decay applies when weight_decay != 0. Writes the compute copy too. */
   virtual void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) = 0;
   /* For out-of-memory messages: e.g. "1234 MB free of 81559 MB". */

@@ -7,6 +7,19 @@
 
 using namespace cxm;
 
+/* AdamW over every tensor, with the host's grad_scale or the backend's clip factor. */
+static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
+  if (!hp || hp->step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  const bool bf = m.compute_precision == CX_BF16;
+  cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
+                    1.f - std::pow(hp->beta2, (float)hp->step), clip};
+  for (const TensorInfo& t : m.tensors) {
+    p.weight_decay = t.decay ? hp->weight_decay : 0.f;
+    float* compute = m.compute_precision < 0 ? m.params.p + t.offset : m.compute.p + t.compute_offset;
+    m.be->adamw(m.params.p + t.offset, compute, m.grads.p + t.offset, m.adam_m.p + t.offset, m.adam_v.p + t.offset, t.size(), p, bf);
+  }
+}
+
 extern "C" {
 
 int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status) {
@@ -162,16 +175,19 @@ int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
 }
 
 int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
+  return guarded(status, [&] { adamw_all(*m, hp, nullptr); });
+}
+
+int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* norm, cx_status* status) {
   return guarded(status, [&] {
-    if (!hp || hp->step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
-    const bool bf = m->compute_precision == CX_BF16;
-    cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
-                      1.f - std::pow(hp->beta2, (float)hp->step)};
-    for (const TensorInfo& t : m->tensors) {
-      p.weight_decay = t.decay ? hp->weight_decay : 0.f;
-      float* compute = m->compute_precision < 0 ? m->params.p + t.offset : m->compute.p + t.compute_offset;
-      m->be->adamw(m->params.p + t.offset, compute, m->grads.p + t.offset, m->adam_m.p + t.offset, m->adam_v.p + t.offset, t.size(), p, bf);
-    }
+    m->clip.ensure(m->be.get(), 2 * sizeof(double) / sizeof(float), "gradient clipping");
+    double* clip = reinterpret_cast<double*>(m->clip.p);
+    m->be->clip_factor(clip, m->grads.p, m->n_params, max_norm);
+    adamw_all(*m, hp, clip);
+    // The one read-back, once everything is queued.
+    double host[2];
+    m->be->download(reinterpret_cast<float*>(host), m->clip.p, 2 * sizeof(double) / sizeof(float));
+    *norm = host[0];
   });
 }
 

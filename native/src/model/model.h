@@ -107,6 +107,7 @@ struct cx_model {
   std::vector<cxm::TensorInfo> tensors;
   size_t n_params = 0;
   cxm::Buffer params, compute, grads, adam_m, adam_v;
+  cxm::Buffer clip;  // two doubles: the global gradient norm and the clip factor (backend memory)
   int compute_precision = -1;
   // Activations for the last forward, sized for `tokens` positions.
   int64_t tokens_capacity = 0;
