@@ -198,7 +198,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
           maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
           eosId: tokenizer.eosId,
           bosId: recipe.tokenizer.add_bos ? tokenizer.bosId : undefined,
-        }, options.sink),
+        }, options.sink).finally(() => tokenized.store.close()),
       (p) => ({ done: p.totalSequences, unit: "sequences" }),
     );
     return await runStage(options.sink, "manifest", async () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
-import { cpus } from "node:os";
+import { cpus, endianness } from "node:os";
 import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -15,23 +16,67 @@ import type { BatchTokenizer } from "../tokenizer/native.ts";
 export const CHUNK_DOCS = 1024;
 const MAGIC = 0x4b545843; // "CXTK"
 
-/** Raw token ids of every unique document (no specials), by its `ord` in unique_docs. */
+/**
+ * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, read on demand from the
+ * tokenised chunk files: memory holds each document's length and offset (8 bytes), not the corpus's tokens.
+ */
 export class TokenStore {
+  private readonly open = new Map<number, number>(); // chunk -> file descriptor, least recently used first
+
+  /** files[c], starts[c] (each document's first id within chunk c), idCounts[c]: chunk c as tokenisation wrote it. */
   constructor(
-    private readonly chunks: Uint32Array[],
+    private readonly files: string[],
     private readonly starts: Uint32Array[],
+    private readonly idCounts: number[],
     readonly lengths: Uint32Array,
+    private readonly maxOpen = 64,
   ) {}
 
   tokensOf(ord: number): Uint32Array {
     const chunk = Math.floor(ord / CHUNK_DOCS);
-    const i = ord % CHUNK_DOCS;
-    const start = this.starts[chunk]![i]!;
-    return this.chunks[chunk]!.subarray(start, start + this.lengths[ord]!);
+    const starts = this.starts[chunk]!;
+    const ids = new Uint32Array(this.lengths[ord]!);
+    const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+    const at = 12 + 4 * (starts.length + starts[ord % CHUNK_DOCS]!);
+    for (let done = 0; done < bytes.length; ) {
+      const n = readSync(this.fd(chunk), bytes, done, bytes.length - done, at + done);
+      if (n === 0) throw new RuntimeFailure(`${this.files[chunk]}: ends before document ${ord}'s tokens; delete it and rebuild`);
+      done += n;
+    }
+    if (endianness() === "BE") for (let i = 0; i < ids.length; i++) ids[i] = bytes.readUInt32LE(4 * i);
+    return ids;
+  }
+
+  close(): void {
+    for (const fd of this.open.values()) closeSync(fd);
+    this.open.clear();
+  }
+
+  private fd(chunk: number): number {
+    let fd = this.open.get(chunk);
+    if (fd !== undefined) {
+      this.open.delete(chunk); // most recently used goes last
+    } else {
+      fd = openSync(this.files[chunk]!, "r");
+      // The file must still be the one tokenisation wrote (header, lengths, ids), not one changed since.
+      const expected = 12 + 4 * (this.starts[chunk]!.length + this.idCounts[chunk]!);
+      if (fstatSync(fd).size !== expected) {
+        closeSync(fd);
+        throw new RuntimeFailure(`${this.files[chunk]}: changed since it was tokenised (${expected} bytes expected); delete it and rebuild`);
+      }
+      if (this.open.size >= this.maxOpen) {
+        const [oldest, oldFd] = this.open.entries().next().value as [number, number];
+        closeSync(oldFd);
+        this.open.delete(oldest);
+      }
+    }
+    this.open.set(chunk, fd);
+    return fd;
   }
 }
 
-function encodeChunk(lengths: Uint32Array, ids: Uint32Array): Uint8Array {
+/** A chunk file: "CXTK", version 1, document count, each document's length, then every id (little-endian u32). */
+export function encodeChunk(lengths: Uint32Array, ids: Uint32Array): Uint8Array {
   const out = new Uint8Array(12 + 4 * (lengths.length + ids.length));
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
@@ -123,7 +168,8 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   const docs = Number(n);
   const chunkCount = Math.ceil(docs / CHUNK_DOCS);
   const lengths = new Uint32Array(docs);
-  const chunks: Uint32Array[] = new Array(chunkCount);
+  const files: string[] = new Array(chunkCount);
+  const idCounts: number[] = new Array(chunkCount);
   const starts: Uint32Array[] = new Array(chunkCount);
   await mkdir(options.cacheDir, { recursive: true });
   const workerCount = Math.max(1, options.workers ?? cpus().length);
@@ -152,7 +198,8 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
           s[i] = at;
           at += len;
         });
-        chunks[chunk] = result.ids;
+        files[chunk] = file; // the ids stay on disk; TokenStore reads each document's when packing
+        idCounts[chunk] = result.ids.length;
         starts[chunk] = s;
         bytes += chunkBytes;
         tokens += result.ids.length;
@@ -184,5 +231,5 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   } finally {
     await pool?.stop();
   }
-  return { store: new TokenStore(chunks, starts, lengths), reusedChunks, bytes, tokens };
+  return { store: new TokenStore(files, starts, idCounts, lengths), reusedChunks, bytes, tokens };
 }
