@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Resident memory of a build, stage by stage: a seeded synthetic corpus (150,000 documents, 100 MB of JSONL, about
+# 50 M tokens) as a local source with the shared DeepSeek tokenizer, built with --json while the process's RSS is
+# sampled every 0.25 s; prints the peak and the largest RSS seen in each stage. No Hub server needed.
+#   bash bench/build-memory.sh [work-dir]
+# To compare with another revision, check its src/ out in place (git show REV:path > path) and run this again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-$(mktemp -d)}"
+mkdir -p "$work"
+tokenizer="$(cd .. && pwd)/shared/tokenizers/deepseek-llm/tokenizer.json"
+[ -f "$tokenizer" ] || { echo "missing $tokenizer (../shared)"; exit 1; }
+[ -f "$work/corpus.jsonl" ] || python3 - "$work/corpus.jsonl" <<'EOF'
+import json, random, sys
+random.seed(1)
+words = ["".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, 9))) for _ in range(20000)]
+with open(sys.argv[1], "w") as f:
+    for i in range(150000):
+        text = " ".join(random.choice(words) for _ in range(random.randint(40, 160))) + f" {i}."
+        f.write(json.dumps({"text": text}) + "\n")
+EOF
+cat > "$work/recipe.yaml" <<EOF
+name: memory
+seed: 1
+tokenizer:
+  path: $tokenizer
+sequence_length: 4096
+max_epochs: 1
+sources:
+  - name: synthetic
+    weight: 1
+    local:
+      files: ["corpus.jsonl"]
+    text_column: text
+EOF
+rm -rf "$work/out"
+node bin/chuxin-data.js build "$work/recipe.yaml" --out "$work/out" --json 2>/dev/null |
+  while IFS= read -r line; do echo "$(date +%s.%N) $line"; done > "$work/events.txt" &
+sleep 0.2
+pid=$(pgrep -n -f "chuxin-data.js build $work/recipe.yaml")
+while kill -0 "$pid" 2>/dev/null; do
+  echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+  sleep 0.25
+done > "$work/rss.txt"
+wait
+python3 - "$work" <<'EOF'
+import json, sys
+work = sys.argv[1]
+events = []
+for line in open(f"{work}/events.txt"):
+    t, _, body = line.partition(" ")
+    e = json.loads(body)
+    if e.get("type") in ("stage_start", "stage_end"):
+        events.append((float(t), e["type"], e["stage"]))
+rss = [(float(t), int(k)) for t, k in (l.split() for l in open(f"{work}/rss.txt") if len(l.split()) == 2)]
+print(f"peak RSS {max(k for _, k in rss) / 1024:.0f} MB over {len(rss)} samples")
+starts = {s: t for t, kind, s in events if kind == "stage_start"}
+for t1, kind, stage in events:
+    if kind != "stage_end":
+        continue
+    seen = [k for t, k in rss if starts[stage] <= t <= t1]
+    print(f"  {stage:9s} {t1 - starts[stage]:6.2f} s  largest RSS {max(seen) / 1024 if seen else float('nan'):6.0f} MB")
+EOF
