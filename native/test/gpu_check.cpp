@@ -80,21 +80,25 @@ static void loss_curve(const std::vector<int32_t>& tokens, const cx_config& cfg,
 static void out_of_memory_message() {
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) throw std::runtime_error("cudaMemGetInfo failed");
-  const int T = 4096, L = 2, C = 512, F = 1024;
-  const cx_config cfg{L, C, 8, F, 512, T, 10000.f, 1e-5f};
-  // Packed bf16 elements per token (llama.cpp's activation_plan): residual stream L+1, seven per block, three FFN
-  // wide per block, final norm and scratch, and the gradient buffers.
-  const size_t per_row = (size_t)T * 2 * (C * (L + 1) + 7 * C * L + 3 * F * L + 2 * C + 6 * C + 3 * F);
-  const int B = (int)(total_b / per_row) + 2;
-  std::vector<int32_t> tokens((size_t)B * T);
-  for (size_t i = 0; i < tokens.size(); i++) tokens[i] = i % 300 == 299 ? 511 : (int32_t)(i % 500);
+  const int T = 4096;
+  const cx_config cfg{2, 512, 8, 1024, 512, T, 10000.f, 1e-5f};
   cx_model* m = nullptr;
   cx_status st{};
   if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) throw std::runtime_error(st.message);
   const cx_run_options o{CX_BF16, 1, 1, 1, 511, 0};
+  auto tokens_for = [](int rows) {
+    std::vector<int32_t> tokens((size_t)rows * T);
+    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = i % 300 == 299 ? 511 : (int32_t)(i % 500);
+    return tokens;
+  };
+  // One row's activation footprint, as the model reports it; two rows more than the whole card then cannot fit.
   double loss = 0;
   int64_t count = 0;
-  const int code = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f, &loss, &count, &st);
+  size_t per_row = 0;
+  if (cx_forward_backward(m, tokens_for(1).data(), 1, T, &o, 1.f, &loss, &count, &st)) throw std::runtime_error(st.message);
+  cx_model_memory(m, nullptr, &per_row);
+  const int B = (int)(total_b / per_row) + 2;
+  const int code = cx_forward_backward(m, tokens_for(B).data(), B, T, &o, 1.f, &loss, &count, &st);
   cx_model_free(m);
   const std::string msg = st.message;
   std::printf("     %d rows of %d: %s\n", B, T, msg.c_str());
