@@ -192,15 +192,12 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void
 
 /* The CUDA runtime calls the backend makes, over host memory. */
 extern "C" {
-// The emulated device has 8 GiB (CHUXIN_EMU_DEVICE_BYTES to change): allocations past it fail as on a GPU, so
-// out-of-memory paths run here too. Untouched host pages cost nothing, so large allocations are cheap.
+// The emulated device has 8 GiB: allocations past it fail as on a GPU, so out-of-memory paths run here too.
+// Untouched host pages cost nothing, so large allocations are cheap.
 static std::mutex allocations_lock;
 static std::unordered_map<void*, size_t> allocations;
 static size_t allocated = 0;
-static size_t device_bytes() {
-  const char* env = std::getenv("CHUXIN_EMU_DEVICE_BYTES");
-  return env && std::atoll(env) > 0 ? (size_t)std::atoll(env) : (size_t)8 << 30;
-}
+static size_t device_bytes() { return (size_t)8 << 30; }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   const size_t rounded = (bytes + 255) / 256 * 256;
   std::lock_guard<std::mutex> hold(allocations_lock);
