@@ -15,6 +15,7 @@ import type { BatchTokenizer } from "../tokenizer/native.ts";
 /** Documents per tokenisation chunk; chunk boundaries depend only on document order, never on workers. */
 export const CHUNK_DOCS = 1024;
 const MAGIC = 0x4b545843; // "CXTK"
+const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 
 /**
  * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, read on demand from the
@@ -43,7 +44,7 @@ export class TokenStore {
       if (n === 0) throw new RuntimeFailure(`${this.files[chunk]}: ends before document ${ord}'s tokens; delete it and rebuild`);
       done += n;
     }
-    if (endianness() === "BE") for (let i = 0; i < ids.length; i++) ids[i] = bytes.readUInt32LE(4 * i);
+    if (BIG_ENDIAN) for (let i = 0; i < ids.length; i++) ids[i] = bytes.readUInt32LE(4 * i);
     return ids;
   }
 
