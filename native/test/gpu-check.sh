@@ -26,7 +26,16 @@ grep -E "spill stores" "$out/gpu-build.log" | grep -v " 0 bytes spill stores" | 
 echo "built in $(( $(date +%s) - t0 )) s"
 
 status=0
-./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log" || status=1
+# Bounded, so a hung kernel cannot take the whole call; a crash (signal or timeout) gets one memcheck pass of the
+# ops alone (compute-sanitizer runs on Firecracker machines, not on gVisor) before the throughput runs anyway.
+timeout 200 ./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -ne 0 ] && status=1
+if [ "$rc" -gt 1 ]; then
+  echo "chuxin_gpu_check ended with status $rc (crash or timeout); memcheck for 60 s:"
+  timeout 60 compute-sanitizer --tool memcheck --print-limit 20 ./build-gpu/chuxin_gpu_check > "$out/gpu-memcheck.log" 2>&1
+  grep -m 20 -E "Invalid|Error|FAIL|at 0x" "$out/gpu-memcheck.log"
+fi
 if grep -q "was not found; looked in" "$out/gpu-check.log"; then
   # Our search missed the library (a bug to fix); find it the slow way so the rest of the call is not wasted.
   lib=$(find / -xdev -name 'libcublasLt.so.1[23]' 2>/dev/null | head -1)
