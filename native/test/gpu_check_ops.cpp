@@ -63,6 +63,21 @@ void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng) {
     cpu->rmsnorm_forward(out.c, rs.c, x.c, nw.c, N, C, 1e-5f, bf16);
     gpu->rmsnorm_forward(out.g, rs.g, x.g, nw.g, N, C, 1e-5f, bf16);
     report("rmsnorm_forward" + tag, out.diff(), tol);
+    {  // the same norm through pointers one element off 16-byte alignment: the bf16 row kernels' scalar branch
+       // must sum in the vector branch's order, so the bits match
+      Pair xo(cpu, gpu, N * C + 1, A), wo(cpu, gpu, C + 1, A), oo(cpu, gpu, N * C + 1, A), ro(cpu, gpu, N);
+      std::vector<float> hx(N * C), hw(C);
+      gpu->download_values(hx.data(), x.g, N * C, A);
+      gpu->download_values(hw.data(), nw.g, C, A);
+      gpu->upload_values(xo.g + 1, hx.data(), N * C, A);
+      gpu->upload_values(wo.g + 1, hw.data(), C, A);
+      gpu->fill(oo.g, poison_value(), N * C + 1);
+      gpu->rmsnorm_forward(oo.g + 1, ro.g, xo.g + 1, wo.g + 1, N, C, 1e-5f, bf16);
+      std::vector<float> a(N * C), b(N * C);
+      gpu->download_values(a.data(), out.g, N * C, A);
+      gpu->download_values(b.data(), oo.g + 1, N * C, A);
+      report("rmsnorm_forward, unaligned pointers, same bits (GPU)" + tag, std::max(rel_err(a, b), ro.diff(gpu, rs.g)), 0);
+    }
     dx.set(std::vector<float>(N * C, 0.f));
     dnw.set(std::vector<float>(C, 0.f));
     out.set(round(randn(N * C)));

@@ -1,6 +1,7 @@
 /* Elementwise, normalisation, loss and optimizer kernels of the CUDA backend (see kernels.h). Deterministic:
  * reductions run in a fixed tree order and there are no atomics. */
 #include <cfloat>
+#include <type_traits>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -20,6 +21,40 @@ constexpr int kIdBuckets = 32;  // token-id buckets of the embedding gradient
       CX_CUDA(cudaGetLastError());                                                 \
     }                                                                              \
   } while (0)
+
+/* Packed bf16 moved eight values (16 bytes) per access: the elementwise kernels are bound by bytes, and 2-byte
+ * accesses leave most of each memory transaction unused. Widening is exact and narrowing rounds as st() does,
+ * so the vector kernels give the scalar kernels' bits. */
+constexpr int kVec = 8;
+__device__ __forceinline__ void load8(float (&f)[kVec], const bf16_t* p) {
+  CX_CHECK_ALIGNED(p, 16);
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    f[2 * k] = __uint_as_float(w[k] << 16);
+    f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void store8(bf16_t* p, const float (&f)[kVec]) {
+  CX_CHECK_ALIGNED(p, 16);
+  uint32_t w[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++)
+    w[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k])) | ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k + 1])) << 16);
+  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+template <typename T, typename... Ptrs>
+bool vectorizable(int64_t n, const Ptrs*... ptrs) {
+  if constexpr (!std::is_same<T, bf16_t>::value) {
+    return false;
+  } else {
+    if (n % kVec != 0) return false;
+    for (const void* p : {static_cast<const void*>(ptrs)...})
+      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    return true;
+  }
+}
 
 __global__ void fill_kernel(float* p, float v, int64_t n) {
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
@@ -126,6 +161,102 @@ __global__ void rmsnorm_bwd_inp(T* dinp, const T* dout, const T* inp, const T* w
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
     st(dinp + n * C + c, ld(dinp + n * C + c) + r * (ld(g + c) * ld(w + c) - ld(x + c) * k), round);
 }
+/* The row kernels for packed bf16 when C is a multiple of 8: each thread takes chunks of 8 channels (one 16-byte
+ * access when the pointers allow it, else 8 scalar ones, summed in the same order either way, so the fused
+ * residual + norm and the norm alone still agree bit for bit). */
+__device__ __forceinline__ void load_chunk(float (&f)[kVec], const bf16_t* p, bool aligned) {
+  if (aligned) return load8(f, p);
+#pragma unroll
+  for (int k = 0; k < kVec; k++) f[k] = ld(p + k);
+}
+__device__ __forceinline__ void store_chunk(bf16_t* p, const float (&f)[kVec], bool aligned) {
+  if (aligned) return store8(p, f);
+#pragma unroll
+  for (int k = 0; k < kVec; k++) st(p + k, f[k], true);
+}
+__device__ __forceinline__ float as_stored(float v) { return __uint_as_float((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v)) << 16); }
+
+__global__ void rmsnorm_fwd_vec(bf16_t* out, float* rstd, const bf16_t* inp, const bf16_t* w, int64_t C, float eps, bool aligned) {
+  __shared__ float sh[kThreads];
+  const int64_t row = blockIdx.x * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float x[kVec];
+    load_chunk(x, inp + row + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) ss += x[k] * x[k];
+  }
+  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float x[kVec], wv[kVec];
+    load_chunk(x, inp + row + c, aligned);
+    load_chunk(wv, w + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
+    store_chunk(out + row + c, x, aligned);
+  }
+}
+__global__ void residual_rmsnorm_fwd_vec(bf16_t* sum, bf16_t* out, float* rstd, const bf16_t* a, const bf16_t* b, const bf16_t* w, int64_t C,
+                                         float eps, bool aligned) {
+  __shared__ float sh[kThreads];
+  const int64_t row = blockIdx.x * C;
+  float ss = 0.f;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float x[kVec], y[kVec];
+    load_chunk(x, a + row + c, aligned);
+    load_chunk(y, b + row + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) {
+      x[k] = as_stored(x[k] + y[k]);  // what the norm alone would read back
+      ss += x[k] * x[k];
+    }
+    store_chunk(sum + row + c, x, aligned);
+  }
+  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float x[kVec], wv[kVec];
+    load_chunk(x, sum + row + c, aligned);
+    load_chunk(wv, w + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
+    store_chunk(out + row + c, x, aligned);
+  }
+}
+__global__ void rmsnorm_bwd_inp_vec(bf16_t* dinp, const bf16_t* dout, const bf16_t* inp, const bf16_t* w, const float* rstd, int64_t C,
+                                    bool aligned) {
+  __shared__ float sh[kThreads];
+  const int64_t row = blockIdx.x * C;
+  const float r = rstd[blockIdx.x];
+  float dot = 0.f;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float g[kVec], wv[kVec], x[kVec];
+    load_chunk(g, dout + row + c, aligned);
+    load_chunk(wv, w + c, aligned);
+    load_chunk(x, inp + row + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) dot += g[k] * wv[k] * x[k];
+  }
+  const float k_ = block_sum(dot, sh) * r * r / (float)C;
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float g[kVec], wv[kVec], x[kVec], d[kVec];
+    load_chunk(g, dout + row + c, aligned);
+    load_chunk(wv, w + c, aligned);
+    load_chunk(x, inp + row + c, aligned);
+    load_chunk(d, dinp + row + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) d[k] = d[k] + r * (g[k] * wv[k] - x[k] * k_);
+    store_chunk(dinp + row + c, d, aligned);
+  }
+}
+template <typename... Ptrs>
+bool aligned16(const Ptrs*... ptrs) {
+  for (const void* p : {static_cast<const void*>(ptrs)...})
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 /* The weight gradient sums over every row: first per chunk of kNormRows rows (blocks over channels × chunks, so
  * the whole GPU works), then the chunks in order per channel. Deterministic, no atomics. */
 template <typename T>
@@ -145,18 +276,22 @@ __global__ void add_partials(float* dw, const float* partial, int64_t chunks, in
   dw[c] += s;
 }
 
+/* A thread per (token, frequency): the angle's cos and sin (pow and sincos in double precision, then float, as
+ * the CPU's table) once, applied to that frequency's pair in every head. */
 template <typename T>
 __global__ void rope_kernel(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
   const int64_t half = D / 2, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (i >= N * H * half) return;
-  const int64_t f = i % half, h = (i / half) % H, n = i / (half * H);
+  if (i >= N * half) return;
+  const int64_t f = i % half, n = i / half;
   const double inv_freq = pow((double)theta, -2.0 * (double)f / (double)D);
   const float angle = (float)((double)pos[n] * inv_freq);
   const float c = cosf(angle), s = sign * sinf(angle);
-  T* row = x + (n * H + h) * D;
-  const float a = ld(row + f), b = ld(row + f + half);
-  st(row + f, a * c - b * s, round);
-  st(row + f + half, b * c + a * s, round);
+  for (int64_t h = 0; h < H; h++) {
+    T* row = x + (n * H + h) * D;
+    const float a = ld(row + f), b = ld(row + f + half);
+    st(row + f, a * c - b * s, round);
+    st(row + f + half, b * c + a * s, round);
+  }
 }
 
 template <typename T>
@@ -176,16 +311,42 @@ __global__ void swiglu_bwd(T* dg, T* du, const T* dout, const T* g, const T* u, 
   st(du + i, d * gi * sig, round);
 }
 
-/* One block per row of logits. */
+__global__ void swiglu_fwd_vec(bf16_t* out, const bf16_t* g, const bf16_t* u, int64_t n) {
+  const int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * kVec;
+  if (i >= n) return;
+  float gv[kVec], uv[kVec], o[kVec];
+  load8(gv, g + i);
+  load8(uv, u + i);
+#pragma unroll
+  for (int k = 0; k < kVec; k++) o[k] = gv[k] / (1.f + expf(-gv[k])) * uv[k];
+  store8(out + i, o);
+}
+__global__ void swiglu_bwd_vec(bf16_t* dg, bf16_t* du, const bf16_t* dout, const bf16_t* g, const bf16_t* u, int64_t n) {
+  const int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * kVec;
+  if (i >= n) return;
+  float gv[kVec], uv[kVec], d[kVec], dgv[kVec], duv[kVec];
+  load8(gv, g + i);
+  load8(uv, u + i);
+  load8(d, dout + i);
+#pragma unroll
+  for (int k = 0; k < kVec; k++) {
+    const float sig = 1.f / (1.f + expf(-gv[k]));
+    dgv[k] = d[k] * uv[k] * sig * (1.f + gv[k] * (1.f - sig));
+    duv[k] = d[k] * gv[k] * sig;
+  }
+  store8(dg + i, dgv);
+  store8(du + i, duv);
+}
+
+/* One block per row of logits. The logits are rounded as they are read (bf16 runs), not written back rounded:
+ * three passes over the row's fp32 logits instead of five. */
 template <typename T>
-__global__ void cross_entropy_kernel(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t V, float scale, bool backward,
+__global__ void cross_entropy_kernel(const float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t V, float scale, bool backward,
                                      bool bf16) {
   __shared__ float sh[kThreads];
-  float* z = logits + blockIdx.x * V;
+  const float* z = logits + blockIdx.x * V;
   T* dz = dlogits ? dlogits + blockIdx.x * V : nullptr;
   const int32_t target = targets[blockIdx.x];
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) z[j] = rbf(z[j], bf16);
-  __syncthreads();
   if (target < 0) {
     if (threadIdx.x == 0) losses[blockIdx.x] = NAN;
     if (backward)
@@ -193,16 +354,16 @@ __global__ void cross_entropy_kernel(float* logits, T* dlogits, float* losses, c
     return;
   }
   float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, z[j]);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, rbf(z[j], bf16));
   const float mx = block_max(m, sh);
   float s = 0.f;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += expf(z[j] - mx);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += expf(rbf(z[j], bf16) - mx);
   const float lse = mx + logf(block_sum(s, sh));
-  if (threadIdx.x == 0) losses[blockIdx.x] = lse - z[target];
-  __syncthreads();
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - rbf(z[target], bf16);
   if (!backward) return;
-  // Each thread reads z[j] before writing dz[j], so dz may alias z (float storage).
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) st(dz + j, scale * (expf(z[j] - lse) - (j == target ? 1.f : 0.f)), bf16);
+  // Each thread reads z[j] before writing dz[j], so dz may alias z (float storage); the loss above was read first.
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) st(dz + j, scale * (expf(rbf(z[j], bf16) - lse) - (j == target ? 1.f : 0.f)), bf16);
 }
 
 template <typename T>
@@ -284,6 +445,13 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round) {
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round) {
   if (N <= 0) return;
+  if constexpr (std::is_same<T, bf16_t>::value) {
+    if (C % kVec == 0) {
+      CX_KERNEL_LAUNCH(rmsnorm_fwd_vec, (unsigned)N, kThreads, 0, out, rstd, inp, weight, C, eps, aligned16(out, inp, weight));
+      CX_CUDA(cudaGetLastError());
+      return;
+    }
+  }
   CX_KERNEL_LAUNCH(rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, out, rstd, inp, weight, C, eps, round);
   CX_CUDA(cudaGetLastError());
 }
@@ -291,7 +459,14 @@ template <typename T>
 void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round,
                       float* workspace) {
   if (N <= 0) return;
-  CX_KERNEL_LAUNCH(rmsnorm_bwd_inp<T>, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, round);
+  bool done = false;
+  if constexpr (std::is_same<T, bf16_t>::value) {
+    if (C % kVec == 0) {
+      CX_KERNEL_LAUNCH(rmsnorm_bwd_inp_vec, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, aligned16(dinp, dout, inp, weight));
+      done = true;
+    }
+  }
+  if (!done) CX_KERNEL_LAUNCH(rmsnorm_bwd_inp<T>, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, round);
   CX_CUDA(cudaGetLastError());
   const int64_t chunks = (N + kNormRows - 1) / kNormRows;
   CX_KERNEL_LAUNCH(rmsnorm_bwd_weight_partial<T>, dim3(grid_for(C, kThreads), (unsigned)chunks), kThreads, 0, workspace, dout, inp, rstd, N, C);
@@ -301,21 +476,35 @@ void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, cons
 template <typename T>
 void residual_rmsnorm_forward(T* sum, T* norm, float* rstd, const T* a, const T* b, const T* weight, int64_t N, int64_t C, float eps, bool round) {
   if (N <= 0) return;
+  if constexpr (std::is_same<T, bf16_t>::value) {
+    if (C % kVec == 0) {
+      CX_KERNEL_LAUNCH(residual_rmsnorm_fwd_vec, (unsigned)N, kThreads, 0, sum, norm, rstd, a, b, weight, C, eps, aligned16(sum, norm, a, b, weight));
+      CX_CUDA(cudaGetLastError());
+      return;
+    }
+  }
   CX_KERNEL_LAUNCH(residual_rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, sum, norm, rstd, a, b, weight, C, eps, round);
   CX_CUDA(cudaGetLastError());
 }
 int64_t rmsnorm_backward_workspace(int64_t N, int64_t C) { return (N + kNormRows - 1) / kNormRows * C; }
 template <typename T>
 void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
-  CX_LAUNCH(rope_kernel<T>, N * H * (D / 2), x, pos, N, H, D, theta, sign, round);
+  CX_LAUNCH(rope_kernel<T>, N * (D / 2), x, pos, N, H, D, theta, sign, round);
 }
 template <typename T>
 void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, bool round) {
-  CX_LAUNCH(swiglu_fwd<T>, n, out, gate, up, n, round);
+  if (vectorizable<T>(n, out, gate, up))
+    CX_LAUNCH(swiglu_fwd_vec, n / kVec, reinterpret_cast<bf16_t*>(out), reinterpret_cast<const bf16_t*>(gate), reinterpret_cast<const bf16_t*>(up), n);
+  else
+    CX_LAUNCH(swiglu_fwd<T>, n, out, gate, up, n, round);
 }
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n, bool round) {
-  CX_LAUNCH(swiglu_bwd<T>, n, dgate, dup, dout, gate, up, n, round);
+  if (vectorizable<T>(n, dgate, dup, dout, gate, up))
+    CX_LAUNCH(swiglu_bwd_vec, n / kVec, reinterpret_cast<bf16_t*>(dgate), reinterpret_cast<bf16_t*>(dup), reinterpret_cast<const bf16_t*>(dout),
+              reinterpret_cast<const bf16_t*>(gate), reinterpret_cast<const bf16_t*>(up), n);
+  else
+    CX_LAUNCH(swiglu_bwd<T>, n, dgate, dup, dout, gate, up, n, round);
 }
 template <typename T>
 void cross_entropy_rows(float* logits, T* dlogits, float* losses, const int32_t* targets, int64_t R, int64_t V, float scale, bool backward,

@@ -1,140 +1,135 @@
-/* Fused document-masked attention (see flash_attention.h). Blocks of 4 warps own 64 queries (forward, dQ) or
- * 64 keys (dK/dV); each warp owns 16 of them. Matrix products are 16×16×16 bf16 WMMA tiles with fp32
- * accumulators; scores go through shared memory, where two lanes per row apply the mask and the softmax. */
+/* Fused document-masked attention (see flash_attention.h), FlashAttention-2 style on mma.sync tensor cores
+ * (mma.cuh). Blocks of 4 warps own 64 queries (forward, dQ) or 64 keys (dK/dV); each warp owns 16 of them and
+ * keeps its scores, probabilities and output accumulators in registers: the 16×64 score tile of a warp is 8
+ * accumulator fragments, its softmax runs on them (row statistics shared by the 4 lanes of a quad), and the
+ * probabilities go straight into the A operand of the next product. Shared memory holds only the bf16 tiles.
+ * Softmax in base 2: scores are scaled by log2(e)/sqrt(D), so exp2f, and lse is converted back to base e. */
 #include <cuda_bf16.h>
-#include <mma.h>
+
+#include <type_traits>
 
 #include "attention_tiles.h"
 #include "common.cuh"
 #include "flash_attention.h"
+#include "mma.cuh"
 
 namespace cx {
 namespace {
 
-using namespace nvcuda;
-
 constexpr int kRows = kAttnTile;  // queries (or keys) per block, and keys (or queries) per tile
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
-constexpr int kSLd = kRows + 4;  // fp32 score rows (padded against bank conflicts)
-constexpr int kPLd = kRows + 8;  // bf16 probability rows
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16_t, wmma::row_major>;
-using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::row_major>;
-using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16_t, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+constexpr int kNb = kRows / 8;  // 8-column accumulator fragments across a tile
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
 template <int D>
 struct Shape {
-  static constexpr int kLd = D + 8;        // bf16 tile rows
-  static constexpr int kOLd = D + 4;       // fp32 staging rows
-  static constexpr int kPerLane = D / 2;   // output columns per lane (two lanes per row)
+  static constexpr int kLd = D + 8;  // bf16 tile rows, padded: the fragment loads of a warp hit 32 different banks
   static constexpr size_t kTile = (size_t)kRows * kLd * sizeof(bf16_t);
-  static constexpr size_t kScores = (size_t)kWarps * 16 * kSLd * sizeof(float);
-  static constexpr size_t kProbs = (size_t)kWarps * 16 * kPLd * sizeof(bf16_t);
-  static constexpr size_t kStage = (size_t)kWarps * 16 * kOLd * sizeof(float);
 };
 
-/* Rows [t0, t0+64) of head h of batch row b of x ([B][T][H][D], packed bf16) into a shared-memory tile, four
- * values (8 bytes) per access; rows past T are zero. */
+/* Rows [t0, t0+64) of head h of batch row b of x ([B][T][H][D], packed bf16) into a shared-memory tile, eight
+ * values (16 bytes) per access; rows past T are zero. */
 template <int D>
 __device__ void load_tile(bf16_t* tile, const bf16_t* x, int64_t b, int64_t t0, int64_t T, int64_t H, int64_t h) {
-  constexpr int kVec = D / 4;
+  constexpr int kVec = D / 8;
   for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
-    const int r = i / kVec, c = (i % kVec) * 4;
+    const int r = i / kVec, c = (i % kVec) * 8;
     const int64_t t = t0 + r;
-    uint2 u = make_uint2(0u, 0u);
+    uint4 u = make_uint4(0u, 0u, 0u, 0u);
     const bf16_t* src = x + ((b * T + t) * H + h) * D + c;
     bf16_t* dst = tile + r * Shape<D>::kLd + c;
-    CX_CHECK_ALIGNED(dst, sizeof(uint2));
+    CX_CHECK_ALIGNED(dst, sizeof(uint4));
     if (t < T) {
-      CX_CHECK_ALIGNED(src, sizeof(uint2));
-      u = *reinterpret_cast<const uint2*>(src);
+      CX_CHECK_ALIGNED(src, sizeof(uint4));
+      u = *reinterpret_cast<const uint4*>(src);
     }
-    *reinterpret_cast<uint2*>(dst) = u;
+    *reinterpret_cast<uint4*>(dst) = u;
   }
 }
 
-/* S[16][64] (row stride kSLd) = A[16][D] · Bt[64][D]^T, A and Bt bf16 tiles with stride D+8. */
+/* acc[8][4] = A(16 rows of `rows`, all D) · Bᵀ where B's 64 rows are `cols` (S = Q·Kᵀ, dP = dO·Vᵀ and transposes). */
 template <int D>
-__device__ void scores(float* S, const bf16_t* A, const bf16_t* Bt) {
-  constexpr int kLd = Shape<D>::kLd;
+__device__ __forceinline__ void tile_products(float (&acc)[kNb][4], const bf16_t* rows, const bf16_t* cols) {
 #pragma unroll
-  for (int n = 0; n < kRows / 16; n++) {
-    FragC acc;
-    wmma::fill_fragment(acc, 0.f);
+  for (int nb = 0; nb < kNb; nb++)
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      FragA a;
-      FragBCol bt;
-      wmma::load_matrix_sync(a, A + kk * 16, kLd);
-      wmma::load_matrix_sync(bt, Bt + n * 16 * kLd + kk * 16, kLd);
-      wmma::mma_sync(acc, a, bt, acc);
+    for (int e = 0; e < 4; e++) acc[nb][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t a[4];
+    load_a(a, rows, Shape<D>::kLd, 0, kk * 16);
+#pragma unroll
+    for (int nb = 0; nb < kNb; nb++) {
+      uint32_t bfrag[2];
+      load_b_rows(bfrag, cols, Shape<D>::kLd, nb * 8, kk * 16);
+      mma_bf16_16816(acc[nb], a, bfrag);
     }
-    wmma::store_matrix_sync(S + n * 16, acc, kSLd, wmma::mem_row_major);
   }
 }
 
-/* acc[D/16] (a 16×D accumulator) += P[16][64] (stride kPLd) · X[64][D] (stride D+8). */
+/* out[D/8][4] += P · X, P the 16×64 probabilities (accumulator layout, rounded to bf16 here), X a 64×D tile. */
 template <int D>
-__device__ void accumulate(FragC (&acc)[D / 16], const bf16_t* P, const bf16_t* X) {
-  constexpr int kLd = Shape<D>::kLd;
+__device__ __forceinline__ void accumulate_products(float (&out)[D / 8][4], const float (&p)[kNb][4], const bf16_t* x) {
 #pragma unroll
-  for (int dn = 0; dn < D / 16; dn++) {
+  for (int kb = 0; kb < kRows / 16; kb++) {
+    const uint32_t a[4] = {pack_bf16x2(p[2 * kb][0], p[2 * kb][1]), pack_bf16x2(p[2 * kb][2], p[2 * kb][3]),
+                           pack_bf16x2(p[2 * kb + 1][0], p[2 * kb + 1][1]), pack_bf16x2(p[2 * kb + 1][2], p[2 * kb + 1][3])};
 #pragma unroll
-    for (int kk = 0; kk < kRows / 16; kk++) {
-      FragA a;
-      FragBRow x;
-      wmma::load_matrix_sync(a, P + kk * 16, kPLd);
-      wmma::load_matrix_sync(x, X + kk * 16 * kLd + dn * 16, kLd);
-      wmma::mma_sync(acc[dn], a, x, acc[dn]);
+    for (int dn = 0; dn < D / 8; dn++) {
+      uint32_t bfrag[2];
+      load_b_cols(bfrag, x, Shape<D>::kLd, kb * 16, dn * 8);
+      mma_bf16_16816(out[dn], a, bfrag);
     }
   }
 }
 
-/* Writes a warp's 16×D accumulator, times `scale`, to rows row0.. of head h in dst ([B][T][H][D]). */
-template <int D, typename T>
-__device__ void store_rows(T* dst, FragC (&acc)[D / 16], float* stage, int64_t b, int64_t row0, int64_t T_, int64_t H, int64_t h, float scale,
-                           bool round) {
-  constexpr int kOLd = Shape<D>::kOLd, kPer = Shape<D>::kPerLane;
-  const int lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  __syncwarp();
+/* Writes a warp's 16×D accumulator (rows row0 + g and row0 + g + 8), times `scale`, as bf16 pairs. */
+template <int D>
+__device__ __forceinline__ void store_rows(bf16_t* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
+                                           float scale0, float scale1) {
+  const int g = (int)(threadIdx.x % 32) / 4, t = (int)(threadIdx.x % 4);
 #pragma unroll
-  for (int dn = 0; dn < D / 16; dn++) wmma::store_matrix_sync(stage + dn * 16, acc[dn], kOLd, wmma::mem_row_major);
-  __syncwarp();
-  const int64_t t = row0 + r;
-  if (t < T_) {
-    T* out = dst + ((b * T_ + t) * H + h) * D + half * kPer;
+  for (int half = 0; half < 2; half++) {
+    const int64_t row = row0 + g + 8 * half;
+    if (row >= T) continue;
+    const float scale = half ? scale1 : scale0;
+    bf16_t* out = dst + ((b * T + row) * H + h) * D + 2 * t;
 #pragma unroll
-    for (int c = 0; c < kPer; c++) st(out + c, stage[r * kOLd + half * kPer + c] * scale, round);
+    for (int dn = 0; dn < D / 8; dn++) {
+      uint32_t* p = reinterpret_cast<uint32_t*>(out + dn * 8);
+      CX_CHECK_ALIGNED(p, sizeof(uint32_t));
+      *p = pack_bf16x2(acc[dn][2 * half] * scale, acc[dn][2 * half + 1] * scale);
+    }
   }
-  __syncwarp();
 }
 
-template <int D, typename TS>
-__global__ void __launch_bounds__(kThreads) flash_forward_kernel(TS* out, float* lse, const TS* q, const TS* k, const TS* v,
-                                                                 const int32_t* doc_start, int64_t T, int64_t H, float scale, bool round) {
+/* The column (key or query index within the tile) of accumulator element e of fragment nb. */
+__device__ __forceinline__ int frag_col(int nb, int e) { return nb * 8 + 2 * (int)(threadIdx.x % 4) + (e & 1); }
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+                                                                 const int32_t* doc_start, int64_t T, int64_t H, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* scr = reinterpret_cast<float*>(smem + 3 * S::kTile) + warp * 16 * kSLd;
-  bf16_t* prob = reinterpret_cast<bf16_t*>(smem + 3 * S::kTile + S::kScores) + warp * 16 * kPLd;
-  float* stage = reinterpret_cast<float*>(smem + 3 * S::kTile + S::kScores + S::kProbs) + warp * 16 * S::kOLd;
+  const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
   const int64_t q_last = min(q0 + kRows, T) - 1;
   const int32_t* starts = doc_start + b * T;
   const int64_t w_first = q0 + warp * 16;
-  const int64_t i = w_first + r;
-  const bool row_valid = i < T;
+  const int64_t rows[2] = {w_first + g, w_first + g + 8};
+  const int64_t first[2] = {rows[0] < T ? starts[rows[0]] : 0, rows[1] < T ? starts[rows[1]] : 0};
   load_tile<D>(Qs, q, b, q0, T, H, h);
 
-  float o[S::kPerLane];
+  float o[D / 8][4];
 #pragma unroll
-  for (int c = 0; c < S::kPerLane; c++) o[c] = 0.f;
-  float m_run = -INFINITY, l_run = 0.f;
+  for (int dn = 0; dn < D / 8; dn++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) o[dn][e] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};  // l: this lane's part of the row sum
   // Key tiles from the tile holding the first query's document start: everything before it is masked.
   for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
     __syncthreads();
@@ -142,185 +137,186 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(TS* out, float*
     load_tile<D>(Vs, v, b, k0, T, H, h);
     __syncthreads();
     if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;  // warp-uniform: nothing here is visible to this warp
-    scores<D>(scr, Qs + warp * 16 * S::kLd, Ks);
-    __syncwarp();
-    float s[32], mx = -INFINITY;
+    float s[kNb][4];
+    tile_products<D>(s, Qs + warp * 16 * S::kLd, Ks);
+    float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int c = 0; c < 32; c++) {
-      const int64_t j = k0 + half * 32 + c;
-      const bool visible = row_valid && attn_visible(i, j, starts);
-      s[c] = visible ? scr[r * kSLd + half * 32 + c] * scale : -INFINITY;
-      mx = fmaxf(mx, s[c]);
+    for (int nb = 0; nb < kNb; nb++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e / 2;
+        const int64_t j = k0 + frag_col(nb, e), i = rows[r];
+        s[nb][e] = i < T && j <= i && j >= first[r] ? s[nb][e] * scale_log2 : -INFINITY;  // attn_visible
+        mx[r] = fmaxf(mx[r], s[nb][e]);
+      }
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m_run[r], mx[r]);
+      alpha[r] = m_new == -INFINITY ? 1.f : exp2f(m_run[r] - m_new);
+      m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet: every p is exp2(-inf) = 0
+      m_run[r] = m_new;
     }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    const float m_new = fmaxf(m_run, mx);
-    const float alpha = m_new == -INFINITY ? 1.f : expf(m_run - m_new);
-    float sum = 0.f;
+    float sum[2] = {0.f, 0.f};
 #pragma unroll
-    for (int c = 0; c < 32; c++) {
-      const float p = s[c] == -INFINITY ? 0.f : expf(s[c] - m_new);
-      sum += p;
-      prob[r * kPLd + half * 32 + c] = __float2bfloat16_rn(p);
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    l_run = l_run * alpha + sum;
-    m_run = m_new;
-    __syncwarp();
-    FragC pv[D / 16];
+    for (int nb = 0; nb < kNb; nb++)
 #pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) wmma::fill_fragment(pv[dn], 0.f);
-    accumulate<D>(pv, prob, Vs);
+      for (int e = 0; e < 4; e++) {
+        s[nb][e] = exp2f(s[nb][e] - m_use[e / 2]);
+        sum[e / 2] += s[nb][e];
+      }
 #pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) wmma::store_matrix_sync(stage + dn * 16, pv[dn], S::kOLd, wmma::mem_row_major);
-    __syncwarp();
+    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + sum[r];
 #pragma unroll
-    for (int c = 0; c < S::kPerLane; c++) o[c] = o[c] * alpha + stage[r * S::kOLd + half * S::kPerLane + c];
-    __syncwarp();
+    for (int dn = 0; dn < D / 8; dn++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) o[dn][e] *= alpha[e / 2];
+    accumulate_products<D>(o, s, Vs);
   }
-  if (row_valid) {
-    TS* dst = out + ((b * T + i) * H + h) * D + half * S::kPerLane;
-    const float inv = 1.f / l_run;
+  float inv[2];
 #pragma unroll
-    for (int c = 0; c < S::kPerLane; c++) st(dst + c, o[c] * inv, round);
-    if (half == 0) lse[(b * H + h) * T + i] = m_run + logf(l_run);
+  for (int r = 0; r < 2; r++) {
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
+    inv[r] = l_run[r] > 0.f ? 1.f / l_run[r] : 0.f;
+    if (threadIdx.x % 4 == 0 && rows[r] < T) lse[(b * H + h) * T + rows[r]] = (m_run[r] + log2f(l_run[r])) * kLn2;
   }
+  store_rows<D>(out, o, b, w_first, T, H, h, inv[0], inv[1]);
 }
 
 /* dK, dV for 64 keys: over the query tiles that can see them (from the keys' own tile to the end of the last
- * document that holds one of them). */
-template <int D, typename TS>
-__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta,
-                                                                     const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t T,
-                                                                     int64_t H, float scale, bool round) {
+ * document that holds one of them). A warp's 16 keys are the rows of its score tile (Sᵀ = K·Qᵀ). */
+template <int D>
+__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(bf16_t* dk, bf16_t* dv, const bf16_t* dout, const float* lse,
+                                                                     const float* delta, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+                                                                     const int32_t* doc_start, int64_t T, int64_t H, float scale, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
   bf16_t* Gs = reinterpret_cast<bf16_t*>(smem + 3 * S::kTile);  // dout
-  unsigned char* rest = smem + 4 * S::kTile;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* st_scores = reinterpret_cast<float*>(rest) + warp * 16 * kSLd;
-  float* st_dprobs = reinterpret_cast<float*>(rest + S::kScores) + warp * 16 * kSLd;
-  bf16_t* pt = reinterpret_cast<bf16_t*>(rest + 2 * S::kScores) + warp * 16 * kPLd;
-  bf16_t* dst_t = reinterpret_cast<bf16_t*>(rest + 2 * S::kScores + S::kProbs) + warp * 16 * kPLd;
-  float* stage = reinterpret_cast<float*>(rest + 2 * S::kScores + 2 * S::kProbs) + warp * 16 * S::kOLd;
-  float* lse_s = reinterpret_cast<float*>(rest + 2 * S::kScores + 2 * S::kProbs + S::kStage);
+  float* lse_s = reinterpret_cast<float*>(smem + 4 * S::kTile);  // base 2
   float* delta_s = lse_s + kRows;
   int32_t* start_s = reinterpret_cast<int32_t*>(delta_s + kRows);
   __shared__ int64_t q_end_shared;
+  const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
   const int64_t b = blockIdx.z, h = blockIdx.y, k0 = (int64_t)blockIdx.x * kRows;
   const int64_t k_last = min(k0 + kRows, T) - 1;
   const int32_t* starts = doc_start + b * T;
   const int64_t j_first = k0 + warp * 16;
-  const int64_t j = j_first + r;
+  const int64_t keys[2] = {j_first + g, j_first + g + 8};
   load_tile<D>(Ks, k, b, k0, T, H, h);
   load_tile<D>(Vs, v, b, k0, T, H, h);
   if (threadIdx.x == 0) q_end_shared = attn_query_end(starts, k0, k_last, T);
   __syncthreads();
   const int64_t q_end = q_end_shared;
 
-  FragC acc_k[D / 16], acc_v[D / 16];
+  float acc_k[D / 8][4], acc_v[D / 8][4];
 #pragma unroll
-  for (int dn = 0; dn < D / 16; dn++) {
-    wmma::fill_fragment(acc_k[dn], 0.f);
-    wmma::fill_fragment(acc_v[dn], 0.f);
-  }
+  for (int dn = 0; dn < D / 8; dn++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) acc_k[dn][e] = acc_v[dn][e] = 0.f;
   for (int64_t qt = (k0 / kRows) * kRows; qt < q_end; qt += kRows) {
     __syncthreads();
     load_tile<D>(Qs, q, b, qt, T, H, h);
     load_tile<D>(Gs, dout, b, qt, T, H, h);
     for (int x = threadIdx.x; x < kRows; x += kThreads) {
       const int64_t i = qt + x;
-      lse_s[x] = i < T ? lse[(b * H + h) * T + i] : 0.f;
+      lse_s[x] = i < T ? lse[(b * H + h) * T + i] * kLog2e : 0.f;
       delta_s[x] = i < T ? delta[(b * H + h) * T + i] : 0.f;
       start_s[x] = i < T ? starts[i] : INT32_MAX;
     }
     __syncthreads();
     if (!attn_warp_seen_by_queries(starts, j_first, qt, T)) continue;  // no query here sees these keys
-    scores<D>(st_scores, Ks + warp * 16 * S::kLd, Qs);  // S^T: keys × queries
-    scores<D>(st_dprobs, Vs + warp * 16 * S::kLd, Gs);  // dP^T = V · dO^T
-    __syncwarp();
-#pragma unroll 8
-    for (int c = 0; c < 32; c++) {
-      const int col = half * 32 + c;
-      const int64_t i = qt + col;
-      const bool visible = j < T && i < T && j <= i && j >= start_s[col];  // attn_visible, with doc_start staged
-      const float p = visible ? expf(st_scores[r * kSLd + col] * scale - lse_s[col]) : 0.f;
-      const float ds = p * (st_dprobs[r * kSLd + col] - delta_s[col]);
-      pt[r * kPLd + col] = __float2bfloat16_rn(p);
-      dst_t[r * kPLd + col] = __float2bfloat16_rn(ds);
-    }
-    __syncwarp();
-    accumulate<D>(acc_v, pt, Gs);     // dV += P^T · dO
-    accumulate<D>(acc_k, dst_t, Qs);  // dK += dS^T · Q (times scale at the end)
+    float p[kNb][4], ds[kNb][4];
+    tile_products<D>(p, Ks + warp * 16 * S::kLd, Qs);   // Sᵀ: keys × queries
+    tile_products<D>(ds, Vs + warp * 16 * S::kLd, Gs);  // dPᵀ = V · dOᵀ
+#pragma unroll
+    for (int nb = 0; nb < kNb; nb++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int col = frag_col(nb, e);
+        const int64_t i = qt + col, j = keys[e / 2];
+        const bool visible = j < T && i < T && j <= i && j >= start_s[col];  // attn_visible, with doc_start staged
+        p[nb][e] = visible ? exp2f(p[nb][e] * scale_log2 - lse_s[col]) : 0.f;
+        ds[nb][e] = p[nb][e] * (ds[nb][e] - delta_s[col]);
+      }
+    accumulate_products<D>(acc_v, p, Gs);   // dV += Pᵀ · dO
+    accumulate_products<D>(acc_k, ds, Qs);  // dK += dSᵀ · Q (times scale at the end)
   }
-  store_rows<D>(dk, acc_k, stage, b, j_first, T, H, h, scale, round);
-  store_rows<D>(dv, acc_v, stage, b, j_first, T, H, h, 1.f, round);
+  store_rows<D>(dk, acc_k, b, j_first, T, H, h, scale, scale);
+  store_rows<D>(dv, acc_v, b, j_first, T, H, h, 1.f, 1.f);
 }
 
 /* dQ for 64 queries: over the same key tiles as the forward pass. */
-template <int D, typename TS>
-__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(TS* dq, const TS* dout, const float* lse, const float* delta, const TS* q,
-                                                                    const TS* k, const TS* v, const int32_t* doc_start, int64_t T, int64_t H,
-                                                                    float scale, bool round) {
+template <int D>
+__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(bf16_t* dq, const bf16_t* dout, const float* lse, const float* delta,
+                                                                    const bf16_t* q, const bf16_t* k, const bf16_t* v, const int32_t* doc_start,
+                                                                    int64_t T, int64_t H, float scale, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
   bf16_t* Gs = reinterpret_cast<bf16_t*>(smem + S::kTile);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + 3 * S::kTile);
-  unsigned char* rest = smem + 4 * S::kTile;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* scr = reinterpret_cast<float*>(rest) + warp * 16 * kSLd;
-  float* dprobs = reinterpret_cast<float*>(rest + S::kScores) + warp * 16 * kSLd;
-  bf16_t* ds_tile = reinterpret_cast<bf16_t*>(rest + 2 * S::kScores) + warp * 16 * kPLd;
-  float* stage = reinterpret_cast<float*>(rest + 2 * S::kScores + 2 * S::kProbs) + warp * 16 * S::kOLd;
+  const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
   const int64_t q_last = min(q0 + kRows, T) - 1;
   const int32_t* starts = doc_start + b * T;
   const int64_t w_first = q0 + warp * 16;
-  const int64_t i = w_first + r;
-  const bool row_valid = i < T;
-  const float lse_i = row_valid ? lse[(b * H + h) * T + i] : 0.f, delta_i = row_valid ? delta[(b * H + h) * T + i] : 0.f;
+  const int64_t rows[2] = {w_first + g, w_first + g + 8};
+  int64_t first[2];
+  float lse2[2], delta_r[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const bool valid = rows[r] < T;
+    first[r] = valid ? starts[rows[r]] : 0;
+    lse2[r] = valid ? lse[(b * H + h) * T + rows[r]] * kLog2e : 0.f;
+    delta_r[r] = valid ? delta[(b * H + h) * T + rows[r]] : 0.f;
+  }
   load_tile<D>(Qs, q, b, q0, T, H, h);
   load_tile<D>(Gs, dout, b, q0, T, H, h);
 
-  FragC acc[D / 16];
+  float acc[D / 8][4];
 #pragma unroll
-  for (int dn = 0; dn < D / 16; dn++) wmma::fill_fragment(acc[dn], 0.f);
+  for (int dn = 0; dn < D / 8; dn++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) acc[dn][e] = 0.f;
   for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
     __syncthreads();
     load_tile<D>(Ks, k, b, k0, T, H, h);
     load_tile<D>(Vs, v, b, k0, T, H, h);
     __syncthreads();
     if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;
-    scores<D>(scr, Qs + warp * 16 * S::kLd, Ks);
-    scores<D>(dprobs, Gs + warp * 16 * S::kLd, Vs);  // dP = dO · V^T
-    __syncwarp();
-#pragma unroll 8
-    for (int c = 0; c < 32; c++) {
-      const int col = half * 32 + c;
-      const int64_t j = k0 + col;
-      const bool visible = row_valid && attn_visible(i, j, starts);
-      const float p = visible ? expf(scr[r * kSLd + col] * scale - lse_i) : 0.f;
-      ds_tile[r * kPLd + col] = __float2bfloat16_rn(p * (dprobs[r * kSLd + col] - delta_i));
-    }
-    __syncwarp();
-    accumulate<D>(acc, ds_tile, Ks);  // dQ += dS · K (times scale at the end)
+    float ds[kNb][4], dp[kNb][4];
+    tile_products<D>(ds, Qs + warp * 16 * S::kLd, Ks);  // S
+    tile_products<D>(dp, Gs + warp * 16 * S::kLd, Vs);  // dP = dO · Vᵀ
+#pragma unroll
+    for (int nb = 0; nb < kNb; nb++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e / 2;
+        const int64_t j = k0 + frag_col(nb, e), i = rows[r];
+        const float p = i < T && j <= i && j >= first[r] ? exp2f(ds[nb][e] * scale_log2 - lse2[r]) : 0.f;  // attn_visible
+        ds[nb][e] = p * (dp[nb][e] - delta_r[r]);
+      }
+    accumulate_products<D>(acc, ds, Ks);  // dQ += dS · K (times scale at the end)
   }
-  store_rows<D>(dq, acc, stage, b, w_first, T, H, h, scale, round);
+  store_rows<D>(dq, acc, b, w_first, T, H, h, scale, scale);
 }
 
 template <int D>
 constexpr size_t forward_smem() {
-  return 3 * Shape<D>::kTile + Shape<D>::kScores + Shape<D>::kProbs + Shape<D>::kStage;
+  return 3 * Shape<D>::kTile;
 }
 template <int D>
 constexpr size_t backward_smem() {
-  return 4 * Shape<D>::kTile + 2 * Shape<D>::kScores + 2 * Shape<D>::kProbs + Shape<D>::kStage + 3 * kRows * sizeof(float);
+  return 4 * Shape<D>::kTile + 3 * kRows * sizeof(float);
 }
 
 template <typename Kernel>
@@ -329,29 +325,30 @@ void allow_smem(Kernel kernel, size_t bytes) {
   CX_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int D, typename TS>
-void forward_d(TS* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, bool round) {
+template <int D>
+void forward_d(bf16_t* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v, const int32_t* doc_start, int64_t B, int64_t T,
+               int64_t H) {
   const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = forward_smem<D>();
-  allow_smem(flash_forward_kernel<D, TS>, smem);
-  const auto kernel = flash_forward_kernel<D, TS>;
-  CX_KERNEL_LAUNCH(kernel, grid, kThreads, smem, out, lse, q, k, v, doc_start, T, H, 1.f / sqrtf((float)D), round);
+  allow_smem(flash_forward_kernel<D>, smem);
+  const auto kernel = flash_forward_kernel<D>;
+  CX_KERNEL_LAUNCH(kernel, grid, kThreads, smem, out, lse, q, k, v, doc_start, T, H, kLog2e / sqrtf((float)D));
   CX_CUDA(cudaGetLastError());
 }
 
-template <int D, typename TS>
-void backward_d(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k, const TS* v,
-                const int32_t* doc_start, int64_t B, int64_t T, int64_t H, bool round) {
+template <int D>
+void backward_d(bf16_t* dq, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const float* lse, const float* delta, const bf16_t* q, const bf16_t* k,
+                const bf16_t* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H) {
   const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = backward_smem<D>();
-  const float scale = 1.f / sqrtf((float)D);
-  allow_smem(flash_backward_kv_kernel<D, TS>, smem);
-  const auto kv_kernel = flash_backward_kv_kernel<D, TS>;
-  CX_KERNEL_LAUNCH(kv_kernel, grid, kThreads, smem, dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
+  const float scale = 1.f / sqrtf((float)D), scale_log2 = kLog2e * scale;
+  allow_smem(flash_backward_kv_kernel<D>, smem);
+  const auto kv_kernel = flash_backward_kv_kernel<D>;
+  CX_KERNEL_LAUNCH(kv_kernel, grid, kThreads, smem, dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, scale_log2);
   CX_CUDA(cudaGetLastError());
-  allow_smem(flash_backward_q_kernel<D, TS>, smem);
-  const auto q_kernel = flash_backward_q_kernel<D, TS>;
-  CX_KERNEL_LAUNCH(q_kernel, grid, kThreads, smem, dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, round);
+  allow_smem(flash_backward_q_kernel<D>, smem);
+  const auto q_kernel = flash_backward_q_kernel<D>;
+  CX_KERNEL_LAUNCH(q_kernel, grid, kThreads, smem, dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, scale_log2);
   CX_CUDA(cudaGetLastError());
 }
 
@@ -361,26 +358,28 @@ bool flash_attention_supports(int64_t D) { return D == 16 || D == 32 || D == 64 
 
 template <typename TS>
 void flash_attention_forward(TS* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* doc_start, int64_t B, int64_t T,
-                             int64_t H, int64_t D, bool round) {
+                             int64_t H, int64_t D, bool) {
+  static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read and write packed bf16");
   if (B <= 0 || T <= 0) return;
   switch (D) {
-    case 16: return forward_d<16>(out, lse, q, k, v, doc_start, B, T, H, round);
-    case 32: return forward_d<32>(out, lse, q, k, v, doc_start, B, T, H, round);
-    case 64: return forward_d<64>(out, lse, q, k, v, doc_start, B, T, H, round);
-    case 128: return forward_d<128>(out, lse, q, k, v, doc_start, B, T, H, round);
+    case 16: return forward_d<16>(out, lse, q, k, v, doc_start, B, T, H);
+    case 32: return forward_d<32>(out, lse, q, k, v, doc_start, B, T, H);
+    case 64: return forward_d<64>(out, lse, q, k, v, doc_start, B, T, H);
+    case 128: return forward_d<128>(out, lse, q, k, v, doc_start, B, T, H);
     default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
   }
 }
 
 template <typename TS>
 void flash_attention_backward(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k,
-                              const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool round) {
+                              const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool) {
+  static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read and write packed bf16");
   if (B <= 0 || T <= 0) return;
   switch (D) {
-    case 16: return backward_d<16>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
-    case 32: return backward_d<32>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
-    case 64: return backward_d<64>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
-    case 128: return backward_d<128>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, round);
+    case 16: return backward_d<16>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
+    case 32: return backward_d<32>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
+    case 64: return backward_d<64>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
+    case 128: return backward_d<128>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
     default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
   }
 }

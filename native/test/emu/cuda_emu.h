@@ -3,7 +3,8 @@
  * they are built as plain C++ for CI, where there is no GPU: every CUDA thread of a block is a fiber on one OS
  * thread; __syncthreads, __syncwarp and warp shuffles are barriers between fibers (a barrier that some thread
  * never reaches is reported, not hung); shared memory starts filled with NaN bytes, so reading what no thread
- * wrote shows up; WMMA fragments are whole 16×16 tiles computed by lane 0 of the warp. It checks the kernels'
+ * wrote shows up; WMMA fragments are whole 16×16 tiles computed by lane 0 of the warp; mma.sync fragments are
+ * exchanged between the lanes in the layouts the PTX ISA documents. It checks the kernels'
  * logic (indexing, masks, tile schedules, barriers, rounding) against the CPU backend; it says nothing about
  * speed, and cuBLASLt is not part of it (GEMMs use the reference kernel). */
 #define __global__
@@ -31,6 +32,9 @@ inline int lane() { return current_lane; }
 void sync_threads();
 void sync_warp();
 float shfl_xor(float v, int lane_mask);
+/* PTX mma.sync.m16n8k16 (bf16 in, fp32 accumulate) as a warp-collective over the documented fragment layouts
+ * (src/cuda/mma.cuh): every lane posts its registers, then computes its own four outputs. */
+void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 unsigned char* dynamic_shared();
 [[noreturn]] void fail(const char* what);  // ends the kernel with an error the launch reports
 /* A vector access of `bytes` must be aligned to them on a GPU (x86 would not mind). */

@@ -46,6 +46,7 @@ struct Machine {
   const std::function<void()>* body = nullptr;
   std::vector<unsigned char> shared;
   float shuffle[kMaxWarps][32];
+  uint32_t mma_a[kMaxWarps][32][4], mma_b[kMaxWarps][32][2];
   std::string error;
 } m;
 
@@ -136,6 +137,27 @@ float shfl_xor(float v, int lane_mask) {
   const float r = m.shuffle[warp][l ^ lane_mask];
   yield(State::AtWarpBarrier);
   return r;
+}
+void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  const int linear = m.fibers[(size_t)m.current].linear, warp = linear / 32, l = linear % 32;
+  std::copy(a, a + 4, m.mma_a[warp][l]);
+  std::copy(b, b + 2, m.mma_b[warp][l]);
+  yield(State::AtWarpBarrier);
+  // Element (row, k) of A sits in lane (row % 8) * 4 + (k % 8) / 2, register (k >= 8) * 2 + (row >= 8), half k % 2;
+  // element (k, n) of B in lane n * 4 + (k % 8) / 2, register k >= 8, half k % 2.
+  auto half = [](uint32_t u, int hi) { return __uint_as_float((hi ? u >> 16 : u & 0xffffu) << 16); };
+  const int g = l / 4, t = l % 4;
+  for (int e = 0; e < 4; e++) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+    float s = d[e];
+    for (int k = 0; k < 16; k++) {
+      const float x = half(m.mma_a[warp][(row % 8) * 4 + (k % 8) / 2][(k >= 8) * 2 + (row >= 8)], k % 2);
+      const float y = half(m.mma_b[warp][col * 4 + (k % 8) / 2][k >= 8], k % 2);
+      s += x * y;
+    }
+    d[e] = s;
+  }
+  yield(State::AtWarpBarrier);  // nobody posts the next product's registers before every lane has read these
 }
 /* 128-byte aligned, as the kernels declare their dynamic shared memory. */
 unsigned char* dynamic_shared() {
