@@ -137,7 +137,7 @@ def main():
         flops = a.accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs)
         mfu = flops / sec / PEAK
         print(f"torch micro-batch {B} x {a.accumulate} per step: {sec:.3f} s/step, {tokens_per_step / sec:.0f} tokens/s, {flops / sec / 1e12:.0f} TFLOP/s, "
-              f"MFU {100 * mfu:.1f}% (loss {loss.item():.4f})")
+              f"MFU {100 * mfu:.1f}% (loss {loss.item():.4f}) [{name}]")
         if best is None or tokens_per_step / sec > best[1]:
             best = (B, tokens_per_step / sec, mfu)
         del model, opt, step_fn
