@@ -1,60 +1,15 @@
-/* Elementwise, normalisation, loss and optimizer kernels of the CUDA backend (see kernels.h). Deterministic:
- * reductions run in a fixed tree order and there are no atomics. */
+/* Elementwise, loss and optimizer kernels of the CUDA backend (see kernels.h; the RMSNorm kernels are in
+ * rmsnorm.cu). Deterministic: reductions run in a fixed tree order and there are no atomics. */
 #include <cfloat>
-#include <type_traits>
 
-#include "common.cuh"
+#include "elementwise_common.cuh"
 #include "kernels.h"
 
 namespace cx {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kNormRows = 64;  // rows per partial sum of the norm weight's gradient
 constexpr int kIdBuckets = 32;  // token-id buckets of the embedding gradient
-
-#define CX_LAUNCH(kernel, n, ...)                                                  \
-  do {                                                                             \
-    if ((n) > 0) {                                                                 \
-      CX_KERNEL_LAUNCH(kernel, grid_for(n, kThreads), kThreads, 0, __VA_ARGS__); \
-      CX_CUDA(cudaGetLastError());                                                 \
-    }                                                                              \
-  } while (0)
-
-/* Packed bf16 moved eight values (16 bytes) per access: the elementwise kernels are bound by bytes, and 2-byte
- * accesses leave most of each memory transaction unused. Widening is exact and narrowing rounds as st() does,
- * so the vector kernels give the scalar kernels' bits. */
-constexpr int kVec = 8;
-__device__ __forceinline__ void load8(float (&f)[kVec], const bf16_t* p) {
-  CX_CHECK_ALIGNED(p, 16);
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int k = 0; k < 4; k++) {
-    f[2 * k] = __uint_as_float(w[k] << 16);
-    f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ void store8(bf16_t* p, const float (&f)[kVec]) {
-  CX_CHECK_ALIGNED(p, 16);
-  uint32_t w[4];
-#pragma unroll
-  for (int k = 0; k < 4; k++)
-    w[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k])) | ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k + 1])) << 16);
-  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
-}
-template <typename T, typename... Ptrs>
-bool vectorizable(int64_t n, const Ptrs*... ptrs) {
-  if constexpr (!std::is_same<T, bf16_t>::value) {
-    return false;
-  } else {
-    if (n % kVec != 0) return false;
-    for (const void* p : {static_cast<const void*>(ptrs)...})
-      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-    return true;
-  }
-}
 
 __global__ void fill_kernel(float* p, float v, int64_t n) {
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
@@ -93,188 +48,6 @@ __global__ void residual_kernel(T* out, const T* a, const T* b, int64_t n, bool 
   if (i < n) st(out + i, ld(a + i) + ld(b + i), round);
 }
 
-/* Block-wide sum / max in a fixed tree order. */
-__device__ float block_sum(float v, float* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  const float r = shared[0];
-  __syncthreads();
-  return r;
-}
-__device__ float block_max(float v, float* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] = fmaxf(shared[threadIdx.x], shared[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const float r = shared[0];
-  __syncthreads();
-  return r;
-}
-
-template <typename T>
-__global__ void rmsnorm_fwd(T* out, float* rstd, const T* inp, const T* w, int64_t C, float eps, bool round) {
-  __shared__ float sh[kThreads];
-  const T* x = inp + blockIdx.x * C;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float xc = ld(x + c);
-    ss += xc * xc;
-  }
-  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + blockIdx.x * C + c, ld(x + c) * r * ld(w + c), round);
-}
-/* The residual add and the norm that reads its sum, one block per row: the sum is stored (rounded as stored) and
- * normalised from that stored value, so the result equals residual_forward then rmsnorm_forward bit for bit,
- * without a second kernel reading the sum back from memory. */
-template <typename T>
-__global__ void residual_rmsnorm_fwd(T* sum, T* out, float* rstd, const T* a, const T* b, const T* w, int64_t C, float eps, bool round) {
-  __shared__ float sh[kThreads];
-  const int64_t row = blockIdx.x * C;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    st(sum + row + c, ld(a + row + c) + ld(b + row + c), round);
-    const float v = ld(sum + row + c);
-    ss += v * v;
-  }
-  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + row + c, ld(sum + row + c) * r * ld(w + c), round);
-}
-
-template <typename T>
-__global__ void rmsnorm_bwd_inp(T* dinp, const T* dout, const T* inp, const T* w, const float* rstd, int64_t C, bool round) {
-  __shared__ float sh[kThreads];
-  const int64_t n = blockIdx.x;
-  const T* x = inp + n * C;
-  const T* g = dout + n * C;
-  const float r = rstd[n];
-  float dot = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += ld(g + c) * ld(w + c) * ld(x + c);
-  const float k = block_sum(dot, sh) * r * r / (float)C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    st(dinp + n * C + c, ld(dinp + n * C + c) + r * (ld(g + c) * ld(w + c) - ld(x + c) * k), round);
-}
-/* The row kernels for packed bf16 when C is a multiple of 8: each thread takes chunks of 8 channels (one 16-byte
- * access when the pointers allow it, else 8 scalar ones, summed in the same order either way, so the fused
- * residual + norm and the norm alone still agree bit for bit). */
-__device__ __forceinline__ void load_chunk(float (&f)[kVec], const bf16_t* p, bool aligned) {
-  if (aligned) return load8(f, p);
-#pragma unroll
-  for (int k = 0; k < kVec; k++) f[k] = ld(p + k);
-}
-__device__ __forceinline__ void store_chunk(bf16_t* p, const float (&f)[kVec], bool aligned) {
-  if (aligned) return store8(p, f);
-#pragma unroll
-  for (int k = 0; k < kVec; k++) st(p + k, f[k], true);
-}
-__device__ __forceinline__ float as_stored(float v) { return __uint_as_float((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v)) << 16); }
-
-__global__ void rmsnorm_fwd_vec(bf16_t* out, float* rstd, const bf16_t* inp, const bf16_t* w, int64_t C, float eps, bool aligned) {
-  __shared__ float sh[kThreads];
-  const int64_t row = blockIdx.x * C;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec];
-    load_chunk(x, inp + row + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) ss += x[k] * x[k];
-  }
-  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec], wv[kVec];
-    load_chunk(x, inp + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
-    store_chunk(out + row + c, x, aligned);
-  }
-}
-__global__ void residual_rmsnorm_fwd_vec(bf16_t* sum, bf16_t* out, float* rstd, const bf16_t* a, const bf16_t* b, const bf16_t* w, int64_t C,
-                                         float eps, bool aligned) {
-  __shared__ float sh[kThreads];
-  const int64_t row = blockIdx.x * C;
-  float ss = 0.f;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec], y[kVec];
-    load_chunk(x, a + row + c, aligned);
-    load_chunk(y, b + row + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) {
-      x[k] = as_stored(x[k] + y[k]);  // what the norm alone would read back
-      ss += x[k] * x[k];
-    }
-    store_chunk(sum + row + c, x, aligned);
-  }
-  const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec], wv[kVec];
-    load_chunk(x, sum + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
-    store_chunk(out + row + c, x, aligned);
-  }
-}
-__global__ void rmsnorm_bwd_inp_vec(bf16_t* dinp, const bf16_t* dout, const bf16_t* inp, const bf16_t* w, const float* rstd, int64_t C,
-                                    bool aligned) {
-  __shared__ float sh[kThreads];
-  const int64_t row = blockIdx.x * C;
-  const float r = rstd[blockIdx.x];
-  float dot = 0.f;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float g[kVec], wv[kVec], x[kVec];
-    load_chunk(g, dout + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-    load_chunk(x, inp + row + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) dot += g[k] * wv[k] * x[k];
-  }
-  const float k_ = block_sum(dot, sh) * r * r / (float)C;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float g[kVec], wv[kVec], x[kVec], d[kVec];
-    load_chunk(g, dout + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-    load_chunk(x, inp + row + c, aligned);
-    load_chunk(d, dinp + row + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) d[k] = d[k] + r * (g[k] * wv[k] - x[k] * k_);
-    store_chunk(dinp + row + c, d, aligned);
-  }
-}
-template <typename... Ptrs>
-bool aligned16(const Ptrs*... ptrs) {
-  for (const void* p : {static_cast<const void*>(ptrs)...})
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
-
-/* The weight gradient sums over every row: first per chunk of kNormRows rows (blocks over channels × chunks, so
- * the whole GPU works), then the chunks in order per channel. Deterministic, no atomics. */
-template <typename T>
-__global__ void rmsnorm_bwd_weight_partial(float* partial, const T* dout, const T* inp, const float* rstd, int64_t N, int64_t C) {
-  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n0 = (int64_t)blockIdx.y * kNormRows;
-  if (c >= C) return;
-  const int64_t n1 = min(N, n0 + kNormRows);
-  float s = 0.f;
-  for (int64_t n = n0; n < n1; n++) s += ld(dout + n * C + c) * ld(inp + n * C + c) * rstd[n];
-  partial[blockIdx.y * C + c] = s;
-}
-__global__ void add_partials(float* dw, const float* partial, int64_t chunks, int64_t C) {
-  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float s = 0.f;
-  for (int64_t k = 0; k < chunks; k++) s += partial[k * C + c];
-  dw[c] += s;
-}
 
 /* A thread per (token, frequency): the angle's cos and sin (pow and sincos in double precision, then float, as
  * the CPU's table) once, applied to that frequency's pair in every head. */
@@ -443,51 +216,6 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n, bool round) {
   CX_LAUNCH(residual_kernel<T>, n, out, a, b, n, round);
 }
 template <typename T>
-void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps, bool round) {
-  if (N <= 0) return;
-  if constexpr (std::is_same<T, bf16_t>::value) {
-    if (C % kVec == 0) {
-      CX_KERNEL_LAUNCH(rmsnorm_fwd_vec, (unsigned)N, kThreads, 0, out, rstd, inp, weight, C, eps, aligned16(out, inp, weight));
-      CX_CUDA(cudaGetLastError());
-      return;
-    }
-  }
-  CX_KERNEL_LAUNCH(rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, out, rstd, inp, weight, C, eps, round);
-  CX_CUDA(cudaGetLastError());
-}
-template <typename T>
-void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N, int64_t C, bool round,
-                      float* workspace) {
-  if (N <= 0) return;
-  bool done = false;
-  if constexpr (std::is_same<T, bf16_t>::value) {
-    if (C % kVec == 0) {
-      CX_KERNEL_LAUNCH(rmsnorm_bwd_inp_vec, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, aligned16(dinp, dout, inp, weight));
-      done = true;
-    }
-  }
-  if (!done) CX_KERNEL_LAUNCH(rmsnorm_bwd_inp<T>, (unsigned)N, kThreads, 0, dinp, dout, inp, weight, rstd, C, round);
-  CX_CUDA(cudaGetLastError());
-  const int64_t chunks = (N + kNormRows - 1) / kNormRows;
-  CX_KERNEL_LAUNCH(rmsnorm_bwd_weight_partial<T>, dim3(grid_for(C, kThreads), (unsigned)chunks), kThreads, 0, workspace, dout, inp, rstd, N, C);
-  CX_CUDA(cudaGetLastError());
-  CX_LAUNCH(add_partials, C, dweight, workspace, chunks, C);
-}
-template <typename T>
-void residual_rmsnorm_forward(T* sum, T* norm, float* rstd, const T* a, const T* b, const T* weight, int64_t N, int64_t C, float eps, bool round) {
-  if (N <= 0) return;
-  if constexpr (std::is_same<T, bf16_t>::value) {
-    if (C % kVec == 0) {
-      CX_KERNEL_LAUNCH(residual_rmsnorm_fwd_vec, (unsigned)N, kThreads, 0, sum, norm, rstd, a, b, weight, C, eps, aligned16(sum, norm, a, b, weight));
-      CX_CUDA(cudaGetLastError());
-      return;
-    }
-  }
-  CX_KERNEL_LAUNCH(residual_rmsnorm_fwd<T>, (unsigned)N, kThreads, 0, sum, norm, rstd, a, b, weight, C, eps, round);
-  CX_CUDA(cudaGetLastError());
-}
-int64_t rmsnorm_backward_workspace(int64_t N, int64_t C) { return (N + kNormRows - 1) / kNormRows * C; }
-template <typename T>
 void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round) {
   CX_LAUNCH(rope_kernel<T>, N * (D / 2), x, pos, N, H, D, theta, sign, round);
 }
@@ -540,9 +268,6 @@ void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64
   template void embedding_forward<T>(T*, const int32_t*, const T*, int64_t, int64_t, bool);                                          \
   template void embedding_backward<T>(float*, const T*, const int32_t*, int64_t, int64_t);                                           \
   template void residual_forward<T>(T*, const T*, const T*, int64_t, bool);                                                          \
-  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int64_t, int64_t, float, bool);                                   \
-  template void residual_rmsnorm_forward<T>(T*, T*, float*, const T*, const T*, const T*, int64_t, int64_t, float, bool);             \
-  template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int64_t, int64_t, bool, float*);         \
   template void rope<T>(T*, const int32_t*, int64_t, int64_t, int64_t, float, float, bool);                                          \
   template void swiglu_forward<T>(T*, const T*, const T*, int64_t, bool);                                                            \
   template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, bool);                                             \
