@@ -103,8 +103,21 @@ __device__ __forceinline__ void store_rows(bf16_t* dst, const float (&acc)[D / 8
   }
 }
 
+/* attn_visible for a query row i < T (else nothing) whose document starts at `first`, read once per row. */
+__device__ __forceinline__ bool row_sees(int64_t i, int64_t j, int64_t first, int64_t T) { return i < T && j <= i && j >= first; }
+
 /* The column (key or query index within the tile) of accumulator element e of fragment nb. */
 __device__ __forceinline__ int frag_col(int nb, int e) { return nb * 8 + 2 * (int)(threadIdx.x % 4) + (e & 1); }
+
+/* f(nb, e, r, i, j) for every element of a warp's 16×64 score tile held by this lane: element e of fragment nb,
+ * in the lane's row r (0: rows[0], 1: rows[1] = rows[0] + 8), query i = rows[r], key j. */
+template <typename F>
+__device__ __forceinline__ void for_each_score(const int64_t (&rows)[2], int64_t k0, F&& f) {
+#pragma unroll
+  for (int nb = 0; nb < kNb; nb++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) f(nb, e, e / 2, rows[e / 2], k0 + frag_col(nb, e));
+}
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v,
@@ -140,15 +153,10 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, fl
     float s[kNb][4];
     tile_products<D>(s, Qs + warp * 16 * S::kLd, Ks);
     float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nb = 0; nb < kNb; nb++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = e / 2;
-        const int64_t j = k0 + frag_col(nb, e), i = rows[r];
-        s[nb][e] = i < T && j <= i && j >= first[r] ? s[nb][e] * scale_log2 : -INFINITY;  // attn_visible
-        mx[r] = fmaxf(mx[r], s[nb][e]);
-      }
+    for_each_score(rows, k0, [&](int nb, int e, int r, int64_t i, int64_t j) {
+      s[nb][e] = row_sees(i, j, first[r], T) ? s[nb][e] * scale_log2 : -INFINITY;
+      mx[r] = fmaxf(mx[r], s[nb][e]);
+    });
     float alpha[2], m_use[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -296,15 +304,10 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(bf16_t* dq, 
     float ds[kNb][4], dp[kNb][4];
     tile_products<D>(ds, Qs + warp * 16 * S::kLd, Ks);  // S
     tile_products<D>(dp, Gs + warp * 16 * S::kLd, Vs);  // dP = dO · Vᵀ
-#pragma unroll
-    for (int nb = 0; nb < kNb; nb++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = e / 2;
-        const int64_t j = k0 + frag_col(nb, e), i = rows[r];
-        const float p = i < T && j <= i && j >= first[r] ? exp2f(ds[nb][e] * scale_log2 - lse2[r]) : 0.f;  // attn_visible
-        ds[nb][e] = p * (dp[nb][e] - delta_r[r]);
-      }
+    for_each_score(rows, k0, [&](int nb, int e, int r, int64_t i, int64_t j) {
+      const float p = row_sees(i, j, first[r], T) ? exp2f(ds[nb][e] * scale_log2 - lse2[r]) : 0.f;
+      ds[nb][e] = p * (dp[nb][e] - delta_r[r]);
+    });
     accumulate_products<D>(acc, ds, Ks);  // dQ += dS · K (times scale at the end)
   }
   store_rows<D>(dq, acc, b, w_first, T, H, h, scale, scale);

@@ -68,6 +68,18 @@ __device__ __forceinline__ void store_chunk(bf16_t* p, const float (&f)[kVec], b
 }
 __device__ __forceinline__ float as_stored(float v) { return __uint_as_float((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v)) << 16); }
 
+/* out = x · r · w over one row, chunk by chunk (the second half of both norm kernels). */
+__device__ __forceinline__ void write_normalised(bf16_t* out, const bf16_t* x_row, const bf16_t* w, float r, int64_t C, bool aligned) {
+  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
+    float x[kVec], wv[kVec];
+    load_chunk(x, x_row + c, aligned);
+    load_chunk(wv, w + c, aligned);
+#pragma unroll
+    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
+    store_chunk(out + c, x, aligned);
+  }
+}
+
 __global__ void rmsnorm_fwd_vec(bf16_t* out, float* rstd, const bf16_t* inp, const bf16_t* w, int64_t C, float eps, bool aligned) {
   __shared__ float sh[kThreads];
   const int64_t row = blockIdx.x * C;
@@ -80,14 +92,7 @@ __global__ void rmsnorm_fwd_vec(bf16_t* out, float* rstd, const bf16_t* inp, con
   }
   const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec], wv[kVec];
-    load_chunk(x, inp + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
-    store_chunk(out + row + c, x, aligned);
-  }
+  write_normalised(out + row, inp + row, w, r, C, aligned);
 }
 __global__ void residual_rmsnorm_fwd_vec(bf16_t* sum, bf16_t* out, float* rstd, const bf16_t* a, const bf16_t* b, const bf16_t* w, int64_t C,
                                          float eps, bool aligned) {
@@ -107,14 +112,7 @@ __global__ void residual_rmsnorm_fwd_vec(bf16_t* sum, bf16_t* out, float* rstd, 
   }
   const float r = rsqrtf(block_sum(ss, sh) / (float)C + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  for (int64_t c = threadIdx.x * kVec; c < C; c += (int64_t)blockDim.x * kVec) {
-    float x[kVec], wv[kVec];
-    load_chunk(x, sum + row + c, aligned);
-    load_chunk(wv, w + c, aligned);
-#pragma unroll
-    for (int k = 0; k < kVec; k++) x[k] = x[k] * r * wv[k];
-    store_chunk(out + row + c, x, aligned);
-  }
+  write_normalised(out + row, sum + row, w, r, C, aligned);
 }
 __global__ void rmsnorm_bwd_inp_vec(bf16_t* dinp, const bf16_t* dout, const bf16_t* inp, const bf16_t* w, const float* rstd, int64_t C,
                                     bool aligned) {
