@@ -15,7 +15,7 @@ sweep=(--micro-batches 1,2,4 --accumulate 4 --steps 2)
 status=0
 # Ours also at micro-batch 8 with recomputation (a fresh model; it prints the memory that keeps).
 timeout 150 "$bin" ${shard:+--shard "$shard"} "${sweep[@]}" --recompute-micro-batches 8 2>&1 | tee "$out/gpu-throughput.log" || status=1
-timeout 120 python3 bench/train_gpu_torch.py ${shard:+--shard "$shard"} "${sweep[@]}" 2>&1 | grep -v Warning | tee "$out/gpu-torch.log" || status=1
+timeout 150 python3 bench/train_gpu_torch.py ${shard:+--shard "$shard"} "${sweep[@]}" 2>&1 | grep -v Warning | tee "$out/gpu-torch.log" || status=1
 # The peer at its best: the whole model under torch.compile too (micro-batches 2 and 4, to fit the call's time).
 timeout 240 python3 bench/train_gpu_torch.py ${shard:+--shard "$shard"} --compile --micro-batches 2,4 --accumulate 4 --steps 2 2>&1 |
   grep -v Warning | tee "$out/gpu-torch-compiled.log"

@@ -26,8 +26,9 @@ grep -E "spill stores" "$out/gpu-build.log" | grep -v " 0 bytes spill stores" | 
 echo "built in $(( $(date +%s) - t0 )) s"
 
 status=0
-# Bounded, so a hung kernel cannot take the whole call; a crash (signal or timeout) gets one memcheck pass of the
-# ops alone (compute-sanitizer runs on Firecracker machines, not on gVisor) before the throughput runs anyway.
+# Bounded, so a hung kernel cannot take the whole call; a crash (signal or timeout) gets 60 s of the check again
+# under compute-sanitizer's memcheck, without the shard (it runs on Firecracker machines, not on gVisor), before
+# the throughput runs anyway.
 timeout 200 ./build-gpu/chuxin_gpu_check ${shard:+"$shard"} 2>&1 | tee "$out/gpu-check.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -ne 0 ] && status=1
