@@ -51,6 +51,11 @@ __device__ __forceinline__ float ld(const bf16_t* p) { return __bfloat162float(*
 __device__ __forceinline__ void st(float* p, float v, bool round) { *p = rbf(v, round); }
 __device__ __forceinline__ void st(bf16_t* p, float v, bool) { *p = __float2bfloat16_rn(v); }
 
+/* Two floats as packed bf16 in one 32-bit word, the first in the low half (memory order), rounded as st(). */
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) | ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+
 inline unsigned grid_for(int64_t n, int threads = 256) { return (unsigned)((n + threads - 1) / threads); }
 
 }  // namespace cx

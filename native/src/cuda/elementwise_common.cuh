@@ -35,22 +35,19 @@ __device__ __forceinline__ void load8(float (&f)[kVec], const bf16_t* p) {
 }
 __device__ __forceinline__ void store8(bf16_t* p, const float (&f)[kVec]) {
   CX_CHECK_ALIGNED(p, 16);
-  uint32_t w[4];
-#pragma unroll
-  for (int k = 0; k < 4; k++)
-    w[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k])) | ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k + 1])) << 16);
-  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+  *reinterpret_cast<uint4*>(p) = make_uint4(pack_bf16x2(f[0], f[1]), pack_bf16x2(f[2], f[3]), pack_bf16x2(f[4], f[5]), pack_bf16x2(f[6], f[7]));
 }
+template <typename... Ptrs>
+inline bool aligned16(const Ptrs*... ptrs) {
+  for (const void* p : {static_cast<const void*>(ptrs)...})
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+/* The 8-wide kernels apply: packed bf16, whole chunks of 8, every pointer 16-byte aligned. */
 template <typename T, typename... Ptrs>
 inline bool vectorizable(int64_t n, const Ptrs*... ptrs) {
-  if constexpr (!std::is_same<T, bf16_t>::value) {
-    return false;
-  } else {
-    if (n % kVec != 0) return false;
-    for (const void* p : {static_cast<const void*>(ptrs)...})
-      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-    return true;
-  }
+  if constexpr (!std::is_same<T, bf16_t>::value) return false;
+  else return n % kVec == 0 && aligned16(ptrs...);
 }
 /* Block-wide sum / max in a fixed tree order. */
 __device__ __forceinline__ float block_sum(float v, float* shared) {

@@ -25,10 +25,6 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
 #endif
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) | ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-
 __device__ __forceinline__ uint32_t load_u32(const bf16_t* p) {
   CX_CHECK_ALIGNED(p, sizeof(uint32_t));
   return *reinterpret_cast<const uint32_t*>(p);

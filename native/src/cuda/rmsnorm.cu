@@ -66,7 +66,7 @@ __device__ __forceinline__ void store_chunk(bf16_t* p, const float (&f)[kVec], b
 #pragma unroll
   for (int k = 0; k < kVec; k++) st(p + k, f[k], true);
 }
-__device__ __forceinline__ float as_stored(float v) { return __uint_as_float((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v)) << 16); }
+__device__ __forceinline__ float as_stored(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 /* out = x · r · w over one row, chunk by chunk (the second half of both norm kernels). */
 __device__ __forceinline__ void write_normalised(bf16_t* out, const bf16_t* x_row, const bf16_t* w, float r, int64_t C, bool aligned) {
@@ -139,12 +139,6 @@ __global__ void rmsnorm_bwd_inp_vec(bf16_t* dinp, const bf16_t* dout, const bf16
     for (int k = 0; k < kVec; k++) d[k] = d[k] + r * (g[k] * wv[k] - x[k] * k_);
     store_chunk(dinp + row + c, d, aligned);
   }
-}
-template <typename... Ptrs>
-bool aligned16(const Ptrs*... ptrs) {
-  for (const void* p : {static_cast<const void*>(ptrs)...})
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
 }
 
 /* The weight gradient sums over every row: first per chunk of kNormRows rows (blocks over channels × chunks, so
