@@ -37,7 +37,18 @@ def run(mode):
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
     print(json.dumps({"impl": "pytorch", "mode": mode, "tokens_per_s": B * T / med, "step_s": med, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "loss": float(loss)}), flush=True)
+                      "threads": torch.get_num_threads(), "loss": float(loss), "blas_core": blas_core()}), flush=True)
+
+
+def blas_core():
+    """The kernel OpenBLAS chose for this CPU (what OPENBLAS_CORETYPE overrides), or why it is unknown."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")  # already loaded by torch: the same handle
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except OSError as error:
+        return f"unknown ({error})"
 
 
 for mode in ("fp32", "bf16"):

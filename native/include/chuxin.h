@@ -55,6 +55,8 @@ typedef struct cx_adamw {
   float lr, beta1, beta2, eps, weight_decay;
   float grad_scale; /* multiplies every gradient first (global-norm clipping) */
   int step;         /* 1-based, for bias correction */
+  int decay_embeddings; /* 1: the token embedding decays too (Hugging Face's Trainer); 0: only the projection and
+                           LM-head matrices do (OLMo, and this tool's default); norms never */
 } cx_adamw;
 
 typedef struct cx_model cx_model;

@@ -19,7 +19,7 @@ nvcc="$(command -v nvcc)" || { echo "FAIL no nvcc on PATH or in /usr/local/cuda/
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
 "$nvcc" --version | tail -1
 t0=$(date +%s)
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCHUXIN_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DCHUXIN_CUDA_GENCODE="-gencode arch=compute_90a,code=sm_90a" \
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCHUXIN_CUDA=ON -DCHUXIN_TESTS=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DCHUXIN_CUDA_GENCODE="-gencode arch=compute_90a,code=sm_90a" \
   > "$out/gpu-cmake.log" 2>&1 || { tail -30 "$out/gpu-cmake.log"; exit 1; }
 cmake --build build-gpu --target chuxin_gpu_check chuxin_gpu_throughput -j 16 > "$out/gpu-build.log" 2>&1 || { grep -E "error" -A3 "$out/gpu-build.log" | head -60; exit 1; }
 grep -E "spill stores" "$out/gpu-build.log" | grep -v " 0 bytes spill stores" | head -5

@@ -1,5 +1,6 @@
 import yargs from "yargs";
 import { exitCodeOf, messageOf, UsageError } from "../util/errors.ts";
+import { TOOL_VERSION } from "../util/version.ts";
 import { registerBuild } from "./commands/build.ts";
 import { registerInspect } from "./commands/inspect.ts";
 import { registerTokenize } from "./commands/tokenize.ts";
@@ -7,24 +8,53 @@ import { registerTrain } from "./commands/train.ts";
 
 /** Runs the CLI and returns the exit code; the only place that prints errors or chooses exit codes. */
 export async function main(argv: string[]): Promise<number> {
-  let usageFailure: string | undefined;
   const parser = registerTokenize(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))
     .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize")
     .strict()
+    .recommendCommands()
     .help()
-    .version("0.1.0")
+    .version(TOOL_VERSION)
     .exitProcess(false)
+    // Throwing here (rather than noting the message) is what stops yargs before the command's handler:
+    // a misspelt flag or a missing argument must never run the command with defaults.
     .fail((msg, err) => {
       if (err) throw err;
-      usageFailure = msg;
+      throw new UsageError(`${usageMessage(msg, argv)}; see 'chuxin-data --help'`);
     });
   try {
     await parser.parseAsync();
-    if (usageFailure) throw new UsageError(usageFailure);
     return 0;
   } catch (error) {
     process.stderr.write(`chuxin-data: error: ${messageOf(error)}\n`);
+    // With --json, a script reading stdout sees how the command ended as its last event.
+    if (argv.includes("--json")) {
+      process.stdout.write(JSON.stringify({ type: "error", time: new Date().toISOString(), exit_code: exitCodeOf(error), message: messageOf(error) }) + "\n");
+    }
     if (!(error instanceof UsageError) && process.env.CHUXIN_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     return exitCodeOf(error);
   }
+}
+
+/** yargs' wording, made plainer: the command a suggestion is for, and each unknown flag once (not also camelCased). */
+function usageMessage(msg: string, argv: string[]): string {
+  const command = argv.find((a) => !a.startsWith("-"));
+  if (/^Not enough non-option arguments/.test(msg) && command) {
+    const positional = { build: "RECIPE", plan: "RECIPE", validate: "RECIPE", inspect: "OUT", verify: "OUT" }[command];
+    if (positional) return `'${command}' needs ${positional}: chuxin-data ${command} ${positional}`;
+  }
+  if (/^Did you mean/.test(msg)) return `unknown command '${command ?? ""}'. ${msg}`;
+  const unknown = msg.match(/^Unknown arguments?: (.*)$/);
+  if (unknown) {
+    const names = unknown[1]!.split(", ");
+    const camel = (n: string) => n.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const shown = names.filter((n) => n.includes("-") || !names.some((m) => m !== n && camel(m) === n));
+    const isOption = (n: string) => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
+    const flags = shown.filter(isOption).map((n) => (n.length > 1 ? `--${n}` : `-${n}`));
+    const words = shown.filter((n) => !isOption(n));
+    const parts: string[] = [];
+    if (words.length) parts.push(words[0] === command ? `unknown command '${command}'` : `unexpected argument${words.length > 1 ? "s" : ""} ${words.map((w) => `'${w}'`).join(", ")}`);
+    if (flags.length) parts.push(`unknown option${flags.length > 1 ? "s" : ""} ${flags.join(", ")}`);
+    return parts.join("; ");
+  }
+  return msg;
 }

@@ -1,4 +1,4 @@
-import ora, { type Ora } from "ora";
+import type { Ora } from "ora";
 import type { ProgressEvent, ProgressSink, Stage } from "../pipeline/progress.ts";
 import { redactSecrets } from "../util/errors.ts";
 
@@ -21,18 +21,35 @@ function rate(done: number, seconds: number): string {
  * Renders progress events: an ora spinner per stage with counts, rate and ETA on a terminal; one line per
  * stage when not a TTY (or under CI / NO_COLOR); NDJSON on stdout with --json.
  */
-export function progressRenderer(mode: OutputMode): { sink: ProgressSink; stop: (failed?: boolean) => void } {
+export async function progressRenderer(mode: OutputMode): Promise<{ sink: ProgressSink; stop: (failed?: boolean) => void }> {
   if (mode === "json") {
-    return { sink: (e) => process.stdout.write(JSON.stringify(e) + "\n"), stop: () => {} };
+    return { sink: (e) => process.stdout.write(JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n"), stop: () => {} };
   }
+  // ora only where a spinner is drawn: plain and JSON output never load it.
+  const ora = mode === "tty" ? (await import("ora")).default : undefined;
   let spinner: Ora | undefined;
   let started = 0;
   let current: Stage | undefined;
+  let download: { path: string; started: number; lastLine: number } | undefined;
   const sink = (e: ProgressEvent) => {
+    if (e.type === "download_progress") {
+      const now = performance.now();
+      if (download?.path !== e.path) download = { path: e.path, started: now, lastLine: now };
+      const seconds = (now - download.started) / 1000;
+      const mbs = seconds > 0 ? e.received / 1e6 / seconds : 0;
+      const eta = mbs > 0 ? ` ETA ${Math.max(0, (e.total - e.received) / 1e6 / mbs).toFixed(0)}s` : "";
+      const text = `download: ${e.path} ${(e.received / 1e6).toFixed(1)}/${(e.total / 1e6).toFixed(1)} MB ${mbs.toFixed(1)} MB/s${eta}`;
+      if (spinner) spinner.text = text;
+      else if (now - download.lastLine >= 10_000) {
+        download.lastLine = now;
+        process.stderr.write(`  ${text}\n`);
+      }
+      return;
+    }
     if (e.type === "stage_start") {
       current = e.stage;
       started = performance.now();
-      if (mode === "tty") spinner = ora({ text: e.stage, stream: process.stderr }).start();
+      if (ora) spinner = ora({ text: e.stage, stream: process.stderr }).start();
     } else if (e.type === "stage_progress" && spinner) {
       const seconds = (performance.now() - started) / 1000;
       const eta = e.total && e.done > 0 ? ` ETA ${Math.max(0, (seconds * (e.total - e.done)) / e.done).toFixed(0)}s` : "";

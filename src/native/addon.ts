@@ -37,10 +37,10 @@ export interface NativeModel {
   lastLogits(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
   zeroGrad(): void;
   gradNorm(): Promise<number>;
-  adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number }): Promise<void>;
+  adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number; decayEmbeddings?: 0 | 1 }): Promise<void>;
   /** Global-norm clipping and AdamW on the backend, with one read-back: resolves to the gradient norm. When it is not
    * finite nothing moved. maxNorm <= 0: no clipping. */
-  clipAdamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }, maxNorm: number): Promise<number>;
+  clipAdamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; decayEmbeddings?: 0 | 1 }, maxNorm: number): Promise<number>;
   backend(): string;
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { cpus } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
@@ -8,6 +8,8 @@ import { DEFAULT_MAX_SHARD_BYTES, LOCK, MANIFEST, WORK_DIR } from "../shards/lay
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
 import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { BuildDb } from "./db.ts";
 import { dedup } from "./dedup.ts";
 import { ingest, SKIP_REASONS } from "./ingest.ts";
@@ -28,6 +30,8 @@ export interface BuildOptions {
   maxShardBytes?: number;
   /** "native" (default; falls back to "js" with a note when the tokenizer.json uses unsupported features). */
   tokenizerImpl?: "native" | "js";
+  /** Build into a folder that holds files chuxin-data did not write (its README.md is replaced). */
+  force?: boolean;
   env?: HubEnv;
   sink: ProgressSink;
 }
@@ -44,6 +48,8 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
   const env = options.env ?? hubEnv();
   const client = new HubClient(env, {
     onRetry: (what, attempt, error) => sink({ type: "retry", stage: "download", what, attempt, error }),
+    onBytes: (path, received, total) => sink({ type: "download_progress", stage: "download", path, received, total }),
+    onNote: (message) => sink({ type: "note", stage: "download", message }),
   });
   const lock = options.locked ? await readLock(options.lockPath ?? join(options.outDir, LOCK)) : undefined;
   const resolution = await runStage(sink, "download", () => resolveInputs(client, recipe, loaded.path, lock, sink), (r) => ({
@@ -139,11 +145,22 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
       sourceDocs[s]!.tokens.push(len + specials);
     }
   });
+  sourceDocs.forEach((s, i) => {
+    if (s.ords.length === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left: ${whyEmpty(stats[i]!)}; remove it, fix its files or text_column, or relax the filters`);
+  });
   const plans = await runStage(sink, "sample", async () => planMixture(sourceDocs, recipe.seed, recipe.target_tokens), (p) => ({
     done: p.reduce((a, s) => a + s.picks.length, 0),
     unit: "documents selected",
   }));
   return { resolution, tokenizer, tokenized, prov, stats, plans, impl };
+}
+
+/** Why a source kept no document, from its counts: "100 rows read: 100 null_text". */
+function whyEmpty(s: SourceStats): string {
+  const reasons = Object.entries(s.skipped).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`);
+  const dups = s.duplicatesWithin + s.duplicatesAcross;
+  if (dups > 0) reasons.push(`${dups} duplicates`);
+  return `${s.documentsRead} rows read${reasons.length ? `: ${reasons.join(", ")}` : ""}`;
 }
 
 async function openDb(outDir: string): Promise<BuildDb> {
@@ -156,69 +173,124 @@ async function openDb(outDir: string): Promise<BuildDb> {
   return BuildDb.open(path);
 }
 
+/** What a build writes into its output folder; anything else there is the user's. */
+const OUTPUT_FILE = /^(?:shard-\d+\.(?:npy|docs\.parquet)|MIXTURE\.md|README\.md)$/;
+const TEMP_FILE = /\.[0-9a-f]{8}\.tmp$/;
+const OWN_FILE = (name: string) => OUTPUT_FILE.test(name) || TEMP_FILE.test(name) || [MANIFEST, LOCK, WORK_DIR, LOCK_FILE].includes(name);
+
+/**
+ * Takes the output folder for this build: refuses one holding files the tool did not write (unless
+ * `force`), and locks it so a second build into it waits its turn with a clear message.
+ */
+async function takeOutputFolder(outDir: string, force: boolean | undefined, command: string): Promise<FolderLock> {
+  await mkdir(outDir, { recursive: true });
+  const names = await readdir(outDir);
+  const ours = names.some((n) => n === MANIFEST || n === WORK_DIR || n === LOCK);
+  // A README.md alone is the user's; beside a manifest, a lock or a work folder it is our dataset card.
+  const foreign = names.filter((n) => !OWN_FILE(n) || (n === "README.md" && !ours));
+  if (foreign.length > 0 && !force) {
+    const shown = foreign.slice(0, 5).join(", ") + (foreign.length > 5 ? `, and ${foreign.length - 5} more` : "");
+    throw new UsageError(
+      `${outDir} holds files chuxin-data did not write (${shown}); a build replaces README.md and the shards there. ` +
+        `Choose a new or empty --out, or pass --force to build into it anyway`,
+    );
+  }
+  return lockFolder(outDir, command);
+}
+
 /** What a build would take from each source, without writing shards. */
 export async function planBuild(options: BuildOptions): Promise<PlanResult> {
   const loaded = await loadRecipe(options.recipePath);
-  const db = await openDb(options.outDir);
+  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data plan");
   try {
-    const { plans, stats } = await prepare(options, db, loaded);
-    return { loaded, plans, stats };
+    const db = await openDb(options.outDir);
+    try {
+      const { plans, stats } = await prepare(options, db, loaded);
+      return { loaded, plans, stats };
+    } finally {
+      db.close();
+    }
   } finally {
-    db.close();
+    await lock.release();
   }
 }
 
-async function removePreviousOutput(outDir: string): Promise<void> {
-  // The manifest goes first: without it, nothing in the folder claims to be a complete build.
+/**
+ * Moves a complete build from the staging folder into place. Until this point the previous build is
+ * untouched, so a failed rebuild (the Hub gone, a typo, a kill) never costs the last good output. The
+ * manifest goes first and comes back last: in between, nothing claims to be a complete build.
+ */
+async function publishStaged(staging: string, outDir: string): Promise<void> {
   await rm(join(outDir, MANIFEST), { force: true });
   for (const name of await readdir(outDir)) {
-    // Also the temp files a killed build left behind (their names end in .<random>.tmp).
-    if (/^shard-\d+\.(npy|docs\.parquet)$/.test(name) || /\.[0-9a-f]{8}\.tmp$/.test(name) || name === "MIXTURE.md" || name === "README.md") {
-      await rm(join(outDir, name), { force: true });
-    }
+    if (OUTPUT_FILE.test(name) || TEMP_FILE.test(name)) await rm(join(outDir, name), { force: true });
   }
+  const staged = (await readdir(staging)).filter((n) => n !== MANIFEST).sort();
+  for (const name of staged) await rename(join(staging, name), join(outDir, name));
+  await rename(join(staging, MANIFEST), join(outDir, MANIFEST));
+  await rm(staging, { recursive: true, force: true });
 }
 
 export async function build(options: BuildOptions): Promise<Manifest> {
   const loaded = await loadRecipe(options.recipePath);
-  await mkdir(options.outDir, { recursive: true });
-  await removePreviousOutput(options.outDir);
-  const db = await openDb(options.outDir);
+  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build");
   try {
-    const { resolution, tokenizer, tokenized, prov, stats, plans, impl } = await prepare(options, db, loaded);
-    const { recipe } = loaded;
-    const stream = interleave(plans);
-    const packed = await runStage(
-      options.sink,
-      "pack",
-      () =>
-        pack(db, plans, stream, tokenized.store, prov, {
-          outDir: options.outDir,
-          sequenceLength: recipe.sequence_length,
-          maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
-          eosId: tokenizer.eosId,
-          bosId: recipe.tokenizer.add_bos ? tokenizer.bosId : undefined,
-        }, options.sink).finally(() => tokenized.store.close()),
-      (p) => ({ done: p.totalSequences, unit: "sequences" }),
-    );
-    return await runStage(options.sink, "manifest", async () => {
-      const manifest = buildManifest({
-        recipe,
-        recipeFile: basename(loaded.path),
-        recipeSha256: loaded.sha256,
-        tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize, impl },
-        sources: resolution.sources,
-        stats,
-        plans,
-        packed,
-      });
-      await writeJsonAtomic(join(options.outDir, LOCK), resolution.lock);
-      await writeFileAtomic(join(options.outDir, "MIXTURE.md"), mixtureMarkdown(manifest));
-      await writeFileAtomic(join(options.outDir, "README.md"), datasetCard(manifest));
-      await writeJsonAtomic(join(options.outDir, MANIFEST), manifest);
-      return manifest;
-    });
+    const staging = join(options.outDir, WORK_DIR, "staging");
+    await rm(staging, { recursive: true, force: true });
+    const db = await openDb(options.outDir);
+    await mkdir(staging, { recursive: true });
+    try {
+      return await buildInto(options, loaded, db, staging);
+    } finally {
+      db.close();
+    }
   } finally {
-    db.close();
+    await lock.release();
   }
+}
+
+async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, staging: string): Promise<Manifest> {
+  const { resolution, tokenizer, tokenized, prov, stats, plans, impl } = await prepare(options, db, loaded);
+  const { recipe } = loaded;
+  const selected = plans.reduce((a, p) => a + p.tokensSelected, 0);
+  if (selected < recipe.sequence_length) {
+    tokenized.store.close();
+    throw new RuntimeFailure(
+      `the mixture holds ${selected} tokens, fewer than one sequence of sequence_length ${recipe.sequence_length}, so the build would be empty; ` +
+        `lower sequence_length, raise target_tokens or max_epochs, or add data`,
+    );
+  }
+  const stream = interleave(plans);
+  const packed = await runStage(
+    options.sink,
+    "pack",
+    () =>
+      pack(db, plans, stream, tokenized.store, prov, {
+        outDir: staging,
+        sequenceLength: recipe.sequence_length,
+        maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
+        eosId: tokenizer.eosId,
+        bosId: recipe.tokenizer.add_bos ? tokenizer.bosId : undefined,
+      }, options.sink).finally(() => tokenized.store.close()),
+    (p) => ({ done: p.totalSequences, unit: "sequences" }),
+  );
+  return await runStage(options.sink, "manifest", async () => {
+    const manifest = buildManifest({
+      recipe,
+      recipeFile: basename(loaded.path),
+      recipeSha256: loaded.sha256,
+      tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize, impl },
+      sources: resolution.sources,
+      stats,
+      plans,
+      packed,
+    });
+    for (const warning of manifest.warnings ?? []) options.sink({ type: "note", stage: "manifest", message: `warning: ${warning}` });
+    await writeJsonAtomic(join(staging, LOCK), resolution.lock);
+    await writeFileAtomic(join(staging, "MIXTURE.md"), mixtureMarkdown(manifest));
+    await writeFileAtomic(join(staging, "README.md"), datasetCard(manifest));
+    await writeJsonAtomic(join(staging, MANIFEST), manifest);
+    await publishStaged(staging, options.outDir);
+    return manifest;
+  });
 }

@@ -1,9 +1,10 @@
 import type { Recipe } from "../recipe/schema.ts";
+import { TOOL_VERSION } from "../util/version.ts";
 import type { PackResult } from "./pack.ts";
 import type { ResolvedSource, ResolvedTokenizer } from "./resolve.ts";
-import type { SourcePlan } from "./sample.ts";
+import { SHARE_TOLERANCE, type SourcePlan } from "./sample.ts";
 
-export const TOOL_VERSION = "0.1.0";
+export { TOOL_VERSION };
 
 export interface SourceStats {
   documentsRead: number;
@@ -41,6 +42,8 @@ export interface Manifest {
   tail_tokens_dropped: number;
   shards: PackResult["shards"];
   sources: ManifestSource[];
+  /** Present only when something needs a reader's attention, e.g. a source far from its target share. */
+  warnings?: string[];
 }
 
 export interface ManifestSource {
@@ -74,7 +77,17 @@ export function buildManifest(args: {
   packed: PackResult;
 }): Manifest {
   const { recipe, tokenizer, packed } = args;
-  return {
+  const warnings = args.plans.flatMap((plan) => {
+    const miss = Math.abs(plan.tokensSelected - plan.targetTokens);
+    if (plan.targetTokens === 0 || miss <= SHARE_TOLERANCE * plan.targetTokens) return [];
+    return [
+      `source '${plan.name}': ${plan.tokensSelected} tokens selected against a target of ${plan.targetTokens} ` +
+        `(${((100 * plan.tokensSelected) / plan.targetTokens).toFixed(1)}%): documents are never cut, and its documents ` +
+        `(${plan.documentsAvailable}, ${plan.tokensAvailable} tokens in all) do not add up to the target within ${100 * SHARE_TOLERANCE}%; ` +
+        `raise target_tokens or choose sources with shorter documents`,
+    ];
+  });
+  const manifest: Manifest = {
     format: "chuxin-data/1",
     tool: { name: "chuxin-data", version: TOOL_VERSION },
     recipe: { name: recipe.name, path: args.recipeFile, sha256: args.recipeSha256 },
@@ -133,6 +146,8 @@ export function buildManifest(args: {
       };
     }),
   };
+  if (warnings.length > 0) manifest.warnings = warnings;
+  return manifest;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(3)}%`;
@@ -160,7 +175,7 @@ ${mixtureTable(m)}
 - Tokenizer: ${m.tokenizer.repo ?? m.tokenizer.path}${m.tokenizer.commit ? `@${m.tokenizer.commit}` : ""} (sha256 ${m.tokenizer.sha256}); EOS ${m.tokenizer.eos_id} ends every document${m.tokenizer.add_bos ? `, BOS ${m.tokenizer.bos_id} starts it` : ""}.
 - Dedup: ${m.dedup.enabled ? `exact, ${m.dedup.normalization}, ${m.dedup.hash}` : "off"}. Seed ${m.seed}. Recipe sha256 ${m.recipe.sha256}.
 - Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
-`;
+${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}`;
 }
 
 export function datasetCard(m: Manifest): string {

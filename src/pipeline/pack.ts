@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { tempPathFor } from "../util/atomic.ts";
+import { explainWriteError, tempPathFor } from "../util/atomic.ts";
 import { sha256File } from "../util/hash.ts";
 import { npyHeader } from "../shards/npy.ts";
 import { docIndexName, shardName } from "../shards/layout.ts";
@@ -52,11 +52,12 @@ class ShardWriter {
     readonly path: string,
     readonly tmp: string,
     private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly bytes: number,
   ) {}
 
   static async create(path: string, rows: number, cols: number): Promise<ShardWriter> {
     const tmp = tempPathFor(path);
-    const w = new ShardWriter(path, tmp, await open(tmp, "w"));
+    const w = new ShardWriter(path, tmp, await open(tmp, "w"), 128 + 4 * rows * cols);
     await w.write(npyHeader(rows, cols));
     return w;
   }
@@ -70,14 +71,20 @@ class ShardWriter {
 
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    await this.handle.write(Buffer.concat(this.pending, this.pendingBytes));
+    try {
+      await this.handle.write(Buffer.concat(this.pending, this.pendingBytes));
+    } catch (error) {
+      throw explainWriteError(error, this.path, this.bytes);
+    }
     this.pending = [];
     this.pendingBytes = 0;
   }
 
   async finish(): Promise<string> {
     await this.flush();
-    await this.handle.sync();
+    await this.handle.sync().catch((error) => {
+      throw explainWriteError(error, this.path, this.bytes);
+    });
     await this.handle.close();
     await rename(this.tmp, this.path);
     return this.hash.digest("hex");

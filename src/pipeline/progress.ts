@@ -5,6 +5,8 @@ export type ProgressEvent =
   | { type: "stage_start"; stage: Stage; total?: number; unit?: string }
   | { type: "stage_progress"; stage: Stage; done: number; total?: number; unit?: string; bytes?: number }
   | { type: "stage_end"; stage: Stage; done?: number; unit?: string; seconds: number; reused?: boolean }
+  /** Bytes of one file received so far, while it downloads. */
+  | { type: "download_progress"; stage: Stage; path: string; received: number; total: number }
   | { type: "note"; stage: Stage; message: string }
   | { type: "retry"; stage: Stage; what: string; attempt: number; error: string };
 

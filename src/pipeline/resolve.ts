@@ -1,5 +1,5 @@
-import { readdir, stat } from "node:fs/promises";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { readdir, readlink, realpath, stat } from "node:fs/promises";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { HubClient, RemoteFile, RepoRef } from "../hub/client.ts";
 import { globToRegExp } from "../hub/paths.ts";
 import { DEFAULT_TOKENIZER_REPO, type Recipe, type SourceSpec } from "../recipe/schema.ts";
@@ -29,18 +29,33 @@ export interface Resolution {
   lock: BuildLock;
 }
 
-async function walkFiles(dir: string): Promise<string[]> {
+/**
+ * Every file under `dir`, following symbolic links (a linked folder is walked, once); a link whose target
+ * is missing is an error naming it, not a raw ENOENT later.
+ */
+async function walkFiles(dir: string, where: string, seen = new Set<string>()): Promise<string[]> {
   const out: string[] = [];
   let entries;
   try {
+    const real = await realpath(dir);
+    if (seen.has(real)) return out; // a link cycle
+    seen.add(real);
     entries = await readdir(dir, { withFileTypes: true });
   } catch {
     return out;
   }
   for (const e of entries) {
     const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walkFiles(p)));
-    else if (e.isFile() || e.isSymbolicLink()) out.push(p);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      const target = await stat(p).catch(() => undefined);
+      if (!target) throw new UsageError(`${where}: ${p} is a symbolic link to a missing file (${await readlink(p).catch(() => "?")}); fix or remove the link`);
+      isDir = target.isDirectory();
+      isFile = target.isFile();
+    }
+    if (isDir) out.push(...(await walkFiles(p, where, seen)));
+    else if (isFile) out.push(p);
   }
   return out;
 }
@@ -56,18 +71,26 @@ function staticPrefix(glob: string): string {
   return fixed.join("/");
 }
 
-async function resolveLocal(spec: SourceSpec, recipeDir: string): Promise<ResolvedFile[]> {
+async function resolveLocal(spec: SourceSpec, recipeDir: string, sink: ProgressSink): Promise<ResolvedFile[]> {
   const found = new Map<string, string>();
   for (const glob of spec.local!.files) {
     const base = resolve(recipeDir, staticPrefix(glob));
     const regex = globToRegExp(resolve(recipeDir, glob).split(sep).join("/"));
-    for (const file of await walkFiles(base)) {
+    for (const file of await walkFiles(base, `source '${spec.name}'`)) {
       const normalized = file.split(sep).join("/");
       if (regex.test(normalized)) found.set(relative(recipeDir, file).split(sep).join("/"), file);
     }
   }
   if (found.size === 0) {
     throw new UsageError(`source '${spec.name}': local.files ${JSON.stringify(spec.local!.files)} match no file under ${recipeDir}`);
+  }
+  const outside = [...found.keys()].filter((p) => p.startsWith("../") || isAbsolute(p));
+  if (outside.length > 0) {
+    sink({
+      type: "note",
+      stage: "download",
+      message: `source '${spec.name}': ${outside.length} file(s) outside the recipe's folder ${recipeDir} (${outside.slice(0, 3).join(", ")}${outside.length > 3 ? ", …" : ""}); the lock and manifest record them as given`,
+    });
   }
   const files: ResolvedFile[] = [];
   for (const [path, localPath] of [...found].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -162,7 +185,7 @@ export async function resolveInputs(
       const { hf, files } = await resolveHub(client, spec, locked, sink);
       sources.push({ spec, index, hf, files });
     } else {
-      const files = await resolveLocal(spec, recipeDir);
+      const files = await resolveLocal(spec, recipeDir, sink);
       if (locked) {
         const want = new Map(locked.files.map((f) => [f.path, f.sha256]));
         for (const f of files) {

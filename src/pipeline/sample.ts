@@ -23,6 +23,15 @@ export interface SourcePlan {
   epochs: number;
 }
 
+/** A source whose selected tokens miss its target by more than this fraction is reported (manifest `warnings`). */
+export const SHARE_TOLERANCE = 0.1;
+
+/**
+ * The most documents one build may select (every pass counted): the plan holds each pick in memory, so a
+ * max_epochs or target_tokens far beyond the corpus is refused with the numbers rather than left to run.
+ */
+export const MAX_PICKS = 100_000_000;
+
 /** Largest-remainder rounding of `total` by weights; ties go to the earlier source. */
 export function apportion(total: number, weights: readonly number[]): number[] {
   const sum = weights.reduce((a, b) => a + b, 0);
@@ -60,6 +69,15 @@ export function planMixture(sources: SourceDocs[], seed: number, targetTokens: n
     ? targetTokens
     : Math.floor(Math.min(...sources.map((s, i) => (s.maxEpochs * available[i]! * weightSum) / s.weight)));
   const targets = apportion(total, sources.map((s) => s.weight));
+  const picksNeeded = sources.reduce((a, s, i) => a + Math.ceil(Math.min(targets[i]! / available[i]!, s.maxEpochs)) * s.ords.length, 0);
+  if (picksNeeded > MAX_PICKS) {
+    const why = explicit ? `target_tokens ${targetTokens}` : `max_epochs (${[...new Set(sources.map((s) => s.maxEpochs))].join(", ")}) with no target_tokens`;
+    throw new UsageError(
+      `${why} asks for ${total.toLocaleString("en-US")} tokens: about ${picksNeeded.toLocaleString("en-US")} document passes over ` +
+        `${sources.reduce((a, s) => a + s.ords.length, 0).toLocaleString("en-US")} documents, over the limit of ${MAX_PICKS.toLocaleString("en-US")}. ` +
+        `Set target_tokens, or lower max_epochs`,
+    );
+  }
   return sources.map((source, i) => {
     const avail = available[i]!;
     let target = targets[i]!;

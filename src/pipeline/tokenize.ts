@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
-import { startTsWorker } from "../util/workers.ts";
+import { siblingModule, startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "./db.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
@@ -15,6 +15,9 @@ import type { BatchTokenizer } from "../tokenizer/native.ts";
 /** Documents per tokenisation chunk; chunk boundaries depend only on document order, never on workers. */
 export const CHUNK_DOCS = 1024;
 const MAGIC = 0x4b545843; // "CXTK"
+const VERSION = 2;
+/** magic, version, document count, then the sha256 of everything after the header */
+const HEADER = 12 + 32;
 const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 
 /**
@@ -38,7 +41,7 @@ export class TokenStore {
     const starts = this.starts[chunk]!;
     const ids = new Uint32Array(this.lengths[ord]!);
     const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
-    const at = 12 + 4 * (starts.length + starts[ord % CHUNK_DOCS]!);
+    const at = HEADER + 4 * (starts.length + starts[ord % CHUNK_DOCS]!);
     for (let done = 0; done < bytes.length; ) {
       const n = readSync(this.fd(chunk), bytes, done, bytes.length - done, at + done);
       if (n === 0) throw new RuntimeFailure(`${this.files[chunk]}: ends before document ${ord}'s tokens; delete it and rebuild`);
@@ -60,7 +63,7 @@ export class TokenStore {
     } else {
       fd = openSync(this.files[chunk]!, "r");
       // The file must still be the one tokenisation wrote (header, lengths, ids), not one changed since.
-      const expected = 12 + 4 * (this.starts[chunk]!.length + this.idCounts[chunk]!);
+      const expected = HEADER + 4 * (this.starts[chunk]!.length + this.idCounts[chunk]!);
       if (fstatSync(fd).size !== expected) {
         closeSync(fd);
         throw new RuntimeFailure(`${this.files[chunk]}: changed since it was tokenised (${expected} bytes expected); delete it and rebuild`);
@@ -76,26 +79,34 @@ export class TokenStore {
   }
 }
 
-/** A chunk file: "CXTK", version 1, document count, each document's length, then every id (little-endian u32). */
+/**
+ * A chunk file: "CXTK", version 2, document count, the sha256 of the rest, each document's length, then
+ * every id (little-endian u32). The hash is checked whenever a rerun reuses the chunk, so a file damaged
+ * on disk is tokenised again instead of ending up in the shards.
+ */
 export function encodeChunk(lengths: Uint32Array, ids: Uint32Array): Uint8Array {
-  const out = new Uint8Array(12 + 4 * (lengths.length + ids.length));
+  const out = new Uint8Array(HEADER + 4 * (lengths.length + ids.length));
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
-  view.setUint32(4, 1, true);
+  view.setUint32(4, VERSION, true);
   view.setUint32(8, lengths.length, true);
-  let at = 12;
+  let at = HEADER;
   for (const v of lengths) view.setUint32((at += 4) - 4, v, true);
   for (const v of ids) view.setUint32((at += 4) - 4, v, true);
+  out.set(createHash("sha256").update(out.subarray(HEADER)).digest(), 12);
   return out;
 }
 
-function decodeChunk(bytes: Buffer, docs: number): { lengths: Uint32Array; ids: Uint32Array } | undefined {
-  if (bytes.length < 12) return undefined;
+/** The chunk's lengths and ids, or undefined when it is not an intact chunk of `docs` documents. */
+export function decodeChunk(bytes: Buffer, docs: number): { lengths: Uint32Array; ids: Uint32Array } | undefined {
+  if (bytes.length < HEADER || (bytes.length - HEADER) % 4 !== 0) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== MAGIC || view.getUint32(4, true) !== 1 || view.getUint32(8, true) !== docs) return undefined;
-  const words = (bytes.length - 12) / 4;
+  if (view.getUint32(0, true) !== MAGIC || view.getUint32(4, true) !== VERSION || view.getUint32(8, true) !== docs) return undefined;
+  const digest = createHash("sha256").update(bytes.subarray(HEADER)).digest();
+  if (!digest.equals(bytes.subarray(12, HEADER))) return undefined;
+  const words = (bytes.length - HEADER) / 4;
   const all = new Uint32Array(words);
-  for (let i = 0; i < words; i++) all[i] = view.getUint32(12 + 4 * i, true);
+  for (let i = 0; i < words; i++) all[i] = view.getUint32(HEADER + 4 * i, true);
   const lengths = all.slice(0, docs);
   const ids = all.slice(docs);
   if (lengths.reduce((a, b) => a + b, 0) !== ids.length) return undefined;
@@ -111,7 +122,7 @@ class Pool {
 
   static async start(count: number, tokenizerJson: string, tokenizerPath: string): Promise<Pool> {
     const workers = Array.from({ length: count }, () =>
-      startTsWorker(new URL("./tokenize-worker.ts", import.meta.url), { tokenizerJson, tokenizerPath }),
+      startTsWorker(siblingModule("tokenize-worker", import.meta.url), { tokenizerJson, tokenizerPath }),
     );
     await Promise.all(
       workers.map(

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
-import { LineCounter, parseDocument, isMap, isSeq, type Node } from "yaml";
+import { LineCounter, parseDocument, isMap, isSeq, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { UsageError } from "../util/errors.ts";
 import { sha256Hex } from "../util/hash.ts";
@@ -84,11 +84,33 @@ function describeIssue(issue: z.core.$ZodIssue, valueAt: (path: PathKey[]) => un
   if (issue.code === "invalid_type") {
     const value = valueAt(path);
     text =
-      value === undefined
+      typeof value === "number" && !Number.isFinite(value)
+        ? `expected a finite number, got ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`
+        : value === undefined
         ? `missing required field (expected ${issue.expected})`
         : `expected ${issue.expected}, got ${value === null ? "null" : Array.isArray(value) ? "a list" : typeof value} ${JSON.stringify(value)?.slice(0, 40) ?? ""}`.trimEnd();
   }
   return [{ path, text }];
+}
+
+/** toJS() fails on aliases without saying where: find the alias it means and point at it. */
+function aliasProblem(doc: Document, error: Error, position: (offset: number) => string): string {
+  let unresolved: Node | undefined;
+  let first: Node | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      first ??= node;
+      if (!unresolved && node.resolve(doc) === undefined) unresolved = node;
+    },
+  });
+  if (unresolved) {
+    const name = (unresolved as unknown as { source: string }).source;
+    return `${unresolved.range ? position(unresolved.range[0]) : "1:1"}: YAML alias *${name} has no anchor &${name} before it; define the anchor first or write the value out`;
+  }
+  if (/alias count/i.test(error.message)) {
+    return `${first?.range ? position(first.range[0]) : "1:1"}: YAML aliases expand to too many values (more than 100 alias uses, as in a "billion laughs" file); a recipe needs no such nesting`;
+  }
+  return `${first?.range ? position(first.range[0]) : "1:1"}: YAML error: ${error.message}`;
 }
 
 export function parseRecipe(text: string, file: string): Recipe {
@@ -104,7 +126,12 @@ export function parseRecipe(text: string, file: string): Recipe {
       doc.errors.map((e) => `${position(e.pos[0])}: YAML syntax error: ${e.message.split("\n")[0]}`),
     );
   }
-  const data: unknown = doc.toJS();
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new RecipeError(file, [aliasProblem(doc, error as Error, position)]);
+  }
   const valueAt = (path: PathKey[]) => path.reduce<any>((v, k) => (v == null ? undefined : v[k]), data);
   const result = recipeSchema.safeParse(data);
   if (result.success) {

@@ -53,7 +53,9 @@ export const tokenizerSchema = z
 export const DEFAULT_TOKENIZER_REPO = "deepseek-ai/deepseek-llm-7b-base";
 
 export const recipeSchema = z.strictObject({
-  name: z.string().min(1),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][\w.-]*$/, "a name of letters, digits, '_', '-' and '.', starting with a letter or digit (it names the output folder out/<name>)"),
   seed: z.number().int().nonnegative().default(0),
   tokenizer: tokenizerSchema.default({ file: "tokenizer.json", add_bos: false }),
   sequence_length: z.number().int().min(2).default(4096),

@@ -1,4 +1,6 @@
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { writeJsonAtomic } from "../util/atomic.ts";
 import type { Manifest } from "../pipeline/manifest.ts";
 import { BuildDb, sqlString } from "../pipeline/db.ts";
 import { sha256File } from "../util/hash.ts";
@@ -7,6 +9,7 @@ import { readNpyInfo } from "./npy.ts";
 /** Re-hashes every shard and index against the manifest and checks that the counts add up. */
 export async function verifyBuild(outDir: string, manifest: Manifest): Promise<string[]> {
   const problems: string[] = [];
+  if (!(manifest.total_sequences > 0)) problems.push(`the build holds no sequences (total_sequences ${manifest.total_sequences}); nothing can be trained on it`);
   const L = manifest.sequence_length;
   let sequences = 0;
   const perSource = new Map<string, number>();
@@ -53,5 +56,43 @@ export async function verifyBuild(outDir: string, manifest: Manifest): Promise<s
     const indexed = perSource.get(s.name) ?? 0;
     if (indexed !== s.tokens_written) problems.push(`source '${s.name}': document indexes hold ${indexed} tokens, tokens_written says ${s.tokens_written}`);
   }
+  return problems;
+}
+
+interface HashCacheEntry {
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+}
+
+/**
+ * Checks every shard and document index against the manifest's sha256 before training reads them. Files
+ * already hashed with the same size and mtime are taken from `cacheFile`, so a restart costs a stat per
+ * file, not a pass over the data. Returns the problems (empty when every file matches).
+ */
+export async function checkShardHashes(outDir: string, manifest: Manifest, cacheFile: string): Promise<string[]> {
+  let cache: Record<string, HashCacheEntry> = {};
+  try {
+    cache = JSON.parse(await readFile(cacheFile, "utf8"));
+  } catch {
+    /* no cache yet, or a torn one: hash again */
+  }
+  const problems: string[] = [];
+  const next: Record<string, HashCacheEntry> = {};
+  for (const shard of manifest.shards) {
+    for (const [name, want] of [[shard.path, shard.sha256], [shard.doc_index, shard.doc_index_sha256]] as const) {
+      const path = join(outDir, name);
+      const info = await stat(path).catch(() => undefined);
+      if (!info) {
+        problems.push(`${path}: missing`);
+        continue;
+      }
+      const hit = cache[name];
+      const sha256 = hit && hit.size === info.size && hit.mtimeMs === info.mtimeMs ? hit.sha256 : await sha256File(path);
+      next[name] = { size: info.size, mtimeMs: info.mtimeMs, sha256 };
+      if (sha256 !== want) problems.push(`${path}: sha256 ${sha256} differs from the manifest's ${want}`);
+    }
+  }
+  await writeJsonAtomic(cacheFile, next).catch(() => {});
   return problems;
 }

@@ -64,7 +64,9 @@ export function tokenizerFromText(text: string, where: string): TextTokenizer {
   return {
     ...info,
     encode: (t) => tokenizer.encode(t, { add_special_tokens: false }).ids,
-    decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: false }),
+    // No clean-up of "tokenization spaces": DeepSeek's config turns it off, and decoded text must be exactly
+    // the bytes the ids stand for (the library's default turns "' '.join" into "''.join").
+    decode: (ids) => (ids.length === 0 ? "" : tokenizer.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false })),
   };
 }
 

@@ -1,9 +1,10 @@
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { TensorKind, type ModelConfig, type NativeModel } from "../native/addon.ts";
-import { tempPathFor } from "../util/atomic.ts";
+import { explainWriteError, tempPathFor } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { hfConfig } from "./model-config.ts";
+import { sha256File, sha256Hex } from "../util/hash.ts";
 import { encodeSafetensors, readSafetensors, type NamedTensor } from "./safetensors.ts";
 
 export interface TrainerState {
@@ -14,9 +15,13 @@ export interface TrainerState {
   seed: number;
   last_loss: number;
   data_manifest_sha256: string;
+  /** sha256 of every other file in the checkpoint, checked before it is loaded (resume, eval, generate). */
+  files?: Record<string, string>;
 }
 
 const CHECKPOINT = /^checkpoint-(\d+)$/;
+/** A checkpoint folder being written: checkpoint-NNNNNNN.<random>.tmp (see tempPathFor). */
+const CHECKPOINT_TEMP = /^checkpoint-\d+\.[0-9a-f]{8}\.tmp$/;
 
 export function checkpointName(step: number): string {
   return `checkpoint-${String(step).padStart(7, "0")}`;
@@ -40,7 +45,7 @@ export async function saveCheckpoint(
   model: NativeModel,
   config: ModelConfig,
   state: TrainerState,
-  ids: { eosId: number; bosId: number },
+  ids: { eosId: number; bosId: number; addBos: boolean },
   tokenizerPath: string | undefined,
   keepLast: number,
 ): Promise<string> {
@@ -48,20 +53,28 @@ export async function saveCheckpoint(
   const tmp = tempPathFor(final);
   await mkdir(tmp, { recursive: true });
   try {
-    await writeFile(join(tmp, "model.safetensors"), encodeSafetensors(tensorsOf(model, TensorKind.param)));
-    await writeFile(
-      join(tmp, "optimizer.safetensors"),
-      encodeSafetensors([...tensorsOf(model, TensorKind.adamM, ".exp_avg"), ...tensorsOf(model, TensorKind.adamV, ".exp_avg_sq")]),
-    );
-    await writeFile(join(tmp, "config.json"), JSON.stringify(hfConfig(config, ids.eosId, ids.bosId), null, 2) + "\n");
-    await writeFile(join(tmp, "generation_config.json"), JSON.stringify({ bos_token_id: ids.bosId, eos_token_id: ids.eosId }, null, 2) + "\n");
-    await writeFile(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
-    if (tokenizerPath) await copyFile(tokenizerPath, join(tmp, "tokenizer.json"));
+    const files: Record<string, string | Uint8Array> = {
+      "model.safetensors": encodeSafetensors(tensorsOf(model, TensorKind.param)),
+      "optimizer.safetensors": encodeSafetensors([...tensorsOf(model, TensorKind.adamM, ".exp_avg"), ...tensorsOf(model, TensorKind.adamV, ".exp_avg_sq")]),
+      "config.json": JSON.stringify(hfConfig(config, ids.eosId, ids.bosId), null, 2) + "\n",
+      "generation_config.json": JSON.stringify({ bos_token_id: ids.bosId, eos_token_id: ids.eosId }, null, 2) + "\n",
+    };
+    if (tokenizerPath) {
+      const tokenizer = await readFile(tokenizerPath);
+      files["tokenizer.json"] = tokenizer;
+      files["tokenizer_config.json"] = JSON.stringify(tokenizerConfig(tokenizer, ids, config.maxSeq), null, 2) + "\n";
+    }
+    const hashes: Record<string, string> = {};
+    for (const [name, data] of Object.entries(files)) {
+      await writeFile(join(tmp, name), data);
+      hashes[name] = sha256Hex(data);
+    }
+    await writeFile(join(tmp, "trainer_state.json"), JSON.stringify({ ...state, files: hashes }, null, 2) + "\n");
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
   } catch (error) {
     await rm(tmp, { recursive: true, force: true });
-    throw error;
+    throw explainWriteError(error, tmp, 4 * 3 * model.tensors().reduce((a, t) => a + t.rows * t.cols, 0));
   }
   const all = await listCheckpoints(runDir);
   for (const old of all.slice(0, Math.max(0, all.length - keepLast))) await rm(join(runDir, old.name), { recursive: true, force: true });
@@ -94,6 +107,64 @@ export async function resolveCheckpoint(path: string): Promise<string> {
   }
 }
 
+/**
+ * tokenizer_config.json, so `transformers`' AutoTokenizer loads the checkpoint's tokenizer as trained:
+ * the BOS/EOS strings by id, BOS added only if the data had it, and no clean-up of spaces on decode
+ * (DeepSeek's own config turns it off; decoded text is then exactly what the ids stand for).
+ */
+function tokenizerConfig(tokenizerJson: Buffer, ids: { eosId: number; bosId: number; addBos: boolean }, maxSeq: number): Record<string, unknown> {
+  const added: { id: number; content: string }[] = JSON.parse(tokenizerJson.toString("utf8")).added_tokens ?? [];
+  const content = (id: number) => added.find((t) => t.id === id)?.content ?? null;
+  return {
+    tokenizer_class: "LlamaTokenizerFast",
+    bos_token: content(ids.bosId),
+    eos_token: content(ids.eosId),
+    pad_token: null,
+    unk_token: null,
+    add_bos_token: ids.addBos,
+    add_eos_token: false,
+    clean_up_tokenization_spaces: false,
+    legacy: true,
+    model_max_length: maxSeq,
+  };
+}
+
+/** Removes checkpoint folders a killed save left half-written; the caller holds the run folder's lock. */
+export async function removePartialCheckpoints(runDir: string): Promise<string[]> {
+  const names = (await readdir(runDir).catch(() => [] as string[])).filter((n) => CHECKPOINT_TEMP.test(n));
+  for (const name of names) await rm(join(runDir, name), { recursive: true, force: true });
+  return names;
+}
+
+/**
+ * Checks a checkpoint's files against the sha256s its trainer_state.json recorded when it was saved, so a
+ * damaged file is refused by name rather than loaded. A bare Hugging Face checkpoint (no trainer state, or
+ * one without hashes) has nothing to check against.
+ */
+export async function verifyCheckpoint(dir: string, names: string[]): Promise<void> {
+  let recorded: Record<string, string> | undefined;
+  try {
+    recorded = (JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8")) as TrainerState).files;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new RuntimeFailure(`${join(dir, "trainer_state.json")}: unreadable (${(error as Error).message}); the checkpoint is damaged, use an earlier one`);
+  }
+  if (!recorded) return;
+  for (const name of names) {
+    const want = recorded[name];
+    if (!want) continue;
+    const path = join(dir, name);
+    const got = await sha256File(path).catch(() => "missing");
+    if (got !== want) {
+      throw new RuntimeFailure(
+        `${path}: ${got === "missing" ? "missing" : `sha256 ${got} differs from ${want}, recorded when the checkpoint was saved`}; ` +
+          `the checkpoint is damaged: use an earlier one (or delete this folder to resume from the one before)`,
+      );
+    }
+  }
+}
+
+/** Loads weights (and AdamW moments) into the model; call verifyCheckpoint first. */
 export async function loadWeights(model: NativeModel, dir: string, withOptimizer: boolean): Promise<void> {
   const weights = await readSafetensors(join(dir, "model.safetensors"));
   const optimizer = withOptimizer ? await readSafetensors(join(dir, "optimizer.safetensors")) : undefined;
@@ -102,6 +173,8 @@ export async function loadWeights(model: NativeModel, dir: string, withOptimizer
       const tensor = map.get(name);
       if (!tensor) throw new RuntimeFailure(`${join(dir, file)}: missing tensor ${name}; the checkpoint does not match the model`);
       if (tensor.data.length !== t.rows * t.cols) throw new RuntimeFailure(`${join(dir, file)}: ${name} has ${tensor.data.length} values, the model needs ${t.rows * t.cols}`);
+      const bad = tensor.data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new RuntimeFailure(`${join(dir, file)}: ${name}[${bad}] is ${tensor.data[bad]}; the checkpoint holds non-finite values, use an earlier one`);
       model.setTensor(kind, i, tensor.data);
     };
     put(weights, t.name, TensorKind.param, "model.safetensors");
@@ -112,10 +185,18 @@ export async function loadWeights(model: NativeModel, dir: string, withOptimizer
   });
 }
 
+/** The trainer state of checkpoint `dir`, checked against the step its folder is named for. */
 export async function readTrainerState(dir: string): Promise<TrainerState> {
+  const path = join(dir, "trainer_state.json");
+  let state: TrainerState;
   try {
-    return JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8"));
-  } catch {
-    throw new RuntimeFailure(`${dir}: trainer_state.json is missing or unreadable`);
+    state = JSON.parse(await readFile(path, "utf8"));
+  } catch (error) {
+    throw new RuntimeFailure(`${path}: missing or unreadable (${(error as Error).message}); the checkpoint is damaged, use an earlier one`);
   }
+  const named = basename(dir).match(CHECKPOINT);
+  if (!Number.isSafeInteger(state.step) || !Number.isSafeInteger(state.samples_seen) || (named && Number(named[1]) !== state.step)) {
+    throw new RuntimeFailure(`${path}: step ${state.step} does not match the folder's step ${named?.[1] ?? "?"} (or samples_seen ${state.samples_seen} is not a count); the file was edited or damaged`);
+  }
+  return state;
 }

@@ -5,16 +5,22 @@ import { readManifest } from "../shards/manifest-file.ts";
 import { tokenizerForManifest } from "../shards/tokenizer-for.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { loadWeights, resolveCheckpoint } from "./checkpoint.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { loadWeights, resolveCheckpoint, verifyCheckpoint } from "./checkpoint.ts";
 import { maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { resolveModelConfig } from "./model-config.ts";
-import { runOptionsOf, type TrainConfig } from "./trainer.ts";
+import { evaluate, runOptionsOf, type TrainConfig } from "./trainer.ts";
 
 export interface LoadedCheckpoint {
   dir: string;
   model: NativeModel;
   config: ModelConfig;
-  run: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss" | "data" | "micro_batch">;
+  run: Pick<TrainConfig, "precision" | "doc_mask" | "reset_positions" | "mask_eos_loss" | "data" | "micro_batch"> &
+    Partial<Pick<TrainConfig, "seed" | "context" | "eval_sequences">>;
+  /** False for a bare Hugging Face checkpoint, which has no run_config.json beside it. */
+  hasRunConfig: boolean;
+  /** The manifest hash of the data the run trained on, when the checkpoint records it. */
+  dataManifestSha256?: string;
   eosId: number;
   bosId: number;
 }
@@ -22,24 +28,52 @@ export interface LoadedCheckpoint {
 /** Loads a checkpoint (or a run's latest) with the options it was trained with. */
 export async function openCheckpoint(path: string, device: "cpu" | "cuda", threads: number): Promise<LoadedCheckpoint> {
   const dir = await resolveCheckpoint(path);
+  await verifyCheckpoint(dir, ["config.json", "model.safetensors", "tokenizer.json"]);
   const hf = JSON.parse(await readFile(join(dir, "config.json"), "utf8").catch(() => {
     throw new UsageError(`${dir}: no config.json`);
   }));
   const { config } = await resolveModelConfig(join(dir, "config.json"));
   // The run's own options live beside its checkpoints; a bare HF checkpoint gets the training defaults.
   let run: LoadedCheckpoint["run"] = { precision: "bf16", doc_mask: true, reset_positions: true, mask_eos_loss: true, data: "", micro_batch: 4 };
+  let hasRunConfig = false;
   try {
     run = JSON.parse(await readFile(join(dir, "..", "run_config.json"), "utf8"));
+    hasRunConfig = true;
   } catch {
     /* defaults */
   }
+  const state = await readFile(join(dir, "trainer_state.json"), "utf8").then((t) => JSON.parse(t) as { data_manifest_sha256?: string }, () => undefined);
   const model = new (loadAddon().Model)(config, device, threads);
   await loadWeights(model, dir, false);
-  return { dir, model, config, run, eosId: hf.eos_token_id ?? 100001, bosId: hf.bos_token_id ?? 100000 };
+  return { dir, model, config, run, hasRunConfig, dataManifestSha256: state?.data_manifest_sha256, eosId: hf.eos_token_id ?? 100001, bosId: hf.bos_token_id ?? 100000 };
+}
+
+/**
+ * Mean loss over the run's own held-out windows (the same seeded split training evaluated on), so the
+ * number is comparable with the run's eval_loss and never includes data the model trained on.
+ */
+export async function evalHeldOut(ckpt: LoadedCheckpoint, dataDir: string, onProgress?: (done: number, total: number) => void) {
+  const run = ckpt.run;
+  if (!ckpt.hasRunConfig || run.seed === undefined || !run.context || !run.eval_sequences) {
+    throw new UsageError(`${ckpt.dir}: no run_config.json with held-out windows beside it (a bare checkpoint, or a run with --eval-sequences 0); pass --all or --sequences A..B`);
+  }
+  const manifest = await readManifest(dataDir);
+  if (ckpt.dataManifestSha256 && sha256Hex(JSON.stringify(manifest)) !== ckpt.dataManifestSha256) {
+    throw new UsageError(`${dataDir} is not the data ${ckpt.dir} was trained on, so the run's held-out windows mean nothing there; pass --all or --sequences A..B to score it`);
+  }
+  const data = await TokenData.open(dataDir, { seed: run.seed, evalWindows: run.eval_sequences, context: run.context, modelContext: ckpt.config.maxSeq, modelVocab: ckpt.config.vocab });
+  try {
+    const r = await evaluate(ckpt.model, data, run.micro_batch, runOptionsOf(run, ckpt.eosId), ckpt.config.vocab, data.evalWindows, onProgress);
+    const { mean, tokens: count } = r;
+    const windows = data.evalWindows;
+    return { mean, perplexity: Math.exp(mean), tokens: count, windows: windows.length, context: data.context };
+  } finally {
+    await data.close();
+  }
 }
 
 /** Per-sequence mean losses over global sequences [first, last] of a build, with the training masks. */
-export async function evalSequences(ckpt: LoadedCheckpoint, dataDir: string, first: number, last: number | undefined) {
+export async function evalSequences(ckpt: LoadedCheckpoint, dataDir: string, first: number, last: number | undefined, onProgress?: (done: number, total: number) => void) {
   const data = await TokenData.open(dataDir, { seed: 0, evalWindows: 0, modelContext: ckpt.config.maxSeq, modelVocab: ckpt.config.vocab, context: undefined });
   try {
     const total = data.manifest.total_sequences;
@@ -54,6 +88,7 @@ export async function evalSequences(ckpt: LoadedCheckpoint, dataDir: string, fir
       const losses = await native("evaluation", () => ckpt.model.forwardLosses(tokens, windows.length, data.context, opts));
       const { sum, count } = maskedLossSum(losses, targetMask(tokens, windows.length, data.context, opts));
       out.push({ sequence: s, loss: sum / Math.max(1, count), tokens: count });
+      onProgress?.(s - first + 1, end - first + 1);
     }
     const tokens = out.reduce((a, o) => a + o.tokens, 0);
     const mean = out.reduce((a, o) => a + o.loss * o.tokens, 0) / Math.max(1, tokens);

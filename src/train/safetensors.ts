@@ -40,6 +40,7 @@ export async function readSafetensors(path: string): Promise<Map<string, NamedTe
   }
   if (bytes.length < 8) throw new RuntimeFailure(`${path}: not a safetensors file (too short)`);
   const len = Number(bytes.readBigUInt64LE(0));
+  if (len > bytes.length - 8) throw new RuntimeFailure(`${path}: truncated or not a safetensors file (its header claims ${len} bytes, the file has ${bytes.length}); use an earlier checkpoint`);
   let header: Record<string, any>;
   try {
     header = JSON.parse(bytes.subarray(8, 8 + len).toString("utf8"));
@@ -52,6 +53,9 @@ export async function readSafetensors(path: string): Promise<Map<string, NamedTe
     if (name === "__metadata__") continue;
     if (info.dtype !== "F32") throw new RuntimeFailure(`${path}: ${name} has dtype ${info.dtype}; only F32 checkpoints are read`);
     const [b, e] = info.data_offsets as [number, number];
+    if (!(Number.isSafeInteger(b) && Number.isSafeInteger(e) && b >= 0 && e >= b && (e - b) % 4 === 0 && base + e <= bytes.length)) {
+      throw new RuntimeFailure(`${path}: ${name} lies at bytes ${b}..${e} of the data, but the file holds ${bytes.length - base}; the file is truncated or damaged, use an earlier checkpoint`);
+    }
     const data = new Float32Array((e - b) / 4);
     const view = new DataView(bytes.buffer, bytes.byteOffset + base + b, e - b);
     for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);

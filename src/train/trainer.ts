@@ -6,7 +6,9 @@ import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256Hex } from "../util/hash.ts";
-import { checkpointName, listCheckpoints, loadWeights, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { lockFolder } from "../util/folder-lock.ts";
+import { checkShardHashes } from "../shards/verify.ts";
+import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { lossCurveSvg } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
@@ -30,6 +32,8 @@ export interface TrainConfig {
   warmup_steps: number;
   decay_steps: number | null;
   weight_decay: number;
+  /** the token embedding decays too (Hugging Face's Trainer does; OLMo and the default do not) */
+  decay_embeddings: boolean;
   beta1: number;
   beta2: number;
   adam_eps: number;
@@ -51,6 +55,7 @@ export type TrainEvent =
   | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean }
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
   | { type: "checkpoint"; step: number; path: string }
+  | { type: "note"; message: string }
   | { type: "done"; step: number; out: string };
 
 export function runOptionsOf(
@@ -67,15 +72,18 @@ export function runOptionsOf(
   };
 }
 
+/** Where a run caches the sha256 of each shard it checked, by size and mtime. */
+const SHARD_HASH_CACHE = ".shard-hashes.json";
+
 /** Only the fields that change the arithmetic must match on --resume; step counts and cadence may change. */
 const RESUMABLE = new Set(["steps", "save_every", "keep_last", "eval_every", "threads", "decay_steps", "recompute"]);
 
-async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null }> {
+async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null; changes: string[] }> {
   const runDir = requested.out;
   const checkpoints = await listCheckpoints(runDir);
   if (!resume) {
     if (checkpoints.length > 0) throw new UsageError(`${runDir} already holds checkpoints; pass --resume to continue it, or choose another --out`);
-    return { config: requested, from: null };
+    return { config: requested, from: null, changes: [] };
   }
   if (checkpoints.length === 0) throw new UsageError(`--resume: ${runDir} has no checkpoint to resume from`);
   let saved: TrainConfig;
@@ -84,9 +92,22 @@ async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promis
   } catch {
     throw new RuntimeFailure(`${join(runDir, "run_config.json")}: missing or unreadable; cannot resume`);
   }
-  const config = { ...saved };
-  for (const key of RESUMABLE) (config as any)[key] = (requested as any)[key];
-  return { config, from: join(runDir, checkpoints[checkpoints.length - 1]!.name) };
+  const config = { ...saved, decay_embeddings: saved.decay_embeddings ?? false };
+  const changes: string[] = [];
+  // The learning-rate schedule is part of the run: a longer --steps extends training on the recorded
+  // schedule (at min_lr once its decay ends) unless --decay-steps asks for a new one.
+  const savedDecay = saved.decay_steps ?? saved.steps;
+  for (const key of RESUMABLE) {
+    let value = (requested as any)[key];
+    if (key === "decay_steps" && value === null) value = savedDecay;
+    const before = key === "decay_steps" ? savedDecay : (saved as any)[key];
+    if (value !== before) changes.push(`${key} ${before} → ${value}`);
+    (config as any)[key] = value;
+  }
+  if (config.steps !== saved.steps && requested.decay_steps === null) {
+    changes.push(`the cosine schedule keeps decaying over ${savedDecay} steps (pass --decay-steps to change it)`);
+  }
+  return { config, from: join(runDir, checkpoints[checkpoints.length - 1]!.name), changes };
 }
 
 /**
@@ -99,9 +120,51 @@ export async function train(
 ): Promise<void> {
   const runDir = resolve(requested.out);
   await mkdir(runDir, { recursive: true });
-  const { config, from } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
+  const lock = await lockFolder(runDir, "chuxin-data train");
+  try {
+    await trainLocked(requested, runDir, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Metrics lines up to `step`; a torn last line (what a kill mid-append leaves) is dropped, any other bad line refused. */
+async function keptMetrics(metricsPath: string, step: number): Promise<{ line: string; value: { step: number; loss?: number; eval_loss?: number } }[]> {
+  const lines = (await readFile(metricsPath, "utf8").catch(() => "")).split("\n");
+  const kept = [];
+  for (const [i, line] of lines.entries()) {
+    if (!line) continue;
+    let value;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      if (lines.slice(i + 1).every((l) => !l)) break;
+      throw new RuntimeFailure(`${metricsPath}:${i + 1}: not a JSON line; fix or remove that line, then resume`);
+    }
+    if (value.step <= step) kept.push({ line, value });
+  }
+  return kept;
+}
+
+async function trainLocked(
+  requested: TrainConfig,
+  runDir: string,
+  options: { resume: boolean; onEvent: (e: TrainEvent) => void; shouldStop?: () => boolean },
+): Promise<void> {
+  for (const name of await removePartialCheckpoints(runDir)) {
+    options.onEvent({ type: "note", message: `removed ${name}, a checkpoint a killed run left half-written` });
+  }
+  const { config, from, changes } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
+  if (changes.length > 0) options.onEvent({ type: "note", message: `resuming with changes: ${changes.join("; ")}` });
   const manifest = await readManifest(config.data);
   const manifestSha = sha256Hex(JSON.stringify(manifest));
+  const damaged = await checkShardHashes(config.data, manifest, join(runDir, SHARD_HASH_CACHE));
+  if (damaged.length > 0) {
+    throw new RuntimeFailure(
+      `${config.data} does not match its manifest, so training would read other tokens than the build wrote: ${damaged.slice(0, 3).join("; ")}` +
+        `${damaged.length > 3 ? `; and ${damaged.length - 3} more` : ""}. Rebuild it (chuxin-data build), or restore the files`,
+    );
+  }
   const mc = config.model_config;
   const data = await TokenData.open(config.data, {
     context: config.context ?? undefined,
@@ -133,18 +196,21 @@ export async function train(
   let samples = 0;
   try {
     if (from) {
-      await loadWeights(model, from, true);
       const state = await readTrainerState(from);
       if (state.data_manifest_sha256 !== manifestSha) throw new UsageError(`--resume: ${config.data} is not the data this run was trained on (manifest changed)`);
+      if (state.samples_seen !== state.step * accum * config.micro_batch) {
+        throw new RuntimeFailure(
+          `${join(from, "trainer_state.json")}: samples_seen ${state.samples_seen} is not step ${state.step} × ${accum * config.micro_batch} windows per step; the file was edited or damaged, use an earlier checkpoint`,
+        );
+      }
+      await verifyCheckpoint(from, ["model.safetensors", "optimizer.safetensors", "config.json"]);
+      await loadWeights(model, from, true);
       step = state.step;
       samples = state.samples_seen;
       // Metrics after the checkpoint belong to the interrupted attempt; drop them so the file reads as one run.
-      const kept = (await readFile(metricsPath, "utf8").catch(() => ""))
-        .split("\n")
-        .filter((l) => l && JSON.parse(l).step <= step);
-      await writeFileAtomic(metricsPath, kept.map((l) => l + "\n").join(""));
-      for (const l of kept) {
-        const m = JSON.parse(l);
+      const kept = await keptMetrics(metricsPath, step);
+      await writeFileAtomic(metricsPath, kept.map((k) => k.line + "\n").join(""));
+      for (const { value: m } of kept) {
         if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss });
         if (m.eval_loss !== undefined) evalPoints.push({ step: m.step, loss: m.eval_loss });
       }
@@ -166,7 +232,7 @@ export async function train(
     const decaySteps = config.decay_steps ?? config.steps;
     const save = async (lastLoss: number, lr: number) => {
       const state: TrainerState = { step, samples_seen: samples, tokens_seen: samples * T, lr, seed: config.seed, last_loss: lastLoss, data_manifest_sha256: manifestSha };
-      const path = await saveCheckpoint(runDir, model, mc, state, { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id }, tokenizerPath, config.keep_last);
+      const path = await saveCheckpoint(runDir, model, mc, state, { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id, addBos: manifest.tokenizer.add_bos }, tokenizerPath, config.keep_last);
       options.onEvent({ type: "checkpoint", step, path });
     };
     let lastLoss = NaN;
@@ -190,17 +256,26 @@ export async function train(
       const loss = lossSum / targets;
       const stopped = async (gradNorm: number | string) => {
         const last = await listCheckpoints(runDir);
+        const latest = last.length ? join(runDir, last[last.length - 1]!.name) : undefined;
+        // A checkpoint this attempt resumed from and never got past is not known to be good.
+        const where =
+          step === firstStep && from
+            ? `This was the first step after resuming from ${from}, so that checkpoint is suspect: resume from an earlier one${last.length > 1 ? ` (${join(runDir, last[last.length - 2]!.name)})` : ""}.`
+            : latest
+              ? `The last good checkpoint is ${latest}.`
+              : "No checkpoint was written yet.";
         return new RuntimeFailure(
-          `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ` +
-            (last.length ? `The last good checkpoint is ${join(runDir, last[last.length - 1]!.name)}.` : "No checkpoint was written yet.") +
-            " Lower --lr or use --precision fp32 to investigate.",
+          `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${where} Lower --lr or use --precision fp32 to investigate.`,
         );
       };
       if (!Number.isFinite(loss)) throw await stopped("not computed");
       const nextLr = learningRate(step + 1, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
       // The norm, the clip factor and AdamW run on the backend with one read-back; a non-finite norm moves nothing.
       const gradNorm = await native("AdamW", () =>
-        model.clipAdamwStep({ lr: nextLr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, step: step + 1 }, config.clip),
+        model.clipAdamwStep(
+          { lr: nextLr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, step: step + 1, decayEmbeddings: config.decay_embeddings ? 1 : 0 },
+          config.clip,
+        ),
       );
       if (!Number.isFinite(gradNorm)) throw await stopped(gradNorm);
       step++;
@@ -215,12 +290,12 @@ export async function train(
       const tokensPerS = ((step - firstStep) * config.global_batch_tokens) / seconds;
       const etaS = ((config.steps - step) * config.global_batch_tokens) / tokensPerS;
       trainPoints.push({ step, loss });
-      await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS) }) + "\n");
+      await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS), time: new Date().toISOString() }) + "\n");
       options.onEvent({ type: "step", step, loss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerS, eta_s: etaS });
       if (config.eval_every > 0 && config.eval_sequences > 0 && (step % config.eval_every === 0 || step === config.steps)) {
-        const evalLoss = await evaluate(model, data, config.micro_batch, opts, mc.vocab, data.evalWindows);
+        const evalLoss = (await evaluate(model, data, config.micro_batch, opts, mc.vocab, data.evalWindows)).mean;
         evalPoints.push({ step, loss: evalLoss });
-        await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) }) + "\n");
+        await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss), time: new Date().toISOString() }) + "\n");
         options.onEvent({ type: "eval", step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) });
       }
       if ((config.save_every > 0 && step % config.save_every === 0) || step === config.steps) await save(loss, lr);
@@ -237,8 +312,16 @@ export async function train(
   }
 }
 
-/** Mean loss over windows, with the training masks. */
-export async function evaluate(model: NativeModel, data: TokenData, batch: number, opts: RunOptions, vocab: number, windows: ArrayLike<number>): Promise<number> {
+/** Mean loss over windows, with the training masks; the one evaluation loop of training and `eval`. */
+export async function evaluate(
+  model: NativeModel,
+  data: TokenData,
+  batch: number,
+  opts: RunOptions,
+  vocab: number,
+  windows: ArrayLike<number>,
+  onProgress?: (done: number, total: number) => void,
+): Promise<{ mean: number; tokens: number }> {
   let sum = 0;
   let count = 0;
   for (let i = 0; i < windows.length; i += batch) {
@@ -248,6 +331,7 @@ export async function evaluate(model: NativeModel, data: TokenData, batch: numbe
     const r = maskedLossSum(losses, targetMask(tokens, chunk.length, data.context, opts));
     sum += r.sum;
     count += r.count;
+    onProgress?.(i + chunk.length, windows.length);
   }
-  return sum / Math.max(1, count);
+  return { mean: sum / Math.max(1, count), tokens: count };
 }

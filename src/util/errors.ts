@@ -18,8 +18,18 @@ export class RuntimeFailure extends Error {
   }
 }
 
+/** The user stopped the command (Ctrl-C); what was kept is in the message. Exit 130, as shells report SIGINT. */
+export class Interrupted extends Error {
+  readonly exitCode = 130;
+  constructor(message: string) {
+    super(message);
+    this.name = "Interrupted";
+  }
+}
+
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError) return 2;
+  if (error instanceof Interrupted) return 130;
   return 1;
 }
 

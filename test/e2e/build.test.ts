@@ -129,7 +129,7 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     assert.match(v.stderr, /shard-00001\.npy: sha256 [0-9a-f]{64} differs from the manifest's/);
   });
 
-  it("rebuilds --locked to the same bytes, and fails loudly when the Hub no longer serves the locked commit", async () => {
+  it("rebuilds --locked to the same bytes, and fails loudly (keeping the last build) when the Hub no longer serves the locked commit", async () => {
     const hub = join(work, "hub-copy");
     await cp(join(sharedHub, "datasets", "fixture", "code"), join(hub, "datasets", "fixture", "code"), { recursive: true });
     await cp(join(sharedHub, "models"), join(hub, "models"), { recursive: true });
@@ -151,7 +151,8 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
         const locked = await runCli(["build", recipe, "--out", out, "--locked"], { env: { HF_ENDPOINT: own2.url, HF_HOME: join(work, "hf-fresh2") } });
         assert.equal(locked.code, 1);
         assert.match(locked.stderr, /fixture\/code: downloading data\/train\.jsonl\.gz: not found \(HTTP 404\)/);
-        assert.ok(!existsSync(join(out, "manifest.json")));
+        // The failed rebuild leaves the last complete build as it was.
+        assertSameBytes(first, await outputFiles(out));
       } finally {
         await own2.stop();
       }

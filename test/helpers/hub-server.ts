@@ -9,7 +9,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join, relative, sep } from "node:path";
 
-export type FaultKind = "500" | "drop" | "corrupt" | "gone";
+/**
+ * 500 / 429 / 400: that status; drop: half the body, then the socket closes; corrupt: one byte flipped;
+ * gone: 404 EntryNotFound; stall: the request is held without headers; stall_body: half the body, then nothing.
+ */
+export type FaultKind = "500" | "429" | "400" | "drop" | "corrupt" | "gone" | "stall" | "stall_body";
 
 export interface Fault {
   /** Substring of the request path (after the host) the fault applies to. */
@@ -17,7 +21,7 @@ export interface Fault {
   kind: FaultKind;
   /** How many matching requests fail before the fault clears (default: forever). */
   times?: number;
-  /** Only full-content GETs (not the 1-byte range probe) when true; default true for drop and corrupt. */
+  /** Only full-content GETs (not the 1-byte range probe) when true; default true for all but 500, 429, 400 and stall. */
   contentOnly?: boolean;
 }
 
@@ -80,7 +84,9 @@ export interface HubServerOptions {
 export class HubServer {
   readonly faults: Fault[] = [];
   /** Extra entries a listing returns for a repo key (`datasets/org/name`), e.g. hostile paths. */
-  readonly extraListing = new Map<string, { path: string; size: number }[]>();
+  readonly extraListing = new Map<string, ({ path: string; size: number } & Record<string, unknown>)[]>();
+  /** Entries of a listing whose fields are replaced (by path), e.g. a hostile `lfs.oid`. */
+  readonly listingOverrides = new Map<string, Record<string, unknown>>();
   readonly requests: { method: string; url: string; authorization: string | undefined }[] = [];
   private server: Server | undefined;
   private repos = new Map<string, Repo | undefined>();
@@ -100,7 +106,13 @@ export class HubServer {
         res.end(String(error));
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(port, "127.0.0.1", () => {
+        this.server!.off("error", reject);
+        resolve();
+      });
+    });
     return this;
   }
 
@@ -120,7 +132,10 @@ export class HubServer {
 
   private takeFault(path: string, isContent: boolean): Fault | undefined {
     const fault = this.faults.find(
-      (f) => path.includes(f.match) && (f.times === undefined || f.times > 0) && (isContent || !(f.contentOnly ?? f.kind !== "500")),
+      (f) =>
+        path.includes(f.match) &&
+        (f.times === undefined || f.times > 0) &&
+        (isContent || !(f.contentOnly ?? !["500", "429", "400", "stall"].includes(f.kind))),
     );
     if (fault && fault.times !== undefined) fault.times--;
     return fault;
@@ -133,7 +148,10 @@ export class HubServer {
     const range = req.headers.range;
     const isContent = !(range === "bytes=0-0");
     const fault = this.takeFault(path, isContent && path.includes("/resolve/"));
-    if (fault?.kind === "500") return void json(res, 500, { error: "Internal Error (injected)" });
+    if (fault?.kind === "500" || fault?.kind === "429" || fault?.kind === "400") {
+      return void json(res, Number(fault.kind), { error: `injected HTTP ${fault.kind}` });
+    }
+    if (fault?.kind === "stall") return; // never answers; stop() closes the socket
     if (fault?.kind === "gone") return void json(res, 404, { error: "Entry not found" }, { "X-Error-Code": "EntryNotFound" });
 
     let m: RegExpMatchArray | null;
@@ -159,7 +177,8 @@ export class HubServer {
       if (!this.revisionOk(repo, m[3]!)) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
       const prefix = m[4] ? m[4].replace(/\/$/, "") + "/" : "";
       const extra = (this.extraListing.get(`${repo.type}s/${repo.id}`) ?? []).map((e) => ({ type: "file", oid: "0".repeat(40), ...e }));
-      return void json(res, 200, [...repo.files.filter((f) => f.path.startsWith(prefix)).map((f) => entry(f, repo)), ...extra]);
+      const listed = repo.files.filter((f) => f.path.startsWith(prefix)).map((f) => ({ ...entry(f, repo), ...this.listingOverrides.get(f.path) }));
+      return void json(res, 200, [...listed, ...extra]);
     }
     if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+)\/paths-info\/([^/]+)$/)) && req.method === "POST") {
       const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
@@ -197,6 +216,10 @@ export class HubServer {
       }
       headers["Content-Length"] = String(body.length);
       res.writeHead(status, headers);
+      if (fault?.kind === "stall_body") {
+        res.write(body.subarray(0, Math.floor(body.length / 2)));
+        return; // the rest never comes
+      }
       if (fault?.kind === "drop") {
         res.write(body.subarray(0, Math.floor(body.length / 2)));
         await new Promise((r) => setTimeout(r, 20));

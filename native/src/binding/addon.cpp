@@ -284,7 +284,7 @@ class Model : public Napi::ObjectWrap<Model> {
     if (!ready(env)) return env.Undefined();
     Napi::Object o = info[0].As<Napi::Object>();
     cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
-                get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1)};
+                get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1), get_int(o, "decayEmbeddings", 0)};
     cx_model* m = model_;
     return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
   }
@@ -310,7 +310,7 @@ class Model : public Napi::ObjectWrap<Model> {
     }
     Napi::Object o = info[0].As<Napi::Object>();
     cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
-                get_float(o, "weightDecay", 0.1f), 1.f, get_int(o, "step", 1)};
+                get_float(o, "weightDecay", 0.1f), 1.f, get_int(o, "step", 1), get_int(o, "decayEmbeddings", 0)};
     const float max_norm = info[1].As<Napi::Number>().FloatValue();
     auto norm = std::make_shared<double>(0);
     cx_model* m = model_;

@@ -14,7 +14,9 @@ static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
   cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
                     1.f - std::pow(hp->beta2, (float)hp->step), clip};
   for (const TensorInfo& t : m.tensors) {
-    p.weight_decay = t.decay ? hp->weight_decay : 0.f;
+    // Tensor 0 is the token embedding (build_tensor_table); it decays only when asked.
+    const bool decays = t.decay || (hp->decay_embeddings && &t == &m.tensors.front());
+    p.weight_decay = decays ? hp->weight_decay : 0.f;
     float* compute = m.compute_precision < 0 ? m.params.p + t.offset : m.compute.p + t.compute_offset;
     m.be->adamw(m.params.p + t.offset, compute, m.grads.p + t.offset, m.adam_m.p + t.offset, m.adam_v.p + t.offset, t.size(), p, bf);
   }

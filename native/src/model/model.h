@@ -50,7 +50,7 @@ struct TensorInfo {
   int64_t rows, cols;
   size_t offset;          // in the fp32 arrays: parameters, gradients, AdamW moments
   size_t compute_offset;  // in the compute copy, laid out for its storage (layout_compute_weights)
-  bool decay;  // weight decay applies to matrices, not to norms or embeddings
+  bool decay;  // weight decay applies to the projection and LM-head matrices; the embedding only on request (cx_adamw)
   size_t size() const { return (size_t)(rows * cols); }
 };
 

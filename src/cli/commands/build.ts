@@ -1,13 +1,15 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Argv } from "yargs";
-import { build, planBuild } from "../../pipeline/build.ts";
-import { loadRecipe } from "../../recipe/load.ts";
-import { recipeJsonSchema } from "../../recipe/schema.ts";
-import { mixtureTable } from "../../pipeline/manifest.ts";
 import { outputMode, progressRenderer } from "../render.ts";
 
-function defaultOut(recipePath: string): Promise<string> {
-  return loadRecipe(recipePath).then((l) => resolve("out", l.recipe.name));
+// Commands import what they run when they run: `--help` and `validate` must not load DuckDB.
+const pipeline = () => import("../../pipeline/build.ts");
+const manifestText = () => import("../../pipeline/manifest.ts");
+const recipes = () => import("../../recipe/load.ts");
+
+async function defaultOut(recipePath: string): Promise<string> {
+  const { loadRecipe } = await recipes();
+  return resolve("out", (await loadRecipe(recipePath)).recipe.name);
 }
 
 const common = (y: Argv) =>
@@ -18,6 +20,7 @@ const common = (y: Argv) =>
     .option("locked", { type: "boolean", default: false, describe: "use exactly the files in recipe.lock.json; fail if the Hub no longer serves them" })
     .option("lock", { type: "string", describe: "lock file for --locked (default: OUT/recipe.lock.json)" })
     .option("tokenizer-impl", { choices: ["native", "js"], default: "native", describe: "native BPE (falls back to js, saying so, for unsupported tokenizer.json features)" })
+    .option("force", { type: "boolean", default: false, describe: "build into an --out that holds files chuxin-data did not write (its README.md is replaced)" })
     .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
 
 export function registerBuild(y: Argv): Argv {
@@ -29,7 +32,20 @@ export function registerBuild(y: Argv): Argv {
       async (args) => {
         const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
         const mode = outputMode(args.json);
-        const r = progressRenderer(mode);
+        const r = await progressRenderer(mode);
+        const { build } = await pipeline();
+        const { mixtureTable } = await manifestText();
+        // The build stages its output and moves it in only when whole, so an interrupt loses no finished
+        // build; say so, and how to go on. Exiting releases the folder's lock (an exit handler).
+        const onSigint = () => {
+          r.stop(true);
+          process.stderr.write(
+            `\ninterrupted: ${outDir} keeps its previous complete build, if it had one; rerun the same command to continue ` +
+              `(tokenised chunks in ${join(outDir, ".work")} are reused)\n`,
+          );
+          process.exit(130);
+        };
+        process.once("SIGINT", onSigint);
         try {
           const manifest = await build({
             recipePath: args.recipe!,
@@ -39,6 +55,7 @@ export function registerBuild(y: Argv): Argv {
             lockPath: args.lock,
             maxShardBytes: args["max-shard-bytes"],
             tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
+            force: args.force,
             sink: r.sink,
           });
           r.stop();
@@ -47,6 +64,8 @@ export function registerBuild(y: Argv): Argv {
         } catch (error) {
           r.stop(true);
           throw error;
+        } finally {
+          process.off("SIGINT", onSigint);
         }
       },
     )
@@ -57,9 +76,10 @@ export function registerBuild(y: Argv): Argv {
       async (args) => {
         const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
         const mode = outputMode(args.json);
-        const r = progressRenderer(mode);
+        const r = await progressRenderer(mode);
+        const { planBuild } = await pipeline();
         try {
-          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", sink: r.sink });
+          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,
@@ -87,11 +107,13 @@ export function registerBuild(y: Argv): Argv {
       "check a recipe offline",
       (c) => c.positional("recipe", { type: "string", demandOption: true }),
       async (args) => {
+        const { loadRecipe } = await recipes();
         const { recipe } = await loadRecipe(args.recipe!);
         process.stdout.write(`${args.recipe}: ok (${recipe.sources.length} sources, sequence_length ${recipe.sequence_length})\n`);
       },
     )
-    .command("schema", "print the recipe JSON Schema (for editor autocompletion)", {}, () => {
+    .command("schema", "print the recipe JSON Schema (for editor autocompletion)", {}, async () => {
+      const { recipeJsonSchema } = await import("../../recipe/schema.ts");
       process.stdout.write(JSON.stringify(recipeJsonSchema(), null, 2) + "\n");
     });
 }

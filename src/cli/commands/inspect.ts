@@ -1,11 +1,6 @@
 import { join, resolve } from "node:path";
 import type { Argv } from "yargs";
-import { BuildDb, sqlString } from "../../pipeline/db.ts";
-import { mixtureTable } from "../../pipeline/manifest.ts";
 import { readManifest } from "../../shards/manifest-file.ts";
-import { readNpyInfo, readSequences } from "../../shards/npy.ts";
-import { tokenizerForManifest } from "../../shards/tokenizer-for.ts";
-import { verifyBuild } from "../../shards/verify.ts";
 import { RuntimeFailure, UsageError } from "../../util/errors.ts";
 
 interface Piece {
@@ -29,6 +24,10 @@ export function registerInspect(y: Argv): Argv {
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
           .option("json", { type: "boolean", default: false }),
       async (args) => {
+        const { BuildDb, sqlString } = await import("../../pipeline/db.ts");
+        const { mixtureTable } = await import("../../pipeline/manifest.ts");
+        const { readNpyInfo, readSequences } = await import("../../shards/npy.ts");
+        const { tokenizerForManifest } = await import("../../shards/tokenizer-for.ts");
         const outDir = resolve(args.out!);
         const manifest = await readManifest(outDir);
         const wanted = args.sequence ?? [];
@@ -90,6 +89,7 @@ export function registerInspect(y: Argv): Argv {
       "re-hash every shard against the manifest and check that token counts add up",
       (c) => c.positional("out", { type: "string", demandOption: true }),
       async (args) => {
+        const { verifyBuild } = await import("../../shards/verify.ts");
         const outDir = resolve(args.out!);
         const manifest = await readManifest(outDir);
         const problems = await verifyBuild(outDir, manifest);

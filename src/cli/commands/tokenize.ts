@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Argv } from "yargs";
-import { openTokenizer, tokenizerFile, type TokenizerImpl } from "../../tokenizer/select.ts";
+import type { TokenizerImpl } from "../../tokenizer/select.ts";
 import { UsageError } from "../../util/errors.ts";
 
 export function registerTokenize(y: Argv): Argv {
@@ -17,6 +17,7 @@ export function registerTokenize(y: Argv): Argv {
         .option("threads", { type: "number" })
         .option("batch", { type: "number", default: 4096, describe: "documents per batch" }),
     async (a) => {
+      const { openTokenizer, tokenizerFile } = await import("../../tokenizer/select.ts");
       const tokenizer = await openTokenizer(await tokenizerFile(a.tokenizer), a.impl as TokenizerImpl, a.threads);
       const input = createInterface({ input: a.file ? createReadStream(a.file) : process.stdin, crlfDelay: Infinity });
       let format = a.format;

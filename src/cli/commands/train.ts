@@ -1,23 +1,24 @@
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { cpus } from "node:os";
-import { parse as parseYaml } from "yaml";
 import { resolve } from "node:path";
-import ora from "ora";
 import type { Argv } from "yargs";
-import { loadAddon } from "../../native/addon.ts";
-import { evalSequences, generate, openCheckpoint } from "../../train/infer.ts";
-import { resolveModelConfig } from "../../train/model-config.ts";
-import { train, type TrainConfig, type TrainEvent } from "../../train/trainer.ts";
-import { UsageError } from "../../util/errors.ts";
+import type { TrainConfig, TrainEvent } from "../../train/trainer.ts";
+import { Interrupted, UsageError } from "../../util/errors.ts";
 import { outputMode } from "../render.ts";
 
-function device(requested: string): "cpu" | "cuda" {
+// Loaded when a command runs, not when the CLI starts (--help stays fast).
+const addon = async () => (await import("../../native/addon.ts")).loadAddon();
+const infer = () => import("../../train/infer.ts");
+const spinnerFor = async (json: boolean) => (outputMode(json) === "tty" ? (await import("ora")).default({ stream: process.stderr }) : undefined);
+
+async function device(requested: string): Promise<"cpu" | "cuda"> {
   if (requested === "cpu" || requested === "cuda") return requested;
   // auto: the GPU when the addon has CUDA and a device answers; else the CPU.
-  const addon = loadAddon();
-  if (!addon.cudaCompiled) return "cpu";
+  const native = await addon();
+  if (!native.cudaCompiled) return "cpu";
   try {
-    new addon.Model({ nLayers: 1, hidden: 2, nHeads: 1, ffn: 1, vocab: 2, maxSeq: 1, ropeTheta: 10000, normEps: 1e-5 }, "cuda", 1).dispose();
+    new native.Model({ nLayers: 1, hidden: 2, nHeads: 1, ffn: 1, vocab: 2, maxSeq: 1, ropeTheta: 10000, normEps: 1e-5 }, "cuda", 1).dispose();
     return "cuda";
   } catch (e) {
     // No GPU is the normal case; a GPU the backend cannot use (no cuBLASLt, say) is worth a word.
@@ -44,23 +45,24 @@ export function registerTrain(y: Argv): Argv {
           .option("data", { type: "string", demandOption: true, describe: "a build's output folder" })
           .option("model", { type: "string", default: "tiny", describe: "preset (tiny, small, medium, chuxin-1.6b) or a JSON/YAML/HF config.json file" })
           .option("out", { type: "string", default: "runs/run", describe: "run folder" })
-          .option("steps", { type: "number", default: 100 })
-          .option("save-every", { type: "number", default: 50 })
-          .option("keep-last", { type: "number", default: 3 })
-          .option("resume", { type: "boolean", default: false })
-          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
-          .option("seed", { type: "number", default: 0 })
+          .option("steps", { type: "number", default: 100, describe: "optimizer steps to train to (with --resume: the new total)" })
+          .option("save-every", { type: "number", default: 50, describe: "write a checkpoint every K steps (and at the end)" })
+          .option("keep-last", { type: "number", default: 3, describe: "checkpoints to keep; older ones are deleted" })
+          .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit" })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to train (auto: the GPU when one is usable, else the CPU)" })
+          .option("seed", { type: "number", default: 0, describe: "seeds the initial weights, the held-out split and the data order" })
           .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
           .option("micro-batch", { type: "number", default: 4, describe: "sequences per forward/backward" })
           .option("global-batch-tokens", { type: "number", describe: "tokens per optimizer step (default: one micro-batch)" })
           .option("context", { type: "number", describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)" })
-          .option("lr", { type: "number", default: 3e-4 })
-          .option("min-lr", { type: "number", default: 3e-5 })
-          .option("warmup-steps", { type: "number", default: 10 })
+          .option("lr", { type: "number", default: 3e-4, describe: "peak learning rate (AdamW)" })
+          .option("min-lr", { type: "number", default: 3e-5, describe: "learning rate at the end of the cosine decay" })
+          .option("warmup-steps", { type: "number", default: 10, describe: "linear warmup steps" })
           .option("decay-steps", { type: "number", describe: "cosine decay length (default: --steps)" })
-          .option("weight-decay", { type: "number", default: 0.1 })
+          .option("weight-decay", { type: "number", default: 0.1, describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)" })
+          .option("decay-embeddings", { type: "boolean", default: false, describe: "decay the token embedding too (Hugging Face's Trainer does; OLMo does not)" })
           .option("clip", { type: "number", default: 1.0, describe: "global gradient-norm clip (0: off)" })
-          .option("precision", { choices: ["bf16", "fp32"], default: "bf16" })
+          .option("precision", { choices: ["bf16", "fp32"], default: "bf16", describe: "bf16: fp32 master weights, bf16 where the GPU stores bf16; fp32: exact" })
           .option("doc-mask", { type: "boolean", default: true, describe: "attention stays within documents (ends at EOS)" })
           .option("reset-positions", { type: "boolean", default: true, describe: "RoPE positions restart at each document" })
           .option("mask-eos-loss", { type: "boolean", default: true, describe: "the position whose input is EOS has no target" })
@@ -69,17 +71,19 @@ export function registerTrain(y: Argv): Argv {
             default: false,
             describe: "keep only each block's input and rerun the block in backward: activations of one block plus the residual stream, about a quarter more compute, the same numbers",
           })
-          .option("eval-every", { type: "number", default: 50 })
+          .option("eval-every", { type: "number", default: 50, describe: "held-out loss every K steps (0: never)" })
           .option("eval-sequences", { type: "number", default: 8, describe: "held-out windows for evaluation" })
-          .option("json", { type: "boolean", default: false })
+          .option("json", { type: "boolean", default: false, describe: "NDJSON events on stdout" })
           .config("config", "a YAML (or JSON) run config whose keys are these flags, e.g. `lr: 3e-4`; flags given on the command line win", (path: string) => {
             try {
-              return parseYaml(readFileSync(path, "utf8")) ?? {};
+              return createRequire(import.meta.url)("yaml").parse(readFileSync(path, "utf8")) ?? {};
             } catch (error) {
               throw new UsageError(`--config ${path}: ${(error as Error).message}`);
             }
           }),
       async (a) => {
+        const { resolveModelConfig } = await import("../../train/model-config.ts");
+        const { train } = await import("../../train/trainer.ts");
         const { name, config: modelConfig } = await resolveModelConfig(a.model);
         const context = a.context ?? null;
         const config: TrainConfig = {
@@ -87,7 +91,7 @@ export function registerTrain(y: Argv): Argv {
           out: resolve(a.out),
           model: name,
           model_config: modelConfig,
-          device: device(a.device),
+          device: await device(a.device),
           threads: a.threads,
           seed: a.seed,
           steps: a.steps,
@@ -101,6 +105,7 @@ export function registerTrain(y: Argv): Argv {
           warmup_steps: a["warmup-steps"],
           decay_steps: a["decay-steps"] ?? null,
           weight_decay: a["weight-decay"],
+          decay_embeddings: a["decay-embeddings"],
           beta1: 0.9,
           beta2: 0.95,
           adam_eps: 1e-8,
@@ -115,7 +120,7 @@ export function registerTrain(y: Argv): Argv {
         };
         for (const k of ["steps", "micro-batch", "threads"] as const) if (!(a[k] > 0)) throw new UsageError(`--${k} must be positive`);
         const mode = outputMode(a.json);
-        const spinner = mode === "tty" ? ora({ stream: process.stderr }).start("starting") : undefined;
+        const spinner = (await spinnerFor(a.json))?.start("starting");
         let stop = false;
         const onSigint = () => {
           stop = true;
@@ -124,7 +129,7 @@ export function registerTrain(y: Argv): Argv {
         };
         process.once("SIGINT", onSigint);
         const onEvent = (e: TrainEvent) => {
-          if (mode === "json") return void process.stdout.write(JSON.stringify(e) + "\n");
+          if (mode === "json") return void process.stdout.write(JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n");
           let line: string | undefined;
           if (e.type === "start") line = `${e.resumed_from ? `resuming from ${e.resumed_from}` : "training"} on ${e.backend}: ${e.parameters.toLocaleString("en-US")} parameters, ${e.tokens_per_step} tokens/step`;
           if (e.type === "step") {
@@ -134,6 +139,7 @@ export function registerTrain(y: Argv): Argv {
           }
           if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
           if (e.type === "checkpoint") line = `saved ${e.path}`;
+          if (e.type === "note") line = e.message;
           if (e.type === "memory") {
             const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
             line = `memory on ${config.device}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${e.context}${e.recompute ? " (recomputed)" : ""}`;
@@ -144,9 +150,25 @@ export function registerTrain(y: Argv): Argv {
             else process.stderr.write(line + "\n");
           }
         };
+        let lastCheckpoint: string | undefined;
+        let lastStep = 0;
         try {
-          await train(config, { resume: a.resume, onEvent, shouldStop: () => stop });
+          await train(config, {
+            resume: a.resume,
+            onEvent: (e) => {
+              if (e.type === "checkpoint") lastCheckpoint = e.path;
+              if (e.type === "step") lastStep = e.step;
+              onEvent(e);
+            },
+            shouldStop: () => stop,
+          });
           spinner?.stop();
+          if (stop && lastStep < config.steps) {
+            throw new Interrupted(
+              `interrupted at step ${lastStep} of ${config.steps}; ${lastCheckpoint ? `saved ${lastCheckpoint}` : "no step finished, nothing was saved"}. ` +
+                `Continue with the same command and --resume`,
+            );
+          }
         } catch (error) {
           spinner?.fail("training failed");
           throw error;
@@ -157,22 +179,45 @@ export function registerTrain(y: Argv): Argv {
     )
     .command(
       "eval",
-      "mean loss and perplexity of a checkpoint over a build's sequences",
+      "mean loss and perplexity of a checkpoint: by default on its run's held-out windows",
       (c) =>
         c
           .option("checkpoint", { type: "string", demandOption: true, describe: "a checkpoint folder or a run folder (its latest)" })
-          .option("data", { type: "string", demandOption: true })
-          .option("sequences", { type: "string", describe: "A..B (inclusive), A.. or A; default all" })
-          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
-          .option("threads", { type: "number", default: cpus().length })
-          .option("json", { type: "boolean", default: false }),
+          .option("data", { type: "string", describe: "a build's output folder (default: the data the run trained on)" })
+          .option("sequences", { type: "string", describe: "score whole sequences A..B (inclusive), A.. or A instead of the held-out windows" })
+          .option("all", { type: "boolean", default: false, describe: "score every sequence of the build, training data included" })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to run (auto: the GPU when one is usable)" })
+          .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
+          .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (a) => {
-        const [first, last] = parseRange(a.sequences);
-        const ckpt = await openCheckpoint(a.checkpoint, device(a.device), a.threads);
+        if (a.all && a.sequences) throw new UsageError("--all and --sequences each choose what to score; give one");
+        const { evalHeldOut, evalSequences, openCheckpoint } = await infer();
+        const ckpt = await openCheckpoint(a.checkpoint, await device(a.device), a.threads);
+        const spinner = (await spinnerFor(a.json))?.start("evaluating");
+        const started = performance.now();
+        const progress = (done: number, total: number) => {
+          if (!spinner) return;
+          const seconds = (performance.now() - started) / 1000;
+          spinner.text = `evaluating: ${done}/${total} ETA ${Math.round((seconds * (total - done)) / done)}s`;
+        };
         try {
-          const r = await evalSequences(ckpt, resolve(a.data), first, last);
-          if (a.json) process.stdout.write(JSON.stringify({ checkpoint: ckpt.dir, mean_loss: r.mean, perplexity: r.perplexity, tokens: r.tokens, sequences: r.sequences }) + "\n");
-          else process.stdout.write(`${ckpt.dir}: mean loss ${r.mean.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.sequences.length} sequence(s), ${r.tokens} predicted tokens\n`);
+          const data = a.data ? resolve(a.data) : ckpt.run.data;
+          if (!data) throw new UsageError(`${ckpt.dir}: the checkpoint does not say what data it was trained on; pass --data`);
+          if (a.all || a.sequences) {
+            const [first, last] = parseRange(a.sequences);
+            const r = await evalSequences(ckpt, data, first, last, progress);
+            spinner?.stop();
+            if (a.json) process.stdout.write(JSON.stringify({ checkpoint: ckpt.dir, data, split: "sequences", mean_loss: r.mean, perplexity: r.perplexity, tokens: r.tokens, sequences: r.sequences }) + "\n");
+            else process.stdout.write(`${ckpt.dir}: mean loss ${r.mean.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over ${r.sequences.length} sequence(s), ${r.tokens} predicted tokens\n`);
+          } else {
+            const r = await evalHeldOut(ckpt, data, progress);
+            spinner?.stop();
+            if (a.json) process.stdout.write(JSON.stringify({ checkpoint: ckpt.dir, data, split: "held_out", mean_loss: r.mean, perplexity: r.perplexity, tokens: r.tokens, windows: r.windows, context: r.context }) + "\n");
+            else process.stdout.write(`${ckpt.dir}: mean loss ${r.mean.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)} over the run's ${r.windows} held-out window(s) of ${r.context} tokens, ${r.tokens} predicted tokens\n`);
+          }
+        } catch (error) {
+          spinner?.fail("evaluation failed");
+          throw error;
         } finally {
           ckpt.model.dispose();
         }
@@ -183,17 +228,18 @@ export function registerTrain(y: Argv): Argv {
       "sample text from a checkpoint",
       (c) =>
         c
-          .option("checkpoint", { type: "string", demandOption: true })
-          .option("prompt", { type: "string", demandOption: true })
-          .option("max-tokens", { type: "number", default: 64 })
+          .option("checkpoint", { type: "string", demandOption: true, describe: "a checkpoint folder or a run folder (its latest)" })
+          .option("prompt", { type: "string", demandOption: true, describe: "text to continue" })
+          .option("max-tokens", { type: "number", default: 64, describe: "tokens to generate at most (stops at EOS)" })
           .option("temperature", { type: "number", default: 0, describe: "0: greedy" })
-          .option("top-p", { type: "number", default: 1 })
-          .option("seed", { type: "number", default: 0 })
-          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto" })
-          .option("threads", { type: "number", default: cpus().length })
-          .option("json", { type: "boolean", default: false }),
+          .option("top-p", { type: "number", default: 1, describe: "nucleus sampling: keep the smallest set of tokens with this much probability" })
+          .option("seed", { type: "number", default: 0, describe: "seeds sampling" })
+          .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to run (auto: the GPU when one is usable)" })
+          .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
+          .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (a) => {
-        const ckpt = await openCheckpoint(a.checkpoint, device(a.device), a.threads);
+        const { generate, openCheckpoint } = await infer();
+        const ckpt = await openCheckpoint(a.checkpoint, await device(a.device), a.threads);
         try {
           const r = await generate(ckpt, a.prompt, { maxTokens: a["max-tokens"], temperature: a.temperature, topP: a["top-p"], seed: a.seed }, a.json ? undefined : (t) => process.stdout.write(t));
           if (a.json) process.stdout.write(JSON.stringify({ prompt: a.prompt, completion: r.text, ids: r.ids }) + "\n");

@@ -1,0 +1,77 @@
+/** train and eval as users meet them: a run extended with --resume keeps its schedule; eval scores held-out data. */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { learningRate } from "../../src/train/schedule.ts";
+import { runCli } from "../helpers/cli.ts";
+import { HubServer } from "../helpers/hub-server.ts";
+import { repoRoot, sharedHub } from "../helpers/paths.ts";
+
+const common = ["--model", "tiny", "--context", "256", "--micro-batch", "2", "--threads", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-steps", "1"];
+
+const metrics = async (run: string) => (await readFile(join(run, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+
+describe("train --resume and eval, as users meet them", () => {
+  let server: HubServer;
+  let work: string;
+  let env: Record<string, string>;
+  let data: string;
+
+  before(async () => {
+    server = await new HubServer({ root: sharedHub }).start();
+    work = await mkdtemp(join(tmpdir(), "chuxin-train-cli-"));
+    env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
+    data = join(work, "sample");
+    const r = await runCli(["build", join(repoRoot, "recipes", "sample.yaml"), "--out", data], { env });
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it("extends a run with a larger --steps on its recorded schedule, saying what changed; --decay-steps stretches it", async () => {
+    const schedule = { lr: 3e-3, minLr: 3e-4, warmupSteps: 1 };
+    for (const [name, extra, decay] of [["kept", [], 4], ["stretched", ["--decay-steps", "8"], 8]] as const) {
+      const run = join(work, `extend-${name}`);
+      const a = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--save-every", "2", "--eval-every", "0", ...common], { env });
+      assert.equal(a.code, 0, a.stderr);
+      const b = await runCli(["train", "--data", data, "--out", run, "--steps", "8", "--eval-every", "0", "--resume", ...extra, ...common], { env });
+      assert.equal(b.code, 0, b.stderr);
+      assert.match(b.stderr, /resuming with changes: steps 4 → 8/);
+      if (decay === 4) assert.match(b.stderr, /the cosine schedule keeps decaying over 4 steps \(pass --decay-steps to change it\)/);
+      else assert.match(b.stderr, /decay_steps 4 → 8/);
+      const lrs = (await metrics(run)).map((m) => m.lr);
+      assert.deepEqual(lrs.slice(4), [5, 6, 7, 8].map((step) => learningRate(step, { ...schedule, decaySteps: decay })));
+      assert.equal(JSON.parse(await readFile(join(run, "run_config.json"), "utf8")).decay_steps, decay);
+    }
+  });
+
+  it("eval scores the run's held-out windows by default (the run's own eval_loss), or every sequence with --all", async () => {
+    const run = join(work, "evaluated");
+    const t = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--eval-every", "4", "--eval-sequences", "4", ...common], { env });
+    assert.equal(t.code, 0, t.stderr);
+    const logged = (await metrics(run)).find((m) => m.eval_loss !== undefined)!;
+    const tokConfig = JSON.parse(await readFile(join(run, "checkpoint-0000004", "tokenizer_config.json"), "utf8"));
+    assert.equal(tokConfig.eos_token, "<｜end▁of▁sentence｜>");
+    assert.equal(tokConfig.bos_token, "<｜begin▁of▁sentence｜>");
+    assert.equal(tokConfig.clean_up_tokenization_spaces, false);
+    assert.equal(tokConfig.add_bos_token, false, "the sample build adds no BOS");
+    assert.equal(tokConfig.tokenizer_class, "LlamaTokenizerFast");
+    const held = await runCli(["eval", "--checkpoint", run, "--json", "--threads", "2"], { env });
+    assert.equal(held.code, 0, held.stderr);
+    const h = JSON.parse(held.stdout);
+    assert.equal(h.split, "held_out");
+    assert.equal(h.windows, 4);
+    assert.equal(h.data, data);
+    assert.equal(h.mean_loss, logged.eval_loss, "the same windows, weights and loop as training's evaluation");
+    const all = await runCli(["eval", "--checkpoint", run, "--all", "--json", "--threads", "2"], { env });
+    assert.equal(all.code, 0, all.stderr);
+    const manifest = JSON.parse(await readFile(join(data, "manifest.json"), "utf8"));
+    assert.equal(JSON.parse(all.stdout).sequences.length, manifest.total_sequences);
+    const both = await runCli(["eval", "--checkpoint", run, "--all", "--sequences", "0"], { env });
+    assert.equal(both.code, 2, both.stderr);
+  });
+});
