@@ -18,7 +18,7 @@ const data = await TokenData.open(values.data!, { seed: 0, evalWindows: 0, model
 const rows: number[][] = [];
 for (let w = 0; w < Number(values.windows); w++) rows.push(Array.from(await data.read([w], ckpt.config.vocab)));
 const T = rows[0]!.length;
-const ours = await ckpt.model.forwardLosses(Int32Array.from(rows.flat()), rows.length, T, { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 0, eosId: ckpt.eosId });
+const ours = await ckpt.model.forwardLosses(Int32Array.from(rows.flat()), rows.length, T, { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 0, eosId: ckpt.eosId, recompute: 0 });
 const input = join(tmpdir(), `hf-parity-${process.pid}.json`);
 writeFileSync(input, JSON.stringify({ tokens: rows, eos: ckpt.eosId }));
 const script = join(dirname(fileURLToPath(import.meta.url)), "hf_parity.py");

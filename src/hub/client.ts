@@ -147,6 +147,13 @@ export class HubClient {
     return path;
   }
 
+  /** Where a file of a commit lives in the cache (snapshots/<commit>/<path>), whether or not it is there yet. */
+  snapshotFile(repo: RepoRef, commit: string, path: string): string {
+    assertCommit(repo, commit);
+    assertSafeRelativePath(path, describe(repo));
+    return this.cachePath(repo, "snapshots", commit, path);
+  }
+
   /** The cache's ref for a branch or tag (Python's layout: refs/<name> holds the commit sha). */
   private refPath(repo: RepoRef, revision: string): string | undefined {
     if (revision.split("/").some((s) => s === "" || s === "." || s === "..")) return undefined;
@@ -240,13 +247,12 @@ export class HubClient {
    */
   async download(repo: RepoRef, commit: string, file: RemoteFile, expectedSha256?: string): Promise<DownloadedFile> {
     assertCommit(repo, commit);
-    assertSafeRelativePath(file.path, describe(repo));
     if (file.gitOid !== undefined && !GIT_OID.test(file.gitOid)) throw hostile(repo, file.path, "oid", file.gitOid);
     if (file.lfsSha256 !== undefined && !SHA256_HEX.test(file.lfsSha256)) throw hostile(repo, file.path, "lfs.oid", file.lfsSha256);
     if (expectedSha256 !== undefined && !SHA256_HEX.test(expectedSha256)) {
       throw new UsageError(`${describe(repo)}: ${file.path}: expected sha256 ${JSON.stringify(expectedSha256)} is not 64 hex digits`);
     }
-    const pointer = this.cachePath(repo, "snapshots", commit, file.path);
+    const pointer = this.snapshotFile(repo, commit, file.path);
     const wantSha256 = expectedSha256 ?? file.lfsSha256;
     const cached = await hashIfPresent(pointer);
     if (cached && (!wantSha256 || cached.sha256 === wantSha256) && (wantSha256 || !file.gitOid || cached.gitOid === file.gitOid)) {

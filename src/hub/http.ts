@@ -29,7 +29,8 @@ export function timedFetch(timeoutMs: number, base: Fetch = fetch): Fetch {
       else outer.addEventListener("abort", () => controller.abort(outer.reason), { once: true });
     }
     const seconds = timeoutMs / 1000;
-    let timer = setTimeout(() => controller.abort(new StallError(`no response within ${seconds} s (HF_HUB_DOWNLOAD_TIMEOUT)`)), timeoutMs);
+    // Timers never keep the process alive: a response nobody reads must not delay exit.
+    let timer = setTimeout(() => controller.abort(new StallError(`no response within ${seconds} s (HF_HUB_DOWNLOAD_TIMEOUT)`)), timeoutMs).unref();
     let response: Response;
     try {
       response = await base(input, { ...init, signal: controller.signal });
@@ -41,25 +42,26 @@ export function timedFetch(timeoutMs: number, base: Fetch = fetch): Fetch {
     if (!response.body) return response;
     let received = 0;
     const reader = response.body.getReader();
+    // The idle clock runs only while a read waits on the network: a consumer that is slow to ask (a busy disk
+    // under backpressure) is not a stalled server.
     const arm = () => {
       clearTimeout(timer);
       timer = setTimeout(
         () => controller.abort(new StallError(`no data for ${seconds} s after ${received} bytes (HF_HUB_DOWNLOAD_TIMEOUT)`)),
         timeoutMs,
-      );
+      ).unref();
     };
     const body = new ReadableStream<Uint8Array>({
-      start: arm,
       async pull(c) {
+        arm();
         try {
           const { done, value } = await reader.read();
+          clearTimeout(timer);
           if (done) {
-            clearTimeout(timer);
             c.close();
             return;
           }
           received += value.byteLength;
-          arm();
           c.enqueue(value);
         } catch (error) {
           clearTimeout(timer);

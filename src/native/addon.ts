@@ -22,7 +22,21 @@ export interface RunOptions {
   maskEosLoss: 0 | 1;
   eosId: number;
   /** 1: keep only each block's input and rerun the block in backward (less memory, same results) */
-  recompute?: 0 | 1;
+  recompute: 0 | 1;
+}
+
+/**
+ * AdamW hyperparameters as cx_adamw holds them. The binding requires every key and refuses unknown ones (defaults
+ * live here, in TypeScript, only); decayEmbeddings 1 decays the token embedding too.
+ */
+export interface AdamwOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+  decayEmbeddings: 0 | 1;
 }
 
 export const TensorKind = { param: 0, grad: 1, adamM: 2, adamV: 3 } as const;
@@ -37,10 +51,10 @@ export interface NativeModel {
   lastLogits(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
   zeroGrad(): void;
   gradNorm(): Promise<number>;
-  adamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; gradScale: number; step: number; decayEmbeddings?: 0 | 1 }): Promise<void>;
+  adamwStep(hp: AdamwOptions & { gradScale: number }): Promise<void>;
   /** Global-norm clipping and AdamW on the backend, with one read-back: resolves to the gradient norm. When it is not
    * finite nothing moved. maxNorm <= 0: no clipping. */
-  clipAdamwStep(hp: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; decayEmbeddings?: 0 | 1 }, maxNorm: number): Promise<number>;
+  clipAdamwStep(hp: AdamwOptions, maxNorm: number): Promise<number>;
   backend(): string;
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };

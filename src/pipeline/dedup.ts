@@ -1,5 +1,5 @@
 import type { Recipe } from "../recipe/schema.ts";
-import type { BuildDb } from "./db.ts";
+import type { BuildDb } from "../util/duckdb.ts";
 
 /**
  * SQL for the dedup key. nfc_trim: Unicode NFC, then leading and trailing whitespace (RE2 `\s`: space,

@@ -1,6 +1,6 @@
 import type { Recipe } from "../recipe/schema.ts";
 import { UsageError, RuntimeFailure } from "../util/errors.ts";
-import { type BuildDb, ident, sqlString } from "./db.ts";
+import { type BuildDb, ident, sqlString } from "../util/duckdb.ts";
 import { readJsonl } from "./jsonl.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { ResolvedSource } from "./resolve.ts";

@@ -1,10 +1,10 @@
 import type { Recipe } from "../recipe/schema.ts";
+import type { Manifest } from "../shards/manifest.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import type { PackResult } from "./pack.ts";
 import type { ResolvedSource, ResolvedTokenizer } from "./resolve.ts";
 import { SHARE_TOLERANCE, type SourcePlan } from "./sample.ts";
 
-export { TOOL_VERSION };
 
 export interface SourceStats {
   documentsRead: number;
@@ -12,58 +12,6 @@ export interface SourceStats {
   duplicatesWithin: number;
   duplicatesAcross: number;
   fileRows: number[];
-}
-
-export interface Manifest {
-  format: "chuxin-data/1";
-  tool: { name: string; version: string };
-  recipe: { name: string; path: string; sha256: string };
-  tokenizer: {
-    repo: string | null;
-    revision: string | null;
-    commit: string | null;
-    file: string;
-    path: string | null;
-    sha256: string;
-    eos_id: number;
-    bos_id: number;
-    vocab_size: number;
-    add_bos: boolean;
-    implementation: string;
-  };
-  sequence_length: number;
-  seed: number;
-  dtype: "uint32";
-  dedup: Recipe["dedup"] & { hash: string };
-  filters: Recipe["filters"];
-  target_tokens: number | null;
-  total_tokens: number;
-  total_sequences: number;
-  tail_tokens_dropped: number;
-  shards: PackResult["shards"];
-  sources: ManifestSource[];
-  /** Present only when something needs a reader's attention, e.g. a source far from its target share. */
-  warnings?: string[];
-}
-
-export interface ManifestSource {
-  name: string;
-  hf: { repo: string; revision: string; commit: string } | null;
-  local: boolean;
-  revision: string | null;
-  files: { path: string; size: number; sha256: string; rows: number }[];
-  documents_read: number;
-  documents_skipped: Record<string, number>;
-  duplicates_removed: { within_source: number; across_sources: number; total: number };
-  documents_available: number;
-  tokens_available: number;
-  epochs: number;
-  documents_written: number;
-  tokens_written: number;
-  tail_tokens_dropped: number;
-  target_tokens: number;
-  share: number;
-  target_share: number;
 }
 
 export function buildManifest(args: {

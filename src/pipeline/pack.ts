@@ -3,9 +3,10 @@ import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { explainWriteError, tempPathFor } from "../util/atomic.ts";
 import { sha256File } from "../util/hash.ts";
+import type { ShardRecord } from "../shards/manifest.ts";
 import { npyHeader } from "../shards/npy.ts";
 import { docIndexName, shardName } from "../shards/layout.ts";
-import { type BuildDb, sqlString } from "./db.ts";
+import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { SourcePlan } from "./sample.ts";
 import type { TokenStore } from "./tokenize.ts";
@@ -19,13 +20,6 @@ export interface Provenance {
   files: string[][];
 }
 
-export interface ShardRecord {
-  path: string;
-  doc_index: string;
-  sha256: string;
-  doc_index_sha256: string;
-  sequences: number;
-}
 
 export interface PackResult {
   shards: ShardRecord[];

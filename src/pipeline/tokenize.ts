@@ -7,7 +7,7 @@ import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
 import { siblingModule, startTsWorker } from "../util/workers.ts";
-import type { BuildDb } from "./db.ts";
+import type { BuildDb } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
 import type { BatchTokenizer } from "../tokenizer/native.ts";

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Manifest } from "../pipeline/manifest.ts";
+import type { Manifest } from "./manifest.ts";
 import { UsageError } from "../util/errors.ts";
 import { MANIFEST } from "./layout.ts";
 

@@ -1,8 +1,8 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { HubClient, repoFolderName } from "../hub/client.ts";
+import { HubClient } from "../hub/client.ts";
 import { hubEnv } from "../hub/env.ts";
-import type { Manifest } from "../pipeline/manifest.ts";
+import type { Manifest } from "./manifest.ts";
 import { loadTokenizer, type TextTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure } from "../util/errors.ts";
 
@@ -21,13 +21,11 @@ export async function tokenizerPathForManifest(m: Manifest, recipeDir?: string):
   if (m.tokenizer.path) {
     path = recipeDir ? join(recipeDir, m.tokenizer.path) : m.tokenizer.path;
   } else {
-    const env = hubEnv();
+    const client = new HubClient(hubEnv());
     const repo = { type: "model" as const, id: m.tokenizer.repo! };
-    path = join(env.cacheDir, repoFolderName(repo), "snapshots", m.tokenizer.commit!, m.tokenizer.file);
+    path = client.snapshotFile(repo, m.tokenizer.commit!, m.tokenizer.file);
     const present = await stat(path).then(() => true, () => false);
-    if (!present) {
-      path = (await new HubClient(env).fetchFile(repo, m.tokenizer.commit!, m.tokenizer.file, m.tokenizer.sha256)).localPath;
-    }
+    if (!present) path = (await client.fetchFile(repo, m.tokenizer.commit!, m.tokenizer.file, m.tokenizer.sha256)).localPath;
   }
   return path;
 }

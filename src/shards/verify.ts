@@ -1,8 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../util/atomic.ts";
-import type { Manifest } from "../pipeline/manifest.ts";
-import { BuildDb, sqlString } from "../pipeline/db.ts";
+import type { Manifest } from "./manifest.ts";
+import { BuildDb, sqlString } from "../util/duckdb.ts";
 import { sha256File } from "../util/hash.ts";
 import { readNpyInfo } from "./npy.ts";
 

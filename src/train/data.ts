@@ -1,6 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import type { Manifest } from "../pipeline/manifest.ts";
+import type { Manifest } from "../shards/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import { NpyFormatError, readNpyInfo, type NpyInfo } from "../shards/npy.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
@@ -8,7 +8,7 @@ import { keyedHash64 } from "../util/hash.ts";
 import type { RunOptions } from "../native/addon.ts";
 
 /** mulberry32: a small seeded PRNG, identical on every machine. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import type { ModelConfig } from "../native/addon.ts";
+import { closest } from "../recipe/suggest.ts";
 import { UsageError } from "../util/errors.ts";
 
 const base = { ropeTheta: 10000, normEps: 1e-5, vocab: 102400, maxSeq: 4096 };
@@ -37,7 +38,16 @@ function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
   };
 }
 
+const MODEL_KEYS: (keyof ModelConfig)[] = ["nLayers", "hidden", "nHeads", "ffn", "vocab", "maxSeq", "ropeTheta", "normEps"];
+
 export function validateModelConfig(c: ModelConfig, where: string): ModelConfig {
+  for (const k of Object.keys(c)) {
+    if (!MODEL_KEYS.includes(k as keyof ModelConfig)) {
+      const hint = closest(k, MODEL_KEYS);
+      throw new UsageError(`${where}: unknown key '${k}'${hint ? ` — did you mean '${hint}'?` : ""} (allowed: ${MODEL_KEYS.join(", ")})`);
+    }
+  }
+  for (const k of MODEL_KEYS) if (!(k in c)) throw new UsageError(`${where}: missing '${k}'`);
   for (const [k, v] of Object.entries(c)) {
     if (typeof v !== "number" || !(v > 0)) throw new UsageError(`${where}: '${k}' must be a positive number`);
   }

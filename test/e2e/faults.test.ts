@@ -10,22 +10,12 @@ import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { mulberry32 } from "../../src/train/data.ts";
 import { runCli, type CliResult } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
 import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
 
 const seed = Number(process.env.CHUXIN_FAULT_SEED ?? 20261127);
-
-function mulberry32(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
@@ -83,7 +73,7 @@ describe(`fault injection (seed ${seed})`, () => {
       t.diagnostic(`build kill ${k}: after ${delay} ms (a clean build took ${referenceMs} ms)`);
       const run = start(["build", recipe, "--out", out], runEnv);
       const timer = setTimeout(() => run.child.kill("SIGKILL"), delay);
-      const killed = await run.done;
+      await run.done;
       clearTimeout(timer);
       // The kill may land after the manifest was written (the build had finished): then it must be whole.
       if (existsSync(join(out, "manifest.json"))) assertSameBytes(reference, await outputFiles(out), `kill ${k}, manifest present`);
@@ -134,13 +124,13 @@ describe(`fault injection (seed ${seed})`, () => {
   });
 
   it("a download that stalls once is timed out and retried; one that always stalls fails naming the timeout", async () => {
-    const stallEnv = { ...env, HF_HOME: join(work, "hf-stall"), HF_HUB_DOWNLOAD_TIMEOUT: "0.5" };
+    const stallEnv = { ...env, HF_HOME: join(work, "hf-stall"), HF_HUB_DOWNLOAD_TIMEOUT: "1" };
     server.faults.push({ match: "train-00000-of-00001.parquet", kind: "stall_body", times: 1 });
     const out = join(work, "stalled");
     const r = await runCli(["build", recipe, "--out", out], { env: stallEnv });
     server.faults.length = 0;
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /retry 1: .*no data for 0\.5 s after \d+ bytes/);
+    assert.match(r.stderr, /retry 1: .*no data for 1 s after \d+ bytes/);
     assertSameBytes(reference, await outputFiles(out), "after a stall");
 
     server.faults.push({ match: "openai_humaneval/test-00000-of-00001.parquet", kind: "stall" });
@@ -148,7 +138,7 @@ describe(`fault injection (seed ${seed})`, () => {
       const started = Date.now();
       const f = await runCli(["build", recipe, "--out", join(work, "stalled-forever")], { env: { ...stallEnv, HF_HOME: join(work, "hf-stall-2") } });
       assert.equal(f.code, 1, f.stderr);
-      assert.match(f.stderr, /no response within 0\.5 s \(HF_HUB_DOWNLOAD_TIMEOUT\) \(5 attempts\); the connection stalled/);
+      assert.match(f.stderr, /no response within 1 s \(HF_HUB_DOWNLOAD_TIMEOUT\) \(5 attempts\); the connection stalled/);
       assert.ok(Date.now() - started < 60_000);
     } finally {
       server.faults.length = 0;

@@ -10,6 +10,7 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { spawnAsync } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
 import { repoRoot, sharedHub } from "../helpers/paths.ts";
 
@@ -57,11 +58,11 @@ describe("the packed package", { timeout: 15 * 60_000 }, () => {
     const server = await new HubServer({ root: sharedHub }).start();
     try {
       const env = { ...process.env, CI: "true", HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
-      const r = spawnSync("npx", ["--no-install", "chuxin-data", "build", "node_modules/chuxin-data/recipes/sample.yaml"], { cwd: project, encoding: "utf8", env });
-      assert.equal(r.status, 0, r.stderr);
+      const r = await spawnAsync("npx", ["--no-install", "chuxin-data", "build", "node_modules/chuxin-data/recipes/sample.yaml"], { cwd: project, env });
+      assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /wrote \d+ sequences/);
-      const v = spawnSync("npx", ["--no-install", "chuxin-data", "verify", "out/sample"], { cwd: project, encoding: "utf8", env });
-      assert.equal(v.status, 0, v.stderr);
+      const v = await spawnAsync("npx", ["--no-install", "chuxin-data", "verify", "out/sample"], { cwd: project, env });
+      assert.equal(v.code, 0, v.stderr);
     } finally {
       await server.stop();
     }

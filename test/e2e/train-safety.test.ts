@@ -5,14 +5,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { appendFile, mkdir, open, readdir, readFile, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { readSafetensors } from "../../src/train/safetensors.ts";
 import { runCli } from "../helpers/cli.ts";
-import { HubServer } from "../helpers/hub-server.ts";
-import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
+import { useSampleBuild } from "../helpers/sample-build.ts";
+import { binPath, repoRoot } from "../helpers/paths.ts";
 
 const common = ["--model", "tiny", "--context", "256", "--micro-batch", "2", "--threads", "2", "--eval-every", "0"];
 
@@ -30,23 +30,10 @@ async function flipBytes(path: string, at: number, count = 64): Promise<void> {
 }
 
 describe("train safety: intact inputs, intact checkpoints, one trainer per run folder", () => {
-  let server: HubServer;
-  let work: string;
-  let env: Record<string, string>;
-  let data: string;
-
-  before(async () => {
-    server = await new HubServer({ root: sharedHub }).start();
-    work = await mkdtemp(join(tmpdir(), "chuxin-train-safety-"));
-    env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
-    data = join(work, "sample");
-    const r = await runCli(["build", join(repoRoot, "recipes", "sample.yaml"), "--out", data], { env });
-    assert.equal(r.code, 0, r.stderr);
-  });
-  after(async () => {
-    await server.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  const fixture = useSampleBuild("chuxin-train-safety-");
+  // Read once `before` has built the data.
+  let work: string, env: Record<string, string>, data: string;
+  before(() => ({ work, env, data } = fixture));
 
   it("refuses to train on a shard whose bytes differ from the manifest (same size), naming it", async () => {
     const shard = join(data, "shard-00000.npy");

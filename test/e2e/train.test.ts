@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { readNpyInfo, readSequences } from "../../src/shards/npy.ts";
 import { safetensorsHeader } from "../../src/train/safetensors.ts";
 import { runCli } from "../helpers/cli.ts";
-import { HubServer } from "../helpers/hub-server.ts";
-import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
+import { useSampleBuild } from "../helpers/sample-build.ts";
+import { binPath } from "../helpers/paths.ts";
 
 const common = ["--model", "tiny", "--context", "256", "--micro-batch", "4", "--threads", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-steps", "20"];
 
@@ -33,23 +32,10 @@ async function unigramEntropy(out: string): Promise<number> {
 }
 
 describe("chuxin-data train / eval / generate on the sample build", () => {
-  let server: HubServer;
-  let work: string;
-  let env: Record<string, string>;
-  let data: string;
-
-  before(async () => {
-    server = await new HubServer({ root: sharedHub }).start();
-    work = await mkdtemp(join(tmpdir(), "chuxin-train-"));
-    env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
-    data = join(work, "sample");
-    const r = await runCli(["build", join(repoRoot, "recipes", "sample.yaml"), "--out", data], { env });
-    assert.equal(r.code, 0, r.stderr);
-  });
-  after(async () => {
-    await server.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  const fixture = useSampleBuild("chuxin-train-");
+  // Read once `before` has built the data.
+  let work: string, env: Record<string, string>, data: string;
+  before(() => ({ work, env, data } = fixture));
 
   it("takes a tiny model's loss well below the data's unigram entropy, and the checkpoint generates and evaluates", async () => {
     const run = join(work, "run");

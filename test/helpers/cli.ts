@@ -7,14 +7,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real bin in a child process, as a user would. */
-export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+/** Runs a program to its end without blocking this process (a loopback Hub in it keeps answering). */
+export function spawnAsync(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [binPath, ...args], {
-      cwd: options.cwd,
-      env: { ...process.env, CI: "true", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -22,4 +18,9 @@ export function runCli(args: string[], options: { env?: Record<string, string>; 
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** Runs the real bin in a child process, as a user would. */
+export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+  return spawnAsync(process.execPath, [binPath, ...args], { cwd: options.cwd, env: { ...process.env, CI: "true", ...options.env } });
 }

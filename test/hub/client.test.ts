@@ -153,7 +153,7 @@ describe("Hub client against the loopback Hub", () => {
   });
 
   it("times out a stalled connection (before headers and mid-body), retries it, and names the stall when it persists", async () => {
-    const fast = (extra: Record<string, string> = {}) => client({ HF_HUB_DOWNLOAD_TIMEOUT: "0.3", ...extra });
+    const fast = (extra: Record<string, string> = {}) => client({ HF_HUB_DOWNLOAD_TIMEOUT: "0.5", ...extra });
     for (const kind of ["stall", "stall_body"] as const) {
       const c = fast({ HF_HOME: join(home, kind) });
       const sha = await c.resolveRevision(prose, "main");
@@ -169,7 +169,7 @@ describe("Hub client against the loopback Hub", () => {
     const file = (await c.listFiles(prose, sha)).find((f) => f.path.endsWith("00001-of-00002.parquet"))!;
     server.faults.push({ match: "00001-of-00002", kind: "stall_body", contentOnly: true });
     try {
-      await assert.rejects(c.download(prose, sha, file), /no data for 0\.3 s after \d+ bytes \(HF_HUB_DOWNLOAD_TIMEOUT\) \(4 attempts\); the connection stalled/);
+      await assert.rejects(c.download(prose, sha, file), /no data for 0\.5 s after \d+ bytes \(HF_HUB_DOWNLOAD_TIMEOUT\) \(4 attempts\); the connection stalled/);
     } finally {
       server.faults.length = 0;
     }

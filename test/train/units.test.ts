@@ -36,7 +36,7 @@ describe("trainer pieces", () => {
 
   it("masks the last position and (optionally) EOS inputs, and keeps NaN losses visible", () => {
     const tokens = Int32Array.from([5, 7, 9, 2, 4, 9]);
-    const opts = { precision: 1 as const, docMask: 1 as const, resetPositions: 1 as const, maskEosLoss: 1 as const, eosId: 9 };
+    const opts = { precision: 1 as const, docMask: 1 as const, resetPositions: 1 as const, maskEosLoss: 1 as const, eosId: 9, recompute: 0 as const };
     assert.deepEqual(Array.from(targetMask(tokens, 2, 3, opts)), [1, 1, 0, 1, 1, 0]);
     assert.equal(countTargets(tokens, 1, 6, opts), 4);
     assert.equal(countTargets(tokens, 1, 6, { ...opts, maskEosLoss: 0 }), 5);
@@ -62,6 +62,9 @@ describe("trainer pieces", () => {
     assert.ok(Math.abs(parameterCount(back.config) - 1.6e9) < 0.2e9, `${parameterCount(back.config)} parameters`);
     await writeFile(join(dir, "gqa.json"), JSON.stringify({ ...hf, num_key_value_heads: 4 }));
     await assert.rejects(resolveModelConfig(join(dir, "gqa.json")), /grouped-query attention .* is not supported/);
+    // A model file in our own keys: a misspelt key is named, not passed on to the addon.
+    await writeFile(join(dir, "ours.json"), JSON.stringify({ nLayers: 2, hidden: 64, nHead: 4, ffn: 172 }));
+    await assert.rejects(resolveModelConfig(join(dir, "ours.json")), /ours\.json: unknown key 'nHead' — did you mean 'nHeads'\?/);
     await rm(dir, { recursive: true, force: true });
   });
 });

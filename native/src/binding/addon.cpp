@@ -2,6 +2,7 @@
  * training never blocks the event loop. Failures become JS errors with a `code`. */
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -28,24 +29,65 @@ Napi::Error make_error(Napi::Env env, const cx_status& st) {
   return e;
 }
 
-int get_int(const Napi::Object& o, const char* key, int fallback) {
-  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Int32Value() : fallback;
-}
-float get_float(const Napi::Object& o, const char* key, float fallback) {
-  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().FloatValue() : fallback;
-}
+/*
+ * Reads an options object exactly as the C API struct it fills: every key is required and must be a number, and a
+ * key the struct does not have is an error. Defaults live in TypeScript only; a misspelt key never falls back to one.
+ */
+class Fields {
+ public:
+  Fields(const Napi::Value& v, const char* what) : what_(what) {
+    if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), what_ + " must be an object");
+    obj_ = v.As<Napi::Object>();
+  }
+  double number(const char* key) {
+    seen_.push_back(key);
+    if (!obj_.Has(key)) throw Napi::TypeError::New(obj_.Env(), what_ + ": missing key '" + key + "'");
+    Napi::Value v = obj_.Get(key);
+    if (!v.IsNumber()) throw Napi::TypeError::New(obj_.Env(), what_ + "." + key + " must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  int integer(const char* key) {
+    const double v = number(key);
+    if (v != (double)(int)v) throw Napi::TypeError::New(obj_.Env(), what_ + "." + key + " must be an integer");
+    return (int)v;
+  }
+  float real(const char* key) { return (float)number(key); }
+  /* After every field is read: any other key is a mistake in the caller. */
+  void done() {
+    Napi::Array names = obj_.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+      if (std::find(seen_.begin(), seen_.end(), name) == seen_.end()) {
+        std::string known;
+        for (const std::string& k : seen_) known += (known.empty() ? "" : ", ") + k;
+        throw Napi::TypeError::New(obj_.Env(), what_ + ": unknown key '" + name + "' (it has: " + known + ")");
+      }
+    }
+  }
+
+ private:
+  std::string what_;
+  Napi::Object obj_;
+  std::vector<std::string> seen_;
+};
 
 cx_run_options run_options(const Napi::Value& v) {
-  cx_run_options o{CX_BF16, 1, 1, 1, 100001, 0};
-  if (!v.IsObject()) return o;
-  Napi::Object obj = v.As<Napi::Object>();
-  o.precision = get_int(obj, "precision", o.precision);
-  o.doc_mask = get_int(obj, "docMask", o.doc_mask);
-  o.reset_positions = get_int(obj, "resetPositions", o.reset_positions);
-  o.mask_eos_loss = get_int(obj, "maskEosLoss", o.mask_eos_loss);
-  o.eos_id = get_int(obj, "eosId", o.eos_id);
-  o.recompute = get_int(obj, "recompute", o.recompute);
+  Fields f(v, "RunOptions");
+  cx_run_options o{f.integer("precision"), f.integer("docMask"), f.integer("resetPositions"), f.integer("maskEosLoss"), f.integer("eosId"),
+                   f.integer("recompute")};
+  f.done();
   return o;
+}
+
+/* AdamW hyperparameters; `grad_scale` is read only where the caller scales the gradients itself (adamwStep). */
+cx_adamw adamw_options(const Napi::Value& v, bool with_grad_scale) {
+  Fields f(v, "AdamW options");
+  cx_adamw hp{f.real("lr"), f.real("beta1"), f.real("beta2"), f.real("eps"), f.real("weightDecay"), 1.f, 0, 0};
+  if (with_grad_scale) hp.grad_scale = f.real("gradScale");
+  hp.step = f.integer("step");
+  hp.decay_embeddings = f.integer("decayEmbeddings");
+  f.done();
+  return hp;
 }
 
 class Model;
@@ -96,9 +138,10 @@ class Model : public Napi::ObjectWrap<Model> {
       Napi::TypeError::New(env, "new Model(config, backend, threads): config must be an object").ThrowAsJavaScriptException();
       return;
     }
-    Napi::Object c = info[0].As<Napi::Object>();
-    cx_config cfg{get_int(c, "nLayers", 0), get_int(c, "hidden", 0), get_int(c, "nHeads", 0), get_int(c, "ffn", 0), get_int(c, "vocab", 0),
-                  get_int(c, "maxSeq", 0), get_float(c, "ropeTheta", 10000.f), get_float(c, "normEps", 1e-5f)};
+    Fields c(info[0], "ModelConfig");
+    cx_config cfg{c.integer("nLayers"), c.integer("hidden"), c.integer("nHeads"), c.integer("ffn"), c.integer("vocab"),
+                  c.integer("maxSeq"), c.real("ropeTheta"), c.real("normEps")};
+    c.done();
     std::string backend = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
     int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     cx_status st{0, ""};
@@ -282,9 +325,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!ready(env)) return env.Undefined();
-    Napi::Object o = info[0].As<Napi::Object>();
-    cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
-                get_float(o, "weightDecay", 0.1f), get_float(o, "gradScale", 1.f), get_int(o, "step", 1), get_int(o, "decayEmbeddings", 0)};
+    const cx_adamw hp = adamw_options(info[0], true);
     cx_model* m = model_;
     return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
   }
@@ -308,9 +349,7 @@ class Model : public Napi::ObjectWrap<Model> {
       Napi::TypeError::New(env, "clipAdamwStep(hp, maxNorm)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Object o = info[0].As<Napi::Object>();
-    cx_adamw hp{get_float(o, "lr", 0.f), get_float(o, "beta1", 0.9f), get_float(o, "beta2", 0.95f), get_float(o, "eps", 1e-8f),
-                get_float(o, "weightDecay", 0.1f), 1.f, get_int(o, "step", 1), get_int(o, "decayEmbeddings", 0)};
+    const cx_adamw hp = adamw_options(info[0], false);
     const float max_norm = info[1].As<Napi::Number>().FloatValue();
     auto norm = std::make_shared<double>(0);
     cx_model* m = model_;

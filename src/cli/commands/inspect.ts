@@ -1,17 +1,7 @@
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Argv } from "yargs";
 import { readManifest } from "../../shards/manifest-file.ts";
-import { RuntimeFailure, UsageError } from "../../util/errors.ts";
-
-interface Piece {
-  source: string;
-  file: string;
-  row: bigint;
-  start: bigint;
-  length: number;
-  doc_offset: number;
-  doc_length: number;
-}
+import { RuntimeFailure } from "../../util/errors.ts";
 
 export function registerInspect(y: Argv): Argv {
   return y
@@ -20,63 +10,28 @@ export function registerInspect(y: Argv): Argv {
       "print a build's mixture, and decode sequences with document boundaries marked",
       (c) =>
         c
-          .positional("out", { type: "string", demandOption: true })
+          .positional("out", { type: "string", demandOption: true, describe: "a build's output folder" })
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
-          .option("json", { type: "boolean", default: false }),
+          .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (args) => {
-        const { BuildDb, sqlString } = await import("../../pipeline/db.ts");
         const { mixtureTable } = await import("../../pipeline/manifest.ts");
-        const { readNpyInfo, readSequences } = await import("../../shards/npy.ts");
+        const { sequenceDocuments } = await import("../../shards/sequences.ts");
         const { tokenizerForManifest } = await import("../../shards/tokenizer-for.ts");
         const outDir = resolve(args.out!);
         const manifest = await readManifest(outDir);
         const wanted = args.sequence ?? [];
-        const decoded: unknown[] = [];
-        if (wanted.length > 0) {
-          const tokenizer = await tokenizerForManifest(manifest);
-          const db = await BuildDb.open(":memory:", 1);
-          try {
-            for (const seq of wanted) {
-              if (!Number.isInteger(seq) || seq < 0 || seq >= manifest.total_sequences) {
-                throw new UsageError(`--sequence ${seq}: out of range; the build has sequences 0..${manifest.total_sequences - 1}`);
-              }
-              let first = 0;
-              const shard = manifest.shards.find((s) => (seq < first + s.sequences ? true : ((first += s.sequences), false)))!;
-              const local = seq - first;
-              const info = await readNpyInfo(join(outDir, shard.path));
-              const ids = await readSequences(join(outDir, shard.path), info, local, 1);
-              const L = manifest.sequence_length;
-              const lo = local * L;
-              const pieces = await db.rows<Piece>(
-                `SELECT source, file, "row", start, length, doc_offset, doc_length FROM read_parquet(${sqlString(join(outDir, shard.doc_index))})
-                 WHERE start < ${lo + L} AND start + length > ${lo} ORDER BY start`,
-              );
-              const docs = pieces.map((p) => {
-                const from = Math.max(Number(p.start), lo);
-                const to = Math.min(Number(p.start) + p.length, lo + L);
-                const tokens = Array.from(ids.subarray(from - lo, to - lo));
-                const firstTok = p.doc_offset + (from - Number(p.start));
-                return {
-                  source: p.source,
-                  file: p.file,
-                  row: Number(p.row),
-                  tokens: [firstTok, firstTok + tokens.length],
-                  doc_length: p.doc_length,
-                  text: tokenizer.decode(tokens),
-                };
-              });
-              decoded.push({ sequence: seq, shard: shard.path, documents: docs });
-            }
-          } finally {
-            db.close();
-          }
-        }
+        const tokenizer = wanted.length > 0 ? await tokenizerForManifest(manifest) : undefined;
+        const decoded = (await sequenceDocuments(outDir, manifest, wanted)).map((s) => ({
+          sequence: s.sequence,
+          shard: s.shard,
+          documents: s.documents.map(({ ids, ...d }) => ({ ...d, text: tokenizer!.decode(ids) })),
+        }));
         if (args.json) {
           process.stdout.write(JSON.stringify({ manifest: { total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences, sources: manifest.sources }, sequences: decoded }) + "\n");
           return;
         }
         process.stdout.write(`${mixtureTable(manifest)}\n\n${manifest.total_sequences} sequences × ${manifest.sequence_length} tokens in ${manifest.shards.length} shard(s)\n`);
-        for (const d of decoded as { sequence: number; documents: { source: string; file: string; row: number; tokens: number[]; doc_length: number; text: string }[] }[]) {
+        for (const d of decoded) {
           process.stdout.write(`\n=== sequence ${d.sequence} ===\n`);
           for (const doc of d.documents) {
             process.stdout.write(`\n⟦${doc.source} ${doc.file} row ${doc.row}, tokens ${doc.tokens[0]}..${doc.tokens[1]} of ${doc.doc_length}⟧\n${doc.text}\n`);
@@ -87,7 +42,7 @@ export function registerInspect(y: Argv): Argv {
     .command(
       "verify <out>",
       "re-hash every shard against the manifest and check that token counts add up",
-      (c) => c.positional("out", { type: "string", demandOption: true }),
+      (c) => c.positional("out", { type: "string", demandOption: true, describe: "a build's output folder" }),
       async (args) => {
         const { verifyBuild } = await import("../../shards/verify.ts");
         const outDir = resolve(args.out!);

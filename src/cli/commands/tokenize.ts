@@ -14,7 +14,7 @@ export function registerTokenize(y: Argv): Argv {
         .option("impl", { choices: ["native", "rust", "js"], default: "native", describe: "native: ours; rust: Hugging Face tokenizers; js: @huggingface/tokenizers" })
         .option("tokenizer", { type: "string", describe: "tokenizer.json path or Hub repo[@revision] (default: deepseek-ai/deepseek-llm-7b-base)" })
         .option("format", { choices: ["jsonl", "text"], describe: "input format (default: jsonl when lines start with '{')" })
-        .option("threads", { type: "number" })
+        .option("threads", { type: "number", describe: "native tokenizer threads (default: cores)" })
         .option("batch", { type: "number", default: 4096, describe: "documents per batch" }),
     async (a) => {
       const { openTokenizer, tokenizerFile } = await import("../../tokenizer/select.ts");

@@ -1,6 +1,6 @@
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
 
-/** One DuckDB database per build, in the output's work folder; every stage reads and writes its tables. */
+/** A DuckDB database and one connection: the build's work database, or an in-memory one for reading parquet (verify, inspect). */
 export class BuildDb {
   private constructor(
     private readonly instance: DuckDBInstance,

@@ -1,0 +1,68 @@
+import type { Recipe } from "../recipe/schema.ts";
+
+/**
+ * The contract between build and train: what a build's output folder holds (manifest.json), written by the
+ * pipeline and read by verify, inspect, train and eval.
+ */
+
+/** One shard file and its document index, as the manifest lists them. */
+export interface ShardRecord {
+  path: string;
+  doc_index: string;
+  sha256: string;
+  doc_index_sha256: string;
+  sequences: number;
+}
+
+export interface Manifest {
+  format: "chuxin-data/1";
+  tool: { name: string; version: string };
+  recipe: { name: string; path: string; sha256: string };
+  tokenizer: {
+    repo: string | null;
+    revision: string | null;
+    commit: string | null;
+    file: string;
+    path: string | null;
+    sha256: string;
+    eos_id: number;
+    bos_id: number;
+    vocab_size: number;
+    add_bos: boolean;
+    implementation: string;
+  };
+  sequence_length: number;
+  seed: number;
+  dtype: "uint32";
+  dedup: Recipe["dedup"] & { hash: string };
+  filters: Recipe["filters"];
+  target_tokens: number | null;
+  total_tokens: number;
+  total_sequences: number;
+  tail_tokens_dropped: number;
+  shards: ShardRecord[];
+  sources: ManifestSource[];
+  /** Present only when something needs a reader's attention, e.g. a source far from its target share. */
+  warnings?: string[];
+}
+
+export interface ManifestSource {
+  name: string;
+  hf: { repo: string; revision: string; commit: string } | null;
+  local: boolean;
+  revision: string | null;
+  files: { path: string; size: number; sha256: string; rows: number }[];
+  documents_read: number;
+  documents_skipped: Record<string, number>;
+  duplicates_removed: { within_source: number; across_sources: number; total: number };
+  documents_available: number;
+  tokens_available: number;
+  epochs: number;
+  documents_written: number;
+  tokens_written: number;
+  tail_tokens_dropped: number;
+  target_tokens: number;
+  share: number;
+  target_share: number;
+}
+

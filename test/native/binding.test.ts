@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadAddon, type AdamwOptions, type ModelConfig, type RunOptions } from "../../src/native/addon.ts";
+
+// Complete objects of each TypeScript declaration: `satisfies Required<…>` makes the compiler list every key, so
+// these tests compare the declarations in src/native/addon.ts with what the binding reads.
+const config = { nLayers: 1, hidden: 8, nHeads: 2, ffn: 16, vocab: 32, maxSeq: 8, ropeTheta: 10000, normEps: 1e-5 } satisfies Required<ModelConfig>;
+const run = { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 1, eosId: 31, recompute: 0 } satisfies Required<RunOptions>;
+const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1, decayEmbeddings: 0 } satisfies Required<AdamwOptions>;
+
+const without = <T extends object>(o: T, key: string) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key)) as T;
+
+describe("the binding mirrors the C API structs exactly", () => {
+  it("ModelConfig: every declared key is required, and an unknown key is refused", () => {
+    const { Model } = loadAddon();
+    new Model(config, "cpu", 1).dispose();
+    for (const key of Object.keys(config)) assert.throws(() => new Model(without(config, key), "cpu", 1), new RegExp(`ModelConfig: missing key '${key}'`));
+    assert.throws(() => new Model({ ...config, nLayer: 2 } as ModelConfig, "cpu", 1), /ModelConfig: unknown key 'nLayer'/);
+    assert.throws(() => new Model({ ...config, hidden: "8" } as unknown as ModelConfig, "cpu", 1), /ModelConfig\.hidden must be a number/);
+  });
+
+  it("RunOptions and AdamW options: the same, on every method that takes them", async () => {
+    const model = new (loadAddon().Model)(config, "cpu", 1);
+    try {
+      model.init(1);
+      const tokens = Int32Array.from({ length: 8 }, (_, i) => i);
+      await model.forwardLosses(tokens, 1, 8, run);
+      for (const key of Object.keys(run)) assert.throws(() => model.forwardLosses(tokens, 1, 8, without(run, key)), new RegExp(`RunOptions: missing key '${key}'`));
+      assert.throws(() => model.forwardBackward(tokens, 1, 8, { ...run, docMsk: 1 } as RunOptions, 1), /RunOptions: unknown key 'docMsk'/);
+      model.zeroGrad();
+      await model.clipAdamwStep(adamw, 1);
+      for (const key of Object.keys(adamw)) assert.throws(() => model.clipAdamwStep(without(adamw, key), 1), new RegExp(`AdamW options: missing key '${key}'`));
+      assert.throws(() => model.clipAdamwStep({ ...adamw, gradScale: 1 } as AdamwOptions, 1), /AdamW options: unknown key 'gradScale'/);
+      await model.adamwStep({ ...adamw, gradScale: 1, step: 2 });
+      assert.throws(() => model.adamwStep(adamw as AdamwOptions & { gradScale: number }), /AdamW options: missing key 'gradScale'/);
+    } finally {
+      model.dispose();
+    }
+  });
+});
