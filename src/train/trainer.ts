@@ -8,45 +8,13 @@ import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { lockFolder } from "../util/folder-lock.ts";
 import { checkShardHashes } from "../shards/verify.ts";
+import { RESUMABLE, trainConfigSchema, type TrainConfig } from "./options.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { lossCurveSvg } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
 
-export interface TrainConfig {
-  data: string;
-  out: string;
-  model: string;
-  model_config: ModelConfig;
-  device: "cpu" | "cuda";
-  threads: number;
-  seed: number;
-  steps: number;
-  save_every: number;
-  keep_last: number;
-  micro_batch: number;
-  global_batch_tokens: number;
-  context: number | null;
-  lr: number;
-  min_lr: number;
-  warmup_steps: number;
-  decay_steps: number | null;
-  weight_decay: number;
-  /** the token embedding decays too (Hugging Face's Trainer does; OLMo and the default do not) */
-  decay_embeddings: boolean;
-  beta1: number;
-  beta2: number;
-  adam_eps: number;
-  clip: number;
-  precision: "bf16" | "fp32";
-  doc_mask: boolean;
-  reset_positions: boolean;
-  mask_eos_loss: boolean;
-  /** rerun each block's forward in backward instead of keeping its activations: less memory, same numbers */
-  recompute: boolean;
-  eval_every: number;
-  eval_sequences: number;
-}
+export type { TrainConfig } from "./options.ts";
 
 export type TrainEvent =
   | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
@@ -75,8 +43,6 @@ export function runOptionsOf(
 /** Where a run caches the sha256 of each shard it checked, by size and mtime. */
 const SHARD_HASH_CACHE = ".shard-hashes.json";
 
-/** Only the fields that change the arithmetic must match on --resume; step counts and cadence may change. */
-const RESUMABLE = new Set(["steps", "save_every", "keep_last", "eval_every", "threads", "decay_steps", "recompute"]);
 
 async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null; changes: string[] }> {
   const runDir = requested.out;
@@ -86,23 +52,28 @@ async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promis
     return { config: requested, from: null, changes: [] };
   }
   if (checkpoints.length === 0) throw new UsageError(`--resume: ${runDir} has no checkpoint to resume from`);
-  let saved: TrainConfig;
+  const savedPath = join(runDir, "run_config.json");
+  let savedRaw: Record<string, unknown>;
   try {
-    saved = JSON.parse(await readFile(join(runDir, "run_config.json"), "utf8"));
+    savedRaw = JSON.parse(await readFile(savedPath, "utf8"));
   } catch {
-    throw new RuntimeFailure(`${join(runDir, "run_config.json")}: missing or unreadable; cannot resume`);
+    throw new RuntimeFailure(`${savedPath}: missing or unreadable; cannot resume`);
   }
-  const config = { ...saved, decay_embeddings: saved.decay_embeddings ?? false };
+  // Options added since the run was recorded take their defaults (which keep the old behaviour).
+  const parsed = trainConfigSchema.safeParse(savedRaw);
+  if (!parsed.success) throw new RuntimeFailure(`${savedPath}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}; cannot resume`);
+  const saved = parsed.data;
+  const config = { ...saved };
   const changes: string[] = [];
   // The learning-rate schedule is part of the run: a longer --steps extends training on the recorded
   // schedule (at min_lr once its decay ends) unless --decay-steps asks for a new one.
   const savedDecay = saved.decay_steps ?? saved.steps;
   for (const key of RESUMABLE) {
-    let value = (requested as any)[key];
+    let value: unknown = requested[key];
     if (key === "decay_steps" && value === null) value = savedDecay;
-    const before = key === "decay_steps" ? savedDecay : (saved as any)[key];
+    const before = key === "decay_steps" ? savedDecay : saved[key];
     if (value !== before) changes.push(`${key} ${before} → ${value}`);
-    (config as any)[key] = value;
+    Object.assign(config, { [key]: value });
   }
   if (config.steps !== saved.steps && requested.decay_steps === null) {
     changes.push(`the cosine schedule keeps decaying over ${savedDecay} steps (pass --decay-steps to change it)`);

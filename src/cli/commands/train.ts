@@ -2,10 +2,31 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
-import type { Argv } from "yargs";
-import type { TrainConfig, TrainEvent } from "../../train/trainer.ts";
+import type { Argv, Options } from "yargs";
+import type { FlagSpec, parseTrainConfig as ParseTrainConfig } from "../../train/options.ts";
+import type { TrainEvent } from "../../train/trainer.ts";
 import { Interrupted, UsageError } from "../../util/errors.ts";
 import { outputMode } from "../render.ts";
+
+// The train flags come from the option declarations (train/options.ts, zod): loaded only when the command is
+// `train` (prepareTrainCommand, called by main before parsing), so other commands and --help start without zod.
+let trainFlags: FlagSpec[] | undefined;
+let parseTrainConfig: typeof ParseTrainConfig;
+
+export async function prepareTrainCommand(): Promise<void> {
+  const options = await import("../../train/options.ts");
+  trainFlags = options.trainFlags();
+  parseTrainConfig = options.parseTrainConfig;
+}
+
+function trainFlagOptions(): Record<string, Options> {
+  return Object.fromEntries(
+    (trainFlags ?? []).map((f) => [
+      f.flag,
+      { type: f.type, describe: f.describe, ...(f.choices ? { choices: f.choices } : {}), ...(f.default !== undefined ? { default: f.default } : {}), ...(f.key === "data" ? { demandOption: true } : {}) },
+    ]),
+  );
+}
 
 // Loaded when a command runs, not when the CLI starts (--help stays fast).
 const addon = async () => (await import("../../native/addon.ts")).loadAddon();
@@ -42,37 +63,9 @@ export function registerTrain(y: Argv): Argv {
       "train a LLaMA-2-style model on a build's shards through the native addon",
       (c) =>
         c
-          .option("data", { type: "string", demandOption: true, describe: "a build's output folder" })
-          .option("model", { type: "string", default: "tiny", describe: "preset (tiny, small, medium, chuxin-1.6b) or a JSON/YAML/HF config.json file" })
-          .option("out", { type: "string", default: "runs/run", describe: "run folder" })
-          .option("steps", { type: "number", default: 100, describe: "optimizer steps to train to (with --resume: the new total)" })
-          .option("save-every", { type: "number", default: 50, describe: "write a checkpoint every K steps (and at the end)" })
-          .option("keep-last", { type: "number", default: 3, describe: "checkpoints to keep; older ones are deleted" })
-          .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit" })
+          .options(trainFlagOptions())
           .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to train (auto: the GPU when one is usable, else the CPU)" })
-          .option("seed", { type: "number", default: 0, describe: "seeds the initial weights, the held-out split and the data order" })
-          .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
-          .option("micro-batch", { type: "number", default: 4, describe: "sequences per forward/backward" })
-          .option("global-batch-tokens", { type: "number", describe: "tokens per optimizer step (default: one micro-batch)" })
-          .option("context", { type: "number", describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)" })
-          .option("lr", { type: "number", default: 3e-4, describe: "peak learning rate (AdamW)" })
-          .option("min-lr", { type: "number", default: 3e-5, describe: "learning rate at the end of the cosine decay" })
-          .option("warmup-steps", { type: "number", default: 10, describe: "linear warmup steps" })
-          .option("decay-steps", { type: "number", describe: "cosine decay length (default: --steps)" })
-          .option("weight-decay", { type: "number", default: 0.1, describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)" })
-          .option("decay-embeddings", { type: "boolean", default: false, describe: "decay the token embedding too (Hugging Face's Trainer does; OLMo does not)" })
-          .option("clip", { type: "number", default: 1.0, describe: "global gradient-norm clip (0: off)" })
-          .option("precision", { choices: ["bf16", "fp32"], default: "bf16", describe: "bf16: fp32 master weights, bf16 where the GPU stores bf16; fp32: exact" })
-          .option("doc-mask", { type: "boolean", default: true, describe: "attention stays within documents (ends at EOS)" })
-          .option("reset-positions", { type: "boolean", default: true, describe: "RoPE positions restart at each document" })
-          .option("mask-eos-loss", { type: "boolean", default: true, describe: "the position whose input is EOS has no target" })
-          .option("recompute", {
-            type: "boolean",
-            default: false,
-            describe: "keep only each block's input and rerun the block in backward: activations of one block plus the residual stream, about a quarter more compute, the same numbers",
-          })
-          .option("eval-every", { type: "number", default: 50, describe: "held-out loss every K steps (0: never)" })
-          .option("eval-sequences", { type: "number", default: 8, describe: "held-out windows for evaluation" })
+          .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit" })
           .option("json", { type: "boolean", default: false, describe: "NDJSON events on stdout" })
           .config("config", "a YAML (or JSON) run config whose keys are these flags, e.g. `lr: 3e-4`; flags given on the command line win", (path: string) => {
             try {
@@ -84,41 +77,12 @@ export function registerTrain(y: Argv): Argv {
       async (a) => {
         const { resolveModelConfig } = await import("../../train/model-config.ts");
         const { train } = await import("../../train/trainer.ts");
-        const { name, config: modelConfig } = await resolveModelConfig(a.model);
-        const context = a.context ?? null;
-        const config: TrainConfig = {
-          data: resolve(a.data),
-          out: resolve(a.out),
-          model: name,
-          model_config: modelConfig,
-          device: await device(a.device),
-          threads: a.threads,
-          seed: a.seed,
-          steps: a.steps,
-          save_every: a["save-every"],
-          keep_last: a["keep-last"],
-          micro_batch: a["micro-batch"],
-          global_batch_tokens: a["global-batch-tokens"] ?? 0,
-          context,
-          lr: a.lr,
-          min_lr: a["min-lr"],
-          warmup_steps: a["warmup-steps"],
-          decay_steps: a["decay-steps"] ?? null,
-          weight_decay: a["weight-decay"],
-          decay_embeddings: a["decay-embeddings"],
-          beta1: 0.9,
-          beta2: 0.95,
-          adam_eps: 1e-8,
-          clip: a.clip,
-          precision: a.precision as "bf16" | "fp32",
-          doc_mask: a["doc-mask"],
-          reset_positions: a["reset-positions"],
-          mask_eos_loss: a["mask-eos-loss"],
-          recompute: a.recompute,
-          eval_every: a["eval-every"],
-          eval_sequences: a["eval-sequences"],
-        };
-        for (const k of ["steps", "micro-batch", "threads"] as const) if (!(a[k] > 0)) throw new UsageError(`--${k} must be positive`);
+        const { name, config: modelConfig } = await resolveModelConfig(a.model as string);
+        const raw: Record<string, unknown> = Object.fromEntries(trainFlags!.map((f) => [f.key, a[f.flag] ?? null]));
+        Object.assign(raw, { data: resolve(a.data as string), out: resolve(a.out as string), model: name, model_config: modelConfig, device: await device(a.device as string) });
+        const parsed = parseTrainConfig(raw);
+        if (!parsed.ok) throw new UsageError(parsed.problems.join("; "));
+        const config = parsed.config;
         const mode = outputMode(a.json);
         const spinner = (await spinnerFor(a.json))?.start("starting");
         let stop = false;
@@ -154,7 +118,7 @@ export function registerTrain(y: Argv): Argv {
         let lastStep = 0;
         try {
           await train(config, {
-            resume: a.resume,
+            resume: a.resume as boolean,
             onEvent: (e) => {
               if (e.type === "checkpoint") lastCheckpoint = e.path;
               if (e.type === "step") lastStep = e.step;

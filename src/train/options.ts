@@ -1,0 +1,134 @@
+import { cpus } from "node:os";
+import { z } from "zod";
+
+/**
+ * Every training option, declared once: its type, default and bounds (zod), its `--flag` help text, and what
+ * `--resume` does with it. The CLI's flags, the resolved run_config.json and the resume rule are all derived
+ * from this table; adding an option is one entry here plus the code that uses it.
+ */
+export interface OptionMeta {
+  /** help text of the option's --flag (the key with '-' for '_'); absent: not a flag (set by the trainer) */
+  describe?: string;
+  /** on --resume: "fixed" keeps the run's recorded value (it changes the arithmetic); "new" takes the new one */
+  onResume: "fixed" | "new";
+}
+
+const option = <T extends z.ZodType>(schema: T, meta: OptionMeta): T => schema.meta({ chuxin: meta }) as T;
+const count = () => z.number().int().nonnegative();
+const positive = () => z.number().int().positive();
+
+export const modelConfigSchema = z.strictObject({
+  nLayers: positive(),
+  hidden: positive(),
+  nHeads: positive(),
+  ffn: positive(),
+  vocab: positive(),
+  maxSeq: positive(),
+  ropeTheta: z.number().positive(),
+  normEps: z.number().positive(),
+});
+
+export const trainConfigSchema = z.strictObject({
+  data: option(z.string().min(1), { describe: "a build's output folder", onResume: "fixed" }),
+  out: option(z.string().min(1).default("runs/run"), { describe: "run folder", onResume: "fixed" }),
+  model: option(z.string().min(1).default("tiny"), { describe: "preset (tiny, small, medium, chuxin-1.6b) or a JSON/YAML/HF config.json file", onResume: "fixed" }),
+  model_config: option(modelConfigSchema, { onResume: "fixed" }),
+  device: option(z.enum(["cpu", "cuda"]), { onResume: "fixed" }),
+  threads: option(positive().default(() => cpus().length), { describe: "CPU threads", onResume: "new" }),
+  seed: option(count().default(0), { describe: "seeds the initial weights, the held-out split and the data order", onResume: "fixed" }),
+  steps: option(positive().default(100), { describe: "optimizer steps to train to (with --resume: the new total)", onResume: "new" }),
+  save_every: option(count().default(50), { describe: "write a checkpoint every K steps (and at the end; 0: only at the end)", onResume: "new" }),
+  keep_last: option(positive().default(3), { describe: "checkpoints to keep; older ones are deleted", onResume: "new" }),
+  micro_batch: option(positive().default(4), { describe: "sequences per forward/backward", onResume: "fixed" }),
+  global_batch_tokens: option(count().default(0), { describe: "tokens per optimizer step (0: one micro-batch)", onResume: "fixed" }),
+  context: option(positive().nullable().default(null), { describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)", onResume: "fixed" }),
+  lr: option(z.number().positive().default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
+  min_lr: option(z.number().nonnegative().default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
+  warmup_steps: option(count().default(10), { describe: "linear warmup steps", onResume: "fixed" }),
+  decay_steps: option(positive().nullable().default(null), { describe: "cosine decay length (default: --steps; kept on --resume unless given)", onResume: "new" }),
+  weight_decay: option(z.number().nonnegative().default(0.1), { describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)", onResume: "fixed" }),
+  decay_embeddings: option(z.boolean().default(false), { describe: "decay the token embedding too (Hugging Face's Trainer does; OLMo does not)", onResume: "fixed" }),
+  beta1: option(z.number().min(0).lt(1).default(0.9), { describe: "AdamW β1", onResume: "fixed" }),
+  beta2: option(z.number().min(0).lt(1).default(0.95), { describe: "AdamW β2", onResume: "fixed" }),
+  adam_eps: option(z.number().positive().default(1e-8), { describe: "AdamW ε", onResume: "fixed" }),
+  clip: option(z.number().nonnegative().default(1.0), { describe: "global gradient-norm clip (0: off)", onResume: "fixed" }),
+  precision: option(z.enum(["bf16", "fp32"]).default("bf16"), { describe: "bf16: fp32 master weights, bf16 where the GPU stores bf16; fp32: exact", onResume: "fixed" }),
+  doc_mask: option(z.boolean().default(true), { describe: "attention stays within documents (ends at EOS)", onResume: "fixed" }),
+  reset_positions: option(z.boolean().default(true), { describe: "RoPE positions restart at each document", onResume: "fixed" }),
+  mask_eos_loss: option(z.boolean().default(true), { describe: "the position whose input is EOS has no target", onResume: "fixed" }),
+  recompute: option(z.boolean().default(false), {
+    describe: "keep only each block's input and rerun the block in backward: activations of one block plus the residual stream, about a quarter more compute, the same numbers",
+    onResume: "new",
+  }),
+  eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
+  eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),
+});
+
+export type TrainConfig = z.infer<typeof trainConfigSchema>;
+export type TrainKey = keyof TrainConfig;
+
+export function optionMeta(key: TrainKey): OptionMeta {
+  return (trainConfigSchema.shape[key].meta() as { chuxin: OptionMeta }).chuxin;
+}
+
+/** The options --resume may change; every other one keeps the run's recorded value. */
+export const RESUMABLE: ReadonlySet<TrainKey> = new Set((Object.keys(trainConfigSchema.shape) as TrainKey[]).filter((k) => optionMeta(k).onResume === "new"));
+
+export const flagOf = (key: string): string => key.replace(/_/g, "-");
+
+export interface FlagSpec {
+  key: TrainKey;
+  flag: string;
+  describe: string;
+  type: "number" | "boolean" | "string";
+  choices?: string[];
+  default?: unknown;
+  required: boolean;
+}
+
+/** The command-line flags, one per option that has help text, with the type and default its schema gives. */
+export function trainFlags(): FlagSpec[] {
+  const out: FlagSpec[] = [];
+  for (const key of Object.keys(trainConfigSchema.shape) as TrainKey[]) {
+    const meta = optionMeta(key);
+    if (!meta.describe) continue;
+    let schema: any = trainConfigSchema.shape[key];
+    let fallback: unknown;
+    let required = true;
+    for (;;) {
+      const def = schema._zod.def;
+      if (def.type === "default") {
+        fallback = typeof def.defaultValue === "function" ? def.defaultValue() : def.defaultValue;
+        required = false;
+      } else if (def.type === "nullable" || def.type === "optional") required = false;
+      else break;
+      schema = def.innerType;
+    }
+    const def = schema._zod.def;
+    const type = def.type === "enum" ? "string" : (def.type as FlagSpec["type"]);
+    out.push({
+      key,
+      flag: flagOf(key),
+      describe: meta.describe,
+      type,
+      ...(def.type === "enum" ? { choices: Object.values(def.entries as Record<string, string>) } : {}),
+      ...(fallback !== undefined && fallback !== null ? { default: fallback } : {}),
+      required,
+    });
+  }
+  return out;
+}
+
+/** Checks a resolved config, naming the flag and the problem. */
+export function parseTrainConfig(raw: Record<string, unknown>): { ok: true; config: TrainConfig } | { ok: false; problems: string[] } {
+  const r = trainConfigSchema.safeParse(raw);
+  if (r.success) return { ok: true, config: r.data };
+  return {
+    ok: false,
+    problems: r.error.issues.map((i) => {
+      const key = String(i.path[0] ?? "");
+      const value = raw[key];
+      return `--${flagOf(key)}${value === undefined ? "" : ` ${JSON.stringify(value)}`}: ${i.message}`;
+    }),
+  };
+}
