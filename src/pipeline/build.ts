@@ -12,13 +12,15 @@ import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { BuildDb } from "../util/duckdb.ts";
 import { dedup } from "./dedup.ts";
-import { ingest, SKIP_REASONS } from "./ingest.ts";
+import { SKIP_REASONS, tokenFilter } from "./filters.ts";
+import { ingest } from "./ingest.ts";
 import { readLock } from "./lock.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { buildManifest, datasetCard, mixtureMarkdown, type SourceStats } from "./manifest.ts";
 import { pack, type Provenance } from "./pack.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputs } from "./resolve.ts";
+import { duplicatesBySource, fileRows, rowsBySkipReason, uniqueDocProvenance } from "./schema.ts";
 import { interleave, planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 
@@ -92,9 +94,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
   );
 
   // Provenance of every unique document, by ord.
-  const docs = await db.rows<{ source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string }>(
-    `SELECT source_idx, file_idx, row_idx, doc_hash FROM unique_docs ORDER BY ord`,
-  );
+  const docs = await uniqueDocProvenance(db);
   const prov: Provenance = {
     sourceIdx: Int32Array.from(docs, (d) => d.source_idx),
     fileIdx: Int32Array.from(docs, (d) => d.file_idx),
@@ -105,7 +105,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
 
   // Stats per source, and the token-length filter.
   const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
-  const { min_tokens, max_tokens } = recipe.filters;
+  const skipByTokens = tokenFilter(recipe.filters);
   const stats: SourceStats[] = resolution.sources.map(() => ({
     documentsRead: 0,
     skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])),
@@ -113,19 +113,15 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
     duplicatesAcross: 0,
     fileRows: [],
   }));
-  for (const r of await db.rows<{ s: number; reason: string | null; n: bigint }>(
-    `SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM documents GROUP BY ALL`,
-  )) {
+  for (const r of await rowsBySkipReason(db)) {
     stats[r.s]!.documentsRead += Number(r.n);
     if (r.reason) stats[r.s]!.skipped[r.reason] = Number(r.n);
   }
-  for (const r of await db.rows<{ s: number; within: boolean; n: bigint }>(
-    `SELECT source_idx AS s, kept_by_source = source_idx AS within, count(*) AS n FROM duplicates GROUP BY ALL`,
-  )) {
+  for (const r of await duplicatesBySource(db)) {
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
     else stats[r.s]!.duplicatesAcross = Number(r.n);
   }
-  for (const r of await db.rows<{ s: number; f: number; rows: bigint }>(`SELECT source_idx AS s, file_idx AS f, rows FROM files`)) {
+  for (const r of await fileRows(db)) {
     stats[r.s]!.fileRows[r.f] = Number(r.rows);
   }
   const sourceDocs: SourceDocs[] = resolution.sources.map((s) => ({
@@ -138,8 +134,8 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
   }));
   tokenized.store.lengths.forEach((len, ord) => {
     const s = prov.sourceIdx[ord]!;
-    if (len < min_tokens) stats[s]!.skipped.too_few_tokens!++;
-    else if (max_tokens !== undefined && len > max_tokens) stats[s]!.skipped.too_many_tokens!++;
+    const skip = skipByTokens(len);
+    if (skip) stats[s]!.skipped[skip]!++;
     else {
       sourceDocs[s]!.ords.push(ord);
       sourceDocs[s]!.hashes.push(prov.hashes[ord]!);

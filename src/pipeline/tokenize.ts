@@ -9,6 +9,7 @@ import { RuntimeFailure } from "../util/errors.ts";
 import { siblingModule, startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
+import { uniqueDocCount, uniqueDocTexts } from "./schema.ts";
 import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
 import type { BatchTokenizer } from "../tokenizer/native.ts";
 
@@ -176,8 +177,7 @@ export interface TokenizeOptions {
  * the hash of (tokenizer, texts), so a rerun after a crash reuses every finished chunk.
  */
 export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, sink: ProgressSink): Promise<{ store: TokenStore; reusedChunks: number; bytes: number; tokens: number }> {
-  const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM unique_docs`);
-  const docs = Number(n);
+  const docs = await uniqueDocCount(db);
   const chunkCount = Math.ceil(docs / CHUNK_DOCS);
   const lengths = new Uint32Array(docs);
   const files: string[] = new Array(chunkCount);
@@ -194,10 +194,7 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   try {
     for (let chunk = 0; chunk < chunkCount; chunk++) {
       const first = chunk * CHUNK_DOCS;
-      const rows = await db.rows<{ text: string }>(
-        `SELECT text FROM unique_docs WHERE ord >= ${first} AND ord < ${first + CHUNK_DOCS} ORDER BY ord`,
-      );
-      const texts = rows.map((r) => r.text);
+      const texts = await uniqueDocTexts(db, first, CHUNK_DOCS);
       const key = createHash("sha256").update(options.tokenizerSha256).update("\u0000" + options.impl);
       for (const t of texts) key.update("\u0000").update(t);
       const file = join(options.cacheDir, `${key.digest("hex")}.tok`);

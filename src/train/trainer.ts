@@ -1,6 +1,6 @@
 import { appendFile, mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { loadAddon, native, type ModelConfig, type NativeModel, type RunOptions } from "../native/addon.ts";
+import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";

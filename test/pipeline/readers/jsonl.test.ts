@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { readJsonl } from "../../src/pipeline/jsonl.ts";
+import { readJsonl } from "../../../src/pipeline/readers/jsonl.ts";
 
 const textField = [{ field: "text" }] as const;
 

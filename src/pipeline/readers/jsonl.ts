@@ -1,6 +1,8 @@
 import { createReadStream } from "node:fs";
 import { createGunzip } from "node:zlib";
-import type { TemplatePart } from "./template.ts";
+import { RuntimeFailure } from "../../util/errors.ts";
+import type { TemplatePart } from "../template.ts";
+import type { FormatReader, IngestTarget } from "./reader.ts";
 
 export type JsonlRow = { row: number; text: string | null; reason: string | null };
 
@@ -66,3 +68,29 @@ function isBlank(line: Buffer): boolean {
   for (const byte of line) if (byte !== 32 && byte !== 9 && byte !== 13 && byte !== 10 && byte !== 11 && byte !== 12 && byte !== 0xa0) return false; // what latin1 trim() removed before
   return true;
 }
+
+/** JSON lines (optionally gzipped), read line by line so each bad line is counted with its row number. */
+export const jsonlReader: FormatReader = {
+  name: "jsonl",
+  matches: /\.(jsonl|ndjson|json)(\.gz)?$/i,
+  extensions: ".jsonl, .jsonl.gz",
+  async read({ db, source, path, fileIdx, where, parts }: IngestTarget): Promise<void> {
+    const appender = await db.conn.createAppender("documents");
+    try {
+      for await (const row of readJsonl(path, parts)) {
+        appender.appendInteger(source.index);
+        appender.appendInteger(fileIdx);
+        appender.appendBigInt(BigInt(row.row));
+        if (row.text === null) appender.appendNull();
+        else appender.appendVarchar(row.text);
+        if (row.reason === null) appender.appendNull();
+        else appender.appendVarchar(row.reason);
+        appender.endRow();
+      }
+    } catch (error) {
+      appender.closeSync();
+      throw new RuntimeFailure(`${where}: cannot be read (${(error as Error).message})`);
+    }
+    appender.closeSync();
+  },
+};

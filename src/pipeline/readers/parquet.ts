@@ -1,0 +1,49 @@
+import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+import { ident, sqlString } from "../../util/duckdb.ts";
+import { templateFields } from "../template.ts";
+import type { FormatReader, IngestTarget } from "./reader.ts";
+
+/** Parquet, read by DuckDB itself; a text column stored as bytes is decoded there, invalid UTF-8 rows counted. */
+export const parquetReader: FormatReader = {
+  name: "parquet",
+  matches: /\.parquet$/i,
+  extensions: ".parquet",
+  async read({ db, source, fileIdx, path, where, parts }: IngestTarget): Promise<void> {
+    let columns: { column_name: string; column_type: string }[];
+    try {
+      columns = await db.rows(`DESCRIBE SELECT * FROM read_parquet(${sqlString(path)})`);
+    } catch (error) {
+      throw new RuntimeFailure(`${where}: cannot be read as parquet (${(error as Error).message.split("\n")[0]})`);
+    }
+    const types = new Map(columns.map((c) => [c.column_name, c.column_type]));
+    for (const field of templateFields(parts)) {
+      if (!types.has(field)) {
+        const which = source.spec.text_template ? "text_template names" : "text column";
+        throw new UsageError(`${where}: ${which} '${field}' is not a column; it has: ${[...types.keys()].join(", ")} (set text_column or text_template)`);
+      }
+    }
+    const single = parts.length === 1 && "field" in parts[0]!;
+    if (single && !["VARCHAR", "BLOB"].includes(types.get((parts[0] as { field: string }).field)!)) {
+      const field = (parts[0] as { field: string }).field;
+      throw new UsageError(`${where}: text column '${field}' has type ${types.get(field)}, not a string; choose a string column or a text_template`);
+    }
+    // Byte columns (BLOB) are decoded as UTF-8 here, so a bad row is counted rather than failing the file
+    // (DuckDB itself refuses a string column with invalid UTF-8: that stops the build, naming the file).
+    const fields = templateFields(parts);
+    const blobs = fields.filter((f) => types.get(f) === "BLOB");
+    const value = (f: string) => (types.get(f) === "BLOB" ? `try(decode(${ident(f)}))` : `CAST(${ident(f)} AS VARCHAR)`);
+    // `||` propagates NULL, so a row with any missing field counts as null text.
+    const expr = parts.map((p) => ("literal" in p ? sqlString(p.literal) : value(p.field))).join(" || ");
+    const badBytes = blobs.length ? blobs.map((f) => `(${ident(f)} IS NOT NULL AND try(decode(${ident(f)})) IS NULL)`).join(" OR ") : "false";
+    try {
+      await db.run(
+        `INSERT INTO documents SELECT ${source.index}, ${fileIdx}, file_row_number, t,
+           CASE WHEN bad THEN 'invalid_utf8' WHEN t IS NULL THEN 'null_text' END
+         FROM (SELECT file_row_number, ${expr} AS t, ${badBytes} AS bad FROM read_parquet(${sqlString(path)}, file_row_number = true))
+         ORDER BY file_row_number`,
+      );
+    } catch (error) {
+      throw new RuntimeFailure(`${where}: reading failed (${(error as Error).message.split("\n")[0]})`);
+    }
+  },
+};
