@@ -13,6 +13,14 @@ export async function main(argv: string[]): Promise<number> {
     .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize")
     .strict()
     .recommendCommands()
+    // A scalar flag given twice takes its last value (as most CLIs do), not an array the command cannot use;
+    // options declared as arrays (inspect --sequence) keep every value.
+    .middleware((args) => {
+      const arrays = new Set<string>((parser as unknown as { getOptions(): { array?: string[] } }).getOptions().array ?? []);
+      for (const [key, value] of Object.entries(args)) {
+        if (key !== "_" && Array.isArray(value) && !arrays.has(key)) args[key] = value[value.length - 1];
+      }
+    }, true)
     .help()
     .version(TOOL_VERSION)
     .exitProcess(false)

@@ -109,6 +109,7 @@ describe("chuxin-data train / eval / generate on the sample build", () => {
 
   it("stops on a non-finite loss, keeping the last good checkpoint", async () => {
     const run = join(work, "nan");
+    // --lr and --warmup-steps are given twice (in `common` and here): the last value wins.
     const r = await runCli(["train", "--data", data, "--out", run, "--steps", "6", "--save-every", "1", "--eval-every", "0", ...common, "--lr", "1e30", "--warmup-steps", "0", "--clip", "0"], { env });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /step \d+: loss is (NaN|Infinity|-Infinity), gradient norm .*training stopped before applying it\. The last good checkpoint is .*checkpoint-\d+/);
