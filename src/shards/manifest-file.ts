@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Manifest } from "./manifest.ts";
 import { UsageError } from "../util/errors.ts";
+import { sha256Hex } from "../util/hash.ts";
 import { MANIFEST } from "./layout.ts";
 
 /** Reads a build's manifest; its absence means the build never finished. */
@@ -23,4 +24,9 @@ export async function readManifest(outDir: string): Promise<Manifest> {
     throw new UsageError(`${path}: not a chuxin-data manifest (format 'chuxin-data/1')`);
   }
   return manifest;
+}
+
+/** A build's identity as a training run records it (trainer_state.json's data_manifest_sha256). */
+export function manifestHash(manifest: Manifest): string {
+  return sha256Hex(JSON.stringify(manifest));
 }

@@ -1,11 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadAddon, native, type ModelConfig, type NativeModel } from "../native/addon.ts";
-import { readManifest } from "../shards/manifest-file.ts";
+import { manifestHash, readManifest } from "../shards/manifest-file.ts";
 import { tokenizerForManifest } from "../shards/tokenizer-for.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { sha256Hex } from "../util/hash.ts";
 import { loadWeights, resolveCheckpoint, verifyCheckpoint } from "./checkpoint.ts";
 import { maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { resolveModelConfig } from "./model-config.ts";
@@ -58,15 +57,13 @@ export async function evalHeldOut(ckpt: LoadedCheckpoint, dataDir: string, onPro
     throw new UsageError(`${ckpt.dir}: no run_config.json with held-out windows beside it (a bare checkpoint, or a run with --eval-sequences 0); pass --all or --sequences A..B`);
   }
   const manifest = await readManifest(dataDir);
-  if (ckpt.dataManifestSha256 && sha256Hex(JSON.stringify(manifest)) !== ckpt.dataManifestSha256) {
+  if (ckpt.dataManifestSha256 && manifestHash(manifest) !== ckpt.dataManifestSha256) {
     throw new UsageError(`${dataDir} is not the data ${ckpt.dir} was trained on, so the run's held-out windows mean nothing there; pass --all or --sequences A..B to score it`);
   }
   const data = await TokenData.open(dataDir, { seed: run.seed, evalWindows: run.eval_sequences, context: run.context, modelContext: ckpt.config.maxSeq, modelVocab: ckpt.config.vocab });
   try {
-    const r = await evaluate(ckpt.model, data, run.micro_batch, runOptionsOf(run, ckpt.eosId), ckpt.config.vocab, data.evalWindows, onProgress);
-    const { mean, tokens: count } = r;
-    const windows = data.evalWindows;
-    return { mean, perplexity: Math.exp(mean), tokens: count, windows: windows.length, context: data.context };
+    const { mean, tokens } = await evaluate(ckpt.model, data, run.micro_batch, runOptionsOf(run, ckpt.eosId), ckpt.config.vocab, data.evalWindows, onProgress);
+    return { mean, perplexity: Math.exp(mean), tokens, windows: data.evalWindows.length, context: data.context };
   } finally {
     await data.close();
   }

@@ -1,11 +1,10 @@
 import { appendFile, mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
-import { readManifest } from "../shards/manifest-file.ts";
+import { manifestHash, readManifest } from "../shards/manifest-file.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { sha256Hex } from "../util/hash.ts";
 import { lockFolder } from "../util/folder-lock.ts";
 import { checkShardHashes } from "../shards/verify.ts";
 import { RESUMABLE, trainConfigSchema, type TrainConfig } from "./options.ts";
@@ -128,7 +127,7 @@ async function trainLocked(
   const { config, from, changes } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
   if (changes.length > 0) options.onEvent({ type: "note", message: `resuming with changes: ${changes.join("; ")}` });
   const manifest = await readManifest(config.data);
-  const manifestSha = sha256Hex(JSON.stringify(manifest));
+  const manifestSha = manifestHash(manifest);
   const damaged = await checkShardHashes(config.data, manifest, join(runDir, SHARD_HASH_CACHE));
   if (damaged.length > 0) {
     throw new RuntimeFailure(
