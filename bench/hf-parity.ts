@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { TokenData } from "../src/train/data.ts";
-import { openCheckpoint } from "../src/train/infer.ts";
+import { openCheckpoint } from "../src/eval/checkpoint.ts";
 
 const { values } = parseArgs({ options: { checkpoint: { type: "string" }, data: { type: "string" }, windows: { type: "string", default: "2" }, context: { type: "string", default: "256" } } });
 const ckpt = await openCheckpoint(values.checkpoint!, "cpu", 2);

@@ -3,7 +3,7 @@
 # sequence 4096, rows from the sample shard (or 300-token documents), micro-batches of 1, 2 and 4 rows, 4
 # micro-batches per optimizer step (ours also at 8 rows with recomputation), mean of 2 timed steps after a warm-up;
 # the peer eager and under torch.compile, its best measured point taken for the ratio; MFU by the same formula on both sides
-# (native/test/gpu_throughput.cpp says it). Needs the GPU build of native/test/gpu-check.sh (build-gpu/), which
+# (native/bench/gpu_throughput.cpp says it). Needs the GPU build of native/test/gpu-check.sh (build-gpu/), which
 # runs this script after its checks; alone: bash bench/train-gpu.sh [shard.npy]
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -4,7 +4,8 @@
  * documents per row, for both CUDA backends; determinism; and, given a shard (.npy), the tiny model's loss
  * curve on the GPU against the CPU's. Throughput is gpu_throughput.cpp.
  *   chuxin_gpu_check [shard.npy]
- * Prints one line per check and "N passed, N failed"; exits non-zero on failure. Run by gpu-check.sh. */
+ * Every part is a registered case (check_registry.h; the per-op ones are in gpu_check_ops.cpp). Prints one line
+ * per check and "N passed, N failed"; exits non-zero on failure, or while an op has no case. Run by gpu-check.sh. */
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -21,8 +22,8 @@
 #include "gpu_check_util.h"
 #include "npy.h"
 
-void op_checks(Backend* cpu, Backend* gpu, std::mt19937& rng);
-void attention_at_head_size_64(Backend* cpu, Backend* gpu, Backend* ref, std::mt19937& rng);
+/* The sample shard given on the command line (the loss curve on it), or null. */
+static const char* shard_path = nullptr;
 
 /* A tiny model trained on consecutive rows of `tokens`, CPU and GPU from the same initial weights and batches:
  * the loss curves must agree within bf16 noise, and the GPU's must fall. */
@@ -108,30 +109,7 @@ static void out_of_memory_message() {
   report("out of memory: an error naming the need, the free memory and the flags", code == CX_OUT_OF_MEMORY && names_all ? 0 : 1, 0);
 }
 
-int main(int argc, char** argv) {
-#ifdef CX_GPU_CHECK_EMULATED
-  // Built against the CPU emulation of the CUDA kernels (test/emu), with its host-memory cuBLASLt; no loss curve
-  // there (too slow).
-  setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
-  std::printf("CUDA kernels under the CPU emulation, cuBLASLt emulated too (not a GPU)\n");
-  argc = 1;  // the shard's loss curve is too slow here; a small one runs instead
-#endif
-  std::string why;
-  std::unique_ptr<Backend> gpu(cx::create_cuda_backend(&why));
-  if (!gpu) {
-    std::printf("FAIL CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
-    return 1;
-  }
-  std::unique_ptr<Backend> ref(cx::create_cuda_backend(&why, true));
-  if (!ref) {
-    std::printf("FAIL reference CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
-    return 1;
-  }
-  std::unique_ptr<Backend> cpu(cx::create_cpu_backend(16));
-  std::mt19937 rng(42);
-  guarded("per-op checks", [&] { op_checks(cpu.get(), gpu.get(), rng); });
-  guarded("fused attention at head size 64", [&] { attention_at_head_size_64(cpu.get(), gpu.get(), ref.get(), rng); });
-
+CX_CHECK(whole_model, "the whole model against the CPU, determinism and recomputation") {
   // The whole model, small config, several documents per row: loss and every gradient, CPU vs CUDA.
   for (const char* backend : {"cuda", "cuda-reference"})
   for (int precision : {CX_FP32, CX_BF16}) {
@@ -144,10 +122,8 @@ int main(int argc, char** argv) {
     cx_model *mc = nullptr, *mg = nullptr;
     cx_status st{};
     if (cx_model_create(&cfg, "cpu", 16, &mc, &st) || cx_model_create(&cfg, backend, 0, &mg, &st) || cx_model_init(mc, 1, &st) ||
-        cx_model_init(mg, 1, &st)) {
-      std::printf("FAIL model: %s\n", st.message);
-      return 1;
-    }
+        cx_model_init(mg, 1, &st))
+      throw std::runtime_error(std::string("model: ") + st.message);
     const int B = 2;
     std::vector<int32_t> tokens(B * T);
     for (int i = 0; i < B * T; i++) tokens[i] = i % 61 == 60 ? V - 1 : (i * 131) % (V - 48);  // EOS (V-1) every 61 tokens
@@ -204,21 +180,50 @@ int main(int argc, char** argv) {
     cx_model_free(mg);
   }
 
-  guarded("out of memory", out_of_memory_message);
-  if (argc > 1)
-    guarded("loss curve", [&] {
-      std::string err;
-      const std::vector<int32_t> tokens = read_npy_tokens(argv[1], &err);
-      if (!err.empty()) throw std::runtime_error(err);
-      loss_curve(tokens, cx_config{2, 64, 4, 172, 102400, 256, 10000.f, 1e-5f}, 100001, 4, 256, 60, "the sample shard");
-    });
+}
+
+CX_CHECK(out_of_memory, "out of memory") { out_of_memory_message(); }
+
+CX_CHECK(loss_curve_shard, "the tiny model's loss curve on the sample shard") {
+  if (!shard_path) return;  // no shard given
+  std::string err;
+  const std::vector<int32_t> tokens = read_npy_tokens(shard_path, &err);
+  if (!err.empty()) throw std::runtime_error(err);
+  loss_curve(tokens, cx_config{2, 64, 4, 172, 102400, 256, 10000.f, 1e-5f}, 100001, 4, 256, 60, "the sample shard");
+}
+
 #ifdef CX_GPU_CHECK_EMULATED
-  guarded("loss curve", [&] {  // a small vocabulary and synthetic documents: the emulation runs every CUDA thread on the CPU
-    std::vector<int32_t> tokens(2 * 64 * 30);
-    for (size_t i = 0; i < tokens.size(); i++) tokens[i] = i % 37 == 36 ? 255 : (int32_t)((i * i + 7 * (i / 37)) % 97);
-    loss_curve(tokens, cx_config{2, 64, 4, 172, 256, 64, 10000.f, 1e-5f}, 255, 2, 64, 30, "synthetic documents");
-  });
+CX_CHECK(loss_curve_synthetic, "the tiny model's loss curve on synthetic documents") {
+  // A small vocabulary and synthetic documents: the emulation runs every CUDA thread on the CPU.
+  std::vector<int32_t> tokens(2 * 64 * 30);
+  for (size_t i = 0; i < tokens.size(); i++) tokens[i] = i % 37 == 36 ? 255 : (int32_t)((i * i + 7 * (i / 37)) % 97);
+  loss_curve(tokens, cx_config{2, 64, 4, 172, 256, 64, 10000.f, 1e-5f}, 255, 2, 64, 30, "synthetic documents");
+}
 #endif
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+
+int main(int argc, char** argv) {
+#ifdef CX_GPU_CHECK_EMULATED
+  // Built against the CPU emulation of the CUDA kernels (test/emu), with its host-memory cuBLASLt; the shard's
+  // loss curve is too slow there, a small synthetic one runs instead.
+  setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
+  std::printf("CUDA kernels under the CPU emulation, cuBLASLt emulated too (not a GPU)\n");
+  argc = 1;
+#endif
+  std::string why;
+  std::unique_ptr<Backend> fast(cx::create_cuda_backend(&why));
+  if (!fast) {
+    std::printf("FAIL CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
+    return 1;
+  }
+  std::unique_ptr<Backend> reference(cx::create_cuda_backend(&why, true));
+  if (!reference) {
+    std::printf("FAIL reference CUDA backend: %s\n0 passed, 1 failed\n", why.c_str());
+    return 1;
+  }
+  std::unique_ptr<Backend> host(cx::create_cpu_backend(16));
+  cpu = host.get();
+  gpu = fast.get();
+  ref = reference.get();
+  if (argc > 1) shard_path = argv[1];
+  return checks::run_cases(true);
 }

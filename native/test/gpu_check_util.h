@@ -4,19 +4,36 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "../src/model/backend.h"
+#include "check_registry.h"
 
+using checks::failed;
+using checks::passed;
+using checks::report;
 using cx::Backend;
+using cx::DType;
+using cx::Op;
+using cx::Tensor;
 
-inline int passed = 0, failed = 0;
+/* What the registered cases run on, set by main before run_cases: the CPU backend (the yardstick), the fast
+ * CUDA backend, the reference CUDA backend, and one seeded random stream (cases run in registration order). */
+inline Backend *cpu = nullptr, *gpu = nullptr, *ref = nullptr;
+inline std::mt19937 rng(42);
 
-inline void report(const std::string& name, double err, double tol) {
-  const bool ok = err <= tol && !std::isnan(err);
-  (ok ? passed : failed)++;
-  std::printf("%s %-44s max relative error %.3e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", name.c_str(), err, tol);
+inline std::vector<float> randn(size_t n, float scale = 1.f) {
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+/* Values as a bf16 run holds them (bf16 true), or as they are. */
+inline std::vector<float> rounded(std::vector<float> v, bool bf16) {
+  if (bf16) cpu->copy_round(cx::host_tensor(v.data(), (int64_t)v.size()), cx::host_tensor(v.data(), (int64_t)v.size()), v.size(), true);
+  return v;
 }
 
 inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
@@ -39,50 +56,53 @@ inline float poison_value() {
 }
 
 /* A buffer mirrored on both backends. act: an activation (or compute weight) of a bf16 run, which a backend
- * may store packed (backend.h), so it is moved with upload_values / download_values. */
+ * may store packed (backend.h): each side allocates it in its activation_dtype, and values move converted. */
 struct Pair {
   Backend *cpu, *gpu;
   size_t n;
-  bool act;
-  float *c, *g;
-  Pair(Backend* a, Backend* b, size_t n_, bool act_ = false) : cpu(a), gpu(b), n(n_), act(act_), c(a->alloc(n_)), g(b->alloc(n_)) {}
+  Tensor c, g;
+  Pair(Backend* a, Backend* b, size_t n_, bool act = false)
+      : cpu(a), gpu(b), n(n_), c(a->alloc(n_, a->activation_dtype(act))), g(b->alloc(n_, b->activation_dtype(act))) {}
   ~Pair() {
     cpu->release(c);
     gpu->release(g);
   }
+  Pair(const Pair&) = delete;
   void set(const std::vector<float>& v) {
-    cpu->upload_values(c, v.data(), n, act);
-    gpu->upload_values(g, v.data(), n, act);
+    cpu->upload_values(c, v.data(), n);
+    gpu->upload_values(g, v.data(), n);
   }
   void poison() {
     cpu->fill(c, poison_value(), n);
     gpu->fill(g, poison_value(), n);
   }
-  double diff(Backend* other_backend, float* other) {  // this pair's GPU buffer against another GPU backend's
+  double diff(Backend* other_backend, Tensor other) {  // this pair's GPU buffer against another GPU backend's
     std::vector<float> a(n), b(n);
-    gpu->download_values(a.data(), g, n, act);
-    other_backend->download_values(b.data(), other, n, act);
+    gpu->download_values(a.data(), g, n);
+    other_backend->download_values(b.data(), other, n);
     return rel_err(a, b);
   }
   double diff() {
     std::vector<float> a(n), b(n);
-    cpu->download_values(a.data(), c, n, act);
-    gpu->download_values(b.data(), g, n, act);
+    cpu->download_values(a.data(), c, n);
+    gpu->download_values(b.data(), g, n);
     return rel_err(a, b);
   }
 };
 
 struct IntPair {
   Backend *cpu, *gpu;
-  int32_t *c, *g;
-  IntPair(Backend* a, Backend* b, const std::vector<int32_t>& v) : cpu(a), gpu(b), c(a->alloc_i32(v.size())), g(b->alloc_i32(v.size())) {
-    a->upload_i32(c, v.data(), v.size());
-    b->upload_i32(g, v.data(), v.size());
+  Tensor c, g;
+  IntPair(Backend* a, Backend* b, const std::vector<int32_t>& v)
+      : cpu(a), gpu(b), c(a->alloc(v.size(), DType::I32)), g(b->alloc(v.size(), DType::I32)) {
+    a->upload(c, v.data(), v.size());
+    b->upload(g, v.data(), v.size());
   }
   ~IntPair() {
-    cpu->release_i32(c);
-    gpu->release_i32(g);
+    cpu->release(c);
+    gpu->release(g);
   }
+  IntPair(const IntPair&) = delete;
 };
 
 /* A CUDA error or a failed library call inside a section is one failed check, not the end of the run. */

@@ -1,5 +1,6 @@
-/* Gradient checks of every CPU op and of the whole model (fp32), against central finite differences.
- * Prints one line per check and a closing "N passed, N failed" line; exits non-zero on failure. */
+/* Gradient checks of the CPU backend's differentiable ops and of the whole model (fp32), against central finite
+ * differences, as registered cases (check_registry.h). Prints one line per check and a closing
+ * "N passed, N failed" line; exits non-zero on failure. */
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -7,21 +8,29 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
+#include "check_registry.h"
 
+using checks::report;
 using cx::Backend;
+using cx::Op;
+using cx::Tensor;
 
-static int passed = 0, failed = 0;
+/* Host vectors as the CPU backend's tensors. */
+static Tensor t(std::vector<float>& v) { return cx::host_tensor(v.data(), (int64_t)v.size()); }
+static Tensor t(std::vector<int32_t>& v) { return cx::host_tensor(v.data(), (int64_t)v.size()); }
 
-static void report(const std::string& name, double max_rel, double tol) {
-  const bool ok = max_rel <= tol;
-  (ok ? passed : failed)++;
-  std::printf("%s %-40s max relative error %.3e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", name.c_str(), max_rel, tol);
+static Backend* be() {
+  static std::unique_ptr<Backend> cpu(cx::create_cpu_backend(2));
+  return cpu.get();
 }
+static std::mt19937 rng(1234);
+static constexpr int64_t N = 12, C = 16, F = 24, H = 2, D = C / H, B = 2, T = 6, V = 20;
 
 static std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.f) {
   std::normal_distribution<float> d(0.f, scale);
@@ -74,47 +83,46 @@ static double dot(const std::vector<float>& a, const std::vector<float>& b) {
   return s;
 }
 
-int main() {
-  std::unique_ptr<Backend> be(cx::create_cpu_backend(2));
-  std::mt19937 rng(1234);
-  const int64_t N = 12, C = 16, F = 24, H = 2, D = C / H, B = 2, T = 6, V = 20;
+CX_CHECK(matmul, "matmul", Op::matmul_forward, Op::matmul_backward) {
+  auto x = randn(N * C, rng), w = randn(F * C, rng), proj = randn(N * F, rng);
+  std::vector<float> out(N * F), dx(N * C), dw(F * C, 0.f);
+  auto loss = [&] { be()->matmul_forward(t(out), t(x), t(w), N, C, F, false); return dot(out, proj); };
+  loss();
+  be()->matmul_backward(t(dx), t(dw), t(proj), t(x), t(w), N, C, F, false, false);
+  // Linear in each input: a wide step has no truncation error and less rounding noise.
+  report("matmul dinp", check(x, loss, dx, 1000, rng, 0.25f), 1e-3);
+  report("matmul dweight", check(w, loss, dw, 1000, rng, 0.25f), 1e-3);
+}
 
-  {  // matmul
-    auto x = randn(N * C, rng), w = randn(F * C, rng), proj = randn(N * F, rng);
-    std::vector<float> out(N * F), dx(N * C), dw(F * C, 0.f);
-    auto loss = [&] { be->matmul_forward(out.data(), x.data(), w.data(), N, C, F, false); return dot(out, proj); };
-    loss();
-    be->matmul_backward(dx.data(), dw.data(), proj.data(), x.data(), w.data(), N, C, F, false, false);
-    // Linear in each input: a wide step has no truncation error and less rounding noise.
-    report("matmul dinp", check(x, loss, dx, 1000, rng, 0.25f), 1e-3);
-    report("matmul dweight", check(w, loss, dw, 1000, rng, 0.25f), 1e-3);
-  }
-  {  // rmsnorm
-    auto x = randn(N * C, rng), w = randn(C, rng), proj = randn(N * C, rng);
-    std::vector<float> out(N * C), rstd(N), dx(N * C, 0.f), dw(C, 0.f);
-    auto loss = [&] { be->rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f, false); return dot(out, proj); };
-    loss();
-    be->rmsnorm_backward(dx.data(), dw.data(), proj.data(), x.data(), w.data(), rstd.data(), N, C, false);
-    report("rmsnorm dinp", check(x, loss, dx, 1000, rng), 2e-3);
-    report("rmsnorm dweight", check(w, loss, dw, 1000, rng), 2e-3);
-  }
-  {  // rope
-    auto x = randn(N * C, rng), proj = randn(N * C, rng);
-    std::vector<int32_t> pos(N);
-    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % 5) * 7;
-    auto loss = [&] { std::vector<float> y = x; be->rope_forward(y.data(), pos.data(), N, H, D, 10000.f, false); return dot(y, proj); };
-    std::vector<float> dx = proj;
-    be->rope_backward(dx.data(), pos.data(), N, H, D, 10000.f, false);
-    report("rope dinp", check(x, loss, dx, 1000, rng), 1e-3);
-  }
-  for (const int64_t AD : {D, (int64_t)32}) {  // attention with two documents in row 0 and three in row 1; head sizes 8 and 32
+CX_CHECK(rmsnorm, "rmsnorm", Op::rmsnorm_forward, Op::rmsnorm_backward) {
+  auto x = randn(N * C, rng), w = randn(C, rng), proj = randn(N * C, rng);
+  std::vector<float> out(N * C), rstd(N), dx(N * C, 0.f), dw(C, 0.f);
+  auto loss = [&] { be()->rmsnorm_forward(t(out), t(rstd), t(x), t(w), N, C, 1e-5f, false); return dot(out, proj); };
+  loss();
+  be()->rmsnorm_backward(t(dx), t(dw), t(proj), t(x), t(w), t(rstd), N, C, false);
+  report("rmsnorm dinp", check(x, loss, dx, 1000, rng), 2e-3);
+  report("rmsnorm dweight", check(w, loss, dw, 1000, rng), 2e-3);
+}
+
+CX_CHECK(rope, "rope", Op::rope_forward, Op::rope_backward) {
+  auto x = randn(N * C, rng), proj = randn(N * C, rng);
+  std::vector<int32_t> pos(N);
+  for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % 5) * 7;
+  auto loss = [&] { std::vector<float> y = x; be()->rope_forward(t(y), t(pos), N, H, D, 10000.f, false); return dot(y, proj); };
+  std::vector<float> dx = proj;
+  be()->rope_backward(t(dx), t(pos), N, H, D, 10000.f, false);
+  report("rope dinp", check(x, loss, dx, 1000, rng), 1e-3);
+}
+
+CX_CHECK(attention, "attention", Op::attention_forward, Op::attention_backward) {
+  for (const int64_t AD : {D, (int64_t)32}) {  // two documents in row 0 and three in row 1; head sizes 8 and 32
     const int64_t AC = H * AD;
     auto q = randn(B * T * AC, rng), k = randn(B * T * AC, rng), v = randn(B * T * AC, rng), proj = randn(B * T * AC, rng);
     std::vector<int32_t> start = {0, 0, 0, 3, 3, 3, 0, 0, 2, 2, 4, 4};
     std::vector<float> out(B * T * AC), lse(B * H * T), dq(B * T * AC), dk(B * T * AC), dv(B * T * AC);
-    auto loss = [&] { be->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), B, T, H, AD, false); return dot(out, proj); };
+    auto loss = [&] { be()->attention_forward(t(out), t(lse), t(q), t(k), t(v), t(start), B, T, H, AD, false); return dot(out, proj); };
     loss();
-    be->attention_backward(dq.data(), dk.data(), dv.data(), proj.data(), out.data(), lse.data(), q.data(), k.data(), v.data(), start.data(), B, T,
+    be()->attention_backward(t(dq), t(dk), t(dv), t(proj), t(out), t(lse), t(q), t(k), t(v), t(start), B, T,
                            H, AD, false);
     const std::string tag = " (head size " + std::to_string(AD) + ")";
     // Element-wise differences in fp32 carry ~1e-3 of rounding noise here; the directional check does not.
@@ -124,145 +132,148 @@ int main() {
     report("attention dq, directional" + tag, check_direction(q, loss, dq, rng), 1e-3);
     report("attention dk, directional" + tag, check_direction(k, loss, dk, rng), 1e-3);
   }
-  {  // swiglu
-    auto g = randn(N * F, rng), u = randn(N * F, rng), proj = randn(N * F, rng);
-    std::vector<float> out(N * F), dg(N * F), du(N * F);
-    auto loss = [&] { be->swiglu_forward(out.data(), g.data(), u.data(), N * F, false); return dot(out, proj); };
-    loss();
-    be->swiglu_backward(dg.data(), du.data(), proj.data(), g.data(), u.data(), N * F, false);
-    report("swiglu dgate", check(g, loss, dg, 1000, rng), 1e-3);
-    report("swiglu dup", check(u, loss, du, 1000, rng), 1e-3);
-  }
-  {  // embedding
-    auto wte = randn(V * C, rng), proj = randn(N * C, rng);
-    std::vector<int32_t> tok(N);
-    for (int64_t n = 0; n < N; n++) tok[n] = (int32_t)((n * 7) % V);
-    tok[3] = tok[0];  // a repeated token accumulates
-    std::vector<float> out(N * C), dw(V * C, 0.f);
-    auto loss = [&] { be->embedding_forward(out.data(), tok.data(), wte.data(), N, C, false); return dot(out, proj); };
-    be->embedding_backward(dw.data(), proj.data(), tok.data(), N, C, false);
-    report("embedding dweight", check(wte, loss, dw, 1000, rng), 1e-3);
-  }
-  {  // fused LM head + cross-entropy, with ignored targets
-    auto h = randn(N * C, rng, 0.5f), w = randn(V * C, rng, 0.5f);
-    std::vector<int32_t> tgt(N);
-    for (int64_t n = 0; n < N; n++) tgt[n] = n % 4 == 3 ? -1 : (int32_t)((n * 5) % V);
-    std::vector<float> losses(N), dh(N * C), dw(V * C, 0.f);
-    const float scale = 1.f / 9.f;
-    auto loss = [&] {
-      be->lm_head_cross_entropy(losses.data(), nullptr, nullptr, h.data(), w.data(), tgt.data(), N, C, V, 1.f, false);
-      double s = 0;
-      for (float l : losses) if (!std::isnan(l)) s += l;
-      return s * scale;
-    };
-    be->lm_head_cross_entropy(losses.data(), dh.data(), dw.data(), h.data(), w.data(), tgt.data(), N, C, V, scale, false);
-    report("cross-entropy dhidden", check(h, loss, dh, 1000, rng), 2e-3);
-    report("cross-entropy dweight", check(w, loss, dw, 1000, rng), 2e-3);
-  }
-  {  // the whole model, fp32, several documents per row
-    cx_config cfg{2, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
-    cx_model* m = nullptr;
-    cx_status st{};
-    if (cx_model_create(&cfg, "cpu", 2, &m, &st) != CX_OK || cx_model_init(m, 5, &st) != CX_OK) {
-      std::printf("FAIL model create: %s\n", st.message);
-      return 1;
-    }
-    // Larger weights than the 0.02 init, so gradients stand well above fp32 rounding in the differences.
-    for (int i = 0; i < cx_tensor_count(m); i++) {
-      int64_t r, c;
-      cx_tensor_shape(m, i, &r, &c);
-      std::vector<float> p(r * c);
-      cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
-      std::normal_distribution<float> jitter(0.f, 0.2f);
-      for (auto& x : p) x = r > 1 ? x * 5.f : 1.f + jitter(rng);
-      cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
-    }
-    const int Bm = 2, Tm = 12;
-    std::vector<int32_t> tokens(Bm * Tm);
-    for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 13 + 5) % 39;
-    tokens[4] = 39;  // EOS ends a document mid-row
-    tokens[15] = 39;
-    tokens[19] = 39;
-    cx_run_options o{CX_FP32, 1, 1, 1, 39, 0};
-    double sum = 0;
-    int64_t count = 0;
-    auto loss = [&] {
-      std::vector<float> l(Bm * Tm);
-      cx_forward_losses(m, tokens.data(), Bm, Tm, &o, l.data(), &st);
-      double s = 0;
-      for (float x : l) if (!std::isnan(x)) s += x;
-      return s;
-    };
-    cx_zero_grad(m, &st);
-    cx_forward_backward(m, tokens.data(), Bm, Tm, &o, 1.f, &sum, &count, &st);
-    // Per tensor, the derivative along a random direction: many elements at once, so the difference
-    // stands far above fp32 rounding.
-    double worst = 0;
-    for (int i = 0; i < cx_tensor_count(m); i++) {
-      int64_t r, c;
-      cx_tensor_shape(m, i, &r, &c);
-      std::vector<float> p(r * c), g(r * c), moved(r * c);
-      cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
-      cx_tensor_get(m, CX_GRAD, i, g.data(), &st);
-      const std::vector<float> u = randn(r * c, rng);
-      const float eps = 5e-2f / (float)std::sqrt((double)(r * c));
-      auto at = [&](float t) {
-        for (size_t j = 0; j < p.size(); j++) moved[j] = p[j] + t * u[j];
-        cx_tensor_set(m, CX_PARAM, i, moved.data(), &st);
-        return loss();
-      };
-      const double numeric = (at(eps) - at(-eps)) / (2 * eps);
-      cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
-      const double analytic = dot(g, u);
-      const double err = std::fabs(numeric - analytic) / std::max({std::fabs(numeric), std::fabs(analytic), 1e-3});
-      if (err > 1e-3) std::printf("     %s: numeric %.6g analytic %.6g\n", cx_tensor_name(m, i), numeric, analytic);
-      worst = std::max(worst, err);
-    }
-    report("whole model, every tensor (directional)", worst, 1e-2);
-    cx_model_free(m);
-  }
-  {  // recomputation: the same loss and gradients bit for bit, with the activations of one block instead of all
-    cx_config cfg{3, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
-    cx_status st{};
-    cx_model *full = nullptr, *rec = nullptr;
-    if (cx_model_create(&cfg, "cpu", 2, &full, &st) != CX_OK || cx_model_init(full, 9, &st) != CX_OK ||
-        cx_model_create(&cfg, "cpu", 2, &rec, &st) != CX_OK || cx_model_init(rec, 9, &st) != CX_OK) {
-      std::printf("FAIL model create: %s\n", st.message);
-      return 1;
-    }
-    const int Bm = 2, Tm = 16;
-    std::vector<int32_t> tokens(Bm * Tm);
-    for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 7 + 3) % 39;
-    tokens[5] = tokens[20] = 39;
-    for (int precision : {CX_FP32, CX_BF16}) {
-      cx_run_options o{precision, 1, 1, 1, 39, 0}, r{precision, 1, 1, 1, 39, 1};
-      double sf = 0, sr = 0;
-      int64_t cf = 0, cr = 0;
-      cx_zero_grad(full, &st);
-      cx_zero_grad(rec, &st);
-      const bool ran = cx_forward_backward(full, tokens.data(), Bm, Tm, &o, 0.1f, &sf, &cf, &st) == CX_OK &&
-                       cx_forward_backward(rec, tokens.data(), Bm, Tm, &r, 0.1f, &sr, &cr, &st) == CX_OK;
-      size_t differing = ran ? 0 : 1;
-      for (int i = 0; ran && i < cx_tensor_count(full); i++) {
-        int64_t rows, cols;
-        cx_tensor_shape(full, i, &rows, &cols);
-        std::vector<float> a(rows * cols), b(rows * cols);
-        cx_tensor_get(full, CX_GRAD, i, a.data(), &st);
-        cx_tensor_get(rec, CX_GRAD, i, b.data(), &st);
-        differing += std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0;
-      }
-      const std::string tag = precision == CX_FP32 ? " (fp32)" : " (bf16)";
-      report("recompute: same loss" + tag, sf == sr && cf == cr ? 0 : 1, 0);
-      report("recompute: gradient tensors that differ" + tag, (double)differing, 0);
-    }
-    size_t states_full, states_rec, act_full, act_rec;
-    cx_model_memory(full, &states_full, &act_full);
-    cx_model_memory(rec, &states_rec, &act_rec);
-    std::printf("     activations: %zu bytes kept, %zu recomputed (3 blocks)\n", act_full, act_rec);
-    report("recompute: less activation memory", act_rec < act_full && states_rec == states_full ? 0 : 1, 0);
-    cx_model_free(full);
-    cx_model_free(rec);
-  }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
 }
+
+CX_CHECK(swiglu, "swiglu", Op::swiglu_forward, Op::swiglu_backward) {
+  auto g = randn(N * F, rng), u = randn(N * F, rng), proj = randn(N * F, rng);
+  std::vector<float> out(N * F), dg(N * F), du(N * F);
+  auto loss = [&] { be()->swiglu_forward(t(out), t(g), t(u), N * F, false); return dot(out, proj); };
+  loss();
+  be()->swiglu_backward(t(dg), t(du), t(proj), t(g), t(u), N * F, false);
+  report("swiglu dgate", check(g, loss, dg, 1000, rng), 1e-3);
+  report("swiglu dup", check(u, loss, du, 1000, rng), 1e-3);
+}
+
+CX_CHECK(embedding, "embedding", Op::embedding_forward, Op::embedding_backward) {
+  auto wte = randn(V * C, rng), proj = randn(N * C, rng);
+  std::vector<int32_t> tok(N);
+  for (int64_t n = 0; n < N; n++) tok[n] = (int32_t)((n * 7) % V);
+  tok[3] = tok[0];  // a repeated token accumulates
+  std::vector<float> out(N * C), dw(V * C, 0.f);
+  auto loss = [&] { be()->embedding_forward(t(out), t(tok), t(wte), N, C, false); return dot(out, proj); };
+  be()->embedding_backward(t(dw), t(proj), t(tok), N, C, false);
+  report("embedding dweight", check(wte, loss, dw, 1000, rng), 1e-3);
+}
+
+CX_CHECK(cross_entropy, "fused LM head + cross-entropy, with ignored targets", Op::lm_head_cross_entropy) {
+  auto h = randn(N * C, rng, 0.5f), w = randn(V * C, rng, 0.5f);
+  std::vector<int32_t> tgt(N);
+  for (int64_t n = 0; n < N; n++) tgt[n] = n % 4 == 3 ? -1 : (int32_t)((n * 5) % V);
+  std::vector<float> losses(N), dh(N * C), dw(V * C, 0.f);
+  const float scale = 1.f / 9.f;
+  auto loss = [&] {
+    be()->lm_head_cross_entropy(t(losses), nullptr, nullptr, t(h), t(w), t(tgt), N, C, V, 1.f, false);
+    double s = 0;
+    for (float l : losses) if (!std::isnan(l)) s += l;
+    return s * scale;
+  };
+  be()->lm_head_cross_entropy(t(losses), t(dh), t(dw), t(h), t(w), t(tgt), N, C, V, scale, false);
+  report("cross-entropy dhidden", check(h, loss, dh, 1000, rng), 2e-3);
+  report("cross-entropy dweight", check(w, loss, dw, 1000, rng), 2e-3);
+}
+
+CX_CHECK(whole_model, "the whole model, fp32, several documents per row") {
+  cx_config cfg{2, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
+  cx_model* m = nullptr;
+  cx_status st{};
+  if (cx_model_create(&cfg, "cpu", 2, &m, &st) != CX_OK || cx_model_init(m, 5, &st) != CX_OK) {
+    throw std::runtime_error(std::string("model create: ") + st.message);
+  }
+  // Larger weights than the 0.02 init, so gradients stand well above fp32 rounding in the differences.
+  for (int i = 0; i < cx_tensor_count(m); i++) {
+    int64_t r, c;
+    cx_tensor_shape(m, i, &r, &c);
+    std::vector<float> p(r * c);
+    cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
+    std::normal_distribution<float> jitter(0.f, 0.2f);
+    for (auto& x : p) x = r > 1 ? x * 5.f : 1.f + jitter(rng);
+    cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
+  }
+  const int Bm = 2, Tm = 12;
+  std::vector<int32_t> tokens(Bm * Tm);
+  for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 13 + 5) % 39;
+  tokens[4] = 39;  // EOS ends a document mid-row
+  tokens[15] = 39;
+  tokens[19] = 39;
+  cx_run_options o{CX_FP32, 1, 1, 1, 39, 0};
+  double sum = 0;
+  int64_t count = 0;
+  auto loss = [&] {
+    std::vector<float> l(Bm * Tm);
+    cx_forward_losses(m, tokens.data(), Bm, Tm, &o, l.data(), &st);
+    double s = 0;
+    for (float x : l) if (!std::isnan(x)) s += x;
+    return s;
+  };
+  cx_zero_grad(m, &st);
+  cx_forward_backward(m, tokens.data(), Bm, Tm, &o, 1.f, &sum, &count, &st);
+  // Per tensor, the derivative along a random direction: many elements at once, so the difference
+  // stands far above fp32 rounding.
+  double worst = 0;
+  for (int i = 0; i < cx_tensor_count(m); i++) {
+    int64_t r, c;
+    cx_tensor_shape(m, i, &r, &c);
+    std::vector<float> p(r * c), g(r * c), moved(r * c);
+    cx_tensor_get(m, CX_PARAM, i, p.data(), &st);
+    cx_tensor_get(m, CX_GRAD, i, g.data(), &st);
+    const std::vector<float> u = randn(r * c, rng);
+    const float eps = 5e-2f / (float)std::sqrt((double)(r * c));
+    auto at = [&](float t) {
+      for (size_t j = 0; j < p.size(); j++) moved[j] = p[j] + t * u[j];
+      cx_tensor_set(m, CX_PARAM, i, moved.data(), &st);
+      return loss();
+    };
+    const double numeric = (at(eps) - at(-eps)) / (2 * eps);
+    cx_tensor_set(m, CX_PARAM, i, p.data(), &st);
+    const double analytic = dot(g, u);
+    const double err = std::fabs(numeric - analytic) / std::max({std::fabs(numeric), std::fabs(analytic), 1e-3});
+    if (err > 1e-3) std::printf("     %s: numeric %.6g analytic %.6g\n", cx_tensor_name(m, i), numeric, analytic);
+    worst = std::max(worst, err);
+  }
+  report("whole model, every tensor (directional)", worst, 1e-2);
+  cx_model_free(m);
+}
+
+CX_CHECK(recompute, "recomputation: the same loss and gradients bit for bit, with the activations of one block instead of all") {
+  cx_config cfg{3, 16, 2, 24, 40, 16, 10000.f, 1e-5f};
+  cx_status st{};
+  cx_model *full = nullptr, *rec = nullptr;
+  if (cx_model_create(&cfg, "cpu", 2, &full, &st) != CX_OK || cx_model_init(full, 9, &st) != CX_OK ||
+      cx_model_create(&cfg, "cpu", 2, &rec, &st) != CX_OK || cx_model_init(rec, 9, &st) != CX_OK) {
+    throw std::runtime_error(std::string("model create: ") + st.message);
+  }
+  const int Bm = 2, Tm = 16;
+  std::vector<int32_t> tokens(Bm * Tm);
+  for (int i = 0; i < Bm * Tm; i++) tokens[i] = (i * 7 + 3) % 39;
+  tokens[5] = tokens[20] = 39;
+  for (int precision : {CX_FP32, CX_BF16}) {
+    cx_run_options o{precision, 1, 1, 1, 39, 0}, r{precision, 1, 1, 1, 39, 1};
+    double sf = 0, sr = 0;
+    int64_t cf = 0, cr = 0;
+    cx_zero_grad(full, &st);
+    cx_zero_grad(rec, &st);
+    const bool ran = cx_forward_backward(full, tokens.data(), Bm, Tm, &o, 0.1f, &sf, &cf, &st) == CX_OK &&
+                     cx_forward_backward(rec, tokens.data(), Bm, Tm, &r, 0.1f, &sr, &cr, &st) == CX_OK;
+    size_t differing = ran ? 0 : 1;
+    for (int i = 0; ran && i < cx_tensor_count(full); i++) {
+      int64_t rows, cols;
+      cx_tensor_shape(full, i, &rows, &cols);
+      std::vector<float> a(rows * cols), b(rows * cols);
+      cx_tensor_get(full, CX_GRAD, i, a.data(), &st);
+      cx_tensor_get(rec, CX_GRAD, i, b.data(), &st);
+      differing += std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0;
+    }
+    const std::string tag = precision == CX_FP32 ? " (fp32)" : " (bf16)";
+    report("recompute: same loss" + tag, sf == sr && cf == cr ? 0 : 1, 0);
+    report("recompute: gradient tensors that differ" + tag, (double)differing, 0);
+  }
+  size_t states_full, states_rec, act_full, act_rec;
+  cx_model_memory(full, &states_full, &act_full);
+  cx_model_memory(rec, &states_rec, &act_rec);
+  std::printf("     activations: %zu bytes kept, %zu recomputed (3 blocks)\n", act_full, act_rec);
+  report("recompute: less activation memory", act_rec < act_full && states_rec == states_full ? 0 : 1, 0);
+  cx_model_free(full);
+  cx_model_free(rec);
+}
+
+int main() { return checks::run_cases(false); }

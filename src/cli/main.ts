@@ -2,6 +2,8 @@ import yargs from "yargs";
 import { exitCodeOf, messageOf, UsageError } from "../util/errors.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import { registerBuild } from "./commands/build.ts";
+import { registerEval } from "./commands/eval.ts";
+import { registerGenerate } from "./commands/generate.ts";
 import { registerInspect } from "./commands/inspect.ts";
 import { registerTokenize } from "./commands/tokenize.ts";
 import { prepareTrainCommand, registerTrain } from "./commands/train.ts";
@@ -9,7 +11,7 @@ import { prepareTrainCommand, registerTrain } from "./commands/train.ts";
 /** Runs the CLI and returns the exit code; the only place that prints errors or chooses exit codes. */
 export async function main(argv: string[]): Promise<number> {
   if (argv.find((a) => !a.startsWith("-")) === "train") await prepareTrainCommand();
-  const parser = registerTokenize(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))
+  const parser = registerTokenize(registerGenerate(registerEval(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))))
     .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize")
     .strict()
     .recommendCommands()

@@ -75,3 +75,6 @@ export async function progressRenderer(mode: OutputMode): Promise<{ sink: Progre
     },
   };
 }
+
+/** An ora spinner on stderr when output is a terminal; none for --json, CI or NO_COLOR (the caller prints lines). */
+export const spinnerFor = async (json: boolean) => (outputMode(json) === "tty" ? (await import("ora")).default({ stream: process.stderr }) : undefined);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { countTargets, maskedLossSum, targetMask } from "../../src/train/data.ts";
-import { sampleToken } from "../../src/train/infer.ts";
+import { sampleToken } from "../../src/eval/generate.ts";
 import { hfConfig, parameterCount, PRESETS, resolveModelConfig } from "../../src/train/model-config.ts";
 import { encodeSafetensors, readSafetensors } from "../../src/train/safetensors.ts";
 import { learningRate } from "../../src/train/schedule.ts";

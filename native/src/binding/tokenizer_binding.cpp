@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/threadpool.h"
+#include "../util/threadpool.h"
 #include "../tokenizer/bpe.h"
 
 namespace {

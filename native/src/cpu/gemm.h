@@ -1,6 +1,6 @@
 #pragma once
 #include <cstdint>
-#include "threadpool.h"
+#include "../util/threadpool.h"
 
 namespace cx {
 

@@ -1,5 +1,7 @@
 #pragma once
-/* Launchers of the CUDA backend's kernels (elementwise.cu, reference.cu). Each storage-typed launcher exists for
+/* Launchers of the CUDA backend's kernels, one file per concern with forward and backward side by side
+ * (memory.cu, embedding.cu, residual.cu, rmsnorm.cu, rope.cu, swiglu.cu, cross_entropy.cu, adamw.cu,
+ * attention_delta.cu, reference.cu; the fused attention in flash_attention.cu). Each storage-typed launcher exists for
  * T = float (fp32 runs; `round` rounds stored values to bf16, as the reference backend's bf16 runs do) and
  * T = bf16_t (the fast backend's bf16 runs: values stored packed, so always rounded). Statistics (rstd, lse,
  * losses), weight gradients and optimizer state stay fp32. All on the default stream; each checks its launch. */
@@ -10,11 +12,18 @@
 #include "../model/backend.h"
 
 namespace cx {
+
+template <>
+struct dtype_of<__nv_bfloat16> {
+  static constexpr DType value = DType::BF16;
+};
+
 namespace cuda {
 
 using bf16_t = __nv_bfloat16;
 
-void fill(float* p, float value, int64_t n);
+template <typename T>
+void fill(T* p, float value, int64_t n);
 /* Rounds an fp32 array into storage type T (the compute copy of the weights). */
 template <typename T>
 void copy_round(T* dst, const float* src, int64_t n, bool round);

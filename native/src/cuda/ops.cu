@@ -16,6 +16,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../model/backend.h"
@@ -29,19 +30,20 @@ namespace {
 
 using cuda::bf16_t;
 
-/* A float* handed over by the model, as the packed bf16 array the fast backend keeps there. */
-inline bf16_t* P(float* p) { return reinterpret_cast<bf16_t*>(p); }
-inline const bf16_t* P(const float* p) { return reinterpret_cast<const bf16_t*>(p); }
-inline float* F(bf16_t* p) { return reinterpret_cast<float*>(p); }
-inline const float* F(const bf16_t* p) { return reinterpret_cast<const float*>(p); }
-
-/* How a GEMM stores its output: as the run stores activations, or always fp32 (optionally rounded to bf16 values). */
-enum class Out { Activation, Fp32, Fp32Rounded };
+/* Calls fn with a null T* for the storage of t: float (fp32 runs, the reference backend) or bf16_t (the fast
+ * backend's bf16 runs). Operands are then taken as<T>(), which throws on a tensor stored otherwise. */
+template <typename F>
+void by_storage(const Tensor& t, F&& fn) {
+  if (t.dtype == DType::BF16) fn(static_cast<bf16_t*>(nullptr));
+  else fn(static_cast<float*>(nullptr));
+}
+#define CX_STORAGE_T(tag) using T = std::remove_pointer_t<decltype(tag)>
 
 class CudaBackend final : public Backend {
  public:
   /* Throws with the reason (no cuBLASLt, no memory). */
-  explicit CudaBackend(bool reference) : reference_(reference) {
+  CudaBackend(bool reference, int device) : reference_(reference), device_(device) {
+    CX_CUDA(cudaSetDevice(device_));
     CX_CUDA(cudaMalloc(&partial_, cuda::kSumBlocks * sizeof(double)));
     const char* gemm = std::getenv("CHUXIN_CUDA_GEMM");
     if (!reference_ && !(gemm && std::string(gemm) == "reference")) {
@@ -59,156 +61,33 @@ class CudaBackend final : public Backend {
     cudaFree(scratch_);
   }
   const char* name() const override { return reference_ ? "cuda-reference" : "cuda"; }
-  float* alloc(size_t n) override {
+  int device() const override { return device_; }
+  // Every kernel and cuBLASLt call is queued on the device's default stream today (kernels.h).
+  void* stream() const override { return nullptr; }
+  Tensor alloc(size_t n, DType dtype) override {
     void* p = nullptr;
-    return cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)) == cudaSuccess ? static_cast<float*>(p) : (cudaGetLastError(), nullptr);
+    if (cudaMalloc(&p, std::max<size_t>(n, 1) * dtype_size(dtype)) != cudaSuccess) return cudaGetLastError(), Tensor();
+    return Tensor(p, dtype, (int64_t)n, device_);
   }
-  void release(float* p) override { cudaFree(p); }
-  int32_t* alloc_i32(size_t n) override {
-    void* p = nullptr;
-    return cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(int32_t)) == cudaSuccess ? static_cast<int32_t*>(p) : (cudaGetLastError(), nullptr);
-  }
-  void release_i32(int32_t* p) override { cudaFree(p); }
-  void upload_i32(int32_t* dst, const int32_t* src, size_t n) override { CX_CUDA(cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice)); }
-  void upload(float* dst, const float* src, size_t n) override { CX_CUDA(cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice)); }
-  void download(float* dst, const float* src, size_t n) override { CX_CUDA(cudaMemcpy(dst, src, n * 4, cudaMemcpyDeviceToHost)); }
-  void upload_values(float* dst, const float* src, size_t n, bool bf16) override {
-    if (!packed(bf16)) return upload(dst, src, n);
-    float* staged = scratch(n);
+  void release(Tensor t) override { cudaFree(t.data); }
+  void upload(Tensor dst, const void* src, size_t n) override { CX_CUDA(cudaMemcpy(dst.data, src, n * dtype_size(dst.dtype), cudaMemcpyHostToDevice)); }
+  void download(void* dst, Tensor src, size_t n) override { CX_CUDA(cudaMemcpy(dst, src.data, n * dtype_size(src.dtype), cudaMemcpyDeviceToHost)); }
+  void upload_values(Tensor dst, const float* src, size_t n) override {
+    if (dst.dtype != DType::BF16) return upload(dst, src, n);
+    Tensor staged = scratch(n);
     upload(staged, src, n);
-    cuda::copy_round(P(dst), staged, (int64_t)n, true);
+    cuda::copy_round(dst.as<bf16_t>(), staged.f32(), (int64_t)n, true);
   }
-  void download_values(float* dst, const float* src, size_t n, bool bf16) override {
-    if (!packed(bf16)) return download(dst, src, n);
-    float* staged = scratch(n);
-    cuda::widen(staged, P(src), (int64_t)n);
+  void download_values(float* dst, Tensor src, size_t n) override {
+    if (src.dtype != DType::BF16) return download(dst, src, n);
+    Tensor staged = scratch(n);
+    cuda::widen(staged.f32(), src.as<bf16_t>(), (int64_t)n);
     download(dst, staged, n);
   }
-  size_t activation_bytes(bool bf16) const override { return packed(bf16) ? sizeof(bf16_t) : sizeof(float); }
-  float* advance(float* p, size_t n, bool bf16) const override { return packed(bf16) ? F(P(p) + n) : p + n; }
-  void fill(float* dst, float value, size_t n) override { cuda::fill(dst, value, (int64_t)n); }
-  void copy_round(float* dst, const float* src, size_t n, bool bf16) override {
-    if (packed(bf16)) cuda::copy_round(P(dst), src, (int64_t)n, true);
-    else cuda::copy_round(dst, src, (int64_t)n, bf16);
-  }
+  DType activation_dtype(bool bf16) const override { return bf16 && !reference_ ? DType::BF16 : DType::F32; }
 
-  void embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N, int64_t C, bool bf16) override {
-    if (packed(bf16)) cuda::embedding_forward(P(out), tokens, P(wte), N, C, true);
-    else cuda::embedding_forward(out, tokens, wte, N, C, bf16);
-  }
-  void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N, int64_t C, bool bf16) override {
-    if (packed(bf16)) cuda::embedding_backward(dwte, P(dout), tokens, N, C);
-    else cuda::embedding_backward(dwte, dout, tokens, N, C);
-  }
-  void matmul_forward(float* out, const float* inp, const float* weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) override {
-    gemm(false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false, bf16, Out::Activation);
-  }
-  void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, int64_t N, int64_t Cin,
-                       int64_t Cout, bool accumulate_dinp, bool bf16) override {
-    // Accumulating, the GEMM adds the product to dinp (beta = 1) in fp32 and rounds the sum once: no separate pass.
-    if (dinp) gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16, Out::Activation);
-    if (dweight) gemm(true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true, bf16, Out::Fp32);
-  }
-  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C, float eps, bool bf16) override {
-    if (packed(bf16)) cuda::rmsnorm_forward(P(out), rstd, P(inp), P(weight), N, C, eps, true);
-    else cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, bf16);
-  }
-  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight, const float* rstd, int64_t N,
-                        int64_t C, bool bf16) override {
-    float* workspace = scratch((size_t)cuda::rmsnorm_backward_workspace(N, C));
-    if (packed(bf16)) cuda::rmsnorm_backward(P(dinp), dweight, P(dout), P(inp), P(weight), rstd, N, C, true, workspace);
-    else cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, bf16, workspace);
-  }
-  void residual_rmsnorm_forward(float* sum, float* norm, float* rstd, const float* a, const float* b, const float* weight, int64_t N, int64_t C,
-                                float eps, bool bf16) override {
-    if (packed(bf16)) cuda::residual_rmsnorm_forward(P(sum), P(norm), rstd, P(a), P(b), P(weight), N, C, eps, true);
-    else cuda::residual_rmsnorm_forward(sum, norm, rstd, a, b, weight, N, C, eps, bf16);
-  }
-  void residual_forward(float* out, const float* a, const float* b, int64_t n, bool bf16) override {
-    if (packed(bf16)) cuda::residual_forward(P(out), P(a), P(b), n, true);
-    else cuda::residual_forward(out, a, b, n, bf16);
-  }
-  void rope_forward(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) override { rope(x, pos, N, H, D, theta, 1.f, bf16); }
-  void rope_backward(float* dx, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) override {
-    rope(dx, pos, N, H, D, theta, -1.f, bf16);
-  }
-  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* doc_start, int64_t B, int64_t T,
-                         int64_t H, int64_t D, bool bf16) override {
-    if (packed(bf16) && flash_attention_supports(D)) return flash_attention_forward(P(out), lse, P(q), P(k), P(v), doc_start, B, T, H, D, true);
-    check_reference_head(D);
-    if (packed(bf16)) cuda::reference_attention_forward(P(out), lse, P(q), P(k), P(v), doc_start, B, T, H, D, true);
-    else cuda::reference_attention_forward(out, lse, q, k, v, doc_start, B, T, H, D, bf16);
-  }
-  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k,
-                          const float* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool bf16) override {
-    float* delta = scratch((size_t)(B * H * T));
-    if (packed(bf16)) {
-      cuda::attention_delta(delta, P(dout), P(out), B, T, H, D);
-      if (flash_attention_supports(D))
-        return flash_attention_backward(P(dq), P(dk), P(dv), P(dout), lse, delta, P(q), P(k), P(v), doc_start, B, T, H, D, true);
-      check_reference_head(D);
-      return cuda::reference_attention_backward(P(dq), P(dk), P(dv), P(dout), lse, delta, P(q), P(k), P(v), doc_start, B, T, H, D, true);
-    }
-    check_reference_head(D);
-    cuda::attention_delta(delta, dout, out, B, T, H, D);
-    cuda::reference_attention_backward(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H, D, bf16);
-  }
-  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, bool bf16) override {
-    if (packed(bf16)) cuda::swiglu_forward(P(out), P(gate), P(up), n, true);
-    else cuda::swiglu_forward(out, gate, up, n, bf16);
-  }
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n, bool bf16) override {
-    if (packed(bf16)) cuda::swiglu_backward(P(dgate), P(dup), P(dout), P(gate), P(up), n, true);
-    else cuda::swiglu_backward(dgate, dup, dout, gate, up, n, bf16);
-  }
-  void lm_head_cross_entropy(float* losses, float* dhidden, float* dweight, const float* hidden, const float* weight, const int32_t* targets,
-                             int64_t N, int64_t C, int64_t V, float scale, bool bf16) override {
-    const bool pk = packed(bf16);
-    // Chunks of up to 2^28 fp32 logits (1 GiB; 2,621 rows at ChuXin's vocabulary): every chunk reads the head's
-    // weight twice and reads and writes its fp32 gradient once (840 MB at ChuXin), so few large chunks keep
-    // the head compute-bound. CHUXIN_LM_HEAD_CHUNK (logits per chunk) exists for the checks, to force many.
-    const char* chunk = std::getenv("CHUXIN_LM_HEAD_CHUNK");
-    const int64_t budget = chunk && std::atoll(chunk) > 0 ? std::atoll(chunk) : (int64_t)1 << 28;
-    const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(N, budget / V));
-    // fp32 logits for a chunk of rows, then (packed runs) their gradient in bf16 for the two GEMMs after it.
-    float* logits = scratch((size_t)(rows * V + (pk ? (rows * V + 1) / 2 : 0)));
-    float* dlogits = pk ? logits + rows * V : logits;
-    for (int64_t r0 = 0; r0 < N; r0 += rows) {
-      const int64_t R = std::min(rows, N - r0);
-      const float* h = pk ? F(P(hidden) + r0 * C) : hidden + r0 * C;
-      gemm(false, true, R, V, C, h, C, weight, C, logits, V, false, bf16, Out::Fp32);
-      if (pk) cuda::cross_entropy_rows(logits, dhidden ? P(dlogits) : nullptr, losses + r0, targets + r0, R, V, scale, dhidden != nullptr, true);
-      else cuda::cross_entropy_rows(logits, dhidden ? dlogits : nullptr, losses + r0, targets + r0, R, V, scale, dhidden != nullptr, bf16);
-      if (dhidden) {
-        float* dh = pk ? F(P(dhidden) + r0 * C) : dhidden + r0 * C;
-        gemm(false, false, R, C, V, dlogits, V, weight, C, dh, C, false, bf16, Out::Activation);
-        gemm(true, false, V, C, R, dlogits, V, h, C, dweight, C, true, bf16, Out::Fp32);
-      }
-    }
-  }
-  void lm_head_logits(float* out, const float* hidden, const float* weight, const int32_t* rows, int64_t R, int64_t C, int64_t V,
-                      bool bf16) override {
-    float* h = scratch((size_t)(R * C));
-    if (packed(bf16)) cuda::gather_rows(P(h), P(hidden), rows, R, C);
-    else cuda::gather_rows(h, hidden, rows, R, C);
-    gemm(false, true, R, V, C, h, C, weight, C, out, V, false, bf16, Out::Fp32Rounded);
-  }
-  double sum_squares(const float* x, size_t n) override {
-    cuda::sum_squares_partial(partial_, x, (int64_t)n);
-    std::vector<double> host(cuda::kSumBlocks);
-    CX_CUDA(cudaMemcpy(host.data(), partial_, host.size() * sizeof(double), cudaMemcpyDeviceToHost));
-    double total = 0;
-    for (double s : host) total += s;
-    return total;
-  }
-  void clip_factor(double* clip, const float* grad, size_t n, float max_norm) override {
-    cuda::clip_factor(clip, partial_, grad, (int64_t)n, max_norm);
-  }
-  void adamw(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, const AdamWParams& hp, bool bf16) override {
-    float* copy = compute_copy == param ? nullptr : compute_copy;
-    if (packed(bf16)) cuda::adamw(param, copy ? P(copy) : nullptr, grad, m, v, (int64_t)n, hp, true);
-    else cuda::adamw(param, copy, grad, m, v, (int64_t)n, hp, bf16);
-  }
+  CX_BACKEND_OPS(CX_OVERRIDE_OP)
+
   std::string memory_info() override {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return "";
@@ -216,38 +95,22 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  /* bf16 runs of the fast backend keep activations packed. */
-  bool packed(bool bf16) const { return bf16 && !reference_; }
-  void rope(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool bf16) {
-    if (packed(bf16)) cuda::rope(P(x), pos, N, H, D, theta, sign, true);
-    else cuda::rope(x, pos, N, H, D, theta, sign, bf16);
-  }
   static void check_reference_head(int64_t D) {
     if (D > cuda::kReferenceMaxHead)
       throw std::runtime_error("head size " + std::to_string(D) + " exceeds the CUDA reference kernels' limit of " +
                                std::to_string(cuda::kReferenceMaxHead));
   }
-  /* Row-major C[M][N] (= or +=) op(A)·op(B). Packed runs: A and B packed bf16, C as `out` says; fp32 runs: fp32.
-   * cuBLASLt, or the reference kernel in the reference backend (and with CHUXIN_CUDA_GEMM=reference). */
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-            bool acc, bool bf16, Out out) {
-    if (M <= 0 || N <= 0) return;
-    const bool pk = packed(bf16), c_packed = pk && out == Out::Activation;
-    const bool round_fp32 = bf16 && out == Out::Fp32Rounded;
-    if (lt_) {
-      lt_->run(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, pk ? lt::kR16BF : lt::kR32F, c_packed ? lt::kR16BF : lt::kR32F);
-      if (round_fp32) {
-        if (ldc != N) throw std::runtime_error("internal: bf16 rounding of a strided GEMM output");
-        cuda::copy_round(C, C, M * N, true);
-      }
-      return;
-    }
-    if (c_packed) cuda::reference_gemm(ta, tb, M, N, K, P(A), lda, P(B), ldb, P(C), ldc, acc, true);
-    else if (pk) cuda::reference_gemm(ta, tb, M, N, K, P(A), lda, P(B), ldb, C, ldc, acc, round_fp32);
-    else cuda::reference_gemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, bf16 && out != Out::Fp32);
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Tensor& A, int64_t lda, const Tensor& B, int64_t ldb, const Tensor& C,
+            int64_t ldc, bool acc, bool round_output);
+  void rope(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool bf16) {
+    by_storage(x, [&](auto tag) {
+      CX_STORAGE_T(tag);
+      cuda::rope(x.as<T>(), pos.i32(), N, H, D, theta, sign, bf16);
+    });
   }
-  /* Grows once to the largest size asked for (the first step), then is reused: no allocation in later steps. */
-  float* scratch(size_t n) {
+  /* n fp32 of scratch memory: grows once to the largest size asked for (the first step), then is reused, so
+   * later steps allocate nothing. */
+  Tensor scratch(size_t n) {
     if (n > scratch_n_) {
       cudaFree(scratch_);
       scratch_ = nullptr;
@@ -261,18 +124,210 @@ class CudaBackend final : public Backend {
       }
       scratch_n_ = n;
     }
-    return scratch_;
+    return Tensor(scratch_, DType::F32, (int64_t)n, device_);
   }
   bool reference_;
+  int device_;
   std::unique_ptr<LtGemm> lt_;
   double* partial_ = nullptr;
   float* scratch_ = nullptr;
   size_t scratch_n_ = 0;
 };
 
+void CudaBackend::fill(Tensor dst, float value, size_t n) {
+  by_storage(dst, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::fill(dst.as<T>(), value, (int64_t)n);
+  });
+}
+void CudaBackend::copy_round(Tensor dst, Tensor src, size_t n, bool bf16) {
+  by_storage(dst, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::copy_round(dst.as<T>(), src.f32(), (int64_t)n, bf16);
+  });
+}
+
+void CudaBackend::embedding_forward(Tensor out, Tensor tokens, Tensor wte, int64_t N, int64_t C, bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::embedding_forward(out.as<T>(), tokens.i32(), wte.as<T>(), N, C, bf16);
+  });
+}
+void CudaBackend::embedding_backward(Tensor dwte, Tensor dout, Tensor tokens, int64_t N, int64_t C, bool) {
+  by_storage(dout, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::embedding_backward(dwte.f32(), dout.as<T>(), tokens.i32(), N, C);
+  });
+}
+
+void CudaBackend::matmul_forward(Tensor out, Tensor inp, Tensor weight, int64_t N, int64_t Cin, int64_t Cout, bool bf16) {
+  gemm(false, true, N, Cout, Cin, inp, Cin, weight, Cin, out, Cout, false, bf16);
+}
+void CudaBackend::matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, int64_t N, int64_t Cin, int64_t Cout,
+                                  bool accumulate_dinp, bool bf16) {
+  // Accumulating, the GEMM adds the product to dinp (beta = 1) in fp32 and rounds the sum once: no separate pass.
+  if (dinp) gemm(false, false, N, Cin, Cout, dout, Cout, weight, Cin, dinp, Cin, accumulate_dinp, bf16);
+  if (dweight) gemm(true, false, Cout, Cin, N, dout, Cout, inp, Cin, dweight, Cin, true, false);
+}
+
+void CudaBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor weight, int64_t N, int64_t C, float eps, bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::rmsnorm_forward(out.as<T>(), rstd.f32(), inp.as<T>(), weight.as<T>(), N, C, eps, bf16);
+  });
+}
+void CudaBackend::rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Tensor rstd, int64_t N, int64_t C,
+                                   bool bf16) {
+  float* workspace = scratch((size_t)cuda::rmsnorm_backward_workspace(N, C)).f32();
+  by_storage(dinp, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::rmsnorm_backward(dinp.as<T>(), dweight.f32(), dout.as<T>(), inp.as<T>(), weight.as<T>(), rstd.f32(), N, C, bf16, workspace);
+  });
+}
+void CudaBackend::residual_forward(Tensor out, Tensor a, Tensor b, int64_t n, bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::residual_forward(out.as<T>(), a.as<T>(), b.as<T>(), n, bf16);
+  });
+}
+void CudaBackend::residual_rmsnorm_forward(Tensor sum, Tensor norm, Tensor rstd, Tensor a, Tensor b, Tensor weight, int64_t N, int64_t C,
+                                           float eps, bool bf16) {
+  by_storage(sum, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::residual_rmsnorm_forward(sum.as<T>(), norm.as<T>(), rstd.f32(), a.as<T>(), b.as<T>(), weight.as<T>(), N, C, eps, bf16);
+  });
+}
+
+void CudaBackend::rope_forward(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
+  rope(x, pos, N, H, D, theta, 1.f, bf16);
+}
+void CudaBackend::rope_backward(Tensor dx, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
+  rope(dx, pos, N, H, D, theta, -1.f, bf16);
+}
+
+void CudaBackend::attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor doc_start, int64_t B, int64_t T_, int64_t H,
+                                    int64_t D, bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    if (std::is_same_v<T, bf16_t> && flash_attention_supports(D))
+      return flash_attention_forward(out.as<bf16_t>(), lse.f32(), q.as<bf16_t>(), k.as<bf16_t>(), v.as<bf16_t>(), doc_start.i32(), B, T_, H, D,
+                                     true);
+    check_reference_head(D);
+    cuda::reference_attention_forward(out.as<T>(), lse.f32(), q.as<T>(), k.as<T>(), v.as<T>(), doc_start.i32(), B, T_, H, D, bf16);
+  });
+}
+void CudaBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
+                                     Tensor doc_start, int64_t B, int64_t T_, int64_t H, int64_t D, bool bf16) {
+  float* delta = scratch((size_t)(B * H * T_)).f32();
+  by_storage(dq, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    const bool fused = std::is_same_v<T, bf16_t> && flash_attention_supports(D);
+    if (!fused) check_reference_head(D);
+    cuda::attention_delta(delta, dout.as<T>(), out.as<T>(), B, T_, H, D);
+    if (fused)
+      return flash_attention_backward(dq.as<bf16_t>(), dk.as<bf16_t>(), dv.as<bf16_t>(), dout.as<bf16_t>(), lse.f32(), delta, q.as<bf16_t>(),
+                                      k.as<bf16_t>(), v.as<bf16_t>(), doc_start.i32(), B, T_, H, D, true);
+    cuda::reference_attention_backward(dq.as<T>(), dk.as<T>(), dv.as<T>(), dout.as<T>(), lse.f32(), delta, q.as<T>(), k.as<T>(), v.as<T>(),
+                                       doc_start.i32(), B, T_, H, D, bf16);
+  });
+}
+
+void CudaBackend::swiglu_forward(Tensor out, Tensor gate, Tensor up, int64_t n, bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::swiglu_forward(out.as<T>(), gate.as<T>(), up.as<T>(), n, bf16);
+  });
+}
+void CudaBackend::swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up, int64_t n, bool bf16) {
+  by_storage(dgate, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::swiglu_backward(dgate.as<T>(), dup.as<T>(), dout.as<T>(), gate.as<T>(), up.as<T>(), n, bf16);
+  });
+}
+
+void CudaBackend::lm_head_cross_entropy(Tensor losses, Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets, int64_t N,
+                                        int64_t C, int64_t V, float scale, bool bf16) {
+  // Chunks of up to 2^28 fp32 logits (1 GiB; 2,621 rows at ChuXin's vocabulary): every chunk reads the head's
+  // weight twice and reads and writes its fp32 gradient once (840 MB at ChuXin), so few large chunks keep
+  // the head compute-bound. CHUXIN_LM_HEAD_CHUNK (logits per chunk) exists for the checks, to force many.
+  const char* chunk = std::getenv("CHUXIN_LM_HEAD_CHUNK");
+  const int64_t budget = chunk && std::atoll(chunk) > 0 ? std::atoll(chunk) : (int64_t)1 << 28;
+  const int64_t rows = std::max<int64_t>(16, std::min<int64_t>(N, budget / V));
+  // fp32 logits for a chunk of rows, then (packed storage) their gradient in bf16 for the two GEMMs after it;
+  // fp32 storage computes the gradient in place of the logits.
+  const bool packed = hidden.dtype == DType::BF16;
+  Tensor area = scratch((size_t)(rows * V + (packed ? (rows * V + 1) / 2 : 0)));
+  Tensor logits = area.shaped(1, rows * V);
+  Tensor dlogits = packed ? Tensor(area.f32() + rows * V, DType::BF16, rows * V, device_) : logits;
+  by_storage(hidden, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t R = std::min(rows, N - r0);
+      const Tensor h = hidden + r0 * C;
+      gemm(false, true, R, V, C, h, C, weight, C, logits, V, false, false);
+      cuda::cross_entropy_rows(logits.f32(), dhidden ? dlogits.as<T>() : nullptr, losses.f32() + r0, targets.i32() + r0, R, V, scale,
+                               (bool)dhidden, bf16);
+      if (dhidden) {
+        gemm(false, false, R, C, V, dlogits, V, weight, C, dhidden + r0 * C, C, false, bf16);
+        gemm(true, false, V, C, R, dlogits, V, h, C, dweight, C, true, false);
+      }
+    }
+  });
+}
+void CudaBackend::lm_head_logits(Tensor out, Tensor hidden, Tensor weight, Tensor rows, int64_t R, int64_t C, int64_t V, bool bf16) {
+  Tensor h = scratch((size_t)(R * C));
+  by_storage(hidden, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    if (std::is_same_v<T, bf16_t>) h = Tensor(h.data, DType::BF16, R * C, device_);
+    cuda::gather_rows(h.as<T>(), hidden.as<T>(), rows.i32(), R, C);
+  });
+  gemm(false, true, R, V, C, h, C, weight, C, out, V, false, bf16);
+}
+
+double CudaBackend::sum_squares(Tensor x, size_t n) {
+  cuda::sum_squares_partial(partial_, x.f32(), (int64_t)n);
+  std::vector<double> host(cuda::kSumBlocks);
+  CX_CUDA(cudaMemcpy(host.data(), partial_, host.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  double total = 0;
+  for (double s : host) total += s;
+  return total;
+}
+void CudaBackend::clip_factor(Tensor clip, Tensor grad, size_t n, float max_norm) {
+  cuda::clip_factor(clip.f64(), partial_, grad.f32(), (int64_t)n, max_norm);
+}
+void CudaBackend::adamw(Tensor param, Tensor compute_copy, Tensor grad, Tensor m, Tensor v, size_t n, const AdamWParams& hp, bool bf16) {
+  const bool separate = !compute_copy.same_memory(param);
+  by_storage(compute_copy, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::adamw(param.f32(), separate ? compute_copy.as<T>() : nullptr, grad.f32(), m.f32(), v.f32(), (int64_t)n, hp, bf16);
+  });
+}
+
+/* Row-major C[M][N] (= or +=) op(A)·op(B). A and B share a storage (fp32 or packed bf16); C is fp32 or packed
+ * bf16 as its view says. round_output: an fp32 C of a bf16 run gets bf16 values (the rounding point of an
+ * activation kept in fp32). cuBLASLt, or the reference kernel in the reference backend (and with
+ * CHUXIN_CUDA_GEMM=reference). */
+void CudaBackend::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Tensor& A, int64_t lda, const Tensor& B, int64_t ldb,
+                       const Tensor& C, int64_t ldc, bool acc, bool round_output) {
+  if (M <= 0 || N <= 0) return;
+  if (A.dtype != B.dtype) throw std::logic_error(std::string("GEMM operands stored as ") + dtype_name(A.dtype) + " and " + dtype_name(B.dtype));
+  const bool in_bf16 = A.dtype == DType::BF16, out_bf16 = C.dtype == DType::BF16;
+  if (lt_) {
+    lt_->run(ta, tb, M, N, K, A.data, lda, B.data, ldb, C.data, ldc, acc, in_bf16 ? lt::kR16BF : lt::kR32F, out_bf16 ? lt::kR16BF : lt::kR32F);
+    if (round_output && !out_bf16) {
+      if (ldc != N) throw std::runtime_error("internal: bf16 rounding of a strided GEMM output");
+      cuda::copy_round(C.f32(), C.f32(), M * N, true);
+    }
+    return;
+  }
+  if (out_bf16) cuda::reference_gemm(ta, tb, M, N, K, A.as<bf16_t>(), lda, B.as<bf16_t>(), ldb, C.as<bf16_t>(), ldc, acc, true);
+  else if (in_bf16) cuda::reference_gemm(ta, tb, M, N, K, A.as<bf16_t>(), lda, B.as<bf16_t>(), ldb, C.f32(), ldc, acc, round_output);
+  else cuda::reference_gemm(ta, tb, M, N, K, A.f32(), lda, B.f32(), ldb, C.f32(), ldc, acc, round_output);
+}
+
 }  // namespace
 
-Backend* create_cuda_backend(std::string* why, bool reference_kernels) {
+Backend* create_cuda_backend(std::string* why, bool reference_kernels, int device) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
@@ -285,7 +340,11 @@ Backend* create_cuda_backend(std::string* why, bool reference_kernels) {
     return nullptr;
   }
   try {
-    return new CudaBackend(reference_kernels);
+    if (device < 0 || device >= count) {
+      if (why) *why = "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) + " visible)";
+      return nullptr;
+    }
+    return new CudaBackend(reference_kernels, device);
   } catch (const std::exception& e) {
     if (why) *why = e.what();
     return nullptr;

@@ -1,6 +1,6 @@
 /* RMSNorm kernels of the CUDA backend (see kernels.h): the norm, the residual add fused with the norm that reads
  * it, and the backward pass with its weight gradient summed over rows in a fixed order (no atomics). */
-#include "elementwise_common.cuh"
+#include "kernel_common.cuh"
 #include "kernels.h"
 
 namespace cx {

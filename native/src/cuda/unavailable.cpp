@@ -5,7 +5,7 @@
 
 namespace cx {
 
-Backend* create_cuda_backend(std::string* why, bool) {
+Backend* create_cuda_backend(std::string* why, bool, int) {
   if (why) *why = "this addon was built without CUDA (nvcc was not found at build time); rebuild on a machine with the CUDA toolkit";
   return nullptr;
 }

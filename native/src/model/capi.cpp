@@ -17,8 +17,9 @@ static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
     // Tensor 0 is the token embedding (build_tensor_table); it decays only when asked.
     const bool decays = t.decay || (hp->decay_embeddings && &t == &m.tensors.front());
     p.weight_decay = decays ? hp->weight_decay : 0.f;
-    float* compute = m.compute_precision < 0 ? m.params.p + t.offset : m.compute.p + t.compute_offset;
-    m.be->adamw(m.params.p + t.offset, compute, m.grads.p + t.offset, m.adam_m.p + t.offset, m.adam_v.p + t.offset, t.size(), p, bf);
+    const int i = (int)(&t - m.tensors.data());
+    const cx::Tensor param = m.slice(m.params, i), compute = m.compute_precision < 0 ? param : m.W(i);
+    m.be->adamw(param, compute, m.G(i), m.slice(m.adam_m, i), m.slice(m.adam_v, i), t.size(), p, bf);
   }
 }
 
@@ -53,13 +54,13 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     // bf16 run (2 or 4 bytes; an fp32 run on a packed-bf16 backend grows it), whatever the batch.
     char too_big[160];
     snprintf(too_big, sizeof too_big, "the model does not fit this device (it needs %zu bytes per parameter before activations)",
-             16 + be->activation_bytes(true));
-    m->params.ensure(be, m->n_params, "parameters", too_big);
-    m->grads.ensure(be, m->n_params, "gradients", too_big);
-    m->adam_m.ensure(be, m->n_params, "AdamW first moments", too_big);
-    m->adam_v.ensure(be, m->n_params, "AdamW second moments", too_big);
+             16 + cx::dtype_size(be->activation_dtype(true)));
+    m->params.ensure(be, m->n_params, DType::F32, "parameters", too_big);
+    m->grads.ensure(be, m->n_params, DType::F32, "gradients", too_big);
+    m->adam_m.ensure(be, m->n_params, DType::F32, "AdamW first moments", too_big);
+    m->adam_v.ensure(be, m->n_params, DType::F32, "AdamW second moments", too_big);
     layout_compute_weights(*m, CX_BF16, too_big);
-    for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->p, 0.f, m->n_params);
+    for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->t, 0.f, m->n_params);
     *out = m.release();
   });
 }
@@ -83,10 +84,10 @@ int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
           for (size_t i = first + w; i < last; i += workers) init_tensor(host[i - first], m->tensors[i], seed, i);
         });
       for (auto& th : pool) th.join();
-      for (size_t i = first; i < last; i++) m->be->upload(m->params.p + m->tensors[i].offset, host[i - first].data(), m->tensors[i].size());
+      for (size_t i = first; i < last; i++) m->be->upload(m->slice(m->params, (int)i), host[i - first].data(), m->tensors[i].size());
       first = last;
     }
-    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->p, 0.f, m->n_params);
+    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->t, 0.f, m->n_params);
     m->compute_precision = -1;
   });
 }
@@ -98,12 +99,12 @@ void cx_tensor_shape(const cx_model* m, int i, int64_t* rows, int64_t* cols) {
   *cols = m->tensors[(size_t)i].cols;
 }
 
-static float* tensor_base(cx_model* m, int kind) {
+static const Buffer& tensor_array(cx_model* m, int kind) {
   switch (kind) {
-    case CX_PARAM: return m->params.p;
-    case CX_GRAD: return m->grads.p;
-    case CX_ADAM_M: return m->adam_m.p;
-    case CX_ADAM_V: return m->adam_v.p;
+    case CX_PARAM: return m->params;
+    case CX_GRAD: return m->grads;
+    case CX_ADAM_M: return m->adam_m;
+    case CX_ADAM_V: return m->adam_v;
     default: fail(CX_INVALID_ARGUMENT, "unknown tensor kind %d", kind);
   }
 }
@@ -111,14 +112,14 @@ static float* tensor_base(cx_model* m, int kind) {
 int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
   return guarded(status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
-    m->be->download(dst, tensor_base(m, kind) + m->tensors[(size_t)i].offset, m->tensors[(size_t)i].size());
+    m->be->download(dst, m->slice(tensor_array(m, kind), i), m->tensors[(size_t)i].size());
   });
 }
 
 int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* status) {
   return guarded(status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
-    m->be->upload(tensor_base(m, kind) + m->tensors[(size_t)i].offset, src, m->tensors[(size_t)i].size());
+    m->be->upload(m->slice(tensor_array(m, kind), i), src, m->tensors[(size_t)i].size());
     if (kind == CX_PARAM) m->compute_precision = -1;
   });
 }
@@ -127,12 +128,12 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
                         int64_t* count, cx_status* status) {
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, m->dh.p, m->G(last + 1), m->hf.p, m->W(last + 1), m->targets.p, bt.N,
-                                 m->cfg.hidden, m->cfg.vocab, loss_scale, o->precision == CX_BF16);
+    const int head = m->lm_head_tensor();
+    m->be->lm_head_cross_entropy(m->losses.t, m->dh.t, m->G(head), m->hf.t, m->W(head), m->targets.t, bt.N, m->cfg.hidden, m->cfg.vocab,
+                                 loss_scale, o->precision == CX_BF16);
     backward_blocks(*m, bt, *o);
     std::vector<float> losses((size_t)bt.N);
-    m->be->download(losses.data(), m->losses.p, (size_t)bt.N);
+    m->be->download(losses.data(), m->losses.t, (size_t)bt.N);
     // Sum over positions with a target: a NaN there is a real NaN and must reach the caller.
     double sum = 0;
     int64_t n = 0;
@@ -146,10 +147,9 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
 int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* losses, cx_status* status) {
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_cross_entropy(m->losses.p, nullptr, nullptr, m->hf.p, m->W(last + 1), m->targets.p, bt.N, m->cfg.hidden,
+    m->be->lm_head_cross_entropy(m->losses.t, nullptr, nullptr, m->hf.t, m->W(m->lm_head_tensor()), m->targets.t, bt.N, m->cfg.hidden,
                                  m->cfg.vocab, 1.f, o->precision == CX_BF16);
-    m->be->download(losses, m->losses.p, (size_t)bt.N);
+    m->be->download(losses, m->losses.t, (size_t)bt.N);
   });
 }
 
@@ -158,22 +158,21 @@ int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, con
     const Batch bt = run_forward(*m, tokens, B, T, o);
     std::vector<int32_t> rows((size_t)B);
     for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
-    m->rows.ensure(m->be.get(), (size_t)B);
-    m->be->upload_i32(m->rows.p, rows.data(), (size_t)B);
+    m->rows.ensure(m->be.get(), (size_t)B, DType::I32, "row indices");
+    m->be->upload(m->rows.t, rows.data(), (size_t)B);
     Buffer out;
-    out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, "logits");
-    const int last = 1 + 9 * m->cfg.n_layers;
-    m->be->lm_head_logits(out.p, m->hf.p, m->W(last + 1), m->rows.p, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
-    m->be->download(logits, out.p, (size_t)B * m->cfg.vocab);
+    out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, DType::F32, "logits");
+    m->be->lm_head_logits(out.t, m->hf.t, m->W(m->lm_head_tensor()), m->rows.t, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
+    m->be->download(logits, out.t, (size_t)B * m->cfg.vocab);
   });
 }
 
 int cx_zero_grad(cx_model* m, cx_status* status) {
-  return guarded(status, [&] { m->be->fill(m->grads.p, 0.f, m->n_params); });
+  return guarded(status, [&] { m->be->fill(m->grads.t, 0.f, m->n_params); });
 }
 
 int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
-  return guarded(status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.p, m->n_params)); });
+  return guarded(status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.t, m->n_params)); });
 }
 
 int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
@@ -182,23 +181,22 @@ int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
 
 int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* norm, cx_status* status) {
   return guarded(status, [&] {
-    m->clip.ensure(m->be.get(), 2 * sizeof(double) / sizeof(float), "gradient clipping");
-    double* clip = reinterpret_cast<double*>(m->clip.p);
-    m->be->clip_factor(clip, m->grads.p, m->n_params, max_norm);
-    adamw_all(*m, hp, clip);
+    m->clip.ensure(m->be.get(), 2, DType::F64, "gradient clipping");
+    m->be->clip_factor(m->clip.t, m->grads.t, m->n_params, max_norm);
+    adamw_all(*m, hp, m->clip.t.f64());
     // The one read-back, once everything is queued.
     double host[2];
-    m->be->download(reinterpret_cast<float*>(host), m->clip.p, 2 * sizeof(double) / sizeof(float));
+    m->be->download(host, m->clip.t, 2);
     *norm = host[0];
   });
 }
 
 void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
   size_t s = 0, a = 0;
-  for (const Buffer* b : {&m->params, &m->compute, &m->grads, &m->adam_m, &m->adam_v}) s += b->n * sizeof(float);
+  for (const Buffer* b : {&m->params, &m->compute, &m->grads, &m->adam_m, &m->adam_v}) s += b->bytes();
   // Every activation buffer (the plan's list; its sizes do not matter here), as held now.
-  for (const ActivationBuffer& buffer : activation_plan(m->cfg, 1, 4, 1)) a += (m->*buffer.buffer).n * sizeof(float);
-  for (const IntBuffer* b : {&m->tok, &m->pos, &m->doc_start, &m->targets, &m->rows}) a += b->n * sizeof(int32_t);
+  for (const ActivationBuffer& buffer : activation_plan(m->cfg, 1, DType::F32, 1)) a += (m->*buffer.buffer).bytes();
+  a += m->rows.bytes();
   if (states) *states = s;
   if (activations) *activations = a;
 }

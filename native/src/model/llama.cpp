@@ -19,11 +19,6 @@ void fail(int code, const char* fmt, ...) {
   throw Failure(code, buf);
 }
 
-namespace {
-// Layer tensor indices: 1 + 9*l + {0 ln1, 1 q, 2 k, 3 v, 4 o, 5 ln2, 6 gate, 7 up, 8 down}
-int L(int layer, int which) { return 1 + 9 * layer + which; }
-}  // namespace
-
 
 void build_tensor_table(cx_model& m) {
   const cx_config& c = m.cfg;
@@ -31,9 +26,11 @@ void build_tensor_table(cx_model& m) {
     m.tensors.push_back({name, rows, cols, m.n_params, 0, decay});
     m.n_params += (size_t)(rows * cols);
   };
+  // The order is the one BlockTensor and cx_model's index helpers name.
   add("model.embed_tokens.weight", c.vocab, c.hidden, false);
   for (int l = 0; l < c.n_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
+    static_assert((int)BlockTensor::count == 9, "one line below per block tensor");
     add(p + "input_layernorm.weight", 1, c.hidden, false);
     add(p + "self_attn.q_proj.weight", c.hidden, c.hidden, true);
     add(p + "self_attn.k_proj.weight", c.hidden, c.hidden, true);
@@ -48,46 +45,47 @@ void build_tensor_table(cx_model& m) {
   add("lm_head.weight", c.vocab, c.hidden, true);
 }
 
-/* The fp32 slots that hold `elements` activations stored at `bytes` each. */
-static size_t storage_floats(size_t elements, size_t bytes) { return (elements * bytes + sizeof(float) - 1) / sizeof(float); }
-
-/* The activation buffers a batch of N tokens needs, in fp32 slots: activations in the backend's storage (bf16 may
- * be packed, 2 bytes), statistics fp32; per-block ones once per slot. */
-std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, size_t act_bytes, int slots) {
-  const size_t NC = storage_floats((size_t)N * c.hidden, act_bytes), NF = storage_floats((size_t)N * c.ffn, act_bytes), S = (size_t)slots;
-  return {{&cx_model::x, NC * ((size_t)c.n_layers + 1), "residual stream"},
-          {&cx_model::xmid, NC * S, "residual stream"},
-          {&cx_model::h1, NC * S, "attention norm"},
-          {&cx_model::rstd1, (size_t)N * S, "norm stats"},
-          {&cx_model::q, NC * S, "queries"},
-          {&cx_model::k, NC * S, "keys"},
-          {&cx_model::v, NC * S, "values"},
-          {&cx_model::att, NC * S, "attention output"},
-          {&cx_model::lse, (size_t)N * c.n_heads * S, "attention stats"},
-          {&cx_model::h2, NC * S, "MLP norm"},
-          {&cx_model::rstd2, (size_t)N * S, "norm stats"},
-          {&cx_model::gate, NF * S, "MLP gate"},
-          {&cx_model::up, NF * S, "MLP up"},
-          {&cx_model::act, NF * S, "MLP activation"},
-          {&cx_model::hf, NC, "final norm"},
-          {&cx_model::rstdf, (size_t)N, "norm stats"},
-          {&cx_model::losses, (size_t)N, "losses"},
-          {&cx_model::tmp, NC, "scratch"},
-          {&cx_model::dx, NC, "gradients"},
-          {&cx_model::dh, NC, "gradients"},
-          {&cx_model::dq, NC, "gradients"},
-          {&cx_model::dk, NC, "gradients"},
-          {&cx_model::dv, NC, "gradients"},
-          {&cx_model::datt, NC, "gradients"},
-          {&cx_model::dgate, NF, "gradients"},
-          {&cx_model::dup, NF, "gradients"},
-          {&cx_model::dact, NF, "gradients"}};
+/* The activation buffers a batch of N tokens needs: activations in the backend's storage (bf16 may be packed),
+ * statistics fp32, token ids int32; per-block ones once per slot. */
+std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, DType act, int slots) {
+  const size_t NC = (size_t)N * c.hidden, NF = (size_t)N * c.ffn, S = (size_t)slots, n = (size_t)N;
+  const DType f32 = DType::F32, i32 = DType::I32;
+  return {{&cx_model::x, NC * ((size_t)c.n_layers + 1), act, "residual stream"},
+          {&cx_model::xmid, NC * S, act, "residual stream"},
+          {&cx_model::h1, NC * S, act, "attention norm"},
+          {&cx_model::rstd1, n * S, f32, "norm stats"},
+          {&cx_model::q, NC * S, act, "queries"},
+          {&cx_model::k, NC * S, act, "keys"},
+          {&cx_model::v, NC * S, act, "values"},
+          {&cx_model::att, NC * S, act, "attention output"},
+          {&cx_model::lse, n * c.n_heads * S, f32, "attention stats"},
+          {&cx_model::h2, NC * S, act, "MLP norm"},
+          {&cx_model::rstd2, n * S, f32, "norm stats"},
+          {&cx_model::gate, NF * S, act, "MLP gate"},
+          {&cx_model::up, NF * S, act, "MLP up"},
+          {&cx_model::act, NF * S, act, "MLP activation"},
+          {&cx_model::hf, NC, act, "final norm"},
+          {&cx_model::rstdf, n, f32, "norm stats"},
+          {&cx_model::losses, n, f32, "losses"},
+          {&cx_model::tmp, NC, act, "scratch"},
+          {&cx_model::dx, NC, act, "gradients"},
+          {&cx_model::dh, NC, act, "gradients"},
+          {&cx_model::dq, NC, act, "gradients"},
+          {&cx_model::dk, NC, act, "gradients"},
+          {&cx_model::dv, NC, act, "gradients"},
+          {&cx_model::datt, NC, act, "gradients"},
+          {&cx_model::dgate, NF, act, "gradients"},
+          {&cx_model::dup, NF, act, "gradients"},
+          {&cx_model::dact, NF, act, "gradients"},
+          {&cx_model::tok, n, i32, "token ids"},
+          {&cx_model::pos, n, i32, "positions"},
+          {&cx_model::doc_start, n, i32, "document starts"},
+          {&cx_model::targets, n, i32, "targets"}};
 }
 
-/* Bytes of a plan, with the four token-id buffers. */
-static size_t plan_bytes(const std::vector<ActivationBuffer>& plan, int64_t N) {
-  size_t bytes = 4 * (size_t)N * sizeof(int32_t);
-  for (const ActivationBuffer& a : plan) bytes += a.floats * sizeof(float);
+static size_t plan_bytes(const std::vector<ActivationBuffer>& plan) {
+  size_t bytes = 0;
+  for (const ActivationBuffer& a : plan) bytes += a.elements * cx::dtype_size(a.dtype);
   return bytes;
 }
 
@@ -111,24 +109,22 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
     }
   }
   Backend* be = m.be.get();
-  const size_t act_bytes = be->activation_bytes(o.precision == CX_BF16);
+  const DType act = be->activation_dtype(o.precision == CX_BF16);
   // Per-block activations: one slot per block, or one shared slot when the blocks are recomputed in backward.
   const int slots = o.recompute ? 1 : c.n_layers;
-  if (N > m.tokens_capacity || act_bytes > m.activation_bytes || slots > m.activation_slots) {
-    const std::vector<ActivationBuffer> plan = activation_plan(c, N, act_bytes, slots);
+  if (N > m.tokens_capacity || act != m.activation_dtype || slots > m.activation_slots) {
+    const std::vector<ActivationBuffer> plan = activation_plan(c, N, act, slots);
     try {
-      for (const ActivationBuffer& a : plan) (m.*a.buffer).ensure(be, a.floats, a.what);
-      for (IntBuffer* b : {&m.tok, &m.pos, &m.doc_start, &m.targets}) b->ensure(be, (size_t)N);
+      for (const ActivationBuffer& a : plan) (m.*a.buffer).ensure(be, a.elements, a.dtype, a.what);
     } catch (const Failure& f) {
       if (f.code != CX_OUT_OF_MEMORY) throw;
       // Give back every activation buffer, so the free memory reported is what activations can have; then say what
       // the whole batch needs, per row, and with recomputation, not just the buffer that failed.
       for (const ActivationBuffer& a : plan) (m.*a.buffer).reset();
-      for (IntBuffer* b : {&m.tok, &m.pos, &m.doc_start, &m.targets}) b->reset();
       m.tokens_capacity = 0;
       m.activation_slots = 0;
-      const double gib = 1024.0 * 1024 * 1024, need = plan_bytes(plan, N) / gib;
-      const double recomputed = plan_bytes(activation_plan(c, N, act_bytes, 1), N) / gib;
+      const double gib = 1024.0 * 1024 * 1024, need = plan_bytes(plan) / gib;
+      const double recomputed = plan_bytes(activation_plan(c, N, act, 1)) / gib;
       const std::string mem = be->memory_info();
       char alternative[96] = "";
       if (!o.recompute) snprintf(alternative, sizeof alternative, ", or pass --recompute (%.2f GiB)", recomputed);
@@ -136,34 +132,34 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
            be->name(), B, T, need, need / B, mem.empty() ? "" : " and the device has ", mem.c_str(), alternative);
     }
     m.tokens_capacity = N;
-    m.activation_bytes = act_bytes;
+    m.activation_dtype = act;
     m.activation_slots = slots;
   }
-  be->upload_i32(m.tok.p, tokens, (size_t)N);
-  be->upload_i32(m.pos.p, pos.data(), (size_t)N);
-  be->upload_i32(m.doc_start.p, start.data(), (size_t)N);
-  be->upload_i32(m.targets.p, target.data(), (size_t)N);
+  be->upload(m.tok.t, tokens, (size_t)N);
+  be->upload(m.pos.t, pos.data(), (size_t)N);
+  be->upload(m.doc_start.t, start.data(), (size_t)N);
+  be->upload(m.targets.t, target.data(), (size_t)N);
   m.host_targets = std::move(target);
   out = {B, T, N};
 }
 
 void layout_compute_weights(cx_model& m, int precision, const char* hint) {
-  const size_t bytes = m.be->activation_bytes(precision == CX_BF16);  // the compute copy is stored as activations are
-  size_t floats = 0;
+  const DType dtype = m.be->activation_dtype(precision == CX_BF16);  // the compute copy is stored as activations are
+  const size_t per_256 = 256 / cx::dtype_size(dtype);  // each tensor starts 256-byte aligned, as GEMM operands want
+  size_t elements = 0;
   for (TensorInfo& t : m.tensors) {
-    t.compute_offset = floats;
-    floats += (storage_floats(t.size(), bytes) + 63) / 64 * 64;  // each tensor starts 256-byte aligned, as GEMM operands want
+    t.compute_offset = elements;
+    elements += (t.size() + per_256 - 1) / per_256 * per_256;
   }
-  m.compute.ensure(m.be.get(), floats, "compute weights", hint);
+  m.compute.ensure(m.be.get(), elements, dtype, "compute weights", hint);
 }
 
 void ensure_compute_weights(cx_model& m, int precision) {
   if (m.compute_precision == precision) return;
   m.compute_precision = -1;  // until every tensor is rewritten
   layout_compute_weights(m, precision, "the model's compute copy does not fit this device");
-  // Tensor by tensor: each is later addressed by its own pointer (see the storage note in backend.h).
-  for (const TensorInfo& t : m.tensors)
-    m.be->copy_round(m.compute.p + t.compute_offset, m.params.p + t.offset, t.size(), precision == CX_BF16);
+  for (size_t i = 0; i < m.tensors.size(); i++)
+    m.be->copy_round(m.W((int)i), m.slice(m.params, (int)i), m.tensors[i].size(), precision == CX_BF16);
   m.compute_precision = precision;
 }
 
@@ -178,29 +174,31 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
   const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
-  // Activations are addressed through the backend, which may store them packed (backend.h).
-  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
-  const size_t s = slot(o, l), oc = s * N * C, of = s * N * F, ox = (size_t)l * N * C;
-  float* xin = at(m.x, ox);
-  if (recomputing) be->rmsnorm_forward(at(m.h1, oc), m.rstd1.p + s * N, xin, m.W(L(l, 0)), N, C, c.norm_eps, bf);
-  be->matmul_forward(at(m.q, oc), at(m.h1, oc), m.W(L(l, 1)), N, C, C, bf);
-  be->matmul_forward(at(m.k, oc), at(m.h1, oc), m.W(L(l, 2)), N, C, C, bf);
-  be->matmul_forward(at(m.v, oc), at(m.h1, oc), m.W(L(l, 3)), N, C, C, bf);
-  be->rope_forward(at(m.q, oc), m.pos.p, N, H, D, c.rope_theta, bf);
-  be->rope_forward(at(m.k, oc), m.pos.p, N, H, D, c.rope_theta, bf);
-  be->attention_forward(at(m.att, oc), m.lse.p + s * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc), m.doc_start.p, bt.B, bt.T, H, D, bf);
-  be->matmul_forward(m.tmp.p, at(m.att, oc), m.W(L(l, 4)), N, C, C, bf);
-  be->residual_rmsnorm_forward(at(m.xmid, oc), at(m.h2, oc), m.rstd2.p + s * N, xin, m.tmp.p, m.W(L(l, 5)), N, C, c.norm_eps, bf);
-  be->matmul_forward(at(m.gate, of), at(m.h2, oc), m.W(L(l, 6)), N, C, F, bf);
-  be->matmul_forward(at(m.up, of), at(m.h2, oc), m.W(L(l, 7)), N, C, F, bf);
-  be->swiglu_forward(at(m.act, of), at(m.gate, of), at(m.up, of), N * F, bf);
+  auto W = [&](BlockTensor which) { return m.W(m.block_tensor(l, which)); };
+  const int64_t s = (int64_t)slot(o, l), oc = s * N * C, of = s * N * F, ox = (int64_t)l * N * C;
+  // This block's slot of each activation buffer (views count elements of the buffer's storage).
+  const Tensor xin = m.x.t + ox, h1 = m.h1.t + oc, q = m.q.t + oc, k = m.k.t + oc, v = m.v.t + oc, att = m.att.t + oc;
+  const Tensor xmid = m.xmid.t + oc, h2 = m.h2.t + oc, gate = m.gate.t + of, up = m.up.t + of, act = m.act.t + of;
+  if (recomputing) be->rmsnorm_forward(h1, m.rstd1.t + s * N, xin, W(BlockTensor::attn_norm), N, C, c.norm_eps, bf);
+  be->matmul_forward(q, h1, W(BlockTensor::q), N, C, C, bf);
+  be->matmul_forward(k, h1, W(BlockTensor::k), N, C, C, bf);
+  be->matmul_forward(v, h1, W(BlockTensor::v), N, C, C, bf);
+  be->rope_forward(q, m.pos.t, N, H, D, c.rope_theta, bf);
+  be->rope_forward(k, m.pos.t, N, H, D, c.rope_theta, bf);
+  be->attention_forward(att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+  be->matmul_forward(m.tmp.t, att, W(BlockTensor::o), N, C, C, bf);
+  be->residual_rmsnorm_forward(xmid, h2, m.rstd2.t + s * N, xin, m.tmp.t, W(BlockTensor::mlp_norm), N, C, c.norm_eps, bf);
+  be->matmul_forward(gate, h2, W(BlockTensor::gate), N, C, F, bf);
+  be->matmul_forward(up, h2, W(BlockTensor::up), N, C, F, bf);
+  be->swiglu_forward(act, gate, up, N * F, bf);
   if (recomputing) return;
-  be->matmul_forward(m.tmp.p, at(m.act, of), m.W(L(l, 8)), N, F, C, bf);
+  be->matmul_forward(m.tmp.t, act, W(BlockTensor::down), N, F, C, bf);
   // The residual add fused with the norm that reads its sum: the next block's first norm, or the final norm.
   const bool final = l + 1 == c.n_layers;
-  const size_t next = final ? 0 : slot(o, l + 1);
-  be->residual_rmsnorm_forward(at(m.x, ox + (size_t)N * C), final ? m.hf.p : at(m.h1, next * N * C), final ? m.rstdf.p : m.rstd1.p + next * N,
-                               at(m.xmid, oc), m.tmp.p, m.W(final ? 1 + 9 * c.n_layers : L(l + 1, 0)), N, C, c.norm_eps, bf);
+  const int64_t next = final ? 0 : (int64_t)slot(o, l + 1);
+  be->residual_rmsnorm_forward(m.x.t + (ox + N * C), final ? m.hf.t : m.h1.t + next * N * C, final ? m.rstdf.t : m.rstd1.t + next * N, xmid,
+                               m.tmp.t, m.W(final ? m.final_norm_tensor() : m.block_tensor(l + 1, BlockTensor::attn_norm)), N, C, c.norm_eps,
+                               bf);
 }
 
 /* Runs the blocks and the final norm; leaves hidden states in m.hf. */
@@ -208,8 +206,8 @@ static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
-  be->embedding_forward(m.x.p, m.tok.p, m.W(0), bt.N, c.hidden, bf);
-  be->rmsnorm_forward(m.h1.p, m.rstd1.p, m.x.p, m.W(L(0, 0)), bt.N, c.hidden, c.norm_eps, bf);
+  be->embedding_forward(m.x.t, m.tok.t, m.W(0), bt.N, c.hidden, bf);
+  be->rmsnorm_forward(m.h1.t, m.rstd1.t, m.x.t, m.W(m.block_tensor(0, BlockTensor::attn_norm)), bt.N, c.hidden, c.norm_eps, bf);
   for (int l = 0; l < c.n_layers; l++) block_forward(m, bt, o, l, false);
 }
 
@@ -218,30 +216,32 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
   const int64_t N = bt.N, C = c.hidden, F = c.ffn, H = c.n_heads, D = C / H;
-  auto at = [&](Buffer& b, size_t elements) { return be->advance(b.p, elements, bf); };
-  const int last = 1 + 9 * c.n_layers;
+  const int last = m.final_norm_tensor();
   // m.dh holds d(final norm output) from the fused cross-entropy.
-  be->fill(m.dx.p, 0.f, storage_floats((size_t)(N * C), be->activation_bytes(bf)));  // zero bits are a zero in any storage
-  be->rmsnorm_backward(m.dx.p, m.G(last), m.dh.p, at(m.x, (size_t)c.n_layers * N * C), m.W(last), m.rstdf.p, N, C, bf);
+  be->fill(m.dx.t, 0.f, (size_t)(N * C));
+  be->rmsnorm_backward(m.dx.t, m.G(last), m.dh.t, m.x.t + (int64_t)c.n_layers * N * C, m.W(last), m.rstdf.t, N, C, bf);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     if (o.recompute) block_forward(m, bt, o, l, true);
-    const size_t s = slot(o, l), oc = s * N * C, of = s * N * F, ox = (size_t)l * N * C;
-    be->matmul_backward(m.dact.p, m.G(L(l, 8)), m.dx.p, at(m.act, of), m.W(L(l, 8)), N, F, C, false, bf);
-    be->swiglu_backward(m.dgate.p, m.dup.p, m.dact.p, at(m.gate, of), at(m.up, of), N * F, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 6)), m.dgate.p, at(m.h2, oc), m.W(L(l, 6)), N, C, F, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 7)), m.dup.p, at(m.h2, oc), m.W(L(l, 7)), N, C, F, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 5)), m.dh.p, at(m.xmid, oc), m.W(L(l, 5)), m.rstd2.p + s * N, N, C, bf);
-    be->matmul_backward(m.datt.p, m.G(L(l, 4)), m.dx.p, at(m.att, oc), m.W(L(l, 4)), N, C, C, false, bf);
-    be->attention_backward(m.dq.p, m.dk.p, m.dv.p, m.datt.p, at(m.att, oc), m.lse.p + s * N * H, at(m.q, oc), at(m.k, oc), at(m.v, oc),
-                           m.doc_start.p, bt.B, bt.T, H, D, bf);
-    be->rope_backward(m.dq.p, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->rope_backward(m.dk.p, m.pos.p, N, H, D, c.rope_theta, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 1)), m.dq.p, at(m.h1, oc), m.W(L(l, 1)), N, C, C, false, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 2)), m.dk.p, at(m.h1, oc), m.W(L(l, 2)), N, C, C, true, bf);
-    be->matmul_backward(m.dh.p, m.G(L(l, 3)), m.dv.p, at(m.h1, oc), m.W(L(l, 3)), N, C, C, true, bf);
-    be->rmsnorm_backward(m.dx.p, m.G(L(l, 0)), m.dh.p, at(m.x, ox), m.W(L(l, 0)), m.rstd1.p + s * N, N, C, bf);
+    auto W = [&](BlockTensor which) { return m.W(m.block_tensor(l, which)); };
+    auto G = [&](BlockTensor which) { return m.G(m.block_tensor(l, which)); };
+    const int64_t s = (int64_t)slot(o, l), oc = s * N * C, of = s * N * F, ox = (int64_t)l * N * C;
+    const Tensor h1 = m.h1.t + oc, q = m.q.t + oc, k = m.k.t + oc, v = m.v.t + oc, att = m.att.t + oc;
+    const Tensor xmid = m.xmid.t + oc, h2 = m.h2.t + oc, gate = m.gate.t + of, up = m.up.t + of, act = m.act.t + of;
+    be->matmul_backward(m.dact.t, G(BlockTensor::down), m.dx.t, act, W(BlockTensor::down), N, F, C, false, bf);
+    be->swiglu_backward(m.dgate.t, m.dup.t, m.dact.t, gate, up, N * F, bf);
+    be->matmul_backward(m.dh.t, G(BlockTensor::gate), m.dgate.t, h2, W(BlockTensor::gate), N, C, F, false, bf);
+    be->matmul_backward(m.dh.t, G(BlockTensor::up), m.dup.t, h2, W(BlockTensor::up), N, C, F, true, bf);
+    be->rmsnorm_backward(m.dx.t, G(BlockTensor::mlp_norm), m.dh.t, xmid, W(BlockTensor::mlp_norm), m.rstd2.t + s * N, N, C, bf);
+    be->matmul_backward(m.datt.t, G(BlockTensor::o), m.dx.t, att, W(BlockTensor::o), N, C, C, false, bf);
+    be->attention_backward(m.dq.t, m.dk.t, m.dv.t, m.datt.t, att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+    be->rope_backward(m.dq.t, m.pos.t, N, H, D, c.rope_theta, bf);
+    be->rope_backward(m.dk.t, m.pos.t, N, H, D, c.rope_theta, bf);
+    be->matmul_backward(m.dh.t, G(BlockTensor::q), m.dq.t, h1, W(BlockTensor::q), N, C, C, false, bf);
+    be->matmul_backward(m.dh.t, G(BlockTensor::k), m.dk.t, h1, W(BlockTensor::k), N, C, C, true, bf);
+    be->matmul_backward(m.dh.t, G(BlockTensor::v), m.dv.t, h1, W(BlockTensor::v), N, C, C, true, bf);
+    be->rmsnorm_backward(m.dx.t, G(BlockTensor::attn_norm), m.dh.t, m.x.t + ox, W(BlockTensor::attn_norm), m.rstd1.t + s * N, N, C, bf);
   }
-  be->embedding_backward(m.G(0), m.dx.p, m.tok.p, N, C, bf);
+  be->embedding_backward(m.G(0), m.dx.t, m.tok.t, N, C, bf);
 }
 
 static uint64_t splitmix64(uint64_t& state) {

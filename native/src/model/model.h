@@ -45,58 +45,46 @@ int guarded(cx_status* status, F&& body) {
   }
 }
 
+using cx::DType;
+using cx::Tensor;
+
 struct TensorInfo {
   std::string name;
   int64_t rows, cols;
-  size_t offset;          // in the fp32 arrays: parameters, gradients, AdamW moments
-  size_t compute_offset;  // in the compute copy, laid out for its storage (layout_compute_weights)
+  size_t offset;          // in elements of the fp32 arrays: parameters, gradients, AdamW moments
+  size_t compute_offset;  // in elements of the compute copy, laid out for its storage (layout_compute_weights)
   bool decay;  // weight decay applies to the projection and LM-head matrices; the embedding only on request (cx_adamw)
   size_t size() const { return (size_t)(rows * cols); }
 };
 
-/* A buffer in backend memory, released with its owner. */
+/* The tensors of one block, in the tensor table's order (build_tensor_table); the table is the embedding, the
+ * blocks' tensors, the final norm and the LM head. */
+enum class BlockTensor { attn_norm, q, k, v, o, mlp_norm, gate, up, down, count };
+
+/* Backend memory of one element type, released with its owner. */
 struct Buffer {
   Backend* be = nullptr;
-  float* p = nullptr;
-  size_t n = 0;
-  void ensure(Backend* backend, size_t count, const char* what, const char* hint = "lower --micro-batch or --context") {
-    if (n >= count) return;
-    if (p) be->release(p);
+  Tensor t;
+  void ensure(Backend* backend, size_t count, DType dtype, const char* what, const char* hint = "lower --micro-batch or --context") {
+    if (t && (size_t)t.numel() >= count && t.dtype == dtype) return;
+    reset();
     be = backend;
-    p = be->alloc(count);
-    n = p ? count : 0;
-    if (!p) {
+    t = be->alloc(count, dtype);
+    if (!t) {
       const std::string mem = backend->memory_info();
-      fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s%s%s; %s", count * 4 >> 20, what, backend->name(), mem.empty() ? "" : ": ",
-           mem.c_str(), hint);
+      fail(CX_OUT_OF_MEMORY, "cannot allocate %zu MB for %s on %s%s%s; %s", count * cx::dtype_size(dtype) >> 20, what, backend->name(),
+           mem.empty() ? "" : ": ", mem.c_str(), hint);
     }
   }
+  size_t bytes() const { return t ? t.bytes() : 0; }
   void reset() {
-    if (p) be->release(p);
-    p = nullptr;
-    n = 0;
+    if (t) be->release(t);
+    t = Tensor();
   }
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
   ~Buffer() { reset(); }
-};
-
-struct IntBuffer {
-  Backend* be = nullptr;
-  int32_t* p = nullptr;
-  size_t n = 0;
-  void ensure(Backend* backend, size_t count) {
-    if (n >= count) return;
-    if (p) be->release_i32(p);
-    be = backend;
-    p = be->alloc_i32(count);
-    n = p ? count : 0;
-    if (!p) fail(CX_OUT_OF_MEMORY, "cannot allocate token buffers on %s", backend->name());
-  }
-  void reset() {
-    if (p) be->release_i32(p);
-    p = nullptr;
-    n = 0;
-  }
-  ~IntBuffer() { reset(); }
 };
 
 }  // namespace cxm
@@ -107,15 +95,15 @@ struct cx_model {
   std::vector<cxm::TensorInfo> tensors;
   size_t n_params = 0;
   cxm::Buffer params, compute, grads, adam_m, adam_v;
-  cxm::Buffer clip;  // two doubles: the global gradient norm and the clip factor (backend memory)
+  cxm::Buffer clip;  // two fp64: the global gradient norm and the clip factor (backend memory)
   int compute_precision = -1;
   // Activations for the last forward, sized for `tokens` positions.
   int64_t tokens_capacity = 0;
-  size_t activation_bytes = 0;  // per element, as the backend stores the activations these buffers were sized for
+  cx::DType activation_dtype = cx::DType::F32;  // how the activation buffers store their elements (Backend::activation_dtype)
   int activation_slots = 0;     // blocks whose activations they hold: all of them, or 1 when recomputed
   cxm::Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
   cxm::Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
-  cxm::IntBuffer tok, pos, doc_start, targets, rows;
+  cxm::Buffer tok, pos, doc_start, targets, rows;  // int32
   std::vector<int32_t> host_targets;
 
   int index_of(const std::string& name) const {
@@ -123,9 +111,22 @@ struct cx_model {
       if (tensors[i].name == name) return (int)i;
     return -1;
   }
-  /* The compute copy of tensor i (fp32, or bf16 in the backend's storage). */
-  const float* W(int i) const { return compute.p + tensors[(size_t)i].compute_offset; }
-  float* G(int i) { return grads.p + tensors[(size_t)i].offset; }
+  /* The compute copy of tensor i (fp32, or packed bf16 in the backend's storage), its fp32 gradient, and its
+   * slice of an fp32 array laid out as the parameters are. */
+  cx::Tensor W(int i) const { return of(compute.t, i, tensors[(size_t)i].compute_offset); }
+  cx::Tensor G(int i) const { return of(grads.t, i, tensors[(size_t)i].offset); }
+  cx::Tensor slice(const cxm::Buffer& b, int i) const { return of(b.t, i, tensors[(size_t)i].offset); }
+
+  /* Indices in the tensor table. */
+  int block_tensor(int layer, cxm::BlockTensor which) const { return 1 + (int)cxm::BlockTensor::count * layer + (int)which; }
+  int final_norm_tensor() const { return 1 + (int)cxm::BlockTensor::count * cfg.n_layers; }
+  int lm_head_tensor() const { return final_norm_tensor() + 1; }
+
+ private:
+  cx::Tensor of(const cx::Tensor& base, int i, size_t offset) const {
+    const cxm::TensorInfo& t = tensors[(size_t)i];
+    return (base + (int64_t)offset).shaped(t.rows, t.cols);
+  }
 };
 
 
@@ -135,13 +136,14 @@ struct Batch {
   int64_t B, T, N;
 };
 
-/* One activation buffer of the model and its size for a batch (activation_plan). */
+/* One activation buffer of the model, its element type and its size for a batch (activation_plan). */
 struct ActivationBuffer {
   Buffer cx_model::*buffer;
-  size_t floats;
+  size_t elements;
+  DType dtype;
   const char* what;
 };
-std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, size_t act_bytes, int slots);
+std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, DType activations, int slots);
 
 void build_tensor_table(cx_model& m);
 void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index);

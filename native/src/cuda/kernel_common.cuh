@@ -1,5 +1,5 @@
 #pragma once
-/* What the elementwise (elementwise.cu) and RMSNorm (rmsnorm.cu) kernels share: the block size, the launch macro,
+/* What the kernels of the CUDA backend share (rmsnorm.cu, swiglu.cu, memory.cu, ...): the block size, the launch macro,
  * 16-byte packed-bf16 access and block-wide reductions in a fixed order. */
 #include <cstdint>
 #include <type_traits>

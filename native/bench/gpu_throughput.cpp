@@ -25,7 +25,7 @@
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
 #include "gpu_op_profile.h"
-#include "npy.h"
+#include "../test/npy.h"
 
 using Clock = std::chrono::steady_clock;
 static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }

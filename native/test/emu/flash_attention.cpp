@@ -1,2 +1,0 @@
-/* flash_attention.cu built as C++ under the CUDA emulation (cuda_emu.h is force-included by CMake). */
-#include "../../src/cuda/flash_attention.cu"

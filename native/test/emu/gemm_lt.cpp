@@ -1,2 +1,0 @@
-/* gemm_lt.cu built as C++ under the CUDA emulation (cuda_emu.h is force-included by CMake). */
-#include "../../src/cuda/gemm_lt.cu"
