@@ -86,6 +86,9 @@ int cx_forward_losses(cx_model* model, const int32_t* tokens, int B, int T, cons
 /* Forward only: logits [B][vocab] at position T-1 of each row. */
 int cx_forward_last_logits(cx_model* model, const int32_t* tokens, int B, int T, const cx_run_options* options,
                            float* logits, cx_status* status);
+/* Which positions of tokens [B][T] have a target (1) under these options: every position but a row's last, and
+ * (mask_eos_loss) not one whose input is EOS. The one definition of the rule: the model uses it too. */
+int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* options, uint8_t* mask, cx_status* status);
 int cx_zero_grad(cx_model* model, cx_status* status);
 int cx_grad_norm(cx_model* model, double* norm, cx_status* status);
 int cx_adamw_step(cx_model* model, const cx_adamw* hp, cx_status* status);
@@ -97,6 +100,112 @@ int cx_clip_adamw_step(cx_model* model, const cx_adamw* hp, float max_norm, doub
 /* Backend memory the model holds now, in bytes: weights, gradients and optimizer state; activations (grow
  * with micro-batch × context, shrink with recompute) and their gradients. */
 void cx_model_memory(const cx_model* model, size_t* states, size_t* activations);
+
+/* ---- Data parallelism: a communicator over a collective library joins R processes (ranks); a model attached
+ * to one reduces its gradients across them (src/model/data_parallel.h). Every call on a communicator, and every
+ * model call marked collective, must be made by every rank in the same order. */
+
+typedef struct cx_comm cx_comm;
+
+typedef struct cx_comm_options {
+  const char* library;     /* "gloo" (host memory, TCP) */
+  int rank, world;         /* 0 <= rank < world */
+  const char* master_addr; /* where rank 0 serves the rendezvous (MASTER_ADDR) */
+  int master_port;         /* MASTER_PORT */
+  int timeout_ms;          /* rendezvous and each collective; past it the call fails naming what it waited for */
+} cx_comm_options;
+
+/* Blocks until every rank has joined, or the timeout. */
+int cx_comm_create(const cx_comm_options* options, cx_comm** out, cx_status* status);
+void cx_comm_free(cx_comm* comm);
+const char* cx_comm_library(const cx_comm* comm);
+/* Sums host values over the ranks (in double). */
+int cx_comm_all_reduce_host(cx_comm* comm, double* values, size_t n, cx_status* status);
+/* Host fp32 in place over data[sum(counts)]: rank r's piece (counts[r] at offset counts[0..r) summed) summed over
+ * the ranks (the other pieces are left undefined); or every piece copied to every rank. counts: world values. */
+int cx_comm_reduce_scatter_host(cx_comm* comm, float* data, const size_t* counts, cx_status* status);
+int cx_comm_all_gather_host(cx_comm* comm, float* data, const size_t* counts, cx_status* status);
+int cx_comm_broadcast_host(cx_comm* comm, void* data, size_t bytes, int root, cx_status* status);
+int cx_comm_barrier(cx_comm* comm, cx_status* status);
+
+/* Attaches the model to comm (which must outlive it). zero 1: ZeRO-1 (gradients reduce-scattered, this rank
+ * keeps 1/R of the AdamW moments, updated weights all-gathered); zero 0: gradients all-reduced. The moments are
+ * zeroed: attach before loading optimizer state. Then cx_clip_adamw_step reduces and steps collectively, and
+ * cx_tensor_get of CX_ADAM_M / CX_ADAM_V is collective (gathered) while cx_tensor_set stores this rank's share. */
+int cx_model_data_parallel(cx_model* model, cx_comm* comm, int zero, cx_status* status);
+/* The next cx_forward_backward (the step's last micro-batch) reduces each gradient bucket on a communication
+ * thread as soon as the backward has finished it, overlapping the rest of the backward. */
+int cx_model_reduce_on_next_backward(cx_model* model, cx_status* status);
+/* Collective: whether every rank holds the same fp32 weights, bit for bit; digest: this rank's 64-bit hash of them. */
+int cx_model_replicas_identical(cx_model* model, int* identical, uint64_t* digest, cx_status* status);
+
+/* ---- Tokenizer: byte-level BPE over the subset of tokenizer.json the DeepSeek LLM file uses (src/tokenizer/spec.ts
+ * reads the file and refuses what this does not implement). Code point sets are ranges: lo0, hi0, lo1, hi1, ... */
+
+enum cx_pretokenize_kind {
+  CX_ISOLATE_EACH = 0,            /* each character of the class on its own */
+  CX_ISOLATE_RUNS = 1,            /* runs of the class */
+  CX_OPTIONAL_SPACE_THEN_RUN = 2, /* an optional space, then a run of the class */
+  CX_TRAILING_SPACE = 3,          /* the whitespace that ends a piece */
+  CX_DIGITS = 4,                  /* each digit on its own */
+};
+
+typedef struct cx_pretokenize_step {
+  int kind; /* cx_pretokenize_kind */
+  const uint32_t* ranges;
+  size_t n_ranges; /* values, two per range; 0 for CX_TRAILING_SPACE and CX_DIGITS */
+} cx_pretokenize_step;
+
+typedef struct cx_added_token {
+  const char* content; /* UTF-8, as matched in text */
+  size_t content_len;
+  uint32_t id;
+  int special;
+  const uint8_t* bytes; /* what decoding gives back */
+  size_t n_bytes;
+} cx_added_token;
+
+typedef struct cx_tokenizer_spec {
+  const uint8_t* vocab_bytes; /* token i's raw bytes: vocab_bytes[vocab_offsets[i] .. vocab_offsets[i+1]) */
+  size_t n_vocab_bytes;
+  const uint32_t* vocab_offsets;
+  size_t n_vocab_offsets; /* vocabulary size + 1 */
+  const uint32_t* merges; /* (left, right, merged) id triples in rank order */
+  size_t n_merges;        /* values, three per merge */
+  const cx_added_token* added;
+  size_t n_added;
+  const cx_pretokenize_step* steps;
+  size_t n_steps;
+  const uint32_t* whitespace;
+  size_t n_whitespace;
+  const uint32_t* numeric;
+  size_t n_numeric;
+} cx_tokenizer_spec;
+
+typedef struct cx_tokenizer cx_tokenizer;
+
+/* Token ids of a batch: text i's ids are ids[start .. start + lengths[i]), texts one after another. */
+typedef struct cx_token_batch {
+  uint32_t* ids;
+  size_t n_ids;
+  uint32_t* lengths;
+  size_t n_texts;
+} cx_token_batch;
+
+/* threads: workers of cx_tokenizer_encode_batch (texts are encoded in parallel, ids come back in order). */
+int cx_tokenizer_create(const cx_tokenizer_spec* spec, int threads, cx_tokenizer** out, cx_status* status);
+void cx_tokenizer_free(cx_tokenizer* tokenizer);
+size_t cx_tokenizer_vocab_size(const cx_tokenizer* tokenizer);
+/* Ids of UTF-8 texts, without special tokens added (special tokens written in a text are still matched). The
+ * batch's arrays are released with cx_token_batch_free. A text that fails names its index in the message. */
+int cx_tokenizer_encode_batch(const cx_tokenizer* tokenizer, const char* const* texts, const size_t* lengths, size_t n_texts,
+                              cx_token_batch* out, cx_status* status);
+void cx_token_batch_free(cx_token_batch* batch);
+/* Hugging Face's decode (the ByteLevel decoder over every token, lossy UTF-8) into a string released with
+ * cx_string_free. */
+int cx_tokenizer_decode(const cx_tokenizer* tokenizer, const uint32_t* ids, size_t n, int skip_special, char** text, size_t* length,
+                        cx_status* status);
+void cx_string_free(char* text);
 
 #ifdef __cplusplus
 }

@@ -276,4 +276,39 @@ CX_CHECK(recompute, "recomputation: the same loss and gradients bit for bit, wit
   cx_model_free(rec);
 }
 
+CX_CHECK(tokenizer_capi, "the tokenizer's C API") {
+  // A byte vocabulary (token i is byte i), one merge ("h" + "i" -> 256), digits split.
+  std::vector<uint8_t> bytes(256);
+  std::vector<uint32_t> offsets(258);
+  for (uint32_t i = 0; i < 256; i++) bytes[i] = (uint8_t)i, offsets[i] = i;
+  offsets[256] = 256;
+  bytes.push_back('h'), bytes.push_back('i');
+  offsets[257] = 258;
+  const std::vector<uint32_t> merges = {'h', 'i', 256}, numeric = {'0', '9'}, whitespace = {' ', ' '};
+  const cx_pretokenize_step steps[] = {{CX_DIGITS, nullptr, 0}};
+  cx_tokenizer_spec spec{bytes.data(), bytes.size(), offsets.data(), offsets.size(), merges.data(), merges.size(), nullptr, 0, steps, 1,
+                         whitespace.data(), whitespace.size(), numeric.data(), numeric.size()};
+  cx_tokenizer* tok = nullptr;
+  cx_status st{};
+  if (cx_tokenizer_create(&spec, 2, &tok, &st) != CX_OK) throw std::runtime_error(st.message);
+  const char* texts[] = {"hi 42", ""};
+  const size_t lengths[] = {5, 0};
+  cx_token_batch batch{};
+  const bool encoded = cx_tokenizer_encode_batch(tok, texts, lengths, 2, &batch, &st) == CX_OK;
+  const std::vector<uint32_t> ids = encoded ? std::vector<uint32_t>(batch.ids, batch.ids + batch.n_ids) : std::vector<uint32_t>();
+  const std::vector<uint32_t> expected = {256, ' ', '4', '2'};
+  report("tokenizer: a batch encodes with merges and split digits", encoded && ids == expected && batch.lengths[0] == 4 && batch.lengths[1] == 0 ? 0 : 1, 0);
+  char* text = nullptr;
+  size_t length = 0;
+  const bool decoded = cx_tokenizer_decode(tok, ids.data(), ids.size(), 0, &text, &length, &st) == CX_OK;
+  report("tokenizer: decode gives the text back", decoded && std::string(text, length) == "hi 42" ? 0 : 1, 0);
+  cx_string_free(text);
+  cx_token_batch_free(&batch);
+  cx_tokenizer_free(tok);
+  // A malformed spec is a status with a message, not an abort.
+  spec.n_merges = 2;
+  const int code = cx_tokenizer_create(&spec, 1, &tok, &st);
+  report("tokenizer: a malformed spec returns a status", code == CX_INVALID_ARGUMENT && std::strstr(st.message, "triples") ? 0 : 1, 0);
+}
+
 int main() { return checks::run_cases(false); }

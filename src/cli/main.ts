@@ -36,7 +36,11 @@ export async function main(argv: string[]): Promise<number> {
     await parser.parseAsync();
     return 0;
   } catch (error) {
-    process.stderr.write(`chuxin-data: error: ${messageOf(error)}\n`);
+    // In a data-parallel run every rank's error says which rank it is.
+    const ranks = process.env.WORLD_SIZE ?? process.env.SLURM_NTASKS;
+    const rank = process.env.RANK ?? process.env.SLURM_PROCID;
+    const who = ranks && Number(ranks) > 1 && rank !== undefined ? ` rank ${rank}/${ranks}:` : "";
+    process.stderr.write(`chuxin-data:${who} error: ${messageOf(error)}\n`);
     // With --json, a script reading stdout sees how the command ended as its last event.
     if (argv.includes("--json")) {
       process.stdout.write(JSON.stringify({ type: "error", time: new Date().toISOString(), exit_code: exitCodeOf(error), message: messageOf(error) }) + "\n");

@@ -55,14 +55,46 @@ export interface NativeModel {
   /** Global-norm clipping and AdamW on the backend, with one read-back: resolves to the gradient norm. When it is not
    * finite nothing moved. maxNorm <= 0: no clipping. */
   clipAdamwStep(hp: AdamwOptions, maxNorm: number): Promise<number>;
+  /** Attaches the model to a communicator (cx_model_data_parallel): zero 1 shards the AdamW moments (ZeRO-1), 0
+   * all-reduces. The moments are zeroed; from then on clipAdamwStep and getTensor of the moments are collective. */
+  dataParallel(comm: Communicator, zero: 0 | 1): void;
+  /** The next forwardBackward reduces each gradient bucket as soon as the backward has finished it. */
+  reduceOnNextBackward(): void;
+  /** Collective: whether every rank holds the same fp32 weights bit for bit, and this rank's 64-bit digest of them. */
+  replicasIdentical(): Promise<{ identical: boolean; digest: string }>;
   backend(): string;
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };
   dispose(): void;
 }
 
+/** cx_comm_options: every key required. */
+export interface CommOptions {
+  library: "gloo";
+  rank: number;
+  world: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs: number;
+}
+
+/** A joined group of ranks (cx_comm); every call is collective. Dispose after the models attached to it. */
+export interface Communicator {
+  /** Sums the values over the ranks, in place; resolves to the same array. */
+  allReduce(values: Float64Array): Promise<Float64Array>;
+  /** Root's bytes into every rank's array (same length everywhere). */
+  broadcast(bytes: Uint8Array, root: number): Promise<Uint8Array>;
+  barrier(): Promise<void>;
+  library(): string;
+  dispose(): void;
+}
+
 export interface Addon {
+  /** Resolves once every rank of the world has joined through MASTER_ADDR:MASTER_PORT, or rejects after the timeout. */
+  joinCommunicator(options: CommOptions): Promise<Communicator>;
   Model: new (config: ModelConfig, backend: string, threads: number) => NativeModel;
+  /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask). */
+  targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
   cpuKernel: string;
   cudaCompiled: boolean;
 }

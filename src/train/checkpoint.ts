@@ -38,7 +38,9 @@ function tensorsOf(model: NativeModel, kind: number, suffix = ""): NamedTensor[]
 /**
  * Writes RUN/checkpoint-NNNNNNN/ with model.safetensors (Hugging Face Llama names, F32 master weights),
  * config.json (LlamaForCausalLM), optimizer.safetensors (AdamW moments), trainer_state.json and the
- * tokenizer. Built in a temp folder and renamed, so a checkpoint is either whole or absent.
+ * tokenizer. Built in a temp folder and renamed, so a checkpoint is either whole or absent. In a data-parallel
+ * run every rank calls it (sharded AdamW moments are gathered from every rank) and only the one with `write`
+ * writes.
  */
 export async function saveCheckpoint(
   runDir: string,
@@ -48,14 +50,18 @@ export async function saveCheckpoint(
   ids: { eosId: number; bosId: number; addBos: boolean },
   tokenizerPath: string | undefined,
   keepLast: number,
+  write = true,
 ): Promise<string> {
   const final = join(runDir, checkpointName(state.step));
+  const weights = encodeSafetensors(tensorsOf(model, TensorKind.param));
+  const optimizer = encodeSafetensors([...tensorsOf(model, TensorKind.adamM, ".exp_avg"), ...tensorsOf(model, TensorKind.adamV, ".exp_avg_sq")]);
+  if (!write) return final;
   const tmp = tempPathFor(final);
   await mkdir(tmp, { recursive: true });
   try {
     const files: Record<string, string | Uint8Array> = {
-      "model.safetensors": encodeSafetensors(tensorsOf(model, TensorKind.param)),
-      "optimizer.safetensors": encodeSafetensors([...tensorsOf(model, TensorKind.adamM, ".exp_avg"), ...tensorsOf(model, TensorKind.adamV, ".exp_avg_sq")]),
+      "model.safetensors": weights,
+      "optimizer.safetensors": optimizer,
       "config.json": JSON.stringify(hfConfig(config, ids.eosId, ids.bosId), null, 2) + "\n",
       "generation_config.json": JSON.stringify({ bos_token_id: ids.bosId, eos_token_id: ids.eosId }, null, 2) + "\n",
     };

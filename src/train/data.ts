@@ -5,7 +5,7 @@ import { readManifest } from "../shards/manifest-file.ts";
 import { NpyFormatError, readNpyInfo, type NpyInfo } from "../shards/npy.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { keyedHash64 } from "../util/hash.ts";
-import type { RunOptions } from "../native/addon.ts";
+import { loadAddon, type RunOptions } from "../native/addon.ts";
 
 /** mulberry32: a small seeded PRNG, identical on every machine. */
 export function mulberry32(seed: number): () => number {
@@ -156,12 +156,9 @@ export class TokenData {
 }
 
 /** Which positions have a target, by the same rules as the native code (next token; EOS inputs optionally masked). */
+/** 1 where a position has a target: the native model's rule (cx_target_mask), so the counts here match its losses. */
 export function targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array {
-  const mask = new Uint8Array(B * T);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) mask[b * T + t] = options.maskEosLoss && tokens[b * T + t] === options.eosId ? 0 : 1;
-  }
-  return mask;
+  return loadAddon().targetMask(tokens, B, T, options);
 }
 
 export function countTargets(tokens: Int32Array, B: number, T: number, options: RunOptions): number {

@@ -60,6 +60,11 @@ export const trainConfigSchema = z.strictObject({
     describe: "keep only each block's input and rerun the block in backward: activations of one block plus the residual stream, about a quarter more compute, the same numbers",
     onResume: "new",
   }),
+  zero: option(z.number().int().min(0).max(1).default(1), {
+    describe: "with several ranks: 1 shards the AdamW moments over the ranks (ZeRO-1: gradients reduce-scattered, weights all-gathered); 0 all-reduces the gradients and every rank steps the whole model",
+    onResume: "new",
+  }),
+  dist_timeout: option(positive().default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
   eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
   eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),
 });

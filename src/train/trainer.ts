@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { appendFile, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
 import { manifestHash, readManifest } from "../shards/manifest-file.ts";
@@ -7,7 +7,9 @@ import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { lockFolder } from "../util/folder-lock.ts";
 import { checkShardHashes } from "../shards/verify.ts";
-import { RESUMABLE, trainConfigSchema, type TrainConfig } from "./options.ts";
+import type { TrainConfig } from "./options.ts";
+import { RankGroup, SINGLE, type World } from "./distributed.ts";
+import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
 import { lossCurveSvg } from "./plot.ts";
@@ -19,9 +21,9 @@ export type TrainEvent =
   | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
   | { type: "step"; step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; eta_s: number }
   /** after the first step, when every buffer has its size: bytes of weights + gradients + AdamW state, and of activations */
-  | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean }
+  | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number }
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
-  | { type: "checkpoint"; step: number; path: string }
+  | { type: "checkpoint"; step: number; path: string; replicas?: { ranks: number; digest: string } }
   | { type: "note"; message: string }
   | { type: "done"; step: number; out: string };
 
@@ -43,91 +45,51 @@ export function runOptionsOf(
 const SHARD_HASH_CACHE = ".shard-hashes.json";
 
 
-async function resolveRunConfig(requested: TrainConfig, resume: boolean): Promise<{ config: TrainConfig; from: string | null; changes: string[] }> {
-  const runDir = requested.out;
-  const checkpoints = await listCheckpoints(runDir);
-  if (!resume) {
-    if (checkpoints.length > 0) throw new UsageError(`${runDir} already holds checkpoints; pass --resume to continue it, or choose another --out`);
-    return { config: requested, from: null, changes: [] };
-  }
-  if (checkpoints.length === 0) throw new UsageError(`--resume: ${runDir} has no checkpoint to resume from`);
-  const savedPath = join(runDir, "run_config.json");
-  let savedRaw: Record<string, unknown>;
-  try {
-    savedRaw = JSON.parse(await readFile(savedPath, "utf8"));
-  } catch {
-    throw new RuntimeFailure(`${savedPath}: missing or unreadable; cannot resume`);
-  }
-  // Options added since the run was recorded take their defaults (which keep the old behaviour).
-  const parsed = trainConfigSchema.safeParse(savedRaw);
-  if (!parsed.success) throw new RuntimeFailure(`${savedPath}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}; cannot resume`);
-  const saved = parsed.data;
-  const config = { ...saved };
-  const changes: string[] = [];
-  // The learning-rate schedule is part of the run: a longer --steps extends training on the recorded
-  // schedule (at min_lr once its decay ends) unless --decay-steps asks for a new one.
-  const savedDecay = saved.decay_steps ?? saved.steps;
-  for (const key of RESUMABLE) {
-    let value: unknown = requested[key];
-    if (key === "decay_steps" && value === null) value = savedDecay;
-    const before = key === "decay_steps" ? savedDecay : saved[key];
-    if (value !== before) changes.push(`${key} ${before} → ${value}`);
-    Object.assign(config, { [key]: value });
-  }
-  if (config.steps !== saved.steps && requested.decay_steps === null) {
-    changes.push(`the cosine schedule keeps decaying over ${savedDecay} steps (pass --decay-steps to change it)`);
-  }
-  return { config, from: join(runDir, checkpoints[checkpoints.length - 1]!.name), changes };
-}
-
 /**
  * Trains through the native addon: gradient accumulation to a global batch in tokens, AdamW with
  * warmup + cosine, global-norm clipping, periodic eval and atomic checkpoints; every step to metrics.jsonl.
  */
-export async function train(
-  requested: TrainConfig,
-  options: { resume: boolean; onEvent: (e: TrainEvent) => void; shouldStop?: () => boolean },
-): Promise<void> {
+export interface TrainOptions {
+  resume: boolean;
+  onEvent: (e: TrainEvent) => void;
+  shouldStop?: () => boolean;
+  /** this process's place in a data-parallel run (distributed.ts); one rank by default */
+  world?: World;
+}
+
+/**
+ * With several ranks, every rank runs this with the same options: rank 0 alone locks the run folder, resolves
+ * the run's options (and broadcasts them), checks the shards, writes metrics, checkpoints and the plot, and
+ * reports events; each rank computes its share of every step's micro-batches.
+ */
+export async function train(requested: TrainConfig, options: TrainOptions): Promise<void> {
   const runDir = resolve(requested.out);
-  await mkdir(runDir, { recursive: true });
-  const lock = await lockFolder(runDir, "chuxin-data train");
+  const group = await RankGroup.join(options.world ?? SINGLE, requested.dist_timeout);
+  let lock: Awaited<ReturnType<typeof lockFolder>> | undefined;
   try {
-    await trainLocked(requested, runDir, options);
+    const onEvent = group.isRoot ? options.onEvent : () => {};
+    const plan = await group.fromRoot(async () => {
+      await mkdir(runDir, { recursive: true });
+      lock = await lockFolder(runDir, "chuxin-data train");
+      return prepareRun(requested, runDir, options, onEvent);
+    });
+    await trainPlanned(plan, runDir, { ...options, onEvent }, group);
   } finally {
-    await lock.release();
+    await lock?.release();
+    group.dispose();
   }
 }
 
-/** Metrics lines up to `step`; a torn last line (what a kill mid-append leaves) is dropped, any other bad line refused. */
-async function keptMetrics(metricsPath: string, step: number): Promise<{ line: string; value: { step: number; loss?: number; eval_loss?: number } }[]> {
-  const lines = (await readFile(metricsPath, "utf8").catch(() => "")).split("\n");
-  const kept = [];
-  for (const [i, line] of lines.entries()) {
-    if (!line) continue;
-    let value;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      if (lines.slice(i + 1).every((l) => !l)) break;
-      throw new RuntimeFailure(`${metricsPath}:${i + 1}: not a JSON line; fix or remove that line, then resume`);
-    }
-    if (value.step <= step) kept.push({ line, value });
-  }
-  return kept;
-}
+type RunPlan = { config: TrainConfig; from: string | null };
 
-async function trainLocked(
-  requested: TrainConfig,
-  runDir: string,
-  options: { resume: boolean; onEvent: (e: TrainEvent) => void; shouldStop?: () => boolean },
-): Promise<void> {
+/** Rank 0's part before training: half-written checkpoints removed, the run's options resolved, the shards checked. */
+async function prepareRun(requested: TrainConfig, runDir: string, options: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<RunPlan> {
   for (const name of await removePartialCheckpoints(runDir)) {
-    options.onEvent({ type: "note", message: `removed ${name}, a checkpoint a killed run left half-written` });
+    onEvent({ type: "note", message: `removed ${name}, a checkpoint a killed run left half-written` });
   }
   const { config, from, changes } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
-  if (changes.length > 0) options.onEvent({ type: "note", message: `resuming with changes: ${changes.join("; ")}` });
+  if (changes.length > 0) onEvent({ type: "note", message: `resuming with changes: ${changes.join("; ")}` });
   const manifest = await readManifest(config.data);
-  const manifestSha = manifestHash(manifest);
   const damaged = await checkShardHashes(config.data, manifest, join(runDir, SHARD_HASH_CACHE));
   if (damaged.length > 0) {
     throw new RuntimeFailure(
@@ -135,6 +97,14 @@ async function trainLocked(
         `${damaged.length > 3 ? `; and ${damaged.length - 3} more` : ""}. Rebuild it (chuxin-data build), or restore the files`,
     );
   }
+  return { config, from };
+}
+
+async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions, group: RankGroup): Promise<void> {
+  const { config, from } = plan;
+  const root = group.isRoot;
+  const manifest = await readManifest(config.data);
+  const manifestSha = manifestHash(manifest);
   const mc = config.model_config;
   const data = await TokenData.open(config.data, {
     context: config.context ?? undefined,
@@ -151,11 +121,17 @@ async function trainLocked(
     throw new UsageError(`--global-batch-tokens ${config.global_batch_tokens} is not a multiple of micro-batch ${config.micro_batch} × context ${T} = ${perMicro}`);
   }
   const accum = config.global_batch_tokens / perMicro;
+  if (accum % group.size !== 0) {
+    throw new UsageError(
+      `--global-batch-tokens ${config.global_batch_tokens} is ${accum} micro-batches of ${config.micro_batch} × ${T} tokens, which ${group.size} ranks cannot share equally; make it a multiple of ${group.size * perMicro}`,
+    );
+  }
   const opts = runOptionsOf(config, manifest.tokenizer.eos_id);
   const addon = loadAddon();
   let model: NativeModel;
   try {
-    model = new addon.Model(mc, config.device, config.threads);
+    model = new addon.Model(mc, config.device === "cuda" && group.size > 1 ? `cuda:${group.world.localRank}` : config.device, config.threads);
+    if (group.comm) model.dataParallel(group.comm, config.zero as 0 | 1);
   } catch (error) {
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
   }
@@ -179,16 +155,16 @@ async function trainLocked(
       samples = state.samples_seen;
       // Metrics after the checkpoint belong to the interrupted attempt; drop them so the file reads as one run.
       const kept = await keptMetrics(metricsPath, step);
-      await writeFileAtomic(metricsPath, kept.map((k) => k.line + "\n").join(""));
+      if (root) await writeFileAtomic(metricsPath, kept.map((k) => k.line + "\n").join(""));
       for (const { value: m } of kept) {
         if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss });
         if (m.eval_loss !== undefined) evalPoints.push({ step: m.step, loss: m.eval_loss });
       }
     } else {
       model.init(config.seed);
-      await writeFileAtomic(metricsPath, "");
+      if (root) await writeFileAtomic(metricsPath, "");
     }
-    await writeJsonAtomic(join(runDir, "run_config.json"), config);
+    if (root) await writeJsonAtomic(join(runDir, "run_config.json"), config);
     let tokenizerPath: string | undefined;
     try {
       tokenizerPath = await tokenizerPathForManifest(manifest);
@@ -201,43 +177,55 @@ async function trainLocked(
     const firstStep = step;
     const decaySteps = config.decay_steps ?? config.steps;
     const save = async (lastLoss: number, lr: number) => {
+      // Every rank takes part: the ranks' weights are compared, and sharded moments are gathered tensor by tensor.
+      let replicas: { ranks: number; digest: string } | undefined;
+      if (group.size > 1) {
+        const r = await native("comparing the ranks' weights", () => model.replicasIdentical());
+        if (!r.identical) throw new RuntimeFailure(`step ${step}: the ranks' weights differ (rank ${group.rank}'s digest ${r.digest}); the collective library or a rank's memory is faulty`);
+        replicas = { ranks: group.size, digest: r.digest };
+      }
       const state: TrainerState = { step, samples_seen: samples, tokens_seen: samples * T, lr, seed: config.seed, last_loss: lastLoss, data_manifest_sha256: manifestSha };
-      const path = await saveCheckpoint(runDir, model, mc, state, { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id, addBos: manifest.tokenizer.add_bos }, tokenizerPath, config.keep_last);
-      options.onEvent({ type: "checkpoint", step, path });
+      const ids = { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id, addBos: manifest.tokenizer.add_bos };
+      const path = await saveCheckpoint(runDir, model, mc, state, ids, tokenizerPath, config.keep_last, root);
+      options.onEvent({ type: "checkpoint", step, path, ...(replicas ? { replicas } : {}) });
     };
     let lastLoss = NaN;
     let lr = 0;
-    while (step < config.steps && !options.shouldStop?.()) {
-      const batches: Int32Array[] = [];
-      let targets = 0;
-      for (let a = 0; a < accum; a++) {
-        const windows = Array.from({ length: config.micro_batch }, (_, b) => data.trainWindow(samples + a * config.micro_batch + b));
-        const tokens = await data.read(windows, mc.vocab);
-        targets += countTargets(tokens, config.micro_batch, T, opts);
-        batches.push(tokens);
+    // With several ranks a stop (Ctrl-C, SIGTERM) is agreed on in the step's sums, so every rank stops after the same step.
+    let stopAgreed = false;
+    // Where to go back to when a step fails. A checkpoint this attempt resumed from and never got past is not known to be good.
+    const lastGood = async () => {
+      const last = await listCheckpoints(runDir);
+      const latest = last.length ? join(runDir, last[last.length - 1]!.name) : undefined;
+      if (step === firstStep && from) {
+        return `This was the first step after resuming from ${from}, so that checkpoint is suspect: resume from an earlier one${last.length > 1 ? ` (${join(runDir, last[last.length - 2]!.name)})` : ""}.`;
       }
-      if (targets === 0) throw new RuntimeFailure(`step ${step + 1}: the batch has no positions with a target`);
-      model.zeroGrad();
-      let lossSum = 0;
-      for (const tokens of batches) {
-        const r = await native(`step ${step + 1}`, () => model.forwardBackward(tokens, config.micro_batch, T, opts, 1 / targets));
-        lossSum += r.lossSum;
+      return latest ? `The last good checkpoint is ${latest}.` : "No checkpoint was written yet.";
+    };
+    const stepOnRanks = async () => {
+      try {
+        return await stepOnce();
+      } catch (error) {
+        // A rank that died or hung fails every other rank's next collective: say where the run can resume from.
+        if (group.size === 1 || !(error instanceof RuntimeFailure) || error.message.includes("training stopped before applying it")) throw error;
+        throw new RuntimeFailure(`${error.message}. ${await lastGood()} Resume with --resume once every rank can run`, { cause: error });
       }
-      const loss = lossSum / targets;
-      const stopped = async (gradNorm: number | string) => {
-        const last = await listCheckpoints(runDir);
-        const latest = last.length ? join(runDir, last[last.length - 1]!.name) : undefined;
-        // A checkpoint this attempt resumed from and never got past is not known to be good.
-        const where =
-          step === firstStep && from
-            ? `This was the first step after resuming from ${from}, so that checkpoint is suspect: resume from an earlier one${last.length > 1 ? ` (${join(runDir, last[last.length - 2]!.name)})` : ""}.`
-            : latest
-              ? `The last good checkpoint is ${latest}.`
-              : "No checkpoint was written yet.";
-        return new RuntimeFailure(
-          `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${where} Lower --lr or use --precision fp32 to investigate.`,
+    };
+    const stepOnce = async () => {
+      const { loss, stop } = await accumulateGradients(model, data, {
+        first: samples,
+        microBatches: accum,
+        microBatch: config.micro_batch,
+        opts,
+        vocab: mc.vocab,
+        label: `step ${step + 1}`,
+        group,
+        stopRequested: options.shouldStop?.() ?? false,
+      });
+      const stopped = async (gradNorm: number | string) =>
+        new RuntimeFailure(
+          `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${await lastGood()} Lower --lr or use --precision fp32 to investigate.`,
         );
-      };
       if (!Number.isFinite(loss)) throw await stopped("not computed");
       const nextLr = learningRate(step + 1, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
       // The norm, the clip factor and AdamW run on the backend with one read-back; a non-finite norm moves nothing.
@@ -248,24 +236,38 @@ async function trainLocked(
         ),
       );
       if (!Number.isFinite(gradNorm)) throw await stopped(gradNorm);
+      return { loss, stop, nextLr, gradNorm };
+    };
+    while (step < config.steps && !(group.size > 1 ? stopAgreed : options.shouldStop?.())) {
+      const { loss, stop, nextLr, gradNorm } = await stepOnRanks();
+      stopAgreed = stop;
       step++;
       samples += accum * config.micro_batch;
       lr = nextLr;
       lastLoss = loss;
       if (step === firstStep + 1) {
         const memory = model.memory();
-        options.onEvent({ type: "memory", states_bytes: memory.states, activation_bytes: memory.activations, micro_batch: config.micro_batch, context: T, recompute: config.recompute });
+        options.onEvent({
+          type: "memory",
+          states_bytes: memory.states,
+          activation_bytes: memory.activations,
+          micro_batch: config.micro_batch,
+          context: T,
+          recompute: config.recompute,
+          ranks: group.size,
+          zero: group.size > 1 ? config.zero : 0,
+        });
       }
       const seconds = (performance.now() - started) / 1000;
       const tokensPerS = ((step - firstStep) * config.global_batch_tokens) / seconds;
       const etaS = ((config.steps - step) * config.global_batch_tokens) / tokensPerS;
       trainPoints.push({ step, loss });
-      await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS), time: new Date().toISOString() }) + "\n");
+      if (root) await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS), time: new Date().toISOString() }) + "\n");
       options.onEvent({ type: "step", step, loss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerS, eta_s: etaS });
       if (config.eval_every > 0 && config.eval_sequences > 0 && (step % config.eval_every === 0 || step === config.steps)) {
-        const evalLoss = (await evaluate(model, data, config.micro_batch, opts, mc.vocab, data.evalWindows)).mean;
+        const evalLoss = (await evaluate(model, data, config.micro_batch, opts, mc.vocab, data.evalWindows, undefined, group)).mean;
         evalPoints.push({ step, loss: evalLoss });
-        await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss), time: new Date().toISOString() }) + "\n");
+        if (root) await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss), time: new Date().toISOString() }) + "\n");
         options.onEvent({ type: "eval", step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) });
       }
       if ((config.save_every > 0 && step % config.save_every === 0) || step === config.steps) await save(loss, lr);
@@ -276,13 +278,55 @@ async function trainLocked(
     }
     options.onEvent({ type: "done", step, out: runDir });
   } finally {
-    await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`)).catch(() => {});
+    if (root) await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`)).catch(() => {});
     await data.close();
     model.dispose();
   }
 }
 
-/** Mean loss over windows, with the training masks; the one evaluation loop of training and `eval`. */
+/**
+ * The gradient of one optimizer step: the training windows first, first + 1, ... of the seeded stream, in
+ * `microBatches` micro-batches of `microBatch` rows, summed into the model's (zeroed) gradients, each
+ * scaled by 1 / (positions with a target in the whole step), so the result is the mean over the step's tokens
+ * whatever the split. With a group of R ranks, rank r computes micro-batches r, r + R, ... of the same stream
+ * and the model reduces the gradients (the step's last backward starts it, bucket by bucket); the counts, the
+ * losses and the ranks' stop requests are summed over the ranks. Returns the step's mean loss, its count, and
+ * whether any rank asked to stop.
+ */
+export async function accumulateGradients(
+  model: NativeModel,
+  data: TokenData,
+  s: { first: number; microBatches: number; microBatch: number; opts: RunOptions; vocab: number; label: string; group?: RankGroup; stopRequested?: boolean },
+): Promise<{ loss: number; targets: number; stop: boolean }> {
+  const T = data.context;
+  const rank = s.group?.rank ?? 0;
+  const ranks = s.group?.size ?? 1;
+  const batches: Int32Array[] = [];
+  let local = 0;
+  for (let a = rank; a < s.microBatches; a += ranks) {
+    const windows = Array.from({ length: s.microBatch }, (_, b) => data.trainWindow(s.first + a * s.microBatch + b));
+    const tokens = await data.read(windows, s.vocab);
+    local += countTargets(tokens, s.microBatch, T, s.opts);
+    batches.push(tokens);
+  }
+  const [targets] = ranks > 1 ? await s.group!.sum([local], `${s.label}: summing the target counts over the ranks`) : [local];
+  if (targets === 0) throw new RuntimeFailure(`${s.label}: the batch has no positions with a target`);
+  model.zeroGrad();
+  let lossSum = 0;
+  for (const [i, tokens] of batches.entries()) {
+    if (ranks > 1 && i === batches.length - 1) model.reduceOnNextBackward();
+    const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets!));
+    lossSum += r.lossSum;
+  }
+  if (ranks === 1) return { loss: lossSum / targets!, targets: targets!, stop: false };
+  const [sum, stops] = await s.group!.sum([lossSum, s.stopRequested ? 1 : 0], `${s.label}: summing the losses over the ranks`);
+  return { loss: sum! / targets!, targets: targets!, stop: stops! > 0 };
+}
+
+/**
+ * Mean loss over windows, with the training masks; the one evaluation loop of training and `eval`. With a group,
+ * rank r evaluates batches r, r + R, ... and the sums are taken over the ranks.
+ */
 export async function evaluate(
   model: NativeModel,
   data: TokenData,
@@ -291,10 +335,13 @@ export async function evaluate(
   vocab: number,
   windows: ArrayLike<number>,
   onProgress?: (done: number, total: number) => void,
+  group?: RankGroup,
 ): Promise<{ mean: number; tokens: number }> {
   let sum = 0;
   let count = 0;
-  for (let i = 0; i < windows.length; i += batch) {
+  const rank = group?.rank ?? 0;
+  const ranks = group?.size ?? 1;
+  for (let i = rank * batch; i < windows.length; i += batch * ranks) {
     const chunk = Array.from({ length: Math.min(batch, windows.length - i) }, (_, j) => windows[i + j]!);
     const tokens = await data.read(chunk, vocab);
     const losses = await native("evaluation", () => model.forwardLosses(tokens, chunk.length, data.context, opts));
@@ -303,5 +350,6 @@ export async function evaluate(
     count += r.count;
     onProgress?.(i + chunk.length, windows.length);
   }
+  if (ranks > 1) [sum, count] = (await group!.sum([sum, count], "evaluation: summing the losses over the ranks")) as [number, number];
   return { mean: sum / Math.max(1, count), tokens: count };
 }

@@ -27,9 +27,21 @@ export class Interrupted extends Error {
   }
 }
 
+/** A launched process (a rank) failed; the launcher ends with its status. */
+export class ChildFailed extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = "ChildFailed";
+  }
+}
+
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError) return 2;
   if (error instanceof Interrupted) return 130;
+  if (error instanceof ChildFailed) return error.exitCode;
   return 1;
 }
 

@@ -10,24 +10,11 @@
 
 #include "../../include/chuxin.h"
 #include "../cpu/gemm.h"
+#include "common.h"
 
 namespace {
 
-const char* code_name(int code) {
-  switch (code) {
-    case CX_INVALID_ARGUMENT: return "CX_INVALID_ARGUMENT";
-    case CX_OUT_OF_MEMORY: return "CX_OUT_OF_MEMORY";
-    case CX_BACKEND_UNAVAILABLE: return "CX_BACKEND_UNAVAILABLE";
-    case CX_NUMERIC: return "CX_NUMERIC";
-    default: return "CX_INTERNAL";
-  }
-}
-
-Napi::Error make_error(Napi::Env env, const cx_status& st) {
-  Napi::Error e = Napi::Error::New(env, st.message);
-  e.Set("code", Napi::String::New(env, code_name(st.code)));
-  return e;
-}
+using cx_binding::make_error;
 
 /*
  * Reads an options object exactly as the C API struct it fills: every key is required and must be a number, and a
@@ -90,6 +77,24 @@ cx_adamw adamw_options(const Napi::Value& v, bool with_grad_scale) {
   return hp;
 }
 
+/* tokens [B][T] from (Int32Array, B, T) arguments; false with a JS exception pending when they do not fit. */
+bool tokens_arg(const Napi::CallbackInfo& info, std::vector<int32_t>& tokens, int& B, int& T) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Napi::TypeError::New(env, "tokens must be an Int32Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+  B = info[1].As<Napi::Number>().Int32Value();
+  T = info[2].As<Napi::Number>().Int32Value();
+  if (B <= 0 || T <= 0 || (size_t)B * (size_t)T != a.ElementLength()) {
+    Napi::RangeError::New(env, "tokens must hold exactly B*T ids").ThrowAsJavaScriptException();
+    return false;
+  }
+  tokens.assign(a.Data(), a.Data() + a.ElementLength());
+  return true;
+}
+
 class Model;
 
 /* Runs `work` off the main thread; `done` builds the resolved value. */
@@ -128,6 +133,8 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
                         InstanceMethod("clipAdamwStep", &Model::ClipAdamwStep),
+                        InstanceMethod("dataParallel", &Model::DataParallel), InstanceMethod("reduceOnNextBackward", &Model::ReduceOnNextBackward),
+                        InstanceMethod("replicasIdentical", &Model::ReplicasIdentical),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
@@ -237,23 +244,6 @@ class Model : public Napi::ObjectWrap<Model> {
     return Sync(env, cx_tensor_set(model_, kind, index, data.Data(), &st), st);
   }
 
-  static bool tokens_arg(const Napi::CallbackInfo& info, std::vector<int32_t>& tokens, int& B, int& T) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      Napi::TypeError::New(env, "tokens must be an Int32Array").ThrowAsJavaScriptException();
-      return false;
-    }
-    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
-    B = info[1].As<Napi::Number>().Int32Value();
-    T = info[2].As<Napi::Number>().Int32Value();
-    if (B <= 0 || T <= 0 || (size_t)B * (size_t)T != a.ElementLength()) {
-      Napi::RangeError::New(env, "tokens must hold exactly B*T ids").ThrowAsJavaScriptException();
-      return false;
-    }
-    tokens.assign(a.Data(), a.Data() + a.ElementLength());
-    return true;
-  }
-
   Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!ready(env)) return env.Undefined();
@@ -357,6 +347,40 @@ class Model : public Napi::ObjectWrap<Model> {
                [=](Napi::Env e) { return Napi::Number::New(e, *norm); });
   }
 
+  /* dataParallel(comm, zero): cx_model_data_parallel. The communicator must outlive the model. */
+  Napi::Value DataParallel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    cx_comm* comm = cx_binding::comm_handle(info[0]);
+    if (!comm) return env.Undefined();
+    cx_status st{0, ""};
+    return Sync(env, cx_model_data_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
+  }
+
+  Napi::Value ReduceOnNextBackward(const Napi::CallbackInfo& info) {
+    if (!ready(info.Env())) return info.Env().Undefined();
+    cx_status st{0, ""};
+    return Sync(info.Env(), cx_model_reduce_on_next_backward(model_, &st), st);
+  }
+
+  /* replicasIdentical() → {identical, digest (hex)}: collective. */
+  Napi::Value ReplicasIdentical(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto identical = std::make_shared<int>(0);
+    auto digest = std::make_shared<uint64_t>(0);
+    cx_model* m = model_;
+    return Run(env, [=](cx_status* st) { return cx_model_replicas_identical(m, identical.get(), digest.get(), st); },
+               [=](Napi::Env e) {
+                 char hex[17];
+                 snprintf(hex, sizeof hex, "%016llx", (unsigned long long)*digest);
+                 Napi::Object out = Napi::Object::New(e);
+                 out.Set("identical", Napi::Boolean::New(e, *identical != 0));
+                 out.Set("digest", Napi::String::New(e, hex));
+                 return out;
+               });
+  }
+
   Napi::Value BackendName(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), model_ ? cx_model_backend(model_) : "disposed");
   }
@@ -380,9 +404,29 @@ void register_tokenizer(Napi::Env env, Napi::Object exports);
 
 namespace {
 
+using cx_binding::make_error;
+
+/* targetMask(tokens, B, T, options): cx_target_mask as a Uint8Array. */
+Napi::Value TargetMask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int32_t> tokens;
+  int B, T;
+  if (!tokens_arg(info, tokens, B, T)) return env.Undefined();
+  const cx_run_options o = run_options(info[3]);
+  Napi::Uint8Array mask = Napi::Uint8Array::New(env, tokens.size());
+  cx_status st{};
+  if (cx_target_mask(tokens.data(), B, T, &o, mask.Data(), &st) != CX_OK) {
+    Napi::Error::New(env, st.message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return mask;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", Model::Define(env));
+  exports.Set("targetMask", Napi::Function::New(env, TargetMask, "targetMask"));
   cx::register_tokenizer(env, exports);
+  cx_binding::register_comm(env, exports);
   exports.Set("cpuKernel", Napi::String::New(env, cx::sgemm_kernel_name()));
 #ifdef CX_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));

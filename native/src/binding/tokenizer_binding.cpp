@@ -1,13 +1,13 @@
-/* N-API binding of the native BPE tokenizer. The spec comes from src/tokenizer/spec.ts, which reads
- * tokenizer.json and refuses features this tokenizer does not implement. */
+/* N-API binding of the tokenizer's C API (include/chuxin.h): a thin mirror; encodeBatch runs on a worker thread.
+ * The spec comes from src/tokenizer/spec.ts, which reads tokenizer.json and refuses features this tokenizer
+ * does not implement. */
 #include <napi.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "../util/threadpool.h"
-#include "../tokenizer/bpe.h"
+#include "../../include/chuxin.h"
 
 namespace {
 
@@ -16,58 +16,54 @@ std::vector<uint32_t> u32(const Napi::Value& v) {
   return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
-cx::CharClass char_class(const Napi::Value& v) {
-  cx::CharClass c;
-  const std::vector<uint32_t> ranges = u32(v);
-  for (size_t i = 0; i + 1 < ranges.size(); i += 2) c.add_range(ranges[i], ranges[i + 1]);
-  return c;
+int step_kind(const std::string& kind) {
+  if (kind == "isolate_each") return CX_ISOLATE_EACH;
+  if (kind == "isolate_runs") return CX_ISOLATE_RUNS;
+  if (kind == "optional_space_then_run") return CX_OPTIONAL_SPACE_THEN_RUN;
+  if (kind == "trailing_space") return CX_TRAILING_SPACE;
+  if (kind == "digits") return CX_DIGITS;
+  throw std::runtime_error("unknown pre-tokenizer step " + kind);
+}
+
+/* Owns a tokenizer shared by the JS object and any encodeBatch still running. */
+struct Handle {
+  cx_tokenizer* tok = nullptr;
+  ~Handle() { cx_tokenizer_free(tok); }
+};
+
+Napi::Object batch_result(Napi::Env env, const cx_token_batch& b) {
+  Napi::Object r = Napi::Object::New(env);
+  Napi::Uint32Array ids = Napi::Uint32Array::New(env, b.n_ids);
+  std::copy(b.ids, b.ids + b.n_ids, ids.Data());
+  Napi::Uint32Array lengths = Napi::Uint32Array::New(env, b.n_texts);
+  std::copy(b.lengths, b.lengths + b.n_texts, lengths.Data());
+  r.Set("ids", ids);
+  r.Set("lengths", lengths);
+  return r;
 }
 
 class EncodeBatch : public Napi::AsyncWorker {
  public:
-  EncodeBatch(Napi::Env env, std::shared_ptr<cx::BpeTokenizer> tok, std::shared_ptr<cx::ThreadPool> pool, std::vector<std::string> texts)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), tok_(std::move(tok)), pool_(std::move(pool)), texts_(std::move(texts)) {}
+  EncodeBatch(Napi::Env env, std::shared_ptr<Handle> handle, std::vector<std::string> texts)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), handle_(std::move(handle)), texts_(std::move(texts)) {}
+  ~EncodeBatch() override { cx_token_batch_free(&batch_); }
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
-    std::vector<std::vector<uint32_t>> per(texts_.size());
-    std::vector<std::string> errors(texts_.size());
-    pool_->parallel_for((int64_t)texts_.size(), [&](int64_t i, int) {
-      try {
-        tok_->encode(texts_[i].data(), texts_[i].size(), per[i]);
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-      }
-    });
-    for (size_t i = 0; i < errors.size(); i++)
-      if (!errors[i].empty()) return SetError("document " + std::to_string(i) + ": " + errors[i]);
-    size_t total = 0;
-    for (auto& p : per) total += p.size();
-    ids_.reserve(total);
-    lengths_.reserve(per.size());
-    for (auto& p : per) {
-      lengths_.push_back((uint32_t)p.size());
-      ids_.insert(ids_.end(), p.begin(), p.end());
-    }
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const std::string& t : texts_) ptrs.push_back(t.data()), lens.push_back(t.size());
+    cx_status st{};
+    if (cx_tokenizer_encode_batch(handle_->tok, ptrs.data(), lens.data(), texts_.size(), &batch_, &st) != CX_OK)
+      SetError(st.message);
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Object r = Napi::Object::New(env);
-    Napi::Uint32Array ids = Napi::Uint32Array::New(env, ids_.size());
-    std::copy(ids_.begin(), ids_.end(), ids.Data());
-    Napi::Uint32Array lengths = Napi::Uint32Array::New(env, lengths_.size());
-    std::copy(lengths_.begin(), lengths_.end(), lengths.Data());
-    r.Set("ids", ids);
-    r.Set("lengths", lengths);
-    deferred_.Resolve(r);
-  }
+  void OnOK() override { deferred_.Resolve(batch_result(Env(), batch_)); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<cx::BpeTokenizer> tok_;
-  std::shared_ptr<cx::ThreadPool> pool_;
+  std::shared_ptr<Handle> handle_;
   std::vector<std::string> texts_;
-  std::vector<uint32_t> ids_, lengths_;
+  cx_token_batch batch_{};
 };
 
 class Tokenizer : public Napi::ObjectWrap<Tokenizer> {
@@ -82,35 +78,36 @@ class Tokenizer : public Napi::ObjectWrap<Tokenizer> {
     Napi::Env env = info.Env();
     try {
       Napi::Object spec = info[0].As<Napi::Object>();
-      Napi::Buffer<uint8_t> vb = spec.Get("vocabBytes").As<Napi::Buffer<uint8_t>>();
-      std::vector<uint8_t> vocab(vb.Data(), vb.Data() + vb.Length());
-      std::vector<cx::AddedToken> added;
+      Napi::Buffer<uint8_t> vocab = spec.Get("vocabBytes").As<Napi::Buffer<uint8_t>>();
+      const std::vector<uint32_t> offsets = u32(spec.Get("vocabOffsets")), merges = u32(spec.Get("merges"));
+      const std::vector<uint32_t> whitespace = u32(spec.Get("whitespace")), numeric = u32(spec.Get("numeric"));
+      // The strings and arrays the C structs point into, alive until cx_tokenizer_create has copied them.
       Napi::Array a = spec.Get("added").As<Napi::Array>();
+      std::vector<std::string> contents(a.Length()), decoded(a.Length());
+      std::vector<cx_added_token> added(a.Length());
       for (uint32_t i = 0; i < a.Length(); i++) {
         Napi::Object t = a.Get(i).As<Napi::Object>();
-        Napi::Buffer<uint8_t> decoded = t.Get("bytes").As<Napi::Buffer<uint8_t>>();
-        added.push_back({t.Get("content").As<Napi::String>().Utf8Value(), t.Get("id").As<Napi::Number>().Uint32Value(),
-                         t.Get("special").As<Napi::Boolean>().Value(), std::string(decoded.Data(), decoded.Data() + decoded.Length())});
+        Napi::Buffer<uint8_t> bytes = t.Get("bytes").As<Napi::Buffer<uint8_t>>();
+        contents[i] = t.Get("content").As<Napi::String>().Utf8Value();
+        decoded[i].assign(bytes.Data(), bytes.Data() + bytes.Length());
+        added[i] = {contents[i].data(), contents[i].size(), t.Get("id").As<Napi::Number>().Uint32Value(), t.Get("special").As<Napi::Boolean>().Value(),
+                    reinterpret_cast<const uint8_t*>(decoded[i].data()), decoded[i].size()};
       }
-      std::vector<cx::PreTokenizeStep> steps;
       Napi::Array s = spec.Get("steps").As<Napi::Array>();
+      std::vector<std::vector<uint32_t>> ranges(s.Length());
+      std::vector<cx_pretokenize_step> steps(s.Length());
       for (uint32_t i = 0; i < s.Length(); i++) {
         Napi::Object st = s.Get(i).As<Napi::Object>();
-        const std::string kind = st.Get("kind").As<Napi::String>().Utf8Value();
-        cx::PreTokenizeStep step{cx::StepKind::Digits, {}};
-        if (kind == "isolate_each") step.kind = cx::StepKind::IsolateEach;
-        else if (kind == "isolate_runs") step.kind = cx::StepKind::IsolateRuns;
-        else if (kind == "optional_space_then_run") step.kind = cx::StepKind::OptionalSpaceThenRun;
-        else if (kind == "trailing_space") step.kind = cx::StepKind::TrailingSpace;
-        else if (kind == "digits") step.kind = cx::StepKind::Digits;
-        else throw std::runtime_error("unknown pre-tokenizer step " + kind);
-        if (st.Has("chars")) step.chars = char_class(st.Get("chars"));
-        steps.push_back(std::move(step));
+        if (st.Has("chars")) ranges[i] = u32(st.Get("chars"));
+        steps[i] = {step_kind(st.Get("kind").As<Napi::String>().Utf8Value()), ranges[i].data(), ranges[i].size()};
       }
-      tok_ = std::make_shared<cx::BpeTokenizer>(vocab, u32(spec.Get("vocabOffsets")), u32(spec.Get("merges")), std::move(added), std::move(steps),
-                                                char_class(spec.Get("whitespace")), char_class(spec.Get("numeric")));
+      const cx_tokenizer_spec c{vocab.Data(), vocab.Length(), offsets.data(), offsets.size(), merges.data(), merges.size(),
+                                added.data(), added.size(), steps.data(), steps.size(), whitespace.data(), whitespace.size(),
+                                numeric.data(), numeric.size()};
       const int threads = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
-      pool_ = std::make_shared<cx::ThreadPool>(threads);
+      handle_ = std::make_shared<Handle>();
+      cx_status st{};
+      if (cx_tokenizer_create(&c, threads, &handle_->tok, &st) != CX_OK) throw std::runtime_error(st.message);
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("cannot build the native tokenizer: ") + e.what()).ThrowAsJavaScriptException();
     }
@@ -120,15 +117,17 @@ class Tokenizer : public Napi::ObjectWrap<Tokenizer> {
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const std::string text = info[0].As<Napi::String>().Utf8Value();
-    std::vector<uint32_t> ids;
-    try {
-      tok_->encode(text.data(), text.size(), ids);
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    const char* ptr = text.data();
+    const size_t len = text.size();
+    cx_token_batch b{};
+    cx_status st{};
+    if (cx_tokenizer_encode_batch(handle_->tok, &ptr, &len, 1, &b, &st) != CX_OK) {
+      Napi::Error::New(env, st.message).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Uint32Array out = Napi::Uint32Array::New(env, ids.size());
-    std::copy(ids.begin(), ids.end(), out.Data());
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, b.n_ids);
+    std::copy(b.ids, b.ids + b.n_ids, out.Data());
+    cx_token_batch_free(&b);
     return out;
   }
 
@@ -136,20 +135,29 @@ class Tokenizer : public Napi::ObjectWrap<Tokenizer> {
     Napi::Array arr = info[0].As<Napi::Array>();
     std::vector<std::string> texts(arr.Length());
     for (uint32_t i = 0; i < arr.Length(); i++) texts[i] = arr.Get(i).As<Napi::String>().Utf8Value();
-    auto* job = new EncodeBatch(info.Env(), tok_, pool_, std::move(texts));
+    auto* job = new EncodeBatch(info.Env(), handle_, std::move(texts));
     Napi::Promise p = job->promise();
     job->Queue();
     return p;
   }
 
   Napi::Value Decode(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     Napi::Uint32Array ids = info[0].As<Napi::Uint32Array>();
     const bool skip = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-    return Napi::String::New(info.Env(), tok_->decode(ids.Data(), ids.ElementLength(), skip));
+    char* text = nullptr;
+    size_t length = 0;
+    cx_status st{};
+    if (cx_tokenizer_decode(handle_->tok, ids.Data(), ids.ElementLength(), skip, &text, &length, &st) != CX_OK) {
+      Napi::Error::New(env, st.message).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::String out = Napi::String::New(env, text, length);
+    cx_string_free(text);
+    return out;
   }
 
-  std::shared_ptr<cx::BpeTokenizer> tok_;
-  std::shared_ptr<cx::ThreadPool> pool_;
+  std::shared_ptr<Handle> handle_;
 };
 
 }  // namespace

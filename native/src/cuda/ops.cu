@@ -1,6 +1,6 @@
 /* CUDA backend: every op of the CPU backend, under the same names, with the same rounding points.
- *   "cuda": bf16 runs store activations and the compute copy of the weights as packed bf16 (backend.h says how
- *     the model addresses them); matmuls through cuBLASLt on bf16 tensor cores with fp32 accumulation; attention
+ *   "cuda": bf16 runs store activations and the compute copy of the weights as packed bf16 (activation_dtype;
+ *     each op dispatches on its operands' dtype); matmuls through cuBLASLt on bf16 tensor cores with fp32 accumulation; attention
  *     through the fused document-masked kernels. fp32 runs: cuBLASLt in fp32, reference attention.
  *   "cuda-reference": fp32 storage (bf16 values rounded in place) and the simple kernels of reference.cu only:
  *     the yardstick the fast path is checked against on the GPU (native/test/gpu-check.sh).
@@ -8,8 +8,9 @@
  * CHUXIN_CUDA_GEMM=reference makes the fast backend use the reference GEMM instead of cuBLASLt (to tell a
  * cuBLASLt problem from a kernel problem).
  * Status: checked on an H200 (native/test/gpu-check.sh, 2026-11-26: 104 of 104 against the CPU backend;
- * bench/gpu-notes.md has the throughput) and run in CI under the CPU emulation of CUDA (native/test/emu);
- * the sm_80 build is compiled but has not run on an A100. */
+ * bench/gpu-notes.md has the throughput) and an H100 (2026-11-27). Since the move to typed tensor views
+ * (2026-11-27, later) it has been compiled with nvcc (sm_80, sm_90a) and checked under the CPU emulation of CUDA
+ * (native/test/emu; 112 of 112), not yet on a GPU. The sm_80 build is compiled but has not run on an A100. */
 #include <cuda_runtime.h>
 
 #include <cstdlib>

@@ -40,9 +40,16 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     if (which == "cpu") {
       int n = threads > 0 ? threads : (int)std::thread::hardware_concurrency();
       m->be.reset(cx::create_cpu_backend(n > 0 ? n : 1));
-    } else if (which == "cuda" || which == "cuda-reference") {
+    } else if (which == "cuda" || which == "cuda-reference" || which.rfind("cuda:", 0) == 0) {
+      // "cuda:N": the device of ordinal N (one rank per GPU); "cuda": device 0.
+      int device = 0;
+      if (which.rfind("cuda:", 0) == 0) {
+        const std::string n = which.substr(5);
+        if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos) fail(CX_INVALID_ARGUMENT, "backend '%s': expected cuda:N", which.c_str());
+        device = std::stoi(n);
+      }
       std::string why;
-      m->be.reset(cx::create_cuda_backend(&why, which == "cuda-reference"));
+      m->be.reset(cx::create_cuda_backend(&why, which == "cuda-reference", device));
       if (!m->be) fail(CX_BACKEND_UNAVAILABLE, "CUDA backend unavailable: %s", why.c_str());
     } else {
       fail(CX_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda or cuda-reference)", which.c_str());
@@ -87,7 +94,7 @@ int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
       for (size_t i = first; i < last; i++) m->be->upload(m->slice(m->params, (int)i), host[i - first].data(), m->tensors[i].size());
       first = last;
     }
-    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->t, 0.f, m->n_params);
+    for (Buffer* b : {&m->grads, &m->adam_m, &m->adam_v}) m->be->fill(b->t, 0.f, (size_t)b->t.numel());  // moments may be a share
     m->compute_precision = -1;
   });
 }
@@ -112,6 +119,7 @@ static const Buffer& tensor_array(cx_model* m, int kind) {
 int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
   return guarded(status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
+    if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->get_moments(kind, i, dst);
     m->be->download(dst, m->slice(tensor_array(m, kind), i), m->tensors[(size_t)i].size());
   });
 }
@@ -119,6 +127,7 @@ int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
 int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* status) {
   return guarded(status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
+    if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->set_moments(kind, i, src);
     m->be->upload(m->slice(tensor_array(m, kind), i), src, m->tensors[(size_t)i].size());
     if (kind == CX_PARAM) m->compute_precision = -1;
   });
@@ -128,6 +137,7 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
                         int64_t* count, cx_status* status) {
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
+    if (m->dp) m->dp->backward_started();
     const int head = m->lm_head_tensor();
     m->be->lm_head_cross_entropy(m->losses.t, m->dh.t, m->G(head), m->hf.t, m->W(head), m->targets.t, bt.N, m->cfg.hidden, m->cfg.vocab,
                                  loss_scale, o->precision == CX_BF16);
@@ -167,6 +177,15 @@ int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, con
   });
 }
 
+int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* o, uint8_t* mask, cx_status* status) {
+  return guarded(status, [&] {
+    if (!o) fail(CX_INVALID_ARGUMENT, "run options are required");
+    if (B < 0 || T < 0 || (B * T > 0 && (!tokens || !mask))) fail(CX_INVALID_ARGUMENT, "tokens and mask are required");
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++) mask[(int64_t)b * T + t] = has_target(tokens + (int64_t)b * T, t, T, *o) ? 1 : 0;
+  });
+}
+
 int cx_zero_grad(cx_model* m, cx_status* status) {
   return guarded(status, [&] { m->be->fill(m->grads.t, 0.f, m->n_params); });
 }
@@ -176,11 +195,19 @@ int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
 }
 
 int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
-  return guarded(status, [&] { adamw_all(*m, hp, nullptr); });
+  return guarded(status, [&] {
+    if (m->dp) fail(CX_INVALID_ARGUMENT, "a data-parallel model steps with cx_clip_adamw_step");
+    adamw_all(*m, hp, nullptr);
+  });
 }
 
 int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* norm, cx_status* status) {
   return guarded(status, [&] {
+    if (!hp) fail(CX_INVALID_ARGUMENT, "AdamW options are required");
+    if (m->dp) {
+      *norm = m->dp->clip_adamw_step(*hp, max_norm);
+      return;
+    }
     m->clip.ensure(m->be.get(), 2, DType::F64, "gradient clipping");
     m->be->clip_factor(m->clip.t, m->grads.t, m->n_params, max_norm);
     adamw_all(*m, hp, m->clip.t.f64());
@@ -188,6 +215,43 @@ int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* 
     double host[2];
     m->be->download(host, m->clip.t, 2);
     *norm = host[0];
+  });
+}
+
+int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* status) {
+  return guarded(status, [&] {
+    cx::Communicator* c = cx_comm_impl(comm);
+    if (!c) fail(CX_INVALID_ARGUMENT, "a communicator is required");
+    if (m->dp) fail(CX_INVALID_ARGUMENT, "the model is already data-parallel");
+    m->dp.reset(new DataParallel(*m, c, zero));
+  });
+}
+
+int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
+  return guarded(status, [&] {
+    if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
+    m->dp->reduce_on_next_backward();
+  });
+}
+
+int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
+  return guarded(status, [&] {
+    if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
+    // FNV-1a over the fp32 master weights' bytes, a tensor at a time.
+    uint64_t h = 1469598103934665603ull;
+    std::vector<float> host;
+    for (size_t i = 0; i < m->tensors.size(); i++) {
+      host.resize(m->tensors[i].size());
+      m->be->download(host.data(), m->slice(m->params, (int)i), host.size());
+      const unsigned char* p = reinterpret_cast<const unsigned char*>(host.data());
+      for (size_t k = 0; k < host.size() * sizeof(float); k++) h = (h ^ p[k]) * 1099511628211ull;
+    }
+    uint64_t root = h;
+    m->dp->comm().broadcast(&root, sizeof root, 0);
+    double differ = root == h ? 0 : 1;
+    m->dp->comm().all_reduce_host(&differ, 1);
+    *identical = differ == 0 ? 1 : 0;
+    if (digest) *digest = h;
   });
 }
 

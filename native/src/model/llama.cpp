@@ -103,8 +103,7 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
       if (id < 0 || id >= c.vocab) fail(CX_INVALID_ARGUMENT, "token id %d at row %d position %d is outside the vocabulary (size %d)", id, b, t, c.vocab);
       start[(size_t)n] = o.doc_mask ? begin : 0;
       pos[(size_t)n] = o.reset_positions ? t - begin : t;
-      const bool has_target = t + 1 < T && !(o.mask_eos_loss && id == o.eos_id);
-      target[(size_t)n] = has_target ? tokens[n + 1] : -1;
+      target[(size_t)n] = has_target(tokens + (int64_t)b * T, t, T, o) ? tokens[n + 1] : -1;
       if (id == o.eos_id) begin = t + 1;
     }
   }
@@ -220,6 +219,9 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
   // m.dh holds d(final norm output) from the fused cross-entropy.
   be->fill(m.dx.t, 0.f, (size_t)(N * C));
   be->rmsnorm_backward(m.dx.t, m.G(last), m.dh.t, m.x.t + (int64_t)c.n_layers * N * C, m.W(last), m.rstdf.t, N, C, bf);
+  // Buckets of data parallelism (data_parallel.h), in the order their gradients become final here.
+  int bucket = 0;
+  if (m.dp) m.dp->gradients_ready(bucket++);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     if (o.recompute) block_forward(m, bt, o, l, true);
     auto W = [&](BlockTensor which) { return m.W(m.block_tensor(l, which)); };
@@ -240,8 +242,10 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
     be->matmul_backward(m.dh.t, G(BlockTensor::k), m.dk.t, h1, W(BlockTensor::k), N, C, C, true, bf);
     be->matmul_backward(m.dh.t, G(BlockTensor::v), m.dv.t, h1, W(BlockTensor::v), N, C, C, true, bf);
     be->rmsnorm_backward(m.dx.t, G(BlockTensor::attn_norm), m.dh.t, m.x.t + ox, W(BlockTensor::attn_norm), m.rstd1.t + s * N, N, C, bf);
+    if (m.dp) m.dp->gradients_ready(bucket++);
   }
   be->embedding_backward(m.G(0), m.dx.t, m.tok.t, N, C, bf);
+  if (m.dp) m.dp->gradients_ready(bucket++);
 }
 
 static uint64_t splitmix64(uint64_t& state) {

@@ -10,6 +10,7 @@
 
 #include "../../include/chuxin.h"
 #include "backend.h"
+#include "data_parallel.h"
 
 namespace cxm {
 
@@ -105,6 +106,8 @@ struct cx_model {
   cxm::Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
   cxm::Buffer tok, pos, doc_start, targets, rows;  // int32
   std::vector<int32_t> host_targets;
+  // Data parallelism (cx_model_data_parallel); last, so its thread stops before the buffers it reduces go.
+  std::unique_ptr<cxm::DataParallel> dp;
 
   int index_of(const std::string& name) const {
     for (size_t i = 0; i < tensors.size(); i++)
@@ -150,6 +153,8 @@ void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, s
 /* Sizes the compute copy for a run of this precision and places each tensor at a 256-byte boundary. */
 void layout_compute_weights(cx_model& m, int precision, const char* hint);
 void ensure_compute_weights(cx_model& m, int precision);
+/* Whether position t of a row of T tokens has a target (cx_target_mask). */
+inline bool has_target(const int32_t* row, int t, int T, const cx_run_options& o) { return t + 1 < T && !(o.mask_eos_loss && row[t] == o.eos_id); }
 /* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
 Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o);
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o);

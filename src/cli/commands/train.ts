@@ -41,6 +41,8 @@ export function registerTrain(y: Argv): Argv {
           .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to train (auto: the GPU when one is usable, else the CPU)" })
           .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit" })
           .option("json", { type: "boolean", default: false, describe: "NDJSON events on stdout" })
+          .option("nproc-per-node", { type: "number", default: 1, describe: "start this many ranks on this machine (data parallelism; under torchrun or srun leave it out)" })
+          .option("master-port", { type: "number", default: 0, describe: "with --nproc-per-node: rank 0's rendezvous port (default: a free one)" })
           .config("config", "a YAML (or JSON) run config whose keys are these flags, e.g. `lr: 3e-4`; flags given on the command line win", (path: string) => {
             try {
               return createRequire(import.meta.url)("yaml").parse(readFileSync(path, "utf8")) ?? {};
@@ -49,6 +51,18 @@ export function registerTrain(y: Argv): Argv {
             }
           }),
       async (a) => {
+        const nproc = a["nproc-per-node"] as number;
+        if (!Number.isInteger(nproc) || nproc < 1) throw new UsageError(`--nproc-per-node ${nproc}: must be a whole number of ranks ≥ 1`);
+        const { worldFromEnv } = await import("../../train/distributed.ts");
+        const world = worldFromEnv(process.env);
+        if (nproc > 1) {
+          if (world.world > 1) throw new UsageError(`--nproc-per-node starts ranks itself; under a launcher (WORLD_SIZE=${world.world}) leave it out`);
+          const { launchLocalRanks } = await import("../launch.ts");
+          await launchLocalRanks(nproc, withoutLauncherFlags(process.argv.slice(2)), a["master-port"] as number, (line) => process.stderr.write(line + "\n"));
+          return;
+        }
+        if (world.world > 1) (await import("../launch.ts")).watchLauncher(process.env);
+        const root = world.rank === 0;
         const { resolveModelConfig } = await import("../../train/model-config.ts");
         const { train } = await import("../../train/trainer.ts");
         const { name, config: modelConfig } = await resolveModelConfig(a.model as string);
@@ -57,8 +71,9 @@ export function registerTrain(y: Argv): Argv {
         const parsed = parseTrainConfig(raw);
         if (!parsed.ok) throw new UsageError(parsed.problems.join("; "));
         const config = parsed.config;
-        const mode = outputMode(a.json);
-        const spinner = (await spinnerFor(a.json))?.start("starting");
+        const mode = outputMode(a.json as boolean);
+        // Rank 0 alone reports; every rank's errors are printed by main, with its rank.
+        const spinner = root ? (await spinnerFor(a.json as boolean))?.start("starting") : undefined;
         let stop = false;
         const onSigint = () => {
           stop = true;
@@ -67,6 +82,7 @@ export function registerTrain(y: Argv): Argv {
         };
         process.once("SIGINT", onSigint);
         const onEvent = (e: TrainEvent) => {
+          if (!root) return;
           if (mode === "json") return void process.stdout.write(JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n");
           let line: string | undefined;
           if (e.type === "start") line = `${e.resumed_from ? `resuming from ${e.resumed_from}` : "training"} on ${e.backend}: ${e.parameters.toLocaleString("en-US")} parameters, ${e.tokens_per_step} tokens/step`;
@@ -76,11 +92,11 @@ export function registerTrain(y: Argv): Argv {
             else if (e.step % 10 === 0 || e.step === config.steps) line = text;
           }
           if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
-          if (e.type === "checkpoint") line = `saved ${e.path}`;
+          if (e.type === "checkpoint") line = `saved ${e.path}${e.replicas ? ` (weights identical on ${e.replicas.ranks} ranks, digest ${e.replicas.digest})` : ""}`;
           if (e.type === "note") line = e.message;
           if (e.type === "memory") {
             const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-            line = `memory on ${config.device}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${e.context}${e.recompute ? " (recomputed)" : ""}`;
+            line = `memory on ${config.device}${e.ranks > 1 ? ` per rank (${e.ranks} ranks, ZeRO-${e.zero})` : ""}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${e.context}${e.recompute ? " (recomputed)" : ""}`;
           }
           if (e.type === "done") line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;
           if (line) {
@@ -99,6 +115,7 @@ export function registerTrain(y: Argv): Argv {
               onEvent(e);
             },
             shouldStop: () => stop,
+            world,
           });
           spinner?.stop();
           if (stop && lastStep < config.steps) {
@@ -115,4 +132,15 @@ export function registerTrain(y: Argv): Argv {
         }
       },
     );
+}
+
+/** This command's arguments for the ranks the launcher starts: the same, less the launcher's own flags. */
+function withoutLauncherFlags(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--nproc-per-node" || a === "--master-port") i++;
+    else if (!a.startsWith("--nproc-per-node=") && !a.startsWith("--master-port=")) out.push(a);
+  }
+  return out;
 }

@@ -1,0 +1,84 @@
+/* The communicator's part of the C API (include/chuxin.h): every entry point returns a status, never throws. */
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "../model/model.h"
+#include "communicator.h"
+
+using cxm::fail;
+using cxm::guarded;
+
+struct cx_comm {
+  std::unique_ptr<cx::Communicator> impl;
+};
+
+namespace {
+
+std::vector<size_t> counts_of(const cx_comm* c, const size_t* counts) {
+  if (!counts) fail(CX_INVALID_ARGUMENT, "counts are required (one per rank)");
+  return std::vector<size_t>(counts, counts + c->impl->world());
+}
+
+}  // namespace
+
+cx::Communicator* cx_comm_impl(cx_comm* comm) { return comm ? comm->impl.get() : nullptr; }
+
+extern "C" {
+
+int cx_comm_create(const cx_comm_options* o, cx_comm** out, cx_status* status) {
+  return guarded(status, [&] {
+    if (!o || !out) fail(CX_INVALID_ARGUMENT, "options and out are required");
+    if (o->world < 1 || o->rank < 0 || o->rank >= o->world)
+      fail(CX_INVALID_ARGUMENT, "rank %d is not in a world of %d (0 <= RANK < WORLD_SIZE)", o->rank, o->world);
+    if (o->timeout_ms < 1) fail(CX_INVALID_ARGUMENT, "the timeout must be positive");
+    cx::CommOptions options;
+    options.rank = o->rank, options.world = o->world, options.master_port = o->master_port, options.timeout_ms = o->timeout_ms;
+    options.master_addr = o->master_addr && *o->master_addr ? o->master_addr : "127.0.0.1";
+    const std::string library = o->library ? o->library : "gloo";
+    std::unique_ptr<cx_comm> c(new cx_comm());
+    std::string why;
+    if (library == "gloo") {
+      try {
+        c->impl.reset(cx::create_gloo_communicator(options, &why));
+      } catch (const std::exception& e) {
+        fail(CX_INTERNAL, "rank %d of %d: cannot join the group through %s:%d: %s", o->rank, o->world, options.master_addr.c_str(),
+             o->master_port, e.what());
+      }
+    } else {
+      fail(CX_INVALID_ARGUMENT, "unknown collective library '%s' (gloo)", library.c_str());
+    }
+    if (!c->impl) fail(CX_BACKEND_UNAVAILABLE, "%s is unavailable: %s", library.c_str(), why.c_str());
+    *out = c.release();
+  });
+}
+
+void cx_comm_free(cx_comm* comm) { delete comm; }
+
+const char* cx_comm_library(const cx_comm* comm) { return comm->impl->name(); }
+
+int cx_comm_all_reduce_host(cx_comm* c, double* values, size_t n, cx_status* status) {
+  return guarded(status, [&] { c->impl->all_reduce_host(values, n); });
+}
+
+int cx_comm_reduce_scatter_host(cx_comm* c, float* data, const size_t* counts, cx_status* status) {
+  return guarded(status, [&] { c->impl->reduce_scatter(data, counts_of(c, counts)); });
+}
+
+int cx_comm_all_gather_host(cx_comm* c, float* data, const size_t* counts, cx_status* status) {
+  return guarded(status, [&] { c->impl->all_gather(data, counts_of(c, counts)); });
+}
+
+int cx_comm_broadcast_host(cx_comm* c, void* data, size_t bytes, int root, cx_status* status) {
+  return guarded(status, [&] {
+    if (root < 0 || root >= c->impl->world()) fail(CX_INVALID_ARGUMENT, "broadcast root %d is not a rank", root);
+    c->impl->broadcast(data, bytes, root);
+  });
+}
+
+int cx_comm_barrier(cx_comm* c, cx_status* status) {
+  return guarded(status, [&] { c->impl->barrier(); });
+}
+
+}  // extern "C"

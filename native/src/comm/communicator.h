@@ -1,0 +1,96 @@
+#pragma once
+/* The communicator seam: the collectives data-parallel training needs, over whichever library runs them (gloo
+ * on CPUs; NCCL on GPUs). Buffers live where the model's backend keeps its memory (host for gloo). Every call
+ * is collective: each rank makes the same calls in the same order. Failures (a peer gone, a timeout) throw
+ * std::runtime_error naming what was running; the C API turns that into a status. */
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../../include/chuxin.h"
+
+namespace cx {
+
+struct CommOptions {
+  int rank = 0, world = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  int timeout_ms = 300000;  // rendezvous and every collective
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  /* Collectives run one at a time, in the order their tickets were taken, so every rank issues them in the
+   * same order even when some run on another thread: a collective called directly takes its ticket then; one
+   * queued for later (data_parallel.h's gradient buckets) takes it when queued and runs with in_turn. */
+  uint64_t take_ticket() {
+    std::lock_guard<std::mutex> lock(order_mu_);
+    return next_ticket_++;
+  }
+  template <typename F>
+  void in_turn(uint64_t ticket, F&& body) {
+    {
+      std::unique_lock<std::mutex> lock(order_mu_);
+      order_cv_.wait(lock, [&] { return serving_ == ticket; });
+    }
+    struct Done {
+      Communicator* c;
+      ~Done() {
+        in_turn_here() = false;
+        {
+          std::lock_guard<std::mutex> lock(c->order_mu_);
+          c->serving_++;
+        }
+        c->order_cv_.notify_all();
+      }
+    } done{this};
+    in_turn_here() = true;
+    body();
+  }
+
+  virtual const char* name() const = 0;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+
+  /* In place over data[sum(counts)]: rank r's piece (counts[r] elements at offset counts[0] + ... + counts[r-1])
+   * ends up holding that piece summed over every rank; the other pieces are left undefined. */
+  virtual void reduce_scatter(float* data, const std::vector<size_t>& counts) = 0;
+  /* In place over data[sum(counts)]: every rank's piece (laid out as above) copied to every rank. */
+  virtual void all_gather(float* data, const std::vector<size_t>& counts) = 0;
+  virtual void all_reduce(float* data, size_t n) = 0;
+  /* Host values (counts, losses, norms): summed in double. */
+  virtual void all_reduce_host(double* data, size_t n) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+
+ protected:
+  /* What each collective of an implementation runs its work through. */
+  template <typename F>
+  void ordered(F&& body) {
+    if (in_turn_here()) body();
+    else in_turn(take_ticket(), body);
+  }
+
+ private:
+  static bool& in_turn_here() {
+    static thread_local bool here = false;
+    return here;
+  }
+  std::mutex order_mu_;
+  std::condition_variable order_cv_;
+  uint64_t next_ticket_ = 0, serving_ = 0;
+};
+
+/* nullptr with *why when the library is not there (gloo: built without libgloo-dev). */
+Communicator* create_gloo_communicator(const CommOptions& options, std::string* why);
+
+}  // namespace cx
+
+/* The communicator behind a C API handle (comm/capi.cpp). */
+cx::Communicator* cx_comm_impl(cx_comm* comm);

@@ -1,0 +1,171 @@
+/* Data parallelism: gradient buckets, their reduction on a communication thread, and ZeRO-1's sharded AdamW
+ * (data_parallel.h). */
+#include "data_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model.h"
+
+namespace cxm {
+
+DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m), comm_(comm), zero_(zero) {
+  if (zero != 0 && zero != 1) fail(CX_INVALID_ARGUMENT, "ZeRO stage %d is not implemented (0: all-reduce, 1: sharded optimizer)", zero);
+  if (m.be->device() != cx::kHost && std::string(comm->name()) == "gloo")
+    fail(CX_INVALID_ARGUMENT, "gloo reduces host memory; the %s backend's gradients are on a GPU (use NCCL)", m.be->name());
+  auto range = [&](int first, int last) {
+    const TensorInfo &a = m.tensors[(size_t)first], &b = m.tensors[(size_t)last];
+    GradientBucket g;
+    g.begin = a.offset, g.end = b.offset + b.size();
+    return g;
+  };
+  // The order the backward completes them in.
+  buckets_.push_back(range(m.final_norm_tensor(), m.lm_head_tensor()));
+  for (int l = m.cfg.n_layers - 1; l >= 0; l--)
+    buckets_.push_back(range(m.block_tensor(l, BlockTensor::attn_norm), m.block_tensor(l, BlockTensor::down)));
+  buckets_.push_back(range(0, 0));
+  const size_t R = (size_t)comm->world(), r = (size_t)comm->rank();
+  for (GradientBucket& g : buckets_) {
+    const size_t n = g.end - g.begin;
+    for (size_t i = 0; i < R; i++) g.counts.push_back(n * (i + 1) / R - n * i / R);
+    g.own_begin = zero == 1 ? g.begin + n * r / R : g.begin;
+    g.own_end = zero == 1 ? g.begin + n * (r + 1) / R : g.end;
+    g.moment_offset = zero == 1 ? owned_ : g.begin;
+    owned_ += g.own_end - g.own_begin;
+  }
+  if (zero == 1) {
+    // This rank's share of the moments only: 8 bytes per parameter / R.
+    for (Buffer* b : {&m.adam_m, &m.adam_v}) {
+      b->reset();
+      b->ensure(m.be.get(), std::max<size_t>(owned_, 1), DType::F32, "AdamW moments (this rank's share)");
+      m.be->fill(b->t, 0.f, std::max<size_t>(owned_, 1));
+    }
+  }
+  thread_ = std::thread([this] { worker(); });
+}
+
+DataParallel::~DataParallel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void DataParallel::worker() {
+  for (;;) {
+    Queued q;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      q = queue_.front();
+      queue_.erase(queue_.begin());
+    }
+    std::string error;
+    try {
+      comm_->in_turn(q.ticket, [&] {
+        if (!error_.empty()) return;  // the group is broken: the step fails anyway
+        const GradientBucket& g = buckets_[(size_t)q.bucket];
+        float* grads = (m_.grads.t + (int64_t)g.begin).f32();
+        if (zero_ == 1) comm_->reduce_scatter(grads, g.counts);
+        else comm_->all_reduce(grads, g.end - g.begin);
+      });
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error.empty() && error_.empty()) error_ = error;
+      reduced_++;
+    }
+    cv_.notify_all();
+  }
+}
+
+void DataParallel::enqueue(int k) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({k, comm_->take_ticket()});
+    queued_++;
+  }
+  cv_.notify_all();
+}
+
+void DataParallel::gradients_ready(int k) {
+  if (overlap_this_) enqueue(k);
+}
+
+void DataParallel::wait_reduced() {
+  overlap_this_ = false;
+  for (int k = queued_; k < (int)buckets_.size(); k++) enqueue(k);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return reduced_ == (int)buckets_.size(); });
+  queued_ = reduced_ = 0;
+  if (!error_.empty()) {
+    const std::string e = error_;
+    error_.clear();
+    fail(CX_INTERNAL, "rank %d of %d: gradient reduction failed (%s): %s", comm_->rank(), comm_->world(), comm_->name(), e.c_str());
+  }
+}
+
+double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
+  if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  wait_reduced();
+  Backend* be = m_.be.get();
+  // Sum of squares of this rank's pieces (under zero = 0 every rank holds the whole sum), then over the ranks.
+  double squares = 0;
+  for (const GradientBucket& g : buckets_) squares += be->sum_squares(m_.grads.t + (int64_t)g.own_begin, g.own_end - g.own_begin);
+  if (zero_ == 1) comm_->all_reduce_host(&squares, 1);
+  const double norm = std::sqrt(squares);
+  // clip_factor's rule, on the host: every rank has the same norm, so every rank skips a non-finite step.
+  const double factor = !std::isfinite(norm) ? 0.0 : max_norm > 0 && norm > max_norm ? (double)max_norm / norm : 1.0;
+  if (!(factor > 0)) return norm;
+  const bool bf = m_.compute_precision == CX_BF16;
+  cx::AdamWParams p{hp.lr, hp.beta1, hp.beta2, hp.eps, 0.f, (float)factor, 1.f - std::pow(hp.beta1, (float)hp.step),
+                    1.f - std::pow(hp.beta2, (float)hp.step), nullptr};
+  for (const GradientBucket& g : buckets_) {
+    for (size_t i = 0; i < m_.tensors.size(); i++) {
+      const TensorInfo& t = m_.tensors[i];
+      const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
+      if (lo >= hi) continue;
+      const bool decays = t.decay || (hp.decay_embeddings && i == 0);
+      p.weight_decay = decays ? hp.weight_decay : 0.f;
+      const int64_t within = (int64_t)(lo - t.offset), moment = (int64_t)(g.moment_offset + (lo - g.own_begin));
+      const cx::Tensor param = m_.params.t + (int64_t)lo;
+      const cx::Tensor compute = m_.compute_precision < 0 ? param : m_.W((int)i) + within;
+      be->adamw(param, compute, m_.grads.t + (int64_t)lo, m_.adam_m.t + moment, m_.adam_v.t + moment, hi - lo, p, bf);
+    }
+  }
+  if (zero_ == 1 && comm_->world() > 1) {
+    for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
+    m_.compute_precision = -1;  // rederived from the gathered master weights at the next forward
+  }
+  return norm;
+}
+
+void DataParallel::get_moments(int kind, int tensor, float* dst) {
+  const Buffer& moments = kind == CX_ADAM_M ? m_.adam_m : m_.adam_v;
+  const TensorInfo& t = m_.tensors[(size_t)tensor];
+  if (zero_ == 0) return m_.be->download(dst, moments.t + (int64_t)t.offset, t.size());
+  // Every rank fills in its pieces and zeros elsewhere; the sum over ranks is then exact (x + 0 = x).
+  std::fill(dst, dst + t.size(), 0.f);
+  for (const GradientBucket& g : buckets_) {
+    const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
+    if (lo < hi) m_.be->download(dst + (lo - t.offset), moments.t + (int64_t)(g.moment_offset + (lo - g.own_begin)), hi - lo);
+  }
+  comm_->all_reduce(dst, t.size());
+}
+
+void DataParallel::set_moments(int kind, int tensor, const float* src) {
+  const Buffer& moments = kind == CX_ADAM_M ? m_.adam_m : m_.adam_v;
+  const TensorInfo& t = m_.tensors[(size_t)tensor];
+  if (zero_ == 0) return m_.be->upload(moments.t + (int64_t)t.offset, src, t.size());
+  for (const GradientBucket& g : buckets_) {
+    const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
+    if (lo < hi) m_.be->upload(moments.t + (int64_t)(g.moment_offset + (lo - g.own_begin)), src + (lo - t.offset), hi - lo);
+  }
+}
+
+}  // namespace cxm

@@ -1,0 +1,78 @@
+#pragma once
+/* Data parallelism over a communicator (comm/communicator.h): the model's fp32 gradients are reduced in buckets
+ * (the LM head and final norm, then each block from the last, then the embedding: the order the backward
+ * finishes them), on a communication thread while the backward goes on; AdamW then runs on this rank's share.
+ *   ZeRO-1 (zero = 1): each bucket is split into one contiguous piece per rank; gradients are reduce-scattered,
+ *     this rank keeps the AdamW moments of its pieces only (1/R of them), updates its pieces of the fp32 master
+ *     weights, and the updated pieces are all-gathered; the compute copy is then rederived on every rank.
+ *   zero = 0: gradients are all-reduced and every rank runs the whole AdamW step (the plain DDP baseline).
+ * Global-norm clipping sums the squares of every rank's pieces, so it sees the whole gradient. */
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../comm/communicator.h"
+
+struct cx_model;
+
+namespace cxm {
+
+struct GradientBucket {
+  size_t begin = 0, end = 0;         // in elements of the flat fp32 arrays
+  std::vector<size_t> counts;        // each rank's piece, in rank order
+  size_t own_begin = 0, own_end = 0; // this rank's piece
+  size_t moment_offset = 0;          // where this rank's piece starts in its (sharded) moment arrays
+};
+
+class DataParallel {
+ public:
+  DataParallel(cx_model& m, cx::Communicator* comm, int zero);
+  ~DataParallel();
+
+  int zero() const { return zero_; }
+  cx::Communicator& comm() { return *comm_; }
+  size_t owned_elements() const { return owned_; }
+  const std::vector<GradientBucket>& buckets() const { return buckets_; }
+
+  /* The next backward queues each bucket's reduction as soon as its gradients are complete (the last
+   * micro-batch of a step); otherwise they are reduced when the step asks for them. */
+  void reduce_on_next_backward() { overlap_next_ = true; }
+  bool overlapping() const { return overlap_this_; }
+  void backward_started() { overlap_this_ = overlap_next_, overlap_next_ = false; }
+  /* Called by the backward as bucket k's gradients become final (buckets in order). */
+  void gradients_ready(int k);
+  /* The optimizer step over this rank's share: reductions finished, norm over all ranks, AdamW, all-gather. */
+  double clip_adamw_step(const cx_adamw& hp, float max_norm);
+  /* A tensor's moments gathered from every rank (collective under ZeRO-1), or stored into this rank's share. */
+  void get_moments(int kind, int tensor, float* dst);
+  void set_moments(int kind, int tensor, const float* src);
+
+ private:
+  void enqueue(int k);
+  void wait_reduced();
+  void worker();
+
+  cx_model& m_;
+  cx::Communicator* comm_;
+  int zero_;
+  size_t owned_ = 0;
+  std::vector<GradientBucket> buckets_;
+  bool overlap_next_ = false, overlap_this_ = false;
+  // The communication thread and its queue of buckets to reduce.
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  struct Queued {
+    int bucket;
+    uint64_t ticket;  // its place among the communicator's collectives, taken when queued
+  };
+  std::vector<Queued> queue_;
+  int queued_ = 0, reduced_ = 0;
+  bool stopping_ = false;
+  std::string error_;
+};
+
+}  // namespace cxm

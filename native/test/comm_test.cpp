@@ -1,0 +1,156 @@
+/* The communicator seam (include/chuxin.h, src/comm) over gloo: R ranks as threads of this process, each with
+ * its own communicator joined through the TCP rendezvous on loopback, checked against sums computed here.
+ * Values are small integers, so every sum is exact whatever order the library adds in.
+ *   chuxin_comm_test [PORT]   (default: a port from the process id) */
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "../include/chuxin.h"
+#include "check_registry.h"
+
+using checks::report;
+
+namespace {
+
+int base_port = 0;
+
+/* Runs body(rank, comm) on `world` ranks joined on a fresh port; returns the first failure's message, or "". */
+std::string on_ranks(int world, const std::function<void(int, cx_comm*)>& body, int timeout_ms = 20000) {
+  const int port = base_port++;
+  std::vector<std::string> errors((size_t)world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; r++)
+    threads.emplace_back([&, r] {
+      cx_comm_options o{"gloo", r, world, "127.0.0.1", port, timeout_ms};
+      cx_comm* comm = nullptr;
+      cx_status st{};
+      if (cx_comm_create(&o, &comm, &st) != CX_OK) {
+        errors[(size_t)r] = st.message;
+        return;
+      }
+      try {
+        body(r, comm);
+      } catch (const std::exception& e) {
+        errors[(size_t)r] = e.what();
+      }
+      cx_comm_free(comm);
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (!e.empty()) return e;
+  return "";
+}
+
+void ok_or_throw(int code, const cx_status& st) {
+  if (code != CX_OK) throw std::runtime_error(st.message);
+}
+
+/* Pieces of n elements over R ranks as the model splits a bucket. */
+std::vector<size_t> pieces(size_t n, int R) {
+  std::vector<size_t> c;
+  for (int i = 0; i < R; i++) c.push_back(n * (size_t)(i + 1) / (size_t)R - n * (size_t)i / (size_t)R);
+  return c;
+}
+
+}  // namespace
+
+CX_CHECK(comm_collectives, "gloo collectives on 1, 2 and 3 ranks") {
+  for (int world : {1, 2, 3}) {
+    for (size_t n : {(size_t)1, (size_t)7, (size_t)1000, (size_t)65537}) {
+      std::vector<double> worst((size_t)world, 0);
+      const std::string error = on_ranks(world, [&](int r, cx_comm* comm) {
+        cx_status st{};
+        const std::vector<size_t> counts = pieces(n, world);
+        const size_t own = std::accumulate(counts.begin(), counts.begin() + r, (size_t)0);
+        // reduce-scatter: element i of rank r holds r + i % 97; the sum over ranks is world·(i % 97) + world(world-1)/2.
+        std::vector<float> data(n);
+        for (size_t i = 0; i < n; i++) data[i] = (float)(r + (int)(i % 97));
+        ok_or_throw(cx_comm_reduce_scatter_host(comm, data.data(), counts.data(), &st), st);
+        double err = 0;
+        for (size_t i = own; i < own + counts[(size_t)r]; i++)
+          err = std::max(err, std::fabs(data[i] - (double)(world * (int)(i % 97) + world * (world - 1) / 2)));
+        // all-gather: each rank's piece is its rank number + 1.
+        for (size_t i = 0; i < n; i++) data[i] = -1;
+        for (size_t i = own; i < own + counts[(size_t)r]; i++) data[i] = (float)(r + 1);
+        ok_or_throw(cx_comm_all_gather_host(comm, data.data(), counts.data(), &st), st);
+        size_t at = 0;
+        for (int q = 0; q < world; q++)
+          for (size_t k = 0; k < counts[(size_t)q]; k++, at++) err = std::max(err, std::fabs(data[at] - (double)(q + 1)));
+        // all-reduce of host doubles, broadcast, barrier.
+        double values[2] = {(double)r, 1.0};
+        ok_or_throw(cx_comm_all_reduce_host(comm, values, 2, &st), st);
+        err = std::max(err, std::fabs(values[0] - world * (world - 1) / 2.0) + std::fabs(values[1] - world));
+        uint64_t token = r == world - 1 ? 0x1234567890abcdefull : 0;
+        ok_or_throw(cx_comm_broadcast_host(comm, &token, sizeof token, world - 1, &st), st);
+        err = std::max(err, token == 0x1234567890abcdefull ? 0.0 : 1.0);
+        ok_or_throw(cx_comm_barrier(comm, &st), st);
+        worst[(size_t)r] = err;
+      });
+      if (!error.empty()) throw std::runtime_error(error);
+      report("gloo: " + std::to_string(world) + " ranks, " + std::to_string(n) + " elements", *std::max_element(worst.begin(), worst.end()), 0);
+    }
+  }
+}
+
+CX_CHECK(comm_repeated, "gloo reduce-scatter called back to back, the buffer rewritten at once (as training does)") {
+  for (int world : {2, 3}) {
+    const size_t n = 100003;
+    std::vector<double> worst((size_t)world, 0);
+    const std::string error = on_ranks(world, [&](int r, cx_comm* comm) {
+      cx_status st{};
+      const std::vector<size_t> counts = pieces(n, world);
+      const size_t own = std::accumulate(counts.begin(), counts.begin() + r, (size_t)0);
+      std::vector<float> data(n);
+      for (int it = 0; it < 200; it++) {
+        for (size_t i = 0; i < n; i++) data[i] = (float)((r + 1) * (it + 1) + (int)(i % 61));
+        ok_or_throw(cx_comm_reduce_scatter_host(comm, data.data(), counts.data(), &st), st);
+        for (size_t i = own; i < own + counts[(size_t)r]; i++)
+          worst[(size_t)r] = std::max(worst[(size_t)r], std::fabs(data[i] - (double)((it + 1) * world * (world + 1) / 2 + world * (int)(i % 61))));
+        std::fill(data.begin(), data.end(), -7.f);  // what zeroing the gradients does right after a step
+      }
+    });
+    if (!error.empty()) throw std::runtime_error(error);
+    report("gloo: 200 reduce-scatters back to back on " + std::to_string(world) + " ranks", *std::max_element(worst.begin(), worst.end()), 0);
+  }
+}
+
+CX_CHECK(comm_failures, "a communicator's failures are statuses with messages") {
+  cx_status st{};
+  cx_comm* comm = nullptr;
+  cx_comm_options bad{"gloo", 3, 2, "127.0.0.1", base_port++, 1000};
+  report("comm: a rank outside the world is refused", cx_comm_create(&bad, &comm, &st) == CX_INVALID_ARGUMENT && std::strstr(st.message, "rank 3") ? 0 : 1, 0);
+  cx_comm_options unknown{"carrier-pigeon", 0, 1, "127.0.0.1", base_port++, 1000};
+  report("comm: an unknown library is refused", cx_comm_create(&unknown, &comm, &st) == CX_INVALID_ARGUMENT ? 0 : 1, 0);
+  // Rank 1 never comes: rank 0 gives up after its timeout, naming the rendezvous.
+  const auto start = std::chrono::steady_clock::now();
+  cx_comm_options alone{"gloo", 0, 2, "127.0.0.1", base_port++, 1500};
+  const int code = cx_comm_create(&alone, &comm, &st);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("     missing rank: %.1f s: %s\n", waited, st.message);
+  report("comm: a missing rank times out with a message", code != CX_OK && std::strstr(st.message, "rank 0 of 2") && waited < 10 ? 0 : 1, 0);
+  // A peer that leaves: rank 1 frees its communicator at once, while rank 0 finishes joining or is in an
+  // all-reduce; either call fails with a message (which one depends on timing), within the timeout.
+  const auto left = std::chrono::steady_clock::now();
+  const std::string error = on_ranks(2, [&](int r, cx_comm* c) {
+    if (r == 1) return;
+    double v = 1;
+    cx_status s{};
+    if (cx_comm_all_reduce_host(c, &v, 1, &s) == CX_OK) throw std::runtime_error("an all-reduce without its peer succeeded");
+    throw std::runtime_error(s.message);
+  }, 3000);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - left).count();
+  std::printf("     peer gone: %.1f s: %s\n", took, error.c_str());
+  report("comm: a peer that leaves fails the collective, not hangs", !error.empty() && error.find("succeeded") == std::string::npos && took < 10 ? 0 : 1, 0);
+}
+
+int main(int argc, char** argv) {
+  base_port = argc > 1 ? std::atoi(argv[1]) : 20000 + (int)(getpid() % 20000);
+  return checks::run_cases(false);
+}

@@ -1,0 +1,99 @@
+/** pack: the interleaved document stream cut into fixed-length sequences and shards, with a document index per shard. */
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { pack, type Provenance } from "../../src/pipeline/pack.ts";
+import type { SourcePlan } from "../../src/pipeline/sample.ts";
+import type { TokenStore } from "../../src/pipeline/tokenize.ts";
+import { docIndexName, shardName } from "../../src/shards/layout.ts";
+import { readNpyInfo, readSequences } from "../../src/shards/npy.ts";
+import { BuildDb, sqlString } from "../../src/util/duckdb.ts";
+import { sha256File } from "../../src/util/hash.ts";
+
+// Three documents (token ids without EOS), by ord: two from source a, one from source b.
+const BODIES = [[1, 2, 3], [10, 11, 12], [20, 21, 22, 23]];
+const EOS = 99;
+const BOS = 98;
+
+function plan(name: string, picks: number[], specials: number): SourcePlan {
+  const tokens = picks.map((ord) => BODIES[ord]!.length + specials);
+  const total = tokens.reduce((a, b) => a + b, 0);
+  return {
+    name,
+    targetShare: 0.5,
+    targetTokens: total,
+    tokensAvailable: total,
+    documentsAvailable: picks.length,
+    picks: picks.map((ord, i) => ({ ord, pass: 0, tokens: tokens[i]! })),
+    tokensSelected: total,
+    epochs: 1,
+  };
+}
+
+// Only tokensOf is read by pack; the real store reads the same ids from its chunk files.
+const store = { tokensOf: (ord: number) => Uint32Array.from(BODIES[ord]!) } as unknown as TokenStore;
+const prov: Provenance = {
+  sourceIdx: Int32Array.from([0, 0, 1]),
+  fileIdx: Int32Array.from([0, 1, 0]),
+  rowIdx: Float64Array.from([5, 0, 7]),
+  hashes: ["h0", "h1", "h2"],
+  files: [["a0.jsonl", "a1.jsonl"], ["b.parquet"]],
+};
+// Stream order: a's doc 0, b's doc 2, a's doc 1 (pairs of source index, pick index within that source).
+const STREAM = Uint32Array.from([0, 0, 1, 0, 0, 1]);
+
+describe("pack", () => {
+  let dir: string;
+  let db: BuildDb;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "chuxin-pack-"));
+    db = await BuildDb.open(":memory:");
+  });
+  after(async () => {
+    db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("cuts 13 stream tokens into 3 sequences of 4 over 2 shards, continues a document across sequences and shards, and counts the dropped tail", async () => {
+    const out = join(dir, "eos");
+    await mkdir(out);
+    const plans = [plan("a", [0, 1], 1), plan("b", [2], 1)];
+    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined }, () => {});
+    assert.equal(r.totalSequences, 3);
+    assert.equal(r.totalTokens, 12);
+    assert.equal(r.tailTokensDropped, 1);
+    assert.deepEqual(r.perSource, [
+      { tokensWritten: 7, documentsWritten: 2, tailTokensDropped: 1 },
+      { tokensWritten: 5, documentsWritten: 1, tailTokensDropped: 0 },
+    ]);
+    assert.deepEqual(r.shards.map((s) => [s.path, s.doc_index, s.sequences]), [[shardName(0), docIndexName(0), 2], [shardName(1), docIndexName(1), 1]]);
+    const seqs: number[][] = [];
+    for (const s of r.shards) {
+      const path = join(out, s.path);
+      assert.equal(await sha256File(path), s.sha256);
+      assert.equal(await sha256File(join(out, s.doc_index)), s.doc_index_sha256);
+      const info = await readNpyInfo(path);
+      const ids = await readSequences(path, info, 0, info.rows);
+      for (let q = 0; q < info.rows; q++) seqs.push(Array.from(ids.subarray(q * 4, q * 4 + 4)));
+    }
+    assert.deepEqual(seqs, [[1, 2, 3, EOS], [20, 21, 22, 23], [EOS, 10, 11, 12]]);
+    const index = await db.rows<Record<string, unknown>>(`SELECT * FROM read_parquet(${sqlString(join(out, docIndexName(1)))})`);
+    assert.deepEqual(
+      index.map((p) => [p.source, p.file, Number(p.row), p.doc_hash, p.epoch, Number(p.start), p.length, p.doc_offset, p.doc_length]),
+      [["b", "b.parquet", 7, "h2", 0, 0, 1, 4, 5], ["a", "a1.jsonl", 0, "h1", 0, 1, 3, 0, 4]],
+    );
+    // Nothing but the shards and their indexes: no temp file left behind.
+    assert.deepEqual((await readdir(out)).sort(), [docIndexName(0), docIndexName(1), shardName(0), shardName(1)].sort());
+  });
+
+  it("opens each document with BOS when the tokenizer asks for it", async () => {
+    const out = join(dir, "bos");
+    await mkdir(out);
+    const plans = [plan("a", [0, 1], 2), plan("b", [2], 2)];
+    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 8, maxShardBytes: 1 << 20, eosId: EOS, bosId: BOS }, () => {});
+    const info = await readNpyInfo(join(out, r.shards[0]!.path));
+    assert.deepEqual(Array.from(await readSequences(join(out, r.shards[0]!.path), info, 0, 2)), [BOS, 1, 2, 3, EOS, BOS, 20, 21, 22, 23, EOS, BOS, 10, 11, 12, EOS]);
+  });
+});
