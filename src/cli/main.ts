@@ -5,14 +5,15 @@ import { registerBuild } from "./commands/build.ts";
 import { registerEval } from "./commands/eval.ts";
 import { registerGenerate } from "./commands/generate.ts";
 import { registerInspect } from "./commands/inspect.ts";
+import { registerPublish } from "./commands/publish.ts";
 import { registerTokenize } from "./commands/tokenize.ts";
 import { prepareTrainCommand, registerTrain } from "./commands/train.ts";
 
 /** Runs the CLI and returns the exit code; the only place that prints errors or chooses exit codes. */
 export async function main(argv: string[]): Promise<number> {
   if (argv.find((a) => !a.startsWith("-")) === "train") await prepareTrainCommand();
-  const parser = registerTokenize(registerGenerate(registerEval(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))))
-    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize")
+  const parser = registerPublish(registerTokenize(registerGenerate(registerEval(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data"))))))))
+    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize, publish")
     .strict()
     .recommendCommands()
     // A scalar flag given twice takes its last value (as most CLIs do), not an array the command cannot use;

@@ -64,6 +64,10 @@ export const trainConfigSchema = z.strictObject({
     describe: "with several ranks: 1 shards the AdamW moments over the ranks (ZeRO-1: gradients reduce-scattered, weights all-gathered); 0 all-reduces the gradients and every rank steps the whole model",
     onResume: "new",
   }),
+  overlap: option(z.boolean().default(true), {
+    describe: "with several ranks: reduce each gradient bucket while the backward goes on (--no-overlap: after the backward, to measure what overlapping hides)",
+    onResume: "new",
+  }),
   dist_timeout: option(positive().default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
   eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
   eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),

@@ -220,6 +220,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         vocab: mc.vocab,
         label: `step ${step + 1}`,
         group,
+        overlap: config.overlap,
         stopRequested: options.shouldStop?.() ?? false,
       });
       const stopped = async (gradNorm: number | string) =>
@@ -296,7 +297,18 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
 export async function accumulateGradients(
   model: NativeModel,
   data: TokenData,
-  s: { first: number; microBatches: number; microBatch: number; opts: RunOptions; vocab: number; label: string; group?: RankGroup; stopRequested?: boolean },
+  s: {
+    first: number;
+    microBatches: number;
+    microBatch: number;
+    opts: RunOptions;
+    vocab: number;
+    label: string;
+    group?: RankGroup;
+    /** reduce buckets during the last backward (default) rather than after it */
+    overlap?: boolean;
+    stopRequested?: boolean;
+  },
 ): Promise<{ loss: number; targets: number; stop: boolean }> {
   const T = data.context;
   const rank = s.group?.rank ?? 0;
@@ -314,7 +326,7 @@ export async function accumulateGradients(
   model.zeroGrad();
   let lossSum = 0;
   for (const [i, tokens] of batches.entries()) {
-    if (ranks > 1 && i === batches.length - 1) model.reduceOnNextBackward();
+    if (ranks > 1 && s.overlap !== false && i === batches.length - 1) model.reduceOnNextBackward();
     const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets!));
     lossSum += r.lossSum;
   }

@@ -1,13 +1,13 @@
 /**
  * A loopback server that speaks the parts of the Hugging Face Hub HTTP API the real `@huggingface/hub`
- * client uses (revision info, tree listing, paths-info, resolve with ranges), over folders laid out as
- * `datasets/<org>/<name>` and `models/<org>/<name>`. It can play faults on demand for tests.
+ * client uses: reads (revision info, tree listing, paths-info, resolve with ranges) over folders laid out as
+ * `datasets/<org>/<name>` and `models/<org>/<name>` and over what was pushed, and writes (hub-write.ts: repo
+ * creation, preupload, LFS, commits, branches) for tokens it was given. It can play faults on demand for tests.
  */
-import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync, existsSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join, relative, sep } from "node:path";
+import { loadRepo, resolveRevision, type Commit, type Repo, type RepoFile } from "./hub-repos.ts";
+import { handleWrite } from "./hub-write.ts";
 
 /**
  * 500 / 429 / 400: that status; drop: half the body, then the socket closes; corrupt: one byte flipped;
@@ -23,62 +23,16 @@ export interface Fault {
   times?: number;
   /** Only full-content GETs (not the 1-byte range probe) when true; default true for all but 500, 429, 400 and stall. */
   contentOnly?: boolean;
-}
-
-interface RepoFile {
-  path: string;
-  absPath: string;
-  size: number;
-  sha256: string;
-  gitOid: string;
-  lfs: boolean;
-}
-
-interface Repo {
-  type: "dataset" | "model";
-  id: string;
-  sha: string;
-  files: RepoFile[];
-}
-
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...walk(p));
-    else if (entry.isFile()) out.push(p);
-  }
-  return out;
-}
-
-function loadRepo(root: string, type: "dataset" | "model", id: string): Repo | undefined {
-  const dir = join(root, `${type}s`, ...id.split("/"));
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) return undefined;
-  const files = walk(dir)
-    .map((absPath) => {
-      const content = readFileSync(absPath);
-      const path = relative(dir, absPath).split(sep).join("/");
-      return {
-        path,
-        absPath,
-        size: content.length,
-        sha256: createHash("sha256").update(content).digest("hex"),
-        gitOid: createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex"),
-        // As on the Hub: data and tokenizer files live in LFS, cards in git.
-        lfs: !/\.(md|gitattributes)$/.test(path),
-      };
-    })
-    .sort((a, b) => (a.path < b.path ? -1 : 1));
-  const sha = createHash("sha1")
-    .update(id + "\n" + files.map((f) => `${f.path} ${f.sha256}`).join("\n"))
-    .digest("hex");
-  return { type, id, sha, files };
+  /** Only requests of this method (e.g. "PUT" for uploads). */
+  method?: string;
 }
 
 export interface HubServerOptions {
   root: string;
   /** Repo ids (`datasets/org/name` or `models/org/name`) that require `Authorization: Bearer <token>`. */
   privateRepos?: Record<string, string>;
+  /** Tokens the write API accepts (repo creation, uploads, commits, branches); none: every write is refused. */
+  writeTokens?: string[];
 }
 
 export class HubServer {
@@ -90,6 +44,8 @@ export class HubServer {
   readonly requests: { method: string; url: string; authorization: string | undefined }[] = [];
   private server: Server | undefined;
   private repos = new Map<string, Repo | undefined>();
+  /** LFS objects pushed through the write API, by sha256. */
+  readonly blobs = new Map<string, Buffer>();
 
   constructor(private readonly options: HubServerOptions) {}
 
@@ -130,10 +86,11 @@ export class HubServer {
     return this.repos.get(key);
   }
 
-  private takeFault(path: string, isContent: boolean): Fault | undefined {
+  private takeFault(path: string, isContent: boolean, method: string): Fault | undefined {
     const fault = this.faults.find(
       (f) =>
         path.includes(f.match) &&
+        (f.method === undefined || f.method === method) &&
         (f.times === undefined || f.times > 0) &&
         (isContent || !(f.contentOnly ?? !["500", "429", "400", "stall"].includes(f.kind))),
     );
@@ -147,56 +104,71 @@ export class HubServer {
     this.requests.push({ method: req.method ?? "GET", url: path, authorization: req.headers.authorization });
     const range = req.headers.range;
     const isContent = !(range === "bytes=0-0");
-    const fault = this.takeFault(path, isContent && path.includes("/resolve/"));
+    const fault = this.takeFault(path, isContent && path.includes("/resolve/"), req.method ?? "GET");
     if (fault?.kind === "500" || fault?.kind === "429" || fault?.kind === "400") {
       return void json(res, Number(fault.kind), { error: `injected HTTP ${fault.kind}` });
     }
     if (fault?.kind === "stall") return; // never answers; stop() closes the socket
     if (fault?.kind === "gone") return void json(res, 404, { error: "Entry not found" }, { "X-Error-Code": "EntryNotFound" });
 
+    const write = {
+      baseUrl: this.url,
+      tokens: this.options.writeTokens ?? [],
+      repo: (type: "dataset" | "model", id: string) => this.repo(type, id),
+      createRepo: (repo: Repo) => void this.repos.set(`${repo.type}s/${repo.id}`, repo),
+      blobs: this.blobs,
+      json,
+      readBody,
+    };
+    if (await handleWrite(write, req, res, path)) return;
     let m: RegExpMatchArray | null;
     if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+|[^/]+)\/revision\/([^/]+)$/))) {
       const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
       if (!repo) return;
-      if (!this.revisionOk(repo, m[3]!)) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
+      const commit = resolveRevision(repo, m[3]!);
+      if (!commit) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
       return void json(res, 200, {
-        _id: repo.sha.slice(0, 24),
+        _id: commit.sha.slice(0, 24),
         id: repo.id,
-        sha: repo.sha,
-        private: !!this.options.privateRepos?.[`${repo.type}s/${repo.id}`],
+        sha: commit.sha,
+        private: repo.private || !!this.options.privateRepos?.[`${repo.type}s/${repo.id}`],
         lastModified: "2026-01-01T00:00:00.000Z",
         downloads: 0,
         likes: 0,
         gated: false,
-        siblings: repo.files.map((f) => ({ rfilename: f.path })),
+        siblings: commit.files.map((f) => ({ rfilename: f.path })),
       });
     }
     if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/))) {
       const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
       if (!repo) return;
-      if (!this.revisionOk(repo, m[3]!)) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
+      const commit = resolveRevision(repo, m[3]!);
+      if (!commit) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
       const prefix = m[4] ? m[4].replace(/\/$/, "") + "/" : "";
       const extra = (this.extraListing.get(`${repo.type}s/${repo.id}`) ?? []).map((e) => ({ type: "file", oid: "0".repeat(40), ...e }));
-      const listed = repo.files.filter((f) => f.path.startsWith(prefix)).map((f) => ({ ...entry(f, repo), ...this.listingOverrides.get(f.path) }));
+      const listed = commit.files.filter((f) => f.path.startsWith(prefix)).map((f) => ({ ...entry(f, commit), ...this.listingOverrides.get(f.path) }));
       return void json(res, 200, [...listed, ...extra]);
     }
     if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+)\/paths-info\/([^/]+)$/)) && req.method === "POST") {
       const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
       if (!repo) return;
-      const body = JSON.parse(await readBody(req)) as { paths: string[] };
-      return void json(res, 200, repo.files.filter((f) => body.paths.includes(f.path)).map((f) => entry(f, repo)));
+      const commit = resolveRevision(repo, m[3]!);
+      if (!commit) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
+      const body = JSON.parse((await readBody(req)).toString("utf8")) as { paths: string[] };
+      return void json(res, 200, commit.files.filter((f) => body.paths.includes(f.path)).map((f) => entry(f, commit)));
     }
     if ((m = path.match(/^\/(?:(datasets)\/)?([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/))) {
       const repo = this.authorized(req, res, m[1] ? "dataset" : "model", m[2]!);
       if (!repo) return;
-      if (!this.revisionOk(repo, m[3]!)) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
-      const file = repo.files.find((f) => f.path === m![4]);
+      const commit = resolveRevision(repo, m[3]!);
+      if (!commit) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
+      const file = commit.files.find((f) => f.path === m![4]);
       if (!file) return void json(res, 404, { error: "Entry not found" }, { "X-Error-Code": "EntryNotFound" });
-      let body: Buffer = readFileSync(file.absPath);
+      let body: Buffer = file.content();
       const headers: Record<string, string> = {
         "Content-Type": "application/octet-stream",
         ETag: `"${file.lfs ? file.sha256 : file.gitOid}"`,
-        "X-Repo-Commit": repo.sha,
+        "X-Repo-Commit": commit.sha,
         "Accept-Ranges": "bytes",
       };
       if (file.lfs) headers["X-Linked-ETag"] = `"${file.sha256}"`;
@@ -231,10 +203,6 @@ export class HubServer {
     json(res, 404, { error: `no route for ${req.method} ${path}` });
   }
 
-  private revisionOk(repo: Repo, revision: string): boolean {
-    return revision === "main" || revision === "HEAD" || revision === repo.sha;
-  }
-
   private authorized(req: IncomingMessage, res: ServerResponse, type: "dataset" | "model", id: string): Repo | undefined {
     const token = this.options.privateRepos?.[`${type}s/${id}`];
     const repo = this.repo(type, id);
@@ -250,14 +218,14 @@ export class HubServer {
   }
 }
 
-function entry(f: RepoFile, repo: Repo) {
+function entry(f: RepoFile, commit: Commit) {
   return {
     type: "file",
     oid: f.gitOid,
     size: f.size,
     path: f.path,
     ...(f.lfs ? { lfs: { oid: f.sha256, size: f.size, pointerSize: 134 } } : {}),
-    lastCommit: { id: repo.sha, title: "fixture", date: "2026-01-01T00:00:00.000Z" },
+    lastCommit: { id: commit.sha, title: commit.title, date: "2026-01-01T00:00:00.000Z" },
   };
 }
 
@@ -267,11 +235,11 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
 }

@@ -1,0 +1,93 @@
+/**
+ * A build as a dataset repo: the recipe, recipe.lock.json, manifest.json, MIXTURE.md and a dataset card whose
+ * YAML front matter the Hub reads (license, languages, size category, source datasets, the mixture), and with
+ * shards the .npy files and their document indexes.
+ */
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { datasetCard } from "../pipeline/manifest.ts";
+import { readManifest } from "../shards/manifest-file.ts";
+import type { Manifest } from "../shards/manifest.ts";
+import { LOCK, MANIFEST } from "../shards/layout.ts";
+import { sha256File } from "../util/hash.ts";
+import { UsageError } from "../util/errors.ts";
+import { bytesEntry, fileEntry, type ReleaseBranch } from "./release.ts";
+
+export interface DataReleaseOptions {
+  outDir: string;
+  /** the recipe file; default: the one the manifest names, in the working folder or recipes/ */
+  recipe?: string;
+  withShards: boolean;
+  branch: string;
+  license?: string;
+  languages?: string[];
+}
+
+/** The Hub's size categories, by number of rows (here: sequences). */
+function sizeCategory(n: number): string {
+  const steps: [number, string][] = [[1e3, "n<1K"], [1e4, "1K<n<10K"], [1e5, "10K<n<100K"], [1e6, "100K<n<1M"], [1e7, "1M<n<10M"], [1e8, "10M<n<100M"], [1e9, "100M<n<1B"]];
+  return steps.find(([limit]) => n < limit)?.[1] ?? "n>1B";
+}
+
+async function findRecipe(m: Manifest, given: string | undefined): Promise<string> {
+  const candidates = given ? [resolve(given)] : [resolve(m.recipe.path), resolve("recipes", basename(m.recipe.path))];
+  for (const path of candidates) {
+    if (!existsSync(path)) continue;
+    const sha = await sha256File(path);
+    if (sha === m.recipe.sha256) return path;
+    if (given) throw new UsageError(`--recipe ${given}: sha256 ${sha} is not the recipe this build was made from (${m.recipe.sha256}); pass the build's own recipe`);
+  }
+  throw new UsageError(`cannot find the recipe this build was made from (${m.recipe.path}, sha256 ${m.recipe.sha256.slice(0, 12)}…); pass it with --recipe FILE`);
+}
+
+/** The card: the build's own README.md body under Hub metadata. */
+function card(m: Manifest, o: DataReleaseOptions): string {
+  const body = datasetCard(m).replace(/^---\n[\s\S]*?\n---\n/, "");
+  const sources = m.sources.filter((s) => s.hf).map((s) => s.hf!.repo);
+  const yaml = [
+    "---",
+    `pretty_name: ${JSON.stringify(m.recipe.name)}`,
+    ...(o.license ? [`license: ${o.license}`] : []),
+    ...(o.languages?.length ? ["language:", ...o.languages.map((l) => `- ${l}`)] : []),
+    "size_categories:",
+    `- ${sizeCategory(m.total_sequences)}`,
+    ...(sources.length ? ["source_datasets:", ...sources.map((s) => `- ${s}`)] : []),
+    "task_categories:",
+    "- text-generation",
+    "tags:",
+    "- pretraining",
+    "- chuxin-data",
+    "---",
+  ].join("\n");
+  const reproduce = [
+    "## Reproduce",
+    "",
+    "```sh",
+    `huggingface-cli download --repo-type dataset REPO ${basename(m.recipe.path)} ${LOCK} --local-dir .`,
+    `npx chuxin-data build ${basename(m.recipe.path)} --locked   # the same shards, byte for byte`,
+    "```",
+    "",
+    o.withShards ? "The shards and their document indexes are in this repo (`shard-NNNNN.npy`, `shard-NNNNN.docs.parquet`)." : "The shards are not uploaded; the recipe and lock rebuild them.",
+  ].join("\n");
+  return `${yaml}\n${body.trimEnd()}\n\n${reproduce}\n`;
+}
+
+export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Manifest; branches: ReleaseBranch[] }> {
+  const manifest = await readManifest(o.outDir);
+  const recipe = await findRecipe(manifest, o.recipe);
+  const files = [
+    await fileEntry(basename(manifest.recipe.path), recipe),
+    await fileEntry(LOCK, join(o.outDir, LOCK)),
+    await fileEntry(MANIFEST, join(o.outDir, MANIFEST)),
+    await fileEntry("MIXTURE.md", join(o.outDir, "MIXTURE.md")),
+  ];
+  if (o.withShards) {
+    for (const shard of manifest.shards) {
+      files.push(await fileEntry(shard.path, join(o.outDir, shard.path)), await fileEntry(shard.doc_index, join(o.outDir, shard.doc_index)));
+    }
+  }
+  return {
+    manifest,
+    branches: [{ branch: o.branch, files, card: bytesEntry("README.md", card(manifest, o)), title: `chuxin-data: ${manifest.recipe.name} (${manifest.total_tokens.toLocaleString("en-US")} tokens)` }],
+  };
+}
