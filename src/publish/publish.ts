@@ -35,7 +35,7 @@ function same(local: ReleaseFile, remote: RemoteFile | undefined): boolean {
 }
 
 /** Commits of at most maxFiles files and maxBytes bytes (a larger file alone), in order. */
-function batches(files: ReleaseFile[], maxFiles: number, maxBytes: number): ReleaseFile[][] {
+export function commitBatches(files: ReleaseFile[], maxFiles: number, maxBytes: number): ReleaseFile[][] {
   const out: ReleaseFile[][] = [];
   let current: ReleaseFile[] = [];
   let bytes = 0;
@@ -102,7 +102,7 @@ export async function publish(uploader: HubUploader, repo: RepoRef, branches: Re
       continue;
     }
     if (!head) await uploader.createBranch(repo, b.branch, { empty: true });
-    const parts = batches(missing, o.maxFilesPerCommit ?? 50, o.maxBytesPerCommit ?? 8 * 1024 ** 3);
+    const parts = commitBatches(missing, o.maxFilesPerCommit ?? 50, o.maxBytesPerCommit ?? 8 * 1024 ** 3);
     // The card rides in the last commit (alone when only it changed): until it lands, nothing claims the release is whole.
     if (parts.length === 0) parts.push([]);
     for (const [i, part] of parts.entries()) {

@@ -73,6 +73,8 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
       lock = await lockFolder(runDir, "chuxin-data train");
       return prepareRun(requested, runDir, options, onEvent);
     });
+    // Rank 0's resolved options, but each rank's own CPU threads (ranks may run on unlike machines).
+    plan.config.threads = requested.threads;
     await trainPlanned(plan, runDir, { ...options, onEvent }, group);
   } finally {
     await lock?.release();

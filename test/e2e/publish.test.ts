@@ -144,6 +144,15 @@ describe("publish", () => {
     assert.equal(await sha256File(main.get("manifest.json")!), await sha256File(join(other, "manifest.json")));
   });
 
+  it("refuses a checkpoint branch another run already holds", async () => {
+    const other = join(work, "run-seed-1");
+    const t = await cli(["train", "--data", data, "--out", other, "--seed", "1", "--model", "tiny", "--context", "128", "--micro-batch", "1", "--steps", "2", "--save-every", "2", "--eval-every", "0", "--threads", "2"]);
+    assert.equal(t.code, 0, t.stderr);
+    const r = await cli(["publish", "model", other, "--repo", "chuxin/tiny"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /chuxin\/tiny@step-0000002-tokens-\d+ holds other content \(model\.safetensors differs/);
+  });
+
   it("says what is wrong with a missing or refused token, and needs none for --dry-run", async () => {
     const missing = await cli(["publish", "data", data, "--repo", "chuxin/x", "--recipe", join(repoRoot, "recipes", "sample.yaml")], { HF_TOKEN: "" });
     assert.equal(missing.code, 2, missing.stderr);

@@ -1,6 +1,7 @@
 /* The C API (include/chuxin.h) over the model: every entry point returns a status, never throws or exits. */
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 #include "model.h"
@@ -237,14 +238,17 @@ int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
   return guarded(status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
-    // FNV-1a over the fp32 master weights' bytes, a tensor at a time.
+    // FNV-1a over the fp32 master weights' bit patterns, a value at a time (any flipped bit changes it).
     uint64_t h = 1469598103934665603ull;
     std::vector<float> host;
     for (size_t i = 0; i < m->tensors.size(); i++) {
       host.resize(m->tensors[i].size());
       m->be->download(host.data(), m->slice(m->params, (int)i), host.size());
-      const unsigned char* p = reinterpret_cast<const unsigned char*>(host.data());
-      for (size_t k = 0; k < host.size() * sizeof(float); k++) h = (h ^ p[k]) * 1099511628211ull;
+      for (float v : host) {
+        uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+      }
     }
     uint64_t root = h;
     m->dp->comm().broadcast(&root, sizeof root, 0);
