@@ -2,11 +2,12 @@
 # Resident memory of a build, stage by stage: a seeded synthetic corpus (150,000 documents, 100 MB of JSONL, about
 # 50 M tokens) as a local source with the shared DeepSeek tokenizer, built with --json while the process's RSS is
 # sampled every 0.25 s; prints the peak and the largest RSS seen in each stage. No Hub server needed.
-#   bash bench/build-memory.sh [work-dir]
+#   bash bench/build-memory.sh [work-dir] [build flags, e.g. --memory 256MB]
 # To compare with another revision, check its src/ out in place (git show REV:path > path) and run this again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d)}"
+shift || true
 mkdir -p "$work"
 tokenizer="$(cd .. && pwd)/shared/tokenizers/deepseek-llm/tokenizer.json"
 [ -f "$tokenizer" ] || { echo "missing $tokenizer (../shared)"; exit 1; }
@@ -34,7 +35,7 @@ sources:
     text_column: text
 EOF
 rm -rf "$work/out"
-node bin/chuxin-data.js build "$work/recipe.yaml" --out "$work/out" --json 2>/dev/null |
+node bin/chuxin-data.js build "$work/recipe.yaml" --out "$work/out" --json "$@" 2>/dev/null |
   while IFS= read -r line; do echo "$(date +%s.%N) $line"; done > "$work/events.txt" &
 sleep 0.2
 pid=$(pgrep -n -f "chuxin-data.js build $work/recipe.yaml")

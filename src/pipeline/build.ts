@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
-import { cpus } from "node:os";
+import { cpus, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
@@ -11,6 +11,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { BuildDb } from "../util/duckdb.ts";
+import { formatSize } from "../util/size.ts";
 import { dedup } from "./dedup.ts";
 import { SKIP_REASONS, tokenFilter } from "./filters.ts";
 import { ingest } from "./ingest.ts";
@@ -35,6 +36,8 @@ export interface BuildOptions {
   tokenizerImpl?: "native" | "js";
   /** Build into a folder that holds files chuxin-data did not write (its README.md is replaced). */
   force?: boolean;
+  /** DuckDB's memory budget in bytes (it spills to OUT/.work/duckdb-tmp beyond it); default: half of this machine's memory. */
+  memoryBytes?: number;
   env?: HubEnv;
   sink: ProgressSink;
 }
@@ -160,14 +163,24 @@ function whyEmpty(s: SourceStats): string {
   return `${s.documentsRead} rows read${reasons.length ? `: ${reasons.join(", ")}` : ""}`;
 }
 
-async function openDb(outDir: string): Promise<BuildDb> {
-  const work = join(outDir, WORK_DIR);
+/** The budget a build states and gives DuckDB: --memory, or half of this machine's memory. */
+export function memoryBudget(options: Pick<BuildOptions, "memoryBytes">): { bytes: number; source: string } {
+  if (options.memoryBytes !== undefined) return { bytes: options.memoryBytes, source: "--memory" };
+  return { bytes: Math.floor(totalmem() / 2), source: `half of this machine's ${formatSize(totalmem())}; --memory to change` };
+}
+
+async function openDb(options: BuildOptions): Promise<BuildDb> {
+  const work = join(options.outDir, WORK_DIR);
   await mkdir(work, { recursive: true });
   const path = join(work, "build.duckdb");
   // Every stage's tables are rebuilt from the inputs; tokenised chunks are what a rerun reuses.
   await rm(path, { force: true });
   await rm(`${path}.wal`, { force: true });
-  return BuildDb.open(path);
+  const tempDirectory = join(work, "duckdb-tmp");
+  await rm(tempDirectory, { recursive: true, force: true });
+  const budget = memoryBudget(options);
+  options.sink({ type: "note", stage: "download", message: `memory budget for DuckDB: ${formatSize(budget.bytes)} (${budget.source}); beyond it DuckDB spills to ${tempDirectory}` });
+  return BuildDb.open(path, 2, { memoryBytes: budget.bytes, tempDirectory });
 }
 
 /** What a build writes into its output folder; anything else there is the user's. */
@@ -200,7 +213,7 @@ export async function planBuild(options: BuildOptions): Promise<PlanResult> {
   const loaded = await loadRecipe(options.recipePath);
   const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data plan");
   try {
-    const db = await openDb(options.outDir);
+    const db = await openDb(options);
     try {
       const { plans, stats } = await prepare(options, db, loaded);
       return { loaded, plans, stats };
@@ -234,7 +247,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
   try {
     const staging = join(options.outDir, WORK_DIR, "staging");
     await rm(staging, { recursive: true, force: true });
-    const db = await openDb(options.outDir);
+    const db = await openDb(options);
     await mkdir(staging, { recursive: true });
     try {
       return await buildInto(options, loaded, db, staging);

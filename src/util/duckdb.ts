@@ -7,9 +7,14 @@ export class BuildDb {
     readonly conn: DuckDBConnection,
   ) {}
 
-  static async open(path: string, threads = 2): Promise<BuildDb> {
+  /** limits: DuckDB's memory_limit (it spills to tempDirectory beyond it) for a build held to a budget. */
+  static async open(path: string, threads = 2, limits?: { memoryBytes: number; tempDirectory: string }): Promise<BuildDb> {
     // Insertion order is part of reproducibility: results without ORDER BY keep the scan order.
-    const instance = await DuckDBInstance.create(path, { threads: String(threads), preserve_insertion_order: "true" });
+    const instance = await DuckDBInstance.create(path, {
+      threads: String(threads),
+      preserve_insertion_order: "true",
+      ...(limits ? { memory_limit: `${Math.max(1, Math.floor(limits.memoryBytes / 2 ** 20))}MiB`, temp_directory: limits.tempDirectory } : {}),
+    });
     return new BuildDb(instance, await instance.connect());
   }
 

@@ -21,7 +21,19 @@ const common = (y: Argv) =>
     .option("lock", { type: "string", describe: "lock file for --locked (default: OUT/recipe.lock.json)" })
     .option("tokenizer-impl", { choices: ["native", "js"], default: "native", describe: "native BPE (falls back to js, saying so, for unsupported tokenizer.json features)" })
     .option("force", { type: "boolean", default: false, describe: "build into an --out that holds files chuxin-data did not write (its README.md is replaced)" })
+    .option("memory", { type: "string", describe: "memory budget for DuckDB, e.g. 4GB or 60% (default: half of this machine's memory); beyond it DuckDB spills to OUT/.work" })
     .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
+
+/** --memory as bytes; a usage error naming the flag when it is not a size DuckDB can work in. */
+async function memoryOption(value: unknown): Promise<number | undefined> {
+  if (value === undefined) return undefined;
+  const { parseSize } = await import("../../util/size.ts");
+  const bytes = parseSize(String(value));
+  const { UsageError } = await import("../../util/errors.ts");
+  if (bytes === undefined) throw new UsageError(`--memory ${value}: expected a size such as 4GB, 512MiB or 60%`);
+  if (bytes < 64 * 2 ** 20) throw new UsageError(`--memory ${value}: DuckDB needs at least 64 MiB to build; give more`);
+  return bytes;
+}
 
 export function registerBuild(y: Argv): Argv {
   return y
@@ -31,6 +43,7 @@ export function registerBuild(y: Argv): Argv {
       (c) => common(c).option("max-shard-bytes", { type: "number", describe: "largest shard file (default 1 GiB)" }),
       async (args) => {
         const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
+        const memoryBytes = await memoryOption(args.memory);
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { build } = await pipeline();
@@ -56,6 +69,7 @@ export function registerBuild(y: Argv): Argv {
             maxShardBytes: args["max-shard-bytes"],
             tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
             force: args.force,
+            memoryBytes,
             sink: r.sink,
           });
           r.stop();
@@ -75,11 +89,12 @@ export function registerBuild(y: Argv): Argv {
       common,
       async (args) => {
         const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
+        const memoryBytes = await memoryOption(args.memory);
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { planBuild } = await pipeline();
         try {
-          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, sink: r.sink });
+          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,
