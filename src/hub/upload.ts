@@ -26,6 +26,31 @@ export interface UploadProgress {
 
 const describe = (repo: RepoRef) => `${repo.type === "dataset" ? "datasets/" : ""}${repo.id}`;
 
+/**
+ * fetch with a deadline per request: HF_HUB_DOWNLOAD_TIMEOUT plus 1 s per MB the request sends, so an upload
+ * whose connection stalls fails (and is retried) instead of waiting forever, while a slow link still gets
+ * through at 1 MB/s.
+ */
+function deadlineFetch(baseMs: number): typeof fetch {
+  return async (input, init) => {
+    const body = init?.body as unknown;
+    const size = body instanceof Blob ? body.size : ArrayBuffer.isView(body) ? body.byteLength : body instanceof ArrayBuffer ? body.byteLength : typeof body === "string" ? body.length : 0;
+    // A controller and a timer of our own: Node 20's AbortSignal.any() can be collected before it fires.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException("the request got no answer in time", "TimeoutError")), Math.ceil(baseMs + size / 1e3));
+    const outer = init?.signal;
+    const forward = () => controller.abort(outer?.reason);
+    if (outer?.aborted) forward();
+    else outer?.addEventListener("abort", forward, { once: true });
+    try {
+      return await fetch(input, { ...init, signal: controller.signal });
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", forward);
+    }
+  };
+}
+
 export class HubUploader {
   readonly client: HubClient;
 
@@ -40,7 +65,7 @@ export class HubUploader {
     const token = this.env.token;
     if (!token) throw new UsageError("publishing needs HF_TOKEN: a Hugging Face access token with write access (huggingface.co/settings/tokens); --dry-run works without one");
     if (!token.startsWith("hf_")) throw new UsageError("HF_TOKEN does not look like a Hugging Face access token (they start with 'hf_'); fix or unset it");
-    return { hubUrl: this.env.endpoint, accessToken: token };
+    return { hubUrl: this.env.endpoint, accessToken: token, fetch: deadlineFetch(this.env.downloadTimeoutMs) };
   }
 
   /** Fails early, with a plain message, when the Hub does not take the token. Returns the account name. */
@@ -136,6 +161,11 @@ export class HubUploader {
   private fail(repo: RepoRef, what: string, error: unknown, attempts: number): Error {
     if (error instanceof UsageError || error instanceof RuntimeFailure) return error;
     const tries = attempts > 1 ? ` (${attempts} attempts)` : "";
+    if ((error as Error)?.name === "TimeoutError") {
+      return new RuntimeFailure(
+        `${describe(repo)}: ${what}: the connection stalled (no answer within HF_HUB_DOWNLOAD_TIMEOUT plus 1 s per MB sent)${tries}; check the network, then rerun to resume`,
+      );
+    }
     if (error instanceof HubApiError) {
       const s = error.statusCode;
       const text = redactSecrets(error.message.split(". URL:")[0] ?? "");

@@ -177,6 +177,13 @@ describe("publish", () => {
     const partial = await downloaded("dataset", "chuxin/resumed", "main");
     assert.ok(!partial.has("README.md") && !partial.has("manifest.json"), "nothing claims to be complete");
 
+    // An upload that never gets an answer times out (HF_HUB_DOWNLOAD_TIMEOUT plus 1 s per MB) instead of hanging.
+    server.faults.push({ match: "/__lfs/", kind: "stall", method: "PUT" });
+    const stalled = await cli(args, { HF_HUB_DOWNLOAD_TIMEOUT: "1" });
+    server.faults.length = 0;
+    assert.equal(stalled.code, 1, stalled.stderr);
+    assert.match(stalled.stderr, /the connection stalled .*\(4 attempts\); check the network, then rerun to resume/);
+
     // A kill -9 while the shard's bytes are being sent (the upload is held), then the same command again.
     const stall = { match: "/__lfs/", kind: "stall" as const, method: "PUT", times: 1 };
     server.faults.push(stall);
