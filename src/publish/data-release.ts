@@ -8,7 +8,7 @@ import { basename, join, resolve } from "node:path";
 import { datasetCard } from "../pipeline/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
-import { LOCK, MANIFEST } from "../shards/layout.ts";
+import { docIndexName, LOCK, MANIFEST, shardName } from "../shards/layout.ts";
 import { sha256File } from "../util/hash.ts";
 import { UsageError } from "../util/errors.ts";
 import { bytesEntry, fileEntry, type ReleaseBranch } from "./release.ts";
@@ -82,7 +82,11 @@ export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Ma
     await fileEntry("MIXTURE.md", join(o.outDir, "MIXTURE.md")),
   ];
   if (o.withShards) {
-    for (const shard of manifest.shards) {
+    for (const [i, shard] of manifest.shards.entries()) {
+      // Only the names a build writes: a hand-edited manifest must not make publish read (and upload) other files.
+      if (shard.path !== shardName(i) || shard.doc_index !== docIndexName(i)) {
+        throw new UsageError(`${join(o.outDir, MANIFEST)}: shard ${i} is listed as ${shard.path} / ${shard.doc_index}, not ${shardName(i)} / ${docIndexName(i)}; rebuild the output folder`);
+      }
       files.push(await fileEntry(shard.path, join(o.outDir, shard.path)), await fileEntry(shard.doc_index, join(o.outDir, shard.doc_index)));
     }
   }
