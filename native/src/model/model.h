@@ -11,40 +11,18 @@
 #include "../../include/chuxin.h"
 #include "backend.h"
 #include "data_parallel.h"
+#include "../util/status.h"
 
 namespace cxm {
 
 using cx::Backend;
 
-struct Failure : std::runtime_error {
-  int code;
-  Failure(int c, const std::string& m) : std::runtime_error(m), code(c) {}
-};
+using cx::Failure;
+using cx::guarded;
+using cx::set_status;
 
-/* Throws a Failure with a printf-style message; the C API turns it into a status. */
+/* Throws a Failure with a printf-style message; the C API turns it into a status (util/status.h). */
 [[noreturn]] void fail(int code, const char* fmt, ...);
-
-inline int set_status(cx_status* status, int code, const char* message) {
-  if (status) {
-    status->code = code;
-    snprintf(status->message, sizeof status->message, "%s", message);
-  }
-  return code;
-}
-
-template <typename F>
-int guarded(cx_status* status, F&& body) {
-  try {
-    body();
-    return set_status(status, CX_OK, "");
-  } catch (const Failure& f) {
-    return set_status(status, f.code, f.what());
-  } catch (const std::bad_alloc&) {
-    return set_status(status, CX_OUT_OF_MEMORY, "out of host memory");
-  } catch (const std::exception& e) {
-    return set_status(status, CX_INTERNAL, e.what());
-  }
-}
 
 using cx::DType;
 using cx::Tensor;

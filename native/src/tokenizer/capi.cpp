@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../../include/chuxin.h"
+#include "../util/status.h"
 #include "../util/threadpool.h"
 #include "bpe.h"
 
@@ -20,27 +21,7 @@ struct cx_tokenizer {
 
 namespace {
 
-int status_of(cx_status* status, int code, const std::string& message) {
-  if (status) {
-    status->code = code;
-    snprintf(status->message, sizeof status->message, "%s", message.c_str());
-  }
-  return code;
-}
-
-template <typename F>
-int guarded(cx_status* status, F&& body) {
-  try {
-    body();
-    return status_of(status, CX_OK, "");
-  } catch (const std::invalid_argument& e) {
-    return status_of(status, CX_INVALID_ARGUMENT, e.what());
-  } catch (const std::bad_alloc&) {
-    return status_of(status, CX_OUT_OF_MEMORY, "out of host memory");
-  } catch (const std::exception& e) {
-    return status_of(status, CX_INTERNAL, e.what());
-  }
-}
+using cx::guarded;
 
 cx::CharClass char_class(const uint32_t* ranges, size_t n, const char* what) {
   if (n % 2) throw std::invalid_argument(std::string(what) + ": code point ranges come in pairs (lo, hi)");
