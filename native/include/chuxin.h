@@ -86,6 +86,17 @@ int cx_forward_losses(cx_model* model, const int32_t* tokens, int B, int T, cons
 /* Forward only: logits [B][vocab] at position T-1 of each row. */
 int cx_forward_last_logits(cx_model* model, const int32_t* tokens, int B, int T, const cx_run_options* options,
                            float* logits, cx_status* status);
+/* Forward only: logits [n][vocab] at the n flat positions b*T+t given (a batch of right-padded rows, each read where
+ * its own text ends: evaluation scores several continuations of one context from one pass). */
+int cx_forward_logits_at(cx_model* model, const int32_t* tokens, int B, int T, const cx_run_options* options,
+                         const int32_t* positions, int n, float* logits, cx_status* status);
+/* Generation with a key/value cache. cx_decode_reset starts a sequence of at most max_tokens tokens (the cache
+ * takes 2 x layers x max_tokens x hidden values); each cx_decode_step runs n new tokens (the prompt, then one at
+ * a time) at the positions after those cached, with plain causal attention, and gives the logits [vocab] after
+ * the last of them: the same as cx_forward_last_logits over the whole sequence, at a cost per step that grows
+ * with the sequence instead of recomputing it. A step keeps the precision the sequence started with. */
+int cx_decode_reset(cx_model* model, int max_tokens, cx_status* status);
+int cx_decode_step(cx_model* model, const int32_t* tokens, int n, const cx_run_options* options, float* logits, cx_status* status);
 /* Which positions of tokens [B][T] have a target (1) under these options: every position but a row's last, and
  * (mask_eos_loss) not one whose input is EOS. The one definition of the rule: the model uses it too. */
 int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* options, uint8_t* mask, cx_status* status);

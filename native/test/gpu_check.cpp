@@ -8,6 +8,7 @@
  * per check and "N passed, N failed"; exits non-zero on failure, or while an op has no case. Run by gpu-check.sh. */
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -180,6 +181,36 @@ CX_CHECK(whole_model, "the whole model against the CPU, determinism and recomput
     cx_model_free(mg);
   }
 
+}
+
+CX_CHECK(decode, "generation with a key/value cache against the full forward pass") {
+  const int V = 512, T = 48, prompt = 40;
+  cx_config cfg{2, 128, 4, 344, V, 64, 10000.f, 1e-5f};
+  for (const char* backend : {"cpu", "cuda"})
+  for (int precision : {CX_FP32, CX_BF16}) {
+    cx_model *full = nullptr, *m = nullptr;
+    cx_status st{};
+    if (cx_model_create(&cfg, "cpu", 16, &full, &st) || cx_model_create(&cfg, backend, 16, &m, &st) || cx_model_init(full, 3, &st) || cx_model_init(m, 3, &st))
+      throw std::runtime_error(std::string("model: ") + st.message);
+    std::vector<int32_t> tokens(T);
+    for (int i = 0; i < T; i++) tokens[i] = (i * 37 + 11) % V;
+    cx_run_options o{precision, 0, 0, 0, V - 1, 0};
+    std::vector<float> want(V), got(V);
+    double worst = 0;
+    cx_decode_reset(m, T, &st);
+    // The prompt in one step, then one token at a time; each step's logits against the whole prefix run at once.
+    for (int end = prompt; end <= T; end++) {
+      const int start = end == prompt ? 0 : end - 1;
+      if (cx_decode_step(m, tokens.data() + start, end - start, &o, got.data(), &st)) throw std::runtime_error(std::string("decode: ") + st.message);
+      cx_forward_last_logits(full, tokens.data(), 1, end, &o, want.data(), &st);
+      for (int v = 0; v < V; v++) worst = std::max(worst, (double)std::fabs(want[v] - got[v]) / (1.0 + std::fabs(want[v])));
+    }
+    const int overflow = cx_decode_step(m, tokens.data(), 1, &o, got.data(), &st);
+    report(std::string("decode logits (") + (precision == CX_FP32 ? "fp32, " : "bf16, ") + backend + ")", worst, precision == CX_FP32 ? 1e-4 : 5e-2);
+    report(std::string("decode past its capacity is an error (") + backend + ")", overflow == CX_INVALID_ARGUMENT ? 0 : 1, 0);
+    cx_model_free(full);
+    cx_model_free(m);
+  }
 }
 
 CX_CHECK(out_of_memory, "out of memory") { out_of_memory_message(); }

@@ -191,6 +191,26 @@ CX_CHECK(attention, "attention within documents", Op::attention_forward, Op::att
   });
 }
 
+CX_CHECK(attention_cached, "attention over a key/value cache (generation)", Op::attention_cached) {
+  each_precision([](const Precision& p) {
+    const bool bf16 = p.bf16, A = bf16;
+    const int64_t past = 37, Tq = 5, cap = 64;  // a prompt already cached, then a few new tokens
+    Pair q(cpu, gpu, Tq * C, A), k(cpu, gpu, Tq * C, A), v(cpu, gpu, Tq * C, A), o(cpu, gpu, Tq * C, A), kc(cpu, gpu, cap * C, A),
+        vc(cpu, gpu, cap * C, A);
+    q.set(rounded(randn(Tq * C), bf16));
+    k.set(rounded(randn(Tq * C), bf16));
+    v.set(rounded(randn(Tq * C), bf16));
+    kc.set(rounded(randn(cap * C), bf16));
+    vc.set(rounded(randn(cap * C), bf16));
+    o.poison();
+    cpu->attention_cached(o.c, kc.c, vc.c, q.c, k.c, v.c, Tq, past, H, D, bf16);
+    gpu->attention_cached(o.g, kc.g, vc.g, q.g, k.g, v.g, Tq, past, H, D, bf16);
+    report("attention_cached out" + p.tag, o.diff(), p.tol);
+    report("attention_cached key cache" + p.tag, kc.diff(), 0);
+    report("attention_cached value cache" + p.tag, vc.diff(), 0);
+  });
+}
+
 CX_CHECK(swiglu, "swiglu", Op::swiglu_forward, Op::swiglu_backward) {
   each_precision([](const Precision& p) {
     const bool bf16 = p.bf16, A = bf16;

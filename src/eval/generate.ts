@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { native } from "../native/addon.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import { tokenizerForManifest } from "../shards/tokenizer-for.ts";
-import { loadTokenizer } from "../tokenizer/load.ts";
+import { loadTokenizer, type TextTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { runOptionsOf } from "../train/trainer.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
@@ -39,15 +39,10 @@ export function sampleToken(logits: Float32Array, temperature: number, topP: num
   return probs[kept - 1]!.i;
 }
 
-export async function generate(
-  ckpt: LoadedCheckpoint,
-  prompt: string,
-  o: { maxTokens: number; temperature: number; topP: number; seed: number },
-  onToken?: (text: string) => void,
-): Promise<{ text: string; ids: number[] }> {
-  // The checkpoint's own copy, else the tokenizer the training data's manifest records.
+/** The checkpoint's own tokenizer.json, else the tokenizer the training data's manifest records. */
+export async function checkpointTokenizer(ckpt: LoadedCheckpoint): Promise<TextTokenizer> {
   const tokenizerPath = join(ckpt.dir, "tokenizer.json");
-  const tokenizer = await loadTokenizer(tokenizerPath).catch(async () => {
+  return loadTokenizer(tokenizerPath).catch(async () => {
     try {
       return await tokenizerForManifest(await readManifest(ckpt.run.data));
     } catch (error) {
@@ -56,6 +51,15 @@ export async function generate(
       );
     }
   });
+}
+
+export async function generate(
+  ckpt: LoadedCheckpoint,
+  prompt: string,
+  o: { maxTokens: number; temperature: number; topP: number; seed: number },
+  onToken?: (text: string) => void,
+): Promise<{ text: string; ids: number[] }> {
+  const tokenizer = await checkpointTokenizer(ckpt);
   const ids = tokenizer.encode(prompt);
   if (ids.length === 0) throw new UsageError("--prompt is empty");
   const opts = runOptionsOf(ckpt.run, ckpt.eosId);
@@ -63,12 +67,19 @@ export async function generate(
   onToken?.(prompt);
   const generated: number[] = [];
   let shown = "";
-  for (let i = 0; i < o.maxTokens && ids.length < ckpt.config.maxSeq; i++) {
-    const logits = await native("generation", () => ckpt.model.lastLogits(Int32Array.from(ids), 1, ids.length, opts));
+  // The key/value cache (cx_decode_*): the prompt runs once, then each new token alone.
+  const room = Math.min(ckpt.config.maxSeq, ids.length + o.maxTokens);
+  if (ids.length >= ckpt.config.maxSeq) throw new UsageError(`--prompt is ${ids.length} tokens, the model's context is ${ckpt.config.maxSeq}`);
+  ckpt.model.decodeReset(room);
+  let step = Int32Array.from(ids);
+  for (let i = 0; i < o.maxTokens && ids.length < room; i++) {
+    const input = step;
+    const logits = await native("generation", () => ckpt.model.decodeStep(input, opts));
     const next = sampleToken(logits.subarray(0, tokenizer.vocabSize), o.temperature, o.topP, rand);
     if (next === ckpt.eosId) break;
     ids.push(next);
     generated.push(next);
+    step = Int32Array.of(next);
     const text = tokenizer.decode(generated);
     if (onToken && !text.endsWith("\ufffd")) {
       onToken(text.slice(shown.length));

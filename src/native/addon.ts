@@ -49,6 +49,12 @@ export interface NativeModel {
   forwardBackward(tokens: Int32Array, B: number, T: number, options: RunOptions, lossScale: number): Promise<{ lossSum: number; count: number }>;
   forwardLosses(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
   lastLogits(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
+  /** Logits [positions.length][vocab] at flat positions b*T+t of the batch (cx_forward_logits_at). */
+  logitsAt(tokens: Int32Array, B: number, T: number, options: RunOptions, positions: Int32Array): Promise<Float32Array>;
+  /** Starts a generated sequence of at most maxTokens tokens with a key/value cache (cx_decode_reset). */
+  decodeReset(maxTokens: number): void;
+  /** Runs new tokens after those cached; resolves to the logits [vocab] after the last one (cx_decode_step). */
+  decodeStep(tokens: Int32Array, options: RunOptions): Promise<Float32Array>;
   zeroGrad(): void;
   gradNorm(): Promise<number>;
   adamwStep(hp: AdamwOptions & { gradScale: number }): Promise<void>;

@@ -68,8 +68,15 @@ export function loadRepo(root: string, type: "dataset" | "model", id: string): R
   const sha = createHash("sha1")
     .update(id + "\n" + files.map((f) => `${f.path} ${f.sha256}`).join("\n"))
     .digest("hex");
-  return { type, id, private: false, branches: new Map([["main", sha]]), commits: new Map([[sha, { sha, title: "fixture", files }]]) };
+  const branches = new Map([["main", sha], ...(EXTRA_BRANCHES[`${type}s/${id}`] ?? []).map((b) => [b, sha] as [string, string])]);
+  return { type, id, private: false, branches, commits: new Map([[sha, { sha, title: "fixture", files }]]) };
 }
+
+/**
+ * Branches a fixture also answers to. haonan-li/cmmlu keeps its parquet only on the Hub's parquet-export branch
+ * (`refs/convert/parquet`); the stand-in holds those files on main (FIXTURES.md), so that branch names the same commit.
+ */
+const EXTRA_BRANCHES: Record<string, string[]> = { "datasets/haonan-li/cmmlu": ["refs/convert/parquet"] };
 
 /** The commit a revision names: a branch, "HEAD" (main) or a commit sha. */
 export function resolveRevision(repo: Repo, revision: string): Commit | undefined {

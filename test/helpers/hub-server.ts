@@ -122,10 +122,11 @@ export class HubServer {
     };
     if (await handleWrite(write, req, res, path)) return;
     let m: RegExpMatchArray | null;
-    if ((m = path.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+|[^/]+)\/revision\/([^/]+)$/))) {
-      const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", m[2]!);
+    // The revision is one URL-encoded segment (a branch may hold slashes: refs/convert/parquet), so match before decoding.
+    if ((m = url.pathname.match(/^\/api\/(datasets|models)\/([^/]+\/[^/]+|[^/]+)\/revision\/([^/]+)$/))) {
+      const repo = this.authorized(req, res, m[1] === "datasets" ? "dataset" : "model", decodeURIComponent(m[2]!));
       if (!repo) return;
-      const commit = resolveRevision(repo, m[3]!);
+      const commit = resolveRevision(repo, decodeURIComponent(m[3]!));
       if (!commit) return void json(res, 404, { error: "Invalid rev id" }, { "X-Error-Code": "RevisionNotFound" });
       return void json(res, 200, {
         _id: commit.sha.slice(0, 24),

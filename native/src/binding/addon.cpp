@@ -56,7 +56,9 @@ class Model : public Napi::ObjectWrap<Model> {
                        {InstanceMethod("init", &Model::Init), InstanceMethod("tensors", &Model::Tensors),
                         InstanceMethod("getTensor", &Model::GetTensor), InstanceMethod("setTensor", &Model::SetTensor),
                         InstanceMethod("forwardBackward", &Model::ForwardBackward), InstanceMethod("forwardLosses", &Model::ForwardLosses),
-                        InstanceMethod("lastLogits", &Model::LastLogits), InstanceMethod("zeroGrad", &Model::ZeroGrad),
+                        InstanceMethod("lastLogits", &Model::LastLogits),
+                        InstanceMethod("logitsAt", &Model::LogitsAt), InstanceMethod("decodeReset", &Model::DecodeReset),
+                        InstanceMethod("decodeStep", &Model::DecodeStep), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
                         InstanceMethod("clipAdamwStep", &Model::ClipAdamwStep),
                         InstanceMethod("dataParallel", &Model::DataParallel), InstanceMethod("reduceOnNextBackward", &Model::ReduceOnNextBackward),
@@ -222,6 +224,64 @@ class Model : public Napi::ObjectWrap<Model> {
       return (size_t)B * (size_t)rows;
     };
     return ForwardToArray(info, vocab_rows, cx_forward_last_logits);
+  }
+
+  /* logitsAt(tokens, B, T, options, positions: Int32Array) → Float32Array [positions.length][vocab]. */
+  Napi::Value LogitsAt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    int B, T;
+    if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
+    if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      Napi::TypeError::New(env, "positions must be an Int32Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Int32Array pos = info[4].As<Napi::Int32Array>();
+    auto positions = std::make_shared<std::vector<int32_t>>(pos.Data(), pos.Data() + pos.ElementLength());
+    const cx_run_options o = run_options(info[3]);
+    cx_model* m = model_;
+    int64_t vocab, cols;
+    cx_tensor_shape(m, cx_tensor_count(m) - 1, &vocab, &cols);  // lm_head.weight: [vocab][hidden]
+    auto out = std::make_shared<std::vector<float>>(positions->size() * (size_t)vocab);
+    return Run(
+        env, [=](cx_status* st) { return cx_forward_logits_at(m, tokens->data(), B, T, &o, positions->data(), (int)positions->size(), out->data(), st); },
+        [=](Napi::Env e) {
+          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
+          return a;
+        });
+  }
+
+  Napi::Value DecodeReset(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    cx_status st{0, ""};
+    return Sync(env, cx_decode_reset(model_, info[0].As<Napi::Number>().Int32Value(), &st), st);
+  }
+
+  /* decodeStep(tokens: Int32Array, options) → Float32Array [vocab]: the logits after the last new token. */
+  Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      Napi::TypeError::New(env, "tokens must be an Int32Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Int32Array t = info[0].As<Napi::Int32Array>();
+    auto tokens = std::make_shared<std::vector<int32_t>>(t.Data(), t.Data() + t.ElementLength());
+    const cx_run_options o = run_options(info[1]);
+    cx_model* m = model_;
+    int64_t vocab, cols;
+    cx_tensor_shape(m, cx_tensor_count(m) - 1, &vocab, &cols);
+    auto out = std::make_shared<std::vector<float>>((size_t)vocab);
+    return Run(
+        env, [=](cx_status* st) { return cx_decode_step(m, tokens->data(), (int)tokens->size(), &o, out->data(), st); },
+        [=](Napi::Env e) {
+          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
+          return a;
+        });
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {

@@ -317,6 +317,37 @@ void CpuBackend::attention_backward(Tensor dq_, Tensor dk_, Tensor dv_, Tensor d
   });
 }
 
+void CpuBackend::attention_cached(Tensor out_, Tensor kcache_, Tensor vcache_, Tensor q_, Tensor k_, Tensor v_, int64_t Tq, int64_t past, int64_t H,
+                                  int64_t D, bool bf16) {
+  const int64_t C = H * D;
+  float* out = out_.f32();
+  float* kc = kcache_.f32();
+  float* vc = vcache_.f32();
+  const float* q = q_.f32();
+  std::memcpy(kc + past * C, k_.f32(), (size_t)(Tq * C) * sizeof(float));
+  std::memcpy(vc + past * C, v_.f32(), (size_t)(Tq * C) * sizeof(float));
+  const float scale = 1.0f / std::sqrt((float)D);
+  pool_.parallel_for(Tq * H, [&](int64_t task, int thread) {
+    const int64_t i = task / H, h = task % H, keys = past + i + 1;
+    std::vector<float>& buf = thread_scratch(thread, (size_t)(keys + D));
+    float *s = buf.data(), *acc = s + keys;
+    const float* qi = q + i * C + h * D;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < keys; j++) {
+      float dot = 0.f;
+      for (int64_t d = 0; d < D; d++) dot += qi[d] * kc[j * C + h * D + d];
+      s[j] = dot * scale;
+      mx = std::max(mx, s[j]);
+    }
+    float sum = 0.f;
+    for (int64_t j = 0; j < keys; j++) sum += (s[j] = std::exp(s[j] - mx));
+    std::fill(acc, acc + D, 0.f);
+    for (int64_t j = 0; j < keys; j++)
+      for (int64_t d = 0; d < D; d++) acc[d] += s[j] * vc[j * C + h * D + d];
+    for (int64_t d = 0; d < D; d++) out[i * C + h * D + d] = maybe_bf16(acc[d] / sum, bf16);
+  });
+}
+
 void CpuBackend::swiglu_forward(Tensor out_, Tensor gate_, Tensor up_, int64_t n, bool bf16) {
   float* out = out_.f32();
   const float* gate = gate_.f32();

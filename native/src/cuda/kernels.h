@@ -73,6 +73,12 @@ void clip_factor(double* clip, double* partial, const float* x, int64_t n, float
 template <typename T>
 void attention_delta(float* delta, const T* dout, const T* out, int64_t B, int64_t T_, int64_t H, int64_t D);
 
+/* Incremental decoding (attention_cached.cu): k, v appended to the caches at row `past`, then each of the Tq queries
+ * attends the cache rows up to its own position, one block per (query, head); the scores live in shared memory. */
+constexpr int64_t kCachedAttentionMaxKeys = 12288;
+template <typename T>
+void attention_cached(T* out, T* kcache, T* vcache, const T* q, const T* k, const T* v, int64_t Tq, int64_t past, int64_t H, int64_t D, bool round);
+
 /* The reference kernels (reference.cu): simple, obviously right, deterministic. */
 constexpr int kReferenceMaxHead = 256;
 template <typename T>

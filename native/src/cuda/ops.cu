@@ -217,6 +217,13 @@ void CudaBackend::attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, 
     cuda::reference_attention_forward(out.as<T>(), lse.f32(), q.as<T>(), k.as<T>(), v.as<T>(), doc_start.i32(), B, T_, H, D, bf16);
   });
 }
+void CudaBackend::attention_cached(Tensor out, Tensor kcache, Tensor vcache, Tensor q, Tensor k, Tensor v, int64_t Tq, int64_t past, int64_t H, int64_t D,
+                                   bool bf16) {
+  by_storage(out, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::attention_cached(out.as<T>(), kcache.as<T>(), vcache.as<T>(), q.as<T>(), k.as<T>(), v.as<T>(), Tq, past, H, D, bf16);
+  });
+}
 void CudaBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
                                      Tensor doc_start, int64_t B, int64_t T_, int64_t H, int64_t D, bool bf16) {
   float* delta = scratch((size_t)(B * H * T_)).f32();

@@ -78,6 +78,10 @@ struct AdamWParams {
     (Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor doc_start, int64_t B, \
      int64_t T, int64_t H, int64_t D, bool bf16),                                                                                     \
     (dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, T, H, D, bf16))                                                               \
+  /* Incremental decoding: appends k, v [Tq][H*D] to the caches at row `past`, then query i attends cache rows 0..past+i. */           \
+  X(void, attention_cached,                                                                                                           \
+    (Tensor out, Tensor kcache, Tensor vcache, Tensor q, Tensor k, Tensor v, int64_t Tq, int64_t past, int64_t H, int64_t D, bool bf16), \
+    (out, kcache, vcache, q, k, v, Tq, past, H, D, bf16))                                                                             \
   X(void, swiglu_forward, (Tensor out, Tensor gate, Tensor up, int64_t n, bool bf16), (out, gate, up, n, bf16))                       \
   X(void, swiglu_backward, (Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up, int64_t n, bool bf16),                     \
     (dgate, dup, dout, gate, up, n, bf16))                                                                                            \

@@ -164,17 +164,46 @@ int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx
   });
 }
 
+/* Logits at chosen flat positions of the batch just run forward. */
+static void logits_at(cx_model* m, const Batch& bt, const int32_t* positions, int n, const cx_run_options* o, float* logits) {
+  for (int i = 0; i < n; i++)
+    if (positions[i] < 0 || positions[i] >= bt.N) fail(CX_INVALID_ARGUMENT, "position %d is outside the batch of %lld", positions[i], (long long)bt.N);
+  m->rows.ensure(m->be.get(), (size_t)n, DType::I32, "row indices");
+  m->be->upload(m->rows.t, positions, (size_t)n);
+  Buffer out;
+  out.ensure(m->be.get(), (size_t)n * m->cfg.vocab, DType::F32, "logits");
+  m->be->lm_head_logits(out.t, m->hf.t, m->W(m->lm_head_tensor()), m->rows.t, n, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
+  m->be->download(logits, out.t, (size_t)n * m->cfg.vocab);
+}
+
 int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* logits, cx_status* status) {
   return guarded(status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     std::vector<int32_t> rows((size_t)B);
     for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
-    m->rows.ensure(m->be.get(), (size_t)B, DType::I32, "row indices");
-    m->be->upload(m->rows.t, rows.data(), (size_t)B);
-    Buffer out;
-    out.ensure(m->be.get(), (size_t)B * m->cfg.vocab, DType::F32, "logits");
-    m->be->lm_head_logits(out.t, m->hf.t, m->W(m->lm_head_tensor()), m->rows.t, B, m->cfg.hidden, m->cfg.vocab, o->precision == CX_BF16);
-    m->be->download(logits, out.t, (size_t)B * m->cfg.vocab);
+    logits_at(m, bt, rows.data(), B, o, logits);
+  });
+}
+
+int cx_forward_logits_at(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, const int32_t* positions, int n,
+                         float* logits, cx_status* status) {
+  return guarded(status, [&] {
+    if (n < 0 || (n > 0 && (!positions || !logits))) fail(CX_INVALID_ARGUMENT, "positions and logits are required");
+    const Batch bt = run_forward(*m, tokens, B, T, o);
+    logits_at(m, bt, positions, n, o, logits);
+  });
+}
+
+int cx_decode_reset(cx_model* m, int max_tokens, cx_status* status) {
+  return guarded(status, [&] { decode_reset(*m, max_tokens); });
+}
+
+int cx_decode_step(cx_model* m, const int32_t* tokens, int n, const cx_run_options* o, float* logits, cx_status* status) {
+  return guarded(status, [&] {
+    if (!tokens || !logits) fail(CX_INVALID_ARGUMENT, "tokens and logits are required");
+    const Batch bt = run_decode(*m, tokens, n, o);
+    const int32_t last = n - 1;
+    logits_at(m, bt, &last, 1, o, logits);
   });
 }
 

@@ -168,7 +168,7 @@ static size_t slot(const cx_run_options& o, int l) { return o.recompute ? 0 : (s
 /* Block l's forward from its input x[l]. Recomputing (backward of a recompute run) first redoes the attention
  * norm from x[l] (the same arithmetic as the fused residual + norm that wrote it; backend.h) and stops once the
  * activations the backward reads are back, before the down projection, whose sum x[l+1] is kept. */
-static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o, int l, bool recomputing) {
+static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o, int l, bool recomputing, const int64_t* kv_past = nullptr) {
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
@@ -184,7 +184,12 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
   be->matmul_forward(v, h1, W(BlockTensor::v), N, C, C, bf);
   be->rope_forward(q, m.pos.t, N, H, D, c.rope_theta, bf);
   be->rope_forward(k, m.pos.t, N, H, D, c.rope_theta, bf);
-  be->attention_forward(att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+  if (kv_past) {
+    const int64_t layer = (int64_t)l * m.kv_capacity * C;
+    be->attention_cached(att, m.kcache.t + layer, m.vcache.t + layer, q, k, v, N, *kv_past, H, D, bf);
+  } else {
+    be->attention_forward(att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+  }
   be->matmul_forward(m.tmp.t, att, W(BlockTensor::o), N, C, C, bf);
   be->residual_rmsnorm_forward(xmid, h2, m.rstd2.t + s * N, xin, m.tmp.t, W(BlockTensor::mlp_norm), N, C, c.norm_eps, bf);
   be->matmul_forward(gate, h2, W(BlockTensor::gate), N, C, F, bf);
@@ -200,14 +205,14 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
                                bf);
 }
 
-/* Runs the blocks and the final norm; leaves hidden states in m.hf. */
-static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
+/* Runs the blocks and the final norm; leaves hidden states in m.hf. With kv_past, over the key/value cache. */
+static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o, const int64_t* kv_past = nullptr) {
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
   be->embedding_forward(m.x.t, m.tok.t, m.W(0), bt.N, c.hidden, bf);
   be->rmsnorm_forward(m.h1.t, m.rstd1.t, m.x.t, m.W(m.block_tensor(0, BlockTensor::attn_norm)), bt.N, c.hidden, c.norm_eps, bf);
-  for (int l = 0; l < c.n_layers; l++) block_forward(m, bt, o, l, false);
+  for (int l = 0; l < c.n_layers; l++) block_forward(m, bt, o, l, false, kv_past);
 }
 
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
@@ -283,6 +288,46 @@ Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run
   prepare_batch(m, tokens, B, T, *o, bt);
   ensure_compute_weights(m, o->precision);
   forward_blocks(m, bt, *o);
+  return bt;
+}
+
+void decode_reset(cx_model& m, int capacity) {
+  if (capacity < 1 || capacity > m.cfg.max_seq) fail(CX_INVALID_ARGUMENT, "decode capacity %d must be 1 to the model's context %d", capacity, m.cfg.max_seq);
+  m.kv_capacity = capacity;
+  m.kv_length = 0;
+  m.kv_precision = -1;
+}
+
+Batch run_decode(cx_model& m, const int32_t* tokens, int n, const cx_run_options* o) {
+  check_options(o);
+  if (m.kv_capacity == 0) fail(CX_INVALID_ARGUMENT, "no decoding sequence: call cx_decode_reset first");
+  if (n < 1) fail(CX_INVALID_ARGUMENT, "a decode step needs at least one token");
+  if (m.kv_length + n > m.kv_capacity) {
+    fail(CX_INVALID_ARGUMENT, "the sequence would hold %lld tokens, more than the %lld cx_decode_reset allowed", (long long)(m.kv_length + n),
+         (long long)m.kv_capacity);
+  }
+  if (m.kv_precision != -1 && m.kv_precision != o->precision) fail(CX_INVALID_ARGUMENT, "a decoding sequence keeps the precision it started with");
+  // One sequence, plain causal attention at positions after the cached ones; one activation slot (nothing is kept for a backward).
+  cx_run_options step = *o;
+  step.doc_mask = 0;
+  step.reset_positions = 0;
+  step.recompute = 1;
+  Batch bt;
+  prepare_batch(m, tokens, 1, n, step, bt);
+  std::vector<int32_t> pos((size_t)n);
+  for (int t = 0; t < n; t++) pos[(size_t)t] = (int32_t)(m.kv_length + t);
+  m.be->upload(m.pos.t, pos.data(), (size_t)n);
+  if (m.kv_precision == -1) {
+    const DType act = m.be->activation_dtype(o->precision == CX_BF16);
+    const size_t elements = (size_t)m.cfg.n_layers * (size_t)m.kv_capacity * (size_t)m.cfg.hidden;
+    m.kcache.ensure(m.be.get(), elements, act, "key cache");
+    m.vcache.ensure(m.be.get(), elements, act, "value cache");
+    m.kv_precision = o->precision;
+  }
+  ensure_compute_weights(m, o->precision);
+  const int64_t past = m.kv_length;
+  forward_blocks(m, bt, step, &past);
+  m.kv_length += n;
   return bt;
 }
 

@@ -83,6 +83,10 @@ struct cx_model {
   cxm::Buffer x, xmid, h1, rstd1, q, k, v, att, lse, h2, rstd2, gate, up, act, hf, rstdf, losses, tmp;
   cxm::Buffer dx, dh, dq, dk, dv, datt, dgate, dup, dact;
   cxm::Buffer tok, pos, doc_start, targets, rows;  // int32
+  // Generation's key/value cache (cx_decode_*): [layer][kv_capacity][hidden] each, in the activation type of its run.
+  cxm::Buffer kcache, vcache;
+  int64_t kv_capacity = 0, kv_length = 0;
+  int kv_precision = -1;
   std::vector<int32_t> host_targets;
   // Data parallelism (cx_model_data_parallel); last, so its thread stops before the buffers it reduces go.
   std::unique_ptr<cxm::DataParallel> dp;
@@ -136,5 +140,8 @@ inline bool has_target(const int32_t* row, int t, int T, const cx_run_options& o
 /* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
 Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o);
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o);
+/* Generation with a key/value cache: a new sequence of at most `capacity` tokens, then steps of new tokens. */
+void decode_reset(cx_model& m, int capacity);
+Batch run_decode(cx_model& m, const int32_t* tokens, int n, const cx_run_options* o);
 
 }  // namespace cxm

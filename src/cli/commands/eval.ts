@@ -4,7 +4,8 @@ import { resolve } from "node:path";
 import type { Argv } from "yargs";
 import { UsageError } from "../../util/errors.ts";
 import { pickDevice } from "../device.ts";
-import { spinnerFor } from "../render.ts";
+import { outputMode, progressRenderer, spinnerFor } from "../render.ts";
+import { renderResultsTable } from "../results-table.ts";
 
 function parseRange(text: string | undefined): [number, number | undefined] {
   if (!text) return [0, undefined];
@@ -13,21 +14,86 @@ function parseRange(text: string | undefined): [number, number | undefined] {
   return [Number(m[1]), m[2] === undefined ? Number(m[1]) : m[2] === "" ? undefined : Number(m[2])];
 }
 
+interface TasksArgs {
+  checkpoint: string;
+  tasks: string;
+  limit?: number;
+  "batch-tokens": number;
+  precision: "fp32" | "bf16";
+  locked: boolean;
+  output?: string;
+  "allow-network": boolean;
+  "log-ids": boolean;
+  device: string;
+  threads: number;
+  json: boolean;
+}
+
+async function runTasksCommand(a: TasksArgs): Promise<void> {
+  const [{ loadTasks }, { openCheckpoint }, { evaluateTasks }] = await Promise.all([
+    import("../../eval/tasks/load.ts"),
+    import("../../eval/checkpoint.ts"),
+    import("../../eval/evaluate-tasks.ts"),
+  ]);
+  // Task files are checked before the model is loaded: a typo costs nothing.
+  const tasks = await loadTasks(a.tasks);
+  const ckpt = await openCheckpoint(a.checkpoint, await pickDevice(a.device as "cpu" | "cuda" | "auto"), a.threads);
+  const mode = outputMode(a.json);
+  const r = await progressRenderer(mode);
+  const onSigint = () => {
+    r.stop(true);
+    process.stderr.write("\ninterrupted: no results were written (results.json, if there is one, is from an earlier complete run)\n");
+    process.exit(130);
+  };
+  process.once("SIGINT", onSigint);
+  try {
+    const { results, ran } = await evaluateTasks(
+      ckpt,
+      { tasks, limit: a.limit, batchTokens: a["batch-tokens"], precision: a.precision, locked: a.locked, outDir: a.output ? resolve(a.output) : undefined, allowNetwork: a["allow-network"], sampleIds: a["log-ids"] },
+      r.sink,
+    );
+    r.stop();
+    const where = resolve(a.output ?? ckpt.dir, "results.json");
+    if (a.json) process.stdout.write(JSON.stringify({ type: "result", results_file: where, tasks: Object.fromEntries(ran.map((t) => [t.task, results.tasks[t.task]])) }) + "\n");
+    else process.stdout.write(renderResultsTable(ran) + `\nresults: ${where}\n`);
+  } catch (error) {
+    r.stop(true);
+    throw error;
+  } finally {
+    process.removeListener("SIGINT", onSigint);
+    ckpt.model.dispose();
+  }
+}
+
 export function registerEval(y: Argv): Argv {
   return y    .command(
       "eval",
-      "mean loss and perplexity of a checkpoint: by default on its run's held-out windows",
+      "a checkpoint's benchmarks (--tasks cmmlu,ceval,arc_easy,…) or its mean loss and perplexity (by default on its run's held-out windows)",
       (c) =>
         c
           .option("checkpoint", { type: "string", demandOption: true, describe: "a checkpoint folder or a run folder (its latest)" })
           .option("data", { type: "string", describe: "a build's output folder (default: the data the run trained on)" })
           .option("sequences", { type: "string", describe: "score whole sequences A..B (inclusive), A.. or A instead of the held-out windows" })
           .option("all", { type: "boolean", default: false, describe: "score every sequence of the build, training data included" })
+          .option("tasks", { type: "string", describe: "benchmarks, comma-separated: shipped names (tasks/*.yaml) or paths to task YAML files" })
+          .option("limit", { type: "number", describe: "with --tasks: score at most N rows per task (or per subject): a quick look, marked partial" })
+          .option("batch-tokens", { type: "number", default: 4096, describe: "with --tasks: tokens per forward pass (rows × padded length)" })
+          .option("precision", { choices: ["fp32", "bf16"], default: "fp32", describe: "with --tasks: arithmetic of the forward pass" })
+          .option("locked", { type: "boolean", default: false, describe: "with --tasks: read exactly the dataset commits and files recorded in eval.lock.json" })
+          .option("output", { type: "string", describe: "with --tasks: folder for results.json, eval/ and eval.lock.json (default: the checkpoint folder)" })
+          .option("allow-network", { type: "boolean", default: false, describe: "with humaneval: run generated code even where it cannot be cut off from the network" })
+          .option("log-ids", { type: "boolean", default: false, describe: "with --tasks: keep every request's token ids in the samples" })
           .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to run (auto: the GPU when one is usable)" })
           .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (a) => {
         if (a.all && a.sequences) throw new UsageError("--all and --sequences each choose what to score; give one");
+        if (a.tasks !== undefined) {
+          if (a.all || a.sequences || a.data) throw new UsageError("--tasks runs benchmarks; --all, --sequences and --data choose data for the loss: give one or the other");
+          if (a.limit !== undefined && (!Number.isInteger(a.limit) || a.limit < 1)) throw new UsageError(`--limit ${a.limit}: expected a whole number of rows, 1 or more`);
+          if (!Number.isInteger(a["batch-tokens"]) || a["batch-tokens"] < 1) throw new UsageError(`--batch-tokens ${a["batch-tokens"]}: expected a whole number, 1 or more`);
+          return runTasksCommand(a as TasksArgs);
+        }
         const [{ openCheckpoint }, { evalHeldOut, evalSequences }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/loss.ts")]);
         const ckpt = await openCheckpoint(a.checkpoint, await pickDevice(a.device), a.threads);
         const spinner = (await spinnerFor(a.json))?.start("evaluating");
