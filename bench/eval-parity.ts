@@ -18,7 +18,7 @@ import { runTask, type ModelUnderTest } from "../src/eval/benchmarks.ts";
 import { openCheckpoint } from "../src/eval/checkpoint.ts";
 import { checkpointTokenizer } from "../src/eval/generate.ts";
 import { mcRowMetrics } from "../src/eval/metrics.ts";
-import { loadTasks } from "../src/eval/tasks/load.ts";
+import { loadTasks } from "../src/tasks/load.ts";
 import { HubClient } from "../src/hub/client.ts";
 import { hubEnv } from "../src/hub/env.ts";
 import { HubServer } from "../test/helpers/hub-server.ts";

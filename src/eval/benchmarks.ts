@@ -11,10 +11,10 @@ import { RuntimeFailure } from "../util/errors.ts";
 import { executionPrefix, runProgram } from "./execute.ts";
 import { encodePair, scoreRequests } from "./loglikelihood.ts";
 import { combine, mcRowMetrics, meanWithStderr, type MetricValue } from "./metrics.ts";
-import { loadTaskData, type TaskLock } from "./tasks/dataset.ts";
-import type { LoadedTask } from "./tasks/load.ts";
-import { fewshotPrefix, generationDocs, multipleChoiceDocs, type McDoc } from "./tasks/requests.ts";
-import { pyStr } from "./tasks/template.ts";
+import { loadTaskData, type TaskLock } from "../tasks/dataset.ts";
+import type { LoadedTask } from "../tasks/load.ts";
+import { fewshotPrefix, generationDocs, multipleChoiceDocs, type McDoc } from "../tasks/requests.ts";
+import { pyStr } from "../tasks/template.ts";
 import { generateUntil } from "./until.ts";
 
 export interface ModelUnderTest {

@@ -9,7 +9,7 @@ import { runTask, type ModelUnderTest, type Sample, type TaskResult } from "./be
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 import { checkpointTokenizer } from "./generate.ts";
 import { LOCK_FILE, readJsonIfPresent, writeLock, writeResults, type EvalLock, type ResultsFile } from "./results.ts";
-import type { LoadedTask } from "./tasks/load.ts";
+import type { LoadedTask } from "../tasks/load.ts";
 
 export interface EvalTasksOptions {
   tasks: LoadedTask[];

@@ -11,7 +11,7 @@
  */
 import { native, type NativeModel, type RunOptions } from "../native/addon.ts";
 import type { TextTokenizer } from "../tokenizer/load.ts";
-import { pyStrip } from "./tasks/template.ts";
+import { pyStrip } from "../tasks/template.ts";
 
 export interface EncodedRequest {
   context: number[];

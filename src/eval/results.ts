@@ -11,7 +11,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import type { Sample, TaskResult } from "./benchmarks.ts";
-import type { TaskLock } from "./tasks/dataset.ts";
+import type { TaskLock } from "../tasks/dataset.ts";
 
 export const RESULTS_FILE = "results.json";
 export const LOCK_FILE = "eval.lock.json";

@@ -12,6 +12,7 @@ import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { BuildDb } from "../util/duckdb.ts";
 import { formatSize } from "../util/size.ts";
+import { decontaminate, type DecontaminationReport } from "./decontaminate.ts";
 import { dedup } from "./dedup.ts";
 import { SKIP_REASONS, tokenFilter } from "./filters.ts";
 import { ingest } from "./ingest.ts";
@@ -49,6 +50,7 @@ export interface PlanResult {
 }
 
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe) {
+  let decontamination: DecontaminationReport | undefined;
   const { recipe } = loaded;
   const { sink } = options;
   const env = options.env ?? hubEnv();
@@ -75,6 +77,14 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
   const impl = native ? "native" : "js";
 
   await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
+  if (recipe.decontaminate) {
+    const result = await runStage(sink, "decontaminate", () => decontaminate(db, client, recipe, loaded.path, lock?.decontamination, sink), (r) => ({
+      done: r!.report.documents_removed,
+      unit: "documents removed",
+    }));
+    resolution.lock.decontamination = result!.lock;
+    decontamination = result!.report;
+  }
   await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
   const tokenized = await runStage(
     sink,
@@ -152,7 +162,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
     done: p.reduce((a, s) => a + s.picks.length, 0),
     unit: "documents selected",
   }));
-  return { resolution, tokenizer, tokenized, prov, stats, plans, impl };
+  return { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination };
 }
 
 /** Why a source kept no document, from its counts: "100 rows read: 100 null_text". */
@@ -260,7 +270,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
 }
 
 async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, staging: string): Promise<Manifest> {
-  const { resolution, tokenizer, tokenized, prov, stats, plans, impl } = await prepare(options, db, loaded);
+  const { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination } = await prepare(options, db, loaded);
   const { recipe } = loaded;
   const selected = plans.reduce((a, p) => a + p.tokensSelected, 0);
   if (selected < recipe.sequence_length) {
@@ -294,6 +304,7 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
       stats,
       plans,
       packed,
+      decontamination,
     });
     for (const warning of manifest.warnings ?? []) options.sink({ type: "note", stage: "manifest", message: `warning: ${warning}` });
     await writeJsonAtomic(join(staging, LOCK), resolution.lock);

@@ -3,7 +3,7 @@ import type { BuildDb } from "../util/duckdb.ts";
 
 /**
  * Why a row is not a document; every reason is counted per source in the manifest. Readers give the first
- * six (a row that cannot be text); the filters below give the rest. A new filter adds its reasons here and a
+ * six (a row that cannot be text); the filters below and decontaminate.ts give the rest. A new filter adds its reasons here and a
  * pass below, and the manifest, MIXTURE.md and messages count them with no other change.
  */
 export const SKIP_REASONS = [
@@ -17,6 +17,7 @@ export const SKIP_REASONS = [
   "too_long",
   "too_few_tokens",
   "too_many_tokens",
+  "contaminated",
 ] as const;
 
 export type SkipReason = (typeof SKIP_REASONS)[number];

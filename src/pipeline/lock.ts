@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { assertSafeRelativePath } from "../hub/paths.ts";
+import type { TaskLock } from "../tasks/dataset.ts";
 import { UsageError } from "../util/errors.ts";
 
 export interface LockedFile {
@@ -30,6 +31,8 @@ export interface BuildLock {
   lock_version: 1;
   tokenizer: LockedTokenizer;
   sources: LockedSource[];
+  /** The benchmark datasets decontamination read (present only when the recipe decontaminates). */
+  decontamination?: TaskLock[];
 }
 
 const hex = (n: number, what: string) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`), `${what} (${n} lowercase hex digits)`);
@@ -61,6 +64,18 @@ const lockSchema = z.object({
       files: z.array(lockedFile),
     }),
   ),
+  decontamination: z
+    .array(
+      z.object({
+        task: z.string(),
+        task_sha256: hex(64, "a sha256"),
+        repo: z.string(),
+        revision: z.string(),
+        commit: hex(40, "a commit sha"),
+        files: z.array(lockedFile),
+      }),
+    )
+    .optional(),
 });
 
 /**

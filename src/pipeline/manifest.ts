@@ -14,6 +14,15 @@ export interface SourceStats {
   fileRows: number[];
 }
 
+/** What decontamination removed, per source, and against what (only for a recipe that decontaminates). */
+function decontaminationLines(m: Manifest): string {
+  const d = m.decontamination;
+  if (!d) return "";
+  const tasks = d.tasks.map((t) => `${t.task} (${t.repo}@${t.commit.slice(0, 12)}, ${t.evaluation_rows.toLocaleString("en-US")} rows)`).join(", ");
+  const per = m.sources.map((s) => `${s.name} ${(s.documents_skipped.contaminated ?? 0).toLocaleString("en-US")}`).join(", ");
+  return `- Decontaminated against ${tasks}: a document sharing one ${d.ngram}-gram of words with an evaluation row is removed (${d.normalization}); removed per source: ${per}.\n`;
+}
+
 export function buildManifest(args: {
   recipe: Recipe;
   recipeFile: string;
@@ -23,6 +32,7 @@ export function buildManifest(args: {
   stats: SourceStats[];
   plans: SourcePlan[];
   packed: PackResult;
+  decontamination?: Manifest["decontamination"];
 }): Manifest {
   const { recipe, tokenizer, packed } = args;
   const warnings = args.plans.flatMap((plan) => {
@@ -94,6 +104,7 @@ export function buildManifest(args: {
       };
     }),
   };
+  if (args.decontamination) manifest.decontamination = args.decontamination;
   if (warnings.length > 0) manifest.warnings = warnings;
   return manifest;
 }
@@ -123,7 +134,7 @@ ${mixtureTable(m)}
 - Tokenizer: ${m.tokenizer.repo ?? m.tokenizer.path}${m.tokenizer.commit ? `@${m.tokenizer.commit}` : ""} (sha256 ${m.tokenizer.sha256}); EOS ${m.tokenizer.eos_id} ends every document${m.tokenizer.add_bos ? `, BOS ${m.tokenizer.bos_id} starts it` : ""}.
 - Dedup: ${m.dedup.enabled ? `exact, ${m.dedup.normalization}, ${m.dedup.hash}` : "off"}. Seed ${m.seed}. Recipe sha256 ${m.recipe.sha256}.
 - Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
-${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}`;
+${decontaminationLines(m)}${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}`;
 }
 
 export function datasetCard(m: Manifest): string {

@@ -78,6 +78,12 @@ export const recipeSchema = z.strictObject({
       max_tokens: z.number().int().positive().optional(),
     })
     .default({ min_chars: 1, min_tokens: 0 }),
+  decontaminate: z
+    .strictObject({
+      tasks: z.array(z.string().min(1)).min(1).describe("benchmark tasks whose evaluation rows must not be trained on: shipped names (tasks/*.yaml) or paths relative to the recipe"),
+      ngram: z.number().int().min(4).max(50).default(13).describe("a document sharing one n-gram of this many words with an evaluation row is removed (13, as GPT-3 and OLMo)"),
+    })
+    .optional(),
   sources: z.array(sourceSchema).min(1),
 });
 

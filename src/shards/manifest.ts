@@ -44,6 +44,13 @@ export interface Manifest {
   sources: ManifestSource[];
   /** Present only when something needs a reader's attention, e.g. a source far from its target share. */
   warnings?: string[];
+  /** Present when the recipe decontaminates: against which benchmark rows, how, and how many documents went. */
+  decontamination?: {
+    ngram: number;
+    normalization: string;
+    tasks: { task: string; repo: string; commit: string; evaluation_rows: number; ngrams: number }[];
+    documents_removed: number;
+  };
 }
 
 export interface ManifestSource {

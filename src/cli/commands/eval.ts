@@ -31,7 +31,7 @@ interface TasksArgs {
 
 async function runTasksCommand(a: TasksArgs): Promise<void> {
   const [{ loadTasks }, { openCheckpoint }, { evaluateTasks }] = await Promise.all([
-    import("../../eval/tasks/load.ts"),
+    import("../../tasks/load.ts"),
     import("../../eval/checkpoint.ts"),
     import("../../eval/evaluate-tasks.ts"),
   ]);

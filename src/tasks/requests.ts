@@ -4,7 +4,7 @@
  * row's text; for multiple choice one (context, target_delimiter + choice) pair per choice, or for
  * multiple_input one (description + examples + choice, target_delimiter + target) pair per choice.
  */
-import { RuntimeFailure } from "../../util/errors.ts";
+import { RuntimeFailure } from "../util/errors.ts";
 import type { Row } from "./dataset.ts";
 import type { LoadedTask } from "./load.ts";
 import { MissingColumn, pyStr, TemplateError, type Template, type Value } from "./template.ts";
@@ -117,5 +117,22 @@ export function generationDocs(task: LoadedTask, rows: Row[], prefix: string, su
     const where = `row ${index} of ${subsetWhere}`;
     const row = derive(task, raw, where);
     return { index, row, context: prefix + pyStr(render(task, task.templates.text, row, "doc_to_text", where)) };
+  });
+}
+
+/**
+ * The text of each evaluation row as a model would meet it, for decontamination: the prompt with every choice
+ * (multiple choice; the choices with the shared continuation for multiple_input), or the prompt and the reference
+ * (generation). No description or few-shot examples: those are the few-shot split's, not the evaluated rows.
+ */
+export function evaluationTexts(task: LoadedTask, rows: Row[], subsetWhere: string): string[] {
+  const spec = task.spec;
+  return rows.map((raw, index) => {
+    const where = `row ${index} of ${subsetWhere}`;
+    const row = derive(task, raw, where);
+    if (spec.output_type === "generate_until") return `${pyStr(render(task, task.templates.text, row, "doc_to_text", where))}\n${pyStr(targetValue(task, row, where))}`;
+    const choices = choicesOf(task, row, where);
+    if (spec.multiple_input) return [...choices, pyStr(targetValue(task, row, where))].join(" ");
+    return [pyStr(render(task, task.templates.text, row, "doc_to_text", where)), ...choices].join(" ");
   });
 }

@@ -8,10 +8,10 @@ import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { createGunzip } from "node:zlib";
 import { parse as parseYaml } from "yaml";
-import type { HubClient, RemoteFile, RepoRef } from "../../hub/client.ts";
-import { globToRegExp } from "../../hub/paths.ts";
-import { BuildDb, sqlString } from "../../util/duckdb.ts";
-import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+import type { HubClient, RemoteFile, RepoRef } from "../hub/client.ts";
+import { globToRegExp } from "../hub/paths.ts";
+import { BuildDb, sqlString } from "../util/duckdb.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import type { LoadedTask } from "./load.ts";
 import type { Value } from "./template.ts";
 

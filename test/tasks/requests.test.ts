@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadTask, loadTasks, shippedTaskNames } from "../../../src/eval/tasks/load.ts";
-import { fewshotPrefix, multipleChoiceDocs } from "../../../src/eval/tasks/requests.ts";
-import { parseTask } from "../../../src/eval/tasks/load.ts";
+import { loadTask, loadTasks, shippedTaskNames } from "../../src/tasks/load.ts";
+import { fewshotPrefix, multipleChoiceDocs } from "../../src/tasks/requests.ts";
+import { parseTask } from "../../src/tasks/load.ts";
 
 describe("task requests", () => {
   it("hellaswag: the harness's preprocess of query and endings", async () => {

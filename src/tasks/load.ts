@@ -2,14 +2,14 @@
 import { readdir, readFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { closest } from "../../recipe/suggest.ts";
-import { parseYamlWith, YamlFileError } from "../../recipe/yaml-schema.ts";
-import { sha256Hex } from "../../util/hash.ts";
-import { UsageError } from "../../util/errors.ts";
+import { closest } from "../recipe/suggest.ts";
+import { parseYamlWith, YamlFileError } from "../recipe/yaml-schema.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { UsageError } from "../util/errors.ts";
 import { taskSchema, type TaskSpec } from "./schema.ts";
 import { compileTemplate, TemplateError, type Template } from "./template.ts";
 
-export const SHIPPED_TASKS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "tasks");
+export const SHIPPED_TASKS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "tasks");
 
 export interface LoadedTask {
   spec: TaskSpec;

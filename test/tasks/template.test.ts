@@ -1,7 +1,7 @@
 /** The task templates: the Jinja subset lm-evaluation-harness's YAML uses, with Python's string semantics. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { compileTemplate, MissingColumn, TemplateError } from "../../../src/eval/tasks/template.ts";
+import { compileTemplate, MissingColumn, TemplateError } from "../../src/tasks/template.ts";
 
 const render = (src: string, row: Record<string, unknown>) => compileTemplate(src).render(row as never);
 
