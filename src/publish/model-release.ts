@@ -5,7 +5,7 @@
  * step and tokens (step-0010000-tokens-41B), as OLMo and Pythia publish them.
  */
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { mixtureTable } from "../pipeline/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
@@ -14,6 +14,7 @@ import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { listCheckpoints, readTrainerState, verifyCheckpoint, type TrainerState } from "../train/checkpoint.ts";
 import { parameterCount } from "../train/model-config.ts";
 import { trainConfigSchema, type TrainConfig } from "../train/options.ts";
+import type { ResultsFile } from "../eval/results.ts";
 import { UsageError } from "../util/errors.ts";
 import { bytesEntry, checkpointBranch, fileEntry, tokensLabel, type ReleaseBranch, type ReleaseFile } from "./release.ts";
 
@@ -54,7 +55,35 @@ function publicRunConfig(config: TrainConfig, dataRepo: string | undefined): str
   return JSON.stringify({ ...config, data: dataRepo ?? basename(config.data), out: basename(config.out) }, null, 2) + "\n";
 }
 
-function modelCard(o: ModelReleaseOptions, config: TrainConfig, final: Checkpoint, branches: { name: string; state: TrainerState }[], manifest: Manifest | undefined): string {
+/** The card's benchmark table from results.json (`eval --tasks` on the final checkpoint), with how it was measured. */
+function evaluationSection(results: { file?: ResultsFile; curves: string[] }): string {
+  const during = results.curves.length ? `\nDuring training (\`--eval-tasks\`):\n\n${results.curves.map((c) => `![${c}](${c})`).join("\n")}\n` : "";
+  if (!results.file) return `No benchmark results were recorded for this checkpoint (\`chuxin-data eval --checkpoint RUN --tasks …\` writes them).\n${during}`;
+  const tasks = Object.values(results.file.tasks);
+  const metrics = [...new Set(tasks.flatMap((t) => Object.keys(t.metrics)))];
+  const cell = (m?: { value: number; stderr: number }) => (m ? `${(100 * m.value).toFixed(2)} ± ${Number.isFinite(m.stderr) ? (100 * m.stderr).toFixed(2) : "n/a"}` : "");
+  const lines = tasks.map(
+    (t) =>
+      `| ${t.task}${t.limit !== null ? ` (first ${t.limit} rows)` : ""} | ${t.num_fewshot} | ${(Object.values(t.metrics)[0]?.n ?? 0).toLocaleString("en-US")} | ${metrics.map((m) => cell(t.metrics[m])).join(" | ")} | ${t.dataset.repo}@${t.dataset.commit.slice(0, 12)}${t.missing_subsets.length ? ` (${t.missing_subsets.length} subsets absent)` : ""} |`,
+  );
+  return `Measured with \`chuxin-data eval --tasks\` (${results.file.precision}): lm-evaluation-harness's prompts and scoring, each task file naming the
+harness file it follows; values in %, ± the standard error. \`results.json\` holds every number, \`eval/*.samples.jsonl\` each
+row's log-likelihoods or completion (the numbers recompute from them), \`eval.lock.json\` the dataset files read.
+
+| task | shots | rows | ${metrics.join(" | ")} | dataset |
+|---|---:|---:|${metrics.map(() => "---:").join("|")}|---|
+${lines.join("\n")}
+${during}`;
+}
+
+function modelCard(
+  o: ModelReleaseOptions,
+  config: TrainConfig,
+  final: Checkpoint,
+  branches: { name: string; state: TrainerState }[],
+  manifest: Manifest | undefined,
+  results: { file?: ResultsFile; curves: string[] },
+): string {
   const mc = config.model_config;
   const yaml = [
     "---",
@@ -108,7 +137,7 @@ ${rows(hyper)}
 
 ## Evaluation
 
-No benchmark results were recorded for this run.
+${evaluationSection(results)}
 
 ## Intermediate checkpoints
 
@@ -147,7 +176,23 @@ export async function modelRelease(o: ModelReleaseOptions): Promise<{ branches: 
     ...(existsSync(join(runDir, "loss.svg")) ? [await fileEntry("loss.svg", join(runDir, "loss.svg"))] : []),
     bytesEntry("run_config.json", publicRunConfig(config, o.dataRepo)),
   ];
-  const card = modelCard(o, config, final, named, manifest);
+  // Benchmarks go on the card only when they were measured on exactly these weights.
+  const resultsPath = join(final.dir, "results.json");
+  const curves = (await readdir(runDir)).filter((f) => /^benchmark-[\w.-]+\.svg$/.test(f)).sort();
+  const results: { file?: ResultsFile; curves: string[] } = { curves };
+  if (existsSync(resultsPath)) {
+    const file = JSON.parse(await readFile(resultsPath, "utf8")) as ResultsFile;
+    const weights = final.state.files?.["model.safetensors"];
+    if (weights && file.checkpoint?.model_sha256 !== weights) {
+      throw new UsageError(`${resultsPath} was measured on other weights (model sha256 ${file.checkpoint?.model_sha256 ?? "none"}, the checkpoint's is ${weights}); rerun eval --tasks on ${final.dir} or delete it`);
+    }
+    results.file = file;
+    mainFiles.push(await fileEntry("results.json", resultsPath));
+    for (const t of Object.values(file.tasks)) mainFiles.push(await fileEntry(t.samples_file, join(final.dir, t.samples_file)));
+    if (existsSync(join(final.dir, "eval.lock.json"))) mainFiles.push(await fileEntry("eval.lock.json", join(final.dir, "eval.lock.json")));
+  }
+  for (const c of curves) mainFiles.push(await fileEntry(c, join(runDir, c)));
+  const card = modelCard(o, config, final, named, manifest, results);
   // Branches first, main and its card (which lists them) last.
   out.push({ branch: o.branch, files: mainFiles, card: bytesEntry("README.md", card), title: `${basename(runDir)}: step ${final.state.step}, ${tokensLabel(final.state.tokens_seen)} tokens` });
   return { branches: out };

@@ -71,6 +71,9 @@ export const trainConfigSchema = z.strictObject({
   dist_timeout: option(positive().default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
   eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
   eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),
+  eval_tasks: option(z.string().default(""), { describe: "benchmarks to run during training, comma-separated (tasks/*.yaml names or files); see --eval-tasks-every", onResume: "new" }),
+  eval_tasks_every: option(count().default(0), { describe: "run --eval-tasks every K steps and at the end (0: never)", onResume: "new" }),
+  eval_limit: option(count().default(0), { describe: "with --eval-tasks: rows per task (or subject) at most (0: all)", onResume: "new" }),
 });
 
 export type TrainConfig = z.infer<typeof trainConfigSchema>;

@@ -12,7 +12,7 @@ import { RankGroup, SINGLE, type World } from "./distributed.ts";
 import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
-import { lossCurveSvg } from "./plot.ts";
+import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
 
 export type { TrainConfig } from "./options.ts";
@@ -23,6 +23,8 @@ export type TrainEvent =
   /** after the first step, when every buffer has its size: bytes of weights + gradients + AdamW state, and of activations */
   | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number }
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
+  /** --eval-tasks: each task's metrics on the current weights */
+  | { type: "benchmarks"; step: number; tokens: number; tasks: Record<string, Record<string, number>> }
   | { type: "checkpoint"; step: number; path: string; replicas?: { ranks: number; digest: string } }
   | { type: "note"; message: string }
   | { type: "done"; step: number; out: string };
@@ -55,6 +57,11 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   /** this process's place in a data-parallel run (distributed.ts); one rank by default */
   world?: World;
+  /**
+   * --eval-tasks: scores the benchmarks on the model's current weights (the CLI supplies it from eval/, which train
+   * does not import). Rank 0 alone runs it; the other ranks wait for it at their next collective.
+   */
+  benchmarks?: (model: NativeModel, run: RunOptions, eosId: number) => Promise<Record<string, Record<string, number>>>;
 }
 
 /**
@@ -140,6 +147,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
   const metricsPath = join(runDir, "metrics.jsonl");
   const trainPoints: { step: number; loss: number }[] = [];
   const evalPoints: { step: number; loss: number }[] = [];
+  const benchmarkPoints: BenchmarkPoint[] = [];
   let step = 0;
   let samples = 0;
   try {
@@ -161,6 +169,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       for (const { value: m } of kept) {
         if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss });
         if (m.eval_loss !== undefined) evalPoints.push({ step: m.step, loss: m.eval_loss });
+        if (m.benchmarks !== undefined) benchmarkPoints.push({ step: m.step, tokens: m.tokens ?? 0, tasks: m.benchmarks });
       }
     } else {
       model.init(config.seed);
@@ -272,6 +281,14 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         evalPoints.push({ step, loss: evalLoss });
         if (root) await appendFile(metricsPath, JSON.stringify({ step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss), time: new Date().toISOString() }) + "\n");
         options.onEvent({ type: "eval", step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss) });
+      }
+      if (options.benchmarks && config.eval_tasks && config.eval_tasks_every > 0 && (step % config.eval_tasks_every === 0 || step === config.steps) && root) {
+        const tasks = await options.benchmarks(model, opts, manifest.tokenizer.eos_id);
+        const tokens = samples * T;
+        benchmarkPoints.push({ step, tokens, tasks });
+        await appendFile(metricsPath, JSON.stringify({ step, tokens, benchmarks: tasks, time: new Date().toISOString() }) + "\n");
+        await writeBenchmarkCurves(runDir, benchmarkPoints, `${config.model} on ${manifest.recipe.name}`);
+        options.onEvent({ type: "benchmarks", step, tokens, tasks });
       }
       if ((config.save_every > 0 && step % config.save_every === 0) || step === config.steps) await save(loss, lr);
     }

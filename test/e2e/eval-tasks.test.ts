@@ -109,6 +109,29 @@ describe("eval --tasks", () => {
     assert.ok(!(await readdir(join(dir, "checkpoint-0000004"))).some((f) => f.includes("mine")));
   });
 
+  it("train --eval-tasks logs each benchmark every K steps, draws it against tokens, and leaves the run's numbers as they were", async () => {
+    const common = ["--data", fixture.data, "--model", "tiny", "--context", "256", "--micro-batch", "2", "--threads", "2", "--steps", "4", "--save-every", "4", "--eval-every", "0"];
+    const plain = join(fixture.work, "plain-run");
+    const scored = join(fixture.work, "scored-run");
+    assert.equal((await runCli(["train", ...common, "--out", plain], { env: fixture.env })).code, 0);
+    const r = await runCli(["train", ...common, "--out", scored, "--eval-tasks", "arc_easy,boolq", "--eval-tasks-every", "2", "--eval-limit", "4"], { env: fixture.env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /benchmarks at step 2: arc_easy acc [\d.]+ acc_norm [\d.]+, boolq acc [\d.]+/);
+    const lines = (await readFile(join(scored, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const bench = lines.filter((l) => l.benchmarks);
+    assert.deepEqual(bench.map((l) => l.step), [2, 4]);
+    assert.deepEqual(Object.keys(bench[0].benchmarks), ["arc_easy", "boolq"]);
+    assert.ok(bench[1].tokens > bench[0].tokens);
+    assert.match(await readFile(join(scored, "benchmark-arc_easy.svg"), "utf8"), /tokens seen/);
+    // Scoring between steps changes nothing the run computes: the same losses and the same final weights.
+    const losses = async (run: string) => (await readFile(join(run, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((l) => l.loss !== undefined).map((l) => [l.step, l.loss, l.grad_norm]);
+    assert.deepEqual(await losses(scored), await losses(plain));
+    assert.deepEqual(await readFile(join(scored, "checkpoint-0000004", "model.safetensors")), await readFile(join(plain, "checkpoint-0000004", "model.safetensors")));
+    const bad = await runCli(["train", ...common, "--out", join(fixture.work, "bad-run"), "--eval-tasks", "arc_eazy", "--eval-tasks-every", "2"], { env: fixture.env });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown task 'arc_eazy'/);
+  });
+
   it("a killed eval leaves no results.json", async () => {
     const dir = await trained();
     const copy = join(fixture.work, "killed");

@@ -92,6 +92,11 @@ export function registerTrain(y: Argv): Argv {
             else if (e.step % 10 === 0 || e.step === config.steps) line = text;
           }
           if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
+          if (e.type === "benchmarks") {
+            line = `benchmarks at step ${e.step}: ${Object.entries(e.tasks)
+              .map(([t, ms]) => `${t} ${Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ")}`)
+              .join(", ")}`;
+          }
           if (e.type === "checkpoint") line = `saved ${e.path}${e.replicas ? ` (weights identical on ${e.replicas.ranks} ranks, digest ${e.replicas.digest})` : ""}`;
           if (e.type === "note") line = e.message;
           if (e.type === "memory") {
@@ -104,6 +109,12 @@ export function registerTrain(y: Argv): Argv {
             else process.stderr.write(line + "\n");
           }
         };
+        // --eval-tasks: prepared here (train/ does not import eval/); only rank 0 scores them.
+        const benchmarks =
+          config.eval_tasks && config.eval_tasks_every > 0 && root
+            ? await (await import("../../eval/during-training.ts")).trainingBenchmarks(config.eval_tasks, config.data, config.model_config, config.eval_limit, (message) => onEvent({ type: "note", message }))
+            : undefined;
+        if (config.eval_tasks && config.eval_tasks_every === 0) throw new UsageError("--eval-tasks needs --eval-tasks-every K (steps between runs)");
         let lastCheckpoint: string | undefined;
         let lastStep = 0;
         try {
@@ -116,6 +127,7 @@ export function registerTrain(y: Argv): Argv {
             },
             shouldStop: () => stop,
             world,
+            benchmarks,
           });
           spinner?.stop();
           if (stop && lastStep < config.steps) {
