@@ -7,7 +7,7 @@
  */
 
 /** First index of the maximum, as numpy's argmax. */
-export function argmax(values: readonly number[]): number {
+export function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
   return best;

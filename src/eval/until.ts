@@ -35,7 +35,7 @@ export async function generateUntil(model: NativeModel, tokenizer: Pick<TextToke
   while (generated.length < maxGen) {
     const input = step;
     const logits = await native("generation", () => model.decodeStep(input, o.run));
-    const next = argmax(Array.from(logits.subarray(0, o.vocab)));
+    const next = argmax(logits.subarray(0, o.vocab));
     if (next === o.eosId) break;
     generated.push(next);
     step = Int32Array.of(next);

@@ -294,9 +294,35 @@ void gemm_bf16_operands(ThreadPool& pool, bool transA, bool transB, int64_t M, i
   sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
+/* A few rows times a transposed matrix (generation's one new token through a projection or the LM head): packing
+ * would copy the whole weight to read it once, so each output is a dot product of two contiguous rows, summed in
+ * 16 fixed lanes (vectorised) and then across them, the same order whatever the thread count. */
+static void few_rows_times_transposed(ThreadPool& pool, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                                      int64_t ldc, bool accumulate) {
+  constexpr int64_t kCols = 64, kLanes = 16;
+  pool.parallel_for((N + kCols - 1) / kCols, [&](int64_t t, int) {
+    for (int64_t n = t * kCols; n < std::min(N, (t + 1) * kCols); n++) {
+      const float* b = B + n * ldb;
+      for (int64_t m = 0; m < M; m++) {
+        const float* a = A + m * lda;
+        float lanes[kLanes] = {};
+        int64_t k = 0;
+        for (; k + kLanes <= K; k += kLanes)
+          for (int64_t j = 0; j < kLanes; j++) lanes[j] += a[k + j] * b[k + j];
+        float sum = 0.f;
+        for (int64_t j = 0; j < kLanes; j++) sum += lanes[j];
+        for (; k < K; k++) sum += a[k] * b[k];
+        float& c = C[m * ldc + n];
+        c = accumulate ? c + sum : sum;
+      }
+    }
+  });
+}
+
 void sgemm(ThreadPool& pool, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
+  if (M <= 4 && !transA && transB && K > 0) return few_rows_times_transposed(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
   if (K <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; i++) std::memset(C + i * ldc, 0, sizeof(float) * N);
