@@ -16,7 +16,7 @@ import json, random, sys
 random.seed(1)
 words = ["".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, 9))) for _ in range(20000)]
 with open(sys.argv[1], "w") as f:
-    for i in range(150000):
+    for i in range(int(__import__("os").environ.get("DOCS", "150000"))):
         text = " ".join(random.choice(words) for _ in range(random.randint(40, 160))) + f" {i}."
         f.write(json.dumps({"text": text}) + "\n")
 EOF

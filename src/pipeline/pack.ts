@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
+import { endianness } from "node:os";
 import { join } from "node:path";
 import { explainWriteError, tempPathFor } from "../util/atomic.ts";
 import { sha256File } from "../util/hash.ts";
@@ -20,6 +21,8 @@ export interface Provenance {
   files: string[][];
 }
 
+
+const LITTLE_ENDIAN = endianness() === "LE";
 
 export interface PackResult {
   shards: ShardRecord[];
@@ -171,6 +174,10 @@ export async function pack(
   let written = 0; // tokens written so far (global)
   const block = Buffer.alloc(4 * Math.min(L * perShard, 1 << 20));
   let blockUsed = 0;
+  const writeId = (id: number) => {
+    block.writeUInt32LE(id, blockUsed);
+    blockUsed += 4;
+  };
 
   const openShard = async () => {
     shardIdx++;
@@ -190,10 +197,22 @@ export async function pack(
   };
 
   try {
+    // The stream is read a window of picks at a time (at most 16,384 documents or 8 M tokens: memory stays bounded
+    // whatever the document lengths), each window's documents in file order (tokensOfMany).
+    const WINDOW_DOCS = 16384;
+    const WINDOW_TOKENS = 8 << 20;
+    let window: Uint32Array[] = [];
+    let windowStart = 0;
     for (let k = 0; k < picks && written < totalTokens; k++) {
       const source = stream[2 * k]!;
       const pick = pickAt(k);
-      const body = store.tokensOf(pick.ord);
+      if (k === windowStart + window.length) {
+        windowStart = k;
+        let end = k;
+        for (let t = 0; end < picks && end - k < WINDOW_DOCS && (end === k || t + pickAt(end).tokens <= WINDOW_TOKENS); end++) t += pickAt(end).tokens;
+        window = store.tokensOfMany(Array.from({ length: end - k }, (_, j) => pickAt(k + j).ord));
+      }
+      const body = window[k - windowStart]!;
       const docLength = body.length + specials;
       let docOffset = 0;
       perSource[source]!.documentsWritten++;
@@ -201,11 +220,21 @@ export async function pack(
         if (!writer) await openShard();
         const shardEnd = shardStartToken + shardSeqs * L;
         const take = Math.min(docLength - docOffset, shardEnd - written);
-        for (let t = 0; t < take; t++) {
-          const pos = docOffset + t;
-          const id = options.bosId !== undefined ? (pos === 0 ? options.bosId : pos === docLength - 1 ? options.eosId : body[pos - 1]!) : pos === docLength - 1 ? options.eosId : body[pos]!;
-          block.writeUInt32LE(id, blockUsed);
-          blockUsed += 4;
+        // Document positions [docOffset, docOffset + take): BOS, the body's ids, EOS. Runs of body ids are copied
+        // whole into the block (little-endian words), the specials one by one.
+        const lead = options.bosId !== undefined ? 1 : 0;
+        for (let pos = docOffset; pos < docOffset + take; ) {
+          let run = 1;
+          if (lead === 1 && pos === 0) writeId(options.bosId!);
+          else if (pos === docLength - 1) writeId(options.eosId);
+          else {
+            run = Math.min(docOffset + take, docLength - 1, pos + (block.length - blockUsed) / 4) - pos;
+            const ids = body.subarray(pos - lead, pos - lead + run);
+            if (LITTLE_ENDIAN) new Uint32Array(block.buffer, block.byteOffset + blockUsed, run).set(ids);
+            else for (let i = 0; i < run; i++) block.writeUInt32LE(ids[i]!, blockUsed + 4 * i);
+            blockUsed += 4 * run;
+          }
+          pos += run;
           if (blockUsed === block.length) {
             await writer!.write(Buffer.from(block));
             blockUsed = 0;

@@ -52,6 +52,18 @@ export class TokenStore {
     return ids;
   }
 
+  /**
+   * The ids of several documents, in the order asked, read chunk by chunk in file order: a shuffled stream read one
+   * document at a time would reopen a chunk file for nearly every document once the chunks outnumber the open
+   * files kept, and seek back and forth within each.
+   */
+  tokensOfMany(ords: readonly number[]): Uint32Array[] {
+    const order = ords.map((ord, i) => ({ ord, i })).sort((a, b) => a.ord - b.ord || a.i - b.i);
+    const out: Uint32Array[] = new Array(ords.length);
+    for (const { ord, i } of order) out[i] = this.tokensOf(ord);
+    return out;
+  }
+
   close(): void {
     for (const fd of this.open.values()) closeSync(fd);
     this.open.clear();

@@ -32,8 +32,8 @@ function plan(name: string, picks: number[], specials: number): SourcePlan {
   };
 }
 
-// Only tokensOf is read by pack; the real store reads the same ids from its chunk files.
-const store = { tokensOf: (ord: number) => Uint32Array.from(BODIES[ord]!) } as unknown as TokenStore;
+// Only tokensOfMany is read by pack; the real store reads the same ids from its chunk files.
+const store = { tokensOfMany: (ords: number[]) => ords.map((ord) => Uint32Array.from(BODIES[ord]!)) } as unknown as TokenStore;
 const prov: Provenance = {
   sourceIdx: Int32Array.from([0, 0, 1]),
   fileIdx: Int32Array.from([0, 1, 0]),
