@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
@@ -47,6 +47,8 @@ export interface PlanResult {
   loaded: LoadedRecipe;
   plans: SourcePlan[];
   stats: SourceStats[];
+  /** Bytes the shards will take (exact), what OUT/.work holds after planning (the database and token chunks a build reuses), and free space there. */
+  disk: { shards: number; work: number; free: number | undefined };
 }
 
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe) {
@@ -218,6 +220,34 @@ async function takeOutputFolder(outDir: string, force: boolean | undefined, comm
   return lockFolder(outDir, command);
 }
 
+/** Bytes of the shards a mixture of `tokens` selected tokens packs into (headers included; the document indexes are small beside them). */
+export function shardBytes(tokens: number, sequenceLength: number, maxShardBytes: number): number {
+  const sequences = Math.floor(tokens / sequenceLength);
+  const perShard = Math.max(1, Math.floor((maxShardBytes - 128) / (4 * sequenceLength)));
+  return 128 * Math.ceil(sequences / perShard) + 4 * sequences * sequenceLength;
+}
+
+/** Free bytes for an unprivileged writer on the filesystem holding `path`, or undefined where it cannot be read. */
+export async function freeBytes(path: string): Promise<number | undefined> {
+  try {
+    const s = await statfs(path);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes under a folder (its files, recursively). */
+export async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await folderBytes(p);
+    else if (e.isFile()) total += (await stat(p)).size;
+  }
+  return total;
+}
+
 /** What a build would take from each source, without writing shards. */
 export async function planBuild(options: BuildOptions): Promise<PlanResult> {
   const loaded = await loadRecipe(options.recipePath);
@@ -226,7 +256,13 @@ export async function planBuild(options: BuildOptions): Promise<PlanResult> {
     const db = await openDb(options);
     try {
       const { plans, stats } = await prepare(options, db, loaded);
-      return { loaded, plans, stats };
+      const selected = plans.reduce((a, p) => a + p.tokensSelected, 0);
+      const disk = {
+        shards: shardBytes(selected, loaded.recipe.sequence_length, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES),
+        work: await folderBytes(join(options.outDir, WORK_DIR)),
+        free: await freeBytes(options.outDir),
+      };
+      return { loaded, plans, stats, disk };
     } finally {
       db.close();
     }
@@ -278,6 +314,16 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
     throw new RuntimeFailure(
       `the mixture holds ${selected} tokens, fewer than one sequence of sequence_length ${recipe.sequence_length}, so the build would be empty; ` +
         `lower sequence_length, raise target_tokens or max_epochs, or add data`,
+    );
+  }
+  // The shards' size is known exactly now: refuse before writing them when the disk cannot hold them.
+  const need = shardBytes(selected, recipe.sequence_length, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+  const free = await freeBytes(staging);
+  if (free !== undefined && need > free) {
+    tokenized.store.close();
+    throw new RuntimeFailure(
+      `the shards need ${formatSize(need)} (${Math.floor(selected / recipe.sequence_length).toLocaleString("en-US")} sequences of ${recipe.sequence_length} tokens) and ${staging} has ${formatSize(free)} free; ` +
+        `free space there, build to another --out, or lower target_tokens`,
     );
   }
   const stream = interleave(plans);

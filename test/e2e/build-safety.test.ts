@@ -3,6 +3,7 @@
  * good output kept when a rebuild fails, one build per folder, and no output that is silently wrong.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
@@ -231,6 +232,34 @@ describe("build safety: files stay in their folders, failures keep the last good
       const r = await runCli(["validate", path]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, expected);
+    }
+  });
+
+  it("says before packing when the shards will not fit the disk, with the numbers; plan says what they need", async (t) => {
+    const dir = join(work, "disk");
+    const out = join(dir, "out");
+    await mkdir(join(dir, "data"), { recursive: true });
+    await mkdir(out, { recursive: true });
+    await writeFile(join(dir, "data", "d.jsonl"), Array.from({ length: 300 }, (_, i) => JSON.stringify({ text: `document ${i} ${"word ".repeat(30)}` })).join("\n") + "\n");
+    const recipe = join(dir, "recipe.yaml");
+    await writeFile(recipe, localRecipe("disk", `  - name: s\n    weight: 1\n    local: { files: ["data/d.jsonl"] }\n`, "max_epochs: 2000\n"));
+    try {
+      // A 16 MiB tmpfs: the work folder fits, the 84 MiB of shards do not. Needs root (as CI and these machines run).
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", out], { stdio: "ignore" });
+    } catch (error) {
+      t.skip(`cannot mount a small tmpfs here (${(error as Error).message.split("\n")[0]})`);
+      return;
+    }
+    try {
+      const r = await runCli(["build", recipe, "--out", out]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /the shards need 84 MiB \(343,437 sequences of 64 tokens\) and .*staging has 1\d MiB free; free space there, build to another --out, or lower target_tokens/);
+      assert.ok(!(await readdir(out)).includes("manifest.json"));
+      const p = await runCli(["plan", recipe, "--out", out]);
+      assert.equal(p.code, 0, p.stderr);
+      assert.match(p.stdout, /disk: the shards need 84 MiB; .*\.work holds \d+ MiB .*; 1\d MiB free there — NOT ENOUGH for the shards/);
+    } finally {
+      execFileSync("umount", [out]);
     }
   });
 });

@@ -94,7 +94,7 @@ export function registerBuild(y: Argv): Argv {
         const r = await progressRenderer(mode);
         const { planBuild } = await pipeline();
         try {
-          const { plans } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, sink: r.sink });
+          const { plans, disk } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,
@@ -106,10 +106,16 @@ export function registerBuild(y: Argv): Argv {
             epochs: Number(p.epochs.toFixed(4)),
             target_share: Number(p.targetShare.toFixed(6)),
           }));
-          if (mode === "json") process.stdout.write(JSON.stringify({ type: "plan", sources: rows }) + "\n");
+          const diskRow = { shard_bytes: disk.shards, work_bytes: disk.work, free_bytes: disk.free ?? null };
+          if (mode === "json") process.stdout.write(JSON.stringify({ type: "plan", sources: rows, disk: diskRow }) + "\n");
           else {
             process.stdout.write("| source | docs available | tokens available | docs selected | tokens selected | epochs | target share |\n|---|---:|---:|---:|---:|---:|---:|\n");
             for (const p of rows) process.stdout.write(`| ${p.name} | ${p.documents_available} | ${p.tokens_available} | ${p.documents_selected} | ${p.tokens_selected} | ${p.epochs} | ${(100 * p.target_share).toFixed(3)}% |\n`);
+            const { formatSize } = await import("../../util/size.ts");
+            process.stdout.write(
+              `\ndisk: the shards need ${formatSize(disk.shards)}; ${outDir}/.work holds ${formatSize(disk.work)} (the database and token chunks the build reuses)` +
+                `${disk.free !== undefined ? `; ${formatSize(disk.free)} free there${disk.shards > disk.free ? " — NOT ENOUGH for the shards" : ""}` : ""}\n`,
+            );
           }
         } catch (error) {
           r.stop(true);
