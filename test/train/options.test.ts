@@ -15,8 +15,8 @@ describe("training options, declared once", () => {
     assert.ok(!trainFlags().some((f) => f.key === "model_config"));
   });
 
-  it("derive the resume rule: only cadence, length, memory and the ranks' topology may change", () => {
-    assert.deepEqual([...RESUMABLE].sort(), ["decay_steps", "dist_timeout", "eval_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "zero"]);
+  it("derive the resume rule: only cadence (evaluation, benchmarks, saving), length, memory and the ranks' topology may change", () => {
+    assert.deepEqual([...RESUMABLE].sort(), ["decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "zero"]);
   });
 
   it("name the flag of an invalid value, and fill defaults for options a run recorded before they existed", () => {
