@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A build's time, memory and disk as the corpus grows (issue 17's measure): seeded synthetic corpora of 0.1, 0.4 and
+# 1.6 GB of JSON lines (SIZES to change; 1.5 M documents per GB, the generator of bench/build-memory.sh), each built
+# with the same --memory budget. Prints per stage: seconds, MB/s of corpus text, the largest RSS seen, and at the end
+# the peak RSS and what OUT/.work holds. Each size is its own build (no cache shared between them).
+#   bash bench/build-scale.sh [work-dir] [--memory 1GB]     SIZES="0.1 0.4 1.6" by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-$(mktemp -d)}"
+shift || true
+budget=("$@")
+[ "${#budget[@]}" -gt 0 ] || budget=(--memory 1GB)
+for size in ${SIZES:-0.1 0.4 1.6}; do
+  docs=$(python3 -c "print(int($size * 1500000))")
+  dir="$work/$size"
+  mkdir -p "$dir"
+  out=$(DOCS=$docs bash bench/build-memory.sh "$dir" "${budget[@]}")
+  mb=$(python3 -c "import os; print(os.path.getsize('$dir/corpus.jsonl') / 1e6)")
+  workmb=$(du -sm "$dir/out/.work" | cut -f1)
+  echo "== $size GB requested: $docs documents, $(printf '%.0f' "$mb") MB of JSON lines, ${budget[*]}"
+  echo "$out" | python3 -c "
+import sys
+mb = float('$mb')
+for line in sys.stdin:
+    parts = line.split()
+    if line.startswith('peak'):
+        peak = line.strip()
+    elif len(parts) >= 3 and parts[2] == 's':
+        s = float(parts[1])
+        print(f'  {parts[0]:12s} {s:8.2f} s  {mb / s if s > 0 else float(\"inf\"):8.1f} MB/s  largest RSS {parts[-2]:>6s} MB')
+print(f'  {peak}; .work holds $workmb MB')
+"
+done
