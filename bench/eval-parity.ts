@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { runTask, type ModelUnderTest } from "../src/eval/benchmarks.ts";
+import { runTask, scoringRunOptions, type ModelUnderTest } from "../src/eval/benchmarks.ts";
 import { openCheckpoint } from "../src/eval/checkpoint.ts";
 import { checkpointTokenizer } from "../src/eval/generate.ts";
 import { mcRowMetrics } from "../src/eval/metrics.ts";
@@ -45,7 +45,7 @@ try {
     maxLength: ckpt.config.maxSeq,
     eosId: ckpt.eosId,
     bosId: ckpt.bosId,
-    run: { precision: 1, docMask: 0, resetPositions: 0, maskEosLoss: 0, eosId: ckpt.eosId, recompute: 0 },
+    run: scoringRunOptions(1, ckpt.eosId),
   };
   const client = new HubClient({ ...hubEnv({ HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") }) });
   const script = join(dirname(fileURLToPath(import.meta.url)), "hf_parity.py");

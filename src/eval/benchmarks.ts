@@ -27,6 +27,11 @@ export interface ModelUnderTest {
   run: RunOptions;
 }
 
+/** The run options benchmarks score with: plain causal attention over one text per row, as a Hugging Face model scores it. */
+export function scoringRunOptions(precision: 0 | 1, eosId: number): RunOptions {
+  return { precision, docMask: 0, resetPositions: 0, maskEosLoss: 0, eosId, recompute: 0 };
+}
+
 export interface BenchmarkOptions {
   /** Rows per subset at most (a quick look; the result says it is partial). */
   limit?: number;

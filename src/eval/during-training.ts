@@ -9,7 +9,7 @@ import type { ModelConfig, NativeModel, RunOptions } from "../native/addon.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import { tokenizerForManifest } from "../shards/tokenizer-for.ts";
 import { loadTasks } from "../tasks/load.ts";
-import { runTask } from "./benchmarks.ts";
+import { runTask, scoringRunOptions } from "./benchmarks.ts";
 
 export async function trainingBenchmarks(
   list: string,
@@ -26,8 +26,8 @@ export async function trainingBenchmarks(
     for (const task of tasks) {
       const { result } = await runTask(
         client,
-        // Plain causal attention, one text per row, in the run's own precision (the compute copy stays as it is).
-        { model: m, tokenizer, vocab: model.vocab, maxLength: model.maxSeq, eosId, bosId: tokenizer.bosId, run: { ...run, docMask: 0, resetPositions: 0, maskEosLoss: 0, recompute: 0 } },
+        // In the run's own precision, so the compute copy of the weights stays as training keeps it.
+        { model: m, tokenizer, vocab: model.vocab, maxLength: model.maxSeq, eosId, bosId: tokenizer.bosId, run: scoringRunOptions(run.precision, eosId) },
         task,
         { limit: limit > 0 ? limit : undefined, batchTokens: 4096, allowNetwork: false, python: process.env.CHUXIN_PYTHON || "python3", sampleIds: false },
         (e) => {

@@ -5,7 +5,7 @@ import { hubEnv, type HubEnv } from "../hub/env.ts";
 import type { ProgressSink } from "../pipeline/progress.ts";
 import { UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
-import { runTask, type ModelUnderTest, type Sample, type TaskResult } from "./benchmarks.ts";
+import { runTask, scoringRunOptions, type ModelUnderTest, type Sample, type TaskResult } from "./benchmarks.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 import { checkpointTokenizer } from "./generate.ts";
 import { LOCK_FILE, readJsonIfPresent, writeLock, writeResults, type EvalLock, type ResultsFile } from "./results.ts";
@@ -47,8 +47,7 @@ export async function evaluateTasks(ckpt: LoadedCheckpoint, o: EvalTasksOptions,
     maxLength: ckpt.config.maxSeq,
     eosId: ckpt.eosId,
     bosId: ckpt.bosId,
-    // Plain causal attention over one text per row, as a Hugging Face model scores it.
-    run: { precision: o.precision === "fp32" ? 1 : 0, docMask: 0, resetPositions: 0, maskEosLoss: 0, eosId: ckpt.eosId, recompute: 0 },
+    run: scoringRunOptions(o.precision === "fp32" ? 1 : 0, ckpt.eosId),
   };
   const done: { result: TaskResult; samples: Sample[] }[] = [];
   for (const task of o.tasks) {

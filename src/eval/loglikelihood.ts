@@ -80,17 +80,17 @@ export async function scoreRequests(
 ): Promise<Scored[]> {
   const out: Scored[] = requests.map(() => ({ logprob: 0, greedy: true, tokens: 0 }));
   // One model input per distinct token sequence; each request reads its targets at that input's last positions.
-  const inputs = new Map<string, { input: number[]; readers: { request: number; targets: number[] }[] }>();
+  const inputs = new Map<string, { key: string; input: number[]; readers: { request: number; targets: number[] }[] }>();
   requests.forEach((r, i) => {
     const { input, targets } = inputOf(r, o.maxLength);
     if (targets.length === 0) return;
     const key = input.join(",");
     let entry = inputs.get(key);
-    if (!entry) inputs.set(key, (entry = { input, readers: [] }));
+    if (!entry) inputs.set(key, (entry = { key, input, readers: [] }));
     entry.readers.push({ request: i, targets });
     out[i]!.tokens = input.length;
   });
-  const work = [...inputs.values()].sort((a, b) => b.input.length - a.input.length || (a.input.join(",") < b.input.join(",") ? -1 : 1));
+  const work = [...inputs.values()].sort((a, b) => b.input.length - a.input.length || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   let done = 0;
   for (let start = 0; start < work.length; ) {
     const T = work[start]!.input.length;

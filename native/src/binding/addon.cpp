@@ -193,6 +193,12 @@ class Model : public Napi::ObjectWrap<Model> {
         });
   }
 
+  static Napi::Float32Array ToFloat32Array(Napi::Env env, const std::vector<float>& values) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, values.size());
+    std::memcpy(a.Data(), values.data(), values.size() * sizeof(float));
+    return a;
+  }
+
   /* A forward pass that fills a float array of `size(B, T)` values, resolved as a Float32Array. */
   template <typename Forward>
   Napi::Value ForwardToArray(const Napi::CallbackInfo& info, size_t (*size)(cx_model*, int, int), Forward forward) {
@@ -206,11 +212,7 @@ class Model : public Napi::ObjectWrap<Model> {
     auto out = std::make_shared<std::vector<float>>(size(m, B, T));
     return Run(
         env, [=](cx_status* st) { return forward(m, tokens->data(), B, T, &o, out->data(), st); },
-        [=](Napi::Env e) {
-          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
-          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
-          return a;
-        });
+        [=](Napi::Env e) { return ToFloat32Array(e, *out); });
   }
 
   Napi::Value ForwardLosses(const Napi::CallbackInfo& info) {
@@ -246,11 +248,7 @@ class Model : public Napi::ObjectWrap<Model> {
     auto out = std::make_shared<std::vector<float>>(positions->size() * (size_t)vocab);
     return Run(
         env, [=](cx_status* st) { return cx_forward_logits_at(m, tokens->data(), B, T, &o, positions->data(), (int)positions->size(), out->data(), st); },
-        [=](Napi::Env e) {
-          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
-          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
-          return a;
-        });
+        [=](Napi::Env e) { return ToFloat32Array(e, *out); });
   }
 
   Napi::Value DecodeReset(const Napi::CallbackInfo& info) {
@@ -277,11 +275,7 @@ class Model : public Napi::ObjectWrap<Model> {
     auto out = std::make_shared<std::vector<float>>((size_t)vocab);
     return Run(
         env, [=](cx_status* st) { return cx_decode_step(m, tokens->data(), (int)tokens->size(), &o, out->data(), st); },
-        [=](Napi::Env e) {
-          Napi::Float32Array a = Napi::Float32Array::New(e, out->size());
-          std::memcpy(a.Data(), out->data(), out->size() * sizeof(float));
-          return a;
-        });
+        [=](Napi::Env e) { return ToFloat32Array(e, *out); });
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
