@@ -30,8 +30,11 @@ export async function evaluateTasks(ckpt: LoadedCheckpoint, o: EvalTasksOptions,
   const lockPath = join(outDir, LOCK_FILE);
   let locked: Map<string, EvalLock["tasks"][number]> | undefined;
   if (o.locked) {
-    const lock = await readJsonIfPresent<EvalLock>(lockPath);
+    const lock = await readJsonIfPresent<EvalLock>(lockPath).catch((error: Error) => {
+      throw new UsageError(`--locked: ${lockPath} is not a readable lock (${error.message.split("\n")[0]}); delete it and run eval once without --locked`);
+    });
     if (!lock) throw new UsageError(`--locked: ${lockPath} does not exist; run eval once without --locked to write it`);
+    if (lock.lock_version !== 1 || !Array.isArray(lock.tasks)) throw new UsageError(`--locked: ${lockPath} is not a chuxin-data eval lock (lock_version 1 with 'tasks'); delete it and run eval once without --locked`);
     locked = new Map(lock.tasks.map((t) => [t.task, t]));
   }
   const client = new HubClient(o.env ?? hubEnv(), {
