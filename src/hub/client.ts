@@ -139,6 +139,11 @@ export class HubClient {
     }
   }
 
+  /** The Hugging Face cache this client downloads into (HF_HUB_CACHE, or HF_HOME/hub). */
+  get cacheDir(): string {
+    return this.env.cacheDir;
+  }
+
   /** The cache folder of a repo, and a path inside it that must stay inside it. */
   private cachePath(repo: RepoRef, ...parts: string[]): string {
     const root = join(this.env.cacheDir, repoFolderName(repo));

@@ -36,7 +36,7 @@ export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number
   );
   await db.run(`DROP TABLE IF EXISTS duplicates`);
   await db.run(
-    `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, kept_by_source FROM ranked WHERE occurrence > 1`,
+    `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, doc_hash, kept_by_source FROM ranked WHERE occurrence > 1`,
   );
   await db.run(`DROP TABLE ranked`);
   const { kept } = await db.one<{ kept: bigint }>(`SELECT count(*) AS kept FROM unique_docs`);

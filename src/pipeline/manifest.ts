@@ -2,7 +2,8 @@ import type { Recipe } from "../recipe/schema.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import type { PackResult } from "./pack.ts";
-import type { ResolvedSource, ResolvedTokenizer } from "./resolve.ts";
+import type { LockedFile, LockedTokenizer } from "./lock.ts";
+import type { ResolvedSource } from "./resolve.ts";
 import { SHARE_TOLERANCE, type SourcePlan } from "./sample.ts";
 
 
@@ -23,12 +24,16 @@ function decontaminationLines(m: Manifest): string {
   return `- Decontaminated against ${tasks}: a document sharing one ${d.ngram}-gram of words with an evaluation row is removed (${d.normalization}); removed per source: ${per}.\n`;
 }
 
+/** A source as the manifest records it: its spec, Hub commit, and every file with its hash. */
+export type ManifestSource = Pick<ResolvedSource, "spec" | "hf"> & { files: LockedFile[] };
+export type ManifestTokenizer = LockedTokenizer & { eosId: number; bosId: number; vocabSize: number; impl: string };
+
 export function buildManifest(args: {
   recipe: Recipe;
   recipeFile: string;
   recipeSha256: string;
-  tokenizer: ResolvedTokenizer & { eosId: number; bosId: number; vocabSize: number; impl: string };
-  sources: ResolvedSource[];
+  tokenizer: ManifestTokenizer;
+  sources: ManifestSource[];
   stats: SourceStats[];
   plans: SourcePlan[];
   packed: PackResult;

@@ -10,7 +10,7 @@ import { docIndexName, shardName } from "../shards/layout.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { SourcePlan } from "./sample.ts";
-import type { TokenStore } from "./tokenize.ts";
+import type { TokenReader } from "./tokenize.ts";
 
 export interface Provenance {
   sourceIdx: Int32Array;
@@ -147,7 +147,7 @@ export async function pack(
   db: BuildDb,
   plans: SourcePlan[],
   stream: Uint32Array,
-  store: TokenStore,
+  store: TokenReader,
   prov: Provenance,
   options: PackOptions,
   sink: ProgressSink,

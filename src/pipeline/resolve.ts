@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { readdir, readlink, realpath, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { HubClient, RemoteFile, RepoRef } from "../hub/client.ts";
@@ -5,12 +6,22 @@ import { globToRegExp } from "../hub/paths.ts";
 import { DEFAULT_TOKENIZER_REPO, type Recipe, type SourceSpec } from "../recipe/schema.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
+import { formatSize } from "../util/size.ts";
 import type { BuildLock, LockedFile, LockedSource, LockedTokenizer } from "./lock.ts";
+import { freeBytes } from "./output-folder.ts";
 import type { ProgressSink } from "./progress.ts";
 
 export interface ResolvedFile extends LockedFile {
   localPath: string;
+  /**
+   * False for a file another partition reads (build --partition): it is listed but neither downloaded nor
+   * hashed, so its sha256 is the lock's, or "" without one, and localPath is "".
+   */
+  inSlice: boolean;
 }
+
+/** Which input files this build reads, by their number over all sources (partition-format.ts ownsFile); all by default. */
+export type FileFilter = (globalFile: number) => boolean;
 
 export interface ResolvedSource {
   spec: SourceSpec;
@@ -71,7 +82,7 @@ function staticPrefix(glob: string): string {
   return fixed.join("/");
 }
 
-async function resolveLocal(spec: SourceSpec, recipeDir: string, sink: ProgressSink): Promise<ResolvedFile[]> {
+async function resolveLocal(spec: SourceSpec, recipeDir: string, sink: ProgressSink, reads: (file: number) => boolean, locked: LockedSource | undefined): Promise<ResolvedFile[]> {
   const found = new Map<string, string>();
   for (const glob of spec.local!.files) {
     const base = resolve(recipeDir, staticPrefix(glob));
@@ -93,18 +104,23 @@ async function resolveLocal(spec: SourceSpec, recipeDir: string, sink: ProgressS
     });
   }
   const files: ResolvedFile[] = [];
-  for (const [path, localPath] of [...found].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    files.push({ path, localPath, size: (await stat(localPath)).size, sha256: await sha256File(localPath) });
+  for (const [j, [path, localPath]] of [...found].sort(([a], [b]) => (a < b ? -1 : 1)).entries()) {
+    const size = (await stat(localPath)).size;
+    if (reads(j)) files.push({ path, localPath, size, sha256: await sha256File(localPath), inSlice: true });
+    else files.push({ path, localPath: "", size, sha256: locked?.files.find((f) => f.path === path)?.sha256 ?? "", inSlice: false });
   }
   return files;
 }
 
-async function resolveHub(
-  client: HubClient,
-  spec: SourceSpec,
-  locked: LockedSource | undefined,
-  sink: ProgressSink,
-): Promise<{ hf: ResolvedSource["hf"]; files: ResolvedFile[] }> {
+interface HubListing {
+  spec: SourceSpec;
+  repo: RepoRef;
+  commit: string;
+  wanted: { path: string; size: number; gitOid?: string; lfsSha256?: string; sha256?: string }[];
+}
+
+/** A Hub source's commit and the files its globs (or the lock) name, before anything is downloaded. */
+async function listHub(client: HubClient, spec: SourceSpec, locked: LockedSource | undefined): Promise<HubListing> {
   const repo: RepoRef = { type: "dataset", id: spec.hf!.repo };
   if (locked) {
     if (!locked.hf || locked.hf.repo !== spec.hf!.repo) {
@@ -112,30 +128,63 @@ async function resolveHub(
     }
   }
   const commit = locked?.hf?.commit ?? (await client.resolveRevision(repo, spec.hf!.revision));
-  let wanted: { path: string; size: number; gitOid?: string; lfsSha256?: string; sha256?: string }[];
-  if (locked) {
-    wanted = locked.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
-  } else {
-    const listing = await client.listFiles(repo, commit);
-    const regexes = spec.hf!.files.map(globToRegExp);
-    wanted = listing.filter((f) => regexes.some((r) => r.test(f.path)));
-    if (wanted.length === 0) {
-      const sample = listing.slice(0, 12).map((f) => f.path).join(", ");
-      throw new UsageError(`source '${spec.name}': hf.files ${JSON.stringify(spec.hf!.files)} match no file in ${spec.hf!.repo}@${commit.slice(0, 12)} (it has: ${sample})`);
-    }
+  if (locked) return { spec, repo, commit, wanted: locked.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 })) };
+  const listing = await client.listFiles(repo, commit);
+  const regexes = spec.hf!.files.map(globToRegExp);
+  const wanted = listing.filter((f) => regexes.some((r) => r.test(f.path)));
+  if (wanted.length === 0) {
+    const sample = listing.slice(0, 12).map((f) => f.path).join(", ");
+    throw new UsageError(`source '${spec.name}': hf.files ${JSON.stringify(spec.hf!.files)} match no file in ${spec.hf!.repo}@${commit.slice(0, 12)} (it has: ${sample})`);
   }
+  return { spec, repo, commit, wanted };
+}
+
+async function downloadHub(
+  client: HubClient,
+  { spec, repo, commit, wanted }: HubListing,
+  sink: ProgressSink,
+  reads: (file: number) => boolean,
+): Promise<{ hf: ResolvedSource["hf"]; files: ResolvedFile[] }> {
   const files: ResolvedFile[] = [];
   for (const [i, f] of wanted.entries()) {
+    if (!reads(i)) {
+      files.push({ path: f.path, localPath: "", size: f.size, sha256: f.sha256 ?? f.lfsSha256 ?? "", inSlice: false });
+      continue;
+    }
     const got = await client.download(
       repo,
       commit,
       { path: f.path, size: f.size, gitOid: f.gitOid, lfsSha256: f.lfsSha256 },
       f.sha256,
     );
-    files.push({ path: f.path, localPath: got.localPath, size: got.size, sha256: got.sha256 });
+    files.push({ path: f.path, localPath: got.localPath, size: got.size, sha256: got.sha256, inSlice: true });
     sink({ type: "stage_progress", stage: "download", done: i + 1, total: wanted.length, unit: "files", bytes: got.size });
   }
   return { hf: { repo: spec.hf!.repo, revision: spec.hf!.revision, commit }, files };
+}
+
+/**
+ * Refuses, before the first byte is fetched, downloads that do not fit the free space of the Hugging Face cache,
+ * with the numbers and what to do.
+ */
+async function checkDownloadSpace(client: HubClient, listings: { listing: HubListing; reads: (file: number) => boolean }[]): Promise<void> {
+  let bytes = 0;
+  let count = 0;
+  for (const { listing, reads } of listings) {
+    for (const [i, f] of listing.wanted.entries()) {
+      if (!reads(i) || existsSync(client.snapshotFile(listing.repo, listing.commit, f.path))) continue;
+      bytes += f.size;
+      count++;
+    }
+  }
+  const cache = client.cacheDir;
+  const free = await freeBytes(existsSync(cache) ? cache : dirname(cache));
+  if (free !== undefined && bytes > free) {
+    throw new RuntimeFailure(
+      `the ${count} input file(s) not yet in the Hugging Face cache need ${formatSize(bytes)} and ${cache} has ${formatSize(free)} free; ` +
+        `free space there, point HF_HOME (or HF_HUB_CACHE) at a larger disk, or build as partitions on several machines (--partition i/N)`,
+    );
+  }
 }
 
 async function resolveTokenizer(client: HubClient, recipe: Recipe, recipeDir: string, locked: LockedTokenizer | undefined): Promise<ResolvedTokenizer> {
@@ -174,27 +223,48 @@ export async function resolveInputs(
   recipePath: string,
   lock: BuildLock | undefined,
   sink: ProgressSink,
+  filter: FileFilter = () => true,
 ): Promise<Resolution> {
   const recipeDir = dirname(recipePath);
   const tokenizer = await resolveTokenizer(client, recipe, recipeDir, lock?.tokenizer);
-  const sources: ResolvedSource[] = [];
-  for (const [index, spec] of recipe.sources.entries()) {
+  // Every source is listed (local ones found) before anything is downloaded, so the disk check sees the whole download.
+  type Found = { kind: "hf"; listing: HubListing } | { kind: "local"; files: ResolvedFile[] };
+  const found: Found[] = [];
+  const readers: ((file: number) => boolean)[] = [];
+  let firstFile = 0; // the number of this source's first file over all sources
+  for (const spec of recipe.sources) {
     const locked = lock?.sources.find((s) => s.name === spec.name);
     if (lock && !locked) throw new UsageError(`source '${spec.name}' is not in the lock; rebuild without --locked to refresh it`);
+    const first = firstFile;
+    const reads = (j: number) => filter(first + j);
+    readers.push(reads);
     if (spec.hf) {
-      const { hf, files } = await resolveHub(client, spec, locked, sink);
-      sources.push({ spec, index, hf, files });
-    } else {
-      const files = await resolveLocal(spec, recipeDir, sink);
-      if (locked) {
-        const want = new Map(locked.files.map((f) => [f.path, f.sha256]));
-        for (const f of files) {
-          if (want.get(f.path) !== f.sha256) throw new RuntimeFailure(`source '${spec.name}': ${f.path} differs from the lock (sha256 ${f.sha256}); the locked build cannot be reproduced`);
-        }
-        if (files.length !== want.size) throw new RuntimeFailure(`source '${spec.name}': the local files differ from the lock's ${want.size} files`);
-      }
-      sources.push({ spec, index, files });
+      const listing = await listHub(client, spec, locked);
+      found.push({ kind: "hf", listing });
+      firstFile += listing.wanted.length;
+      continue;
     }
+    const files = await resolveLocal(spec, recipeDir, sink, reads, locked);
+    firstFile += files.length;
+    if (locked) {
+      const want = new Map(locked.files.map((f) => [f.path, f.sha256]));
+      for (const f of files) {
+        if (!f.inSlice && want.has(f.path)) continue;
+        if (want.get(f.path) !== f.sha256) throw new RuntimeFailure(`source '${spec.name}': ${f.path} differs from the lock (sha256 ${f.sha256}); the locked build cannot be reproduced`);
+      }
+      if (files.length !== want.size) throw new RuntimeFailure(`source '${spec.name}': the local files differ from the lock's ${want.size} files`);
+    }
+    found.push({ kind: "local", files });
+  }
+  await checkDownloadSpace(
+    client,
+    found.flatMap((f, i) => (f.kind === "hf" ? [{ listing: f.listing, reads: readers[i]! }] : [])),
+  );
+  const sources: ResolvedSource[] = [];
+  for (const [index, spec] of recipe.sources.entries()) {
+    const f = found[index]!;
+    if (f.kind === "local") sources.push({ spec, index, files: f.files });
+    else sources.push({ spec, index, ...(await downloadHub(client, f.listing, sink, readers[index]!)) });
   }
   const { localPath: _t, ...lockedTokenizer } = tokenizer;
   return {

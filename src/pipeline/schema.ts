@@ -5,7 +5,7 @@ import { type BuildDb, sqlString } from "../util/duckdb.ts";
  *   files        (source_idx, file_idx, path, sha256, rows)             — written by ingest
  *   documents    (source_idx, file_idx, row_idx, text, skip_reason)     — every row a reader saw (readers/, filters.ts)
  *   unique_docs  (ord, source_idx, file_idx, row_idx, doc_hash, text)   — kept documents in recipe order (dedup.ts)
- *   duplicates   (source_idx, file_idx, row_idx, kept_by_source)        — rows dedup removed (dedup.ts)
+ *   duplicates   (source_idx, file_idx, row_idx, doc_hash, kept_by_source) — rows dedup removed (dedup.ts)
  * The queries other stages need are functions here, so no stage reads another's table by hand.
  */
 export async function createIngestTables(db: BuildDb): Promise<void> {

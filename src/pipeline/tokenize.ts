@@ -21,11 +21,19 @@ const VERSION = 2;
 const HEADER = 12 + 32;
 const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 
+/** What pack reads documents' ids from: one build's TokenStore, or a merge's over several partitions' (merge.ts). */
+export interface TokenReader {
+  /** Ids per document (no specials), by ord. */
+  readonly lengths: Uint32Array;
+  tokensOfMany(ords: readonly number[]): Uint32Array[];
+  close(): void;
+}
+
 /**
  * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, read on demand from the
  * tokenised chunk files: memory holds each document's length and offset (8 bytes), not the corpus's tokens.
  */
-export class TokenStore {
+export class TokenStore implements TokenReader {
   private readonly open = new Map<number, number>(); // chunk -> file descriptor, least recently used first
 
   /** files[c], starts[c] (each document's first id within chunk c), idCounts[c]: chunk c as tokenisation wrote it. */
@@ -36,6 +44,59 @@ export class TokenStore {
     readonly lengths: Uint32Array,
     private readonly maxOpen = 64,
   ) {}
+
+  /**
+   * A store over chunk files another run wrote (a partition's, for merge), from their headers alone: each file's
+   * document count and lengths. A file that is missing, not a chunk, or of another length is an error naming it.
+   */
+  static openChunks(files: string[], onBad: (file: string, why: string) => Error): TokenStore {
+    const starts: Uint32Array[] = [];
+    const idCounts: number[] = [];
+    const lengths: Uint32Array[] = [];
+    for (const file of files) {
+      let fd: number;
+      try {
+        fd = openSync(file, "r");
+      } catch {
+        throw onBad(file, "it is missing");
+      }
+      try {
+        const head = Buffer.alloc(HEADER);
+        if (readSync(fd, head, 0, HEADER, 0) !== HEADER || head.readUInt32LE(0) !== MAGIC || head.readUInt32LE(4) !== VERSION) throw onBad(file, "it is not a token chunk");
+        const docs = head.readUInt32LE(8);
+        // tokensOf finds a document's chunk by ord / CHUNK_DOCS: every chunk but the last is full.
+        if (docs > CHUNK_DOCS || (docs < CHUNK_DOCS && starts.length < files.length - 1)) throw onBad(file, `it holds ${docs} documents, not ${CHUNK_DOCS}`);
+        const raw = Buffer.alloc(4 * docs);
+        if (readSync(fd, raw, 0, raw.length, HEADER) !== raw.length) throw onBad(file, "it ends inside its header");
+        const lens = new Uint32Array(docs);
+        const s = new Uint32Array(docs);
+        let at = 0;
+        for (let i = 0; i < docs; i++) {
+          lens[i] = raw.readUInt32LE(4 * i);
+          s[i] = at;
+          at += lens[i]!;
+        }
+        if (fstatSync(fd).size !== HEADER + 4 * (docs + at)) throw onBad(file, "its size does not match its header");
+        starts.push(s);
+        idCounts.push(at);
+        lengths.push(lens);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    const all = new Uint32Array(lengths.reduce((a, l) => a + l.length, 0));
+    let at = 0;
+    for (const l of lengths) {
+      all.set(l, at);
+      at += l.length;
+    }
+    return new TokenStore(files, starts, idCounts, all);
+  }
+
+  /** Each chunk file, with its document and id counts, in order. */
+  chunks(): { file: string; documents: number; ids: number }[] {
+    return this.files.map((file, c) => ({ file, documents: this.starts[c]!.length, ids: this.idCounts[c]! }));
+  }
 
   tokensOf(ord: number): Uint32Array {
     const chunk = Math.floor(ord / CHUNK_DOCS);

@@ -235,6 +235,30 @@ describe("build safety: files stay in their folders, failures keep the last good
     }
   });
 
+  it("refuses, before downloading anything, inputs that do not fit the Hugging Face cache's free space, with the numbers", async (t) => {
+    const dir = join(work, "cache-disk");
+    const hf = join(dir, "hf");
+    await mkdir(hf, { recursive: true });
+    const recipe = join(dir, "recipe.yaml");
+    // fixture/math's parquet files are 1.4 MB; the cache gets a 512 KiB tmpfs.
+    await writeFile(recipe, localRecipe("cachedisk", `  - name: math\n    weight: 1\n    hf: { repo: fixture/math, revision: main, files: ["data/*.parquet"] }\n`));
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", hf], { stdio: "ignore" });
+    } catch (error) {
+      t.skip(`cannot mount a small tmpfs here (${(error as Error).message.split("\n")[0]})`);
+      return;
+    }
+    try {
+      const r = await runCli(["build", recipe, "--out", join(dir, "out")], { env: { ...env, HF_HOME: hf } });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /the 1 input file\(s\) not yet in the Hugging Face cache need 1 MiB and .*hub has \d+ KiB free; free space there, point HF_HOME \(or HF_HUB_CACHE\) at a larger disk, or build as partitions/);
+      const blobs = join(hf, "hub", "datasets--fixture--math", "blobs");
+      assert.ok(!existsSync(blobs) || (await readdir(blobs)).length === 0, "nothing was downloaded");
+    } finally {
+      execFileSync("umount", [hf]);
+    }
+  });
+
   it("says before packing when the shards will not fit the disk, with the numbers; plan says what they need", async (t) => {
     const dir = join(work, "disk");
     const out = join(dir, "out");
@@ -257,7 +281,7 @@ describe("build safety: files stay in their folders, failures keep the last good
       assert.ok(!(await readdir(out)).includes("manifest.json"));
       const p = await runCli(["plan", recipe, "--out", out]);
       assert.equal(p.code, 0, p.stderr);
-      assert.match(p.stdout, /disk: the shards need 84 MiB; .*\.work holds \d+ MiB .*; 1\d MiB free there — NOT ENOUGH for the shards/);
+      assert.match(p.stdout, /disk: the shards need 84 MiB; .*\.work holds \d+ [KM]iB .*; 1\d MiB free there — NOT ENOUGH for the shards/);
     } finally {
       execFileSync("umount", [out]);
     }

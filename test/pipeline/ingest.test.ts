@@ -40,7 +40,7 @@ describe("ingest", () => {
         ].join("\n"),
         join(dir, "t.yaml"),
       );
-      const file = (path: string, localPath: string) => ({ path, size: 0, sha256: "0".repeat(64), localPath });
+      const file = (path: string, localPath: string) => ({ path, size: 0, sha256: "0".repeat(64), localPath, inSlice: true });
       const sources: ResolvedSource[] = [
         { spec: recipe.sources[0]!, index: 0, files: [file("qa.parquet", qa)] },
         { spec: recipe.sources[1]!, index: 1, files: [file("one.jsonl", one), file("two.jsonl", two)] },
@@ -84,7 +84,7 @@ describe("ingest", () => {
       const path = join(dir, "cols.parquet");
       await db.run(`COPY (SELECT 'x' AS body) TO ${sqlString(path)} (FORMAT parquet)`);
       const recipe = parseRecipe("name: t\nsources:\n  - {name: s, weight: 1, local: {files: [cols.parquet]}}\n", join(dir, "t.yaml"));
-      const source: ResolvedSource = { spec: recipe.sources[0]!, index: 0, files: [{ path: "cols.parquet", size: 0, sha256: "0".repeat(64), localPath: path }] };
+      const source: ResolvedSource = { spec: recipe.sources[0]!, index: 0, files: [{ path: "cols.parquet", size: 0, sha256: "0".repeat(64), localPath: path, inSlice: true }] };
       await assert.rejects(ingest(db, recipe, [source], () => {}), /source 's': cols\.parquet: text column 'text' is not a column; it has: body/);
     } finally {
       db.close();

@@ -40,14 +40,62 @@ export function registerBuild(y: Argv): Argv {
     .command(
       "build <recipe>",
       "build packed token shards and a manifest from a recipe",
-      (c) => common(c).option("max-shard-bytes", { type: "number", describe: "largest shard file (default 1 GiB)" }),
+      (c) =>
+        common(c)
+          .option("max-shard-bytes", { type: "number", describe: "largest shard file (default 1 GiB)" })
+          .option("partition", {
+            type: "string",
+            describe: "build one slice i/N of the work (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT) into --out, for --merge; default --out: out/<name>.part-i-of-N",
+          })
+          .option("merge", { type: "array", string: true, describe: "combine the folders of partitions 0..N-1 into the build a single machine would write" })
+          .conflicts("partition", "merge"),
       async (args) => {
-        const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
+        const { parsePartition } = await import("../../pipeline/partition-format.ts");
+        const slice = args.partition !== undefined ? parsePartition(String(args.partition)) : undefined;
+        const outDir = args.out ? resolve(args.out) : slice ? `${await defaultOut(args.recipe!)}.part-${slice.index}-of-${slice.count}` : await defaultOut(args.recipe!);
         const memoryBytes = await memoryOption(args.memory);
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { build } = await pipeline();
         const { mixtureTable } = await manifestText();
+        const options = {
+          recipePath: args.recipe!,
+          outDir,
+          workers: args.workers,
+          locked: args.locked,
+          lockPath: args.lock,
+          maxShardBytes: args["max-shard-bytes"],
+          tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
+          force: args.force,
+          memoryBytes,
+          sink: r.sink,
+        };
+        if (slice) {
+          const onStop = () => {
+            r.stop(true);
+            process.stderr.write(`\ninterrupted: partition ${slice.index}/${slice.count} in ${outDir} is not finished (it has no partition.json); rerun the same command to continue\n`);
+            process.exit(130);
+          };
+          process.once("SIGINT", onStop);
+          try {
+            const { buildPartition } = await import("../../pipeline/partition.ts");
+            const rec = await buildPartition(options, slice);
+            r.stop();
+            const files = rec.sources.reduce((a, s) => a + s.files.filter((f) => f.sha256 !== null).length, 0);
+            if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, partition: slice, files, documents: rec.documents, tokens: rec.tokens }) + "\n");
+            else
+              process.stdout.write(
+                `partition ${slice.index}/${slice.count}: ${files} file(s), ${rec.documents} documents after its own dedup, ${rec.tokens} tokens, in ${outDir}\n` +
+                  `when all ${slice.count} are done: chuxin-data build ${args.recipe} --merge DIR... (every partition's folder)\n`,
+              );
+            return;
+          } catch (error) {
+            r.stop(true);
+            throw error;
+          } finally {
+            process.off("SIGINT", onStop);
+          }
+        }
         // The build stages its output and moves it in only when whole, so an interrupt loses no finished
         // build; say so, and how to go on. Exiting releases the folder's lock (an exit handler).
         const onSigint = () => {
@@ -60,18 +108,8 @@ export function registerBuild(y: Argv): Argv {
         };
         process.once("SIGINT", onSigint);
         try {
-          const manifest = await build({
-            recipePath: args.recipe!,
-            outDir,
-            workers: args.workers,
-            locked: args.locked,
-            lockPath: args.lock,
-            maxShardBytes: args["max-shard-bytes"],
-            tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
-            force: args.force,
-            memoryBytes,
-            sink: r.sink,
-          });
+          const merge = args.merge as string[] | undefined;
+          const manifest = merge ? await (await import("../../pipeline/merge.ts")).mergePartitions(options, merge) : await build(options);
           r.stop();
           if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
           else process.stdout.write(`${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences} sequences (${manifest.total_tokens} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`);

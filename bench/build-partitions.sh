@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What a partitioned build costs beside one machine's build of the same recipe, measured in the same run: a seeded
+# synthetic corpus (bench/build-memory.sh's generator, DOCS documents) cut into FILES JSON-lines files, built once
+# whole, then as PARTS partitions one after another on this machine, then merged. Prints each run's seconds and
+# peak RSS, checks the merged output is byte-identical to the single build, and gives the speedup N machines would
+# see at most, from what was measured: single / (slowest partition + merge). The merge is the serial part.
+#   DOCS=600000 FILES=8 PARTS=4 bash bench/build-partitions.sh [work-dir] [build flags, e.g. --memory 1GB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-$(mktemp -d)}"
+shift || true
+flags=("$@")
+[ "${#flags[@]}" -gt 0 ] || flags=(--memory 1GB)
+docs=${DOCS:-600000}
+files=${FILES:-8}
+parts=${PARTS:-4}
+mkdir -p "$work/data"
+tokenizer="$(cd .. && pwd)/shared/tokenizers/deepseek-llm/tokenizer.json"
+[ -f "$tokenizer" ] || { echo "missing $tokenizer (../shared)"; exit 1; }
+[ -f "$work/data/part-0.jsonl" ] || python3 - "$work/data" "$docs" "$files" <<'PY'
+import json, random, sys
+out, docs, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+random.seed(1)
+words = ["".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, 9))) for _ in range(20000)]
+handles = [open(f"{out}/part-{k}.jsonl", "w") for k in range(files)]
+fresh = docs - docs // 50 - 1  # the last 2% repeat earlier documents, in other files: dedup across partitions
+for i in range(docs):
+    j = i if i < fresh else i - fresh
+    r = random.Random(j)
+    text = " ".join(r.choice(words) for _ in range(r.randint(40, 160))) + f" {j}."
+    handles[i % files].write(json.dumps({"text": text}) + "\n")
+PY
+cat > "$work/recipe.yaml" <<EOF
+name: partitions
+seed: 1
+tokenizer:
+  path: $tokenizer
+sequence_length: 4096
+max_epochs: 1
+sources:
+  - name: synthetic
+    weight: 1
+    local:
+      files: ["data/*.jsonl"]
+EOF
+# Runs one build command, printing "<seconds> <peak RSS MB>".
+timed() {
+  /usr/bin/time -f "%e %M" -o "$work/time.txt" node bin/chuxin-data.js "$@" > "$work/last.log" 2>&1 || { cat "$work/last.log" >&2; exit 1; }
+  awk '{printf "%.2f %.0f\n", $1, $2 / 1024}' "$work/time.txt"
+}
+mb=$(du -cm "$work"/data/*.jsonl | tail -n 1 | cut -f1)
+echo "corpus: $docs documents in $files files, $mb MB of JSON lines; ${flags[*]}; $(nproc) cores"
+rm -rf "$work/single" "$work"/part-* "$work/merged"
+read -r single_s single_rss < <(timed build "$work/recipe.yaml" --out "$work/single" "${flags[@]}")
+echo "single build        ${single_s} s  peak RSS ${single_rss} MB"
+slowest=0
+sum=0
+dirs=()
+for ((i = 0; i < parts; i++)); do
+  read -r s rss < <(timed build "$work/recipe.yaml" --partition "$i/$parts" --out "$work/part-$i" "${flags[@]}")
+  echo "partition $i/$parts       ${s} s  peak RSS ${rss} MB"
+  slowest=$(python3 -c "print(max($slowest, $s))")
+  sum=$(python3 -c "print($sum + $s)")
+  dirs+=("$work/part-$i")
+done
+read -r merge_s merge_rss < <(timed build "$work/recipe.yaml" --merge "${dirs[@]}" --out "$work/merged" "${flags[@]}")
+echo "merge               ${merge_s} s  peak RSS ${merge_rss} MB"
+same=identical
+for f in "$work"/single/*; do cmp -s "$f" "$work/merged/$(basename "$f")" || same="DIFFERENT ($(basename "$f"))"; done
+echo "merged output vs single build: $same"
+python3 - "$single_s" "$sum" "$slowest" "$merge_s" "$parts" <<'PY'
+import sys
+single, total, slowest, merge, parts = map(float, sys.argv[1:])
+print(f"partitions in all {total:.2f} s ({total / single:.2f}x the single build's work); merge {merge:.2f} s = {100 * merge / single:.0f}% of the single build")
+print(f"on {parts:.0f} machines at once: {slowest + merge:.2f} s, {single / (slowest + merge):.2f}x faster than one machine (measured parts; the Hub's download time not included)")
+PY

@@ -1,0 +1,261 @@
+/**
+ * `build RECIPE --merge DIR...`: the partitions' outputs (partition.ts) into shards, manifest, lock and MIXTURE.md
+ * byte-identical to a single machine's build of the same recipe and inputs. The merge finishes what a partition
+ * cannot see alone: dedup across partitions (the first occurrence in recipe order wins, as in dedup.ts; DuckDB
+ * ranks the documents' keys, not their text, within its memory budget), the token filter's counts, the mixture and
+ * the packing, reading each document's ids from the partition that tokenised it. It needs no network.
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
+import { DEFAULT_MAX_SHARD_BYTES, WORK_DIR } from "../shards/layout.ts";
+import type { Manifest } from "../shards/manifest.ts";
+import { type BuildDb, sqlString } from "../util/duckdb.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { sha256File } from "../util/hash.ts";
+import { openDb, type BuildOptions } from "./build.ts";
+import type { DecontaminationReport } from "./decontaminate.ts";
+import type { BuildLock, LockedFile } from "./lock.ts";
+import type { ManifestSource } from "./manifest.ts";
+import { takeOutputFolder } from "./output-folder.ts";
+import type { Provenance } from "./pack.ts";
+import { ownsFile, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
+import { runStage } from "./progress.ts";
+import { emptyStats, selectMixture } from "./select.ts";
+import { TokenStore, type TokenReader } from "./tokenize.ts";
+import { writeBuild, type SelectedBuild } from "./write-build.ts";
+
+interface Partition {
+  dir: string;
+  record: PartitionRecord;
+}
+
+/** Ids by global ord, each read from the partition that tokenised the document; reads go to each partition in file order. */
+class MergedTokens implements TokenReader {
+  constructor(
+    private readonly stores: TokenStore[],
+    private readonly part: Uint32Array,
+    private readonly local: Uint32Array,
+    readonly lengths: Uint32Array,
+  ) {}
+
+  tokensOfMany(ords: readonly number[]): Uint32Array[] {
+    const out: Uint32Array[] = new Array(ords.length);
+    const byPart = this.stores.map(() => ({ at: [] as number[], local: [] as number[] }));
+    ords.forEach((ord, i) => {
+      const p = byPart[this.part[ord]!]!;
+      p.at.push(i);
+      p.local.push(this.local[ord]!);
+    });
+    byPart.forEach((p, k) => {
+      if (p.at.length === 0) return;
+      this.stores[k]!.tokensOfMany(p.local).forEach((ids, j) => (out[p.at[j]!] = ids));
+    });
+    return out;
+  }
+
+  close(): void {
+    for (const s of this.stores) s.close();
+  }
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Reads every partition's record and checks they are the N slices of one recipe over the same inputs. */
+async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: string): Promise<Partition[]> {
+  if (dirs.length === 0) throw new UsageError(`--merge needs the partitions' folders: --merge DIR...`);
+  const parts: Partition[] = [];
+  for (const dir of dirs.map((d) => resolve(d))) parts.push({ dir, record: await readPartition(dir, recipeArg) });
+  const count = parts[0]!.record.partition.count;
+  const byIndex = new Map<number, Partition>();
+  for (const p of parts) {
+    const { index, count: n } = p.record.partition;
+    if (n !== count) throw new UsageError(`${p.dir} is partition ${index}/${n} and ${parts[0]!.dir} is one of ${count}: every partition of a merge must come from the same --partition i/N split`);
+    const twin = byIndex.get(index);
+    if (twin) throw new UsageError(`${twin.dir} and ${p.dir} are both partition ${index}/${count}; pass each partition once`);
+    byIndex.set(index, p);
+    if (p.record.recipe.sha256 !== loaded.sha256) {
+      throw new UsageError(
+        `${p.dir} was built from a recipe with sha256 ${p.record.recipe.sha256}, but ${recipeArg} has sha256 ${loaded.sha256}; ` +
+          `merge with the recipe the partitions were built from, or rebuild them`,
+      );
+    }
+  }
+  const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !byIndex.has(i));
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 8).map((i) => `${i}/${count}`).join(", ") + (missing.length > 8 ? `, and ${missing.length - 8} more` : "");
+    throw new UsageError(`the merge is missing partition(s) ${shown}: build each with \`chuxin-data build ${recipeArg} --partition i/${count} --out DIR\` and pass every DIR to --merge`);
+  }
+  const ordered = Array.from({ length: count }, (_, i) => byIndex.get(i)!);
+  // Every partition must have seen the same inputs: the same tokenizer, commits, file lists and benchmark data.
+  const first = ordered[0]!;
+  const inputs = (r: PartitionRecord) => ({
+    tokenizer: r.tokenizer,
+    sources: r.sources.map((s) => ({ name: s.name, hf: s.hf, files: s.files.map((f) => [f.path, f.size]) })),
+    decontamination: r.decontamination && { lock: r.decontamination.lock, tasks: r.decontamination.report.tasks },
+  });
+  for (const p of ordered.slice(1)) {
+    if (!same(inputs(p.record), inputs(first.record))) {
+      const what = ["tokenizer", "sources", "decontamination"].find((k) => !same((inputs(p.record) as Record<string, unknown>)[k], (inputs(first.record) as Record<string, unknown>)[k]));
+      throw new UsageError(
+        `${p.dir} and ${first.dir} resolved different inputs (${what}): the Hub moved between them. Build every partition from one lock: ` +
+          `\`chuxin-data plan ${recipeArg} --out DIR\` writes nothing but resolves; a finished build's recipe.lock.json does; then pass --locked --lock FILE to each partition`,
+      );
+    }
+  }
+  if (!same(first.record.sources.map((s) => s.name), loaded.recipe.sources.map((s) => s.name))) {
+    throw new UsageError(`${first.dir}: its sources differ from ${recipeArg}'s; rebuild the partitions`);
+  }
+  return ordered;
+}
+
+/** Each source's files with the hash and row count their owner recorded. */
+function mergedSources(parts: Partition[], loaded: LoadedRecipe): { sources: ManifestSource[]; fileRows: number[][] } {
+  const count = parts.length;
+  let g = 0;
+  const fileRows: number[][] = [];
+  const sources = parts[0]!.record.sources.map((s, i) => {
+    const rows: number[] = [];
+    const files: LockedFile[] = s.files.map((f, j) => {
+      const owner = parts[g++ % count]!;
+      const own = owner.record.sources[i]!.files[j]!;
+      if (own.sha256 === null || own.rows === null || !ownsFile(owner.record.partition, g - 1)) {
+        throw new RuntimeFailure(`${owner.dir}: partition.json does not record ${f.path}, which it should have read; rerun that partition`);
+      }
+      rows[j] = own.rows;
+      return { path: f.path, size: f.size, sha256: own.sha256 };
+    });
+    fileRows.push(rows);
+    return { spec: loaded.recipe.sources[i]!, hf: s.hf ?? undefined, files };
+  });
+  return { sources, fileRows };
+}
+
+async function loadKeys(db: BuildDb, parts: Partition[]): Promise<void> {
+  for (const p of parts) {
+    for (const [file, want] of [[PARTITION_DOCS, p.record.docs_sha256], [PARTITION_DUPLICATES, p.record.duplicates_sha256]] as const) {
+      const got = await sha256File(join(p.dir, file)).catch(() => "missing");
+      if (got !== want) throw new RuntimeFailure(`${join(p.dir, file)} is ${got === "missing" ? "missing" : "not the file its partition wrote (sha256 differs)"}; rerun that partition`);
+    }
+  }
+  const union = (file: string) => parts.map((p, k) => `SELECT ${k} AS p, * FROM read_parquet(${sqlString(join(p.dir, file))})`).join(" UNION ALL ");
+  await db.run(`CREATE TABLE part_docs AS ${union(PARTITION_DOCS)}`);
+  await db.run(`CREATE TABLE part_dups AS ${union(PARTITION_DUPLICATES)}`);
+}
+
+export async function mergePartitions(options: BuildOptions, dirs: string[]): Promise<Manifest> {
+  const loaded = await loadRecipe(options.recipePath);
+  const { recipe } = loaded;
+  const parts = await readPartitions(dirs, loaded, options.recipePath);
+  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge");
+  try {
+    const staging = join(options.outDir, WORK_DIR, "staging");
+    await rm(staging, { recursive: true, force: true });
+    const db = await openDb(options);
+    await mkdir(staging, { recursive: true });
+    try {
+      const { sources, fileRows } = mergedSources(parts, loaded);
+      const first = parts[0]!.record;
+      const stats = emptyStats(sources.length);
+      stats.forEach((st, i) => {
+        st.fileRows = fileRows[i]!;
+        for (const p of parts) {
+          const s = p.record.sources[i]!;
+          st.documentsRead += s.documents_read;
+          for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
+        }
+      });
+      const { prov, store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, sources), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+      const plans = await selectMixture(recipe, store.lengths, prov, stats, options.sink);
+      const buildLock: BuildLock = {
+        lock_version: 1,
+        tokenizer: first.tokenizer.lock as unknown as BuildLock["tokenizer"],
+        sources: sources.map((s) => ({ name: s.spec.name, ...(s.hf ? { hf: s.hf } : { local: true as const }), files: s.files })),
+      };
+      let decontamination: DecontaminationReport | undefined;
+      if (first.decontamination) {
+        buildLock.decontamination = first.decontamination.lock as BuildLock["decontamination"];
+        const removed = parts.reduce((a, p) => a + Number(p.record.decontamination!.report.documents_removed), 0);
+        decontamination = { ...(first.decontamination.report as unknown as DecontaminationReport), documents_removed: removed };
+      }
+      const selected: SelectedBuild = {
+        lock: buildLock,
+        tokenizer: { ...(first.tokenizer.lock as unknown as BuildLock["tokenizer"]), eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
+        sources,
+        stats,
+        plans,
+        store,
+        prov,
+        decontamination,
+      };
+      const out = { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) };
+      return await writeBuild(db, loaded, selected, out, options.sink);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * The global dedup over every partition's keys: the first occurrence in (source, file, row) order wins, as on one
+ * machine. A partition's own duplicates lost to a copy it kept, so they count against whichever copy wins globally.
+ */
+async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>, sources: ManifestSource[]) {
+  await loadKeys(db, parts);
+  await db.run(
+    `CREATE TEMP TABLE ranked AS
+     SELECT p, ord AS lord, source_idx, file_idx, row_idx, doc_hash, tokens,
+       ${enabled ? `row_number() OVER w` : `1`} AS occurrence,
+       ${enabled ? `first_value(source_idx) OVER w` : `source_idx`} AS kept_by_source
+     FROM part_docs ${enabled ? `WINDOW w AS (PARTITION BY doc_hash ORDER BY source_idx, file_idx, row_idx)` : ""}`,
+  );
+  const counts = await db.rows<{ s: number; within: boolean; n: bigint }>(
+    `SELECT s, within, count(*) AS n FROM (
+       SELECT source_idx AS s, kept_by_source = source_idx AS within FROM ranked WHERE occurrence > 1
+       UNION ALL
+       SELECT d.source_idx, w.source_idx = d.source_idx FROM part_dups d JOIN (SELECT doc_hash, source_idx FROM ranked WHERE occurrence = 1) w USING (doc_hash)
+     ) GROUP BY ALL`,
+  );
+  let removed = 0;
+  for (const r of counts) {
+    if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
+    else stats[r.s]!.duplicatesAcross = Number(r.n);
+    removed += Number(r.n);
+  }
+  const localDups = parts.reduce((a, p) => a + p.record.duplicates, 0);
+  const crossDups = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ranked WHERE occurrence > 1`)).n);
+  if (removed !== localDups + crossDups) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
+
+  const docs = await db.rows<{ p: number; lord: bigint; source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string; tokens: number }>(
+    `SELECT p, lord, source_idx, file_idx, row_idx, doc_hash, tokens FROM ranked WHERE occurrence = 1 ORDER BY source_idx, file_idx, row_idx`,
+  );
+  const stores = parts.map((p) =>
+    TokenStore.openChunks(
+      p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
+      (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
+    ),
+  );
+  parts.forEach((p, k) => {
+    if (stores[k]!.lengths.length !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${stores[k]!.lengths.length} documents, partition.json ${p.record.documents}; rerun that partition`);
+  });
+  const n = docs.length;
+  const part = new Uint32Array(n);
+  const local = new Uint32Array(n);
+  const lengths = new Uint32Array(n);
+  docs.forEach((d, ord) => {
+    part[ord] = d.p;
+    local[ord] = Number(d.lord);
+    lengths[ord] = stores[d.p]!.lengths[local[ord]!]!;
+    if (lengths[ord] !== Number(d.tokens)) throw new RuntimeFailure(`${parts[d.p]!.dir}: document ${d.lord} has ${d.tokens} tokens in docs.parquet and ${lengths[ord]} in its chunk; rerun that partition`);
+  });
+  const prov: Provenance = {
+    sourceIdx: Int32Array.from(docs, (d) => d.source_idx),
+    fileIdx: Int32Array.from(docs, (d) => d.file_idx),
+    rowIdx: Float64Array.from(docs, (d) => Number(d.row_idx)),
+    hashes: docs.map((d) => d.doc_hash),
+    files: sources.map((s) => s.files.map((f) => f.path)),
+  };
+  return { prov, store: new MergedTokens(stores, part, local, lengths), removed };
+}

@@ -1,0 +1,105 @@
+/**
+ * `build RECIPE --partition i/N`: one machine's slice of a build. It reads the input files dealt to it
+ * (partition-format.ts ownsFile), filters, decontaminates, dedups them among themselves and tokenises what is left,
+ * and leaves that in its folder for `build --merge`, which finishes the global dedup, the mixture and the shards.
+ * The slice is a function of the recipe and the lock alone, so a failed partition reruns alone, on any machine.
+ */
+import { readdir, rename, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { loadRecipe } from "../recipe/load.ts";
+import { tempPathFor, writeJsonAtomic } from "../util/atomic.ts";
+import { type BuildDb, sqlString } from "../util/duckdb.ts";
+import { sha256File } from "../util/hash.ts";
+import { openDb, readInputs, type BuildOptions } from "./build.ts";
+import { takeOutputFolder } from "./output-folder.ts";
+import {
+  ownsFile,
+  PARTITION_DOCS,
+  PARTITION_DUPLICATES,
+  PARTITION_FORMAT,
+  PARTITION_JSON,
+  PARTITION_TOKENS,
+  type PartitionRecord,
+  type PartitionSlice,
+} from "./partition-format.ts";
+import { runStage } from "./progress.ts";
+
+async function copyToParquet(db: BuildDb, query: string, path: string): Promise<string> {
+  const tmp = tempPathFor(path);
+  try {
+    await db.run(`COPY (${query}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd)`);
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
+  return sha256File(path);
+}
+
+export async function buildPartition(options: BuildOptions, slice: PartitionSlice): Promise<PartitionRecord> {
+  const loaded = await loadRecipe(options.recipePath);
+  const lock = await takeOutputFolder(options.outDir, options.force, `chuxin-data build --partition ${slice.index}/${slice.count}`);
+  try {
+    // From here until the end this folder does not claim to be a finished partition.
+    await rm(join(options.outDir, PARTITION_JSON), { force: true });
+    const db = await openDb(options);
+    try {
+      const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, (g) => ownsFile(slice, g));
+      const store = tokenized.store;
+      store.close();
+      return await runStage(options.sink, "manifest", async () => {
+        await db.run(`CREATE TEMP TABLE doc_tokens (ord BIGINT, tokens UINTEGER)`);
+        const app = await db.conn.createAppender("doc_tokens");
+        store.lengths.forEach((n, ord) => {
+          app.appendBigInt(BigInt(ord));
+          app.appendUInteger(n);
+          app.endRow();
+        });
+        app.closeSync();
+        const docsSha = await copyToParquet(
+          db,
+          `SELECT u.ord, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN doc_tokens t USING (ord) ORDER BY u.ord`,
+          join(options.outDir, PARTITION_DOCS),
+        );
+        const dupsSha = await copyToParquet(
+          db,
+          `SELECT source_idx, doc_hash FROM duplicates ORDER BY source_idx, file_idx, row_idx`,
+          join(options.outDir, PARTITION_DUPLICATES),
+        );
+        const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);
+        const chunks = store.chunks().map((c) => ({ file: basename(c.file), documents: c.documents, ids: c.ids }));
+        // Chunks an earlier, stopped run wrote for other text are not part of this partition.
+        const keep = new Set(chunks.map((c) => c.file));
+        const tokensDir = join(options.outDir, PARTITION_TOKENS);
+        for (const name of await readdir(tokensDir).catch(() => [] as string[])) if (!keep.has(name)) await rm(join(tokensDir, name), { force: true });
+        const { localPath: _path, ...lockedTokenizer } = resolution.tokenizer;
+        const record: PartitionRecord = {
+          format: PARTITION_FORMAT,
+          partition: slice,
+          recipe: { path: basename(loaded.path), sha256: loaded.sha256 },
+          tokenizer: { lock: lockedTokenizer, eos_id: tokenizer.eosId, bos_id: tokenizer.bosId, vocab_size: tokenizer.vocabSize, impl },
+          sources: resolution.sources.map((s, i) => ({
+            name: s.spec.name,
+            hf: s.hf ?? null,
+            files: s.files.map((f, j) => ({ path: f.path, size: f.size, sha256: f.inSlice ? f.sha256 : null, rows: f.inSlice ? (stats[i]!.fileRows[j] ?? 0) : null })),
+            documents_read: stats[i]!.documentsRead,
+            skipped: stats[i]!.skipped,
+          })),
+          decontamination: decontamination ? { report: { ...decontamination }, lock: resolution.lock.decontamination ?? [] } : null,
+          documents: store.lengths.length,
+          duplicates: Number(duplicates),
+          tokens: tokenized.tokens,
+          chunks,
+          docs_sha256: docsSha,
+          duplicates_sha256: dupsSha,
+        };
+        await writeJsonAtomic(join(options.outDir, PARTITION_JSON), record);
+        return record;
+      });
+    } finally {
+      db.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}

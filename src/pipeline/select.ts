@@ -1,0 +1,66 @@
+import type { Recipe } from "../recipe/schema.ts";
+import { RuntimeFailure } from "../util/errors.ts";
+import { SKIP_REASONS, tokenFilter } from "./filters.ts";
+import type { SourceStats } from "./manifest.ts";
+import type { Provenance } from "./pack.ts";
+import { runStage, type ProgressSink } from "./progress.ts";
+import { planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
+
+/** Zeroed counts for each source, filled by the build (or summed from partitions by the merge). */
+export function emptyStats(sourceCount: number): SourceStats[] {
+  return Array.from({ length: sourceCount }, () => ({
+    documentsRead: 0,
+    skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])),
+    duplicatesWithin: 0,
+    duplicatesAcross: 0,
+    fileRows: [],
+  }));
+}
+
+/** Why a source kept no document, from its counts: "100 rows read: 100 null_text". */
+function whyEmpty(s: SourceStats): string {
+  const reasons = Object.entries(s.skipped).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`);
+  const dups = s.duplicatesWithin + s.duplicatesAcross;
+  if (dups > 0) reasons.push(`${dups} duplicates`);
+  return `${s.documentsRead} rows read${reasons.length ? `: ${reasons.join(", ")}` : ""}`;
+}
+
+/**
+ * After dedup and tokenisation, the same for a build and a merge: the token-count filter (counted in `stats`),
+ * each source's eligible documents, and the seeded mixture plan.
+ */
+export async function selectMixture(
+  recipe: Recipe,
+  lengths: Uint32Array,
+  prov: Pick<Provenance, "sourceIdx" | "hashes">,
+  stats: SourceStats[],
+  sink: ProgressSink,
+): Promise<SourcePlan[]> {
+  const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
+  const skipByTokens = tokenFilter(recipe.filters);
+  const sourceDocs: SourceDocs[] = recipe.sources.map((s) => ({
+    name: s.name,
+    weight: s.weight,
+    maxEpochs: s.max_epochs ?? recipe.max_epochs,
+    ords: [],
+    hashes: [],
+    tokens: [],
+  }));
+  lengths.forEach((len, ord) => {
+    const s = prov.sourceIdx[ord]!;
+    const skip = skipByTokens(len);
+    if (skip) stats[s]!.skipped[skip]!++;
+    else {
+      sourceDocs[s]!.ords.push(ord);
+      sourceDocs[s]!.hashes.push(prov.hashes[ord]!);
+      sourceDocs[s]!.tokens.push(len + specials);
+    }
+  });
+  sourceDocs.forEach((s, i) => {
+    if (s.ords.length === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left: ${whyEmpty(stats[i]!)}; remove it, fix its files or text_column, or relax the filters`);
+  });
+  return runStage(sink, "sample", async () => planMixture(sourceDocs, recipe.seed, recipe.target_tokens), (p) => ({
+    done: p.reduce((a, s) => a + s.picks.length, 0),
+    unit: "documents selected",
+  }));
+}

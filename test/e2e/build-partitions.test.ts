@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { parse } from "yaml";
+import { runCli, spawnAsync } from "../helpers/cli.ts";
+import { HubServer } from "../helpers/hub-server.ts";
+import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
+
+const recipe = join(repoRoot, "recipes", "fixtures.yaml");
+const SHARD_BYTES = ["--max-shard-bytes", "1000000"];
+
+/** Every file a build leaves beside its work folder (shards, indexes, manifest, lock, MIXTURE.md, card). */
+async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of (await readdir(dir)).sort()) if (name !== ".work") files.set(name, await readFile(join(dir, name)));
+  return files;
+}
+
+function assertSameBytes(want: Map<string, Buffer>, got: Map<string, Buffer>, what: string): void {
+  assert.deepEqual([...got.keys()], [...want.keys()], what);
+  for (const [name, bytes] of want) assert.ok(bytes.equals(got.get(name)!), `${what}: ${name} differs from the single build's`);
+}
+
+describe("build --partition i/N and --merge: the bytes of a single build", () => {
+  let server: HubServer;
+  let work: string;
+  let env: Record<string, string>;
+  let single: Map<string, Buffer>;
+  const part = (i: number, n: number) => join(work, `p${i}of${n}`);
+  const partition = (i: number, n: number, extra: string[] = []) => runCli(["build", recipe, "--partition", `${i}/${n}`, "--out", part(i, n), ...extra], { env });
+
+  before(async () => {
+    server = await new HubServer({ root: sharedHub }).start();
+    work = await mkdtemp(join(tmpdir(), "chuxin-partitions-"));
+    env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
+    const r = await runCli(["build", recipe, "--out", join(work, "single"), ...SHARD_BYTES], { env });
+    assert.equal(r.code, 0, r.stderr);
+    single = await outputFiles(join(work, "single"));
+    assert.ok(single.size > 6, "several shards");
+  });
+  after(async () => {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it("merges 1 partition, and 3 (two at once, one killed mid-way and rerun), into the single build's shards, indexes, manifest, lock and MIXTURE.md", async () => {
+    const one = await partition(0, 1);
+    assert.equal(one.code, 0, one.stderr);
+    const m1 = await runCli(["build", recipe, "--merge", part(0, 1), "--out", join(work, "merged-1"), ...SHARD_BYTES], { env });
+    assert.equal(m1.code, 0, m1.stderr);
+    assertSameBytes(single, await outputFiles(join(work, "merged-1")), "1 partition");
+
+    const [a, b] = await Promise.all([partition(0, 3), partition(1, 3)]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    // Partition 2 is killed once it is tokenising: it must not look finished, and the merge must say what to rerun.
+    const child = spawn(process.execPath, [binPath, "build", recipe, "--partition", "2/3", "--out", part(2, 3), "--json"], {
+      env: { ...process.env, CI: "true", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let killedAt = "";
+    await new Promise<void>((resolve) => {
+      child.stdout.on("data", (d: Buffer) => {
+        if (!killedAt && d.toString().includes('"type":"stage_start","stage":"tokenize"')) {
+          killedAt = "tokenize";
+          child.kill("SIGKILL");
+        }
+      });
+      child.on("close", () => resolve());
+    });
+    assert.equal(killedAt, "tokenize", "killed mid-way");
+    assert.ok(!existsSync(join(part(2, 3), "partition.json")), "a killed partition leaves no partition.json");
+    const early = await runCli(["build", recipe, "--merge", part(0, 3), part(1, 3), part(2, 3), "--out", join(work, "merged-3")], { env });
+    assert.equal(early.code, 2, early.stderr);
+    assert.match(early.stderr, /p2of3: no partition\.json, so this is not a finished partition.*--partition i\/N --out .*p2of3/);
+    assert.ok(!existsSync(join(work, "merged-3", "manifest.json")));
+
+    const rerun = await partition(2, 3);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    // Partitions in any order on the command line.
+    const m3 = await runCli(["build", recipe, "--merge", part(2, 3), part(0, 3), part(1, 3), "--out", join(work, "merged-3"), ...SHARD_BYTES], { env });
+    assert.equal(m3.code, 0, m3.stderr);
+    assertSameBytes(single, await outputFiles(join(work, "merged-3")), "3 partitions");
+    // Dedup across partitions happened: the fixture's planted duplicates span files that different partitions read.
+    const records = await Promise.all([0, 1, 2].map(async (i) => JSON.parse(await readFile(join(part(i, 3), "partition.json"), "utf8"))));
+    const local = records.reduce((s, r) => s + r.duplicates, 0);
+    const manifest = JSON.parse(single.get("manifest.json")!.toString());
+    const total = manifest.sources.reduce((s: number, x: any) => s + x.duplicates_removed.total, 0);
+    assert.ok(total > local, `the merge removed ${total - local} duplicates no single partition saw`);
+    for (const r of records) assert.ok(r.sources.flatMap((s: any) => s.files).some((f: any) => f.sha256 !== null), "each partition read files");
+  });
+
+  it("refuses, before writing, a merge missing a partition, mixing two splits, or under another recipe, naming the fix", async () => {
+    const missing = await runCli(["build", recipe, "--merge", part(0, 3), part(1, 3), "--out", join(work, "bad")], { env });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /missing partition\(s\) 2\/3: build each with `chuxin-data build .* --partition i\/3 --out DIR`/);
+    const mixed = await runCli(["build", recipe, "--merge", part(0, 3), part(0, 1), "--out", join(work, "bad")], { env });
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /is partition 0\/1 and .* is one of 3/);
+    const twice = await runCli(["build", recipe, "--merge", part(0, 3), part(0, 3), part(1, 3), "--out", join(work, "bad")], { env });
+    assert.equal(twice.code, 2);
+    assert.match(twice.stderr, /are both partition 0\/3; pass each partition once/);
+    const other = join(work, "other.yaml");
+    await writeFile(other, (await readFile(recipe, "utf8")).replace("seed: 7", "seed: 8"));
+    const changed = await runCli(["build", other, "--merge", part(0, 3), part(1, 3), part(2, 3), "--out", join(work, "bad")], { env });
+    assert.equal(changed.code, 2);
+    assert.match(changed.stderr, /was built from a recipe with sha256 [0-9a-f]{64}, but .*other\.yaml has sha256/);
+    const badSlice = await runCli(["build", recipe, "--partition", "3/3"], { env });
+    assert.equal(badSlice.code, 2);
+    assert.match(badSlice.stderr, /--partition 3\/3: expected i\/N with 0 <= i < N/);
+    assert.ok(!existsSync(join(work, "bad", "manifest.json")));
+  });
+
+  it("the shipped Slurm array and Kubernetes Indexed Job scripts build and merge to the same bytes", async () => {
+    const cli = `${process.execPath} ${binPath}`;
+    const jobs = join(work, "jobs");
+    const base = { ...process.env, ...env, CI: "true", CHUXIN_DATA: cli, RECIPE: recipe, WORK: jobs, MEMORY: "1GB" };
+    // Slurm array task 0 of 2: sbatch runs the script with bash and these variables set.
+    const slurm = await spawnAsync("bash", [join(repoRoot, "cluster", "slurm", "build.sbatch")], {
+      env: { ...base, SLURM_ARRAY_TASK_ID: "0", SLURM_ARRAY_TASK_COUNT: "2", SLURM_ARRAY_JOB_ID: "42" },
+    });
+    assert.equal(slurm.code, 0, slurm.stderr);
+    // Index 1 as a pod of the Indexed Job: its container's command, with its env, and the index Kubernetes sets.
+    const job = parse(await readFile(join(repoRoot, "cluster", "kubernetes", "build-job.yaml"), "utf8"));
+    assert.equal(job.spec.completionMode, "Indexed");
+    const container = job.spec.template.spec.containers[0];
+    const podEnv = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    assert.equal(Number(podEnv.PARTITIONS), job.spec.completions, "PARTITIONS matches completions");
+    const pod = await spawnAsync(container.command[0], container.command.slice(1), {
+      env: { ...base, ...podEnv, PARTITIONS: "2", RECIPE: recipe, WORK: jobs, HF_HOME: env.HF_HOME!, JOB_COMPLETION_INDEX: "1" },
+    });
+    assert.equal(pod.code, 0, pod.stderr);
+    // The dependent merge job.
+    const merge = await spawnAsync("bash", [join(repoRoot, "cluster", "slurm", "merge.sbatch")], {
+      env: { ...base, PARTITIONS: "2", OUT: join(jobs, "build"), MERGE_ARGS: SHARD_BYTES.join(" ") },
+    });
+    assert.equal(merge.code, 0, merge.stderr);
+    assertSameBytes(single, await outputFiles(join(jobs, "build")), "Slurm + Kubernetes partitions");
+    // And a task started outside an array says what it needs.
+    const bare = await spawnAsync("bash", [join(repoRoot, "cluster", "slurm", "build.sbatch")], { env: base });
+    assert.notEqual(bare.code, 0);
+    assert.match(bare.stderr, /submit as an array job/);
+  });
+});
