@@ -16,12 +16,12 @@ import { ingest } from "./ingest.ts";
 import { readLock } from "./lock.ts";
 import type { SourceStats } from "./manifest.ts";
 import { folderBytes, freeBytes, shardBytes, takeOutputFolder } from "./output-folder.ts";
-import type { Provenance } from "./pack.ts";
 import { PARTITION_TOKENS } from "./partition-format.ts";
+import { ProvenanceTable } from "./provenance.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputs, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
-import { duplicatesBySource, fileRows, rowsBySkipReason, uniqueDocProvenance } from "./schema.ts";
+import { duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 import { writeBuild } from "./write-build.ts";
@@ -117,14 +117,7 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 /** Everything up to the mixture plan, on one machine. */
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe) {
   const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded);
-  const docs = await uniqueDocProvenance(db);
-  const prov: Provenance = {
-    sourceIdx: Int32Array.from(docs, (d) => d.source_idx),
-    fileIdx: Int32Array.from(docs, (d) => d.file_idx),
-    rowIdx: Float64Array.from(docs, (d) => Number(d.row_idx)),
-    hashes: docs.map((d) => d.doc_hash),
-    files: resolution.sources.map((s) => s.files.map((f) => f.path)),
-  };
+  const prov = await ProvenanceTable.ofUniqueDocs(db, tokenized.store.lengths.length, resolution.sources.map((s) => s.files.map((f) => f.path)));
   for (const r of await duplicatesBySource(db)) {
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
     else stats[r.s]!.duplicatesAcross = Number(r.n);

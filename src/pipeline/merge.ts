@@ -18,9 +18,9 @@ import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
 import { takeOutputFolder } from "./output-folder.ts";
-import type { Provenance } from "./pack.ts";
 import { ownsFile, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
+import { forEachByOrd, ProvenanceTable } from "./provenance.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
@@ -228,9 +228,12 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
   const crossDups = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ranked WHERE occurrence > 1`)).n);
   if (removed !== localDups + crossDups) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
 
-  const docs = await db.rows<{ p: number; lord: bigint; source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string; tokens: number }>(
-    `SELECT p, lord, source_idx, file_idx, row_idx, doc_hash, tokens FROM ranked WHERE occurrence = 1 ORDER BY source_idx, file_idx, row_idx`,
+  await db.run(
+    `CREATE TEMP TABLE merged_docs AS
+     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, p, lord, source_idx, file_idx, row_idx, doc_hash, tokens
+     FROM ranked WHERE occurrence = 1 ORDER BY ord`,
   );
+  const n = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM merged_docs`)).n);
   const stores = parts.map((p) =>
     TokenStore.openChunks(
       p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
@@ -240,22 +243,17 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
   parts.forEach((p, k) => {
     if (stores[k]!.lengths.length !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${stores[k]!.lengths.length} documents, partition.json ${p.record.documents}; rerun that partition`);
   });
-  const n = docs.length;
   const part = new Uint32Array(n);
   const local = new Uint32Array(n);
   const lengths = new Uint32Array(n);
-  docs.forEach((d, ord) => {
+  const prov = new ProvenanceTable(n, sources.map((s) => s.files.map((f) => f.path)));
+  type Row = { p: number; lord: bigint; source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string; tokens: number };
+  await forEachByOrd<Row>(db, "merged_docs", "p, lord, source_idx, file_idx, row_idx, doc_hash, tokens", n, (d, ord) => {
     part[ord] = d.p;
     local[ord] = Number(d.lord);
     lengths[ord] = stores[d.p]!.lengths[local[ord]!]!;
     if (lengths[ord] !== Number(d.tokens)) throw new RuntimeFailure(`${parts[d.p]!.dir}: document ${d.lord} has ${d.tokens} tokens in docs.parquet and ${lengths[ord]} in its chunk; rerun that partition`);
+    prov.set(ord, d.source_idx, d.file_idx, Number(d.row_idx), d.doc_hash);
   });
-  const prov: Provenance = {
-    sourceIdx: Int32Array.from(docs, (d) => d.source_idx),
-    fileIdx: Int32Array.from(docs, (d) => d.file_idx),
-    rowIdx: Float64Array.from(docs, (d) => Number(d.row_idx)),
-    hashes: docs.map((d) => d.doc_hash),
-    files: sources.map((s) => s.files.map((f) => f.path)),
-  };
   return { prov, store: new MergedTokens(stores, part, local, lengths), removed };
 }

@@ -12,11 +12,13 @@ import type { ProgressSink } from "./progress.ts";
 import type { SourcePlan } from "./sample.ts";
 import type { TokenReader } from "./tokenize.ts";
 
+/** Where each unique document came from, by ord (provenance.ts reads it from the build's tables). */
 export interface Provenance {
   sourceIdx: Int32Array;
   fileIdx: Int32Array;
   rowIdx: Float64Array;
-  hashes: string[];
+  /** the document's content hash (hex) */
+  hashAt(ord: number): string;
   /** file paths by source, then file index */
   files: string[][];
 }
@@ -115,7 +117,7 @@ async function writeDocIndex(db: BuildDb, path: string, pieces: DocPiece[], prov
     app.appendVarchar(sourceNames[p.source]!);
     app.appendVarchar(prov.files[p.source]![prov.fileIdx[p.ord]!]!);
     app.appendBigInt(BigInt(prov.rowIdx[p.ord]!));
-    app.appendVarchar(prov.hashes[p.ord]!);
+    app.appendVarchar(prov.hashAt(p.ord));
     app.appendInteger(p.pass);
     app.appendBigInt(BigInt(p.start));
     app.appendInteger(p.length);
@@ -155,9 +157,11 @@ export async function pack(
   const L = options.sequenceLength;
   const specials = 1 + (options.bosId !== undefined ? 1 : 0);
   const picks = stream.length / 2;
-  const pickAt = (k: number) => plans[stream[2 * k]!]!.picks[stream[2 * k + 1]!]!;
+  const tokensAt = (k: number) => plans[stream[2 * k]!]!.picks.tokens[stream[2 * k + 1]!]!;
+  const ordAt = (k: number) => plans[stream[2 * k]!]!.picks.ord[stream[2 * k + 1]!]!;
+  const passAt = (k: number) => plans[stream[2 * k]!]!.picks.pass[stream[2 * k + 1]!]!;
   let totalStreamTokens = 0;
-  for (let k = 0; k < picks; k++) totalStreamTokens += pickAt(k).tokens;
+  for (let k = 0; k < picks; k++) totalStreamTokens += tokensAt(k);
   const totalSequences = Math.floor(totalStreamTokens / L);
   const totalTokens = totalSequences * L;
   const perShard = Math.max(1, Math.floor((options.maxShardBytes - 128) / (4 * L)));
@@ -205,12 +209,11 @@ export async function pack(
     let windowStart = 0;
     for (let k = 0; k < picks && written < totalTokens; k++) {
       const source = stream[2 * k]!;
-      const pick = pickAt(k);
       if (k === windowStart + window.length) {
         windowStart = k;
         let end = k;
-        for (let t = 0; end < picks && end - k < WINDOW_DOCS && (end === k || t + pickAt(end).tokens <= WINDOW_TOKENS); end++) t += pickAt(end).tokens;
-        window = store.tokensOfMany(Array.from({ length: end - k }, (_, j) => pickAt(k + j).ord));
+        for (let t = 0; end < picks && end - k < WINDOW_DOCS && (end === k || t + tokensAt(end) <= WINDOW_TOKENS); end++) t += tokensAt(end);
+        window = store.tokensOfMany(Array.from({ length: end - k }, (_, j) => ordAt(k + j)));
       }
       const body = window[k - windowStart]!;
       const docLength = body.length + specials;
@@ -240,7 +243,7 @@ export async function pack(
             blockUsed = 0;
           }
         }
-        pieces.push({ start: written - shardStartToken, length: take, docOffset, docLength, source, ord: pick.ord, pass: pick.pass });
+        pieces.push({ start: written - shardStartToken, length: take, docOffset, docLength, source, ord: ordAt(k), pass: passAt(k) });
         perSource[source]!.tokensWritten += take;
         written += take;
         docOffset += take;
@@ -255,7 +258,7 @@ export async function pack(
   // Whole documents after the cut belong to the dropped tail too.
   let seen = 0;
   for (let k = 0; k < picks; k++) {
-    const t = pickAt(k).tokens;
+    const t = tokensAt(k);
     if (seen >= totalTokens) perSource[stream[2 * k]!]!.tailTokensDropped += t;
     seen += t;
   }

@@ -5,10 +5,38 @@ export interface SourceDocs {
   name: string;
   weight: number;
   maxEpochs: number;
-  /** Eligible documents: their ord in unique_docs, content hash and token count (specials included). */
-  ords: number[];
-  hashes: string[];
-  tokens: number[];
+  /** Eligible documents: their ord in unique_docs, token count (specials included), and content hash by index. */
+  ords: ArrayLike<number>;
+  tokens: ArrayLike<number>;
+  hashOf(i: number): string;
+}
+
+/**
+ * A source's selected documents in stream order, as parallel typed arrays (12 bytes a pick: a corpus of billions of
+ * documents must not cost an object each).
+ */
+export class Picks {
+  readonly ord: Uint32Array;
+  readonly pass: Uint32Array;
+  readonly tokens: Uint32Array;
+  length = 0;
+  constructor(capacity: number) {
+    this.ord = new Uint32Array(capacity);
+    this.pass = new Uint32Array(capacity);
+    this.tokens = new Uint32Array(capacity);
+  }
+  push(ord: number, pass: number, tokens: number): void {
+    const i = this.length++;
+    this.ord[i] = ord;
+    this.pass[i] = pass;
+    this.tokens[i] = tokens;
+  }
+  at(i: number): { ord: number; pass: number; tokens: number } {
+    return { ord: this.ord[i]!, pass: this.pass[i]!, tokens: this.tokens[i]! };
+  }
+  toArray(): { ord: number; pass: number; tokens: number }[] {
+    return Array.from({ length: this.length }, (_, i) => this.at(i));
+  }
 }
 
 export interface SourcePlan {
@@ -18,7 +46,7 @@ export interface SourcePlan {
   tokensAvailable: number;
   documentsAvailable: number;
   /** Selected documents in stream order, each with the pass (epoch) it belongs to. */
-  picks: { ord: number; pass: number; tokens: number }[];
+  picks: Picks;
   tokensSelected: number;
   epochs: number;
 }
@@ -48,10 +76,19 @@ export function apportion(total: number, weights: readonly number[]): number[] {
 }
 
 /** Document order for one pass over a source: a keyed hash of (seed, source, pass, document hash). */
-function passOrder(seed: number, source: SourceDocs, pass: number): number[] {
-  const keys = source.hashes.map((h, i) => ({ i, k: keyedHash64(seed, source.name, pass, h) }));
-  keys.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : a.i - b.i));
-  return keys.map((k) => k.i);
+function passOrder(seed: number, source: SourceDocs, pass: number): Uint32Array {
+  const n = source.ords.length;
+  const keys = new BigUint64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = keyedHash64(seed, source.name, pass, source.hashOf(i));
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  return order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : a - b));
+}
+
+function sum(values: ArrayLike<number>): number {
+  let total = 0;
+  for (let i = 0; i < values.length; i++) total += values[i]!;
+  return total;
 }
 
 /**
@@ -59,7 +96,7 @@ function passOrder(seed: number, source: SourceDocs, pass: number): number[] {
  * Documents are never cut to hit a target: the last one is taken if that lands closer to the target.
  */
 export function planMixture(sources: SourceDocs[], seed: number, targetTokens: number | undefined): SourcePlan[] {
-  const available = sources.map((s) => s.tokens.reduce((a, b) => a + b, 0));
+  const available = sources.map((s) => sum(s.tokens));
   sources.forEach((s, i) => {
     if (available[i] === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left after filtering and dedup; remove it or relax the filters`);
   });
@@ -90,10 +127,10 @@ export function planMixture(sources: SourceDocs[], seed: number, targetTokens: n
       }
       target = Math.floor(source.maxEpochs * avail); // only rounding can get here
     }
-    const picks: SourcePlan["picks"] = [];
     const fullPasses = Math.floor(target / avail);
+    const picks = new Picks((fullPasses + (target > fullPasses * avail ? 1 : 0)) * source.ords.length);
     for (let pass = 0; pass < fullPasses; pass++) {
-      for (const d of passOrder(seed, source, pass)) picks.push({ ord: source.ords[d]!, pass, tokens: source.tokens[d]! });
+      for (const d of passOrder(seed, source, pass)) picks.push(source.ords[d]!, pass, source.tokens[d]!);
     }
     let selected = fullPasses * avail;
     if (selected < target) {
@@ -101,7 +138,7 @@ export function planMixture(sources: SourceDocs[], seed: number, targetTokens: n
         const len = source.tokens[d]!;
         const short = target - selected;
         if (short <= 0 || len - short > short) break; // taking it would land farther from the target
-        picks.push({ ord: source.ords[d]!, pass: fullPasses, tokens: len });
+        picks.push(source.ords[d]!, fullPasses, len);
         selected += len;
       }
     }
@@ -141,11 +178,11 @@ export function interleave(plans: SourcePlan[]): Uint32Array {
         bestDeficit = deficit;
       }
     }
-    const pick = plans[best]!.picks[next[best]!]!;
+    const tokens = plans[best]!.picks.tokens[next[best]!]!;
     out[2 * k] = best;
     out[2 * k + 1] = next[best]!++;
-    emitted[best]! += BigInt(pick.tokens);
-    total += BigInt(pick.tokens);
+    emitted[best]! += BigInt(tokens);
+    total += BigInt(tokens);
   }
   return out;
 }

@@ -37,11 +37,6 @@ export async function uniqueDocTexts(db: BuildDb, first: number, count: number):
   return rows.map((r) => r.text);
 }
 
-/** Provenance of every unique document, by ord. */
-export function uniqueDocProvenance(db: BuildDb) {
-  return db.rows<{ source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string }>(`SELECT source_idx, file_idx, row_idx, doc_hash FROM unique_docs ORDER BY ord`);
-}
-
 /** Rows per source and skip reason (NULL: a document). */
 export function rowsBySkipReason(db: BuildDb) {
   return db.rows<{ s: number; reason: string | null; n: bigint }>(`SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM documents GROUP BY ALL`);

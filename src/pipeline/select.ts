@@ -32,30 +32,38 @@ function whyEmpty(s: SourceStats): string {
 export async function selectMixture(
   recipe: Recipe,
   lengths: Uint32Array,
-  prov: Pick<Provenance, "sourceIdx" | "hashes">,
+  prov: Pick<Provenance, "sourceIdx" | "hashAt">,
   stats: SourceStats[],
   sink: ProgressSink,
 ): Promise<SourcePlan[]> {
   const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
   const skipByTokens = tokenFilter(recipe.filters);
-  const sourceDocs: SourceDocs[] = recipe.sources.map((s) => ({
-    name: s.name,
-    weight: s.weight,
-    maxEpochs: s.max_epochs ?? recipe.max_epochs,
-    ords: [],
-    hashes: [],
-    tokens: [],
-  }));
+  // Two passes over the lengths: count each source's eligible documents, then fill typed arrays of that size.
+  const eligible = recipe.sources.map(() => 0);
   lengths.forEach((len, ord) => {
     const s = prov.sourceIdx[ord]!;
     const skip = skipByTokens(len);
     if (skip) stats[s]!.skipped[skip]!++;
-    else {
-      sourceDocs[s]!.ords.push(ord);
-      sourceDocs[s]!.hashes.push(prov.hashes[ord]!);
-      sourceDocs[s]!.tokens.push(len + specials);
-    }
+    else eligible[s]!++;
   });
+  const ords = eligible.map((n) => new Uint32Array(n));
+  const tokens = eligible.map((n) => new Uint32Array(n));
+  const filled = recipe.sources.map(() => 0);
+  lengths.forEach((len, ord) => {
+    if (skipByTokens(len)) return;
+    const s = prov.sourceIdx[ord]!;
+    const i = filled[s]!++;
+    ords[s]![i] = ord;
+    tokens[s]![i] = len + specials;
+  });
+  const sourceDocs: SourceDocs[] = recipe.sources.map((s, i) => ({
+    name: s.name,
+    weight: s.weight,
+    maxEpochs: s.max_epochs ?? recipe.max_epochs,
+    ords: ords[i]!,
+    tokens: tokens[i]!,
+    hashOf: (k: number) => prov.hashAt(ords[i]![k]!),
+  }));
   sourceDocs.forEach((s, i) => {
     if (s.ords.length === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left: ${whyEmpty(stats[i]!)}; remove it, fix its files or text_column, or relax the filters`);
   });

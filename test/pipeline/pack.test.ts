@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pack, type Provenance } from "../../src/pipeline/pack.ts";
-import type { SourcePlan } from "../../src/pipeline/sample.ts";
+import { Picks, type SourcePlan } from "../../src/pipeline/sample.ts";
 import type { TokenStore } from "../../src/pipeline/tokenize.ts";
 import { docIndexName, shardName } from "../../src/shards/layout.ts";
 import { readNpyInfo, readSequences } from "../../src/shards/npy.ts";
@@ -26,7 +26,7 @@ function plan(name: string, picks: number[], specials: number): SourcePlan {
     targetTokens: total,
     tokensAvailable: total,
     documentsAvailable: picks.length,
-    picks: picks.map((ord, i) => ({ ord, pass: 0, tokens: tokens[i]! })),
+    picks: picks.reduce((all, ord, i) => (all.push(ord, 0, tokens[i]!), all), new Picks(picks.length)),
     tokensSelected: total,
     epochs: 1,
   };
@@ -38,7 +38,7 @@ const prov: Provenance = {
   sourceIdx: Int32Array.from([0, 0, 1]),
   fileIdx: Int32Array.from([0, 1, 0]),
   rowIdx: Float64Array.from([5, 0, 7]),
-  hashes: ["h0", "h1", "h2"],
+  hashAt: (ord) => ["h0", "h1", "h2"][ord]!,
   files: [["a0.jsonl", "a1.jsonl"], ["b.parquet"]],
 };
 // Stream order: a's doc 0, b's doc 2, a's doc 1 (pairs of source index, pick index within that source).

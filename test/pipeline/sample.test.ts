@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { apportion, interleave, planMixture, type SourceDocs } from "../../src/pipeline/sample.ts";
 
-function source(name: string, weight: number, lengths: number[], maxEpochs = 4): SourceDocs {
-  return { name, weight, maxEpochs, ords: lengths.map((_, i) => i), hashes: lengths.map((_, i) => `${name}-${i}`), tokens: lengths };
+function source(name: string, weight: number, lengths: number[], maxEpochs = 4, hashes = lengths.map((_, i) => `${name}-${i}`)): SourceDocs & { hashes: string[] } {
+  return { name, weight, maxEpochs, ords: lengths.map((_, i) => i), hashes, hashOf: (i) => hashes[i]!, tokens: lengths };
 }
 
 function seeded(n: number, seed: number): number[] {
@@ -27,21 +27,20 @@ describe("mixture planning", () => {
     const pb = plans[1]!;
     assert.ok(pb.epochs > 1 && pb.epochs <= 4);
     const fullPasses = Math.floor(pb.targetTokens / pb.tokensAvailable);
-    for (let pass = 0; pass < fullPasses; pass++) assert.equal(pb.picks.filter((p) => p.pass === pass).length, 40, `pass ${pass} is whole`);
+    for (let pass = 0; pass < fullPasses; pass++) assert.equal(pb.picks.toArray().filter((p) => p.pass === pass).length, 40, `pass ${pass} is whole`);
   });
 
   it("orders documents by a keyed hash of (seed, source, document), not input order", () => {
     const lengths = seeded(50, 3);
     const forward = planMixture([source("a", 1, lengths)], 1, 3000)[0]!;
-    const reversed = source("a", 1, [...lengths].reverse());
-    reversed.hashes.reverse();
+    const reversed = source("a", 1, [...lengths].reverse(), 4, lengths.map((_, i) => `a-${i}`).reverse());
     const backward = planMixture([reversed], 1, 3000)[0]!;
     assert.deepEqual(
-      forward.picks.map((p) => `a-${p.ord}`),
-      backward.picks.map((p) => reversed.hashes[p.ord]),
+      forward.picks.toArray().map((p) => `a-${p.ord}`),
+      backward.picks.toArray().map((p) => reversed.hashes[p.ord]),
     );
     const otherSeed = planMixture([source("a", 1, lengths)], 2, 3000)[0]!;
-    assert.notDeepEqual(forward.picks.map((p) => p.ord), otherSeed.picks.map((p) => p.ord));
+    assert.notDeepEqual(forward.picks.toArray().map((p) => p.ord), otherSeed.picks.toArray().map((p) => p.ord));
   });
 
   it("refuses a target that needs more than max_epochs, naming the source and the epochs", () => {
