@@ -19,7 +19,7 @@ import { folderBytes, freeBytes, shardBytes, takeOutputFolder } from "./output-f
 import { PARTITION_TOKENS } from "./partition-format.ts";
 import { ProvenanceTable } from "./provenance.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
-import { resolveInputs, type FileFilter } from "./resolve.ts";
+import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
 import { duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
 import { emptyStats, selectMixture } from "./select.ts";
@@ -66,9 +66,11 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     onNote: (message) => sink({ type: "note", stage: "download", message }),
   });
   const lock = options.locked ? await readLock(options.lockPath ?? join(options.outDir, LOCK)) : undefined;
-  const resolution = await runStage(sink, "download", () => resolveInputs(client, recipe, loaded.path, lock, sink, filter), (r) => ({
-    done: r.sources.reduce((a, s) => a + s.files.filter((f) => f.inSlice).length, 0) + 1,
-    unit: "files",
+  // The download stage pins every input and fetches the tokenizer; the data files then arrive while ingest reads
+  // them (the first is being read while the rest download).
+  const resolution = await runStage(sink, "download", () => resolveInputsOverlapped(client, recipe, loaded.path, lock, sink, filter), (r) => ({
+    done: r.sources.reduce((a, s) => a + s.files.filter((f) => f.inSlice).length, 0),
+    unit: "files to read (downloading alongside ingest)",
   }));
   const tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
   const { json, info: tokenizer } = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
@@ -82,7 +84,12 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
   }
   const impl = native ? "native" : "js";
 
-  await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink), (n) => ({ done: n, unit: "rows" }));
+  try {
+    await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink, resolution.ready), (n) => ({ done: n, unit: "rows" }));
+    await resolution.done;
+  } finally {
+    resolution.cancel();
+  }
   if (recipe.decontaminate) {
     const result = await runStage(sink, "decontaminate", () => decontaminate(db, client, recipe, loaded.path, lock?.decontamination, sink), (r) => ({
       done: r!.report.documents_removed,
@@ -122,14 +129,23 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe)
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
     else stats[r.s]!.duplicatesAcross = Number(r.n);
   }
+  await shrinkDb(db, options);
   const plans = await selectMixture(loaded.recipe, tokenized.store.lengths, prov, stats, options.sink);
   return { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination };
 }
 
-/** The budget a build states and gives DuckDB: --memory, or half of this machine's memory. */
+/** The budget a build states: --memory, or half of this machine's memory. */
 export function memoryBudget(options: Pick<BuildOptions, "memoryBytes">): { bytes: number; source: string } {
   if (options.memoryBytes !== undefined) return { bytes: options.memoryBytes, source: "--memory" };
   return { bytes: Math.floor(totalmem() / 2), source: `half of this machine's ${formatSize(totalmem())}; --memory to change` };
+}
+
+/** DuckDB's part of the budget while it reads, decontaminates and dedups, and once the documents are planned (it keeps
+ * only the document indexes' small tables then); the rest is the tokenizer's and the per-document state's, and covers
+ * what DuckDB allocates beyond its limit (measured: about 300 MB at 1 GB). Never under 64 MiB, DuckDB's floor here. */
+export function duckdbShares(budget: number): { reading: number; packing: number } {
+  const floor = 64 * 2 ** 20;
+  return { reading: Math.max(floor, Math.floor(0.6 * budget)), packing: Math.max(floor, Math.floor(0.2 * budget)) };
 }
 
 export async function openDb(options: BuildOptions): Promise<BuildDb> {
@@ -142,8 +158,20 @@ export async function openDb(options: BuildOptions): Promise<BuildDb> {
   const tempDirectory = join(work, "duckdb-tmp");
   await rm(tempDirectory, { recursive: true, force: true });
   const budget = memoryBudget(options);
-  options.sink({ type: "note", stage: "download", message: `memory budget for DuckDB: ${formatSize(budget.bytes)} (${budget.source}); beyond it DuckDB spills to ${tempDirectory}` });
-  return BuildDb.open(path, 2, { memoryBytes: budget.bytes, tempDirectory });
+  const shares = duckdbShares(budget.bytes);
+  options.sink({
+    type: "note",
+    stage: "download",
+    message:
+      `memory budget: ${formatSize(budget.bytes)} (${budget.source}); DuckDB gets ${formatSize(shares.reading)} of it while it reads and dedups ` +
+      `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; the rest is for the tokenizer and the per-document state`,
+  });
+  return BuildDb.open(path, 2, { memoryBytes: shares.reading, tempDirectory });
+}
+
+/** Lowers DuckDB to its packing share once the heavy queries are done, so its buffers make room for the plan. */
+export async function shrinkDb(db: BuildDb, options: BuildOptions): Promise<void> {
+  await db.setMemoryLimit(duckdbShares(memoryBudget(options).bytes).packing);
 }
 
 /** What a build would take from each source, without writing shards. */

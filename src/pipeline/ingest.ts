@@ -15,9 +15,16 @@ function textParts(source: ResolvedSource): TemplatePart[] {
 
 /**
  * Reads every file into `documents` through the reader for its format, with provenance (source, file, row)
- * and a skip reason where one applies, then runs the text filters. Files of another partition are left out. Returns the number of rows.
+ * and a skip reason where one applies, then runs the text filters. Files of another partition are left out; a file
+ * still downloading is waited for (`ready`). Returns the number of rows.
  */
-export async function ingest(db: BuildDb, recipe: Recipe, sources: ResolvedSource[], sink: ProgressSink): Promise<number> {
+export async function ingest(
+  db: BuildDb,
+  recipe: Recipe,
+  sources: ResolvedSource[],
+  sink: ProgressSink,
+  ready: (source: number, file: number) => Promise<void> = async () => {},
+): Promise<number> {
   await createIngestTables(db);
   const total = sources.reduce((n, s) => n + s.files.filter((f) => f.inSlice).length, 0);
   let done = 0;
@@ -26,6 +33,7 @@ export async function ingest(db: BuildDb, recipe: Recipe, sources: ResolvedSourc
     for (const [fileIdx, file] of source.files.entries()) {
       if (!file.inSlice) continue; // another partition reads it
       const where = `source '${source.spec.name}': ${file.path}`;
+      await ready(source.index, fileIdx); // still downloading, perhaps
       await readerFor(file.path).read({ db, source, fileIdx, path: file.localPath, where, parts });
       await recordFile(db, source.index, fileIdx, file.path, file.sha256);
       sink({ type: "stage_progress", stage: "ingest", done: ++done, total, unit: "files" });

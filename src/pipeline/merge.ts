@@ -13,7 +13,7 @@ import type { Manifest } from "../shards/manifest.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
-import { openDb, type BuildOptions } from "./build.ts";
+import { openDb, shrinkDb, type BuildOptions } from "./build.ts";
 import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
@@ -166,6 +166,7 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
         }
       });
       const { prov, store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, sources), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+      await shrinkDb(db, options);
       const plans = await selectMixture(recipe, store.lengths, prov, stats, options.sink);
       const buildLock: BuildLock = {
         lock_version: 1,

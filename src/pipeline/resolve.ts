@@ -41,6 +41,23 @@ export interface Resolution {
 }
 
 /**
+ * A resolution whose Hub files are still arriving (resolveInputs with `overlap`): the first file can be read while
+ * the rest download, DOWNLOADS_AT_ONCE at a time in recipe order. Each file's entry is filled in (localPath, size,
+ * sha256) when it lands, and the lock's file list once all have.
+ */
+export interface OverlappedResolution extends Resolution {
+  /** Resolves when source s's file j is on disk; rejects with its download's error. */
+  ready(source: number, file: number): Promise<void>;
+  /** Every download finished (and the lock final). */
+  done: Promise<void>;
+  /** Starts no further download (the build failed). */
+  cancel(): void;
+}
+
+/** Hub files downloaded at once while ingest reads: enough to keep a link busy, as huggingface_hub's snapshot workers do. */
+export const DOWNLOADS_AT_ONCE = 4;
+
+/**
  * Every file under `dir`, following symbolic links (a linked folder is walked, once); a link whose target
  * is missing is an error naming it, not a raw ENOENT later.
  */
@@ -139,30 +156,6 @@ async function listHub(client: HubClient, spec: SourceSpec, locked: LockedSource
   return { spec, repo, commit, wanted };
 }
 
-async function downloadHub(
-  client: HubClient,
-  { spec, repo, commit, wanted }: HubListing,
-  sink: ProgressSink,
-  reads: (file: number) => boolean,
-): Promise<{ hf: ResolvedSource["hf"]; files: ResolvedFile[] }> {
-  const files: ResolvedFile[] = [];
-  for (const [i, f] of wanted.entries()) {
-    if (!reads(i)) {
-      files.push({ path: f.path, localPath: "", size: f.size, sha256: f.sha256 ?? f.lfsSha256 ?? "", inSlice: false });
-      continue;
-    }
-    const got = await client.download(
-      repo,
-      commit,
-      { path: f.path, size: f.size, gitOid: f.gitOid, lfsSha256: f.lfsSha256 },
-      f.sha256,
-    );
-    files.push({ path: f.path, localPath: got.localPath, size: got.size, sha256: got.sha256, inSlice: true });
-    sink({ type: "stage_progress", stage: "download", done: i + 1, total: wanted.length, unit: "files", bytes: got.size });
-  }
-  return { hf: { repo: spec.hf!.repo, revision: spec.hf!.revision, commit }, files };
-}
-
 /**
  * Refuses, before the first byte is fetched, downloads that do not fit the free space of the Hugging Face cache,
  * with the numbers and what to do.
@@ -225,6 +218,21 @@ export async function resolveInputs(
   sink: ProgressSink,
   filter: FileFilter = () => true,
 ): Promise<Resolution> {
+  const r = await resolveInputsOverlapped(client, recipe, recipePath, lock, sink, filter, false);
+  await r.done;
+  return r;
+}
+
+/** resolveInputs, with the Hub files downloading in the background when `overlap` (see OverlappedResolution). */
+export async function resolveInputsOverlapped(
+  client: HubClient,
+  recipe: Recipe,
+  recipePath: string,
+  lock: BuildLock | undefined,
+  sink: ProgressSink,
+  filter: FileFilter = () => true,
+  overlap = true,
+): Promise<OverlappedResolution> {
   const recipeDir = dirname(recipePath);
   const tokenizer = await resolveTokenizer(client, recipe, recipeDir, lock?.tokenizer);
   // Every source is listed (local ones found) before anything is downloaded, so the disk check sees the whole download.
@@ -260,24 +268,83 @@ export async function resolveInputs(
     client,
     found.flatMap((f, i) => (f.kind === "hf" ? [{ listing: f.listing, reads: readers[i]! }] : [])),
   );
+  const { localPath: _t, ...lockedTokenizer } = tokenizer;
   const sources: ResolvedSource[] = [];
+  const pending: { file: ResolvedFile; repo: RepoRef; commit: string; remote: HubListing["wanted"][number]; source: number; index: number; total: number }[] = [];
   for (const [index, spec] of recipe.sources.entries()) {
     const f = found[index]!;
-    if (f.kind === "local") sources.push({ spec, index, files: f.files });
-    else sources.push({ spec, index, ...(await downloadHub(client, f.listing, sink, readers[index]!)) });
+    if (f.kind === "local") {
+      sources.push({ spec, index, files: f.files });
+      continue;
+    }
+    const { repo, commit, wanted } = f.listing;
+    const reads = readers[index]!;
+    const files = wanted.map((w, j): ResolvedFile => {
+      const file: ResolvedFile = reads(j)
+        ? { path: w.path, localPath: "", size: w.size, sha256: "", inSlice: true }
+        : { path: w.path, localPath: "", size: w.size, sha256: w.sha256 ?? w.lfsSha256 ?? "", inSlice: false };
+      if (file.inSlice) pending.push({ file, repo, commit, remote: w, source: index, index: j, total: wanted.length });
+      return file;
+    });
+    sources.push({ spec, index, hf: { repo: spec.hf!.repo, revision: spec.hf!.revision, commit }, files });
   }
-  const { localPath: _t, ...lockedTokenizer } = tokenizer;
-  return {
+  const result: OverlappedResolution = {
     sources,
     tokenizer,
-    lock: {
-      lock_version: 1,
-      tokenizer: lockedTokenizer,
-      sources: sources.map((s) => ({
-        name: s.spec.name,
-        ...(s.hf ? { hf: s.hf } : { local: true as const }),
-        files: s.files.map(({ path, size, sha256 }) => ({ path, size, sha256 })),
-      })),
-    },
+    lock: lockOf(lockedTokenizer, sources),
+    ready: () => Promise.resolve(),
+    done: Promise.resolve(),
+    cancel: () => {},
+  };
+  // Each file's download as a promise, started in recipe order by a few workers.
+  const settled = new Map<string, { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void }>();
+  for (const p of pending) {
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    promise.catch(() => {}); // awaited by ingest; a build that fails first must not see an unhandled rejection
+    settled.set(`${p.source}/${p.index}`, { promise, resolve, reject });
+  }
+  let next = 0;
+  let cancelled = false;
+  const worker = async () => {
+    while (!cancelled && next < pending.length) {
+      const p = pending[next++]!;
+      const entry = settled.get(`${p.source}/${p.index}`)!;
+      try {
+        const got = await client.download(p.repo, p.commit, { path: p.remote.path, size: p.remote.size, gitOid: p.remote.gitOid, lfsSha256: p.remote.lfsSha256 }, p.remote.sha256);
+        Object.assign(p.file, { localPath: got.localPath, size: got.size, sha256: got.sha256 });
+        if (!overlap) sink({ type: "stage_progress", stage: "download", done: p.index + 1, total: p.total, unit: "files", bytes: got.size });
+        entry.resolve();
+      } catch (error) {
+        cancelled = true; // the build fails on this file: fetch nothing more
+        entry.reject(error);
+        for (const rest of pending.slice(next)) settled.get(`${rest.source}/${rest.index}`)!.reject(error);
+        throw error;
+      }
+    }
+  };
+  const workers = Array.from({ length: Math.min(overlap ? DOWNLOADS_AT_ONCE : 1, pending.length) }, worker);
+  result.done = Promise.all(workers).then(() => {
+    if (cancelled) throw new Error("downloads cancelled");
+    result.lock.sources = lockOf(lockedTokenizer, sources).sources;
+  });
+  result.done.catch(() => {});
+  result.ready = (source, file) => settled.get(`${source}/${file}`)?.promise ?? Promise.resolve();
+  result.cancel = () => {
+    cancelled = true;
+  };
+  return result;
+}
+
+function lockOf(tokenizer: LockedTokenizer, sources: ResolvedSource[]): BuildLock {
+  return {
+    lock_version: 1,
+    tokenizer,
+    sources: sources.map((s) => ({
+      name: s.spec.name,
+      ...(s.hf ? { hf: s.hf } : { local: true as const }),
+      files: s.files.map(({ path, size, sha256 }) => ({ path, size, sha256 })),
+    })),
   };
 }

@@ -18,6 +18,11 @@ export class BuildDb {
     return new BuildDb(instance, await instance.connect());
   }
 
+  /** Changes DuckDB's memory limit (it evicts, spilling to its temp directory, down to the new one). */
+  async setMemoryLimit(bytes: number): Promise<void> {
+    await this.conn.run(`SET memory_limit = '${Math.max(1, Math.floor(bytes / 2 ** 20))}MiB'`);
+  }
+
   async run(sql: string, params?: DuckDBValue[] | Record<string, DuckDBValue>): Promise<void> {
     await this.conn.run(sql, params);
   }

@@ -117,6 +117,28 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     assertSameBytes(shardsOnly, files);
   });
 
+  it("reads the first files while the last still download, with the same bytes", async () => {
+    const recipe = join(repoRoot, "recipes", "fixtures.yaml");
+    const out = join(work, "fx-overlap");
+    // The last source's files (fixture/math) take 2.5 s each to answer; the rest come at once.
+    const fault = { match: "/datasets/fixture/math/resolve/", kind: "slow" as const, delayMs: 2500, contentOnly: true };
+    server.faults.push(fault);
+    try {
+      const r = await runCli(["build", recipe, "--out", out, "--max-shard-bytes", "1000000", "--json"], { env: { ...env, HF_HOME: join(work, "hf-overlap") } });
+      assert.equal(r.code, 0, r.stderr);
+      const events = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      const at = (e: { time: string }) => Date.parse(e.time);
+      const downloadEnd = events.find((e) => e.type === "stage_end" && e.stage === "download");
+      const firstIngested = events.find((e) => e.type === "stage_progress" && e.stage === "ingest");
+      const ingestEnd = events.find((e) => e.type === "stage_end" && e.stage === "ingest");
+      assert.ok(at(firstIngested) - at(downloadEnd) < 1500, "the first file is read without waiting for the slow ones");
+      assert.ok(at(ingestEnd) - at(firstIngested) > 1500, "while the slow files were still arriving");
+    } finally {
+      server.faults.splice(server.faults.indexOf(fault), 1);
+    }
+    assertSameBytes(reference, await outputFiles(out));
+  });
+
   it("verify names a tampered shard and exits 1", async () => {
     const out = join(work, "fx-tampered");
     await cp(join(work, "fx-1"), out, { recursive: true });

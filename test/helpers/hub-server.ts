@@ -11,9 +11,10 @@ import { handleWrite } from "./hub-write.ts";
 
 /**
  * 500 / 429 / 400: that status; drop: half the body, then the socket closes; corrupt: one byte flipped;
- * gone: 404 EntryNotFound; stall: the request is held without headers; stall_body: half the body, then nothing.
+ * gone: 404 EntryNotFound; stall: the request is held without headers; stall_body: half the body, then nothing;
+ * slow: answered normally after `delayMs`.
  */
-export type FaultKind = "500" | "429" | "400" | "drop" | "corrupt" | "gone" | "stall" | "stall_body";
+export type FaultKind = "500" | "429" | "400" | "drop" | "corrupt" | "gone" | "stall" | "stall_body" | "slow";
 
 export interface Fault {
   /** Substring of the request path (after the host) the fault applies to. */
@@ -25,6 +26,8 @@ export interface Fault {
   contentOnly?: boolean;
   /** Only requests of this method (e.g. "PUT" for uploads). */
   method?: string;
+  /** For "slow": how long the answer waits. */
+  delayMs?: number;
 }
 
 export interface HubServerOptions {
@@ -109,6 +112,7 @@ export class HubServer {
       return void json(res, Number(fault.kind), { error: `injected HTTP ${fault.kind}` });
     }
     if (fault?.kind === "stall") return; // never answers; stop() closes the socket
+    if (fault?.kind === "slow") await new Promise((r) => setTimeout(r, fault.delayMs ?? 1000));
     if (fault?.kind === "gone") return void json(res, 404, { error: "Entry not found" }, { "X-Error-Code": "EntryNotFound" });
 
     const write = {

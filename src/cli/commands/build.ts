@@ -21,7 +21,7 @@ const common = (y: Argv) =>
     .option("lock", { type: "string", describe: "lock file for --locked (default: OUT/recipe.lock.json)" })
     .option("tokenizer-impl", { choices: ["native", "js"], default: "native", describe: "native BPE (falls back to js, saying so, for unsupported tokenizer.json features)" })
     .option("force", { type: "boolean", default: false, describe: "build into an --out that holds files chuxin-data did not write (its README.md is replaced)" })
-    .option("memory", { type: "string", describe: "memory budget for DuckDB, e.g. 4GB or 60% (default: half of this machine's memory); beyond it DuckDB spills to OUT/.work" })
+    .option("memory", { type: "string", describe: "the build's memory budget, e.g. 4GB or 60% (default: half of this machine's memory); DuckDB gets 60% of it and spills to OUT/.work beyond that" })
     .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
 
 /** --memory as bytes; a usage error naming the flag when it is not a size DuckDB can work in. */
