@@ -72,24 +72,27 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     done: r.sources.reduce((a, s) => a + s.files.filter((f) => f.inSlice).length, 0),
     unit: "files to read (downloading alongside ingest)",
   }));
-  const tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
-  const { json, info: tokenizer } = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
+  // Until every file is in, a failure (a bad tokenizer, a bad file) must also stop the downloads still to start.
+  let tokenizerJson: string;
+  let tokenizer: ReturnType<typeof parseTokenizerJson>["info"];
   let native: (TextTokenizer & BatchTokenizer) | undefined;
-  if ((options.tokenizerImpl ?? "native") === "native") {
-    try {
-      native = nativeTokenizer(json, tokenizer, options.workers ?? cpus().length);
-    } catch (error) {
-      sink({ type: "note", stage: "tokenize", message: `native tokenizer unavailable (${(error as Error).message}); using @huggingface/tokenizers` });
-    }
-  }
-  const impl = native ? "native" : "js";
-
   try {
+    tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
+    const parsed = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
+    tokenizer = parsed.info;
+    if ((options.tokenizerImpl ?? "native") === "native") {
+      try {
+        native = nativeTokenizer(parsed.json, tokenizer, options.workers ?? cpus().length);
+      } catch (error) {
+        sink({ type: "note", stage: "tokenize", message: `native tokenizer unavailable (${(error as Error).message}); using @huggingface/tokenizers` });
+      }
+    }
     await runStage(sink, "ingest", () => ingest(db, recipe, resolution.sources, sink, resolution.ready), (n) => ({ done: n, unit: "rows" }));
     await resolution.done;
   } finally {
     resolution.cancel();
   }
+  const impl = native ? "native" : "js";
   if (recipe.decontaminate) {
     const result = await runStage(sink, "decontaminate", () => decontaminate(db, client, recipe, loaded.path, lock?.decontamination, sink), (r) => ({
       done: r!.report.documents_removed,
@@ -164,7 +167,7 @@ export async function openDb(options: BuildOptions): Promise<BuildDb> {
     stage: "download",
     message:
       `memory budget: ${formatSize(budget.bytes)} (${budget.source}); DuckDB gets ${formatSize(shares.reading)} of it while it reads and dedups ` +
-      `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; the rest is for the tokenizer and the per-document state`,
+      `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; the rest is for tokenisation and the per-document state`,
   });
   return BuildDb.open(path, 2, { memoryBytes: shares.reading, tempDirectory });
 }
