@@ -95,6 +95,12 @@ async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: s
     decontamination: r.decontamination && { lock: r.decontamination.lock, tasks: r.decontamination.report.tasks },
   });
   for (const p of ordered.slice(1)) {
+    if (p.record.tokenizer.impl !== first.record.tokenizer.impl) {
+      throw new UsageError(
+        `${p.dir} was tokenised with the ${p.record.tokenizer.impl} tokenizer and ${first.dir} with the ${first.record.tokenizer.impl} one; ` +
+          `rerun one of them with the other's --tokenizer-impl (the ids are the same, the manifest records which ran)`,
+      );
+    }
     if (!same(inputs(p.record), inputs(first.record))) {
       const what = ["tokenizer", "sources", "decontamination"].find((k) => !same((inputs(p.record) as Record<string, unknown>)[k], (inputs(first.record) as Record<string, unknown>)[k]));
       throw new UsageError(
