@@ -24,7 +24,7 @@ import type { SourcePlan } from "./sample.ts";
 import { duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
-import { writeBuild } from "./write-build.ts";
+import { writeBuild, type BuildTarget } from "./write-build.ts";
 
 export interface BuildOptions {
   recipePath: string;
@@ -202,14 +202,27 @@ export async function planBuild(options: BuildOptions): Promise<PlanResult> {
 
 export async function build(options: BuildOptions): Promise<Manifest> {
   const loaded = await loadRecipe(options.recipePath);
-  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build");
+  return withStagedBuild(options, loaded, "chuxin-data build", (db, out) => buildInto(options, loaded, db, out));
+}
+
+/**
+ * Takes and locks the output folder, opens a fresh work database and an empty staging folder, and runs `body`, which
+ * writes the build into staging and moves it in (write-build.ts): build and merge share this.
+ */
+export async function withStagedBuild(
+  options: BuildOptions,
+  loaded: LoadedRecipe,
+  command: string,
+  body: (db: BuildDb, out: BuildTarget) => Promise<Manifest>,
+): Promise<Manifest> {
+  const lock = await takeOutputFolder(options.outDir, options.force, command);
   try {
     const staging = join(options.outDir, WORK_DIR, "staging");
     await rm(staging, { recursive: true, force: true });
     const db = await openDb(options);
     await mkdir(staging, { recursive: true });
     try {
-      return await buildInto(options, loaded, db, staging);
+      return await body(db, { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) });
     } finally {
       db.close();
     }
@@ -218,7 +231,7 @@ export async function build(options: BuildOptions): Promise<Manifest> {
   }
 }
 
-async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, staging: string): Promise<Manifest> {
+async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, out: BuildTarget): Promise<Manifest> {
   const { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination } = await prepare(options, db, loaded);
   return writeBuild(
     db,
@@ -233,7 +246,7 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
       prov,
       decontamination,
     },
-    { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) },
+    out,
     options.sink,
   );
 }

@@ -5,20 +5,17 @@
  * ranks the documents' keys, not their text, within its memory budget), the token filter's counts, the mixture and
  * the packing, reading each document's ids from the partition that tokenised it. It needs no network.
  */
-import { mkdir, rm } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
-import { DEFAULT_MAX_SHARD_BYTES, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
-import { openDb, shrinkDb, type BuildOptions } from "./build.ts";
+import { shrinkDb, withStagedBuild, type BuildOptions } from "./build.ts";
 import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
-import { takeOutputFolder } from "./output-folder.ts";
-import { ownsFile, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
+import { PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { forEachByOrd, ProvenanceTable } from "./provenance.ts";
 import { emptyStats, selectMixture } from "./select.ts";
@@ -101,11 +98,13 @@ async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: s
           `rerun one of them with the other's --tokenizer-impl (the ids are the same, the manifest records which ran)`,
       );
     }
-    if (!same(inputs(p.record), inputs(first.record))) {
-      const what = ["tokenizer", "sources", "decontamination"].find((k) => !same((inputs(p.record) as Record<string, unknown>)[k], (inputs(first.record) as Record<string, unknown>)[k]));
+    const mine = inputs(p.record);
+    const theirs = inputs(first.record);
+    const what = (Object.keys(mine) as (keyof typeof mine)[]).find((k) => !same(mine[k], theirs[k]));
+    if (what) {
       throw new UsageError(
         `${p.dir} and ${first.dir} resolved different inputs (${what}): the Hub moved between them. Build every partition from one lock: ` +
-          `\`chuxin-data plan ${recipeArg} --out DIR\` writes nothing but resolves; a finished build's recipe.lock.json does; then pass --locked --lock FILE to each partition`,
+          `pass --locked --lock FILE (the recipe.lock.json of an earlier build of ${recipeArg}) to each, and rerun them`,
       );
     }
   }
@@ -123,9 +122,10 @@ function mergedSources(parts: Partition[], loaded: LoadedRecipe): { sources: Man
   const sources = parts[0]!.record.sources.map((s, i) => {
     const rows: number[] = [];
     const files: LockedFile[] = s.files.map((f, j) => {
+      // readPartitions ordered the partitions by index, so file g belongs to parts[g % count] (ownsFile).
       const owner = parts[g++ % count]!;
       const own = owner.record.sources[i]!.files[j]!;
-      if (own.sha256 === null || own.rows === null || !ownsFile(owner.record.partition, g - 1)) {
+      if (own.sha256 === null || own.rows === null) {
         throw new RuntimeFailure(`${owner.dir}: partition.json does not record ${f.path}, which it should have read; rerun that partition`);
       }
       rows[j] = own.rows;
@@ -153,56 +153,45 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
   const loaded = await loadRecipe(options.recipePath);
   const { recipe } = loaded;
   const parts = await readPartitions(dirs, loaded, options.recipePath);
-  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge");
-  try {
-    const staging = join(options.outDir, WORK_DIR, "staging");
-    await rm(staging, { recursive: true, force: true });
-    const db = await openDb(options);
-    await mkdir(staging, { recursive: true });
-    try {
-      const { sources, fileRows } = mergedSources(parts, loaded);
-      const first = parts[0]!.record;
-      const stats = emptyStats(sources.length);
-      stats.forEach((st, i) => {
-        st.fileRows = fileRows[i]!;
-        for (const p of parts) {
-          const s = p.record.sources[i]!;
-          st.documentsRead += s.documents_read;
-          for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
-        }
-      });
-      const { prov, store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, sources), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
-      await shrinkDb(db, options);
-      const plans = await selectMixture(recipe, store.lengths, prov, stats, options.sink);
-      const buildLock: BuildLock = {
-        lock_version: 1,
-        tokenizer: first.tokenizer.lock as unknown as BuildLock["tokenizer"],
-        sources: sources.map((s) => ({ name: s.spec.name, ...(s.hf ? { hf: s.hf } : { local: true as const }), files: s.files })),
-      };
-      let decontamination: DecontaminationReport | undefined;
-      if (first.decontamination) {
-        buildLock.decontamination = first.decontamination.lock as BuildLock["decontamination"];
-        const removed = parts.reduce((a, p) => a + Number(p.record.decontamination!.report.documents_removed), 0);
-        decontamination = { ...(first.decontamination.report as unknown as DecontaminationReport), documents_removed: removed };
+  return withStagedBuild(options, loaded, "chuxin-data build --merge", async (db, out) => {
+    const { sources, fileRows } = mergedSources(parts, loaded);
+    const first = parts[0]!.record;
+    const stats = emptyStats(sources.length);
+    stats.forEach((st, i) => {
+      st.fileRows = fileRows[i]!;
+      for (const p of parts) {
+        const s = p.record.sources[i]!;
+        st.documentsRead += s.documents_read;
+        for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
       }
-      const selected: SelectedBuild = {
-        lock: buildLock,
-        tokenizer: { ...(first.tokenizer.lock as unknown as BuildLock["tokenizer"]), eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
-        sources,
-        stats,
-        plans,
-        store,
-        prov,
-        decontamination,
-      };
-      const out = { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) };
-      return await writeBuild(db, loaded, selected, out, options.sink);
-    } finally {
-      db.close();
+    });
+    const { prov, store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, sources), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+    await shrinkDb(db, options);
+    const plans = await selectMixture(recipe, store.lengths, prov, stats, options.sink);
+    const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
+    const buildLock: BuildLock = {
+      lock_version: 1,
+      tokenizer: tokenizerLock,
+      sources: sources.map((s) => ({ name: s.spec.name, ...(s.hf ? { hf: s.hf } : { local: true as const }), files: s.files })),
+    };
+    let decontamination: DecontaminationReport | undefined;
+    if (first.decontamination) {
+      buildLock.decontamination = first.decontamination.lock as BuildLock["decontamination"];
+      const removed = parts.reduce((a, p) => a + Number(p.record.decontamination!.report.documents_removed), 0);
+      decontamination = { ...(first.decontamination.report as unknown as DecontaminationReport), documents_removed: removed };
     }
-  } finally {
-    await lock.release();
-  }
+    const selected: SelectedBuild = {
+      lock: buildLock,
+      tokenizer: { ...tokenizerLock, eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
+      sources,
+      stats,
+      plans,
+      store,
+      prov,
+      decontamination,
+    };
+    return await writeBuild(db, loaded, selected, out, options.sink);
+  });
 }
 
 /**

@@ -27,6 +27,14 @@ export interface SelectedBuild {
   decontamination?: DecontaminationReport;
 }
 
+/** Where a build goes: its folder, the staging folder inside it, the shards' size limit, and the recipe's file name for the manifest. */
+export interface BuildTarget {
+  outDir: string;
+  staging: string;
+  maxShardBytes: number;
+  recipeFile: string;
+}
+
 /**
  * Packs the selected mixture into the staging folder, writes the lock, manifest, MIXTURE.md and card, and moves the
  * whole build into `outDir`. Refuses first, with the numbers, when the shards do not fit the free space.
@@ -35,7 +43,7 @@ export async function writeBuild(
   db: BuildDb,
   loaded: LoadedRecipe,
   selected: SelectedBuild,
-  out: { outDir: string; staging: string; maxShardBytes: number; recipeFile: string },
+  out: BuildTarget,
   sink: ProgressSink,
 ): Promise<Manifest> {
   const { recipe } = loaded;
