@@ -34,13 +34,16 @@ sources:
       files: ["corpus.jsonl"]
     text_column: text
 EOF
-rm -rf "$work/out"
+rm -rf "$work/out" "$work/work-kb.txt"
 node bin/chuxin-data.js build "$work/recipe.yaml" --out "$work/out" --json "$@" 2>/dev/null |
   while IFS= read -r line; do echo "$(date +%s.%N) $line"; done > "$work/events.txt" &
 sleep 0.2
 pid=$(pgrep -n -f "chuxin-data.js build $work/recipe.yaml")
+# RSS every 0.25 s; what OUT/.work holds every 2 s (its peak is the disk a build needs beyond its output).
+i=0
 while kill -0 "$pid" 2>/dev/null; do
   echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+  if [ $((i++ % 8)) -eq 0 ]; then du -sk "$work/out/.work" 2>/dev/null | cut -f1 >> "$work/work-kb.txt"; fi
   sleep 0.25
 done > "$work/rss.txt"
 wait
@@ -55,6 +58,8 @@ for line in open(f"{work}/events.txt"):
         events.append((float(t), e["type"], e["stage"]))
 rss = [(float(t), int(k)) for t, k in (l.split() for l in open(f"{work}/rss.txt") if len(l.split()) == 2)]
 print(f"peak RSS {max(k for _, k in rss) / 1024:.0f} MB over {len(rss)} samples")
+work_kb = [int(l) for l in open(f"{work}/work-kb.txt") if l.strip()] if __import__("os").path.exists(f"{work}/work-kb.txt") else [0]
+print(f"peak .work {max(work_kb) / 1024:.0f} MB")
 starts = {s: t for t, kind, s in events if kind == "stage_start"}
 for t1, kind, stage in events:
     if kind != "stage_end":

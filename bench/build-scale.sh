@@ -2,7 +2,8 @@
 # A build's time, memory and disk as the corpus grows (issue 17's measure): seeded synthetic corpora of 0.1, 0.4 and
 # 1.6 GB of JSON lines (SIZES to change; 1.5 M documents per GB, the generator of bench/build-memory.sh), each built
 # with the same --memory budget. Prints per stage: seconds, MB/s of corpus text, the largest RSS seen, and at the end
-# the peak RSS and what OUT/.work holds. Each size is its own build (no cache shared between them).
+# the peak RSS, the most OUT/.work held during the build and what it holds after. Each size is its own build (no
+# cache shared between them).
 #   bash bench/build-scale.sh [work-dir] [--memory 1GB]     SIZES="0.1 0.4 1.6" by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,13 @@ import sys
 mb = float('$mb')
 for line in sys.stdin:
     parts = line.split()
-    if line.startswith('peak'):
+    if line.startswith('peak RSS'):
         peak = line.strip()
+    elif line.startswith('peak .work'):
+        peak_work = line.split()[2]
     elif len(parts) >= 3 and parts[2] == 's':
         s = float(parts[1])
         print(f'  {parts[0]:12s} {s:8.2f} s  {mb / s if s > 0 else float(\"inf\"):8.1f} MB/s  largest RSS {parts[-2]:>6s} MB')
-print(f'  {peak}; .work holds $workmb MB')
+print(f'  {peak}; .work peaked at {peak_work} MB and holds $workmb MB after the build')
 "
 done

@@ -21,7 +21,7 @@ import { ProvenanceTable } from "./provenance.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
-import { duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
+import { dropCorpus, duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 import { writeBuild, type BuildTarget } from "./write-build.ts";
@@ -115,6 +115,8 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
       ),
     (r) => ({ done: r.tokens, unit: "tokens", reused: r.reusedChunks > 0 }),
   );
+  // Every kept document is in the token chunks now: the text's database goes (a build keeps its tokens in .work).
+  await dropCorpus(db);
   const stats = emptyStats(resolution.sources.length);
   for (const r of await rowsBySkipReason(db)) {
     stats[r.s]!.documentsRead += Number(r.n);

@@ -17,6 +17,7 @@ import { evaluationTexts } from "../tasks/requests.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import { UsageError } from "../util/errors.ts";
 import type { ProgressSink } from "./progress.ts";
+import { DOCUMENTS } from "./schema.ts";
 
 export const NORMALIZATION = "NFKC, lower case; words are runs of letters/digits or single CJK characters; punctuation and whitespace dropped";
 
@@ -102,11 +103,11 @@ export async function decontaminate(
   // Documents in rowid order, a chunk at a time; the contaminated ones are marked in one statement per chunk.
   const CHUNK = 4096;
   for (let after = -1; ; ) {
-    const rows = await db.rows<{ id: bigint; text: string }>(`SELECT rowid AS id, text FROM documents WHERE skip_reason IS NULL AND rowid > ${after} ORDER BY rowid LIMIT ${CHUNK}`);
+    const rows = await db.rows<{ id: bigint; text: string }>(`SELECT rowid AS id, text FROM ${DOCUMENTS} WHERE skip_reason IS NULL AND rowid > ${after} ORDER BY rowid LIMIT ${CHUNK}`);
     if (rows.length === 0) break;
     after = Number(rows[rows.length - 1]!.id);
     const hit = rows.filter((r) => overlaps(r.text, grams, n)).map((r) => String(r.id));
-    if (hit.length) await db.run(`UPDATE documents SET skip_reason = 'contaminated' WHERE rowid IN (${hit.join(",")})`);
+    if (hit.length) await db.run(`UPDATE ${DOCUMENTS} SET skip_reason = 'contaminated' WHERE rowid IN (${hit.join(",")})`);
     report.documents_removed += hit.length;
     sink({ type: "stage_progress", stage: "decontaminate", done: report.documents_removed, unit: "documents removed" });
   }

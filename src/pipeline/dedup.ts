@@ -1,3 +1,4 @@
+import { DOCUMENTS } from "./schema.ts";
 import type { Recipe } from "../recipe/schema.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 
@@ -13,8 +14,8 @@ export function normalizedTextSql(normalization: Recipe["dedup"]["normalization"
 
 /**
  * Exact dedup across all sources on the 128-bit MD5 of the normalised text; the first occurrence in
- * recipe order (source, file, row) wins. Writes `unique_docs` (kept documents, in that order, with their
- * text) and `duplicates` (each removed row and the source that kept its text).
+ * recipe order (source, file, row) wins. Writes `unique_docs` (kept documents, in that order, with the rowid of
+ * their text: the text is not copied) and `duplicates` (each removed row and the source that kept its text).
  */
 export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number; removed: number }> {
   const enabled = recipe.dedup.enabled;
@@ -22,16 +23,16 @@ export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number
   await db.run(`DROP TABLE IF EXISTS ranked`);
   await db.run(
     `CREATE TEMP TABLE ranked AS
-     SELECT source_idx, file_idx, row_idx, text, ${key} AS doc_hash,
+     SELECT source_idx, file_idx, row_idx, rowid AS doc_row, ${key} AS doc_hash,
        ${enabled ? `row_number() OVER w` : `1`} AS occurrence,
        ${enabled ? `first_value(source_idx) OVER w` : `source_idx`} AS kept_by_source
-     FROM documents WHERE skip_reason IS NULL
+     FROM ${DOCUMENTS} WHERE skip_reason IS NULL
      ${enabled ? `WINDOW w AS (PARTITION BY doc_hash ORDER BY source_idx, file_idx, row_idx)` : ""}`,
   );
   await db.run(`DROP TABLE IF EXISTS unique_docs`);
   await db.run(
     `CREATE TABLE unique_docs AS
-     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, text
+     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, doc_row
      FROM ranked WHERE occurrence = 1 ORDER BY ord`,
   );
   await db.run(`DROP TABLE IF EXISTS duplicates`);

@@ -1,5 +1,6 @@
 import type { Recipe } from "../recipe/schema.ts";
 import type { BuildDb } from "../util/duckdb.ts";
+import { DOCUMENTS } from "./schema.ts";
 
 /**
  * Why a row is not a document; every reason is counted per source in the manifest. Readers give the first
@@ -27,7 +28,7 @@ export async function filterText(db: BuildDb, filters: Recipe["filters"]): Promi
   // Whitespace here is RE2's \s plus Unicode separators (\p{Z}) and the BOM.
   const { min_chars, max_chars } = filters;
   await db.run(
-    `UPDATE documents SET skip_reason = CASE
+    `UPDATE ${DOCUMENTS} SET skip_reason = CASE
        WHEN regexp_full_match(text, '[\\s\\p{Z}\\x{FEFF}]*') THEN 'empty_text'
        WHEN length(text) < ${min_chars} THEN 'too_short'
        ${max_chars !== undefined ? `WHEN length(text) > ${max_chars} THEN 'too_long'` : ""}

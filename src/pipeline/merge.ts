@@ -20,6 +20,7 @@ import { runStage } from "./progress.ts";
 import { forEachByOrd, ProvenanceTable } from "./provenance.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type TokenReader } from "./tokenize.ts";
+import { openFileBudget } from "../util/open-files.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
 
 interface Partition {
@@ -230,10 +231,13 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
      FROM ranked WHERE occurrence = 1 ORDER BY ord`,
   );
   const n = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM merged_docs`)).n);
+  // The partitions' stores share one budget of open files.
+  const filesEach = Math.max(16, Math.floor(openFileBudget() / parts.length));
   const stores = parts.map((p) =>
     TokenStore.openChunks(
       p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
       (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
+      filesEach,
     ),
   );
   parts.forEach((p, k) => {

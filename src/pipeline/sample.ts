@@ -1,5 +1,5 @@
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { keyedHash64 } from "../util/hash.ts";
+import { keyedHash64Words } from "../util/hash.ts";
 
 export interface SourceDocs {
   name: string;
@@ -75,14 +75,41 @@ export function apportion(total: number, weights: readonly number[]): number[] {
   return out;
 }
 
-/** Document order for one pass over a source: a keyed hash of (seed, source, pass, document hash). */
-function passOrder(seed: number, source: SourceDocs, pass: number): Uint32Array {
+/**
+ * Document order for one pass over a source: ascending keyed hash of (seed, source, pass, document hash), ties by
+ * index. A stable radix sort over the 64-bit keys (four 16-bit digits, low first), so the stage's time is linear
+ * in the documents: a comparison sort's log factor cost 25% of its throughput from 0.1 to 1.6 GB.
+ */
+export function passOrder(seed: number, source: SourceDocs, pass: number): Uint32Array {
   const n = source.ords.length;
-  const keys = new BigUint64Array(n);
-  for (let i = 0; i < n; i++) keys[i] = keyedHash64(seed, source.name, pass, source.hashOf(i));
-  const order = new Uint32Array(n);
+  const hi = new Uint32Array(n);
+  const lo = new Uint32Array(n);
+  for (let i = 0; i < n; i++) [hi[i], lo[i]] = keyedHash64Words(seed, source.name, pass, source.hashOf(i));
+  return radixOrder(hi, lo);
+}
+
+/** Indexes 0..n-1 ordered by the 64-bit key (hi, lo), equal keys by index. */
+export function radixOrder(hi: Uint32Array, lo: Uint32Array): Uint32Array {
+  const n = hi.length;
+  let order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
-  return order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : a - b));
+  let next = new Uint32Array(n);
+  const counts = new Uint32Array(65536);
+  for (const [words, shift] of [[lo, 0], [lo, 16], [hi, 0], [hi, 16]] as const) {
+    counts.fill(0);
+    for (let i = 0; i < n; i++) counts[(words[i]! >>> shift) & 0xffff]!++;
+    for (let d = 0, at = 0; d < 65536; d++) {
+      const c = counts[d]!;
+      counts[d] = at;
+      at += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const idx = order[i]!;
+      next[counts[(words[idx]! >>> shift) & 0xffff]!++] = idx;
+    }
+    [order, next] = [next, order];
+  }
+  return order;
 }
 
 function sum(values: ArrayLike<number>): number {

@@ -1,45 +1,97 @@
+import { rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 
 /**
  * The build's DuckDB tables, in one place (OUT/.work/build.duckdb; rebuilt from the inputs on every run):
  *   files        (source_idx, file_idx, path, sha256, rows)             — written by ingest
- *   documents    (source_idx, file_idx, row_idx, text, skip_reason)     — every row a reader saw (readers/, filters.ts)
- *   unique_docs  (ord, source_idx, file_idx, row_idx, doc_hash, text)   — kept documents in recipe order (dedup.ts)
+ *   corpus.documents (source_idx, file_idx, row_idx, text, skip_reason) — every row a reader saw (readers/, filters.ts)
+ *   unique_docs  (ord, source_idx, file_idx, row_idx, doc_hash, doc_row) — kept documents in recipe order (dedup.ts);
+ *                doc_row is the document's rowid in corpus.documents, where its text is
  *   duplicates   (source_idx, file_idx, row_idx, doc_hash, kept_by_source) — rows dedup removed (dedup.ts)
+ *   row_counts   (source_idx, skip_reason, n)                          — rows per source and skip reason (dropCorpus)
+ * The text is held once, in its own database file (OUT/.work/corpus.duckdb), which is deleted once every document
+ * is tokenised: what a build keeps in .work is then its token chunks and these small tables.
  * The queries other stages need are functions here, so no stage reads another's table by hand.
  */
+export const DOCUMENTS = "corpus.documents";
+
+function corpusPath(db: BuildDb): string {
+  return db.path === ":memory:" ? ":memory:" : join(dirname(db.path), "corpus.duckdb");
+}
+
 export async function createIngestTables(db: BuildDb): Promise<void> {
-  await db.run(`DROP TABLE IF EXISTS documents`);
+  await dropCorpus(db, false);
+  await db.run(`ATTACH ${sqlString(corpusPath(db))} AS corpus`);
   await db.run(`DROP TABLE IF EXISTS files`);
+  await db.run(`DROP TABLE IF EXISTS row_counts`);
   await db.run(`CREATE TABLE files (source_idx INTEGER, file_idx INTEGER, path VARCHAR, sha256 VARCHAR, rows BIGINT)`);
-  await db.run(`CREATE TABLE documents (source_idx INTEGER, file_idx INTEGER, row_idx BIGINT, text VARCHAR, skip_reason VARCHAR)`);
+  await db.run(`CREATE TABLE ${DOCUMENTS} (source_idx INTEGER, file_idx INTEGER, row_idx BIGINT, text VARCHAR, skip_reason VARCHAR)`);
+}
+
+/**
+ * Once every kept document is tokenised, the text is no longer needed: the counts per skip reason are kept in
+ * row_counts (when `count`), and the corpus database is detached and deleted.
+ */
+export async function dropCorpus(db: BuildDb, count = true): Promise<void> {
+  const attached = await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`);
+  if (attached.length) {
+    if (count) await db.run(`CREATE OR REPLACE TABLE row_counts AS SELECT source_idx, skip_reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`);
+    await db.run(`DETACH corpus`);
+  }
+  const path = corpusPath(db);
+  if (path !== ":memory:") for (const p of [path, `${path}.wal`]) await rm(p, { force: true });
 }
 
 /** Records a file once its rows are in `documents`. */
 export async function recordFile(db: BuildDb, sourceIdx: number, fileIdx: number, path: string, sha256: string): Promise<void> {
   await db.run(
     `INSERT INTO files SELECT ${sourceIdx}, ${fileIdx}, ${sqlString(path)}, ${sqlString(sha256)},
-       (SELECT count(*) FROM documents WHERE source_idx = ${sourceIdx} AND file_idx = ${fileIdx})`,
+       (SELECT count(*) FROM ${DOCUMENTS} WHERE source_idx = ${sourceIdx} AND file_idx = ${fileIdx})`,
   );
 }
 
 export async function documentCount(db: BuildDb): Promise<number> {
-  return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM documents`)).n);
+  return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${DOCUMENTS}`)).n);
 }
 
 export async function uniqueDocCount(db: BuildDb): Promise<number> {
   return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM unique_docs`)).n);
 }
 
-/** Texts of unique documents [first, first + count), in order. */
+/**
+ * Texts of unique documents [first, first + count), in order. They are read from corpus.documents by rowid, whose
+ * range DuckDB scans alone (row groups outside it are skipped), so each chunk costs its own rows, not the table's.
+ */
 export async function uniqueDocTexts(db: BuildDb, first: number, count: number): Promise<string[]> {
-  const rows = await db.rows<{ text: string }>(`SELECT text FROM unique_docs WHERE ord >= ${first} AND ord < ${first + count} ORDER BY ord`);
-  return rows.map((r) => r.text);
+  const keys = await db.rows<{ doc_row: bigint }>(`SELECT doc_row FROM unique_docs WHERE ord >= ${first} AND ord < ${first + count} ORDER BY ord`);
+  if (keys.length === 0) return [];
+  const rows = keys.map((k) => k.doc_row);
+  let lo = rows[0]!;
+  let hi = rows[0]!;
+  for (const r of rows) {
+    if (r < lo) lo = r;
+    if (r > hi) hi = r;
+  }
+  const found = await db.rows<{ id: bigint; text: string }>(
+    `SELECT rowid AS id, text FROM ${DOCUMENTS} WHERE rowid BETWEEN ${lo} AND ${hi} AND rowid IN (${rows.join(",")})`,
+  );
+  const byRow = new Map(found.map((f) => [f.id, f.text]));
+  return rows.map((r) => {
+    const text = byRow.get(r);
+    if (text === undefined) throw new Error(`unique document at rowid ${r} has no text in ${DOCUMENTS}`);
+    return text;
+  });
 }
 
-/** Rows per source and skip reason (NULL: a document). */
-export function rowsBySkipReason(db: BuildDb) {
-  return db.rows<{ s: number; reason: string | null; n: bigint }>(`SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM documents GROUP BY ALL`);
+/** Rows per source and skip reason (NULL: a document), from row_counts once the corpus is dropped. */
+export async function rowsBySkipReason(db: BuildDb) {
+  const attached = (await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`)).length > 0;
+  return db.rows<{ s: number; reason: string | null; n: bigint }>(
+    attached
+      ? `SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`
+      : `SELECT source_idx AS s, skip_reason AS reason, n FROM row_counts`,
+  );
 }
 
 /** Removed duplicates per source, split by whether the kept copy is in the same source. */

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
+import { openFileBudget } from "../util/open-files.ts";
 import { siblingModule, startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -42,14 +43,17 @@ export class TokenStore implements TokenReader {
     private readonly starts: Uint32Array[],
     private readonly idCounts: number[],
     readonly lengths: Uint32Array,
-    private readonly maxOpen = 64,
+    // Pack reads documents in shuffled order, so nearly every read is in another chunk: with fewer files kept open
+    // than there are chunks, each read reopens one, and reading slows as the corpus grows (measured: 45 against
+    // 12 us a document over 2,344 chunks with 64 open against 4,096).
+    private readonly maxOpen = openFileBudget(),
   ) {}
 
   /**
    * A store over chunk files another run wrote (a partition's, for merge), from their headers alone: each file's
    * document count and lengths. A file that is missing, not a chunk, or of another length is an error naming it.
    */
-  static openChunks(files: string[], onBad: (file: string, why: string) => Error): TokenStore {
+  static openChunks(files: string[], onBad: (file: string, why: string) => Error, maxOpen = openFileBudget()): TokenStore {
     const starts: Uint32Array[] = [];
     const idCounts: number[] = [];
     const lengths: Uint32Array[] = [];
@@ -90,7 +94,7 @@ export class TokenStore implements TokenReader {
       all.set(l, at);
       at += l.length;
     }
-    return new TokenStore(files, starts, idCounts, all);
+    return new TokenStore(files, starts, idCounts, all, maxOpen);
   }
 
   /** Each chunk file, with its document and id counts, in order. */

@@ -5,6 +5,8 @@ export class BuildDb {
   private constructor(
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
+    /** The database file, or ":memory:". */
+    readonly path: string,
   ) {}
 
   /** limits: DuckDB's memory_limit (it spills to tempDirectory beyond it) for a build held to a budget. */
@@ -15,7 +17,7 @@ export class BuildDb {
       preserve_insertion_order: "true",
       ...(limits ? { memory_limit: `${Math.max(1, Math.floor(limits.memoryBytes / 2 ** 20))}MiB`, temp_directory: limits.tempDirectory } : {}),
     });
-    return new BuildDb(instance, await instance.connect());
+    return new BuildDb(instance, await instance.connect(), path);
   }
 
   /** Changes DuckDB's memory limit (it evicts, spilling to its temp directory, down to the new one). */

@@ -16,6 +16,15 @@ export async function sha256File(path: string): Promise<string> {
  * so orderings never depend on file order, worker count or wall time.
  */
 export function keyedHash64(...parts: (string | number | bigint)[]): bigint {
-  const digest = createHash("sha256").update(parts.map(String).join("\u0000")).digest();
-  return digest.readBigUInt64BE(0);
+  return keyedDigest(parts).readBigUInt64BE(0);
+}
+
+/** keyedHash64 as its high and low 32-bit words (no BigInt: the sampler keys millions of documents this way). */
+export function keyedHash64Words(...parts: (string | number | bigint)[]): [hi: number, lo: number] {
+  const digest = keyedDigest(parts);
+  return [digest.readUInt32BE(0), digest.readUInt32BE(4)];
+}
+
+function keyedDigest(parts: (string | number | bigint)[]): Buffer {
+  return createHash("sha256").update(parts.map(String).join("\u0000")).digest();
 }

@@ -1,4 +1,4 @@
-/** ingest: every row of every file into `documents`, with provenance, through the reader of its format, then the text filters. */
+/** ingest: every row of every file into `corpus.documents`, with provenance, through the reader of its format, then the text filters. */
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -8,6 +8,7 @@ import { ingest } from "../../src/pipeline/ingest.ts";
 import type { ProgressEvent } from "../../src/pipeline/progress.ts";
 import type { ResolvedSource } from "../../src/pipeline/resolve.ts";
 import { parseRecipe } from "../../src/recipe/load.ts";
+import { DOCUMENTS } from "../../src/pipeline/schema.ts";
 import { BuildDb, sqlString } from "../../src/util/duckdb.ts";
 
 describe("ingest", () => {
@@ -49,7 +50,7 @@ describe("ingest", () => {
       const rows = await ingest(db, recipe, sources, (e) => events.push(e));
       assert.equal(rows, 11);
       const docs = await db.rows<{ source_idx: number; file_idx: number; row_idx: bigint; text: string | null; skip_reason: string | null }>(
-        `SELECT * FROM documents ORDER BY source_idx, file_idx, row_idx`,
+        `SELECT * FROM ${DOCUMENTS} ORDER BY source_idx, file_idx, row_idx`,
       );
       assert.deepEqual(
         docs.map((d) => [d.source_idx, d.file_idx, Number(d.row_idx), d.skip_reason ?? d.text]),

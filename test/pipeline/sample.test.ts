@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { apportion, interleave, planMixture, type SourceDocs } from "../../src/pipeline/sample.ts";
+import { apportion, interleave, planMixture, radixOrder, type SourceDocs } from "../../src/pipeline/sample.ts";
 
 function source(name: string, weight: number, lengths: number[], maxEpochs = 4, hashes = lengths.map((_, i) => `${name}-${i}`)): SourceDocs & { hashes: string[] } {
   return { name, weight, maxEpochs, ords: lengths.map((_, i) => i), hashes, hashOf: (i) => hashes[i]!, tokens: lengths };
@@ -62,5 +62,21 @@ describe("mixture planning", () => {
       const n = k + 1;
       [0.6, 0.3, 0.1].forEach((share, i) => assert.ok(Math.abs(seen[i]! - share * n) <= 1, `prefix ${n}, source ${i}`));
     }
+  });
+});
+
+describe("pass order", () => {
+  it("orders by the 64-bit key, equal keys by index, as a comparison sort does", () => {
+    // Keys drawn from a few values per word, so every digit position has ties and carries.
+    let x = 7;
+    const rand = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+    const n = 5000;
+    const words = [0, 1, 0xffff, 0x10000, 0xffffffff, 0x80000000];
+    const hi = Uint32Array.from({ length: n }, () => words[rand() % words.length]!);
+    const lo = Uint32Array.from({ length: n }, () => words[rand() % words.length]! ^ (rand() % 3));
+    const key = (i: number) => (BigInt(hi[i]!) << 32n) | BigInt(lo[i]!);
+    const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a - b));
+    assert.deepEqual(Array.from(radixOrder(hi, lo)), expected);
+    assert.deepEqual(Array.from(radixOrder(new Uint32Array(0), new Uint32Array(0))), []);
   });
 });

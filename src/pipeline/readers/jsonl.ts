@@ -75,7 +75,7 @@ export const jsonlReader: FormatReader = {
   matches: /\.(jsonl|ndjson|json)(\.gz)?$/i,
   extensions: ".jsonl, .jsonl.gz",
   async read({ db, source, path, fileIdx, where, parts }: IngestTarget): Promise<void> {
-    const appender = await db.conn.createAppender("documents");
+    const appender = await db.conn.createAppender("documents", "main", "corpus");
     try {
       for await (const row of readJsonl(path, parts)) {
         appender.appendInteger(source.index);

@@ -1,6 +1,7 @@
 import { RuntimeFailure, UsageError } from "../../util/errors.ts";
 import { ident, sqlString } from "../../util/duckdb.ts";
 import { templateFields } from "../template.ts";
+import { DOCUMENTS } from "../schema.ts";
 import type { FormatReader, IngestTarget } from "./reader.ts";
 
 /** Parquet, read by DuckDB itself; a text column stored as bytes is decoded there, invalid UTF-8 rows counted. */
@@ -37,7 +38,7 @@ export const parquetReader: FormatReader = {
     const badBytes = blobs.length ? blobs.map((f) => `(${ident(f)} IS NOT NULL AND try(decode(${ident(f)})) IS NULL)`).join(" OR ") : "false";
     try {
       await db.run(
-        `INSERT INTO documents SELECT ${source.index}, ${fileIdx}, file_row_number, t,
+        `INSERT INTO ${DOCUMENTS} SELECT ${source.index}, ${fileIdx}, file_row_number, t,
            CASE WHEN bad THEN 'invalid_utf8' WHEN t IS NULL THEN 'null_text' END
          FROM (SELECT file_row_number, ${expr} AS t, ${badBytes} AS bad FROM read_parquet(${sqlString(path)}, file_row_number = true))
          ORDER BY file_row_number`,
