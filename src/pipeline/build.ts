@@ -11,6 +11,7 @@ import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
 import { BuildDb } from "../util/duckdb.ts";
 import { formatSize } from "../util/size.ts";
 import { decontaminate, type DecontaminationReport } from "./decontaminate.ts";
+import { checkWorkSpace, describeEstimate, estimateWork } from "./disk-estimate.ts";
 import { dedup } from "./dedup.ts";
 import { ingest } from "./ingest.ts";
 import { readLock } from "./lock.ts";
@@ -39,6 +40,8 @@ export interface BuildOptions {
   force?: boolean;
   /** DuckDB's memory budget in bytes (it spills to OUT/.work/duckdb-tmp beyond it); default: half of this machine's memory. */
   memoryBytes?: number;
+  /** false: state the disk estimate but build even when it exceeds the free space (default true: refuse). */
+  diskCheck?: boolean;
   env?: HubEnv;
   sink: ProgressSink;
 }
@@ -55,7 +58,7 @@ export interface PlanResult {
  * Resolves, reads, filters, decontaminates, dedups and tokenises what this build reads: every input file, or, for a
  * partition, its slice of them (`filter`).
  */
-export async function readInputs(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter?: FileFilter) {
+export async function readInputs(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter?: FileFilter, planOnly = false) {
   let decontamination: DecontaminationReport | undefined;
   const { recipe } = loaded;
   const { sink } = options;
@@ -72,11 +75,19 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     done: r.sources.reduce((a, s) => a + s.files.filter((f) => f.inSlice).length, 0),
     unit: "files to read (downloading alongside ingest)",
   }));
-  // Until every file is in, a failure (a bad tokenizer, a bad file) must also stop the downloads still to start.
+  // A partition's chunks are part of its output (merge reads them); a build's are a cache in .work.
+  const cacheDir = filter ? join(options.outDir, PARTITION_TOKENS) : join(options.outDir, WORK_DIR, "tokens");
+  // Until every file is in, a failure (a bad tokenizer, a bad file, too little disk) must also stop the downloads
+  // still to start.
   let tokenizerJson: string;
   let tokenizer: ReturnType<typeof parseTokenizerJson>["info"];
   let native: (TextTokenizer & BatchTokenizer) | undefined;
   try {
+    const workDir = join(options.outDir, WORK_DIR);
+    const estimate = estimateWork(recipe, resolution.sources, { withShards: !filter, reusableTokenBytes: await folderBytes(cacheDir) });
+    const free = await freeBytes(workDir);
+    sink({ type: "note", stage: "download", message: describeEstimate(estimate, workDir, free) });
+    if (options.diskCheck ?? true) checkWorkSpace(estimate, workDir, free, planOnly);
     tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
     const parsed = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
     tokenizer = parsed.info;
@@ -102,8 +113,6 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     decontamination = result!.report;
   }
   await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
-  // A partition's chunks are part of its output (merge reads them); a build's are a cache in .work.
-  const cacheDir = filter ? join(options.outDir, PARTITION_TOKENS) : join(options.outDir, WORK_DIR, "tokens");
   const tokenized = await runStage(
     sink,
     "tokenize",
@@ -127,8 +136,8 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 }
 
 /** Everything up to the mixture plan, on one machine. */
-async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe) {
-  const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded);
+async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, planOnly = false) {
+  const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, undefined, planOnly);
   const prov = await ProvenanceTable.ofUniqueDocs(db, tokenized.store.lengths.length, resolution.sources.map((s) => s.files.map((f) => f.path)));
   for (const r of await duplicatesBySource(db)) {
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
@@ -186,7 +195,7 @@ export async function planBuild(options: BuildOptions): Promise<PlanResult> {
   try {
     const db = await openDb(options);
     try {
-      const { plans, stats } = await prepare(options, db, loaded);
+      const { plans, stats } = await prepare(options, db, loaded, true);
       const selected = plans.reduce((a, p) => a + p.tokensSelected, 0);
       const disk = {
         shards: shardBytes(selected, loaded.recipe.sequence_length, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES),

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { cpus, endianness } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
@@ -317,5 +317,8 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   } finally {
     await pool?.stop();
   }
+  // Chunks of documents this build no longer has (an earlier corpus, another tokenizer) would only grow the folder.
+  const kept = new Set(files.map((f) => basename(f)));
+  for (const name of await readdir(options.cacheDir)) if (!kept.has(name)) await rm(join(options.cacheDir, name), { force: true });
   return { store: new TokenStore(files, starts, idCounts, lengths), reusedChunks, bytes, tokens };
 }

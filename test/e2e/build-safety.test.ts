@@ -259,7 +259,7 @@ describe("build safety: files stay in their folders, failures keep the last good
     }
   });
 
-  it("says before packing when the shards will not fit the disk, with the numbers; plan says what they need", async (t) => {
+  it("says before reading when its estimate of .work's peak will not fit the disk, and before packing when the shards will not, with the numbers; plan says what they need", async (t) => {
     const dir = join(work, "disk");
     const out = join(dir, "out");
     await mkdir(join(dir, "data"), { recursive: true });
@@ -275,7 +275,16 @@ describe("build safety: files stay in their folders, failures keep the last good
       return;
     }
     try {
-      const r = await runCli(["build", recipe, "--out", out]);
+      // From the file's size alone (53 KiB of JSON lines, 2,000 epochs of it), before a row is read.
+      const early = await runCli(["build", recipe, "--out", out]);
+      assert.equal(early.code, 1, early.stderr);
+      assert.match(
+        early.stderr,
+        /disk: about \d+ MiB in .*\.work at the build's peak, from 1 input file\(s\) of \d+ KiB \(.*of shards staged there; assuming 2 bytes of text a token\); 1\d MiB free there — not enough\. .*--partition i\/N.*--no-disk-check/,
+      );
+      assert.ok(!existsSync(join(out, ".work", "corpus.duckdb")), "refused before ingest");
+      // --no-disk-check goes on to the exact figure, known once the mixture is planned.
+      const r = await runCli(["build", recipe, "--out", out, "--no-disk-check"]);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /the shards need 84 MiB \(343,437 sequences of 64 tokens\) and .*staging has 1\d MiB free; free space there, build to another --out, or lower target_tokens/);
       assert.ok(!(await readdir(out)).includes("manifest.json"));

@@ -22,6 +22,11 @@ const common = (y: Argv) =>
     .option("tokenizer-impl", { choices: ["native", "js"], default: "native", describe: "native BPE (falls back to js, saying so, for unsupported tokenizer.json features)" })
     .option("force", { type: "boolean", default: false, describe: "build into an --out that holds files chuxin-data did not write (its README.md is replaced)" })
     .option("memory", { type: "string", describe: "the build's memory budget, e.g. 4GB or 60% (default: half of this machine's memory); DuckDB gets 60% of it and spills to OUT/.work beyond that" })
+    .option("disk-check", {
+      type: "boolean",
+      default: true,
+      describe: "refuse before reading when the estimate of OUT/.work's peak exceeds its free space (--no-disk-check: state it and go on)",
+    })
     .option("json", { type: "boolean", default: false, describe: "NDJSON progress events on stdout" });
 
 /** --memory as bytes; a usage error naming the flag when it is not a size DuckDB can work in. */
@@ -68,6 +73,7 @@ export function registerBuild(y: Argv): Argv {
           tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
           force: args.force,
           memoryBytes,
+          diskCheck: args["disk-check"],
           sink: r.sink,
         };
         if (slice) {
@@ -132,7 +138,7 @@ export function registerBuild(y: Argv): Argv {
         const r = await progressRenderer(mode);
         const { planBuild } = await pipeline();
         try {
-          const { plans, disk } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, sink: r.sink });
+          const { plans, disk } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, diskCheck: args["disk-check"], sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,

@@ -1,0 +1,96 @@
+import type { Recipe } from "../recipe/schema.ts";
+import { RuntimeFailure } from "../util/errors.ts";
+import { formatSize } from "../util/size.ts";
+import type { ResolvedSource } from "./resolve.ts";
+
+/**
+ * What a build will hold in OUT/.work before it has read a row, from the input files' sizes alone. The ratios are
+ * deliberately on the high side, so a refusal means the disk is short, not that the guess was:
+ * - text per byte of input: JSON lines and plain text hold their text and a little around it (1); a compressed
+ *   file (gzip, parquet) expands about three times;
+ * - corpus.duckdb holds the text until it is tokenised: measured 0.94 of the JSON lines' bytes on the synthetic
+ *   corpus of bench/build-memory.sh, whose random letters compress badly (prose compresses better);
+ * - the token chunks hold 4 bytes a token, at 2 bytes of text a token (DeepSeek's tokenizer on that corpus; English
+ *   prose is nearer 4, so this overstates it);
+ * - the shards are staged in .work before they move out: 4 bytes a token of the mixture.
+ */
+export const TEXT_PER_INPUT_BYTE = { plain: 1, compressed: 3 } as const;
+export const TEXT_BYTES_PER_TOKEN = 2;
+
+export interface WorkEstimate {
+  /** input files and their bytes */
+  files: number;
+  inputBytes: number;
+  /** text the inputs hold, and what each phase keeps in .work */
+  textBytes: number;
+  corpusDbBytes: number;
+  tokenBytes: number;
+  shardBytes: number;
+  /** the most .work holds at once: text and tokens while tokenising, or tokens and shards while packing */
+  peakBytes: number;
+}
+
+function compressed(path: string): boolean {
+  return /\.(gz|parquet|zst|bz2|xz)$/i.test(path);
+}
+
+/**
+ * The estimate for the files this build reads. `withShards`: a build packs shards; a partition (whose tokens are
+ * its output) and `plan` do not. `reusableTokenBytes`: token chunks already in .work from an earlier run.
+ */
+export function estimateWork(recipe: Recipe, sources: ResolvedSource[], options: { withShards: boolean; reusableTokenBytes: number }): WorkEstimate {
+  let files = 0;
+  let inputBytes = 0;
+  const textBySource = sources.map((s) => {
+    let text = 0;
+    for (const f of s.files) {
+      if (!f.inSlice) continue;
+      files++;
+      inputBytes += f.size;
+      text += f.size * (compressed(f.path) ? TEXT_PER_INPUT_BYTE.compressed : TEXT_PER_INPUT_BYTE.plain);
+    }
+    return text;
+  });
+  const textBytes = textBySource.reduce((a, b) => a + b, 0);
+  const tokensBySource = textBySource.map((t) => t / TEXT_BYTES_PER_TOKEN);
+  const tokenBytes = Math.max(0, 4 * (textBytes / TEXT_BYTES_PER_TOKEN) - options.reusableTokenBytes);
+  let shardBytes = 0;
+  if (options.withShards) {
+    // The mixture's size as sample.ts will set it: target_tokens, or the largest mixture max_epochs allows.
+    const weightSum = recipe.sources.reduce((a, s) => a + s.weight, 0);
+    const mixture =
+      recipe.target_tokens ??
+      Math.min(...recipe.sources.map((s, i) => ((s.max_epochs ?? recipe.max_epochs) * tokensBySource[i]! * weightSum) / s.weight));
+    shardBytes = 4 * (Number.isFinite(mixture) ? mixture : 0);
+  }
+  const corpusDbBytes = textBytes;
+  const peakBytes = Math.max(corpusDbBytes + tokenBytes, tokenBytes + shardBytes);
+  return { files, inputBytes, textBytes, corpusDbBytes, tokenBytes, shardBytes, peakBytes: Math.ceil(peakBytes) };
+}
+
+/** One line for the output: what the estimate holds and the free space. */
+export function describeEstimate(e: WorkEstimate, workDir: string, free: number | undefined): string {
+  const parts = [
+    `${formatSize(e.corpusDbBytes)} of text in DuckDB until it is tokenised`,
+    `${formatSize(e.tokenBytes)} of token chunks${e.tokenBytes === 0 ? " (reused)" : ""}`,
+    ...(e.shardBytes > 0 ? [`${formatSize(e.shardBytes)} of shards staged there`] : []),
+  ];
+  return (
+    `disk: about ${formatSize(e.peakBytes)} in ${workDir} at the build's peak, from ${e.files} input file(s) of ${formatSize(e.inputBytes)} ` +
+    `(${parts.join("; ")}; assuming ${TEXT_BYTES_PER_TOKEN} bytes of text a token)${free !== undefined ? `; ${formatSize(free)} free there` : ""}`
+  );
+}
+
+/**
+ * Refuses, with the numbers and the ways out, when the estimate does not fit the free space. `plan` writes no
+ * shards, so it needs only the text and the tokens.
+ */
+export function checkWorkSpace(e: WorkEstimate, workDir: string, free: number | undefined, planOnly = false): void {
+  const need = planOnly ? e.corpusDbBytes + e.tokenBytes : e.peakBytes;
+  if (free === undefined || need <= free) return;
+  throw new RuntimeFailure(
+    `${describeEstimate(e, workDir, free)} — not enough. Free space there, build to an --out on a larger disk, ` +
+      `build as partitions on several machines (--partition i/N, then --merge), or pass --no-disk-check if your text ` +
+      `tokenises more densely than the estimate assumes`,
+  );
+}
