@@ -43,7 +43,7 @@ pid=$(pgrep -n -f "chuxin-data.js build $work/recipe.yaml")
 i=0
 while kill -0 "$pid" 2>/dev/null; do
   echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
-  if [ $((i++ % 8)) -eq 0 ]; then du -sk "$work/out/.work" 2>/dev/null | cut -f1 >> "$work/work-kb.txt"; fi
+  if [ $((i++ % 8)) -eq 0 ]; then (du -sk "$work/out/.work" 2>/dev/null || true) | cut -f1 >> "$work/work-kb.txt"; fi
   sleep 0.25
 done > "$work/rss.txt"
 wait
