@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
@@ -11,7 +11,7 @@ import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
 import { BuildDb } from "../util/duckdb.ts";
 import { formatSize } from "../util/size.ts";
 import { decontaminate, type DecontaminationReport } from "./decontaminate.ts";
-import { checkWorkSpace, describeEstimate, estimateWork } from "./disk-estimate.ts";
+import { checkTokenizeSpace, checkWorkSpace, describeEstimate, estimateAfterDedup, estimateWork } from "./disk-estimate.ts";
 import { dedup } from "./dedup.ts";
 import { ingest } from "./ingest.ts";
 import { readLock } from "./lock.ts";
@@ -112,7 +112,8 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     resolution.lock.decontamination = result!.lock;
     decontamination = result!.report;
   }
-  await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
+  const deduped = await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
+  await checkBeforeTokenize(options, recipe, deduped, cacheDir, !!filter, planOnly);
   const tokenized = await runStage(
     sink,
     "tokenize",
@@ -134,6 +135,46 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
   for (const r of await fileRows(db)) stats[r.s]!.fileRows[r.f] = Number(r.rows);
   return { resolution, tokenizer, tokenized, stats, impl, decontamination };
 }
+
+/**
+ * Before the longest stage, with exact counts: the disk the tokens (and shards) need, from the kept text's size;
+ * and whether the per-document state fits what the budget leaves it (a warning: the build goes on above it).
+ */
+async function checkBeforeTokenize(
+  options: BuildOptions,
+  recipe: LoadedRecipe["recipe"],
+  deduped: { kept: number; keptBytesBySource: Map<number, number> },
+  cacheDir: string,
+  partition: boolean,
+  planOnly: boolean,
+): Promise<void> {
+  const workDir = join(options.outDir, WORK_DIR);
+  const corpusDbBytes = await stat(join(workDir, "corpus.duckdb")).then((s) => s.size, () => 0);
+  const e = estimateAfterDedup(recipe, recipe.sources.map((_, i) => deduped.keptBytesBySource.get(i) ?? 0), {
+    withShards: !partition,
+    reusableTokenBytes: await folderBytes(cacheDir),
+    corpusDbBytes,
+  });
+  if (options.diskCheck ?? true) checkTokenizeSpace(e, workDir, await freeBytes(workDir), planOnly);
+  const budget = memoryBudget(options);
+  const room = budget.bytes - duckdbShares(budget.bytes).packing - FIXED_OVERHEAD_BYTES;
+  const state = deduped.kept * PER_DOCUMENT_BYTES;
+  if (state > room) {
+    options.sink({
+      type: "note",
+      stage: "dedup",
+      message:
+        `warning: the per-document state of ${deduped.kept.toLocaleString("en-US")} documents needs about ${formatSize(state)} (${PER_DOCUMENT_BYTES} bytes each), ` +
+        `more than the ${formatSize(Math.max(0, room))} the ${formatSize(budget.bytes)} budget leaves it; the build goes on above the budget. Raise --memory to stay within it`,
+    });
+  }
+}
+
+/** Per-document state in Node from sampling on, one pass: provenance 32, token store 8, eligible documents 8, a pass
+ * order 16, picks and stream 20 (provenance.ts, tokenize.ts, select.ts, sample.ts). */
+const PER_DOCUMENT_BYTES = 84;
+/** What a build holds beyond DuckDB's share and that state: Node, the tokenizer, DuckDB past its limit (measured about 300 MB). */
+const FIXED_OVERHEAD_BYTES = 300 * 2 ** 20;
 
 /** Everything up to the mixture plan, on one machine. */
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, planOnly = false) {

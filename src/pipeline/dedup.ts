@@ -17,13 +17,13 @@ export function normalizedTextSql(normalization: Recipe["dedup"]["normalization"
  * recipe order (source, file, row) wins. Writes `unique_docs` (kept documents, in that order, with the rowid of
  * their text: the text is not copied) and `duplicates` (each removed row and the source that kept its text).
  */
-export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number; removed: number }> {
+export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number; removed: number; keptBytesBySource: Map<number, number> }> {
   const enabled = recipe.dedup.enabled;
   const key = enabled ? `md5(${normalizedTextSql(recipe.dedup.normalization)})` : `md5(text)`;
   await db.run(`DROP TABLE IF EXISTS ranked`);
   await db.run(
     `CREATE TEMP TABLE ranked AS
-     SELECT source_idx, file_idx, row_idx, rowid AS doc_row, ${key} AS doc_hash,
+     SELECT source_idx, file_idx, row_idx, rowid AS doc_row, ${key} AS doc_hash, strlen(text) AS text_bytes,
        ${enabled ? `row_number() OVER w` : `1`} AS occurrence,
        ${enabled ? `first_value(source_idx) OVER w` : `source_idx`} AS kept_by_source
      FROM ${DOCUMENTS} WHERE skip_reason IS NULL
@@ -39,8 +39,10 @@ export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number
   await db.run(
     `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, doc_hash, kept_by_source FROM ranked WHERE occurrence > 1`,
   );
+  // The kept text's size: what tokenisation will read, for the disk check before it (disk-estimate.ts).
+  const bytes = await db.rows<{ s: number; n: bigint }>(`SELECT source_idx AS s, sum(text_bytes) AS n FROM ranked WHERE occurrence = 1 GROUP BY ALL`);
   await db.run(`DROP TABLE ranked`);
   const { kept } = await db.one<{ kept: bigint }>(`SELECT count(*) AS kept FROM unique_docs`);
   const { removed } = await db.one<{ removed: bigint }>(`SELECT count(*) AS removed FROM duplicates`);
-  return { kept: Number(kept), removed: Number(removed) };
+  return { kept: Number(kept), removed: Number(removed), keptBytesBySource: new Map(bytes.map((b) => [b.s, Number(b.n)])) };
 }

@@ -52,20 +52,47 @@ export function estimateWork(recipe: Recipe, sources: ResolvedSource[], options:
     return text;
   });
   const textBytes = textBySource.reduce((a, b) => a + b, 0);
-  const tokensBySource = textBySource.map((t) => t / TEXT_BYTES_PER_TOKEN);
   const tokenBytes = Math.max(0, 4 * (textBytes / TEXT_BYTES_PER_TOKEN) - options.reusableTokenBytes);
-  let shardBytes = 0;
-  if (options.withShards) {
-    // The mixture's size as sample.ts will set it: target_tokens, or the largest mixture max_epochs allows.
-    const weightSum = recipe.sources.reduce((a, s) => a + s.weight, 0);
-    const mixture =
-      recipe.target_tokens ??
-      Math.min(...recipe.sources.map((s, i) => ((s.max_epochs ?? recipe.max_epochs) * tokensBySource[i]! * weightSum) / s.weight));
-    shardBytes = 4 * (Number.isFinite(mixture) ? mixture : 0);
-  }
+  const shardBytes = options.withShards ? 4 * mixtureTokens(recipe, textBySource.map((t) => t / TEXT_BYTES_PER_TOKEN)) : 0;
   const corpusDbBytes = textBytes;
   const peakBytes = Math.max(corpusDbBytes + tokenBytes, tokenBytes + shardBytes);
   return { files, inputBytes, textBytes, corpusDbBytes, tokenBytes, shardBytes, peakBytes: Math.ceil(peakBytes) };
+}
+
+/** The mixture's size as sample.ts will set it: target_tokens, or the largest mixture max_epochs allows. */
+function mixtureTokens(recipe: Recipe, tokensBySource: number[]): number {
+  const weightSum = recipe.sources.reduce((a, s) => a + s.weight, 0);
+  const mixture =
+    recipe.target_tokens ?? Math.min(...recipe.sources.map((s, i) => ((s.max_epochs ?? recipe.max_epochs) * (tokensBySource[i] ?? 0) * weightSum) / s.weight));
+  return Number.isFinite(mixture) ? mixture : 0;
+}
+
+/**
+ * Once dedup is done the text tokenisation will read is known exactly (`keptBytesBySource`), and it is on disk
+ * already: what .work still needs is the token chunks, and the shards beyond the text's database, which is deleted
+ * before they are staged.
+ */
+export function estimateAfterDedup(
+  recipe: Recipe,
+  keptBytesBySource: number[],
+  options: { withShards: boolean; reusableTokenBytes: number; corpusDbBytes: number },
+): { keptBytes: number; tokenBytes: number; shardBytes: number; needBytes: number } {
+  const keptBytes = keptBytesBySource.reduce((a, b) => a + b, 0);
+  const tokenBytes = Math.max(0, (4 * keptBytes) / TEXT_BYTES_PER_TOKEN - options.reusableTokenBytes);
+  const shardBytes = options.withShards ? 4 * mixtureTokens(recipe, keptBytesBySource.map((b) => b / TEXT_BYTES_PER_TOKEN)) : 0;
+  return { keptBytes, tokenBytes, shardBytes, needBytes: Math.ceil(tokenBytes + Math.max(0, shardBytes - options.corpusDbBytes)) };
+}
+
+/** The same check before tokenising, with the kept text's exact size. */
+export function checkTokenizeSpace(e: ReturnType<typeof estimateAfterDedup>, workDir: string, free: number | undefined, planOnly = false): void {
+  const need = planOnly ? e.tokenBytes : e.needBytes;
+  if (free === undefined || need <= free) return;
+  throw new RuntimeFailure(
+    `disk: the ${formatSize(e.keptBytes)} of text left after dedup need about ${formatSize(need)} more in ${workDir} ` +
+      `(${formatSize(e.tokenBytes)} of token chunks at ${TEXT_BYTES_PER_TOKEN} bytes of text a token${planOnly ? "" : `, then ${formatSize(e.shardBytes)} of shards where the text's database was`}); ` +
+      `${formatSize(free)} free there — not enough. Free space there, build to an --out on a larger disk, build as partitions ` +
+      `(--partition i/N, then --merge), or pass --no-disk-check if your text tokenises more densely`,
+  );
 }
 
 /** One line for the output: what the estimate holds and the free space. */

@@ -1,7 +1,7 @@
 /** disk-estimate: what .work will hold, from the input files' sizes, before a row is read. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkWorkSpace, estimateWork } from "../../src/pipeline/disk-estimate.ts";
+import { checkTokenizeSpace, checkWorkSpace, estimateAfterDedup, estimateWork } from "../../src/pipeline/disk-estimate.ts";
 import type { ResolvedSource } from "../../src/pipeline/resolve.ts";
 import { parseRecipe } from "../../src/recipe/load.ts";
 
@@ -50,5 +50,21 @@ describe("disk estimate", () => {
     assert.doesNotThrow(() => checkWorkSpace(e, "/w", undefined));
     assert.throws(() => checkWorkSpace(e, "/w", e.peakBytes - 1), /disk: about 23 KiB in \/w at the build's peak, from 2 input file\(s\) of 2 KiB .* — not enough\./);
     assert.doesNotThrow(() => checkWorkSpace(e, "/w", 12000, true));
+  });
+});
+
+describe("disk check before tokenising", () => {
+  it("needs the tokens of the text dedup kept, and the shards beyond the text's database it replaces", () => {
+    // 1,000 and 3,000 bytes kept: 2,000 tokens, 8,000 bytes of chunks; 2 epochs of a 1:3 mixture, 16,000 bytes of shards.
+    const e = estimateAfterDedup(recipe(), [1000, 3000], { withShards: true, reusableTokenBytes: 0, corpusDbBytes: 5000 });
+    assert.deepEqual(e, { keptBytes: 4000, tokenBytes: 8000, shardBytes: 16000, needBytes: 8000 + 11000 });
+    assert.doesNotThrow(() => checkTokenizeSpace(e, "/w", 19000));
+    assert.throws(
+      () => checkTokenizeSpace(e, "/w", 18999),
+      /disk: the 4 KiB of text left after dedup need about 19 KiB more in \/w \(8 KiB of token chunks at 2 bytes of text a token, then 16 KiB of shards where the text's database was\); 19 KiB free there — not enough\./,
+    );
+    assert.doesNotThrow(() => checkTokenizeSpace(e, "/w", 8000, true), "plan stages no shards");
+    const reused = estimateAfterDedup(recipe(), [1000, 3000], { withShards: false, reusableTokenBytes: 9000, corpusDbBytes: 5000 });
+    assert.equal(reused.needBytes, 0);
   });
 });
