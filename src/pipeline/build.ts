@@ -12,7 +12,7 @@ import { BuildDb } from "../util/duckdb.ts";
 import { formatSize } from "../util/size.ts";
 import { decontaminate, type DecontaminationReport } from "./decontaminate.ts";
 import { checkTokenizeSpace, checkWorkSpace, describeEstimate, estimateAfterDedup, estimateWork } from "./disk-estimate.ts";
-import { dedup } from "./dedup.ts";
+import { dedup, type DedupResult } from "./dedup.ts";
 import { ingest } from "./ingest.ts";
 import { readLock } from "./lock.ts";
 import type { SourceStats } from "./manifest.ts";
@@ -22,8 +22,8 @@ import { ProvenanceTable } from "./provenance.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
-import { dropCorpus, duplicatesBySource, fileRows, rowsBySkipReason } from "./schema.ts";
-import { emptyStats, selectMixture } from "./select.ts";
+import { CORPUS_DB, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason } from "./schema.ts";
+import { checkMixtureSize, emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 import { writeBuild, type BuildTarget } from "./write-build.ts";
 
@@ -87,7 +87,7 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     const estimate = estimateWork(recipe, resolution.sources, { withShards: !filter, reusableTokenBytes: await folderBytes(cacheDir) });
     const free = await freeBytes(workDir);
     sink({ type: "note", stage: "download", message: describeEstimate(estimate, workDir, free) });
-    if (options.diskCheck ?? true) checkWorkSpace(estimate, workDir, free, planOnly);
+    if (options.diskCheck ?? true) checkWorkSpace(estimate, workDir, free);
     tokenizerJson = await readFile(resolution.tokenizer.localPath, "utf8");
     const parsed = parseTokenizerJson(tokenizerJson, resolution.tokenizer.localPath);
     tokenizer = parsed.info;
@@ -137,20 +137,23 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 }
 
 /**
- * Before the longest stage, with exact counts: the disk the tokens (and shards) need, from the kept text's size;
- * and whether the per-document state fits what the budget leaves it (a warning: the build goes on above it).
+ * Before the longest stage, with exact counts: a max_epochs too large to plan; the disk the tokens (and shards)
+ * need, from the kept text's size; and whether the per-document state fits what the budget leaves it (a warning:
+ * the build goes on above it).
  */
 async function checkBeforeTokenize(
   options: BuildOptions,
   recipe: LoadedRecipe["recipe"],
-  deduped: { kept: number; keptBytesBySource: Map<number, number> },
+  deduped: DedupResult,
   cacheDir: string,
   partition: boolean,
   planOnly: boolean,
 ): Promise<void> {
+  // A partition sees only its slice, so only the merge can judge the whole mixture.
+  if (!partition) checkMixtureSize(recipe, recipe.sources.map((_, i) => deduped.keptBySource.get(i)?.documents ?? 0));
   const workDir = join(options.outDir, WORK_DIR);
-  const corpusDbBytes = await stat(join(workDir, "corpus.duckdb")).then((s) => s.size, () => 0);
-  const e = estimateAfterDedup(recipe, recipe.sources.map((_, i) => deduped.keptBytesBySource.get(i) ?? 0), {
+  const corpusDbBytes = await stat(join(workDir, CORPUS_DB)).then((s) => s.size, () => 0);
+  const e = estimateAfterDedup(recipe, recipe.sources.map((_, i) => deduped.keptBySource.get(i)?.bytes ?? 0), {
     withShards: !partition,
     reusableTokenBytes: await folderBytes(cacheDir),
     corpusDbBytes,
@@ -224,6 +227,12 @@ export async function openDb(options: BuildOptions): Promise<BuildDb> {
   return BuildDb.open(path, 2, { memoryBytes: shares.reading, tempDirectory });
 }
 
+/** Closes the work database; a build that failed before tokenising all its text does not leave that text's database behind. */
+export async function closeDb(db: BuildDb): Promise<void> {
+  db.close();
+  await removeCorpusFiles(db);
+}
+
 /** Lowers DuckDB to its packing share once the heavy queries are done, so its buffers make room for the plan. */
 export async function shrinkDb(db: BuildDb, options: BuildOptions): Promise<void> {
   await db.setMemoryLimit(duckdbShares(memoryBudget(options).bytes).packing);
@@ -245,7 +254,7 @@ export async function planBuild(options: BuildOptions): Promise<PlanResult> {
       };
       return { loaded, plans, stats, disk };
     } finally {
-      db.close();
+      await closeDb(db);
     }
   } finally {
     await lock.release();
@@ -276,7 +285,7 @@ export async function withStagedBuild(
     try {
       return await body(db, { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) });
     } finally {
-      db.close();
+      await closeDb(db);
     }
   } finally {
     await lock.release();

@@ -17,7 +17,14 @@ export function normalizedTextSql(normalization: Recipe["dedup"]["normalization"
  * recipe order (source, file, row) wins. Writes `unique_docs` (kept documents, in that order, with the rowid of
  * their text: the text is not copied) and `duplicates` (each removed row and the source that kept its text).
  */
-export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number; removed: number; keptBytesBySource: Map<number, number> }> {
+export interface DedupResult {
+  kept: number;
+  removed: number;
+  /** per source: the kept documents and their text's bytes (what tokenisation will read) */
+  keptBySource: Map<number, { documents: number; bytes: number }>;
+}
+
+export async function dedup(db: BuildDb, recipe: Recipe): Promise<DedupResult> {
   const enabled = recipe.dedup.enabled;
   const key = enabled ? `md5(${normalizedTextSql(recipe.dedup.normalization)})` : `md5(text)`;
   await db.run(`DROP TABLE IF EXISTS ranked`);
@@ -39,10 +46,12 @@ export async function dedup(db: BuildDb, recipe: Recipe): Promise<{ kept: number
   await db.run(
     `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, doc_hash, kept_by_source FROM ranked WHERE occurrence > 1`,
   );
-  // The kept text's size: what tokenisation will read, for the disk check before it (disk-estimate.ts).
-  const bytes = await db.rows<{ s: number; n: bigint }>(`SELECT source_idx AS s, sum(text_bytes) AS n FROM ranked WHERE occurrence = 1 GROUP BY ALL`);
+  // What tokenisation will read, for the checks before it (disk-estimate.ts, select.ts).
+  const bySource = await db.rows<{ s: number; d: bigint; b: bigint }>(
+    `SELECT source_idx AS s, count(*) AS d, sum(text_bytes) AS b FROM ranked WHERE occurrence = 1 GROUP BY ALL`,
+  );
   await db.run(`DROP TABLE ranked`);
   const { kept } = await db.one<{ kept: bigint }>(`SELECT count(*) AS kept FROM unique_docs`);
   const { removed } = await db.one<{ removed: bigint }>(`SELECT count(*) AS removed FROM duplicates`);
-  return { kept: Number(kept), removed: Number(removed), keptBytesBySource: new Map(bytes.map((b) => [b.s, Number(b.n)])) };
+  return { kept: Number(kept), removed: Number(removed), keptBySource: new Map(bySource.map((r) => [r.s, { documents: Number(r.d), bytes: Number(r.b) }])) };
 }

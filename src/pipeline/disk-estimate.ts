@@ -4,8 +4,8 @@ import { formatSize } from "../util/size.ts";
 import type { ResolvedSource } from "./resolve.ts";
 
 /**
- * What a build will hold in OUT/.work before it has read a row, from the input files' sizes alone. The ratios are
- * deliberately on the high side, so a refusal means the disk is short, not that the guess was:
+ * What a build will hold in OUT/.work before it has read a row, from the input files' sizes alone. The ratios lean
+ * high for most text (a refusal can be overridden: --no-disk-check; after dedup the text's size is exact):
  * - text per byte of input: JSON lines and plain text hold their text and a little around it (1); a compressed
  *   file (gzip, parquet) expands about three times;
  * - corpus.duckdb holds the text until it is tokenised: measured 0.94 of the JSON lines' bytes on the synthetic
@@ -109,14 +109,15 @@ export function describeEstimate(e: WorkEstimate, workDir: string, free: number 
 }
 
 /**
- * Refuses, with the numbers and the ways out, when the estimate does not fit the free space. `plan` writes no
- * shards, so it needs only the text and the tokens.
+ * Refuses, with the numbers and the ways out, when the text and its tokens will not fit the free space. The shards
+ * are checked after dedup (checkTokenizeSpace), once the documents are counted: an absurd max_epochs is a recipe
+ * error to be named as such there (select.ts), not a full disk.
  */
-export function checkWorkSpace(e: WorkEstimate, workDir: string, free: number | undefined, planOnly = false): void {
-  const need = planOnly ? e.corpusDbBytes + e.tokenBytes : e.peakBytes;
+export function checkWorkSpace(e: WorkEstimate, workDir: string, free: number | undefined): void {
+  const need = e.corpusDbBytes + e.tokenBytes;
   if (free === undefined || need <= free) return;
   throw new RuntimeFailure(
-    `${describeEstimate(e, workDir, free)} — not enough. Free space there, build to an --out on a larger disk, ` +
+    `${describeEstimate(e, workDir, free)}: the text and its tokens alone need ${formatSize(need)} — not enough. Free space there, build to an --out on a larger disk, ` +
       `build as partitions on several machines (--partition i/N, then --merge), or pass --no-disk-check if your text ` +
       `tokenises more densely than the estimate assumes`,
   );

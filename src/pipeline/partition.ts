@@ -10,7 +10,7 @@ import { loadRecipe } from "../recipe/load.ts";
 import { tempPathFor, writeJsonAtomic } from "../util/atomic.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import { sha256File } from "../util/hash.ts";
-import { openDb, readInputs, type BuildOptions } from "./build.ts";
+import { closeDb, openDb, readInputs, type BuildOptions } from "./build.ts";
 import { takeOutputFolder } from "./output-folder.ts";
 import {
   ownsFile,
@@ -97,7 +97,7 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
         return record;
       });
     } finally {
-      db.close();
+      await closeDb(db);
     }
   } finally {
     await lock.release();

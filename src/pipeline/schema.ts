@@ -15,9 +15,17 @@ import { type BuildDb, sqlString } from "../util/duckdb.ts";
  * The queries other stages need are functions here, so no stage reads another's table by hand.
  */
 export const DOCUMENTS = "corpus.documents";
+/** The text's database file, beside the work database. */
+export const CORPUS_DB = "corpus.duckdb";
 
 function corpusPath(db: BuildDb): string {
-  return db.path === ":memory:" ? ":memory:" : join(dirname(db.path), "corpus.duckdb");
+  return db.path === ":memory:" ? ":memory:" : join(dirname(db.path), CORPUS_DB);
+}
+
+/** Deletes the text's database files (the database must be detached, or closed). */
+export async function removeCorpusFiles(db: BuildDb): Promise<void> {
+  const path = corpusPath(db);
+  if (path !== ":memory:") for (const p of [path, `${path}.wal`]) await rm(p, { force: true });
 }
 
 export async function createIngestTables(db: BuildDb): Promise<void> {
@@ -39,8 +47,7 @@ export async function dropCorpus(db: BuildDb, count = true): Promise<void> {
     if (count) await db.run(`CREATE OR REPLACE TABLE row_counts AS SELECT source_idx, skip_reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`);
     await db.run(`DETACH corpus`);
   }
-  const path = corpusPath(db);
-  if (path !== ":memory:") for (const p of [path, `${path}.wal`]) await rm(p, { force: true });
+  await removeCorpusFiles(db);
 }
 
 /** Records a file once its rows are in `documents`. */

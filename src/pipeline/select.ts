@@ -1,10 +1,10 @@
 import type { Recipe } from "../recipe/schema.ts";
-import { RuntimeFailure } from "../util/errors.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { SKIP_REASONS, tokenFilter } from "./filters.ts";
 import type { SourceStats } from "./manifest.ts";
 import type { Provenance } from "./pack.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
-import { planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
+import { MAX_PICKS, planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
 
 /** Zeroed counts for each source, filled by the build (or summed from partitions by the merge). */
 export function emptyStats(sourceCount: number): SourceStats[] {
@@ -23,6 +23,24 @@ function whyEmpty(s: SourceStats): string {
   const dups = s.duplicatesWithin + s.duplicatesAcross;
   if (dups > 0) reasons.push(`${dups} duplicates`);
   return `${s.documentsRead} rows read${reasons.length ? `: ${reasons.join(", ")}` : ""}`;
+}
+
+/**
+ * Before tokenising, with the documents counted: a recipe whose max_epochs (with no target_tokens) asks for more
+ * document passes than a plan may hold is refused now, not after the longest stage. Without a token filter every
+ * kept document is eligible, and the scarcest source by weight repeats max_epochs times, so the passes are at least
+ * floor(max_epochs) times its documents (sample.ts refuses the rest, with exact counts, once tokenised).
+ */
+export function checkMixtureSize(recipe: Recipe, documentsBySource: number[]): void {
+  if (recipe.target_tokens !== undefined || recipe.filters.min_tokens > 0 || recipe.filters.max_tokens !== undefined) return;
+  const epochs = recipe.sources.map((s) => s.max_epochs ?? recipe.max_epochs);
+  const passes = Math.min(...recipe.sources.map((_, i) => Math.floor(epochs[i]!) * (documentsBySource[i] ?? 0)));
+  if (!(passes > MAX_PICKS)) return;
+  const documents = documentsBySource.reduce((a, b) => a + b, 0);
+  throw new UsageError(
+    `max_epochs (${[...new Set(epochs)].join(", ")}) with no target_tokens asks for at least ${passes.toLocaleString("en-US")} document passes over ` +
+      `${documents.toLocaleString("en-US")} documents, over the limit of ${MAX_PICKS.toLocaleString("en-US")}. Set target_tokens, or lower max_epochs`,
+  );
 }
 
 /**

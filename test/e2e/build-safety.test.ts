@@ -188,7 +188,9 @@ describe("build safety: files stay in their folders, failures keep the last good
     const started = Date.now();
     const e = await runCli(["build", epochs, "--out", join(work, "out-epochs")]);
     assert.equal(e.code, 2, e.stderr);
-    assert.match(e.stderr, /max_epochs \(10000000\) with no target_tokens asks for [\d,]+ tokens: about [\d,]+ document passes over 40 documents, over the limit of 100,000,000/);
+    // Refused once the documents are counted, before tokenising (and before any disk estimate of its shards).
+    assert.match(e.stderr, /max_epochs \(10000000\) with no target_tokens asks for at least 400,000,000 document passes over 40 documents, over the limit of 100,000,000\. Set target_tokens, or lower max_epochs/);
+    assert.doesNotMatch(e.stderr, /tokenize:/);
     assert.ok(Date.now() - started < 60_000);
   });
 
@@ -259,7 +261,7 @@ describe("build safety: files stay in their folders, failures keep the last good
     }
   });
 
-  it("says before reading when its estimate of .work's peak will not fit the disk, and before packing when the shards will not, with the numbers; plan says what they need", async (t) => {
+  it("says before tokenising when the tokens and shards will not fit the disk, and before packing when the exact shards will not, with the numbers; plan says what they need", async (t) => {
     const dir = join(work, "disk");
     const out = join(dir, "out");
     await mkdir(join(dir, "data"), { recursive: true });
@@ -275,14 +277,17 @@ describe("build safety: files stay in their folders, failures keep the last good
       return;
     }
     try {
-      // From the file's size alone (53 KiB of JSON lines, 2,000 epochs of it), before a row is read.
+      // Stated from the file's size before a row is read (53 KiB of JSON lines, 2,000 epochs of it); refused with
+      // the kept text's exact size before tokenising.
       const early = await runCli(["build", recipe, "--out", out]);
       assert.equal(early.code, 1, early.stderr);
+      assert.match(early.stderr, /disk: about \d+ MiB in .*\.work at the build's peak, from 1 input file\(s\) of \d+ KiB \(.*of shards staged there; assuming 2 bytes of text a token\); 1\d MiB free there\n/);
       assert.match(
         early.stderr,
-        /disk: about \d+ MiB in .*\.work at the build's peak, from 1 input file\(s\) of \d+ KiB \(.*of shards staged there; assuming 2 bytes of text a token\); 1\d MiB free there — not enough\. .*--partition i\/N.*--no-disk-check/,
+        /error: disk: the \d+ KiB of text left after dedup need about \d+ MiB more in .*\.work \(\d+ KiB of token chunks at 2 bytes of text a token, then \d+ MiB of shards where the text's database was\); 1\d MiB free there — not enough\. .*--partition i\/N.*--no-disk-check/,
       );
-      assert.ok(!existsSync(join(out, ".work", "corpus.duckdb")), "refused before ingest");
+      assert.doesNotMatch(early.stderr, /tokenize:/);
+      assert.ok(!existsSync(join(out, ".work", "corpus.duckdb")), "a failed build does not leave its text behind");
       // --no-disk-check goes on to the exact figure, known once the mixture is planned.
       const r = await runCli(["build", recipe, "--out", out, "--no-disk-check"]);
       assert.equal(r.code, 1, r.stderr);

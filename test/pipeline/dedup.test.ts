@@ -42,7 +42,7 @@ describe("dedup", () => {
     try {
       const r = await dedup(db, recipe("dedup: {enabled: true, normalization: nfc_trim}"));
       // The kept text's bytes per source: "  Hello world\n", "other", "hello   WORLD"; the decomposed "café".
-      assert.deepEqual(r, { kept: 4, removed: 3, keptBytesBySource: new Map([[0, 14 + 5 + 13], [1, 6]]) });
+      assert.deepEqual(r, { kept: 4, removed: 3, keptBySource: new Map([[0, { documents: 3, bytes: 14 + 5 + 13 }], [1, { documents: 1, bytes: 6 }]]) });
       assert.deepEqual(
         (await kept(db)).map((k) => [Number(k.ord), k.source_idx, k.file_idx, Number(k.row_idx)]),
         [[0, 0, 0, 0], [1, 0, 0, 1], [2, 0, 1, 0], [3, 1, 0, 2]],
