@@ -21,6 +21,8 @@ const VERSION = 2;
 /** magic, version, document count, then the sha256 of everything after the header */
 const HEADER = 12 + 32;
 const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
+/** A chunk's name: the sha256 of (tokenizer, texts); a crash may leave it with writeFileAtomic's temp suffix. */
+const CHUNK_FILE = /^[0-9a-f]{64}\.tok(?:\.[0-9a-f]{8}\.tmp)?$/;
 
 /** What pack reads documents' ids from: one build's TokenStore, or a merge's over several partitions' (merge.ts). */
 export interface TokenReader {
@@ -318,7 +320,10 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
     await pool?.stop();
   }
   // Chunks of documents this build no longer has (an earlier corpus, another tokenizer) would only grow the folder.
+  // Only chunk files (and their temp files) go: a partition's tokens/ may sit in a folder the user forced a build into.
   const kept = new Set(files.map((f) => basename(f)));
-  for (const name of await readdir(options.cacheDir)) if (!kept.has(name)) await rm(join(options.cacheDir, name), { force: true });
+  for (const name of await readdir(options.cacheDir)) {
+    if (CHUNK_FILE.test(name) && !kept.has(name)) await rm(join(options.cacheDir, name), { force: true });
+  }
   return { store: new TokenStore(files, starts, idCounts, lengths), reusedChunks, bytes, tokens };
 }

@@ -102,6 +102,8 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     await writeFile(join(out, "shard-00000.npy.0badc0de.tmp"), "left by a crash");
     const stale = join(out, ".work", "tokens", `${"0".repeat(64)}.tok`); // another corpus's chunk
     await writeFile(stale, "stale");
+    const foreign = join(out, ".work", "tokens", "notes.txt"); // not a chunk: not ours to delete
+    await writeFile(foreign, "kept");
     const rerun = await runCli(["build", recipe, "--out", out, "--workers", "2", "--max-shard-bytes", "1000000", "--json", "--tokenizer-impl", "js"], { env });
     assert.equal(rerun.code, 0, rerun.stderr);
     const tokenizeEnd = rerun.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === "stage_end" && e.stage === "tokenize");
@@ -110,6 +112,7 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     assert.ok(!files.has("shard-00000.npy.0badc0de.tmp"), "a rerun clears temp files a crash left");
     // .work keeps the chunks this build read and its small tables; the text and chunks of other corpora are gone.
     assert.ok(!existsSync(stale), "a chunk no document of this build needs is removed");
+    assert.ok(existsSync(foreign), "a file that is not a chunk stays");
     assert.deepEqual((await readdir(join(out, ".work"))).filter((n) => n !== "duckdb-tmp").sort(), ["build.duckdb", "tokens"]);
     const strip = (b: Buffer) => {
       const m = JSON.parse(b.toString());
