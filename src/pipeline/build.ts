@@ -81,10 +81,12 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
   // still to start.
   let tokenizerJson: string;
   let tokenizer: ReturnType<typeof parseTokenizerJson>["info"];
+  let reusableTokenBytes: number; // token chunks an earlier run left (nothing tokenises before the check after dedup)
   let native: (TextTokenizer & BatchTokenizer) | undefined;
   try {
     const workDir = join(options.outDir, WORK_DIR);
-    const estimate = estimateWork(recipe, resolution.sources, { withShards: !filter, reusableTokenBytes: await folderBytes(cacheDir) });
+    reusableTokenBytes = await folderBytes(cacheDir);
+    const estimate = estimateWork(recipe, resolution.sources, { withShards: !filter, reusableTokenBytes });
     const free = await freeBytes(workDir);
     sink({ type: "note", stage: "download", message: describeEstimate(estimate, workDir, free) });
     if (options.diskCheck ?? true) checkWorkSpace(estimate, workDir, free);
@@ -113,7 +115,7 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
     decontamination = result!.report;
   }
   const deduped = await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
-  await checkBeforeTokenize(options, recipe, deduped, cacheDir, !!filter, planOnly);
+  await checkBeforeTokenize(options, recipe, deduped, reusableTokenBytes, !!filter, planOnly);
   const tokenized = await runStage(
     sink,
     "tokenize",
@@ -145,7 +147,7 @@ async function checkBeforeTokenize(
   options: BuildOptions,
   recipe: LoadedRecipe["recipe"],
   deduped: DedupResult,
-  cacheDir: string,
+  reusableTokenBytes: number,
   partition: boolean,
   planOnly: boolean,
 ): Promise<void> {
@@ -155,7 +157,7 @@ async function checkBeforeTokenize(
   const corpusDbBytes = await stat(join(workDir, CORPUS_DB)).then((s) => s.size, () => 0);
   const e = estimateAfterDedup(recipe, recipe.sources.map((_, i) => deduped.keptBySource.get(i)?.bytes ?? 0), {
     withShards: !partition,
-    reusableTokenBytes: await folderBytes(cacheDir),
+    reusableTokenBytes,
     corpusDbBytes,
   });
   if (options.diskCheck ?? true) checkTokenizeSpace(e, workDir, await freeBytes(workDir), planOnly);

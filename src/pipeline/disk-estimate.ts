@@ -52,19 +52,24 @@ export function estimateWork(recipe: Recipe, sources: ResolvedSource[], options:
     return text;
   });
   const textBytes = textBySource.reduce((a, b) => a + b, 0);
-  const tokenBytes = Math.max(0, 4 * (textBytes / TEXT_BYTES_PER_TOKEN) - options.reusableTokenBytes);
-  const shardBytes = options.withShards ? 4 * mixtureTokens(recipe, textBySource.map((t) => t / TEXT_BYTES_PER_TOKEN)) : 0;
+  const tokenBytes = tokenChunkBytes(textBytes, options.reusableTokenBytes);
+  const shardBytes = options.withShards ? shardBytesFor(recipe, textBySource) : 0;
   const corpusDbBytes = textBytes;
   const peakBytes = Math.max(corpusDbBytes + tokenBytes, tokenBytes + shardBytes);
   return { files, inputBytes, textBytes, corpusDbBytes, tokenBytes, shardBytes, peakBytes: Math.ceil(peakBytes) };
 }
 
-/** The mixture's size as sample.ts will set it: target_tokens, or the largest mixture max_epochs allows. */
-function mixtureTokens(recipe: Recipe, tokensBySource: number[]): number {
+/** Token chunks for this much text, less what an earlier run left. */
+function tokenChunkBytes(textBytes: number, reusableTokenBytes: number): number {
+  return Math.max(0, (4 * textBytes) / TEXT_BYTES_PER_TOKEN - reusableTokenBytes);
+}
+
+/** Shards for the mixture as sample.ts will size it: target_tokens, or the largest one max_epochs allows. */
+function shardBytesFor(recipe: Recipe, textBySource: number[]): number {
   const weightSum = recipe.sources.reduce((a, s) => a + s.weight, 0);
-  const mixture =
-    recipe.target_tokens ?? Math.min(...recipe.sources.map((s, i) => ((s.max_epochs ?? recipe.max_epochs) * (tokensBySource[i] ?? 0) * weightSum) / s.weight));
-  return Number.isFinite(mixture) ? mixture : 0;
+  const tokens = (i: number) => (textBySource[i] ?? 0) / TEXT_BYTES_PER_TOKEN;
+  const mixture = recipe.target_tokens ?? Math.min(...recipe.sources.map((s, i) => ((s.max_epochs ?? recipe.max_epochs) * tokens(i) * weightSum) / s.weight));
+  return Number.isFinite(mixture) ? 4 * mixture : 0;
 }
 
 /**
@@ -78,8 +83,8 @@ export function estimateAfterDedup(
   options: { withShards: boolean; reusableTokenBytes: number; corpusDbBytes: number },
 ): { keptBytes: number; tokenBytes: number; shardBytes: number; needBytes: number } {
   const keptBytes = keptBytesBySource.reduce((a, b) => a + b, 0);
-  const tokenBytes = Math.max(0, (4 * keptBytes) / TEXT_BYTES_PER_TOKEN - options.reusableTokenBytes);
-  const shardBytes = options.withShards ? 4 * mixtureTokens(recipe, keptBytesBySource.map((b) => b / TEXT_BYTES_PER_TOKEN)) : 0;
+  const tokenBytes = tokenChunkBytes(keptBytes, options.reusableTokenBytes);
+  const shardBytes = options.withShards ? shardBytesFor(recipe, keptBytesBySource) : 0;
   return { keptBytes, tokenBytes, shardBytes, needBytes: Math.ceil(tokenBytes + Math.max(0, shardBytes - options.corpusDbBytes)) };
 }
 

@@ -42,8 +42,7 @@ export async function createIngestTables(db: BuildDb): Promise<void> {
  * row_counts (when `count`), and the corpus database is detached and deleted.
  */
 export async function dropCorpus(db: BuildDb, count = true): Promise<void> {
-  const attached = await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`);
-  if (attached.length) {
+  if ((await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`)).length) {
     if (count) await db.run(`CREATE OR REPLACE TABLE row_counts AS SELECT source_idx, skip_reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`);
     await db.run(`DETACH corpus`);
   }
@@ -91,14 +90,9 @@ export async function uniqueDocTexts(db: BuildDb, first: number, count: number):
   });
 }
 
-/** Rows per source and skip reason (NULL: a document), from row_counts once the corpus is dropped. */
-export async function rowsBySkipReason(db: BuildDb) {
-  const attached = (await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`)).length > 0;
-  return db.rows<{ s: number; reason: string | null; n: bigint }>(
-    attached
-      ? `SELECT source_idx AS s, skip_reason AS reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`
-      : `SELECT source_idx AS s, skip_reason AS reason, n FROM row_counts`,
-  );
+/** Rows per source and skip reason (NULL: a document), as dropCorpus counted them. */
+export function rowsBySkipReason(db: BuildDb) {
+  return db.rows<{ s: number; reason: string | null; n: bigint }>(`SELECT source_idx AS s, skip_reason AS reason, n FROM row_counts`);
 }
 
 /** Removed duplicates per source, split by whether the kept copy is in the same source. */
