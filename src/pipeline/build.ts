@@ -25,6 +25,7 @@ import type { SourcePlan } from "./sample.ts";
 import { CORPUS_DB, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason } from "./schema.ts";
 import { checkMixtureSize, emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
+import { streamOptionsFor } from "./pack-stream.ts";
 import { writeBuild, type BuildTarget } from "./write-build.ts";
 
 export interface BuildOptions {
@@ -162,7 +163,7 @@ async function checkBeforeTokenize(
   });
   if (options.diskCheck ?? true) checkTokenizeSpace(e, workDir, await freeBytes(workDir), planOnly);
   const budget = memoryBudget(options);
-  const room = budget.bytes - duckdbShares(budget.bytes).packing - FIXED_OVERHEAD_BYTES;
+  const room = budget.bytes - duckdbShares(budget.bytes).packing - packShare(budget.bytes) - FIXED_OVERHEAD_BYTES;
   const state = deduped.kept * PER_DOCUMENT_BYTES;
   if (state > room) {
     options.sink({
@@ -175,9 +176,10 @@ async function checkBeforeTokenize(
   }
 }
 
-/** Per-document state in Node from sampling on, one pass: provenance 32, token store 8, eligible documents 8, a pass
- * order 16, picks and stream 20 (provenance.ts, tokenize.ts, select.ts, sample.ts). */
-const PER_DOCUMENT_BYTES = 84;
+/** Per-document state in Node from sampling on, one pass: provenance 32, token lengths 4, eligible documents 8, a pass
+ * order 16, picks and stream 20, pack's layout 20 and picks by document 8 (provenance.ts, tokenize.ts, select.ts,
+ * sample.ts, pack.ts, pack-stream.ts). */
+const PER_DOCUMENT_BYTES = 108;
 /** What a build holds beyond DuckDB's share and that state: Node, the tokenizer, DuckDB past its limit (measured about 300 MB). */
 const FIXED_OVERHEAD_BYTES = 300 * 2 ** 20;
 
@@ -208,6 +210,11 @@ export function duckdbShares(budget: number): { reading: number; packing: number
   return { reading: Math.max(floor, Math.floor(0.6 * budget)), packing: Math.max(floor, Math.floor(0.2 * budget)) };
 }
 
+/** What pack spends on token data (its gather buffer and the bins' write buffers): a tenth of the budget, at least 32 MiB. */
+export function packShare(budget: number): number {
+  return Math.max(32 * 2 ** 20, Math.floor(0.1 * budget));
+}
+
 export async function openDb(options: BuildOptions): Promise<BuildDb> {
   const work = join(options.outDir, WORK_DIR);
   await mkdir(work, { recursive: true });
@@ -224,7 +231,8 @@ export async function openDb(options: BuildOptions): Promise<BuildDb> {
     stage: "download",
     message:
       `memory budget: ${formatSize(budget.bytes)} (${budget.source}); DuckDB gets ${formatSize(shares.reading)} of it while it reads and dedups ` +
-      `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; the rest is for tokenisation and the per-document state`,
+      `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; pack's buffers get ${formatSize(packShare(budget.bytes))}; ` +
+      `the rest is for tokenisation and the per-document state`,
   });
   return BuildDb.open(path, 2, { memoryBytes: shares.reading, tempDirectory });
 }
@@ -285,7 +293,13 @@ export async function withStagedBuild(
     const db = await openDb(options);
     await mkdir(staging, { recursive: true });
     try {
-      return await body(db, { outDir: options.outDir, staging, maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, recipeFile: basename(loaded.path) });
+      return await body(db, {
+        outDir: options.outDir,
+        staging,
+        maxShardBytes: options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
+        recipeFile: basename(loaded.path),
+        stream: streamOptionsFor(packShare(memoryBudget(options).bytes), join(options.outDir, WORK_DIR, "pack-bins")),
+      });
     } finally {
       await closeDb(db);
     }

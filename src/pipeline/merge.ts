@@ -19,8 +19,7 @@ import { PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, 
 import { runStage } from "./progress.ts";
 import { forEachByOrd, ProvenanceTable } from "./provenance.ts";
 import { emptyStats, selectMixture } from "./select.ts";
-import { TokenStore, type TokenReader } from "./tokenize.ts";
-import { openFileBudget } from "../util/open-files.ts";
+import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
 
 interface Partition {
@@ -28,32 +27,35 @@ interface Partition {
   record: PartitionRecord;
 }
 
-/** Ids by global ord, each read from the partition that tokenised the document; reads go to each partition in file order. */
+/** Ids by global ord, each read from the partition that tokenised the document: the partitions' chunks one after another. */
 class MergedTokens implements TokenReader {
+  private readonly firstChunk: number[] = [];
+  readonly chunkCount: number;
+  /** per partition: the global ord of each of its documents, -1 for a duplicate another partition keeps */
+  private readonly globalOrd: Int32Array[];
+
   constructor(
     private readonly stores: TokenStore[],
-    private readonly part: Uint32Array,
-    private readonly local: Uint32Array,
+    part: Uint32Array,
+    local: Uint32Array,
     readonly lengths: Uint32Array,
-  ) {}
-
-  tokensOfMany(ords: readonly number[]): Uint32Array[] {
-    const out: Uint32Array[] = new Array(ords.length);
-    const byPart = this.stores.map(() => ({ at: [] as number[], local: [] as number[] }));
-    ords.forEach((ord, i) => {
-      const p = byPart[this.part[ord]!]!;
-      p.at.push(i);
-      p.local.push(this.local[ord]!);
-    });
-    byPart.forEach((p, k) => {
-      if (p.at.length === 0) return;
-      this.stores[k]!.tokensOfMany(p.local).forEach((ids, j) => (out[p.at[j]!] = ids));
-    });
-    return out;
+  ) {
+    let chunks = 0;
+    for (const s of stores) {
+      this.firstChunk.push(chunks);
+      chunks += s.chunkCount;
+    }
+    this.chunkCount = chunks;
+    this.globalOrd = stores.map((s) => new Int32Array(s.lengths.length).fill(-1));
+    for (let ord = 0; ord < part.length; ord++) this.globalOrd[part[ord]!]![local[ord]!] = ord;
   }
 
-  close(): void {
-    for (const s of this.stores) s.close();
+  readChunk(c: number): ChunkRead {
+    let p = this.stores.length - 1;
+    while (this.firstChunk[p]! > c) p--;
+    const read = this.stores[p]!.readChunk(c - this.firstChunk[p]!);
+    const global = this.globalOrd[p]!;
+    return { ...read, ords: read.ords.map((local) => global[local]!) };
   }
 }
 
@@ -231,13 +233,10 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
      FROM ranked WHERE occurrence = 1 ORDER BY ord`,
   );
   const n = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM merged_docs`)).n);
-  // The partitions' stores share one budget of open files.
-  const filesEach = Math.max(16, Math.floor(openFileBudget() / parts.length));
   const stores = parts.map((p) =>
     TokenStore.openChunks(
       p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
       (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
-      filesEach,
     ),
   );
   parts.forEach((p, k) => {

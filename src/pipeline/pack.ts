@@ -10,6 +10,7 @@ import { docIndexName, shardName } from "../shards/layout.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { SourcePlan } from "./sample.ts";
+import { assembleStream, type StreamLayout, type StreamOptions } from "./pack-stream.ts";
 import type { TokenReader } from "./tokenize.ts";
 
 /** Where each unique document came from, by ord (provenance.ts reads it from the build's tables). */
@@ -40,6 +41,8 @@ export interface PackOptions {
   maxShardBytes: number;
   eosId: number;
   bosId: number | undefined;
+  /** where the stream's bins go and how much memory assembling it takes (pack-stream.ts) */
+  stream: StreamOptions;
 }
 
 /** Streams one shard to a temp file, hashing as it goes; it becomes visible only when complete. */
@@ -61,20 +64,29 @@ class ShardWriter {
     return w;
   }
 
+  /** The bytes are copied or written before this returns, so the caller may reuse them. */
   async write(bytes: Buffer): Promise<void> {
     this.hash.update(bytes);
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
-    if (this.pendingBytes >= 8 << 20) await this.flush();
+    if (this.pendingBytes + bytes.length < 8 << 20) {
+      this.pending.push(Buffer.from(bytes));
+      this.pendingBytes += bytes.length;
+      return;
+    }
+    await this.flush();
+    await this.writeNow(bytes);
+  }
+
+  private async writeNow(bytes: Buffer): Promise<void> {
+    try {
+      for (let done = 0; done < bytes.length; ) done += (await this.handle.write(bytes, done, bytes.length - done)).bytesWritten;
+    } catch (error) {
+      throw explainWriteError(error, this.path, this.bytes);
+    }
   }
 
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    try {
-      await this.handle.write(Buffer.concat(this.pending, this.pendingBytes));
-    } catch (error) {
-      throw explainWriteError(error, this.path, this.bytes);
-    }
+    await this.writeNow(Buffer.concat(this.pending, this.pendingBytes));
     this.pending = [];
     this.pendingBytes = 0;
   }
@@ -143,7 +155,8 @@ async function writeDocIndex(db: BuildDb, path: string, pieces: DocPiece[], prov
 /**
  * Packs the interleaved document stream into sequences of exactly `sequenceLength` tokens (a document
  * may continue into the next sequence), shards of at most `maxShardBytes`, and a document index per shard.
- * The tail that does not fill a last sequence is dropped and counted.
+ * The tail that does not fill a last sequence is dropped and counted. The tokens come in stream order from
+ * pack-stream.ts; the document index and counts come from the plan alone.
  */
 export async function pack(
   db: BuildDb,
@@ -155,112 +168,90 @@ export async function pack(
   sink: ProgressSink,
 ): Promise<PackResult> {
   const L = options.sequenceLength;
-  const specials = 1 + (options.bosId !== undefined ? 1 : 0);
   const picks = stream.length / 2;
-  const tokensAt = (k: number) => plans[stream[2 * k]!]!.picks.tokens[stream[2 * k + 1]!]!;
-  const ordAt = (k: number) => plans[stream[2 * k]!]!.picks.ord[stream[2 * k + 1]!]!;
-  const passAt = (k: number) => plans[stream[2 * k]!]!.picks.pass[stream[2 * k + 1]!]!;
+  const layout: StreamLayout = { ord: new Uint32Array(picks), start: new Float64Array(picks), length: new Uint32Array(picks), total: 0, bosId: options.bosId, eosId: options.eosId };
+  const pass = new Uint32Array(picks);
   let totalStreamTokens = 0;
-  for (let k = 0; k < picks; k++) totalStreamTokens += tokensAt(k);
+  for (let k = 0; k < picks; k++) {
+    const p = plans[stream[2 * k]!]!.picks;
+    const i = stream[2 * k + 1]!;
+    layout.ord[k] = p.ord[i]!;
+    layout.length[k] = p.tokens[i]!;
+    pass[k] = p.pass[i]!;
+    layout.start[k] = totalStreamTokens;
+    totalStreamTokens += p.tokens[i]!;
+  }
   const totalSequences = Math.floor(totalStreamTokens / L);
   const totalTokens = totalSequences * L;
+  layout.total = totalTokens;
   const perShard = Math.max(1, Math.floor((options.maxShardBytes - 128) / (4 * L)));
   const shardCount = Math.ceil(totalSequences / perShard);
-  const perSource = plans.map(() => ({ tokensWritten: 0, documentsWritten: 0, tailTokensDropped: 0 }));
   const sourceNames = plans.map((p) => p.name);
   const shards: ShardRecord[] = [];
 
+  // The document index of shard s: the picks overlapping its range, found by a cursor that moves forward only.
+  let cursor = 0;
+  const piecesOf = (lo: number, hi: number): DocPiece[] => {
+    const pieces: DocPiece[] = [];
+    while (cursor < picks && layout.start[cursor]! + layout.length[cursor]! <= lo) cursor++;
+    for (let k = cursor; k < picks && layout.start[k]! < hi; k++) {
+      const from = Math.max(lo, layout.start[k]!);
+      const to = Math.min(hi, layout.start[k]! + layout.length[k]!);
+      pieces.push({ start: from - lo, length: to - from, docOffset: from - layout.start[k]!, docLength: layout.length[k]!, source: stream[2 * k]!, ord: layout.ord[k]!, pass: pass[k]! });
+    }
+    return pieces;
+  };
+
   let shardIdx = -1;
   let writer: ShardWriter | undefined;
-  let shardSeqs = 0;
-  let shardStartToken = 0; // global token offset of the current shard
-  let pieces: DocPiece[] = [];
-  let written = 0; // tokens written so far (global)
-  const block = Buffer.alloc(4 * Math.min(L * perShard, 1 << 20));
-  let blockUsed = 0;
-  const writeId = (id: number) => {
-    block.writeUInt32LE(id, blockUsed);
-    blockUsed += 4;
-  };
-
+  let shardStart = 0;
+  let shardEnd = 0;
+  let written = 0;
   const openShard = async () => {
     shardIdx++;
-    shardSeqs = Math.min(perShard, totalSequences - shardIdx * perShard);
-    shardStartToken = written;
-    writer = await ShardWriter.create(join(options.outDir, shardName(shardIdx)), shardSeqs, L);
-    pieces = [];
+    const sequences = Math.min(perShard, totalSequences - shardIdx * perShard);
+    shardStart = written;
+    shardEnd = written + sequences * L;
+    writer = await ShardWriter.create(join(options.outDir, shardName(shardIdx)), sequences, L);
   };
   const closeShard = async () => {
-    if (blockUsed > 0) await writer!.write(Buffer.from(block.subarray(0, blockUsed)));
-    blockUsed = 0;
     const sha256 = await writer!.finish();
     writer = undefined;
-    const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), pieces, prov, sourceNames);
-    shards.push({ path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: indexSha, sequences: shardSeqs });
+    const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), piecesOf(shardStart, shardEnd), prov, sourceNames);
+    shards.push({ path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: indexSha, sequences: (shardEnd - shardStart) / L });
     sink({ type: "stage_progress", stage: "pack", done: shardIdx + 1, total: shardCount, unit: "shards" });
   };
-
   try {
-    // The stream is read a window of picks at a time (at most 16,384 documents or 8 M tokens: memory stays bounded
-    // whatever the document lengths), each window's documents in file order (tokensOfMany).
-    const WINDOW_DOCS = 16384;
-    const WINDOW_TOKENS = 8 << 20;
-    let window: Uint32Array[] = [];
-    let windowStart = 0;
-    for (let k = 0; k < picks && written < totalTokens; k++) {
-      const source = stream[2 * k]!;
-      if (k === windowStart + window.length) {
-        windowStart = k;
-        let end = k;
-        for (let t = 0; end < picks && end - k < WINDOW_DOCS && (end === k || t + tokensAt(end) <= WINDOW_TOKENS); end++) t += tokensAt(end);
-        window = store.tokensOfMany(Array.from({ length: end - k }, (_, j) => ordAt(k + j)));
-      }
-      const body = window[k - windowStart]!;
-      const docLength = body.length + specials;
-      let docOffset = 0;
-      perSource[source]!.documentsWritten++;
-      while (docOffset < docLength && written < totalTokens) {
+    await assembleStream(store, layout, options.stream, async (tokens) => {
+      for (let at = 0; at < tokens.length; ) {
         if (!writer) await openShard();
-        const shardEnd = shardStartToken + shardSeqs * L;
-        const take = Math.min(docLength - docOffset, shardEnd - written);
-        // Document positions [docOffset, docOffset + take): BOS, the body's ids, EOS. Runs of body ids are copied
-        // whole into the block (little-endian words), the specials one by one.
-        const lead = options.bosId !== undefined ? 1 : 0;
-        for (let pos = docOffset; pos < docOffset + take; ) {
-          let run = 1;
-          if (lead === 1 && pos === 0) writeId(options.bosId!);
-          else if (pos === docLength - 1) writeId(options.eosId);
-          else {
-            run = Math.min(docOffset + take, docLength - 1, pos + (block.length - blockUsed) / 4) - pos;
-            const ids = body.subarray(pos - lead, pos - lead + run);
-            if (LITTLE_ENDIAN) new Uint32Array(block.buffer, block.byteOffset + blockUsed, run).set(ids);
-            else for (let i = 0; i < run; i++) block.writeUInt32LE(ids[i]!, blockUsed + 4 * i);
-            blockUsed += 4 * run;
-          }
-          pos += run;
-          if (blockUsed === block.length) {
-            await writer!.write(Buffer.from(block));
-            blockUsed = 0;
-          }
-        }
-        pieces.push({ start: written - shardStartToken, length: take, docOffset, docLength, source, ord: ordAt(k), pass: passAt(k) });
-        perSource[source]!.tokensWritten += take;
+        const take = Math.min(tokens.length - at, shardEnd - written);
+        await writer!.write(littleEndianBytes(tokens.subarray(at, at + take)));
+        at += take;
         written += take;
-        docOffset += take;
         if (written === shardEnd) await closeShard();
       }
-      if (docOffset < docLength) perSource[source]!.tailTokensDropped += docLength - docOffset;
-    }
+    });
   } catch (error) {
     await writer?.abort();
     throw error;
   }
-  // Whole documents after the cut belong to the dropped tail too.
-  let seen = 0;
+
+  const perSource = plans.map(() => ({ tokensWritten: 0, documentsWritten: 0, tailTokensDropped: 0 }));
   for (let k = 0; k < picks; k++) {
-    const t = tokensAt(k);
-    if (seen >= totalTokens) perSource[stream[2 * k]!]!.tailTokensDropped += t;
-    seen += t;
+    const s = perSource[stream[2 * k]!]!;
+    const kept = Math.max(0, Math.min(layout.length[k]!, totalTokens - layout.start[k]!));
+    if (layout.start[k]! < totalTokens) s.documentsWritten++;
+    s.tokensWritten += kept;
+    s.tailTokensDropped += layout.length[k]! - kept;
   }
   return { shards, totalSequences, totalTokens, tailTokensDropped: totalStreamTokens - totalTokens, perSource };
+}
+
+/** The ids as the shards store them (little-endian words); a view, not a copy, where the machine is little-endian. */
+function littleEndianBytes(ids: Uint32Array): Buffer {
+  if (LITTLE_ENDIAN) return Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+  const out = Buffer.alloc(ids.byteLength);
+  for (let i = 0; i < ids.length; i++) out.writeUInt32LE(ids[i]!, 4 * i);
+  return out;
 }

@@ -46,7 +46,6 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
     try {
       const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, (g) => ownsFile(slice, g));
       const store = tokenized.store;
-      store.close();
       return await runStage(options.sink, "manifest", async () => {
         await db.run(`CREATE TEMP TABLE doc_tokens (ord BIGINT, tokens UINTEGER)`);
         const app = await db.conn.createAppender("doc_tokens");

@@ -6,7 +6,6 @@ import { basename, join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
-import { openFileBudget } from "../util/open-files.ts";
 import { siblingModule, startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -24,39 +23,42 @@ const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 /** A chunk's name: the sha256 of (tokenizer, texts); a crash may leave it with writeFileAtomic's temp suffix. */
 const CHUNK_FILE = /^[0-9a-f]{64}\.tok(?:\.[0-9a-f]{8}\.tmp)?$/;
 
+/** One chunk file's documents: their ords in the build (-1: a document the build does not keep), lengths and ids. */
+export interface ChunkRead {
+  ords: Int32Array;
+  lengths: Uint32Array;
+  /** every document's ids, one after another; valid until the next read */
+  ids: Uint32Array;
+}
+
 /** What pack reads documents' ids from: one build's TokenStore, or a merge's over several partitions' (merge.ts). */
 export interface TokenReader {
   /** Ids per document (no specials), by ord. */
   readonly lengths: Uint32Array;
-  tokensOfMany(ords: readonly number[]): Uint32Array[];
-  close(): void;
+  readonly chunkCount: number;
+  /** Chunk `c`, read whole: pack reads the chunks front to back, once (pack-stream.ts). */
+  readChunk(c: number): ChunkRead;
 }
 
 /**
- * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, read on demand from the
- * tokenised chunk files: memory holds each document's length and offset (8 bytes), not the corpus's tokens.
+ * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, in the tokenised chunk files:
+ * memory holds each document's length (4 bytes), not the corpus's tokens.
  */
 export class TokenStore implements TokenReader {
-  private readonly open = new Map<number, number>(); // chunk -> file descriptor, least recently used first
+  private bytes = new Uint8Array(0);
 
-  /** files[c], starts[c] (each document's first id within chunk c), idCounts[c]: chunk c as tokenisation wrote it. */
+  /** files[c] and idCounts[c]: chunk c as tokenisation wrote it; chunk c holds ords [c * CHUNK_DOCS, ...). */
   constructor(
     private readonly files: string[],
-    private readonly starts: Uint32Array[],
     private readonly idCounts: number[],
     readonly lengths: Uint32Array,
-    // Pack reads documents in shuffled order, so nearly every read is in another chunk: with fewer files kept open
-    // than there are chunks, each read reopens one, and reading slows as the corpus grows (measured: 45 against
-    // 12 us a document over 2,344 chunks with 64 open against 4,096).
-    private readonly maxOpen = openFileBudget(),
   ) {}
 
   /**
    * A store over chunk files another run wrote (a partition's, for merge), from their headers alone: each file's
    * document count and lengths. A file that is missing, not a chunk, or of another length is an error naming it.
    */
-  static openChunks(files: string[], onBad: (file: string, why: string) => Error, maxOpen = openFileBudget()): TokenStore {
-    const starts: Uint32Array[] = [];
+  static openChunks(files: string[], onBad: (file: string, why: string) => Error): TokenStore {
     const idCounts: number[] = [];
     const lengths: Uint32Array[] = [];
     for (const file of files) {
@@ -70,21 +72,15 @@ export class TokenStore implements TokenReader {
         const head = Buffer.alloc(HEADER);
         if (readSync(fd, head, 0, HEADER, 0) !== HEADER || head.readUInt32LE(0) !== MAGIC || head.readUInt32LE(4) !== VERSION) throw onBad(file, "it is not a token chunk");
         const docs = head.readUInt32LE(8);
-        // tokensOf finds a document's chunk by ord / CHUNK_DOCS: every chunk but the last is full.
-        if (docs > CHUNK_DOCS || (docs < CHUNK_DOCS && starts.length < files.length - 1)) throw onBad(file, `it holds ${docs} documents, not ${CHUNK_DOCS}`);
+        // Chunk c holds ords from c * CHUNK_DOCS: every chunk but the last is full.
+        if (docs > CHUNK_DOCS || (docs < CHUNK_DOCS && lengths.length < files.length - 1)) throw onBad(file, `it holds ${docs} documents, not ${CHUNK_DOCS}`);
         const raw = Buffer.alloc(4 * docs);
         if (readSync(fd, raw, 0, raw.length, HEADER) !== raw.length) throw onBad(file, "it ends inside its header");
         const lens = new Uint32Array(docs);
-        const s = new Uint32Array(docs);
-        let at = 0;
-        for (let i = 0; i < docs; i++) {
-          lens[i] = raw.readUInt32LE(4 * i);
-          s[i] = at;
-          at += lens[i]!;
-        }
-        if (fstatSync(fd).size !== HEADER + 4 * (docs + at)) throw onBad(file, "its size does not match its header");
-        starts.push(s);
-        idCounts.push(at);
+        let ids = 0;
+        for (let i = 0; i < docs; i++) ids += lens[i] = raw.readUInt32LE(4 * i);
+        if (fstatSync(fd).size !== HEADER + 4 * (docs + ids)) throw onBad(file, "its size does not match its header");
+        idCounts.push(ids);
         lengths.push(lens);
       } finally {
         closeSync(fd);
@@ -96,66 +92,44 @@ export class TokenStore implements TokenReader {
       all.set(l, at);
       at += l.length;
     }
-    return new TokenStore(files, starts, idCounts, all, maxOpen);
+    return new TokenStore(files, idCounts, all);
+  }
+
+  get chunkCount(): number {
+    return this.files.length;
   }
 
   /** Each chunk file, with its document and id counts, in order. */
   chunks(): { file: string; documents: number; ids: number }[] {
-    return this.files.map((file, c) => ({ file, documents: this.starts[c]!.length, ids: this.idCounts[c]! }));
+    return this.files.map((file, c) => ({ file, documents: this.documentsIn(c), ids: this.idCounts[c]! }));
   }
 
-  tokensOf(ord: number): Uint32Array {
-    const chunk = Math.floor(ord / CHUNK_DOCS);
-    const starts = this.starts[chunk]!;
-    const ids = new Uint32Array(this.lengths[ord]!);
-    const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
-    const at = HEADER + 4 * (starts.length + starts[ord % CHUNK_DOCS]!);
-    for (let done = 0; done < bytes.length; ) {
-      const n = readSync(this.fd(chunk), bytes, done, bytes.length - done, at + done);
-      if (n === 0) throw new RuntimeFailure(`${this.files[chunk]}: ends before document ${ord}'s tokens; delete it and rebuild`);
-      done += n;
-    }
-    if (BIG_ENDIAN) for (let i = 0; i < ids.length; i++) ids[i] = bytes.readUInt32LE(4 * i);
-    return ids;
-  }
-
-  /**
-   * The ids of several documents, in the order asked, read chunk by chunk in file order: a shuffled stream read one
-   * document at a time would reopen a chunk file for nearly every document once the chunks outnumber the open
-   * files kept, and seek back and forth within each.
-   */
-  tokensOfMany(ords: readonly number[]): Uint32Array[] {
-    const order = ords.map((ord, i) => ({ ord, i })).sort((a, b) => a.ord - b.ord || a.i - b.i);
-    const out: Uint32Array[] = new Array(ords.length);
-    for (const { ord, i } of order) out[i] = this.tokensOf(ord);
-    return out;
-  }
-
-  close(): void {
-    for (const fd of this.open.values()) closeSync(fd);
-    this.open.clear();
-  }
-
-  private fd(chunk: number): number {
-    let fd = this.open.get(chunk);
-    if (fd !== undefined) {
-      this.open.delete(chunk); // most recently used goes last
-    } else {
-      fd = openSync(this.files[chunk]!, "r");
+  readChunk(c: number): ChunkRead {
+    const file = this.files[c]!;
+    const docs = this.documentsIn(c);
+    const size = HEADER + 4 * (docs + this.idCounts[c]!);
+    // A fresh ArrayBuffer, so the ids can be viewed as words in place.
+    if (this.bytes.length < size) this.bytes = new Uint8Array(Math.max(size, 2 * this.bytes.length));
+    const fd = openSync(file, "r");
+    try {
       // The file must still be the one tokenisation wrote (header, lengths, ids), not one changed since.
-      const expected = HEADER + 4 * (this.starts[chunk]!.length + this.idCounts[chunk]!);
-      if (fstatSync(fd).size !== expected) {
-        closeSync(fd);
-        throw new RuntimeFailure(`${this.files[chunk]}: changed since it was tokenised (${expected} bytes expected); delete it and rebuild`);
+      if (fstatSync(fd).size !== size) throw new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
+      for (let done = 0; done < size; ) {
+        const n = readSync(fd, this.bytes, done, size - done, done);
+        if (n === 0) throw new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
+        done += n;
       }
-      if (this.open.size >= this.maxOpen) {
-        const [oldest, oldFd] = this.open.entries().next().value as [number, number];
-        closeSync(oldFd);
-        this.open.delete(oldest);
-      }
+    } finally {
+      closeSync(fd);
     }
-    this.open.set(chunk, fd);
-    return fd;
+    let ids = new Uint32Array(this.bytes.buffer, HEADER + 4 * docs, this.idCounts[c]!);
+    if (BIG_ENDIAN) ids = Uint32Array.from({ length: ids.length }, (_, i) => new DataView(this.bytes.buffer).getUint32(HEADER + 4 * (docs + i), true));
+    const first = c * CHUNK_DOCS;
+    return { ords: Int32Array.from({ length: docs }, (_, i) => first + i), lengths: this.lengths.subarray(first, first + docs), ids };
+  }
+
+  private documentsIn(c: number): number {
+    return Math.min(CHUNK_DOCS, this.lengths.length - c * CHUNK_DOCS);
   }
 }
 
@@ -261,7 +235,6 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   const lengths = new Uint32Array(docs);
   const files: string[] = new Array(chunkCount);
   const idCounts: number[] = new Array(chunkCount);
-  const starts: Uint32Array[] = new Array(chunkCount);
   await mkdir(options.cacheDir, { recursive: true });
   const workerCount = Math.max(1, options.workers ?? cpus().length);
   let pool: Pool | undefined;
@@ -280,15 +253,8 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
       const chunkBytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
       const place = (result: { lengths: Uint32Array; ids: Uint32Array }) => {
         lengths.set(result.lengths, first);
-        const s = new Uint32Array(result.lengths.length);
-        let at = 0;
-        result.lengths.forEach((len, i) => {
-          s[i] = at;
-          at += len;
-        });
-        files[chunk] = file; // the ids stay on disk; TokenStore reads each document's when packing
+        files[chunk] = file; // the ids stay on disk; pack reads them chunk by chunk
         idCounts[chunk] = result.ids.length;
-        starts[chunk] = s;
         bytes += chunkBytes;
         tokens += result.ids.length;
         sink({ type: "stage_progress", stage: "tokenize", done: Math.min(docs, (++finished) * CHUNK_DOCS), total: docs, unit: "docs", bytes });
@@ -325,5 +291,5 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   for (const name of await readdir(options.cacheDir)) {
     if (CHUNK_FILE.test(name) && !kept.has(name)) await rm(join(options.cacheDir, name), { force: true });
   }
-  return { store: new TokenStore(files, starts, idCounts, lengths), reusedChunks, bytes, tokens };
+  return { store: new TokenStore(files, idCounts, lengths), reusedChunks, bytes, tokens };
 }

@@ -11,6 +11,7 @@ import type { BuildLock } from "./lock.ts";
 import { buildManifest, datasetCard, mixtureMarkdown, type ManifestSource, type ManifestTokenizer, type SourceStats } from "./manifest.ts";
 import { freeBytes, publishStaged, shardBytes } from "./output-folder.ts";
 import { pack, type Provenance } from "./pack.ts";
+import type { StreamOptions } from "./pack-stream.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { interleave, type SourcePlan } from "./sample.ts";
 import type { TokenReader } from "./tokenize.ts";
@@ -33,6 +34,8 @@ export interface BuildTarget {
   staging: string;
   maxShardBytes: number;
   recipeFile: string;
+  /** pack's bin folder and buffers */
+  stream: StreamOptions;
 }
 
 /**
@@ -50,7 +53,6 @@ export async function writeBuild(
   const { plans, store } = selected;
   const tokens = plans.reduce((a, p) => a + p.tokensSelected, 0);
   if (tokens < recipe.sequence_length) {
-    store.close();
     throw new RuntimeFailure(
       `the mixture holds ${tokens} tokens, fewer than one sequence of sequence_length ${recipe.sequence_length}, so the build would be empty; ` +
         `lower sequence_length, raise target_tokens or max_epochs, or add data`,
@@ -60,7 +62,6 @@ export async function writeBuild(
   const need = shardBytes(tokens, recipe.sequence_length, out.maxShardBytes);
   const free = await freeBytes(out.staging);
   if (free !== undefined && need > free) {
-    store.close();
     throw new RuntimeFailure(
       `the shards need ${formatSize(need)} (${Math.floor(tokens / recipe.sequence_length).toLocaleString("en-US")} sequences of ${recipe.sequence_length} tokens) and ${out.staging} has ${formatSize(free)} free; ` +
         `free space there, build to another --out, or lower target_tokens`,
@@ -75,9 +76,10 @@ export async function writeBuild(
         outDir: out.staging,
         sequenceLength: recipe.sequence_length,
         maxShardBytes: out.maxShardBytes,
+        stream: out.stream,
         eosId: selected.tokenizer.eosId,
         bosId: recipe.tokenizer.add_bos ? selected.tokenizer.bosId : undefined,
-      }, sink).finally(() => store.close()),
+      }, sink),
     (p) => ({ done: p.totalSequences, unit: "sequences" }),
   );
   return await runStage(sink, "manifest", async () => {

@@ -6,11 +6,13 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pack, type Provenance } from "../../src/pipeline/pack.ts";
 import { Picks, type SourcePlan } from "../../src/pipeline/sample.ts";
+import type { StreamOptions } from "../../src/pipeline/pack-stream.ts";
 import type { TokenStore } from "../../src/pipeline/tokenize.ts";
 import { docIndexName, shardName } from "../../src/shards/layout.ts";
 import { readNpyInfo, readSequences } from "../../src/shards/npy.ts";
 import { BuildDb, sqlString } from "../../src/util/duckdb.ts";
 import { sha256File } from "../../src/util/hash.ts";
+import { chunkStore } from "../helpers/token-chunks.ts";
 
 // Three documents (token ids without EOS), by ord: two from source a, one from source b.
 const BODIES = [[1, 2, 3], [10, 11, 12], [20, 21, 22, 23]];
@@ -32,8 +34,6 @@ function plan(name: string, picks: number[], specials: number): SourcePlan {
   };
 }
 
-// Only tokensOfMany is read by pack; the real store reads the same ids from its chunk files.
-const store = { tokensOfMany: (ords: number[]) => ords.map((ord) => Uint32Array.from(BODIES[ord]!)) } as unknown as TokenStore;
 const prov: Provenance = {
   sourceIdx: Int32Array.from([0, 0, 1]),
   fileIdx: Int32Array.from([0, 1, 0]),
@@ -47,9 +47,13 @@ const STREAM = Uint32Array.from([0, 0, 1, 0, 0, 1]);
 describe("pack", () => {
   let dir: string;
   let db: BuildDb;
+  let store: TokenStore;
+  let stream: StreamOptions;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "chuxin-pack-"));
     db = await BuildDb.open(":memory:");
+    store = chunkStore(dir, "bodies", BODIES.map((b) => Uint32Array.from(b)));
+    stream = { workDir: join(dir, "bins"), bufferTokens: 1 << 16, fanout: 256, writeBufferBytes: 1 << 20 };
   });
   after(async () => {
     db.close();
@@ -60,7 +64,7 @@ describe("pack", () => {
     const out = join(dir, "eos");
     await mkdir(out);
     const plans = [plan("a", [0, 1], 1), plan("b", [2], 1)];
-    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined }, () => {});
+    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream }, () => {});
     assert.equal(r.totalSequences, 3);
     assert.equal(r.totalTokens, 12);
     assert.equal(r.tailTokensDropped, 1);
@@ -92,8 +96,20 @@ describe("pack", () => {
     const out = join(dir, "bos");
     await mkdir(out);
     const plans = [plan("a", [0, 1], 2), plan("b", [2], 2)];
-    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 8, maxShardBytes: 1 << 20, eosId: EOS, bosId: BOS }, () => {});
+    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 8, maxShardBytes: 1 << 20, eosId: EOS, bosId: BOS, stream }, () => {});
     const info = await readNpyInfo(join(out, r.shards[0]!.path));
     assert.deepEqual(Array.from(await readSequences(join(out, r.shards[0]!.path), info, 0, 2)), [BOS, 1, 2, 3, EOS, BOS, 20, 21, 22, 23, EOS, BOS, 10, 11, 12, EOS]);
+  });
+
+  it("writes the same shards and indexes whether the stream is gathered in memory or through bin files", async () => {
+    const plans = [plan("a", [0, 1], 1), plan("b", [2], 1)];
+    const hashes = [];
+    for (const [name, bufferTokens] of [["memory", 1 << 16], ["bins", 2]] as const) {
+      const out = join(dir, `same-${name}`);
+      await mkdir(out);
+      const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream: { ...stream, bufferTokens, fanout: 2 } }, () => {});
+      hashes.push(r.shards.map((s) => [s.sha256, s.doc_index_sha256]));
+    }
+    assert.deepEqual(hashes[1], hashes[0]);
   });
 });

@@ -1,0 +1,246 @@
+/**
+ * The packed token stream, assembled in order without reading documents in shuffled order.
+ *
+ * Reading each picked document where tokenisation left it is a random read per document; once the tokens outgrow the
+ * page cache those reads slow pack down as the corpus grows (measured at 3.2 GB of text: 10.2 us a document cached,
+ * 40.6 us evicted). Instead the stream is built like an external distribution sort, with every read and write
+ * sequential:
+ *  - scatter: the chunk files are read once, in file order; each picked document's tokens (BOS, ids, EOS), cut at
+ *    the end of the stream, go as records (stream position, count, ids) to the bin file of the stream range they fall in;
+ *  - gather: bin by bin, in stream order, a bin's records are placed into a buffer of the bin's range, which is then
+ *    handed on whole. A bin larger than the buffer is scattered again into smaller bins first, so a build of any size
+ *    needs one buffer of memory and, on disk, the bins (about the shards' size; each deleted once gathered).
+ * A stream that fits the buffer is gathered straight from the chunk files, with no bin files.
+ * Records carry their absolute position, so the order in which they are written never matters: the bytes are fixed by
+ * the stream alone.
+ */
+import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { explainWriteError } from "../util/atomic.ts";
+import { RuntimeFailure } from "../util/errors.ts";
+import type { TokenReader } from "./tokenize.ts";
+
+/** Where the picked documents sit in the stream, in stream order (pack.ts lays them out). */
+export interface StreamLayout {
+  /** per pick: its document's ord */
+  ord: Uint32Array;
+  /** per pick: its first position in the stream */
+  start: Float64Array;
+  /** per pick: its length with specials */
+  length: Uint32Array;
+  /** positions [0, total) are written; the rest is the dropped tail */
+  total: number;
+  bosId: number | undefined;
+  eosId: number;
+}
+
+export interface StreamOptions {
+  /** the folder for bin files (removed when done) */
+  workDir: string;
+  /** tokens one gather buffer holds: the stream goes to bins when it is longer */
+  bufferTokens: number;
+  /** most bins one scatter writes to */
+  fanout: number;
+  /** bytes of write buffer each scatter has, shared between its bins */
+  writeBufferBytes: number;
+}
+
+/** Memory and fan-out for a pack with `bytes` to spend on token data: half the gather buffer, half the scatter's writes. */
+export function streamOptionsFor(bytes: number, workDir: string): StreamOptions {
+  const half = Math.max(4 << 20, Math.floor(bytes / 2));
+  return { workDir, bufferTokens: Math.floor(half / 4), fanout: 256, writeBufferBytes: half };
+}
+
+const HEADER_WORDS = 3; // position (low, high 32 bits), count
+const READ_BLOCK_WORDS = 1 << 21; // 8 MiB reads
+
+type Visit = (position: number, ids: Uint32Array) => void;
+/** Something that yields the stream's records, each once: the chunk files, or a bin file. */
+type RecordSource = (visit: Visit) => void;
+
+/**
+ * Calls `emit` with the stream's tokens in order, as consecutive views covering [0, layout.total); each view is valid
+ * until the returned promise of the call resolves.
+ */
+export async function assembleStream(reader: TokenReader, layout: StreamLayout, options: StreamOptions, emit: (tokens: Uint32Array) => Promise<void>): Promise<void> {
+  if (layout.total === 0) return;
+  const buffer = new Uint32Array(Math.min(options.bufferTokens, layout.total));
+  rmSync(options.workDir, { recursive: true, force: true });
+  let bins = 0;
+  // `consumed` runs once the source is read through, so a bin scattered again is deleted before its parts are gathered.
+  const gather = async (source: RecordSource, lo: number, hi: number, consumed: () => void): Promise<void> => {
+    if (hi - lo <= buffer.length) {
+      const out = buffer.subarray(0, hi - lo);
+      let placed = 0;
+      source((position, ids) => {
+        if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
+        out.set(ids, position - lo);
+        placed += ids.length;
+      });
+      if (placed !== hi - lo) throw new RuntimeFailure(`pack: the bin [${lo}, ${hi}) received ${placed} of its ${hi - lo} tokens; rerun the build`);
+      consumed();
+      await emit(out);
+      return;
+    }
+    const count = Math.min(options.fanout, Math.ceil((hi - lo) / buffer.length));
+    const width = Math.ceil((hi - lo) / count);
+    mkdirSync(options.workDir, { recursive: true });
+    const files = Array.from({ length: count }, () => join(options.workDir, `bin-${bins++}`));
+    const writers = files.map((f) => new BinWriter(f, Math.max(64 << 10, Math.floor(options.writeBufferBytes / count))));
+    try {
+      source((position, ids) => {
+        for (let at = 0; at < ids.length; ) {
+          const b = Math.floor((position + at - lo) / width);
+          const take = Math.min(ids.length - at, lo + (b + 1) * width - (position + at));
+          writers[b]!.append(position + at, ids.subarray(at, at + take));
+          at += take;
+        }
+      });
+    } finally {
+      for (const w of writers) w.close();
+    }
+    consumed();
+    for (let b = 0; b < count; b++) {
+      const file = files[b]!;
+      await gather(binSource(file), lo + b * width, Math.min(hi, lo + (b + 1) * width), () => rmSync(file, { force: true }));
+    }
+  };
+  try {
+    await gather(chunkSource(reader, layout), 0, layout.total, () => {});
+  } finally {
+    rmSync(options.workDir, { recursive: true, force: true });
+  }
+}
+
+/** Every picked document's tokens, chunk file by chunk file: one record per pick, cut at the stream's end. */
+function chunkSource(reader: TokenReader, layout: StreamLayout): RecordSource {
+  // Picks by document (a document picked in several passes appears once per pass): counts, then offsets.
+  const docs = reader.lengths.length;
+  const first = new Uint32Array(docs + 1);
+  const picks = layout.ord.length;
+  for (let k = 0; k < picks; k++) if (layout.start[k]! < layout.total) first[layout.ord[k]! + 1]! += 1;
+  for (let d = 0; d < docs; d++) first[d + 1]! += first[d]!;
+  const byDoc = new Uint32Array(first[docs]!);
+  const fill = first.slice(0, docs);
+  for (let k = 0; k < picks; k++) if (layout.start[k]! < layout.total) byDoc[fill[layout.ord[k]!]!++] = k;
+  const lead = layout.bosId !== undefined ? 1 : 0;
+  let scratch = new Uint32Array(1 << 16);
+  return (visit) => {
+    for (let c = 0; c < reader.chunkCount; c++) {
+      const chunk = reader.readChunk(c);
+      for (let i = 0, at = 0; i < chunk.ords.length; at += chunk.lengths[i]!, i++) {
+        const ord = chunk.ords[i]!;
+        if (ord < 0 || first[ord] === first[ord + 1]) continue;
+        const body = chunk.ids.subarray(at, at + chunk.lengths[i]!);
+        const length = body.length + lead + 1;
+        if (scratch.length < length) scratch = new Uint32Array(Math.max(length, 2 * scratch.length));
+        if (lead) scratch[0] = layout.bosId!;
+        scratch.set(body, lead);
+        scratch[length - 1] = layout.eosId;
+        for (let j = first[ord]!; j < first[ord + 1]!; j++) {
+          const k = byDoc[j]!;
+          if (layout.length[k] !== length) throw new RuntimeFailure(`pack: document ${ord} has ${length} tokens in its chunk and ${layout.length[k]} in the plan; rerun the build`);
+          const start = layout.start[k]!;
+          visit(start, scratch.subarray(0, Math.min(length, layout.total - start)));
+        }
+      }
+    }
+  };
+}
+
+/** A bin file's records, read front to back a block at a time; a record cut by a block's end is visited in parts. */
+function binSource(file: string): RecordSource {
+  return (visit) => {
+    const bytes = new Uint8Array(4 * READ_BLOCK_WORDS);
+    const words = new Uint32Array(bytes.buffer);
+    const fd = openSync(file, "r");
+    try {
+      let filePos = 0;
+      let carry = 0; // words of an incomplete header kept at the block's start
+      let pending = 0; // ids of the current record still to come
+      let position = 0; // where they go
+      for (;;) {
+        const n = readSync(fd, bytes, 4 * carry, bytes.length - 4 * carry, filePos);
+        filePos += n;
+        if (n % 4 !== 0) throw new RuntimeFailure(`${file}: cut inside a token; rerun the build`);
+        const end = carry + n / 4;
+        let i = 0;
+        for (;;) {
+          if (pending > 0) {
+            const take = Math.min(pending, end - i);
+            if (take === 0) break;
+            visit(position, words.subarray(i, i + take));
+            position += take;
+            pending -= take;
+            i += take;
+            continue;
+          }
+          if (end - i < HEADER_WORDS) break;
+          position = words[i]! + words[i + 1]! * 2 ** 32;
+          pending = words[i + 2]!;
+          i += HEADER_WORDS;
+        }
+        carry = end - i;
+        words.copyWithin(0, i, end);
+        if (n === 0) {
+          if (carry !== 0 || pending !== 0) throw new RuntimeFailure(`${file}: ends inside a record; rerun the build`);
+          return;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
+/** Appends records to one bin file through a buffer (native byte order: a bin lives only within one pack). */
+class BinWriter {
+  private readonly fd: number;
+  private readonly words: Uint32Array;
+  private used = 0;
+  constructor(
+    readonly file: string,
+    bufferBytes: number,
+  ) {
+    this.fd = openSync(file, "w");
+    this.words = new Uint32Array(bufferBytes >> 2);
+  }
+
+  append(position: number, ids: Uint32Array): void {
+    if (this.used + HEADER_WORDS + ids.length > this.words.length) this.flush();
+    this.words[this.used] = position % 2 ** 32;
+    this.words[this.used + 1] = Math.floor(position / 2 ** 32);
+    this.words[this.used + 2] = ids.length;
+    this.used += HEADER_WORDS;
+    if (ids.length > this.words.length - this.used) {
+      this.flush();
+      writeAll(this.fd, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength), this.file);
+    } else {
+      this.words.set(ids, this.used);
+      this.used += ids.length;
+    }
+  }
+
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+
+  private flush(): void {
+    writeAll(this.fd, new Uint8Array(this.words.buffer, 0, 4 * this.used), this.file);
+    this.used = 0;
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array, file: string): void {
+  for (let done = 0; done < bytes.length; ) {
+    try {
+      done += writeSync(fd, bytes, done, bytes.length - done);
+    } catch (error) {
+      throw explainWriteError(error, file, bytes.length - done);
+    }
+  }
+}

@@ -1,0 +1,91 @@
+/** pack-stream: the packed token stream assembled in order from the chunk files, in memory or through bin files. */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { assembleStream, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
+import { CHUNK_DOCS } from "../../src/pipeline/tokenize.ts";
+import { chunkStore, randomDocs } from "../helpers/token-chunks.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "chuxin-pack-stream-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const BOS = 100100;
+const EOS = 100101;
+const docs = randomDocs(2 * CHUNK_DOCS + 300, 40, 11);
+const store = chunkStore(dir, "docs", docs);
+
+/** A shuffled stream over the documents: some picked twice (two passes), some never; cut short of its end. */
+function layoutOf(bosId: number | undefined): { layout: StreamLayout; expected: Uint32Array } {
+  let seed = 5;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8; // the high bits: an LCG's low bits repeat
+  const ords: number[] = [];
+  for (let ord = 0; ord < docs.length; ord++) {
+    const times = next() % 4 === 0 ? 0 : next() % 5 === 0 ? 2 : 1;
+    for (let t = 0; t < times; t++) ords.push(ord);
+  }
+  for (let i = ords.length - 1; i > 0; i--) {
+    const j = next() % (i + 1);
+    [ords[i], ords[j]] = [ords[j]!, ords[i]!];
+  }
+  const lead = bosId !== undefined ? 1 : 0;
+  const stream: number[] = [];
+  const layout: StreamLayout = { ord: Uint32Array.from(ords), start: new Float64Array(ords.length), length: new Uint32Array(ords.length), total: 0, bosId, eosId: EOS };
+  ords.forEach((ord, k) => {
+    layout.start[k] = stream.length;
+    layout.length[k] = docs[ord]!.length + lead + 1;
+    if (lead) stream.push(bosId!);
+    stream.push(...docs[ord]!, EOS);
+  });
+  layout.total = stream.length - 37;
+  return { layout, expected: Uint32Array.from(stream.slice(0, layout.total)) };
+}
+
+async function assemble(layout: StreamLayout, options: StreamOptions): Promise<{ tokens: Uint32Array; sawBins: boolean }> {
+  const parts: Uint32Array[] = [];
+  let sawBins = false;
+  await assembleStream(store, layout, options, async (tokens) => {
+    parts.push(tokens.slice());
+    sawBins ||= existsSync(options.workDir) && readdirSync(options.workDir).length > 0;
+  });
+  const tokens = new Uint32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    tokens.set(p, at);
+    at += p.length;
+  }
+  return { tokens, sawBins };
+}
+
+describe("pack stream", () => {
+  const cases: [string, Omit<StreamOptions, "workDir">, boolean][] = [
+    ["in memory, straight from the chunk files", { bufferTokens: 1 << 20, fanout: 256, writeBufferBytes: 1 << 20 }, false],
+    ["through one level of bins", { bufferTokens: 20000, fanout: 256, writeBufferBytes: 1 << 20 }, true],
+    ["through bins scattered again, level after level (fan-out 2, 97-token buffer)", { bufferTokens: 97, fanout: 2, writeBufferBytes: 4096 }, true],
+  ];
+  for (const bos of [undefined, BOS]) {
+    for (const [name, sizes, bins] of cases) {
+      it(`gives the stream's exact tokens ${name}${bos !== undefined ? ", with BOS" : ""}`, async () => {
+        const { layout, expected } = layoutOf(bos);
+        const workDir = join(dir, `bins-${name.length}-${bos ?? 0}`);
+        const got = await assemble(layout, { ...sizes, workDir });
+        assert.equal(got.tokens.length, expected.length);
+        assert.ok(got.tokens.every((t, i) => t === expected[i]), "same tokens in the same order");
+        assert.equal(got.sawBins, bins, bins ? "bin files were written" : "no bin file was written");
+        assert.equal(existsSync(workDir), false, "the bin folder is removed");
+      });
+    }
+  }
+
+  it("refuses a plan whose document length disagrees with its chunk, and leaves no bins behind", async () => {
+    const { layout } = layoutOf(undefined);
+    layout.length[3]! += 1;
+    const workDir = join(dir, "bins-bad");
+    await assert.rejects(
+      assemble(layout, { bufferTokens: 500, fanout: 4, workDir, writeBufferBytes: 1 << 16 }),
+      (e: Error) => /document \d+ has \d+ tokens in its chunk and \d+ in the plan; rerun the build/.test(e.message),
+    );
+    assert.equal(existsSync(workDir), false);
+  });
+});
