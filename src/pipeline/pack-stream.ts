@@ -82,13 +82,14 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
       await emit(out);
       return;
     }
-    const count = Math.min(options.fanout, Math.ceil((hi - lo) / buffer.length));
-    const width = Math.ceil((hi - lo) / count);
+    const { count, width } = binsOf(hi - lo, buffer.length, options.fanout);
     mkdirSync(options.workDir, { recursive: true });
     const files = Array.from({ length: count }, () => join(options.workDir, `bin-${bins++}`));
-    const writers = files.map((f) => new BinWriter(f, Math.max(64 << 10, Math.floor(options.writeBufferBytes / count))));
+    const writers: BinWriter[] = [];
     try {
+      for (const f of files) writers.push(new BinWriter(f, Math.max(64 << 10, Math.floor(options.writeBufferBytes / count))));
       source((position, ids) => {
+        if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
         for (let at = 0; at < ids.length; ) {
           const b = Math.floor((position + at - lo) / width);
           const take = Math.min(ids.length - at, lo + (b + 1) * width - (position + at));
@@ -112,6 +113,12 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
   }
 }
 
+/** How a range of `tokens` splits into bins: at most `fanout`, each at most `buffer` wide where the fan-out allows, none empty. */
+export function binsOf(tokens: number, buffer: number, fanout: number): { count: number; width: number } {
+  const width = Math.ceil(tokens / Math.min(fanout, Math.ceil(tokens / buffer)));
+  return { count: Math.ceil(tokens / width), width };
+}
+
 /** Every picked document's tokens, chunk file by chunk file: one record per pick, cut at the stream's end. */
 function chunkSource(reader: TokenReader, layout: StreamLayout): RecordSource {
   // Picks by document (a document picked in several passes appears once per pass): counts, then offsets.
@@ -121,8 +128,11 @@ function chunkSource(reader: TokenReader, layout: StreamLayout): RecordSource {
   for (let k = 0; k < picks; k++) if (layout.start[k]! < layout.total) first[layout.ord[k]! + 1]! += 1;
   for (let d = 0; d < docs; d++) first[d + 1]! += first[d]!;
   const byDoc = new Uint32Array(first[docs]!);
-  const fill = first.slice(0, docs);
-  for (let k = 0; k < picks; k++) if (layout.start[k]! < layout.total) byDoc[fill[layout.ord[k]!]!++] = k;
+  // first[d + 1] is where d's picks end; filling back to front steps it back to where they begin.
+  for (let k = picks - 1; k >= 0; k--) if (layout.start[k]! < layout.total) byDoc[--first[layout.ord[k]! + 1]!] = k;
+  // Shifted down one, first[d] is where d's picks begin and first[d + 1] where they end.
+  first.copyWithin(0, 1);
+  first[docs] = byDoc.length;
   const lead = layout.bosId !== undefined ? 1 : 0;
   let scratch = new Uint32Array(1 << 16);
   return (visit) => {

@@ -123,7 +123,10 @@ export class TokenStore implements TokenReader {
       closeSync(fd);
     }
     let ids = new Uint32Array(this.bytes.buffer, HEADER + 4 * docs, this.idCounts[c]!);
-    if (BIG_ENDIAN) ids = Uint32Array.from({ length: ids.length }, (_, i) => new DataView(this.bytes.buffer).getUint32(HEADER + 4 * (docs + i), true));
+    if (BIG_ENDIAN) {
+      const view = new DataView(this.bytes.buffer);
+      ids = Uint32Array.from({ length: ids.length }, (_, i) => view.getUint32(HEADER + 4 * (docs + i), true));
+    }
     const first = c * CHUNK_DOCS;
     return { ords: Int32Array.from({ length: docs }, (_, i) => first + i), lengths: this.lengths.subarray(first, first + docs), ids };
   }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { assembleStream, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
+import { assembleStream, binsOf, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
 import { CHUNK_DOCS } from "../../src/pipeline/tokenize.ts";
 import { chunkStore, randomDocs } from "../helpers/token-chunks.ts";
 
@@ -87,5 +87,19 @@ describe("pack stream", () => {
       (e: Error) => /document \d+ has \d+ tokens in its chunk and \d+ in the plan; rerun the build/.test(e.message),
     );
     assert.equal(existsSync(workDir), false);
+  });
+
+  it("splits a range into non-empty bins that cover it exactly, within the fan-out", () => {
+    for (let tokens = 1; tokens <= 300; tokens++) {
+      for (const buffer of [1, 2, 3, 7, 64, 1000]) {
+        for (const fanout of [2, 3, 5, 256]) {
+          const { count, width } = binsOf(tokens, buffer, fanout);
+          const at = `${tokens} tokens, buffer ${buffer}, fan-out ${fanout}`;
+          assert.ok(count >= 1 && count <= fanout, at);
+          assert.ok((count - 1) * width < tokens && count * width >= tokens, `${at}: bins cover the range, the last one not empty`);
+          if (Math.ceil(tokens / buffer) <= fanout) assert.ok(width <= buffer, `${at}: bins fit the buffer`);
+        }
+      }
+    }
   });
 });
