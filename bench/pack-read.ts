@@ -11,8 +11,9 @@ import { execSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assembleStream, streamOptionsFor, type StreamLayout } from "../src/pipeline/pack-stream.ts";
+import { assembleStream, streamOptionsFor } from "../src/pipeline/pack-stream.ts";
 import { CHUNK_DOCS, encodeChunk, TokenStore } from "../src/pipeline/tokenize.ts";
+import { layoutInMemory } from "../test/helpers/token-chunks.ts";
 
 const docs = Number(process.argv[2] ?? 400000);
 const work = process.argv[3] ?? mkdtempSync(join(tmpdir(), "chuxin-pack-read-"));
@@ -22,6 +23,7 @@ const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
 
 // Chunk files as tokenisation writes them; lengths 1..1300 (mean about 650).
 const files: string[] = [];
+const docCounts: number[] = [];
 const idCounts: number[] = [];
 const lengths = new Uint32Array(docs);
 for (let first = 0; first < docs; first += CHUNK_DOCS) {
@@ -33,9 +35,10 @@ for (let first = 0; first < docs; first += CHUNK_DOCS) {
   const file = join(work, `chunk-${files.length}.tok`);
   writeFileSync(file, encodeChunk(chunkLengths, ids));
   files.push(file);
+  docCounts.push(count);
   idCounts.push(ids.length);
 }
-const store = new TokenStore(files, idCounts, lengths);
+const store = new TokenStore(files, docCounts, idCounts);
 const totalIds = idCounts.reduce((a, b) => a + b, 0);
 
 // One pass over every document, shuffled.
@@ -44,13 +47,14 @@ for (let i = docs - 1; i > 0; i--) {
   const j = next() % (i + 1);
   [order[i], order[j]] = [order[j]!, order[i]!];
 }
-const layout: StreamLayout = { ord: order, start: new Float64Array(docs), length: new Uint32Array(docs), total: 0, bosId: undefined, eosId: 100001 };
-for (let k = 0, at = 0; k < docs; k++) {
-  layout.start[k] = at;
-  layout.length[k] = lengths[order[k]!]! + 1;
-  at += layout.length[k]!;
-  layout.total = at;
+const picks = { ord: order, start: new Float64Array(docs), length: new Uint32Array(docs) };
+let streamTokens = 0;
+for (let k = 0; k < docs; k++) {
+  picks.start[k] = streamTokens;
+  picks.length[k] = lengths[order[k]!]! + 1;
+  streamTokens += picks.length[k]!;
 }
+const layout = layoutInMemory(picks, streamTokens, undefined, 100001);
 
 let checksum = 0;
 const consume = (ids: Uint32Array) => {

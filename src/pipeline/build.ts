@@ -18,11 +18,11 @@ import { readLock } from "./lock.ts";
 import type { SourceStats } from "./manifest.ts";
 import { folderBytes, freeBytes, shardBytes, takeOutputFolder } from "./output-folder.ts";
 import { PARTITION_TOKENS } from "./partition-format.ts";
-import { ProvenanceTable } from "./provenance.ts";
+import { PLAN_DOCS } from "./plan-tables.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
-import { CORPUS_DB, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason } from "./schema.ts";
+import { CORPUS_DB, DOC_TOKENS, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason } from "./schema.ts";
 import { checkMixtureSize, emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 import { streamOptionsFor } from "./pack-stream.ts";
@@ -140,9 +140,8 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 }
 
 /**
- * Before the longest stage, with exact counts: a max_epochs too large to plan; the disk the tokens (and shards)
- * need, from the kept text's size; and whether the per-document state fits what the budget leaves it (a warning:
- * the build goes on above it).
+ * Before the longest stage, with exact counts: a max_epochs too large to plan, and the disk the tokens (and shards)
+ * need, from the kept text's size.
  */
 async function checkBeforeTokenize(
   options: BuildOptions,
@@ -162,38 +161,22 @@ async function checkBeforeTokenize(
     corpusDbBytes,
   });
   if (options.diskCheck ?? true) checkTokenizeSpace(e, workDir, await freeBytes(workDir), planOnly);
-  const budget = memoryBudget(options);
-  const room = budget.bytes - duckdbShares(budget.bytes).packing - packShare(budget.bytes) - FIXED_OVERHEAD_BYTES;
-  const state = deduped.kept * PER_DOCUMENT_BYTES;
-  if (state > room) {
-    options.sink({
-      type: "note",
-      stage: "dedup",
-      message:
-        `warning: the per-document state of ${deduped.kept.toLocaleString("en-US")} documents needs about ${formatSize(state)} (${PER_DOCUMENT_BYTES} bytes each), ` +
-        `more than the ${formatSize(Math.max(0, room))} the ${formatSize(budget.bytes)} budget leaves it; the build goes on above the budget. Raise --memory to stay within it`,
-    });
-  }
 }
-
-/** Per-document state in Node from sampling on, one pass: provenance 32, token lengths 4, eligible documents 8, a pass
- * order 16, picks and stream 20, pack's layout 20 and picks by document 8 (provenance.ts, tokenize.ts, select.ts,
- * sample.ts, pack.ts, pack-stream.ts). */
-const PER_DOCUMENT_BYTES = 108;
-/** What a build holds beyond DuckDB's share and that state: Node, the tokenizer, DuckDB past its limit (measured about 300 MB). */
-const FIXED_OVERHEAD_BYTES = 300 * 2 ** 20;
 
 /** Everything up to the mixture plan, on one machine. */
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, planOnly = false) {
   const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, undefined, planOnly);
-  const prov = await ProvenanceTable.ofUniqueDocs(db, tokenized.store.lengths.length, resolution.sources.map((s) => s.files.map((f) => f.path)));
+  await db.run(
+    `CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS
+     SELECT u.ord, u.ord AS read_pos, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord)`,
+  );
   for (const r of await duplicatesBySource(db)) {
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
     else stats[r.s]!.duplicatesAcross = Number(r.n);
   }
   await shrinkDb(db, options);
-  const plans = await selectMixture(loaded.recipe, tokenized.store.lengths, prov, stats, options.sink);
-  return { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination };
+  const plans = await selectMixture(db, loaded.recipe, stats, options.sink);
+  return { resolution, tokenizer, tokenized, stats, plans, impl, decontamination };
 }
 
 /** The budget a build states: --memory, or half of this machine's memory. */
@@ -202,12 +185,12 @@ export function memoryBudget(options: Pick<BuildOptions, "memoryBytes">): { byte
   return { bytes: Math.floor(totalmem() / 2), source: `half of this machine's ${formatSize(totalmem())}; --memory to change` };
 }
 
-/** DuckDB's part of the budget while it reads, decontaminates and dedups, and once the documents are planned (it keeps
- * only the document indexes' small tables then); the rest is the tokenizer's and the per-document state's, and covers
- * what DuckDB allocates beyond its limit (measured: about 300 MB at 1 GB). Never under 64 MiB, DuckDB's floor here. */
+/** DuckDB's part of the budget while it reads, decontaminates and dedups, and from sampling on, when it sorts and joins
+ * the plan's tables (plan-tables.ts) beside pack's buffers; the rest is the tokenizer's and Node's, and covers what
+ * DuckDB allocates beyond its limit (measured: about 300 MB at 1 GB). Never under 64 MiB, DuckDB's floor here. */
 export function duckdbShares(budget: number): { reading: number; packing: number } {
   const floor = 64 * 2 ** 20;
-  return { reading: Math.max(floor, Math.floor(0.6 * budget)), packing: Math.max(floor, Math.floor(0.2 * budget)) };
+  return { reading: Math.max(floor, Math.floor(0.6 * budget)), packing: Math.max(floor, Math.floor(0.4 * budget)) };
 }
 
 /** What pack spends on token data (its gather buffer and the bins' write buffers): a tenth of the budget, at least 32 MiB. */
@@ -232,7 +215,7 @@ export async function openDb(options: BuildOptions): Promise<BuildDb> {
     message:
       `memory budget: ${formatSize(budget.bytes)} (${budget.source}); DuckDB gets ${formatSize(shares.reading)} of it while it reads and dedups ` +
       `(beyond that it spills to ${tempDirectory}) and ${formatSize(shares.packing)} from sampling on; pack's buffers get ${formatSize(packShare(budget.bytes))}; ` +
-      `the rest is for tokenisation and the per-document state`,
+      `the rest is for tokenisation`,
   });
   return BuildDb.open(path, 2, { memoryBytes: shares.reading, tempDirectory });
 }
@@ -309,7 +292,7 @@ export async function withStagedBuild(
 }
 
 async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, out: BuildTarget): Promise<Manifest> {
-  const { resolution, tokenizer, tokenized, prov, stats, plans, impl, decontamination } = await prepare(options, db, loaded);
+  const { resolution, tokenizer, tokenized, stats, plans, impl, decontamination } = await prepare(options, db, loaded);
   return writeBuild(
     db,
     loaded,
@@ -320,7 +303,6 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
       stats,
       plans,
       store: tokenized.store,
-      prov,
       decontamination,
     },
     out,

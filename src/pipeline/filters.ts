@@ -36,8 +36,9 @@ export async function filterText(db: BuildDb, filters: Recipe["filters"]): Promi
   );
 }
 
-/** The token-count filter, after tokenisation: a document's reason, or undefined when it is kept. */
-export function tokenFilter(filters: Recipe["filters"]): (tokens: number) => SkipReason | undefined {
+/** The token-count filter, after tokenisation: an SQL expression over a `tokens` column (specials not counted) that
+ * is a document's reason, or NULL when it is kept. */
+export function tokenFilterSql(filters: Recipe["filters"]): string {
   const { min_tokens, max_tokens } = filters;
-  return (tokens) => (tokens < min_tokens ? "too_few_tokens" : max_tokens !== undefined && tokens > max_tokens ? "too_many_tokens" : undefined);
+  return `CASE WHEN tokens < ${min_tokens} THEN 'too_few_tokens' ${max_tokens !== undefined ? `WHEN tokens > ${max_tokens} THEN 'too_many_tokens' ` : ""}END`;
 }

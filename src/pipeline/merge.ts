@@ -17,7 +17,7 @@ import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
 import { PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
-import { forEachByOrd, ProvenanceTable } from "./provenance.ts";
+import { PLAN_DOCS } from "./plan-tables.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
@@ -27,35 +27,29 @@ interface Partition {
   record: PartitionRecord;
 }
 
-/** Ids by global ord, each read from the partition that tokenised the document: the partitions' chunks one after another. */
+/**
+ * The partitions' chunks one after another: a document's read position is the documents of the partitions before
+ * its own plus its ord in its partition (plan_docs.read_pos), duplicates another partition keeps included.
+ */
 class MergedTokens implements TokenReader {
   private readonly firstChunk: number[] = [];
   readonly chunkCount: number;
-  /** per partition: the global ord of each of its documents, -1 for a duplicate another partition keeps */
-  private readonly globalOrd: Int32Array[];
+  readonly documents: number;
 
-  constructor(
-    private readonly stores: TokenStore[],
-    part: Uint32Array,
-    local: Uint32Array,
-    readonly lengths: Uint32Array,
-  ) {
+  constructor(private readonly stores: TokenStore[]) {
     let chunks = 0;
     for (const s of stores) {
       this.firstChunk.push(chunks);
       chunks += s.chunkCount;
     }
     this.chunkCount = chunks;
-    this.globalOrd = stores.map((s) => new Int32Array(s.lengths.length).fill(-1));
-    for (let ord = 0; ord < part.length; ord++) this.globalOrd[part[ord]!]![local[ord]!] = ord;
+    this.documents = stores.reduce((a, s) => a + s.documents, 0);
   }
 
   readChunk(c: number): ChunkRead {
     let p = this.stores.length - 1;
     while (this.firstChunk[p]! > c) p--;
-    const read = this.stores[p]!.readChunk(c - this.firstChunk[p]!);
-    const global = this.globalOrd[p]!;
-    return { ...read, ords: read.ords.map((local) => global[local]!) };
+    return this.stores[p]!.readChunk(c - this.firstChunk[p]!);
   }
 }
 
@@ -168,9 +162,9 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
         for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
       }
     });
-    const { prov, store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, sources), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+    const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
     await shrinkDb(db, options);
-    const plans = await selectMixture(recipe, store.lengths, prov, stats, options.sink);
+    const plans = await selectMixture(db, recipe, stats, options.sink);
     const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
     const buildLock: BuildLock = {
       lock_version: 1,
@@ -190,7 +184,6 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
       stats,
       plans,
       store,
-      prov,
       decontamination,
     };
     return await writeBuild(db, loaded, selected, out, options.sink);
@@ -201,7 +194,7 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
  * The global dedup over every partition's keys: the first occurrence in (source, file, row) order wins, as on one
  * machine. A partition's own duplicates lost to a copy it kept, so they count against whichever copy wins globally.
  */
-async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>, sources: ManifestSource[]) {
+async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>) {
   await loadKeys(db, parts);
   await db.run(
     `CREATE TEMP TABLE ranked AS
@@ -227,12 +220,6 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
   const crossDups = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ranked WHERE occurrence > 1`)).n);
   if (removed !== localDups + crossDups) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
 
-  await db.run(
-    `CREATE TEMP TABLE merged_docs AS
-     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, p, lord, source_idx, file_idx, row_idx, doc_hash, tokens
-     FROM ranked WHERE occurrence = 1 ORDER BY ord`,
-  );
-  const n = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM merged_docs`)).n);
   const stores = parts.map((p) =>
     TokenStore.openChunks(
       p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
@@ -240,19 +227,18 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
     ),
   );
   parts.forEach((p, k) => {
-    if (stores[k]!.lengths.length !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${stores[k]!.lengths.length} documents, partition.json ${p.record.documents}; rerun that partition`);
+    if (stores[k]!.documents !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${stores[k]!.documents} documents, partition.json ${p.record.documents}; rerun that partition`);
   });
-  const part = new Uint32Array(n);
-  const local = new Uint32Array(n);
-  const lengths = new Uint32Array(n);
-  const prov = new ProvenanceTable(n, sources.map((s) => s.files.map((f) => f.path)));
-  type Row = { p: number; lord: bigint; source_idx: number; file_idx: number; row_idx: bigint; doc_hash: string; tokens: number };
-  await forEachByOrd<Row>(db, "merged_docs", "p, lord, source_idx, file_idx, row_idx, doc_hash, tokens", n, (d, ord) => {
-    part[ord] = d.p;
-    local[ord] = Number(d.lord);
-    lengths[ord] = stores[d.p]!.lengths[local[ord]!]!;
-    if (lengths[ord] !== Number(d.tokens)) throw new RuntimeFailure(`${parts[d.p]!.dir}: document ${d.lord} has ${d.tokens} tokens in docs.parquet and ${lengths[ord]} in its chunk; rerun that partition`);
-    prov.set(ord, d.source_idx, d.file_idx, Number(d.row_idx), d.doc_hash);
-  });
-  return { prov, store: new MergedTokens(stores, part, local, lengths), removed };
+  // Where each partition's documents begin in the chunks read one after another (MergedTokens).
+  let first = 0;
+  const firsts = stores.map((s, k) => `(${k}, ${(first += s.documents) - s.documents})`);
+  await db.run(`CREATE OR REPLACE TEMP TABLE part_first (p INTEGER, first_doc BIGINT)`);
+  await db.run(`INSERT INTO part_first VALUES ${firsts.join(", ")}`);
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE merged_docs AS
+     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, f.first_doc + r.lord AS read_pos, source_idx, file_idx, row_idx, doc_hash, tokens::UINTEGER AS tokens
+     FROM ranked r JOIN part_first f USING (p) WHERE occurrence = 1 ORDER BY ord`,
+  );
+  await db.run(`CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS SELECT * FROM merged_docs`);
+  return { store: new MergedTokens(stores), removed };
 }

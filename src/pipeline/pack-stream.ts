@@ -10,7 +10,8 @@
  *  - gather: bin by bin, in stream order, a bin's records are placed into a buffer of the bin's range, which is then
  *    handed on whole. A bin larger than the buffer is scattered again into smaller bins first, so a build of any size
  *    needs one buffer of memory and, on disk, the bins (about the shards' size; each deleted once gathered).
- * A stream that fits the buffer is gathered straight from the chunk files, with no bin files.
+ * A stream that fits the buffer is gathered straight from the chunk files, with no bin files. Which documents the
+ * chunks' scatter takes, and where they go, is read from the plan a block of documents at a time (plan-tables.ts).
  * Records carry their absolute position, so the order in which they are written never matters: the bytes are fixed by
  * the stream alone.
  */
@@ -20,18 +21,24 @@ import { explainWriteError } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
 import type { TokenReader } from "./tokenize.ts";
 
-/** Where the picked documents sit in the stream, in stream order (pack.ts lays them out). */
-export interface StreamLayout {
-  /** per pick: its document's ord */
-  ord: Uint32Array;
+/** Picks of a block of documents, sorted by read position, then by start. */
+export interface PickRun {
+  /** per pick: its document's read position (TokenReader) */
+  readPos: Float64Array;
   /** per pick: its first position in the stream */
   start: Float64Array;
   /** per pick: its length with specials */
   length: Uint32Array;
+}
+
+/** Where the picked documents sit in the stream (plan-tables.ts lays them out). */
+export interface StreamLayout {
   /** positions [0, total) are written; the rest is the dropped tail */
   total: number;
   bosId: number | undefined;
   eosId: number;
+  /** The picks that start before `total` of the documents at read positions [from, to); called with ranges that only move forward. */
+  picksAt(from: number, to: number): Promise<PickRun>;
 }
 
 export interface StreamOptions {
@@ -56,7 +63,7 @@ const READ_BLOCK_WORDS = 1 << 21; // 8 MiB reads
 
 type Visit = (position: number, ids: Uint32Array) => void;
 /** Something that yields the stream's records, each once: the chunk files, or a bin file. */
-type RecordSource = (visit: Visit) => void;
+type RecordSource = (visit: Visit) => Promise<void>;
 
 /**
  * Calls `emit` with the stream's tokens in order, as consecutive views covering [0, layout.total); each view is valid
@@ -72,7 +79,7 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
     if (hi - lo <= buffer.length) {
       const out = buffer.subarray(0, hi - lo);
       let placed = 0;
-      source((position, ids) => {
+      await source((position, ids) => {
         if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
         out.set(ids, position - lo);
         placed += ids.length;
@@ -88,7 +95,7 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
     const writers: BinWriter[] = [];
     try {
       for (const f of files) writers.push(new BinWriter(f, Math.max(64 << 10, Math.floor(options.writeBufferBytes / count))));
-      source((position, ids) => {
+      await source((position, ids) => {
         if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
         for (let at = 0; at < ids.length; ) {
           const b = Math.floor((position + at - lo) / width);
@@ -121,46 +128,37 @@ export function binsOf(tokens: number, buffer: number, fanout: number): { count:
 
 /** Every picked document's tokens, chunk file by chunk file: one record per pick, cut at the stream's end. */
 function chunkSource(reader: TokenReader, layout: StreamLayout): RecordSource {
-  // Picks by document (a document picked in several passes appears once per pass): counts, then offsets.
-  const docs = reader.lengths.length;
-  const first = new Uint32Array(docs + 1);
-  const picks = layout.ord.length;
-  for (let k = 0; k < picks; k++) if (layout.start[k]! < layout.total) first[layout.ord[k]! + 1]! += 1;
-  for (let d = 0; d < docs; d++) first[d + 1]! += first[d]!;
-  const byDoc = new Uint32Array(first[docs]!);
-  // first[d + 1] is where d's picks end; filling back to front steps it back to where they begin.
-  for (let k = picks - 1; k >= 0; k--) if (layout.start[k]! < layout.total) byDoc[--first[layout.ord[k]! + 1]!] = k;
-  // Shifted down one, first[d] is where d's picks begin and first[d + 1] where they end.
-  first.copyWithin(0, 1);
-  first[docs] = byDoc.length;
   const lead = layout.bosId !== undefined ? 1 : 0;
   let scratch = new Uint32Array(1 << 16);
-  return (visit) => {
+  return async (visit) => {
+    let readPos = 0;
     for (let c = 0; c < reader.chunkCount; c++) {
       const chunk = reader.readChunk(c);
-      for (let i = 0, at = 0; i < chunk.ords.length; at += chunk.lengths[i]!, i++) {
-        const ord = chunk.ords[i]!;
-        if (ord < 0 || first[ord] === first[ord + 1]) continue;
+      const docs = chunk.lengths.length;
+      const picks = await layout.picksAt(readPos, readPos + docs);
+      let j = 0;
+      for (let i = 0, at = 0; i < docs; at += chunk.lengths[i]!, i++, readPos++) {
+        if (j >= picks.readPos.length || picks.readPos[j] !== readPos) continue;
         const body = chunk.ids.subarray(at, at + chunk.lengths[i]!);
         const length = body.length + lead + 1;
         if (scratch.length < length) scratch = new Uint32Array(Math.max(length, 2 * scratch.length));
         if (lead) scratch[0] = layout.bosId!;
         scratch.set(body, lead);
         scratch[length - 1] = layout.eosId;
-        for (let j = first[ord]!; j < first[ord + 1]!; j++) {
-          const k = byDoc[j]!;
-          if (layout.length[k] !== length) throw new RuntimeFailure(`pack: document ${ord} has ${length} tokens in its chunk and ${layout.length[k]} in the plan; rerun the build`);
-          const start = layout.start[k]!;
+        for (; j < picks.readPos.length && picks.readPos[j] === readPos; j++) {
+          if (picks.length[j] !== length) throw new RuntimeFailure(`pack: the document at read position ${readPos} has ${length} tokens in its chunk and ${picks.length[j]} in the plan; rerun the build (or the partition that tokenised it)`);
+          const start = picks.start[j]!;
           visit(start, scratch.subarray(0, Math.min(length, layout.total - start)));
         }
       }
+      if (j !== picks.readPos.length) throw new RuntimeFailure(`pack: the plan picks a document at read position ${picks.readPos[j]}, which chunk ${c} does not hold; rerun the build`);
     }
   };
 }
 
 /** A bin file's records, read front to back a block at a time; a record cut by a block's end is visited in parts. */
 function binSource(file: string): RecordSource {
-  return (visit) => {
+  return async (visit) => {
     const bytes = new Uint8Array(4 * READ_BLOCK_WORDS);
     const words = new Uint32Array(bytes.buffer);
     const fd = openSync(file, "r");

@@ -9,21 +9,9 @@ import { npyHeader } from "../shards/npy.ts";
 import { docIndexName, shardName } from "../shards/layout.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
-import type { SourcePlan } from "./sample.ts";
-import { assembleStream, type StreamLayout, type StreamOptions } from "./pack-stream.ts";
+import { assembleStream, type StreamOptions } from "./pack-stream.ts";
+import { docIndexQuery, streamLayout, writtenBySource } from "./plan-tables.ts";
 import type { TokenReader } from "./tokenize.ts";
-
-/** Where each unique document came from, by ord (provenance.ts reads it from the build's tables). */
-export interface Provenance {
-  sourceIdx: Int32Array;
-  fileIdx: Int32Array;
-  rowIdx: Float64Array;
-  /** the document's content hash (hex) */
-  hashAt(ord: number): string;
-  /** file paths by source, then file index */
-  files: string[][];
-}
-
 
 const LITTLE_ENDIAN = endianness() === "LE";
 
@@ -107,43 +95,11 @@ class ShardWriter {
   }
 }
 
-interface DocPiece {
-  start: number;
-  length: number;
-  docOffset: number;
-  docLength: number;
-  source: number;
-  ord: number;
-  pass: number;
-}
-
-async function writeDocIndex(db: BuildDb, path: string, pieces: DocPiece[], prov: Provenance, sourceNames: string[]): Promise<string> {
-  await db.run(`DROP TABLE IF EXISTS doc_index`);
-  await db.run(
-    `CREATE TEMP TABLE doc_index (piece INTEGER, source VARCHAR, file VARCHAR, "row" BIGINT, doc_hash VARCHAR, epoch INTEGER,
-       start BIGINT, length INTEGER, doc_offset INTEGER, doc_length INTEGER)`,
-  );
-  const app = await db.conn.createAppender("doc_index");
-  pieces.forEach((p, i) => {
-    app.appendInteger(i);
-    app.appendVarchar(sourceNames[p.source]!);
-    app.appendVarchar(prov.files[p.source]![prov.fileIdx[p.ord]!]!);
-    app.appendBigInt(BigInt(prov.rowIdx[p.ord]!));
-    app.appendVarchar(prov.hashAt(p.ord));
-    app.appendInteger(p.pass);
-    app.appendBigInt(BigInt(p.start));
-    app.appendInteger(p.length);
-    app.appendInteger(p.docOffset);
-    app.appendInteger(p.docLength);
-    app.endRow();
-  });
-  app.closeSync();
+/** The document index of the stream range [lo, hi), from the plan's tables, to `path` through a temp file. */
+async function writeDocIndex(db: BuildDb, path: string, lo: number, hi: number, longest: number): Promise<string> {
   const tmp = tempPathFor(path);
   try {
-    await db.run(
-      `COPY (SELECT source, file, "row", doc_hash, epoch, start, length, doc_offset, doc_length FROM doc_index ORDER BY piece)
-       TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd)`,
-    );
+    await db.run(`COPY (${docIndexQuery(lo, hi, longest)}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd)`);
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
@@ -153,54 +109,27 @@ async function writeDocIndex(db: BuildDb, path: string, pieces: DocPiece[], prov
 }
 
 /**
- * Packs the interleaved document stream into sequences of exactly `sequenceLength` tokens (a document
- * may continue into the next sequence), shards of at most `maxShardBytes`, and a document index per shard.
- * The tail that does not fill a last sequence is dropped and counted. The tokens come in stream order from
- * pack-stream.ts; the document index and counts come from the plan alone.
+ * Packs the laid-out document stream (plan-tables.ts `layout`, `streamTokens` long) into sequences of exactly
+ * `sequenceLength` tokens (a document may continue into the next sequence), shards of at most `maxShardBytes`, and a
+ * document index per shard. The tail that does not fill a last sequence is dropped and counted. The tokens come in
+ * stream order from pack-stream.ts; the document index and counts come from the plan's tables alone.
  */
 export async function pack(
   db: BuildDb,
-  plans: SourcePlan[],
-  stream: Uint32Array,
+  sourceCount: number,
+  streamTokens: number,
   store: TokenReader,
-  prov: Provenance,
   options: PackOptions,
   sink: ProgressSink,
 ): Promise<PackResult> {
   const L = options.sequenceLength;
-  const picks = stream.length / 2;
-  const layout: StreamLayout = { ord: new Uint32Array(picks), start: new Float64Array(picks), length: new Uint32Array(picks), total: 0, bosId: options.bosId, eosId: options.eosId };
-  const pass = new Uint32Array(picks);
-  let totalStreamTokens = 0;
-  for (let k = 0; k < picks; k++) {
-    const p = plans[stream[2 * k]!]!.picks;
-    const i = stream[2 * k + 1]!;
-    layout.ord[k] = p.ord[i]!;
-    layout.length[k] = p.tokens[i]!;
-    pass[k] = p.pass[i]!;
-    layout.start[k] = totalStreamTokens;
-    totalStreamTokens += p.tokens[i]!;
-  }
-  const totalSequences = Math.floor(totalStreamTokens / L);
+  const totalSequences = Math.floor(streamTokens / L);
   const totalTokens = totalSequences * L;
-  layout.total = totalTokens;
   const perShard = Math.max(1, Math.floor((options.maxShardBytes - 128) / (4 * L)));
   const shardCount = Math.ceil(totalSequences / perShard);
-  const sourceNames = plans.map((p) => p.name);
   const shards: ShardRecord[] = [];
-
-  // The document index of shard s: the picks overlapping its range, found by a cursor that moves forward only.
-  let cursor = 0;
-  const piecesOf = (lo: number, hi: number): DocPiece[] => {
-    const pieces: DocPiece[] = [];
-    while (cursor < picks && layout.start[cursor]! + layout.length[cursor]! <= lo) cursor++;
-    for (let k = cursor; k < picks && layout.start[k]! < hi; k++) {
-      const from = Math.max(lo, layout.start[k]!);
-      const to = Math.min(hi, layout.start[k]! + layout.length[k]!);
-      pieces.push({ start: from - lo, length: to - from, docOffset: from - layout.start[k]!, docLength: layout.length[k]!, source: stream[2 * k]!, ord: layout.ord[k]!, pass: pass[k]! });
-    }
-    return pieces;
-  };
+  const layout = await streamLayout(db, totalTokens, options.bosId, options.eosId);
+  const longest = Number((await db.one<{ n: number | null }>(`SELECT max(length) AS n FROM layout`)).n ?? 0);
 
   let shardIdx = -1;
   let writer: ShardWriter | undefined;
@@ -217,7 +146,7 @@ export async function pack(
   const closeShard = async () => {
     const sha256 = await writer!.finish();
     writer = undefined;
-    const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), piecesOf(shardStart, shardEnd), prov, sourceNames);
+    const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), shardStart, shardEnd, longest);
     shards.push({ path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: indexSha, sequences: (shardEnd - shardStart) / L });
     sink({ type: "stage_progress", stage: "pack", done: shardIdx + 1, total: shardCount, unit: "shards" });
   };
@@ -236,16 +165,8 @@ export async function pack(
     await writer?.abort();
     throw error;
   }
-
-  const perSource = plans.map(() => ({ tokensWritten: 0, documentsWritten: 0, tailTokensDropped: 0 }));
-  for (let k = 0; k < picks; k++) {
-    const s = perSource[stream[2 * k]!]!;
-    const kept = Math.max(0, Math.min(layout.length[k]!, totalTokens - layout.start[k]!));
-    if (layout.start[k]! < totalTokens) s.documentsWritten++;
-    s.tokensWritten += kept;
-    s.tailTokensDropped += layout.length[k]! - kept;
-  }
-  return { shards, totalSequences, totalTokens, tailTokensDropped: totalStreamTokens - totalTokens, perSource };
+  const perSource = await writtenBySource(db, sourceCount, totalTokens);
+  return { shards, totalSequences, totalTokens, tailTokensDropped: streamTokens - totalTokens, perSource };
 }
 
 /** The ids as the shards store them (little-endian words); a view, not a copy, where the machine is little-endian. */

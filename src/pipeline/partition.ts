@@ -23,6 +23,7 @@ import {
   type PartitionSlice,
 } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
+import { DOC_TOKENS } from "./schema.ts";
 
 async function copyToParquet(db: BuildDb, query: string, path: string): Promise<string> {
   const tmp = tempPathFor(path);
@@ -47,17 +48,9 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
       const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, (g) => ownsFile(slice, g));
       const store = tokenized.store;
       return await runStage(options.sink, "manifest", async () => {
-        await db.run(`CREATE TEMP TABLE doc_tokens (ord BIGINT, tokens UINTEGER)`);
-        const app = await db.conn.createAppender("doc_tokens");
-        store.lengths.forEach((n, ord) => {
-          app.appendBigInt(BigInt(ord));
-          app.appendUInteger(n);
-          app.endRow();
-        });
-        app.closeSync();
         const docsSha = await copyToParquet(
           db,
-          `SELECT u.ord, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN doc_tokens t USING (ord) ORDER BY u.ord`,
+          `SELECT u.ord::BIGINT AS ord, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord) ORDER BY u.ord`,
           join(options.outDir, PARTITION_DOCS),
         );
         const dupsSha = await copyToParquet(
@@ -85,7 +78,7 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
             skipped: stats[i]!.skipped,
           })),
           decontamination: decontamination ? { report: { ...decontamination }, lock: resolution.lock.decontamination ?? [] } : null,
-          documents: store.lengths.length,
+          documents: store.documents,
           duplicates: Number(duplicates),
           tokens: tokenized.tokens,
           chunks,

@@ -1,42 +1,24 @@
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { keyedHash64Words } from "../util/hash.ts";
 
+/** One source's eligible documents, counted (their rows are in the plan's tables, plan-tables.ts). */
 export interface SourceDocs {
   name: string;
   weight: number;
   maxEpochs: number;
-  /** Eligible documents: their ord in unique_docs, token count (specials included), and content hash by index. */
-  ords: ArrayLike<number>;
-  tokens: ArrayLike<number>;
-  hashOf(i: number): string;
+  documents: number;
+  /** their tokens, specials included */
+  tokens: number;
 }
 
-/**
- * A source's selected documents in stream order, as parallel typed arrays (12 bytes a pick: a corpus of billions of
- * documents must not cost an object each).
- */
-export class Picks {
-  readonly ord: Uint32Array;
-  readonly pass: Uint32Array;
-  readonly tokens: Uint32Array;
-  length = 0;
-  constructor(capacity: number) {
-    this.ord = new Uint32Array(capacity);
-    this.pass = new Uint32Array(capacity);
-    this.tokens = new Uint32Array(capacity);
-  }
-  push(ord: number, pass: number, tokens: number): void {
-    const i = this.length++;
-    this.ord[i] = ord;
-    this.pass[i] = pass;
-    this.tokens[i] = tokens;
-  }
-  at(i: number): { ord: number; pass: number; tokens: number } {
-    return { ord: this.ord[i]!, pass: this.pass[i]!, tokens: this.tokens[i]! };
-  }
-  toArray(): { ord: number; pass: number; tokens: number }[] {
-    return Array.from({ length: this.length }, (_, i) => this.at(i));
-  }
+/** How many of a source's documents are taken: whole passes, then a prefix of one more pass chosen by `target`. */
+export interface PassPlan {
+  /** the source's share of the mixture's tokens, apportioned by weight */
+  targetTokens: number;
+  fullPasses: number;
+  /** the source's token target: the partial pass takes documents while that lands closer to it */
+  target: number;
+  /** whether a partial pass is needed after the full ones */
+  partial: boolean;
 }
 
 export interface SourcePlan {
@@ -45,8 +27,7 @@ export interface SourcePlan {
   targetTokens: number;
   tokensAvailable: number;
   documentsAvailable: number;
-  /** Selected documents in stream order, each with the pass (epoch) it belongs to. */
-  picks: Picks;
+  documentsSelected: number;
   tokensSelected: number;
   epochs: number;
 }
@@ -55,10 +36,11 @@ export interface SourcePlan {
 export const SHARE_TOLERANCE = 0.1;
 
 /**
- * The most documents one build may select (every pass counted): the plan holds each pick in memory, so a
- * max_epochs or target_tokens far beyond the corpus is refused with the numbers rather than left to run.
+ * The most document passes one build may select. The plan lives in the work database, not in memory, so this is
+ * no memory limit: it is far beyond the report's 2.3T tokens (a few billion documents), and refuses a max_epochs or
+ * target_tokens that would run for days against a corpus far too small for it, with the numbers.
  */
-export const MAX_PICKS = 100_000_000;
+export const MAX_PICKS = 10_000_000_000;
 
 /** Largest-remainder rounding of `total` by weights; ties go to the earlier source. */
 export function apportion(total: number, weights: readonly number[]): number[] {
@@ -76,140 +58,85 @@ export function apportion(total: number, weights: readonly number[]): number[] {
 }
 
 /**
- * Document order for one pass over a source: ascending keyed hash of (seed, source, pass, document hash), ties by
- * index. A stable radix sort over the 64-bit keys (four 16-bit digits, low first), so the stage's time is linear
- * in the documents: a comparison sort's log factor cost 25% of its throughput from 0.1 to 1.6 GB.
+ * Per-source token targets from the weights, then whole passes plus a seeded part of one more pass
+ * (plan-tables.ts takes the documents). Documents are never cut to hit a target: the last one is taken if that lands
+ * closer to the target.
  */
-export function passOrder(seed: number, source: SourceDocs, pass: number): Uint32Array {
-  const n = source.ords.length;
-  const hi = new Uint32Array(n);
-  const lo = new Uint32Array(n);
-  for (let i = 0; i < n; i++) [hi[i], lo[i]] = keyedHash64Words(seed, source.name, pass, source.hashOf(i));
-  return radixOrder(hi, lo);
-}
-
-/** Indexes 0..n-1 ordered by the 64-bit key (hi, lo), equal keys by index. */
-export function radixOrder(hi: Uint32Array, lo: Uint32Array): Uint32Array {
-  const n = hi.length;
-  let order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  let next = new Uint32Array(n);
-  const counts = new Uint32Array(65536);
-  for (const [words, shift] of [[lo, 0], [lo, 16], [hi, 0], [hi, 16]] as const) {
-    counts.fill(0);
-    for (let i = 0; i < n; i++) counts[(words[i]! >>> shift) & 0xffff]!++;
-    for (let d = 0, at = 0; d < 65536; d++) {
-      const c = counts[d]!;
-      counts[d] = at;
-      at += c;
-    }
-    for (let i = 0; i < n; i++) {
-      const idx = order[i]!;
-      next[counts[(words[idx]! >>> shift) & 0xffff]!++] = idx;
-    }
-    [order, next] = [next, order];
-  }
-  return order;
-}
-
-function sum(values: ArrayLike<number>): number {
-  let total = 0;
-  for (let i = 0; i < values.length; i++) total += values[i]!;
-  return total;
-}
-
-/**
- * Per-source token targets from the weights, then whole passes plus a seeded part of one more pass.
- * Documents are never cut to hit a target: the last one is taken if that lands closer to the target.
- */
-export function planMixture(sources: SourceDocs[], seed: number, targetTokens: number | undefined): SourcePlan[] {
-  const available = sources.map((s) => sum(s.tokens));
-  sources.forEach((s, i) => {
-    if (available[i] === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left after filtering and dedup; remove it or relax the filters`);
+export function planPasses(sources: SourceDocs[], targetTokens: number | undefined): PassPlan[] {
+  sources.forEach((s) => {
+    if (s.tokens === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left after filtering and dedup; remove it or relax the filters`);
   });
   const weightSum = sources.reduce((a, s) => a + s.weight, 0);
   const explicit = targetTokens !== undefined;
-  const total = explicit
-    ? targetTokens
-    : Math.floor(Math.min(...sources.map((s, i) => (s.maxEpochs * available[i]! * weightSum) / s.weight)));
+  const total = explicit ? targetTokens : Math.floor(Math.min(...sources.map((s) => (s.maxEpochs * s.tokens * weightSum) / s.weight)));
   const targets = apportion(total, sources.map((s) => s.weight));
-  const picksNeeded = sources.reduce((a, s, i) => a + Math.ceil(Math.min(targets[i]! / available[i]!, s.maxEpochs)) * s.ords.length, 0);
+  const picksNeeded = sources.reduce((a, s, i) => a + Math.ceil(Math.min(targets[i]! / s.tokens, s.maxEpochs)) * s.documents, 0);
   if (picksNeeded > MAX_PICKS) {
     const why = explicit ? `target_tokens ${targetTokens}` : `max_epochs (${[...new Set(sources.map((s) => s.maxEpochs))].join(", ")}) with no target_tokens`;
     throw new UsageError(
       `${why} asks for ${total.toLocaleString("en-US")} tokens: about ${picksNeeded.toLocaleString("en-US")} document passes over ` +
-        `${sources.reduce((a, s) => a + s.ords.length, 0).toLocaleString("en-US")} documents, over the limit of ${MAX_PICKS.toLocaleString("en-US")}. ` +
+        `${sources.reduce((a, s) => a + s.documents, 0).toLocaleString("en-US")} documents, over the limit of ${MAX_PICKS.toLocaleString("en-US")}. ` +
         `Set target_tokens, or lower max_epochs`,
     );
   }
   return sources.map((source, i) => {
-    const avail = available[i]!;
     let target = targets[i]!;
-    const epochsNeeded = target / avail;
+    const epochsNeeded = target / source.tokens;
     if (epochsNeeded > source.maxEpochs) {
       if (explicit) {
         throw new UsageError(
-          `source '${source.name}': target_tokens gives it ${target} tokens but it has ${avail}; that needs ${epochsNeeded.toFixed(2)} epochs, over max_epochs ${source.maxEpochs}. Lower target_tokens or its weight, or raise max_epochs`,
+          `source '${source.name}': target_tokens gives it ${target} tokens but it has ${source.tokens}; that needs ${epochsNeeded.toFixed(2)} epochs, over max_epochs ${source.maxEpochs}. Lower target_tokens or its weight, or raise max_epochs`,
         );
       }
-      target = Math.floor(source.maxEpochs * avail); // only rounding can get here
+      target = Math.floor(source.maxEpochs * source.tokens); // only rounding can get here
     }
-    const fullPasses = Math.floor(target / avail);
-    const picks = new Picks((fullPasses + (target > fullPasses * avail ? 1 : 0)) * source.ords.length);
-    for (let pass = 0; pass < fullPasses; pass++) {
-      for (const d of passOrder(seed, source, pass)) picks.push(source.ords[d]!, pass, source.tokens[d]!);
-    }
-    let selected = fullPasses * avail;
-    if (selected < target) {
-      for (const d of passOrder(seed, source, fullPasses)) {
-        const len = source.tokens[d]!;
-        const short = target - selected;
-        if (short <= 0 || len - short > short) break; // taking it would land farther from the target
-        picks.push(source.ords[d]!, fullPasses, len);
-        selected += len;
-      }
-    }
-    return {
-      name: source.name,
-      targetShare: source.weight / weightSum,
-      targetTokens: targets[i]!,
-      tokensAvailable: avail,
-      documentsAvailable: source.ords.length,
-      picks,
-      tokensSelected: selected,
-      epochs: selected / avail,
-    };
+    const fullPasses = Math.floor(target / source.tokens);
+    return { targetTokens: targets[i]!, fullPasses, target, partial: target > fullPasses * source.tokens };
   });
 }
 
+/** Reads a source's picks' token counts in stream order, `count` from pick `first`. */
+export type PickTokens = (source: number, first: number, count: number) => Promise<Uint32Array>;
+
+const READ_PICKS = 65536;
+
 /**
- * Interleaves the sources' picks largest-deficit-first, so every prefix of the stream is close to the
- * target mixture; ties go to the earlier source. Returns [sourceIndex, pickIndex] pairs.
+ * Interleaves the sources' picks largest-deficit-first, so every prefix of the stream is close to the target
+ * mixture; ties go to the earlier source. Calls `emit(source, pick, start)` for each pick in stream order, with its
+ * first position in the stream; reads each source's token counts a block at a time, so memory holds no plan.
  */
-export function interleave(plans: SourcePlan[]): Uint32Array {
+export async function interleave(plans: SourcePlan[], read: PickTokens, emit: (source: number, pick: number, start: number) => void): Promise<number> {
   const totalTarget = BigInt(plans.reduce((a, p) => a + p.tokensSelected, 0));
   const shares = plans.map((p) => BigInt(p.tokensSelected));
   const emitted = plans.map(() => 0n);
   const next = plans.map(() => 0);
-  const count = plans.reduce((a, p) => a + p.picks.length, 0);
-  const out = new Uint32Array(count * 2);
+  const blocks = plans.map((): { first: number; tokens: Uint32Array } => ({ first: 0, tokens: new Uint32Array(0) }));
+  const count = plans.reduce((a, p) => a + p.documentsSelected, 0);
   let total = 0n;
+  let position = 0;
   for (let k = 0; k < count; k++) {
     let best = -1;
     let bestDeficit = 0n;
     for (let i = 0; i < plans.length; i++) {
-      if (next[i]! >= plans[i]!.picks.length) continue;
+      if (next[i]! >= plans[i]!.documentsSelected) continue;
       const deficit = shares[i]! * total - emitted[i]! * totalTarget;
       if (best < 0 || deficit > bestDeficit) {
         best = i;
         bestDeficit = deficit;
       }
     }
-    const tokens = plans[best]!.picks.tokens[next[best]!]!;
-    out[2 * k] = best;
-    out[2 * k + 1] = next[best]!++;
+    const pick = next[best]!++;
+    const block = blocks[best]!;
+    if (pick >= block.first + block.tokens.length) {
+      block.first = pick;
+      block.tokens = await read(best, pick, Math.min(READ_PICKS, plans[best]!.documentsSelected - pick));
+      if (block.tokens.length === 0) throw new RuntimeFailure(`the plan's picks of source '${plans[best]!.name}' end at ${pick} of ${plans[best]!.documentsSelected}; rerun the build`);
+    }
+    const tokens = block.tokens[pick - block.first]!;
+    emit(best, pick, position);
+    position += tokens;
     emitted[best]! += BigInt(tokens);
     total += BigInt(tokens);
   }
-  return out;
+  return position;
 }

@@ -10,11 +10,14 @@ import { type BuildDb, sqlString } from "../util/duckdb.ts";
  *                doc_row is the document's rowid in corpus.documents, where its text is
  *   duplicates   (source_idx, file_idx, row_idx, doc_hash, kept_by_source) — rows dedup removed (dedup.ts)
  *   row_counts   (source_idx, skip_reason, n)                          — rows per source and skip reason (dropCorpus)
+ *   doc_tokens   (ord, tokens)                                         — each unique document's ids, specials not counted (tokenize.ts)
+ * and the mixture plan's tables (plan-tables.ts).
  * The text is held once, in its own database file (OUT/.work/corpus.duckdb), which is deleted once every document
  * is tokenised: what a build keeps in .work is then its token chunks and these small tables.
  * The queries other stages need are functions here, so no stage reads another's table by hand.
  */
 export const DOCUMENTS = "corpus.documents";
+export const DOC_TOKENS = "doc_tokens";
 /** The text's database file, beside the work database. */
 export const CORPUS_DB = "corpus.duckdb";
 

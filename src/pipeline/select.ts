@@ -1,10 +1,11 @@
 import type { Recipe } from "../recipe/schema.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { SKIP_REASONS, tokenFilter } from "./filters.ts";
+import type { BuildDb } from "../util/duckdb.ts";
+import { SKIP_REASONS, type SkipReason, tokenFilterSql } from "./filters.ts";
 import type { SourceStats } from "./manifest.ts";
-import type { Provenance } from "./pack.ts";
+import { fillPicks, PLAN_DOCS } from "./plan-tables.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
-import { MAX_PICKS, planMixture, type SourceDocs, type SourcePlan } from "./sample.ts";
+import { MAX_PICKS, planPasses, type SourceDocs, type SourcePlan } from "./sample.ts";
 
 /** Zeroed counts for each source, filled by the build (or summed from partitions by the merge). */
 export function emptyStats(sourceCount: number): SourceStats[] {
@@ -44,49 +45,42 @@ export function checkMixtureSize(recipe: Recipe, documentsBySource: number[]): v
 }
 
 /**
- * After dedup and tokenisation, the same for a build and a merge: the token-count filter (counted in `stats`),
- * each source's eligible documents, and the seeded mixture plan.
+ * After dedup and tokenisation, the same for a build and a merge, over the plan_docs view (plan-tables.ts): the
+ * token-count filter (counted in `stats`), each source's eligible documents, and the seeded mixture plan in `picks`.
  */
-export async function selectMixture(
-  recipe: Recipe,
-  lengths: Uint32Array,
-  prov: Pick<Provenance, "sourceIdx" | "hashAt">,
-  stats: SourceStats[],
-  sink: ProgressSink,
-): Promise<SourcePlan[]> {
+export async function selectMixture(db: BuildDb, recipe: Recipe, stats: SourceStats[], sink: ProgressSink): Promise<SourcePlan[]> {
   const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
-  const skipByTokens = tokenFilter(recipe.filters);
-  // Two passes over the lengths: count each source's eligible documents, then fill typed arrays of that size.
-  const eligible = recipe.sources.map(() => 0);
-  lengths.forEach((len, ord) => {
-    const s = prov.sourceIdx[ord]!;
-    const skip = skipByTokens(len);
-    if (skip) stats[s]!.skipped[skip]!++;
-    else eligible[s]!++;
-  });
-  const ords = eligible.map((n) => new Uint32Array(n));
-  const tokens = eligible.map((n) => new Uint32Array(n));
-  const filled = recipe.sources.map(() => 0);
-  lengths.forEach((len, ord) => {
-    if (skipByTokens(len)) return;
-    const s = prov.sourceIdx[ord]!;
-    const i = filled[s]!++;
-    ords[s]![i] = ord;
-    tokens[s]![i] = len + specials;
-  });
-  const sourceDocs: SourceDocs[] = recipe.sources.map((s, i) => ({
-    name: s.name,
-    weight: s.weight,
-    maxEpochs: s.max_epochs ?? recipe.max_epochs,
-    ords: ords[i]!,
-    tokens: tokens[i]!,
-    hashOf: (k: number) => prov.hashAt(ords[i]![k]!),
-  }));
+  const reason = tokenFilterSql(recipe.filters);
+  const counts = await db.rows<{ s: number; reason: SkipReason | null; n: bigint; t: bigint }>(
+    `SELECT source_idx AS s, ${reason} AS reason, count(*) AS n, sum(tokens + ${specials}) AS t FROM ${PLAN_DOCS} GROUP BY ALL`,
+  );
+  const eligible = recipe.sources.map(() => ({ documents: 0, tokens: 0 }));
+  for (const r of counts) {
+    if (r.reason) stats[r.s]!.skipped[r.reason]! += Number(r.n);
+    else eligible[r.s] = { documents: Number(r.n), tokens: Number(r.t) };
+  }
+  const sourceDocs: SourceDocs[] = recipe.sources.map((s, i) => ({ name: s.name, weight: s.weight, maxEpochs: s.max_epochs ?? recipe.max_epochs, ...eligible[i]! }));
   sourceDocs.forEach((s, i) => {
-    if (s.ords.length === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left: ${whyEmpty(stats[i]!)}; remove it, fix its files or text_column, or relax the filters`);
+    if (s.documents === 0) throw new RuntimeFailure(`source '${s.name}' has no documents left: ${whyEmpty(stats[i]!)}; remove it, fix its files or text_column, or relax the filters`);
   });
-  return runStage(sink, "sample", async () => planMixture(sourceDocs, recipe.seed, recipe.target_tokens), (p) => ({
-    done: p.reduce((a, s) => a + s.picks.length, 0),
-    unit: "documents selected",
-  }));
+  return runStage(
+    sink,
+    "sample",
+    async () => {
+      const passes = planPasses(sourceDocs, recipe.target_tokens);
+      const taken = await fillPicks(db, sourceDocs, passes, recipe.seed, `${reason} IS NULL`, specials);
+      const weightSum = sourceDocs.reduce((a, s) => a + s.weight, 0);
+      return sourceDocs.map((s, i): SourcePlan => ({
+        name: s.name,
+        targetShare: s.weight / weightSum,
+        targetTokens: passes[i]!.targetTokens,
+        tokensAvailable: s.tokens,
+        documentsAvailable: s.documents,
+        documentsSelected: taken[i]!.documents,
+        tokensSelected: taken[i]!.tokens,
+        epochs: taken[i]!.tokens / s.tokens,
+      }));
+    },
+    (p) => ({ done: p.reduce((a, s) => a + s.documentsSelected, 0), unit: "documents selected" }),
+  );
 }

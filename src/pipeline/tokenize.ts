@@ -9,7 +9,7 @@ import { RuntimeFailure } from "../util/errors.ts";
 import { siblingModule, startTsWorker } from "../util/workers.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import type { ProgressSink } from "./progress.ts";
-import { uniqueDocCount, uniqueDocTexts } from "./schema.ts";
+import { DOC_TOKENS, uniqueDocCount, uniqueDocTexts } from "./schema.ts";
 import type { TokenizeRequest, TokenizeResult } from "./tokenize-worker.ts";
 import type { BatchTokenizer } from "../tokenizer/native.ts";
 
@@ -23,18 +23,21 @@ const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 /** A chunk's name: the sha256 of (tokenizer, texts); a crash may leave it with writeFileAtomic's temp suffix. */
 const CHUNK_FILE = /^[0-9a-f]{64}\.tok(?:\.[0-9a-f]{8}\.tmp)?$/;
 
-/** One chunk file's documents: their ords in the build (-1: a document the build does not keep), lengths and ids. */
+/** One chunk file's documents, read whole: their lengths and ids. */
 export interface ChunkRead {
-  ords: Int32Array;
   lengths: Uint32Array;
   /** every document's ids, one after another; valid until the next read */
   ids: Uint32Array;
 }
 
-/** What pack reads documents' ids from: one build's TokenStore, or a merge's over several partitions' (merge.ts). */
+/**
+ * What pack reads documents' ids from: one build's TokenStore, or a merge's over several partitions' (merge.ts). A
+ * document's read position is its place in the chunks read one after another (a build's ord; in a merge, the
+ * partitions' documents one after another, duplicates another partition keeps included).
+ */
 export interface TokenReader {
-  /** Ids per document (no specials), by ord. */
-  readonly lengths: Uint32Array;
+  /** documents in all chunks */
+  readonly documents: number;
   readonly chunkCount: number;
   /** Chunk `c`, read whole: pack reads the chunks front to back, once (pack-stream.ts). */
   readChunk(c: number): ChunkRead;
@@ -42,17 +45,20 @@ export interface TokenReader {
 
 /**
  * Raw token ids of every unique document (no specials), by its `ord` in unique_docs, in the tokenised chunk files:
- * memory holds each document's length (4 bytes), not the corpus's tokens.
+ * memory holds two counts per chunk, not the corpus's tokens or lengths (those are in the doc_tokens table).
  */
 export class TokenStore implements TokenReader {
   private bytes = new Uint8Array(0);
+  readonly documents: number;
 
-  /** files[c] and idCounts[c]: chunk c as tokenisation wrote it; chunk c holds ords [c * CHUNK_DOCS, ...). */
+  /** files[c], docCounts[c] and idCounts[c]: chunk c as tokenisation wrote it; chunk c holds ords [c * CHUNK_DOCS, ...). */
   constructor(
     private readonly files: string[],
+    private readonly docCounts: number[],
     private readonly idCounts: number[],
-    readonly lengths: Uint32Array,
-  ) {}
+  ) {
+    this.documents = docCounts.reduce((a, b) => a + b, 0);
+  }
 
   /**
    * A store over chunk files another run wrote (a partition's, for merge), from their headers alone: each file's
@@ -60,7 +66,7 @@ export class TokenStore implements TokenReader {
    */
   static openChunks(files: string[], onBad: (file: string, why: string) => Error): TokenStore {
     const idCounts: number[] = [];
-    const lengths: Uint32Array[] = [];
+    const docCounts: number[] = [];
     for (const file of files) {
       let fd: number;
       try {
@@ -73,26 +79,19 @@ export class TokenStore implements TokenReader {
         if (readSync(fd, head, 0, HEADER, 0) !== HEADER || head.readUInt32LE(0) !== MAGIC || head.readUInt32LE(4) !== VERSION) throw onBad(file, "it is not a token chunk");
         const docs = head.readUInt32LE(8);
         // Chunk c holds ords from c * CHUNK_DOCS: every chunk but the last is full.
-        if (docs > CHUNK_DOCS || (docs < CHUNK_DOCS && lengths.length < files.length - 1)) throw onBad(file, `it holds ${docs} documents, not ${CHUNK_DOCS}`);
+        if (docs > CHUNK_DOCS || (docs < CHUNK_DOCS && docCounts.length < files.length - 1)) throw onBad(file, `it holds ${docs} documents, not ${CHUNK_DOCS}`);
         const raw = Buffer.alloc(4 * docs);
         if (readSync(fd, raw, 0, raw.length, HEADER) !== raw.length) throw onBad(file, "it ends inside its header");
-        const lens = new Uint32Array(docs);
         let ids = 0;
-        for (let i = 0; i < docs; i++) ids += lens[i] = raw.readUInt32LE(4 * i);
+        for (let i = 0; i < docs; i++) ids += raw.readUInt32LE(4 * i);
         if (fstatSync(fd).size !== HEADER + 4 * (docs + ids)) throw onBad(file, "its size does not match its header");
         idCounts.push(ids);
-        lengths.push(lens);
+        docCounts.push(docs);
       } finally {
         closeSync(fd);
       }
     }
-    const all = new Uint32Array(lengths.reduce((a, l) => a + l.length, 0));
-    let at = 0;
-    for (const l of lengths) {
-      all.set(l, at);
-      at += l.length;
-    }
-    return new TokenStore(files, idCounts, all);
+    return new TokenStore(files, docCounts, idCounts);
   }
 
   get chunkCount(): number {
@@ -101,38 +100,40 @@ export class TokenStore implements TokenReader {
 
   /** Each chunk file, with its document and id counts, in order. */
   chunks(): { file: string; documents: number; ids: number }[] {
-    return this.files.map((file, c) => ({ file, documents: this.documentsIn(c), ids: this.idCounts[c]! }));
+    return this.files.map((file, c) => ({ file, documents: this.docCounts[c]!, ids: this.idCounts[c]! }));
   }
 
   readChunk(c: number): ChunkRead {
     const file = this.files[c]!;
-    const docs = this.documentsIn(c);
+    const docs = this.docCounts[c]!;
     const size = HEADER + 4 * (docs + this.idCounts[c]!);
     // A fresh ArrayBuffer, so the ids can be viewed as words in place.
     if (this.bytes.length < size) this.bytes = new Uint8Array(Math.max(size, 2 * this.bytes.length));
+    const changed = () => new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
     const fd = openSync(file, "r");
     try {
       // The file must still be the one tokenisation wrote (header, lengths, ids), not one changed since.
-      if (fstatSync(fd).size !== size) throw new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
+      if (fstatSync(fd).size !== size) throw changed();
       for (let done = 0; done < size; ) {
         const n = readSync(fd, this.bytes, done, size - done, done);
-        if (n === 0) throw new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
+        if (n === 0) throw changed();
         done += n;
       }
     } finally {
       closeSync(fd);
     }
+    const view = new DataView(this.bytes.buffer);
+    if (view.getUint32(8, true) !== docs) throw changed();
+    let lengths = new Uint32Array(this.bytes.buffer, HEADER, docs);
     let ids = new Uint32Array(this.bytes.buffer, HEADER + 4 * docs, this.idCounts[c]!);
     if (BIG_ENDIAN) {
-      const view = new DataView(this.bytes.buffer);
+      lengths = Uint32Array.from({ length: docs }, (_, i) => view.getUint32(HEADER + 4 * i, true));
       ids = Uint32Array.from({ length: ids.length }, (_, i) => view.getUint32(HEADER + 4 * (docs + i), true));
     }
-    const first = c * CHUNK_DOCS;
-    return { ords: Int32Array.from({ length: docs }, (_, i) => first + i), lengths: this.lengths.subarray(first, first + docs), ids };
-  }
-
-  private documentsIn(c: number): number {
-    return Math.min(CHUNK_DOCS, this.lengths.length - c * CHUNK_DOCS);
+    let sum = 0;
+    for (let i = 0; i < docs; i++) sum += lengths[i]!;
+    if (sum !== ids.length) throw changed();
+    return { lengths, ids };
   }
 }
 
@@ -235,9 +236,11 @@ export interface TokenizeOptions {
 export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, sink: ProgressSink): Promise<{ store: TokenStore; reusedChunks: number; bytes: number; tokens: number }> {
   const docs = await uniqueDocCount(db);
   const chunkCount = Math.ceil(docs / CHUNK_DOCS);
-  const lengths = new Uint32Array(docs);
   const files: string[] = new Array(chunkCount);
+  const docCounts: number[] = new Array(chunkCount);
   const idCounts: number[] = new Array(chunkCount);
+  // Each document's length goes to the work database as its chunk finishes (in any order), not into an array here.
+  const lengths = await db.appender(DOC_TOKENS, [["ord", "UINTEGER"], ["tokens", "UINTEGER"]]);
   await mkdir(options.cacheDir, { recursive: true });
   const workerCount = Math.max(1, options.workers ?? cpus().length);
   let pool: Pool | undefined;
@@ -255,8 +258,9 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
       const file = join(options.cacheDir, `${key.digest("hex")}.tok`);
       const chunkBytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
       const place = (result: { lengths: Uint32Array; ids: Uint32Array }) => {
-        lengths.set(result.lengths, first);
+        result.lengths.forEach((n, i) => lengths.append([first + i, n]));
         files[chunk] = file; // the ids stay on disk; pack reads them chunk by chunk
+        docCounts[chunk] = result.lengths.length;
         idCounts[chunk] = result.ids.length;
         bytes += chunkBytes;
         tokens += result.ids.length;
@@ -285,7 +289,9 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
       while (inFlight.size >= 2 * workerCount) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
+    lengths.close();
   } finally {
+    lengths.abandon();
     await pool?.stop();
   }
   // Chunks of documents this build no longer has (an earlier corpus, another tokenizer) would only grow the folder.
@@ -294,5 +300,5 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   for (const name of await readdir(options.cacheDir)) {
     if (CHUNK_FILE.test(name) && !kept.has(name)) await rm(join(options.cacheDir, name), { force: true });
   }
-  return { store: new TokenStore(files, idCounts, lengths), reusedChunks, bytes, tokens };
+  return { store: new TokenStore(files, docCounts, idCounts), reusedChunks, bytes, tokens };
 }

@@ -10,10 +10,11 @@ import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock } from "./lock.ts";
 import { buildManifest, datasetCard, mixtureMarkdown, type ManifestSource, type ManifestTokenizer, type SourceStats } from "./manifest.ts";
 import { freeBytes, publishStaged, shardBytes } from "./output-folder.ts";
-import { pack, type Provenance } from "./pack.ts";
+import { pack } from "./pack.ts";
 import type { StreamOptions } from "./pack-stream.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
-import { interleave, type SourcePlan } from "./sample.ts";
+import { layOutStream, writePlanNames } from "./plan-tables.ts";
+import type { SourcePlan } from "./sample.ts";
 import type { TokenReader } from "./tokenize.ts";
 
 /** Everything the last stages need, whether one machine read the inputs (build.ts) or partitions did (merge.ts). */
@@ -24,7 +25,6 @@ export interface SelectedBuild {
   stats: SourceStats[];
   plans: SourcePlan[];
   store: TokenReader;
-  prov: Provenance;
   decontamination?: DecontaminationReport;
 }
 
@@ -67,19 +67,21 @@ export async function writeBuild(
         `free space there, build to another --out, or lower target_tokens`,
     );
   }
-  const stream = interleave(plans);
   const packed = await runStage(
     sink,
     "pack",
-    () =>
-      pack(db, plans, stream, store, selected.prov, {
+    async () => {
+      const streamTokens = await layOutStream(db, plans);
+      await writePlanNames(db, selected.sources.map((s) => ({ name: s.spec.name, files: s.files.map((f) => f.path) })));
+      return pack(db, plans.length, streamTokens, store, {
         outDir: out.staging,
         sequenceLength: recipe.sequence_length,
         maxShardBytes: out.maxShardBytes,
         stream: out.stream,
         eosId: selected.tokenizer.eosId,
         bosId: recipe.tokenizer.add_bos ? selected.tokenizer.bosId : undefined,
-      }, sink),
+      }, sink);
+    },
     (p) => ({ done: p.totalSequences, unit: "sequences" }),
   );
   return await runStage(sink, "manifest", async () => {

@@ -1,4 +1,4 @@
-import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
+import { type DuckDBAppender, DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
 
 /** A DuckDB database and one connection: the build's work database, or an in-memory one for reading parquet (verify, inspect). */
 export class BuildDb {
@@ -40,9 +40,69 @@ export class BuildDb {
     return row;
   }
 
+  /**
+   * (Re)creates `table` with the given numeric columns and returns an appender on a connection of its own, so rows can
+   * be added between other queries of this one (an appender holds its connection). Not a TEMP table: those are
+   * private to one connection.
+   */
+  async appender(table: string, columns: [name: string, type: AppendType][]): Promise<RowAppender> {
+    await this.run(`CREATE OR REPLACE TABLE ${table} (${columns.map(([n, t]) => `${n} ${t}`).join(", ")})`);
+    const conn = await this.instance.connect();
+    try {
+      return new RowAppender(conn, await conn.createAppender(table), columns.map(([, t]) => t));
+    } catch (error) {
+      conn.closeSync();
+      throw error;
+    }
+  }
+
   close(): void {
     this.conn.closeSync();
     this.instance.closeSync();
+  }
+}
+
+export type AppendType = "UINTEGER" | "INTEGER" | "BIGINT" | "DOUBLE";
+
+/** Rows of numbers appended to one table (BuildDb.appender); they are in the table once `close` returns. */
+export class RowAppender {
+  private open = true;
+  constructor(
+    private readonly conn: DuckDBConnection,
+    private readonly app: DuckDBAppender,
+    private readonly types: AppendType[],
+  ) {}
+
+  append(values: readonly number[]): void {
+    if (!this.open) throw new Error("append after the appender was closed");
+    this.types.forEach((t, i) => {
+      const v = values[i]!;
+      if (t === "UINTEGER") this.app.appendUInteger(v);
+      else if (t === "INTEGER") this.app.appendInteger(v);
+      else if (t === "BIGINT") this.app.appendBigInt(BigInt(v));
+      else this.app.appendDouble(v);
+    });
+    this.app.endRow();
+  }
+
+  /** Flushes every row into the table. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    try {
+      this.app.closeSync();
+    } finally {
+      this.conn.closeSync();
+    }
+  }
+
+  /** Closes without caring whether the rows arrived (a failed stage rebuilds its table). */
+  abandon(): void {
+    try {
+      this.close();
+    } catch {
+      // the stage is failing already; its own error is the one to report
+    }
   }
 }
 

@@ -184,12 +184,12 @@ describe("build safety: files stay in their folders, failures keep the last good
     assert.equal(v.code, 1, v.stderr);
     assert.match(v.stdout + v.stderr, /the build holds no sequences/);
     const epochs = join(work, "epochs.yaml");
-    await writeFile(epochs, localRecipe("epochs", `  - name: s\n    weight: 1\n    local: { files: ["data/short.jsonl"] }\n`, "max_epochs: 10000000\n"));
+    await writeFile(epochs, localRecipe("epochs", `  - name: s\n    weight: 1\n    local: { files: ["data/short.jsonl"] }\n`, "max_epochs: 1000000000\n"));
     const started = Date.now();
     const e = await runCli(["build", epochs, "--out", join(work, "out-epochs")]);
     assert.equal(e.code, 2, e.stderr);
     // Refused once the documents are counted, before tokenising (and before any disk estimate of its shards).
-    assert.match(e.stderr, /max_epochs \(10000000\) with no target_tokens asks for at least 400,000,000 document passes over 40 documents, over the limit of 100,000,000\. Set target_tokens, or lower max_epochs/);
+    assert.match(e.stderr, /max_epochs \(1000000000\) with no target_tokens asks for at least 40,000,000,000 document passes over 40 documents, over the limit of 10,000,000,000\. Set target_tokens, or lower max_epochs/);
     assert.doesNotMatch(e.stderr, /tokenize:/);
     assert.ok(Date.now() - started < 60_000);
   });

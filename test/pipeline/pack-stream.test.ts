@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { assembleStream, binsOf, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
 import { CHUNK_DOCS } from "../../src/pipeline/tokenize.ts";
-import { chunkStore, randomDocs } from "../helpers/token-chunks.ts";
+import { chunkStore, layoutInMemory, randomDocs } from "../helpers/token-chunks.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "chuxin-pack-stream-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,7 +17,7 @@ const docs = randomDocs(2 * CHUNK_DOCS + 300, 40, 11);
 const store = chunkStore(dir, "docs", docs);
 
 /** A shuffled stream over the documents: some picked twice (two passes), some never; cut short of its end. */
-function layoutOf(bosId: number | undefined): { layout: StreamLayout; expected: Uint32Array } {
+function layoutOf(bosId: number | undefined, lengthened = -1): { layout: StreamLayout; expected: Uint32Array } {
   let seed = 5;
   const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8; // the high bits: an LCG's low bits repeat
   const ords: number[] = [];
@@ -31,15 +31,15 @@ function layoutOf(bosId: number | undefined): { layout: StreamLayout; expected: 
   }
   const lead = bosId !== undefined ? 1 : 0;
   const stream: number[] = [];
-  const layout: StreamLayout = { ord: Uint32Array.from(ords), start: new Float64Array(ords.length), length: new Uint32Array(ords.length), total: 0, bosId, eosId: EOS };
+  const picks = { ord: Uint32Array.from(ords), start: new Float64Array(ords.length), length: new Uint32Array(ords.length) };
   ords.forEach((ord, k) => {
-    layout.start[k] = stream.length;
-    layout.length[k] = docs[ord]!.length + lead + 1;
+    picks.start[k] = stream.length;
+    picks.length[k] = docs[ord]!.length + lead + 1 + (k === lengthened ? 1 : 0);
     if (lead) stream.push(bosId!);
     stream.push(...docs[ord]!, EOS);
   });
-  layout.total = stream.length - 37;
-  return { layout, expected: Uint32Array.from(stream.slice(0, layout.total)) };
+  const total = stream.length - 37;
+  return { layout: layoutInMemory(picks, total, bosId, EOS), expected: Uint32Array.from(stream.slice(0, total)) };
 }
 
 async function assemble(layout: StreamLayout, options: StreamOptions): Promise<{ tokens: Uint32Array; sawBins: boolean }> {
@@ -79,12 +79,11 @@ describe("pack stream", () => {
   }
 
   it("refuses a plan whose document length disagrees with its chunk, and leaves no bins behind", async () => {
-    const { layout } = layoutOf(undefined);
-    layout.length[3]! += 1;
+    const { layout } = layoutOf(undefined, 3);
     const workDir = join(dir, "bins-bad");
     await assert.rejects(
       assemble(layout, { bufferTokens: 500, fanout: 4, workDir, writeBufferBytes: 1 << 16 }),
-      (e: Error) => /document \d+ has \d+ tokens in its chunk and \d+ in the plan; rerun the build/.test(e.message),
+      (e: Error) => /document at read position \d+ has \d+ tokens in its chunk and \d+ in the plan; rerun the build/.test(e.message),
     );
     assert.equal(existsSync(workDir), false);
   });

@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pack, type Provenance } from "../../src/pipeline/pack.ts";
-import { Picks, type SourcePlan } from "../../src/pipeline/sample.ts";
+import { pack } from "../../src/pipeline/pack.ts";
+import { writePlanNames } from "../../src/pipeline/plan-tables.ts";
 import type { StreamOptions } from "../../src/pipeline/pack-stream.ts";
 import type { TokenStore } from "../../src/pipeline/tokenize.ts";
 import { docIndexName, shardName } from "../../src/shards/layout.ts";
@@ -18,31 +18,27 @@ import { chunkStore } from "../helpers/token-chunks.ts";
 const BODIES = [[1, 2, 3], [10, 11, 12], [20, 21, 22, 23]];
 const EOS = 99;
 const BOS = 98;
+// Where each came from: source, file, row, hash.
+const PROVENANCE = [[0, 0, 5, "h0"], [0, 1, 0, "h1"], [1, 0, 7, "h2"]] as const;
+// Stream order: a's doc 0, b's doc 2, a's doc 1.
+const STREAM = [0, 2, 1];
 
-function plan(name: string, picks: number[], specials: number): SourcePlan {
-  const tokens = picks.map((ord) => BODIES[ord]!.length + specials);
-  const total = tokens.reduce((a, b) => a + b, 0);
-  return {
-    name,
-    targetShare: 0.5,
-    targetTokens: total,
-    tokensAvailable: total,
-    documentsAvailable: picks.length,
-    picks: picks.reduce((all, ord, i) => (all.push(ord, 0, tokens[i]!), all), new Picks(picks.length)),
-    tokensSelected: total,
-    epochs: 1,
-  };
+/** The plan's `layout` table (plan-tables.ts) for STREAM, each document with `specials` added; returns the stream's length. */
+async function layOut(db: BuildDb, specials: number): Promise<number> {
+  let start = 0;
+  const rows = STREAM.map((ord) => {
+    const [source, file, row, hash] = PROVENANCE[ord]!;
+    const length = BODIES[ord]!.length + specials;
+    const values = `(${start}::BIGINT, ${length}, ${source}, 0, ${ord}::BIGINT, ${file}, ${row}::BIGINT, '${hash}')`;
+    start += length;
+    return values;
+  });
+  await db.run(
+    `CREATE OR REPLACE TABLE layout AS SELECT * FROM (VALUES ${rows.join(", ")}) t(start, length, source_idx, pass, read_pos, file_idx, row_idx, doc_hash)`,
+  );
+  await writePlanNames(db, [{ name: "a", files: ["a0.jsonl", "a1.jsonl"] }, { name: "b", files: ["b.parquet"] }]);
+  return start;
 }
-
-const prov: Provenance = {
-  sourceIdx: Int32Array.from([0, 0, 1]),
-  fileIdx: Int32Array.from([0, 1, 0]),
-  rowIdx: Float64Array.from([5, 0, 7]),
-  hashAt: (ord) => ["h0", "h1", "h2"][ord]!,
-  files: [["a0.jsonl", "a1.jsonl"], ["b.parquet"]],
-};
-// Stream order: a's doc 0, b's doc 2, a's doc 1 (pairs of source index, pick index within that source).
-const STREAM = Uint32Array.from([0, 0, 1, 0, 0, 1]);
 
 describe("pack", () => {
   let dir: string;
@@ -63,8 +59,7 @@ describe("pack", () => {
   it("cuts 13 stream tokens into 3 sequences of 4 over 2 shards, continues a document across sequences and shards, and counts the dropped tail", async () => {
     const out = join(dir, "eos");
     await mkdir(out);
-    const plans = [plan("a", [0, 1], 1), plan("b", [2], 1)];
-    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream }, () => {});
+    const r = await pack(db, 2, await layOut(db, 1), store, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream }, () => {});
     assert.equal(r.totalSequences, 3);
     assert.equal(r.totalTokens, 12);
     assert.equal(r.tailTokensDropped, 1);
@@ -95,19 +90,18 @@ describe("pack", () => {
   it("opens each document with BOS when the tokenizer asks for it", async () => {
     const out = join(dir, "bos");
     await mkdir(out);
-    const plans = [plan("a", [0, 1], 2), plan("b", [2], 2)];
-    const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 8, maxShardBytes: 1 << 20, eosId: EOS, bosId: BOS, stream }, () => {});
+    const r = await pack(db, 2, await layOut(db, 2), store, { outDir: out, sequenceLength: 8, maxShardBytes: 1 << 20, eosId: EOS, bosId: BOS, stream }, () => {});
     const info = await readNpyInfo(join(out, r.shards[0]!.path));
     assert.deepEqual(Array.from(await readSequences(join(out, r.shards[0]!.path), info, 0, 2)), [BOS, 1, 2, 3, EOS, BOS, 20, 21, 22, 23, EOS, BOS, 10, 11, 12, EOS]);
   });
 
   it("writes the same shards and indexes whether the stream is gathered in memory or through bin files", async () => {
-    const plans = [plan("a", [0, 1], 1), plan("b", [2], 1)];
+    const streamTokens = await layOut(db, 1);
     const hashes = [];
     for (const [name, bufferTokens] of [["memory", 1 << 16], ["bins", 2]] as const) {
       const out = join(dir, `same-${name}`);
       await mkdir(out);
-      const r = await pack(db, plans, STREAM, store, prov, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream: { ...stream, bufferTokens, fanout: 2 } }, () => {});
+      const r = await pack(db, 2, streamTokens, store, { outDir: out, sequenceLength: 4, maxShardBytes: 128 + 4 * 4 * 2, eosId: EOS, bosId: undefined, stream: { ...stream, bufferTokens, fanout: 2 } }, () => {});
       hashes.push(r.shards.map((s) => [s.sha256, s.doc_index_sha256]));
     }
     assert.deepEqual(hashes[1], hashes[0]);

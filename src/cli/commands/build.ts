@@ -144,7 +144,7 @@ export function registerBuild(y: Argv): Argv {
             name: p.name,
             documents_available: p.documentsAvailable,
             tokens_available: p.tokensAvailable,
-            documents_selected: p.picks.length,
+            documents_selected: p.documentsSelected,
             tokens_selected: p.tokensSelected,
             target_tokens: p.targetTokens,
             epochs: Number(p.epochs.toFixed(4)),
