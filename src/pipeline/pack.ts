@@ -79,14 +79,18 @@ class ShardWriter {
     this.pendingBytes = 0;
   }
 
-  async finish(): Promise<string> {
+  /** Writes what is buffered and returns the shard's sha256; `commit` then makes the file durable and visible. */
+  async finishWrites(): Promise<string> {
     await this.flush();
+    return this.hash.digest("hex");
+  }
+
+  async commit(): Promise<void> {
     await this.handle.sync().catch((error) => {
       throw explainWriteError(error, this.path, this.bytes);
     });
     await this.handle.close();
     await rename(this.tmp, this.path);
-    return this.hash.digest("hex");
   }
 
   async abort(): Promise<void> {
@@ -136,6 +140,8 @@ export async function pack(
   let shardStart = 0;
   let shardEnd = 0;
   let written = 0;
+  // A shard's fsync (a gigabyte going to disk) runs while the next shard is gathered; one at a time.
+  let committing: Promise<void> = Promise.resolve();
   const openShard = async () => {
     shardIdx++;
     const sequences = Math.min(perShard, totalSequences - shardIdx * perShard);
@@ -144,8 +150,21 @@ export async function pack(
     writer = await ShardWriter.create(join(options.outDir, shardName(shardIdx)), sequences, L);
   };
   const closeShard = async () => {
-    const sha256 = await writer!.finish();
+    const done = writer!;
     writer = undefined;
+    let sha256: string;
+    try {
+      sha256 = await done.finishWrites();
+      await committing;
+    } catch (error) {
+      await done.abort();
+      throw error;
+    }
+    committing = done.commit().catch(async (error) => {
+      await done.abort();
+      throw error;
+    });
+    committing.catch(() => {}); // awaited below or at the next shard
     const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), shardStart, shardEnd, longest);
     shards.push({ path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: indexSha, sequences: (shardEnd - shardStart) / L });
     sink({ type: "stage_progress", stage: "pack", done: shardIdx + 1, total: shardCount, unit: "shards" });
@@ -161,8 +180,10 @@ export async function pack(
         if (written === shardEnd) await closeShard();
       }
     });
+    await committing;
   } catch (error) {
     await writer?.abort();
+    await committing.catch(() => {});
     throw error;
   }
   const perSource = await writtenBySource(db, sourceCount, totalTokens);
