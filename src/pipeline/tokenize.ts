@@ -23,10 +23,10 @@ const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 /** A chunk's name: the sha256 of (tokenizer, texts); a crash may leave it with writeFileAtomic's temp suffix. */
 const CHUNK_FILE = /^[0-9a-f]{64}\.tok(?:\.[0-9a-f]{8}\.tmp)?$/;
 
-/** One chunk file's documents, read whole: their lengths and ids. */
+/** One chunk file's documents, read whole: their lengths and ids (views of the store's buffer, valid until its next read). */
 export interface ChunkRead {
   lengths: Uint32Array;
-  /** every document's ids, one after another; valid until the next read */
+  /** every document's ids, one after another */
   ids: Uint32Array;
 }
 
