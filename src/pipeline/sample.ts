@@ -95,6 +95,21 @@ export function planPasses(sources: SourceDocs[], targetTokens: number | undefin
   });
 }
 
+/** Each source's plan, from its counts, its passes and what the plan's tables took of it (plan-tables.ts fillPicks). */
+export function sourcePlans(sources: SourceDocs[], passes: PassPlan[], taken: { documents: number; tokens: number }[]): SourcePlan[] {
+  const weightSum = sources.reduce((a, s) => a + s.weight, 0);
+  return sources.map((s, i) => ({
+    name: s.name,
+    targetShare: s.weight / weightSum,
+    targetTokens: passes[i]!.targetTokens,
+    tokensAvailable: s.tokens,
+    documentsAvailable: s.documents,
+    documentsSelected: taken[i]!.documents,
+    tokensSelected: taken[i]!.tokens,
+    epochs: taken[i]!.tokens / s.tokens,
+  }));
+}
+
 /** Reads a source's picks' token counts in stream order, `count` from pick `first`. */
 export type PickTokens = (source: number, first: number, count: number) => Promise<Uint32Array>;
 

@@ -5,7 +5,7 @@ import { SKIP_REASONS, type SkipReason, tokenFilterSql } from "./filters.ts";
 import type { SourceStats } from "./manifest.ts";
 import { fillPicks, PLAN_DOCS } from "./plan-tables.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
-import { MAX_PICKS, planPasses, type SourceDocs, type SourcePlan } from "./sample.ts";
+import { MAX_PICKS, planPasses, sourcePlans, type SourceDocs, type SourcePlan } from "./sample.ts";
 
 /** Zeroed counts for each source, filled by the build (or summed from partitions by the merge). */
 export function emptyStats(sourceCount: number): SourceStats[] {
@@ -68,18 +68,7 @@ export async function selectMixture(db: BuildDb, recipe: Recipe, stats: SourceSt
     "sample",
     async () => {
       const passes = planPasses(sourceDocs, recipe.target_tokens);
-      const taken = await fillPicks(db, sourceDocs, passes, recipe.seed, `${reason} IS NULL`, specials);
-      const weightSum = sourceDocs.reduce((a, s) => a + s.weight, 0);
-      return sourceDocs.map((s, i): SourcePlan => ({
-        name: s.name,
-        targetShare: s.weight / weightSum,
-        targetTokens: passes[i]!.targetTokens,
-        tokensAvailable: s.tokens,
-        documentsAvailable: s.documents,
-        documentsSelected: taken[i]!.documents,
-        tokensSelected: taken[i]!.tokens,
-        epochs: taken[i]!.tokens / s.tokens,
-      }));
+      return sourcePlans(sourceDocs, passes, await fillPicks(db, sourceDocs, passes, recipe.seed, `${reason} IS NULL`, specials));
     },
     (p) => ({ done: p.reduce((a, s) => a + s.documentsSelected, 0), unit: "documents selected" }),
   );

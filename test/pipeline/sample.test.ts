@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fillPicks, layOutStream } from "../../src/pipeline/plan-tables.ts";
-import { apportion, planPasses, type SourceDocs, type SourcePlan } from "../../src/pipeline/sample.ts";
+import { apportion, planPasses, sourcePlans, type SourceDocs, type SourcePlan } from "../../src/pipeline/sample.ts";
 import { BuildDb, sqlString } from "../../src/util/duckdb.ts";
 import { keyedHash64Words } from "../../src/util/hash.ts";
 
@@ -43,18 +43,7 @@ async function planOf(db: BuildDb, sources: TestSource[], seed: number, target: 
   const picks = (await db.rows<{ s: number; ord: bigint; pass: number; tokens: number }>(`SELECT source_idx AS s, read_pos AS ord, pass, tokens FROM picks ORDER BY source_idx, k`)).map(
     (r) => ({ source: r.s, ord: Number(r.ord), pass: r.pass, tokens: r.tokens }),
   );
-  const weightSum = docs.reduce((a, s) => a + s.weight, 0);
-  const plans = docs.map((s, i) => ({
-    name: s.name,
-    targetShare: s.weight / weightSum,
-    targetTokens: passes[i]!.targetTokens,
-    tokensAvailable: s.tokens,
-    documentsAvailable: s.documents,
-    documentsSelected: taken[i]!.documents,
-    tokensSelected: taken[i]!.tokens,
-    epochs: taken[i]!.tokens / s.tokens,
-  }));
-  return { plans, picks };
+  return { plans: sourcePlans(docs, passes, taken), picks };
 }
 
 /** The plan as the in-memory sampler made it before the plan moved into DuckDB: a JavaScript sort by the keyed hash. */
