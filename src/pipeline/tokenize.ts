@@ -164,7 +164,8 @@ export function decodeChunk(bytes: Buffer, docs: number): { lengths: Uint32Array
   if (!digest.equals(bytes.subarray(12, HEADER))) return undefined;
   const words = (bytes.length - HEADER) / 4;
   const all = new Uint32Array(words);
-  for (let i = 0; i < words; i++) all[i] = view.getUint32(HEADER + 4 * i, true);
+  if (BIG_ENDIAN) for (let i = 0; i < words; i++) all[i] = view.getUint32(HEADER + 4 * i, true);
+  else new Uint8Array(all.buffer).set(bytes.subarray(HEADER)); // a copy: the Buffer's offset need not be 4-aligned
   const lengths = all.slice(0, docs);
   const ids = all.slice(docs);
   if (lengths.reduce((a, b) => a + b, 0) !== ids.length) return undefined;
@@ -249,10 +250,15 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
   let tokens = 0;
   let finished = 0;
   const inFlight = new Set<Promise<void>>();
+  // The next chunk's texts are read from DuckDB while this one is hashed, read back or tokenised: one query ahead.
+  const textsOf = (chunk: number) => (chunk < chunkCount ? uniqueDocTexts(db, chunk * CHUNK_DOCS, CHUNK_DOCS) : Promise.resolve([]));
+  let nextTexts = textsOf(0);
   try {
     for (let chunk = 0; chunk < chunkCount; chunk++) {
       const first = chunk * CHUNK_DOCS;
-      const texts = await uniqueDocTexts(db, first, CHUNK_DOCS);
+      const texts = await nextTexts;
+      nextTexts = textsOf(chunk + 1);
+      nextTexts.catch(() => {}); // awaited at the next chunk, or settled below
       const key = createHash("sha256").update(options.tokenizerSha256).update("\u0000" + options.impl);
       for (const t of texts) key.update("\u0000").update(t);
       const file = join(options.cacheDir, `${key.digest("hex")}.tok`);
@@ -291,6 +297,7 @@ export async function tokenizeDocuments(db: BuildDb, options: TokenizeOptions, s
     await Promise.all(inFlight);
     lengths.close();
   } finally {
+    await nextTexts.catch(() => {}); // no query may still run on the database when the caller closes it
     lengths.abandon();
     await pool?.stop();
   }
