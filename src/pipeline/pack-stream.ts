@@ -15,7 +15,8 @@
  * Records carry their absolute position, so the order in which they are written never matters: the bytes are fixed by
  * the stream alone.
  */
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, rmSync, write } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { explainWriteError } from "../util/atomic.ts";
 import { RuntimeFailure } from "../util/errors.ts";
@@ -61,7 +62,11 @@ export function streamOptionsFor(bytes: number, workDir: string): StreamOptions 
 const HEADER_WORDS = 3; // position (low, high 32 bits), count
 const READ_BLOCK_WORDS = 1 << 21; // 8 MiB reads
 
-type Visit = (position: number, ids: Uint32Array) => void;
+/**
+ * Takes one record. A promise returned means "wait before the next record" (a bin writer whose spare buffer is still
+ * being written); `ids` must stay unchanged until it resolves.
+ */
+type Visit = (position: number, ids: Uint32Array) => void | Promise<void>;
 /** Something that yields the stream's records, each once: the chunk files, or a bin file. */
 type RecordSource = (visit: Visit) => Promise<void>;
 
@@ -74,7 +79,8 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
   const buffer = new Uint32Array(Math.min(options.bufferTokens, layout.total));
   rmSync(options.workDir, { recursive: true, force: true });
   let bins = 0;
-  // `consumed` runs once the source is read through, so a bin scattered again is deleted before its parts are gathered.
+  const removing: Promise<void>[] = [];
+  // `consumed` runs once the source is read through, so a bin scattered again is being deleted before its parts are gathered.
   const gather = async (source: RecordSource, lo: number, hi: number, consumed: () => void): Promise<void> => {
     if (hi - lo <= buffer.length) {
       const out = buffer.subarray(0, hi - lo);
@@ -94,28 +100,43 @@ export async function assembleStream(reader: TokenReader, layout: StreamLayout, 
     const files = Array.from({ length: count }, () => join(options.workDir, `bin-${bins++}`));
     const writers: BinWriter[] = [];
     try {
-      for (const f of files) writers.push(new BinWriter(f, Math.max(64 << 10, Math.floor(options.writeBufferBytes / count))));
-      await source((position, ids) => {
-        if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
-        for (let at = 0; at < ids.length; ) {
+      // Each bin has two buffers of half its share: one fills while the other is written (the write runs on libuv's
+      // threads, so the disk works while this thread reads and routes the next records).
+      for (const f of files) writers.push(new BinWriter(f, Math.max(32 << 10, Math.floor(options.writeBufferBytes / count / 2))));
+      // Routes a record's tokens from `from` on to their bins. It stays synchronous unless a bin writer must wait
+      // for its spare buffer; then it returns a promise that carries on from there.
+      const route = (position: number, ids: Uint32Array, from: number): Promise<void> | undefined => {
+        for (let at = from; at < ids.length; ) {
           const b = Math.floor((position + at - lo) / width);
           const take = Math.min(ids.length - at, lo + (b + 1) * width - (position + at));
-          writers[b]!.append(position + at, ids.subarray(at, at + take));
+          const wait = writers[b]!.append(position + at, ids.subarray(at, at + take));
           at += take;
+          if (wait) return wait.then(() => route(position, ids, at));
         }
+        return undefined;
+      };
+      await source((position, ids) => {
+        if (position < lo || position + ids.length > hi) throw new RuntimeFailure(`pack: a record at ${position} (${ids.length} tokens) lies outside its bin [${lo}, ${hi}); rerun the build`);
+        return route(position, ids, 0);
       });
+      // Every close settles before any file is abandoned, so no write is in flight on a file being closed.
+      const closed = await Promise.allSettled(writers.map((w) => w.close()));
+      const failed = closed.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
     } finally {
-      for (const w of writers) w.close();
+      for (const w of writers) await w.abandon();
     }
     consumed();
     for (let b = 0; b < count; b++) {
       const file = files[b]!;
-      await gather(binSource(file), lo + b * width, Math.min(hi, lo + (b + 1) * width), () => rmSync(file, { force: true }));
+      // Unlinking a bin frees its pages, a quarter of a second for a 200 MB bin: it runs on libuv's threads.
+      await gather(binSource(file), lo + b * width, Math.min(hi, lo + (b + 1) * width), () => removing.push(rm(file, { force: true })));
     }
   };
   try {
     await gather(chunkSource(reader, layout), 0, layout.total, () => {});
   } finally {
+    await Promise.allSettled(removing);
     rmSync(options.workDir, { recursive: true, force: true });
   }
 }
@@ -148,7 +169,8 @@ function chunkSource(reader: TokenReader, layout: StreamLayout): RecordSource {
         for (; j < picks.readPos.length && picks.readPos[j] === readPos; j++) {
           if (picks.length[j] !== length) throw new RuntimeFailure(`pack: the document at read position ${readPos} has ${length} tokens in its chunk and ${picks.length[j]} in the plan; rerun the build (or the partition that tokenised it)`);
           const start = picks.start[j]!;
-          visit(start, scratch.subarray(0, Math.min(length, layout.total - start)));
+          const wait = visit(start, scratch.subarray(0, Math.min(length, layout.total - start)));
+          if (wait) await wait;
         }
       }
       if (j !== picks.readPos.length) throw new RuntimeFailure(`pack: the plan picks a document at read position ${picks.readPos[j]}, which chunk ${c} does not hold; rerun the build`);
@@ -177,7 +199,8 @@ function binSource(file: string): RecordSource {
           if (pending > 0) {
             const take = Math.min(pending, end - i);
             if (take === 0) break;
-            visit(position, words.subarray(i, i + take));
+            const wait = visit(position, words.subarray(i, i + take));
+            if (wait) await wait;
             position += take;
             pending -= take;
             i += take;
@@ -201,54 +224,121 @@ function binSource(file: string): RecordSource {
   };
 }
 
-/** Appends records to one bin file through a buffer (native byte order: a bin lives only within one pack). */
+/**
+ * Appends records to one bin file through two buffers (native byte order: a bin lives only within one pack): when one
+ * is full it is written in the background and the other fills. At most one write is in flight, so the file's records
+ * stay whole and in order; a failed write is thrown by the next append or by close.
+ */
 class BinWriter {
-  private readonly fd: number;
-  private readonly words: Uint32Array;
+  private fd: number | undefined;
+  private words: Uint32Array;
+  private spare: Uint32Array;
   private used = 0;
+  private filePos = 0;
+  private writing: Promise<void> | undefined;
+  private failure: unknown;
+
   constructor(
     readonly file: string,
     bufferBytes: number,
   ) {
     this.fd = openSync(file, "w");
     this.words = new Uint32Array(bufferBytes >> 2);
+    this.spare = new Uint32Array(bufferBytes >> 2);
   }
 
-  append(position: number, ids: Uint32Array): void {
-    if (this.used + HEADER_WORDS + ids.length > this.words.length) this.flush();
+  /** Adds a record; returns a promise only when the caller must wait (the spare buffer is still being written) before the next. */
+  append(position: number, ids: Uint32Array): Promise<void> | undefined {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.used + HEADER_WORDS + ids.length > this.words.length && this.used > 0) {
+      if (this.writing) return this.writing.then(() => this.append(position, ids));
+      this.startWrite();
+    }
+    if (HEADER_WORDS + ids.length > this.words.length) return this.appendLong(position, ids);
     this.words[this.used] = position % 2 ** 32;
     this.words[this.used + 1] = Math.floor(position / 2 ** 32);
     this.words[this.used + 2] = ids.length;
-    this.used += HEADER_WORDS;
-    if (ids.length > this.words.length - this.used) {
-      this.flush();
-      writeAll(this.fd, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength), this.file);
-    } else {
-      this.words.set(ids, this.used);
-      this.used += ids.length;
-    }
+    this.words.set(ids, this.used + HEADER_WORDS);
+    this.used += HEADER_WORDS + ids.length;
+    return undefined;
   }
 
-  close(): void {
-    try {
-      this.flush();
-    } finally {
-      closeSync(this.fd);
+  /** Writes what is buffered and closes the file. */
+  async close(): Promise<void> {
+    await this.writing;
+    if (this.failure !== undefined) throw this.failure;
+    if (this.used > 0) {
+      this.startWrite();
+      await this.writing;
+      if (this.failure !== undefined) throw this.failure;
     }
+    this.closeFile();
   }
 
-  private flush(): void {
-    writeAll(this.fd, new Uint8Array(this.words.buffer, 0, 4 * this.used), this.file);
+  /** Closes the file whatever happened (a failing pack removes its bin folder). */
+  async abandon(): Promise<void> {
+    while (this.writing) await this.writing;
+    this.closeFile();
+  }
+
+  /** A record longer than a buffer: its header, then its ids straight from the caller's view (which waits for it). */
+  private appendLong(position: number, ids: Uint32Array): Promise<void> {
+    const before = this.writing;
+    const header = Uint32Array.of(position % 2 ** 32, Math.floor(position / 2 ** 32), ids.length);
+    const done = this.track(
+      (async () => {
+        await before;
+        if (this.failure !== undefined) return;
+        await this.writeAt(new Uint8Array(header.buffer));
+        await this.writeAt(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+      })(),
+    );
+    return done.then(() => {
+      if (this.failure !== undefined) throw this.failure;
+    });
+  }
+
+  private startWrite(): void {
+    const full = this.words;
+    const bytes = new Uint8Array(full.buffer, 0, 4 * this.used);
+    this.words = this.spare;
+    this.spare = full;
     this.used = 0;
+    this.track(this.writeAt(bytes));
   }
-}
 
-function writeAll(fd: number, bytes: Uint8Array, file: string): void {
-  for (let done = 0; done < bytes.length; ) {
-    try {
-      done += writeSync(fd, bytes, done, bytes.length - done);
-    } catch (error) {
-      throw explainWriteError(error, file, bytes.length - done);
+  /** Makes `write` the one in flight: a failure is kept for the next append or close. */
+  private track(write: Promise<void>): Promise<void> {
+    const settled: Promise<void> = write.then(
+      () => {
+        if (this.writing === settled) this.writing = undefined;
+      },
+      (error) => {
+        this.failure ??= error;
+        if (this.writing === settled) this.writing = undefined;
+      },
+    );
+    this.writing = settled;
+    return settled;
+  }
+
+  private async writeAt(bytes: Uint8Array): Promise<void> {
+    const fd = this.fd!;
+    const at = this.filePos;
+    this.filePos += bytes.length;
+    for (let done = 0; done < bytes.length; ) {
+      try {
+        done += await new Promise<number>((resolve, reject) => write(fd, bytes, done, bytes.length - done, at + done, (e, n) => (e ? reject(e) : resolve(n))));
+      } catch (error) {
+        throw explainWriteError(error, this.file, bytes.length - done);
+      }
     }
+  }
+
+  private closeFile(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    closeSync(fd);
   }
 }

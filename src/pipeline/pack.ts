@@ -140,8 +140,10 @@ export async function pack(
   let shardStart = 0;
   let shardEnd = 0;
   let written = 0;
-  // A shard's fsync (a gigabyte going to disk) runs while the next shard is gathered; one at a time.
+  // A shard's fsync (a gigabyte going to disk) runs while the next shard is gathered; one at a time. So does its
+  // document index (DuckDB's COPY runs on its own threads), one at a time too.
   let committing: Promise<void> = Promise.resolve();
+  let indexing: Promise<void> = Promise.resolve();
   const openShard = async () => {
     shardIdx++;
     const sequences = Math.min(perShard, totalSequences - shardIdx * perShard);
@@ -165,9 +167,15 @@ export async function pack(
       throw error;
     });
     committing.catch(() => {}); // awaited below or at the next shard
-    const indexSha = await writeDocIndex(db, join(options.outDir, docIndexName(shardIdx)), shardStart, shardEnd, longest);
-    shards.push({ path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: indexSha, sequences: (shardEnd - shardStart) / L });
-    sink({ type: "stage_progress", stage: "pack", done: shardIdx + 1, total: shardCount, unit: "shards" });
+    const record: ShardRecord = { path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: "", sequences: (shardEnd - shardStart) / L };
+    shards.push(record);
+    const [lo, hi, finished] = [shardStart, shardEnd, shardIdx + 1];
+    await indexing;
+    indexing = writeDocIndex(db, join(options.outDir, record.doc_index), lo, hi, longest).then((indexSha) => {
+      record.doc_index_sha256 = indexSha;
+      sink({ type: "stage_progress", stage: "pack", done: finished, total: shardCount, unit: "shards" });
+    });
+    indexing.catch(() => {}); // awaited below or at the next shard
   };
   try {
     await assembleStream(store, layout, options.stream, async (tokens) => {
@@ -181,9 +189,11 @@ export async function pack(
       }
     });
     await committing;
+    await indexing;
   } catch (error) {
     await writer?.abort();
     await committing.catch(() => {});
+    await indexing.catch(() => {});
     throw error;
   }
   const perSource = await writtenBySource(db, sourceCount, totalTokens);

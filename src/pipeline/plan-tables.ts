@@ -86,7 +86,8 @@ export async function fillPicks(
  * its document came from, in stream order. Returns the stream's length in tokens.
  */
 export async function layOutStream(db: BuildDb, plans: SourcePlan[]): Promise<number> {
-  const out = await db.appender("stream_order", [["source_idx", "INTEGER"], ["k", "BIGINT"], ["start", "BIGINT"]]);
+  // DOUBLE holds k and start exactly (below 2^53) and appends without a BigInt a row.
+  const out = await db.appender("stream_order", [["source_idx", "INTEGER"], ["k", "DOUBLE"], ["start", "DOUBLE"]]);
   let total: number;
   try {
     total = await interleave(
@@ -103,8 +104,8 @@ export async function layOutStream(db: BuildDb, plans: SourcePlan[]): Promise<nu
   }
   await db.run(
     `CREATE OR REPLACE TEMP TABLE layout AS
-     SELECT o.start, p.tokens AS length, o.source_idx, p.pass, p.read_pos, p.file_idx, p.row_idx, p.doc_hash
-     FROM stream_order o JOIN picks p USING (source_idx, k) ORDER BY o.start`,
+     SELECT o.start::BIGINT AS start, p.tokens AS length, o.source_idx, p.pass, p.read_pos, p.file_idx, p.row_idx, p.doc_hash
+     FROM (SELECT source_idx, k::BIGINT AS k, start FROM stream_order) o JOIN picks p USING (source_idx, k) ORDER BY o.start`,
   );
   const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM layout`);
   const picks = plans.reduce((a, p) => a + p.documentsSelected, 0);

@@ -13,11 +13,14 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const BOS = 100100;
 const EOS = 100101;
-const docs = randomDocs(2 * CHUNK_DOCS + 300, 40, 11);
-const store = chunkStore(dir, "docs", docs);
+const shortDocs = randomDocs(2 * CHUNK_DOCS + 300, 40, 11);
+const shortStore = chunkStore(dir, "docs", shortDocs);
+// Documents longer than a bin writer's buffer (8,192 words at the smallest), which it writes past its buffers.
+const longDocs = randomDocs(90, 30000, 7);
+const longStore = chunkStore(dir, "long", longDocs);
 
 /** A shuffled stream over the documents: some picked twice (two passes), some never; cut short of its end. */
-function layoutOf(bosId: number | undefined, lengthened = -1): { layout: StreamLayout; expected: Uint32Array } {
+function layoutOf(bosId: number | undefined, lengthened = -1, docs = shortDocs): { layout: StreamLayout; expected: Uint32Array } {
   let seed = 5;
   const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8; // the high bits: an LCG's low bits repeat
   const ords: number[] = [];
@@ -42,7 +45,7 @@ function layoutOf(bosId: number | undefined, lengthened = -1): { layout: StreamL
   return { layout: layoutInMemory(picks, total, bosId, EOS), expected: Uint32Array.from(stream.slice(0, total)) };
 }
 
-async function assemble(layout: StreamLayout, options: StreamOptions): Promise<{ tokens: Uint32Array; sawBins: boolean }> {
+async function assemble(layout: StreamLayout, options: StreamOptions, store = shortStore): Promise<{ tokens: Uint32Array; sawBins: boolean }> {
   const parts: Uint32Array[] = [];
   let sawBins = false;
   await assembleStream(store, layout, options, async (tokens) => {
@@ -77,6 +80,16 @@ describe("pack stream", () => {
       });
     }
   }
+
+  it("gives the exact tokens of documents longer than a bin's write buffer, through bins scattered again", async () => {
+    const { layout, expected } = layoutOf(BOS, -1, longDocs);
+    const workDir = join(dir, "bins-long");
+    const got = await assemble(layout, { bufferTokens: 40000, fanout: 3, writeBufferBytes: 4096, workDir }, longStore);
+    assert.ok(got.sawBins, "bin files were written");
+    assert.equal(got.tokens.length, expected.length);
+    assert.ok(got.tokens.every((t, i) => t === expected[i]), "same tokens in the same order");
+    assert.equal(existsSync(workDir), false, "the bin folder is removed");
+  });
 
   it("refuses a plan whose document length disagrees with its chunk, and leaves no bins behind", async () => {
     const { layout } = layoutOf(undefined, 3);
