@@ -12,6 +12,7 @@ flags=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do flags+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 [ "${#flags[@]}" -gt 0 ] || flags=(--memory 1GB)
+[ $# -gt 0 ] || { echo "usage: [FRESH=1] bash bench/stage-ab.sh DIR [build flags] -- NAME=TREE..." >&2; exit 2; }
 [ -f "$dir/recipe.yaml" ] || { echo "no $dir/recipe.yaml: make the corpus with bench/build-memory.sh first" >&2; exit 2; }
 seconds() { python3 -c "import json,sys
 for l in open(sys.argv[1]):

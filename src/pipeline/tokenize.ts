@@ -166,8 +166,8 @@ export function decodeChunk(bytes: Buffer, docs: number): { lengths: Uint32Array
   const all = new Uint32Array(words);
   if (BIG_ENDIAN) for (let i = 0; i < words; i++) all[i] = view.getUint32(HEADER + 4 * i, true);
   else new Uint8Array(all.buffer).set(bytes.subarray(HEADER)); // a copy: the Buffer's offset need not be 4-aligned
-  const lengths = all.slice(0, docs);
-  const ids = all.slice(docs);
+  const lengths = all.subarray(0, docs);
+  const ids = all.subarray(docs);
   if (lengths.reduce((a, b) => a + b, 0) !== ids.length) return undefined;
   return { lengths, ids };
 }
