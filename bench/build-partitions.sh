@@ -3,8 +3,10 @@
 # synthetic corpus (bench/build-memory.sh's generator, DOCS documents) cut into FILES JSON-lines files, built once
 # whole, then as PARTS partitions one after another on this machine, then merged. Prints each run's seconds and
 # peak RSS, checks the merged output is byte-identical to the single build, and gives the speedup N machines would
-# see at most, from what was measured: single / (slowest partition + merge). The merge is the serial part.
-#   DOCS=600000 FILES=8 PARTS=4 bash bench/build-partitions.sh [work-dir] [build flags, e.g. --memory 1GB]
+# see at most, from what was measured: single / (slowest partition + merge). Then the same merge as dependent steps
+# (--merge-step plan, a scatter per partition, PACK_JOBS gathers, finish), each run alone, and the speedup N machines
+# would see with it: single / (slowest partition + plan + slowest scatter + slowest gather + finish).
+#   DOCS=600000 FILES=8 PARTS=4 [PACK_JOBS=4] bash bench/build-partitions.sh [work-dir] [build flags, e.g. --memory 1GB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d)}"
@@ -14,6 +16,7 @@ flags=("$@")
 docs=${DOCS:-600000}
 files=${FILES:-8}
 parts=${PARTS:-4}
+pack_jobs=${PACK_JOBS:-$parts}
 mkdir -p "$work/data"
 tokenizer="$(cd .. && pwd)/shared/tokenizers/deepseek-llm/tokenizer.json"
 [ -f "$tokenizer" ] || { echo "missing $tokenizer (../shared)"; exit 1; }
@@ -50,7 +53,7 @@ timed() {
 }
 mb=$(du -cm "$work"/data/*.jsonl | tail -n 1 | cut -f1)
 echo "corpus: $docs documents in $files files, $mb MB of JSON lines; ${flags[*]}; $(nproc) cores"
-rm -rf "$work/single" "$work"/part-* "$work/merged"
+rm -rf "$work/single" "$work"/part-* "$work/merged" "$work/steps"
 read -r single_s single_rss < <(timed build "$work/recipe.yaml" --out "$work/single" "${flags[@]}")
 echo "single build        ${single_s} s  peak RSS ${single_rss} MB"
 slowest=0
@@ -68,9 +71,32 @@ echo "merge               ${merge_s} s  peak RSS ${merge_rss} MB"
 same=identical
 for f in "$work"/single/*; do cmp -s "$f" "$work/merged/$(basename "$f")" || same="DIFFERENT ($(basename "$f"))"; done
 echo "merged output vs single build: $same"
-python3 - "$single_s" "$sum" "$slowest" "$merge_s" "$parts" <<'PY'
+step() { timed build "$work/recipe.yaml" --merge "${dirs[@]}" --out "$work/steps" "${flags[@]}" --merge-step "$@"; }
+read -r plan_s plan_rss < <(step plan --pack-jobs "$pack_jobs")
+echo "merge step plan     ${plan_s} s  peak RSS ${plan_rss} MB  ($pack_jobs pack jobs)"
+scatter_max=0
+for ((i = 0; i < parts; i++)); do
+  read -r s rss < <(step scatter --index "$i")
+  echo "merge step scatter $i ${s} s  peak RSS ${rss} MB"
+  scatter_max=$(python3 -c "print(max($scatter_max, $s))")
+done
+gather_max=0
+for ((j = 0; j < pack_jobs; j++)); do
+  read -r s rss < <(step gather --index "$j")
+  echo "merge step gather $j  ${s} s  peak RSS ${rss} MB"
+  gather_max=$(python3 -c "print(max($gather_max, $s))")
+done
+read -r finish_s finish_rss < <(step finish)
+echo "merge step finish   ${finish_s} s  peak RSS ${finish_rss} MB"
+same=identical
+for f in "$work"/single/*; do cmp -s "$f" "$work/steps/$(basename "$f")" || same="DIFFERENT ($(basename "$f"))"; done
+echo "merged-as-steps output vs single build: $same"
+python3 - "$single_s" "$sum" "$slowest" "$merge_s" "$parts" "$plan_s" "$scatter_max" "$gather_max" "$finish_s" <<'PY'
 import sys
-single, total, slowest, merge, parts = map(float, sys.argv[1:])
+single, total, slowest, merge, parts, plan, scatter, gather, finish = map(float, sys.argv[1:])
 print(f"partitions in all {total:.2f} s ({total / single:.2f}x the single build's work); merge {merge:.2f} s = {100 * merge / single:.0f}% of the single build")
 print(f"on {parts:.0f} machines at once: {slowest + merge:.2f} s, {single / (slowest + merge):.2f}x faster than one machine (measured parts; the Hub's download time not included)")
+steps = plan + scatter + gather + finish
+print(f"merge as steps, critical path: plan {plan:.2f} + slowest scatter {scatter:.2f} + slowest gather {gather:.2f} + finish {finish:.2f} = {steps:.2f} s (one-job merge {merge:.2f} s)")
+print(f"on {parts:.0f} machines with the merge as steps: {slowest + steps:.2f} s, {single / (slowest + steps):.2f}x faster than one machine")
 PY

@@ -22,7 +22,7 @@ import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
 
-interface Partition {
+export interface Partition {
   dir: string;
   record: PartitionRecord;
 }
@@ -56,7 +56,7 @@ class MergedTokens implements TokenReader {
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** Reads every partition's record and checks they are the N slices of one recipe over the same inputs. */
-async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: string): Promise<Partition[]> {
+export async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: string): Promise<Partition[]> {
   if (dirs.length === 0) throw new UsageError(`--merge needs the partitions' folders: --merge DIR...`);
   const parts: Partition[] = [];
   for (const dir of dirs.map((d) => resolve(d))) parts.push({ dir, record: await readPartition(dir, recipeArg) });
@@ -148,46 +148,58 @@ async function loadKeys(db: BuildDb, parts: Partition[]): Promise<void> {
 
 export async function mergePartitions(options: BuildOptions, dirs: string[]): Promise<Manifest> {
   const loaded = await loadRecipe(options.recipePath);
-  const { recipe } = loaded;
   const parts = await readPartitions(dirs, loaded, options.recipePath);
-  return withStagedBuild(options, loaded, "chuxin-data build --merge", async (db, out) => {
-    const { sources, fileRows } = mergedSources(parts, loaded);
-    const first = parts[0]!.record;
-    const stats = emptyStats(sources.length);
-    stats.forEach((st, i) => {
-      st.fileRows = fileRows[i]!;
-      for (const p of parts) {
-        const s = p.record.sources[i]!;
-        st.documentsRead += s.documents_read;
-        for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
-      }
-    });
-    const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
-    await shrinkDb(db, options);
-    const plans = await selectMixture(db, recipe, stats, options.sink);
-    const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
-    const buildLock: BuildLock = {
-      lock_version: 1,
-      tokenizer: tokenizerLock,
-      sources: sources.map((s) => ({ name: s.spec.name, ...(s.hf ? { hf: s.hf } : { local: true as const }), files: s.files })),
-    };
-    let decontamination: DecontaminationReport | undefined;
-    if (first.decontamination) {
-      buildLock.decontamination = first.decontamination.lock as BuildLock["decontamination"];
-      const removed = parts.reduce((a, p) => a + Number(p.record.decontamination!.report.documents_removed), 0);
-      decontamination = { ...(first.decontamination.report as unknown as DecontaminationReport), documents_removed: removed };
+  return withStagedBuild(options, loaded, "chuxin-data build --merge", async (db, out) => writeBuild(db, loaded, await planMerge(db, options, loaded, parts), out, options.sink));
+}
+
+/** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */
+export async function planMerge(db: BuildDb, options: BuildOptions, loaded: LoadedRecipe, parts: Partition[]): Promise<SelectedBuild> {
+  const { recipe } = loaded;
+  const { sources, fileRows } = mergedSources(parts, loaded);
+  const first = parts[0]!.record;
+  const stats = emptyStats(sources.length);
+  stats.forEach((st, i) => {
+    st.fileRows = fileRows[i]!;
+    for (const p of parts) {
+      const s = p.record.sources[i]!;
+      st.documentsRead += s.documents_read;
+      for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
     }
-    const selected: SelectedBuild = {
-      lock: buildLock,
-      tokenizer: { ...tokenizerLock, eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
-      sources,
-      stats,
-      plans,
-      store,
-      decontamination,
-    };
-    return await writeBuild(db, loaded, selected, out, options.sink);
   });
+  const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+  await shrinkDb(db, options);
+  const plans = await selectMixture(db, recipe, stats, options.sink);
+  const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
+  const buildLock: BuildLock = {
+    lock_version: 1,
+    tokenizer: tokenizerLock,
+    sources: sources.map((s) => ({ name: s.spec.name, ...(s.hf ? { hf: s.hf } : { local: true as const }), files: s.files })),
+  };
+  let decontamination: DecontaminationReport | undefined;
+  if (first.decontamination) {
+    buildLock.decontamination = first.decontamination.lock as BuildLock["decontamination"];
+    const removed = parts.reduce((a, p) => a + Number(p.record.decontamination!.report.documents_removed), 0);
+    decontamination = { ...(first.decontamination.report as unknown as DecontaminationReport), documents_removed: removed };
+  }
+  return {
+    lock: buildLock,
+    tokenizer: { ...tokenizerLock, eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
+    sources,
+    stats,
+    plans,
+    store,
+    decontamination,
+  };
+}
+
+/** A partition's token chunks, checked against its record. */
+export function partitionTokens(p: Partition): TokenStore {
+  const store = TokenStore.openChunks(
+    p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
+    (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
+  );
+  if (store.documents !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${store.documents} documents, partition.json ${p.record.documents}; rerun that partition`);
+  return store;
 }
 
 /**
@@ -220,15 +232,7 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
   const crossDups = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ranked WHERE occurrence > 1`)).n);
   if (removed !== localDups + crossDups) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
 
-  const stores = parts.map((p) =>
-    TokenStore.openChunks(
-      p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
-      (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
-    ),
-  );
-  parts.forEach((p, k) => {
-    if (stores[k]!.documents !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${stores[k]!.documents} documents, partition.json ${p.record.documents}; rerun that partition`);
-  });
+  const stores = parts.map(partitionTokens);
   // Where each partition's documents begin in the chunks read one after another (MergedTokens).
   let first = 0;
   const firsts = stores.map((s, k) => `(${k}, ${(first += s.documents) - s.documents})`);

@@ -12,6 +12,7 @@ import type { ProgressSink } from "./progress.ts";
 import { assembleStream, type StreamOptions } from "./pack-stream.ts";
 import { docIndexQuery, streamLayout, writtenBySource } from "./plan-tables.ts";
 import type { TokenReader } from "./tokenize.ts";
+import { RuntimeFailure } from "../util/errors.ts";
 
 const LITTLE_ENDIAN = endianness() === "LE";
 
@@ -112,6 +113,26 @@ async function writeDocIndex(db: BuildDb, path: string, lo: number, hi: number, 
   return sha256File(path);
 }
 
+/** How a stream of `streamTokens` packs: whole sequences of `sequenceLength`, `perShard` to a shard, the tail dropped. */
+export interface ShardGeometry {
+  sequenceLength: number;
+  perShard: number;
+  totalSequences: number;
+  shardCount: number;
+}
+
+export function shardGeometry(streamTokens: number, sequenceLength: number, maxShardBytes: number): ShardGeometry {
+  const totalSequences = Math.floor(streamTokens / sequenceLength);
+  const perShard = Math.max(1, Math.floor((maxShardBytes - 128) / (4 * sequenceLength)));
+  return { sequenceLength, perShard, totalSequences, shardCount: Math.ceil(totalSequences / perShard) };
+}
+
+/** The stream range shards [first, end) hold. */
+export function shardSpan(g: ShardGeometry, first: number, end: number): { lo: number; hi: number } {
+  const L = g.sequenceLength;
+  return { lo: first * g.perShard * L, hi: Math.min(g.totalSequences, end * g.perShard) * L };
+}
+
 /**
  * Packs the laid-out document stream (plan-tables.ts `layout`, `streamTokens` long) into sequences of exactly
  * `sequenceLength` tokens (a document may continue into the next sequence), shards of at most `maxShardBytes`, and a
@@ -126,30 +147,51 @@ export async function pack(
   options: PackOptions,
   sink: ProgressSink,
 ): Promise<PackResult> {
-  const L = options.sequenceLength;
-  const totalSequences = Math.floor(streamTokens / L);
-  const totalTokens = totalSequences * L;
-  const perShard = Math.max(1, Math.floor((options.maxShardBytes - 128) / (4 * L)));
-  const shardCount = Math.ceil(totalSequences / perShard);
-  const shards: ShardRecord[] = [];
+  const g = shardGeometry(streamTokens, options.sequenceLength, options.maxShardBytes);
+  const totalTokens = g.totalSequences * g.sequenceLength;
   const layout = await streamLayout(db, totalTokens, options.bosId, options.eosId);
-  const longest = Number((await db.one<{ n: number | null }>(`SELECT max(length) AS n FROM layout`)).n ?? 0);
+  const longest = await longestPick(db);
+  const shards = await writeShards(db, g, { first: 0, end: g.shardCount }, longest, options.outDir, (emit) => assembleStream(store, layout, options.stream, emit), sink);
+  const perSource = await writtenBySource(db, sourceCount, totalTokens);
+  return { shards, totalSequences: g.totalSequences, totalTokens, tailTokensDropped: streamTokens - totalTokens, perSource };
+}
 
-  let shardIdx = -1;
+/** The longest pick of the plan's `layout` (a document index's query bounds its scan with it). */
+export async function longestPick(db: BuildDb): Promise<number> {
+  return Number((await db.one<{ n: number | null }>(`SELECT max(length) AS n FROM layout`)).n ?? 0);
+}
+
+/**
+ * Writes shards [range.first, range.end) and their document indexes (from `layout` and `plan_names`) into `outDir`,
+ * each through a temp file. `feed` calls its `emit` with the tokens of exactly those shards' stream range, in order.
+ */
+export async function writeShards(
+  db: BuildDb,
+  g: ShardGeometry,
+  range: { first: number; end: number },
+  longest: number,
+  outDir: string,
+  feed: (emit: (tokens: Uint32Array) => Promise<void>) => Promise<void>,
+  sink: ProgressSink,
+): Promise<ShardRecord[]> {
+  const L = g.sequenceLength;
+  const shards: ShardRecord[] = [];
+  let shardIdx = range.first - 1;
   let writer: ShardWriter | undefined;
   let shardStart = 0;
   let shardEnd = 0;
-  let written = 0;
+  let written = shardSpan(g, range.first, range.end).lo;
   // A shard's fsync (a gigabyte going to disk) runs while the next shard is gathered; one at a time. So does its
   // document index (DuckDB's COPY runs on its own threads), one at a time too.
   let committing: Promise<void> = Promise.resolve();
   let indexing: Promise<void> = Promise.resolve();
   const openShard = async () => {
     shardIdx++;
-    const sequences = Math.min(perShard, totalSequences - shardIdx * perShard);
+    if (shardIdx >= range.end) throw new RuntimeFailure(`pack: more tokens than shards ${range.first}..${range.end - 1} hold; rerun the build`);
+    const sequences = Math.min(g.perShard, g.totalSequences - shardIdx * g.perShard);
     shardStart = written;
     shardEnd = written + sequences * L;
-    writer = await ShardWriter.create(join(options.outDir, shardName(shardIdx)), sequences, L);
+    writer = await ShardWriter.create(join(outDir, shardName(shardIdx)), sequences, L);
   };
   const closeShard = async () => {
     const done = writer!;
@@ -169,16 +211,16 @@ export async function pack(
     committing.catch(() => {}); // awaited below or at the next shard
     const record: ShardRecord = { path: shardName(shardIdx), doc_index: docIndexName(shardIdx), sha256, doc_index_sha256: "", sequences: (shardEnd - shardStart) / L };
     shards.push(record);
-    const [lo, hi, finished] = [shardStart, shardEnd, shardIdx + 1];
+    const [lo, hi, finished] = [shardStart, shardEnd, shardIdx + 1 - range.first];
     await indexing;
-    indexing = writeDocIndex(db, join(options.outDir, record.doc_index), lo, hi, longest).then((indexSha) => {
+    indexing = writeDocIndex(db, join(outDir, record.doc_index), lo, hi, longest).then((indexSha) => {
       record.doc_index_sha256 = indexSha;
-      sink({ type: "stage_progress", stage: "pack", done: finished, total: shardCount, unit: "shards" });
+      sink({ type: "stage_progress", stage: "pack", done: finished, total: range.end - range.first, unit: "shards" });
     });
     indexing.catch(() => {}); // awaited below or at the next shard
   };
   try {
-    await assembleStream(store, layout, options.stream, async (tokens) => {
+    await feed(async (tokens) => {
       for (let at = 0; at < tokens.length; ) {
         if (!writer) await openShard();
         const take = Math.min(tokens.length - at, shardEnd - written);
@@ -196,8 +238,8 @@ export async function pack(
     await indexing.catch(() => {});
     throw error;
   }
-  const perSource = await writtenBySource(db, sourceCount, totalTokens);
-  return { shards, totalSequences, totalTokens, tailTokensDropped: streamTokens - totalTokens, perSource };
+  if (shards.length !== range.end - range.first) throw new RuntimeFailure(`pack: wrote ${shards.length} of shards ${range.first}..${range.end - 1}; rerun the build`);
+  return shards;
 }
 
 /** The ids as the shards store them (little-endian words); a view, not a copy, where the machine is little-endian. */

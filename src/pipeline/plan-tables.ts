@@ -154,7 +154,17 @@ const PREFETCH_DOCS = 65536;
 
 /** The stream's written picks by document, for pack-stream.ts, read from `picks_by_doc` a block of documents at a time. */
 export async function streamLayout(db: BuildDb, total: number, bosId: number | undefined, eosId: number): Promise<StreamLayout> {
-  await db.run(`CREATE OR REPLACE TEMP TABLE picks_by_doc AS SELECT read_pos, start, length FROM layout WHERE start < ${total} ORDER BY read_pos, start`);
+  await db.run(`CREATE OR REPLACE TEMP TABLE picks_by_doc AS ${picksByDocQuery(total)}`);
+  return picksByDoc(db, total, bosId, eosId);
+}
+
+/** The written picks by document (read position, then start): `picks_by_doc`'s rows. */
+export function picksByDocQuery(total: number): string {
+  return `SELECT read_pos, start, length FROM layout WHERE start < ${total} ORDER BY read_pos, start`;
+}
+
+/** A stream layout over a `picks_by_doc` table that already exists (streamLayout makes it; a merge's scatter loads its part). */
+export function picksByDoc(db: BuildDb, total: number, bosId: number | undefined, eosId: number): StreamLayout {
   let block = { from: 0, to: 0, run: emptyRun() };
   return {
     total,

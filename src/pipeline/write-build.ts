@@ -10,7 +10,7 @@ import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock } from "./lock.ts";
 import { buildManifest, datasetCard, mixtureMarkdown, type ManifestSource, type ManifestTokenizer, type SourceStats } from "./manifest.ts";
 import { freeBytes, publishStaged, shardBytes } from "./output-folder.ts";
-import { pack } from "./pack.ts";
+import { pack, type PackResult } from "./pack.ts";
 import type { StreamOptions } from "./pack-stream.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { layOutStream, writePlanNames } from "./plan-tables.ts";
@@ -39,6 +39,27 @@ export interface BuildTarget {
 }
 
 /**
+ * Refuses, with the numbers, a mixture that fills no sequence or whose shards (`copies` of their size, for a merge's
+ * bins beside them) do not fit the free space at `dir` (the shards' size is known exactly once the mixture is planned).
+ */
+export async function checkPackable(tokens: number, sequenceLength: number, maxShardBytes: number, dir: string, copies = 1, what = "the shards"): Promise<void> {
+  if (tokens < sequenceLength) {
+    throw new RuntimeFailure(
+      `the mixture holds ${tokens} tokens, fewer than one sequence of sequence_length ${sequenceLength}, so the build would be empty; ` +
+        `lower sequence_length, raise target_tokens or max_epochs, or add data`,
+    );
+  }
+  const need = copies * shardBytes(tokens, sequenceLength, maxShardBytes);
+  const free = await freeBytes(dir);
+  if (free !== undefined && need > free) {
+    throw new RuntimeFailure(
+      `${what} need ${formatSize(need)} (${Math.floor(tokens / sequenceLength).toLocaleString("en-US")} sequences of ${sequenceLength} tokens) and ${dir} has ${formatSize(free)} free; ` +
+        `free space there, build to another --out, or lower target_tokens`,
+    );
+  }
+}
+
+/**
  * Packs the selected mixture into the staging folder, writes the lock, manifest, MIXTURE.md and card, and moves the
  * whole build into `outDir`. Refuses first, with the numbers, when the shards do not fit the free space.
  */
@@ -51,22 +72,7 @@ export async function writeBuild(
 ): Promise<Manifest> {
   const { recipe } = loaded;
   const { plans, store } = selected;
-  const tokens = plans.reduce((a, p) => a + p.tokensSelected, 0);
-  if (tokens < recipe.sequence_length) {
-    throw new RuntimeFailure(
-      `the mixture holds ${tokens} tokens, fewer than one sequence of sequence_length ${recipe.sequence_length}, so the build would be empty; ` +
-        `lower sequence_length, raise target_tokens or max_epochs, or add data`,
-    );
-  }
-  // The shards' size is known exactly now: refuse before writing them when the disk cannot hold them.
-  const need = shardBytes(tokens, recipe.sequence_length, out.maxShardBytes);
-  const free = await freeBytes(out.staging);
-  if (free !== undefined && need > free) {
-    throw new RuntimeFailure(
-      `the shards need ${formatSize(need)} (${Math.floor(tokens / recipe.sequence_length).toLocaleString("en-US")} sequences of ${recipe.sequence_length} tokens) and ${out.staging} has ${formatSize(free)} free; ` +
-        `free space there, build to another --out, or lower target_tokens`,
-    );
-  }
+  await checkPackable(plans.reduce((a, p) => a + p.tokensSelected, 0), recipe.sequence_length, out.maxShardBytes, out.staging);
   const packed = await runStage(
     sink,
     "pack",
@@ -84,6 +90,19 @@ export async function writeBuild(
     },
     (p) => ({ done: p.totalSequences, unit: "sequences" }),
   );
+  return writeManifestFiles(loaded, selected, packed, out, sink);
+}
+
+/** The manifest stage: the lock, MIXTURE.md, card and manifest beside the packed shards in staging, then the whole build moved into `outDir`. */
+export async function writeManifestFiles(
+  loaded: LoadedRecipe,
+  selected: Omit<SelectedBuild, "store">,
+  packed: PackResult,
+  out: Pick<BuildTarget, "outDir" | "staging" | "recipeFile">,
+  sink: ProgressSink,
+): Promise<Manifest> {
+  const { recipe } = loaded;
+  const { plans } = selected;
   return await runStage(sink, "manifest", async () => {
     const manifest = buildManifest({
       recipe,

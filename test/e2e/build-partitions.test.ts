@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { runCli, spawnAsync } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
 import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
@@ -94,6 +94,47 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     for (const r of records) assert.ok(r.sources.flatMap((s: any) => s.files).some((f: any) => f.sha256 !== null), "each partition read files");
   });
 
+  it("merges as dependent steps (plan, a scatter per partition, a gather per pack job, finish) into the single build's bytes, refusing a step run too early and naming the one to run", async () => {
+    const parts = [0, 1, 2].map((i) => part(i, 3));
+    const out = join(work, "steps-3");
+    const step = (name: string, extra: string[] = []) => runCli(["build", recipe, "--merge", ...parts, "--out", out, "--merge-step", name, ...extra, ...SHARD_BYTES], { env });
+    const noPlan = await step("scatter", ["--index", "0"]);
+    assert.equal(noPlan.code, 2, noPlan.stderr);
+    assert.match(noPlan.stderr, /has no merge plan .*; run chuxin-data build .* --merge-step plan first/);
+    // More pack jobs than divide the shards evenly: ranges of different sizes.
+    const plan = await step("plan", ["--pack-jobs", "3"]);
+    assert.equal(plan.code, 0, plan.stderr);
+    const planned = JSON.parse(await readFile(join(out, ".work", "merge", "plan", "plan.json"), "utf8"));
+    const sizes = planned.ranges.map((r: { first: number; end: number }) => r.end - r.first);
+    assert.equal(sizes.reduce((a: number, b: number) => a + b, 0), single.size / 2 - 2, "the pack jobs share every shard");
+    assert.notEqual(Math.min(...sizes), Math.max(...sizes), "uneven ranges");
+    const early = await step("gather", ["--index", "0"]);
+    assert.equal(early.code, 2, early.stderr);
+    assert.match(early.stderr, /needs every partition scattered under the current plan; not yet: 0, 1, 2/);
+    const badIndex = await step("scatter", ["--index", "3"]);
+    assert.equal(badIndex.code, 2, badIndex.stderr);
+    assert.match(badIndex.stderr, /--merge-step scatter needs --index N, a partition, 0 to 2/);
+    const scatters = await Promise.all([0, 1, 2].map((i) => step("scatter", ["--index", String(i)])));
+    for (const r of scatters) assert.equal(r.code, 0, r.stderr);
+    const [g0, g2] = await Promise.all([step("gather", ["--index", "0"]), step("gather", ["--index", "2"])]);
+    assert.equal(g0.code, 0, g0.stderr);
+    assert.equal(g2.code, 0, g2.stderr);
+    // What a gather stopped mid-way leaves (its unfinished .tmp folder) does not count as done.
+    const stopped = join(out, ".work", "merge", "gather-1.tmp");
+    await mkdir(stopped, { recursive: true });
+    await writeFile(join(stopped, "shard-00001.npy"), "part of a shard");
+    const tooSoon = await step("finish");
+    assert.equal(tooSoon.code, 2, tooSoon.stderr);
+    assert.match(tooSoon.stderr, /missing pack job\(s\) 1 of the current plan; run chuxin-data build .* --merge-step gather --index j for each/);
+    assert.ok(!existsSync(join(out, "manifest.json")), "no manifest before every pack job is done");
+    const g1 = await step("gather", ["--index", "1"]);
+    assert.equal(g1.code, 0, g1.stderr);
+    const finish = await step("finish");
+    assert.equal(finish.code, 0, finish.stderr);
+    assertSameBytes(single, await outputFiles(out), "3 partitions merged as steps by 3 pack jobs");
+    assert.ok(!existsSync(join(out, ".work", "merge")), "the plan and the bins are removed once the build is in place");
+  });
+
   it("refuses, before writing, a merge missing a partition, mixing two splits, or under another recipe, naming the fix", async () => {
     const missing = await runCli(["build", recipe, "--merge", part(0, 3), part(1, 3), "--out", join(work, "bad")], { env });
     assert.equal(missing.code, 2);
@@ -140,6 +181,44 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     });
     assert.equal(merge.code, 0, merge.stderr);
     assertSameBytes(single, await outputFiles(join(jobs, "build")), "Slurm + Kubernetes partitions");
+    // The merge as dependent steps: plan and gathers as Slurm tasks, the scatters and finish as the Kubernetes Jobs' pods.
+    // Both write $WORK/build: WORK is a folder of links to the partitions above.
+    const stepsWork = join(work, "jobs-steps");
+    await mkdir(stepsWork, { recursive: true });
+    for (const i of [0, 1]) await symlink(join(jobs, `part-${i}`), join(stepsWork, `part-${i}`));
+    const steps = { ...base, PARTITIONS: "2", PACK_JOBS: "2", WORK: stepsWork, MERGE_ARGS: SHARD_BYTES.join(" ") };
+    const slurmStep = (stepEnv: Record<string, string>) => spawnAsync("bash", [join(repoRoot, "cluster", "slurm", "merge-step.sbatch")], { env: { ...steps, ...stepEnv } });
+    const k8sJobs = new Map(
+      parseAllDocuments(await readFile(join(repoRoot, "cluster", "kubernetes", "merge-steps.yaml"), "utf8")).map((d) => {
+        const j = d.toJS();
+        return [j.metadata.name as string, j];
+      }),
+    );
+    assert.deepEqual([...k8sJobs.keys()], ["plan", "scatter", "gather", "finish"].map((s) => `chuxin-merge-${s}`));
+    assert.equal(k8sJobs.get("chuxin-merge-scatter").spec.completionMode, "Indexed");
+    const k8sPod = (name: string, index?: number) => {
+      const c = k8sJobs.get(name).spec.template.spec.containers[0];
+      const podEnv = Object.fromEntries(c.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+      return spawnAsync(c.command[0], c.command.slice(1), {
+        env: { ...steps, ...podEnv, PARTITIONS: "2", PACK_JOBS: "2", RECIPE: recipe, WORK: stepsWork, ...(index !== undefined ? { JOB_COMPLETION_INDEX: String(index) } : {}) },
+      });
+    };
+    const planned = await slurmStep({ STEP: "plan" });
+    assert.equal(planned.code, 0, planned.stderr);
+    for (const i of [0, 1]) {
+      const r = await k8sPod("chuxin-merge-scatter", i);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const noArray = await slurmStep({ STEP: "gather" });
+    assert.notEqual(noArray.code, 0);
+    assert.match(noArray.stderr, /submit STEP=gather as an array job/);
+    for (const j of [0, 1]) {
+      const r = await slurmStep({ STEP: "gather", SLURM_ARRAY_TASK_ID: String(j) });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const finished = await k8sPod("chuxin-merge-finish");
+    assert.equal(finished.code, 0, finished.stderr);
+    assertSameBytes(single, await outputFiles(join(stepsWork, "build")), "Slurm + Kubernetes merge steps");
     // And a task started outside an array says what it needs.
     const bare = await spawnAsync("bash", [join(repoRoot, "cluster", "slurm", "build.sbatch")], { env: base });
     assert.notEqual(bare.code, 0);

@@ -1,10 +1,11 @@
 /** pack-stream: the packed token stream assembled in order from the chunk files, in memory or through bin files. */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { assembleStream, binsOf, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
+import { binSource, concatSources, scatterToBins } from "../../src/pipeline/pack-bins.ts";
+import { assembleRange, assembleStream, binsOf, chunkSource, type StreamLayout, type StreamOptions } from "../../src/pipeline/pack-stream.ts";
 import { CHUNK_DOCS } from "../../src/pipeline/tokenize.ts";
 import { chunkStore, layoutInMemory, randomDocs } from "../helpers/token-chunks.ts";
 
@@ -99,6 +100,43 @@ describe("pack stream", () => {
       (e: Error) => /document at read position \d+ has \d+ tokens in its chunk and \d+ in the plan; rerun the build/.test(e.message),
     );
     assert.equal(existsSync(workDir), false);
+  });
+
+  it("scatters the stream into uneven ranges (one empty) that each gather to their own part of it, from several bin files, through bins again when bigger than the buffer", async () => {
+    const { layout, expected } = layoutOf(BOS);
+    const total = layout.total;
+    const edges = [0, 1234, 1234, Math.floor(total / 2) + 17, total];
+    const folders = ["a", "b"].map((t) => join(dir, `ranges-${t}`));
+    // Two scatters of one stream, as two partitions' would be: the picks of the first and of the second half of the
+    // documents, each into one bin per range.
+    const half = Math.floor(shortDocs.length / 2);
+    for (const [n, folder] of folders.entries()) {
+      mkdirSync(folder, { recursive: true });
+      const part: StreamLayout = {
+        ...layout,
+        picksAt: async (from, to) => {
+          const run = await layout.picksAt(from, to);
+          const keep = Array.from(run.readPos.keys()).filter((i) => (run.readPos[i]! < half) === (n === 0));
+          return { readPos: Float64Array.from(keep, (i) => run.readPos[i]!), start: Float64Array.from(keep, (i) => run.start[i]!), length: Uint32Array.from(keep, (i) => run.length[i]!) };
+        },
+      };
+      await scatterToBins(chunkSource(shortStore, part), edges, edges.slice(1).map((_, j) => join(folder, `bin-${j}`)), 1 << 16);
+    }
+    for (let j = 0; j + 1 < edges.length; j++) {
+      const [lo, hi] = [edges[j]!, edges[j + 1]!];
+      const source = concatSources(folders.map((f) => binSource(join(f, `bin-${j}`))));
+      const got: number[] = [];
+      const workDir = join(dir, `ranges-gather-${j}`);
+      await assembleRange(source, lo, hi, { bufferTokens: 500, fanout: 3, writeBufferBytes: 4096, workDir }, async (t) => void got.push(...t));
+      assert.equal(got.length, hi - lo, `range ${j}: every token`);
+      assert.ok(got.every((t, i) => t === expected[lo + i]), `range ${j}: the stream's tokens in order`);
+      assert.equal(existsSync(workDir), false, "the gather's own bins are removed");
+    }
+    // A record outside the edges is refused, not dropped.
+    await assert.rejects(
+      scatterToBins(async (visit) => void (await visit(total, Uint32Array.of(1))), edges, edges.slice(1).map((_, j) => join(dir, `stray-${j}`)), 1 << 16),
+      /lies outside its bin/,
+    );
   });
 
   it("splits a range into non-empty bins that cover it exactly, within the fan-out", () => {

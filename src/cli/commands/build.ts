@@ -40,6 +40,29 @@ async function memoryOption(value: unknown): Promise<number | undefined> {
   return bytes;
 }
 
+/**
+ * Runs a long stage under the spinner: Ctrl-C stops it and says `interrupted` (what is kept and how to go on), with
+ * exit 130; exiting releases the output folder's lock (an exit handler).
+ */
+async function interruptible<T>(r: { stop: (failed?: boolean) => void }, interrupted: string, body: () => Promise<T>): Promise<T> {
+  const onStop = () => {
+    r.stop(true);
+    process.stderr.write(`\ninterrupted: ${interrupted}\n`);
+    process.exit(130);
+  };
+  process.once("SIGINT", onStop);
+  try {
+    const result = await body();
+    r.stop();
+    return result;
+  } catch (error) {
+    r.stop(true);
+    throw error;
+  } finally {
+    process.off("SIGINT", onStop);
+  }
+}
+
 export function registerBuild(y: Argv): Argv {
   return y
     .command(
@@ -53,6 +76,12 @@ export function registerBuild(y: Argv): Argv {
             describe: "build one slice i/N of the work (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT) into --out, for --merge; default --out: out/<name>.part-i-of-N",
           })
           .option("merge", { type: "array", string: true, describe: "combine the folders of partitions 0..N-1 into the build a single machine would write" })
+          .option("merge-step", {
+            choices: ["plan", "scatter", "gather", "finish"],
+            describe: "run the merge as dependent jobs on many machines: plan (1 job), scatter --index p (one per partition), gather --index j (one per pack job), finish (1 job)",
+          })
+          .option("index", { type: "number", describe: "with --merge-step scatter: the partition; with gather: the pack job (e.g. $SLURM_ARRAY_TASK_ID)" })
+          .option("pack-jobs", { type: "number", describe: "with --merge-step plan: how many gather jobs write the shards (default: one per partition)" })
           .conflicts("partition", "merge"),
       async (args) => {
         const { parsePartition } = await import("../../pipeline/partition-format.ts");
@@ -76,55 +105,50 @@ export function registerBuild(y: Argv): Argv {
           diskCheck: args["disk-check"],
           sink: r.sink,
         };
-        if (slice) {
-          const onStop = () => {
-            r.stop(true);
-            process.stderr.write(`\ninterrupted: partition ${slice.index}/${slice.count} in ${outDir} is not finished (it has no partition.json); rerun the same command to continue\n`);
-            process.exit(130);
-          };
-          process.once("SIGINT", onStop);
-          try {
-            const { buildPartition } = await import("../../pipeline/partition.ts");
-            const rec = await buildPartition(options, slice);
-            r.stop();
-            const files = rec.sources.reduce((a, s) => a + s.files.filter((f) => f.sha256 !== null).length, 0);
-            if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, partition: slice, files, documents: rec.documents, tokens: rec.tokens }) + "\n");
-            else
-              process.stdout.write(
-                `partition ${slice.index}/${slice.count}: ${files} file(s), ${rec.documents} documents after its own dedup, ${rec.tokens} tokens, in ${outDir}\n` +
-                  `when all ${slice.count} are done: chuxin-data build ${args.recipe} --merge DIR... (every partition's folder)\n`,
-              );
-            return;
-          } catch (error) {
-            r.stop(true);
-            throw error;
-          } finally {
-            process.off("SIGINT", onStop);
+        const step = args["merge-step"] as import("../../pipeline/merge-format.ts").MergeStep | undefined;
+        const { UsageError } = await import("../../util/errors.ts");
+        if (step === undefined && (args.index !== undefined || args["pack-jobs"] !== undefined)) throw new UsageError(`--index and --pack-jobs go with --merge-step`);
+        if (step !== undefined && !args.merge) throw new UsageError(`--merge-step ${step} needs the partitions' folders: --merge DIR...`);
+        if (args["pack-jobs"] !== undefined && step !== "plan") throw new UsageError(`--pack-jobs is the plan's: pass it with --merge-step plan`);
+        if (args.index !== undefined && step !== "scatter" && step !== "gather") throw new UsageError(`--index goes with --merge-step scatter (a partition) or gather (a pack job), not ${step}`);
+        if (step) {
+          const { runMergeStep } = await import("../../pipeline/merge-steps.ts");
+          const done = await interruptible(r, `merge step ${step} is not finished (its folder in ${join(outDir, ".work", "merge")} is not complete); rerun the same command`, () =>
+            runMergeStep(options, args.merge as string[], { step, index: args.index, packJobs: args["pack-jobs"] }),
+          );
+          if (mode === "json") {
+            const totals = done.manifest ? { total_tokens: done.manifest.total_tokens, total_sequences: done.manifest.total_sequences } : {};
+            process.stdout.write(JSON.stringify({ type: "done", out: outDir, step, index: args.index, summary: done.summary, next: done.next, ...totals }) + "\n");
+          } else {
+            if (done.manifest) process.stdout.write(`${mixtureTable(done.manifest)}\n\n`);
+            process.stdout.write(`${done.summary}\n${done.next.map((n) => `next: ${n}\n`).join("")}`);
           }
+          return;
+        }
+        if (slice) {
+          const { buildPartition } = await import("../../pipeline/partition.ts");
+          const rec = await interruptible(r, `partition ${slice.index}/${slice.count} in ${outDir} is not finished (it has no partition.json); rerun the same command to continue`, () =>
+            buildPartition(options, slice),
+          );
+          const files = rec.sources.reduce((a, s) => a + s.files.filter((f) => f.sha256 !== null).length, 0);
+          if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, partition: slice, files, documents: rec.documents, tokens: rec.tokens }) + "\n");
+          else
+            process.stdout.write(
+              `partition ${slice.index}/${slice.count}: ${files} file(s), ${rec.documents} documents after its own dedup, ${rec.tokens} tokens, in ${outDir}\n` +
+                `when all ${slice.count} are done: chuxin-data build ${args.recipe} --merge DIR... (every partition's folder)\n`,
+            );
+          return;
         }
         // The build stages its output and moves it in only when whole, so an interrupt loses no finished
         // build; say so, and how to go on. Exiting releases the folder's lock (an exit handler).
-        const onSigint = () => {
-          r.stop(true);
-          process.stderr.write(
-            `\ninterrupted: ${outDir} keeps its previous complete build, if it had one; rerun the same command to continue ` +
-              `(tokenised chunks in ${join(outDir, ".work")} are reused)\n`,
-          );
-          process.exit(130);
-        };
-        process.once("SIGINT", onSigint);
-        try {
-          const merge = args.merge as string[] | undefined;
-          const manifest = merge ? await (await import("../../pipeline/merge.ts")).mergePartitions(options, merge) : await build(options);
-          r.stop();
-          if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
-          else process.stdout.write(`${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences} sequences (${manifest.total_tokens} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`);
-        } catch (error) {
-          r.stop(true);
-          throw error;
-        } finally {
-          process.off("SIGINT", onSigint);
-        }
+        const merge = args.merge as string[] | undefined;
+        const manifest = await interruptible(
+          r,
+          `${outDir} keeps its previous complete build, if it had one; rerun the same command to continue (tokenised chunks in ${join(outDir, ".work")} are reused)`,
+          async () => (merge ? (await import("../../pipeline/merge.ts")).mergePartitions(options, merge) : build(options)),
+        );
+        if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
+        else process.stdout.write(`${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences} sequences (${manifest.total_tokens} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`);
       },
     )
     .command(
