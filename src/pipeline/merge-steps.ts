@@ -8,9 +8,9 @@
  *   gather --index j  (one per pack job) every partition's bin j, gathered in stream order into job j's shards and
  *                            document indexes (pack-stream.ts assembleRange, pack.ts writeShards)
  *   finish          (1 job)  the shards moved into place with the lock, manifest, MIXTURE.md and card
- * Every read and write stays sequential, and each token is read and written as often as in the one-job merge. The
- * steps share OUT/.work/merge (merge-format.ts), which may sit on a filesystem every node mounts; a failed step
- * reruns alone.
+ * Every read and write stays sequential; the scatters' bins are the first level of bins the one-job merge writes
+ * once its stream outgrows pack's buffer, so a token is read and written as often as there. The steps share
+ * OUT/.work/merge (merge-format.ts), which may sit on a filesystem every node mounts; a failed step reruns alone.
  */
 import { createHash } from "node:crypto";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
@@ -193,9 +193,11 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
         }),
       );
       const shards = plan.geometry.shardCount;
+      const idle = plan.ranges.filter((r) => r.end === r.first).length;
+      const idleNote = idle > 0 ? ` (${idle} of them get no shard: lower --pack-jobs, or --max-shard-bytes for more, smaller shards)` : "";
       return {
         step: "plan",
-        summary: `merge plan: ${plan.total_tokens} tokens in ${shards} shard(s), packed by ${packJobs} job(s); in ${join(ctx.mergeDir, PLAN_FOLDER)}`,
+        summary: `merge plan: ${plan.total_tokens} tokens in ${shards} shard(s), packed by ${packJobs} job(s)${idleNote}; in ${join(ctx.mergeDir, PLAN_FOLDER)}`,
         next: [`for each partition p in 0..${parts.length - 1}: ${ctx.command("scatter", "p")}`],
       };
     } finally {
