@@ -150,6 +150,18 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     const changed = await runCli(["build", other, "--merge", part(0, 3), part(1, 3), part(2, 3), "--out", join(work, "bad")], { env });
     assert.equal(changed.code, 2);
     assert.match(changed.stderr, /was built from a recipe with sha256 [0-9a-f]{64}, but .*other\.yaml has sha256/);
+    const flags: [string[], RegExp][] = [
+      [["--merge-step", "plan"], /--merge-step plan needs the partitions' folders: --merge DIR/],
+      [["--index", "1"], /--index and --pack-jobs go with --merge-step/],
+      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "finish", "--index", "1"], /--index goes with --merge-step scatter \(a partition\) or gather \(a pack job\), not finish/],
+      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "scatter", "--index", "0", "--pack-jobs", "2"], /--pack-jobs is the plan's: pass it with --merge-step plan/],
+      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "plan", "--pack-jobs", "0"], /--pack-jobs 0: expected a whole number from 1 to 1000/],
+    ];
+    for (const [args, message] of flags) {
+      const r = await runCli(["build", recipe, "--out", join(work, "bad"), ...args], { env });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
     const badSlice = await runCli(["build", recipe, "--partition", "3/3"], { env });
     assert.equal(badSlice.code, 2);
     assert.match(badSlice.stderr, /--partition 3\/3: expected i\/N with 0 <= i < N/);
