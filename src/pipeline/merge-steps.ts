@@ -8,9 +8,9 @@
  *   gather --index j  (one per pack job) every partition's bin j, gathered in stream order into job j's shards and
  *                            document indexes (pack-stream.ts assembleRange, pack.ts writeShards)
  *   finish          (1 job)  the shards moved into place with the lock, manifest, MIXTURE.md and card
- * Every read and write stays sequential; the scatters' bins are the first level of bins the one-job merge writes
- * once its stream outgrows pack's buffer, so a token is read and written as often as there. The steps share
- * OUT/.work/merge (merge-format.ts), which may sit on a filesystem every node mounts; a failed step reruns alone.
+ * Every read and write stays sequential: each token goes once through its scatter's bin, and once more through a
+ * gather's own bins only where the job's range is larger than pack's buffer. The steps share OUT/.work/merge
+ * (merge-format.ts), which may sit on a filesystem every node mounts; a failed step reruns alone.
  */
 import { createHash } from "node:crypto";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
@@ -24,6 +24,7 @@ import { BuildDb, sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { sha256File } from "../util/hash.ts";
+import { formatSize } from "../util/size.ts";
 import { closeDb, duckdbShares, memoryBudget, openDb, packShare, type BuildOptions } from "./build.ts";
 import {
   GATHER_FORMAT,
@@ -195,9 +196,14 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
       const shards = plan.geometry.shardCount;
       const idle = plan.ranges.filter((r) => r.end === r.first).length;
       const idleNote = idle > 0 ? ` (${idle} of them get no shard: lower --pack-jobs, or --max-shard-bytes for more, smaller shards)` : "";
+      // A gather bins its range again unless it fits pack's buffer (pack-stream.ts streamOptionsFor: half of packShare).
+      const widest = Math.max(...plan.ranges.map((r) => r.hi - r.lo));
+      const fits = Math.max(64 * 2 ** 20, Math.ceil((4 * widest) / 0.05));
       return {
         step: "plan",
-        summary: `merge plan: ${plan.total_tokens} tokens in ${shards} shard(s), packed by ${packJobs} job(s)${idleNote}; in ${join(ctx.mergeDir, PLAN_FOLDER)}`,
+        summary:
+          `merge plan: ${plan.total_tokens} tokens in ${shards} shard(s), packed by ${packJobs} job(s)${idleNote}; in ${join(ctx.mergeDir, PLAN_FOLDER)}. ` +
+          `The widest job's range is ${formatSize(4 * widest)}: a gather with --memory ${formatSize(fits)} or more packs it without binning it again`,
         next: [`for each partition p in 0..${parts.length - 1}: ${ctx.command("scatter", "p")}`],
       };
     } finally {
