@@ -36,7 +36,14 @@ export type MergeStep = (typeof MERGE_STEPS)[number];
 const hex = (n: number) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`));
 const count = z.number().int().nonnegative();
 
-const shardRecord = z.object({ path: z.string(), doc_index: z.string(), sha256: hex(64), doc_index_sha256: hex(64), sequences: count });
+// The names finish moves into the output folder: only a shard's and its index's, never a path.
+const shardRecord = z.object({
+  path: z.string().regex(/^shard-\d+\.npy$/),
+  doc_index: z.string().regex(/^shard-\d+\.docs\.parquet$/),
+  sha256: hex(64),
+  doc_index_sha256: hex(64),
+  sequences: count,
+});
 
 export const planSchema = z.object({
   format: z.literal(PLAN_FORMAT),
@@ -53,7 +60,7 @@ export const planSchema = z.object({
   ranges: z.array(z.object({ first: count, end: count, lo: count, hi: count })),
   per_source: z.array(z.object({ tokensWritten: count, documentsWritten: count, tailTokensDropped: count })),
   /** sha256 and size of each of the plan's parquet files (the steps check sizes: hashing a large layout in every job costs too much) */
-  files: z.record(z.string(), z.object({ sha256: hex(64), bytes: count })),
+  files: z.record(z.enum([PLAN_LAYOUT, PLAN_PICKS, PLAN_NAMES]), z.object({ sha256: hex(64), bytes: count })),
   /** SelectedBuild without its token store: JSON the manifest is written from */
   selected: z.object({
     lock: z.record(z.string(), z.unknown()),

@@ -52,7 +52,7 @@ import { partitionTokens, planMerge, readPartitions, type Partition } from "./me
 import { takeOutputFolder } from "./output-folder.ts";
 import { binSource, concatSources, scatterToBins } from "./pack-bins.ts";
 import { assembleRange, chunkSource, streamOptionsFor } from "./pack-stream.ts";
-import { longestPick, shardGeometry, shardSpan, writeShards, type PackResult } from "./pack.ts";
+import { longestPick, shardFileBytes, shardGeometry, shardSpan, writeShards, type PackResult } from "./pack.ts";
 import { runStage } from "./progress.ts";
 import { layOutStream, picksByDoc, picksByDocQuery, writePlanNames, writtenBySource } from "./plan-tables.ts";
 import { checkPackable, writeManifestFiles, type SelectedBuild } from "./write-build.ts";
@@ -157,7 +157,7 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
           await writePlanNames(db, selected.sources.map((s) => ({ name: s.spec.name, files: s.files.map((f) => f.path) })));
           const g = shardGeometry(streamTokens, recipe.sequence_length, maxShardBytes);
           const totalTokens = g.totalSequences * g.sequenceLength;
-          const files: MergePlan["files"] = {};
+          const files = {} as MergePlan["files"];
           for (const [file, query] of [
             [PLAN_LAYOUT, `SELECT * FROM layout ORDER BY start`],
             [PLAN_PICKS, picksByDocQuery(totalTokens)],
@@ -222,9 +222,12 @@ async function readPlan(ctx: StepContext): Promise<{ plan: MergePlan; sha256: st
   if (!read) throw new UsageError(`${ctx.options.outDir} has no merge plan (${join(dir, PLAN_JSON)}); run ${ctx.command("plan")} first`);
   const plan = read.value;
   if (plan.recipe_sha256 !== ctx.loaded.sha256) throw new UsageError(`the merge plan in ${dir} is of another recipe (sha256 ${plan.recipe_sha256}); ${rerun}`);
-  const changed = ctx.parts.findIndex((p, i) => plan.partitions[i]?.docs_sha256 !== p.record.docs_sha256);
-  if (changed >= 0 || plan.partitions.length !== ctx.parts.length) {
-    throw new UsageError(`partition ${Math.max(changed, 0)} (${ctx.parts[Math.max(changed, 0)]!.dir}) is not the one the merge plan in ${dir} was made from (it was rebuilt); ${rerun}, then every step after it`);
+  if (plan.partitions.length !== ctx.parts.length) {
+    throw new UsageError(`the merge plan in ${dir} was made from ${plan.partitions.length} partitions and --merge names ${ctx.parts.length}; ${rerun}, then every step after it`);
+  }
+  const changed = ctx.parts.findIndex((p, i) => plan.partitions[i]!.docs_sha256 !== p.record.docs_sha256);
+  if (changed >= 0) {
+    throw new UsageError(`partition ${changed} (${ctx.parts[changed]!.dir}) is not the one the merge plan in ${dir} was made from (it was rebuilt); ${rerun}, then every step after it`);
   }
   for (const [file, want] of Object.entries(plan.files)) {
     const got = await stat(join(dir, file)).then((st) => st.size, () => -1);
@@ -241,11 +244,11 @@ async function scatterStep(ctx: StepContext, { plan, sha256, dir }: ReadPlan, p:
       const store = partitionTokens(ctx.parts[p]!);
       const db = await stepDb(ctx.options, tmp);
       try {
-        // This partition's picks, by its own read positions (its chunks are read from position 0).
+        // This partition's picks, by its own read positions (its chunks are read from position 0). picks.parquet is
+        // sorted, and picksByDoc orders each block it reads.
         await db.run(
           `CREATE TEMP TABLE picks_by_doc AS SELECT read_pos - ${part.first_doc} AS read_pos, start, length
-           FROM read_parquet(${sqlString(join(dir, PLAN_PICKS))}) WHERE read_pos >= ${part.first_doc} AND read_pos < ${part.first_doc + part.documents}
-           ORDER BY read_pos, start`,
+           FROM read_parquet(${sqlString(join(dir, PLAN_PICKS))}) WHERE read_pos >= ${part.first_doc} AND read_pos < ${part.first_doc + part.documents}`,
         );
         const layout = picksByDoc(db, plan.total_tokens, plan.bos_id ?? undefined, plan.eos_id);
         const files = plan.ranges.map((_, j) => join(tmp, `bin-${j}`));
@@ -302,7 +305,7 @@ async function gatherStep(ctx: StepContext, { plan, sha256, dir }: ReadPlan, job
         // The picks this job's document indexes name, and the names they write.
         await db.run(
           `CREATE TEMP TABLE layout AS SELECT * FROM read_parquet(${sqlString(join(dir, PLAN_LAYOUT))})
-           WHERE start < ${range.hi} AND start + length > ${range.lo} ORDER BY start`,
+           WHERE start < ${range.hi} AND start + length > ${range.lo}`,
         );
         await db.run(`CREATE TEMP TABLE plan_names AS SELECT * FROM read_parquet(${sqlString(join(dir, PLAN_NAMES))})`);
         const stream = streamOptionsFor(packShare(memoryBudget(ctx.options).bytes), join(tmp, "bins"));
@@ -344,7 +347,7 @@ async function finishStep(ctx: StepContext): Promise<StepResult> {
     for (const [j, job] of jobs.entries()) {
       const from = stepFolder(ctx.mergeDir, "gather", j);
       for (const s of job.shards) {
-        for (const [name, bytes] of [[s.path, 128 + 4 * s.sequences * L], [s.doc_index, undefined]] as const) {
+        for (const [name, bytes] of [[s.path, shardFileBytes(s.sequences, L)], [s.doc_index, undefined]] as const) {
           const there = join(staging, name);
           const have = await stat(there).then((st) => st.size, () => -1);
           if (have >= 0 && (bytes === undefined || have === bytes)) continue;

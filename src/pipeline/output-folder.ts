@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { LOCK, MANIFEST, WORK_DIR } from "../shards/layout.ts";
 import { UsageError } from "../util/errors.ts";
 import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
+import { shardGeometry } from "./pack.ts";
 import { PARTITION_FILES } from "./partition-format.ts";
 
 /** What a build writes into its output folder; anything else there is the user's. */
@@ -49,9 +50,8 @@ export async function publishStaged(staging: string, outDir: string): Promise<vo
 
 /** Bytes of the shards a mixture of `tokens` selected tokens packs into (headers included; the document indexes are small beside them). */
 export function shardBytes(tokens: number, sequenceLength: number, maxShardBytes: number): number {
-  const sequences = Math.floor(tokens / sequenceLength);
-  const perShard = Math.max(1, Math.floor((maxShardBytes - 128) / (4 * sequenceLength)));
-  return 128 * Math.ceil(sequences / perShard) + 4 * sequences * sequenceLength;
+  const g = shardGeometry(tokens, sequenceLength, maxShardBytes);
+  return 128 * g.shardCount + 4 * g.totalSequences * sequenceLength;
 }
 
 /** Free bytes for an unprivileged writer on the filesystem holding `path`, or undefined where it cannot be read. */

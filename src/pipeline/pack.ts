@@ -8,11 +8,11 @@ import type { ShardRecord } from "../shards/manifest.ts";
 import { npyHeader } from "../shards/npy.ts";
 import { docIndexName, shardName } from "../shards/layout.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
+import { RuntimeFailure } from "../util/errors.ts";
 import type { ProgressSink } from "./progress.ts";
 import { assembleStream, type StreamOptions } from "./pack-stream.ts";
 import { docIndexQuery, streamLayout, writtenBySource } from "./plan-tables.ts";
 import type { TokenReader } from "./tokenize.ts";
-import { RuntimeFailure } from "../util/errors.ts";
 
 const LITTLE_ENDIAN = endianness() === "LE";
 
@@ -48,7 +48,7 @@ class ShardWriter {
 
   static async create(path: string, rows: number, cols: number): Promise<ShardWriter> {
     const tmp = tempPathFor(path);
-    const w = new ShardWriter(path, tmp, await open(tmp, "w"), 128 + 4 * rows * cols);
+    const w = new ShardWriter(path, tmp, await open(tmp, "w"), shardFileBytes(rows, cols));
     await w.write(npyHeader(rows, cols));
     return w;
   }
@@ -125,6 +125,11 @@ export function shardGeometry(streamTokens: number, sequenceLength: number, maxS
   const totalSequences = Math.floor(streamTokens / sequenceLength);
   const perShard = Math.max(1, Math.floor((maxShardBytes - 128) / (4 * sequenceLength)));
   return { sequenceLength, perShard, totalSequences, shardCount: Math.ceil(totalSequences / perShard) };
+}
+
+/** Bytes of a shard file of `sequences` rows: its .npy header and the ids. */
+export function shardFileBytes(sequences: number, sequenceLength: number): number {
+  return npyHeader(sequences, sequenceLength).length + 4 * sequences * sequenceLength;
 }
 
 /** The stream range shards [first, end) hold. */
