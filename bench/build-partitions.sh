@@ -5,7 +5,9 @@
 # peak RSS, checks the merged output is byte-identical to the single build, and gives the speedup N machines would
 # see at most, from what was measured: single / (slowest partition + merge). Then the same merge as dependent steps
 # (--merge-step plan, a scatter per partition, PACK_JOBS gathers, finish), each run alone, and the speedup N machines
-# would see with it: single / (slowest partition + plan + slowest scatter + slowest gather + finish).
+# would see with it: single / (slowest partition + plan + slowest scatter + slowest gather + finish). The plan runs
+# twice: once doing the global dedup itself, then again after one dedup step per partition's hash range
+# (--merge-step dedup), whose slowest joins the critical path.
 #   DOCS=600000 FILES=8 PARTS=4 [PACK_JOBS=4] bash bench/build-partitions.sh [work-dir] [build flags, e.g. --memory 1GB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,8 +74,16 @@ same=identical
 for f in "$work"/single/*; do cmp -s "$f" "$work/merged/$(basename "$f")" || same="DIFFERENT ($(basename "$f"))"; done
 echo "merged output vs single build: $same"
 step() { timed build "$work/recipe.yaml" --merge "${dirs[@]}" --out "$work/steps" "${flags[@]}" --merge-step "$@"; }
+read -r plan_alone_s plan_alone_rss < <(step plan --pack-jobs "$pack_jobs")
+echo "merge step plan     ${plan_alone_s} s  peak RSS ${plan_alone_rss} MB  ($pack_jobs pack jobs; the global dedup in this job)"
+dedup_max=0
+for ((h = 0; h < parts; h++)); do
+  read -r s rss < <(step dedup --index "$h")
+  echo "merge step dedup $h   ${s} s  peak RSS ${rss} MB"
+  dedup_max=$(python3 -c "print(max($dedup_max, $s))")
+done
 read -r plan_s plan_rss < <(step plan --pack-jobs "$pack_jobs")
-echo "merge step plan     ${plan_s} s  peak RSS ${plan_rss} MB  ($pack_jobs pack jobs)"
+echo "merge step plan     ${plan_s} s  peak RSS ${plan_rss} MB  (after the dedup steps)"
 scatter_max=0
 for ((i = 0; i < parts; i++)); do
   read -r s rss < <(step scatter --index "$i")
@@ -91,12 +101,16 @@ echo "merge step finish   ${finish_s} s  peak RSS ${finish_rss} MB"
 same=identical
 for f in "$work"/single/*; do cmp -s "$f" "$work/steps/$(basename "$f")" || same="DIFFERENT ($(basename "$f"))"; done
 echo "merged-as-steps output vs single build: $same"
-python3 - "$single_s" "$sum" "$slowest" "$merge_s" "$parts" "$plan_s" "$scatter_max" "$gather_max" "$finish_s" <<'PY'
+python3 - "$single_s" "$sum" "$slowest" "$merge_s" "$parts" "$plan_s" "$scatter_max" "$gather_max" "$finish_s" "$plan_alone_s" "$dedup_max" <<'PY'
 import sys
-single, total, slowest, merge, parts, plan, scatter, gather, finish = map(float, sys.argv[1:])
+single, total, slowest, merge, parts, plan, scatter, gather, finish, plan_alone, dedup = map(float, sys.argv[1:])
 print(f"partitions in all {total:.2f} s ({total / single:.2f}x the single build's work); merge {merge:.2f} s = {100 * merge / single:.0f}% of the single build")
 print(f"on {parts:.0f} machines at once: {slowest + merge:.2f} s, {single / (slowest + merge):.2f}x faster than one machine (measured parts; the Hub's download time not included)")
-steps = plan + scatter + gather + finish
-print(f"merge as steps, critical path: plan {plan:.2f} + slowest scatter {scatter:.2f} + slowest gather {gather:.2f} + finish {finish:.2f} = {steps:.2f} s (one-job merge {merge:.2f} s)")
-print(f"on {parts:.0f} machines with the merge as steps: {slowest + steps:.2f} s, {single / (slowest + steps):.2f}x faster than one machine")
+alone = plan_alone + scatter + gather + finish
+print(f"merge as steps, critical path: plan {plan_alone:.2f} + slowest scatter {scatter:.2f} + slowest gather {gather:.2f} + finish {finish:.2f} = {alone:.2f} s (one-job merge {merge:.2f} s)")
+print(f"on {parts:.0f} machines with the merge as steps: {slowest + alone:.2f} s, {single / (slowest + alone):.2f}x faster than one machine")
+steps = dedup + plan + scatter + gather + finish
+print(f"with dedup steps, critical path: slowest dedup {dedup:.2f} + plan {plan:.2f} + {scatter:.2f} + {gather:.2f} + {finish:.2f} = {steps:.2f} s")
+print(f"on {parts:.0f} machines with the dedup steps too: {slowest + steps:.2f} s, {single / (slowest + steps):.2f}x faster than one machine")
+print(f"serial part (plan + finish): {100 * (plan_alone + finish) / single:.1f}% of the single build without dedup steps, {100 * (plan + finish) / single:.1f}% with them")
 PY

@@ -1,6 +1,8 @@
 /**
  * What a merge run as steps on many machines (merge-steps.ts) leaves in OUT/.work/merge, each folder written under a
  * temp name and renamed when whole, with its record written last:
+ *   dedup-<h>/    dedup.json, kept.parquet: hash range h's documents that survive the global dedup (merge-dedup.ts),
+ *                 one range per partition; written before the plan, which reads them when all are there
  *   plan/         plan.json (the selected build, the stream's geometry and the pack jobs' shard ranges),
  *                 layout.parquet (the plan's `layout`: every pick, by start, for the document indexes),
  *                 picks.parquet (the written picks by document: each scatter reads its partition's row groups),
@@ -22,15 +24,18 @@ export const PLAN_JSON = "plan.json";
 export const PLAN_LAYOUT = "layout.parquet";
 export const PLAN_NAMES = "names.parquet";
 export const PLAN_PICKS = "picks.parquet";
+export const DEDUP_JSON = "dedup.json";
+export const DEDUP_KEPT = "kept.parquet";
 export const SCATTER_JSON = "scatter.json";
 export const GATHER_JSON = "gather.json";
+export const DEDUP_FORMAT = "chuxin-data-merge-dedup/1";
 export const PLAN_FORMAT = "chuxin-data-merge-plan/1";
 export const SCATTER_FORMAT = "chuxin-data-merge-scatter/1";
 export const GATHER_FORMAT = "chuxin-data-merge-gather/1";
 /** More pack jobs than this would give each scatter too many bin files open at once. */
 export const MAX_PACK_JOBS = 1000;
 
-export const MERGE_STEPS = ["plan", "scatter", "gather", "finish"] as const;
+export const MERGE_STEPS = ["dedup", "plan", "scatter", "gather", "finish"] as const;
 export type MergeStep = (typeof MERGE_STEPS)[number];
 
 const hex = (n: number) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`));
@@ -73,6 +78,20 @@ export const planSchema = z.object({
 });
 export type MergePlan = z.infer<typeof planSchema>;
 
+export const dedupSchema = z.object({
+  format: z.literal(DEDUP_FORMAT),
+  recipe_sha256: hex(64),
+  range: z.object({ index: count, count: count, lo: hex(8), hi: hex(8).nullable() }),
+  /** what each partition was when the job read it: the plan checks the partitions are still those */
+  partitions: z.array(z.object({ docs_sha256: hex(64), docs_bytes: count, duplicates_bytes: count })),
+  kept: z.object({ sha256: hex(64), bytes: count, documents: count }),
+  /** merge-dedup.ts RangeCounts */
+  per_source: z.array(z.object({ within: count, across: count })),
+  local_duplicates: count,
+  cross_duplicates: count,
+});
+export type DedupRecord = z.infer<typeof dedupSchema>;
+
 export const scatterSchema = z.object({
   format: z.literal(SCATTER_FORMAT),
   plan_sha256: hex(64),
@@ -113,4 +132,4 @@ export async function readRecord<T>(path: string, schema: z.ZodType<T>, rerun: s
   return { value: parsed.data, text };
 }
 
-export const stepFolder = (mergeDir: string, step: "scatter" | "gather", index: number) => join(mergeDir, `${step}-${index}`);
+export const stepFolder = (mergeDir: string, step: "dedup" | "scatter" | "gather", index: number) => join(mergeDir, `${step}-${index}`);

@@ -1,8 +1,10 @@
 /**
  * `build RECIPE --merge DIR... --merge-step STEP`: the merge of merge.ts as dependent jobs, so that its packing, which
  * reads and writes every token, runs on many machines, to the same bytes as the one-job merge and a single build:
- *   plan            (1 job)  the global dedup and the mixture over the partitions' keys; the stream's layout, cut into
- *                            --pack-jobs M ranges of whole shards
+ *   dedup --index h (one per partition, optional) the global dedup of hash range h (merge-dedup-step.ts)
+ *   plan            (1 job)  the global dedup, read from the dedup steps where they ran and run here where not, and
+ *                            the mixture over the partitions' keys; the stream's layout, cut into --pack-jobs M
+ *                            ranges of whole shards
  *   scatter --index p (one per partition) partition p's picked documents, read once in chunk order, into one bin
  *                            file per pack job (pack-bins.ts)
  *   gather --index j  (one per pack job) every partition's bin j, gathered in stream order into job j's shards and
@@ -13,19 +15,19 @@
  * (merge-format.ts), which may sit on a filesystem every node mounts; a failed step reruns alone.
  */
 import { createHash } from "node:crypto";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { endianness } from "node:os";
 import { basename, join } from "node:path";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
 import { DEFAULT_MAX_SHARD_BYTES, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
-import { BuildDb, sqlString } from "../util/duckdb.ts";
+import { sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { sha256File } from "../util/hash.ts";
 import { formatSize } from "../util/size.ts";
-import { closeDb, duckdbShares, memoryBudget, openDb, packShare, type BuildOptions } from "./build.ts";
+import { closeDb, memoryBudget, openDb, packShare, type BuildOptions } from "./build.ts";
+import { dedupResults, dedupStep } from "./merge-dedup-step.ts";
 import {
   GATHER_FORMAT,
   GATHER_JSON,
@@ -48,7 +50,8 @@ import {
   type MergePlan,
   type MergeStep,
 } from "./merge-format.ts";
-import { partitionTokens, planMerge, readPartitions, type Partition } from "./merge.ts";
+import { inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
+import { partitionTokens, planMerge, readPartitions } from "./merge.ts";
 import { takeOutputFolder } from "./output-folder.ts";
 import { binSource, concatSources, scatterToBins } from "./pack-bins.ts";
 import { assembleRange, chunkSource, streamOptionsFor } from "./pack-stream.ts";
@@ -75,15 +78,6 @@ export interface StepResult {
   manifest?: Manifest;
 }
 
-interface StepContext {
-  options: BuildOptions;
-  loaded: LoadedRecipe;
-  parts: Partition[];
-  mergeDir: string;
-  /** the command line of a step, for messages */
-  command: (step: MergeStep, index?: number | string) => string;
-}
-
 export async function runMergeStep(options: BuildOptions, dirs: string[], request: StepRequest): Promise<StepResult> {
   const loaded = await loadRecipe(options.recipePath);
   const parts = await readPartitions(dirs, loaded, options.recipePath);
@@ -95,6 +89,13 @@ export async function runMergeStep(options: BuildOptions, dirs: string[], reques
     command: (step, index) =>
       `chuxin-data build ${options.recipePath} --merge ${dirs.join(" ")} --out ${options.outDir} --merge-step ${step}${index !== undefined ? ` --index ${index}` : ""}`,
   };
+  if (request.step === "dedup") {
+    const h = request.index;
+    if (h === undefined || !Number.isInteger(h) || h < 0 || h >= parts.length) {
+      throw new UsageError(`--merge-step dedup needs --index N, a hash range, 0 to ${parts.length - 1} (one per partition; e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX)`);
+    }
+    return { step: "dedup", ...(await dedupStep(ctx, h)) };
+  }
   if (request.step === "plan") return planStep(ctx, request.packJobs ?? parts.length);
   if (request.step === "finish") return finishStep(ctx);
   const plan = await readPlan(ctx);
@@ -109,33 +110,6 @@ export async function runMergeStep(options: BuildOptions, dirs: string[], reques
 
 type ReadPlan = Awaited<ReturnType<typeof readPlan>>;
 
-/** Runs `body` in `folder`.tmp, locked against a second runner of the same step, and renames it to `folder` when whole. */
-async function inStepFolder<T>(ctx: StepContext, folder: string, what: string, body: (tmp: string) => Promise<T>): Promise<T> {
-  const lockDir = join(ctx.mergeDir, "locks", folder);
-  await mkdir(lockDir, { recursive: true });
-  const lock: FolderLock = await lockFolder(lockDir, what);
-  const final = join(ctx.mergeDir, folder);
-  const tmp = `${final}.tmp`;
-  try {
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
-    const result = await body(tmp);
-    await rm(final, { recursive: true, force: true });
-    await rename(tmp, final);
-    return result;
-  } catch (error) {
-    await rm(tmp, { recursive: true, force: true });
-    throw error;
-  } finally {
-    await lock.release();
-  }
-}
-
-/** A DuckDB of a step's own, in memory, spilling into its folder: steps run side by side on one shared work folder. */
-function stepDb(options: BuildOptions, tmp: string): Promise<BuildDb> {
-  return BuildDb.open(":memory:", 2, { memoryBytes: duckdbShares(memoryBudget(options).bytes).packing, tempDirectory: join(tmp, "duckdb-tmp") });
-}
-
 async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult> {
   const { options, loaded, parts } = ctx;
   if (!Number.isInteger(packJobs) || packJobs < 1 || packJobs > MAX_PACK_JOBS) throw new UsageError(`--pack-jobs ${packJobs}: expected a whole number from 1 to ${MAX_PACK_JOBS}`);
@@ -143,11 +117,14 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
   const maxShardBytes = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step plan");
   try {
-    // A new plan voids every step of an older one.
-    await rm(ctx.mergeDir, { recursive: true, force: true });
+    const dedups = await dedupResults(ctx);
+    // A new plan voids every step after it of an older one; the dedup steps come before it.
+    for (const name of await readdir(ctx.mergeDir).catch(() => [] as string[])) {
+      if (!/^dedup-\d+(\.tmp)?$/.test(name) && name !== "locks") await rm(join(ctx.mergeDir, name), { recursive: true, force: true });
+    }
     const db = await openDb(options);
     try {
-      const selected = await planMerge(db, options, loaded, parts);
+      const selected = await planMerge(db, options, loaded, parts, dedups);
       // The bins (about the shards' size) stay until finish, beside the shards: the plan checks room for both.
       const tokens = selected.plans.reduce((a, p) => a + p.tokensSelected, 0);
       await checkPackable(tokens, recipe.sequence_length, maxShardBytes, options.outDir, 2, "the shards and, until finish, the scatters' bins");
@@ -203,6 +180,7 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
         step: "plan",
         summary:
           `merge plan: ${plan.total_tokens} tokens in ${shards} shard(s), packed by ${packJobs} job(s)${idleNote}; in ${join(ctx.mergeDir, PLAN_FOLDER)}. ` +
+          (dedups ? `The global dedup came from the ${parts.length} dedup step(s). ` : `The global dedup ran in this job (no dedup steps ran). `) +
           `The widest job's range is ${formatSize(4 * widest)}: a gather with --memory ${formatSize(fits)} or more packs it without binning it again`,
         next: [`for each partition p in 0..${parts.length - 1}: ${ctx.command("scatter", "p")}`],
       };

@@ -10,14 +10,13 @@ import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
-import { sha256File } from "../util/hash.ts";
 import { shrinkDb, withStagedBuild, type BuildOptions } from "./build.ts";
 import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
-import { PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
+import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type RangeCounts } from "./merge-dedup.ts";
+import { PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
-import { PLAN_DOCS } from "./plan-tables.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
@@ -134,18 +133,6 @@ function mergedSources(parts: Partition[], loaded: LoadedRecipe): { sources: Man
   return { sources, fileRows };
 }
 
-async function loadKeys(db: BuildDb, parts: Partition[]): Promise<void> {
-  for (const p of parts) {
-    for (const [file, want] of [[PARTITION_DOCS, p.record.docs_sha256], [PARTITION_DUPLICATES, p.record.duplicates_sha256]] as const) {
-      const got = await sha256File(join(p.dir, file)).catch(() => "missing");
-      if (got !== want) throw new RuntimeFailure(`${join(p.dir, file)} is ${got === "missing" ? "missing" : "not the file its partition wrote (sha256 differs)"}; rerun that partition`);
-    }
-  }
-  const union = (file: string) => parts.map((p, k) => `SELECT ${k} AS p, * FROM read_parquet(${sqlString(join(p.dir, file))})`).join(" UNION ALL ");
-  await db.run(`CREATE TABLE part_docs AS ${union(PARTITION_DOCS)}`);
-  await db.run(`CREATE TABLE part_dups AS ${union(PARTITION_DUPLICATES)}`);
-}
-
 export async function mergePartitions(options: BuildOptions, dirs: string[]): Promise<Manifest> {
   const loaded = await loadRecipe(options.recipePath);
   const parts = await readPartitions(dirs, loaded, options.recipePath);
@@ -153,7 +140,14 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
 }
 
 /** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */
-export async function planMerge(db: BuildDb, options: BuildOptions, loaded: LoadedRecipe, parts: Partition[]): Promise<SelectedBuild> {
+/** The dedup steps' results a merge plan reads instead of running the dedup itself (merge-steps.ts). */
+export interface DedupDone {
+  counts: RangeCounts[];
+  /** each range's kept documents (merge-dedup.ts dedupRange's `kept`), as parquet */
+  keptFiles: string[];
+}
+
+export async function planMerge(db: BuildDb, options: BuildOptions, loaded: LoadedRecipe, parts: Partition[], done?: DedupDone): Promise<SelectedBuild> {
   const { recipe } = loaded;
   const { sources, fileRows } = mergedSources(parts, loaded);
   const first = parts[0]!.record;
@@ -166,7 +160,7 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
       for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
     }
   });
-  const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+  const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, done), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
   await shrinkDb(db, options);
   const plans = await selectMixture(db, recipe, stats, options.sink);
   const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
@@ -203,46 +197,25 @@ export function partitionTokens(p: Partition): TokenStore {
 }
 
 /**
- * The global dedup over every partition's keys: the first occurrence in (source, file, row) order wins, as on one
- * machine. A partition's own duplicates lost to a copy it kept, so they count against whichever copy wins globally.
+ * The global dedup: run here over every key (merge-dedup.ts), or read from the dedup steps' results, one per hash
+ * range, when the merge ran them (`done`). Leaves the plan's documents in PLAN_DOCS.
  */
-async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>) {
-  await loadKeys(db, parts);
-  await db.run(
-    `CREATE TEMP TABLE ranked AS
-     SELECT p, ord AS lord, source_idx, file_idx, row_idx, doc_hash, tokens,
-       ${enabled ? `row_number() OVER w` : `1`} AS occurrence,
-       ${enabled ? `first_value(source_idx) OVER w` : `source_idx`} AS kept_by_source
-     FROM part_docs ${enabled ? `WINDOW w AS (PARTITION BY doc_hash ORDER BY source_idx, file_idx, row_idx)` : ""}`,
-  );
-  const counts = await db.rows<{ s: number; within: boolean; n: bigint }>(
-    `SELECT s, within, count(*) AS n FROM (
-       SELECT source_idx AS s, kept_by_source = source_idx AS within FROM ranked WHERE occurrence > 1
-       UNION ALL
-       SELECT d.source_idx, w.source_idx = d.source_idx FROM part_dups d JOIN (SELECT doc_hash, source_idx FROM ranked WHERE occurrence = 1) w USING (doc_hash)
-     ) GROUP BY ALL`,
-  );
-  let removed = 0;
-  for (const r of counts) {
-    if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
-    else stats[r.s]!.duplicatesAcross = Number(r.n);
-    removed += Number(r.n);
+async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>, done: DedupDone | undefined) {
+  let counts: RangeCounts;
+  if (done) {
+    counts = sumCounts(done.counts, stats.length);
+    await db.run(`CREATE OR REPLACE TEMP VIEW kept AS SELECT * FROM read_parquet([${done.keptFiles.map(sqlString).join(", ")}])`);
+  } else {
+    await checkPartitionKeys(parts);
+    counts = await dedupRange(db, parts, enabled, hashRange(0, 1), stats.length);
   }
   const localDups = parts.reduce((a, p) => a + p.record.duplicates, 0);
-  const crossDups = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ranked WHERE occurrence > 1`)).n);
-  if (removed !== localDups + crossDups) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
-
-  const stores = parts.map(partitionTokens);
-  // Where each partition's documents begin in the chunks read one after another (MergedTokens).
-  let first = 0;
-  const firsts = stores.map((s, k) => `(${k}, ${(first += s.documents) - s.documents})`);
-  await db.run(`CREATE OR REPLACE TEMP TABLE part_first (p INTEGER, first_doc BIGINT)`);
-  await db.run(`INSERT INTO part_first VALUES ${firsts.join(", ")}`);
-  await db.run(
-    `CREATE OR REPLACE TEMP TABLE merged_docs AS
-     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, f.first_doc + r.lord AS read_pos, source_idx, file_idx, row_idx, doc_hash, tokens::UINTEGER AS tokens
-     FROM ranked r JOIN part_first f USING (p) WHERE occurrence = 1 ORDER BY ord`,
-  );
-  await db.run(`CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS SELECT * FROM merged_docs`);
-  return { store: new MergedTokens(stores), removed };
+  if (counts.local !== localDups) throw new RuntimeFailure(`the dedup found ${counts.local} of the partitions' own ${localDups} duplicates; rerun the dedup steps`);
+  counts.perSource.forEach((s, i) => {
+    stats[i]!.duplicatesWithin = s.within;
+    stats[i]!.duplicatesAcross = s.across;
+  });
+  await mergedDocs(db, parts);
+  await db.run(done ? `DROP VIEW kept` : `DROP TABLE kept`);
+  return { store: new MergedTokens(parts.map(partitionTokens)), removed: counts.local + counts.cross };
 }

@@ -48,14 +48,15 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
       const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, (g) => ownsFile(slice, g));
       const store = tokenized.store;
       return await runStage(options.sink, "manifest", async () => {
+        // Sorted by hash, so a merge's dedup job for a hash range reads only the row groups of its range (merge-dedup.ts).
         const docsSha = await copyToParquet(
           db,
-          `SELECT u.ord::BIGINT AS ord, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord) ORDER BY u.ord`,
+          `SELECT u.ord::BIGINT AS ord, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord) ORDER BY u.doc_hash, u.ord`,
           join(options.outDir, PARTITION_DOCS),
         );
         const dupsSha = await copyToParquet(
           db,
-          `SELECT source_idx, doc_hash FROM duplicates ORDER BY source_idx, file_idx, row_idx`,
+          `SELECT source_idx, doc_hash FROM duplicates ORDER BY doc_hash, source_idx, file_idx, row_idx`,
           join(options.outDir, PARTITION_DUPLICATES),
         );
         const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);

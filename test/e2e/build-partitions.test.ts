@@ -94,16 +94,46 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     for (const r of records) assert.ok(r.sources.flatMap((s: any) => s.files).some((f: any) => f.sha256 !== null), "each partition read files");
   });
 
-  it("merges as dependent steps (plan, a scatter per partition, a gather per pack job, finish) into the single build's bytes, refusing a step run too early and naming the one to run", async () => {
+  it("merges as dependent steps (a dedup per hash range, plan, a scatter per partition, a gather per pack job, finish) into the single build's bytes, refusing a step run too early and naming the one to run", async () => {
     const parts = [0, 1, 2].map((i) => part(i, 3));
     const out = join(work, "steps-3");
     const step = (name: string, extra: string[] = []) => runCli(["build", recipe, "--merge", ...parts, "--out", out, "--merge-step", name, ...extra, ...SHARD_BYTES], { env });
     const noPlan = await step("scatter", ["--index", "0"]);
     assert.equal(noPlan.code, 2, noPlan.stderr);
     assert.match(noPlan.stderr, /has no merge plan .*; run chuxin-data build .* --merge-step plan first/);
+    const badRange = await step("dedup", ["--index", "3"]);
+    assert.equal(badRange.code, 2, badRange.stderr);
+    assert.match(badRange.stderr, /--merge-step dedup needs --index N, a hash range, 0 to 2/);
+    // Two hash ranges at once; the plan refuses to start while one is missing.
+    const dedups = await Promise.all([0, 2].map((h) => step("dedup", ["--index", String(h)])));
+    for (const r of dedups) assert.equal(r.code, 0, r.stderr);
+    const partial = await step("plan", ["--pack-jobs", "3"]);
+    assert.equal(partial.code, 2, partial.stderr);
+    assert.match(partial.stderr, /the merge's dedup steps are not all done: range\(s\) 1 not finished\. Run chuxin-data build .* --merge-step dedup --index h for each/);
+    const d1 = await step("dedup", ["--index", "1"]);
+    assert.equal(d1.code, 0, d1.stderr);
+    // A range's survivors changed after its job wrote them: the plan names the job to rerun.
+    const kept1 = join(out, ".work", "merge", "dedup-1", "kept.parquet");
+    const keptBytes = await readFile(kept1);
+    await writeFile(kept1, Buffer.concat([keptBytes, Buffer.from("x")]));
+    const tampered = await step("plan", ["--pack-jobs", "3"]);
+    assert.equal(tampered.code, 1, tampered.stderr);
+    assert.match(tampered.stderr, /dedup-1\/kept\.parquet is not the file its dedup step wrote; rerun chuxin-data build .* --merge-step dedup --index 1/);
+    await writeFile(kept1, keptBytes);
+    // The ranges together remove the single build's duplicates, and keep what the partitions kept less the copies
+    // one partition's document beats in another.
+    const ranges = await Promise.all([0, 1, 2].map(async (h) => JSON.parse(await readFile(join(out, ".work", "merge", `dedup-${h}`, "dedup.json"), "utf8"))));
+    const sum = (f: (r: any) => number) => ranges.reduce((a, r) => a + f(r), 0);
+    const singleManifest = JSON.parse(single.get("manifest.json")!.toString());
+    const removed = singleManifest.sources.reduce((a: number, s: any) => a + s.duplicates_removed.total, 0);
+    assert.equal(sum((r) => r.per_source.reduce((a: number, s: any) => a + s.within + s.across, 0)), removed);
+    assert.ok(ranges.every((r) => r.kept.documents > 0 && r.cross_duplicates >= 0), "every range keeps documents");
+    const records = await Promise.all(parts.map(async (d) => JSON.parse(await readFile(join(d, "partition.json"), "utf8"))));
+    assert.equal(sum((r) => r.kept.documents), records.reduce((a, r) => a + r.documents, 0) - sum((r) => r.cross_duplicates));
     // More pack jobs than divide the shards evenly: ranges of different sizes.
     const plan = await step("plan", ["--pack-jobs", "3"]);
     assert.equal(plan.code, 0, plan.stderr);
+    assert.match(plan.stdout, /The global dedup came from the 3 dedup step\(s\)/);
     const planned = JSON.parse(await readFile(join(out, ".work", "merge", "plan", "plan.json"), "utf8"));
     const sizes = planned.ranges.map((r: { first: number; end: number }) => r.end - r.first);
     assert.equal(sizes.reduce((a: number, b: number) => a + b, 0), single.size / 2 - 2, "the pack jobs share every shard");
@@ -153,7 +183,7 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     const flags: [string[], RegExp][] = [
       [["--merge-step", "plan"], /--merge-step plan needs the partitions' folders: --merge DIR/],
       [["--index", "1"], /--index and --pack-jobs go with --merge-step/],
-      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "finish", "--index", "1"], /--index goes with --merge-step scatter \(a partition\) or gather \(a pack job\), not finish/],
+      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "finish", "--index", "1"], /--index goes with --merge-step dedup \(a hash range\), scatter \(a partition\) or gather \(a pack job\), not finish/],
       [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "scatter", "--index", "0", "--pack-jobs", "2"], /--pack-jobs is the plan's: pass it with --merge-step plan/],
       [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "plan", "--pack-jobs", "0"], /--pack-jobs 0: expected a whole number from 1 to 1000/],
     ];
@@ -193,7 +223,8 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     });
     assert.equal(merge.code, 0, merge.stderr);
     assertSameBytes(single, await outputFiles(join(jobs, "build")), "Slurm + Kubernetes partitions");
-    // The merge as dependent steps: plan and gathers as Slurm tasks, the scatters and finish as the Kubernetes Jobs' pods.
+    // The merge as dependent steps: a dedup, the plan and the gathers as Slurm tasks, a dedup, the scatters and finish
+    // as the Kubernetes Jobs' pods.
     // Both write $WORK/build: WORK is a folder of links to the partitions above.
     const stepsWork = join(work, "jobs-steps");
     await mkdir(stepsWork, { recursive: true });
@@ -206,8 +237,8 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
         return [j.metadata.name as string, j];
       }),
     );
-    assert.deepEqual([...k8sJobs.keys()], ["plan", "scatter", "gather", "finish"].map((s) => `chuxin-merge-${s}`));
-    assert.equal(k8sJobs.get("chuxin-merge-scatter").spec.completionMode, "Indexed");
+    assert.deepEqual([...k8sJobs.keys()], ["dedup", "plan", "scatter", "gather", "finish"].map((s) => `chuxin-merge-${s}`));
+    for (const name of ["dedup", "scatter", "gather"]) assert.equal(k8sJobs.get(`chuxin-merge-${name}`).spec.completionMode, "Indexed");
     const k8sPod = (name: string, index?: number) => {
       const c = k8sJobs.get(name).spec.template.spec.containers[0];
       const podEnv = Object.fromEntries(c.env.map((e: { name: string; value: string }) => [e.name, e.value]));
@@ -215,8 +246,14 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
         env: { ...steps, ...podEnv, PARTITIONS: "2", PACK_JOBS: "2", RECIPE: recipe, WORK: stepsWork, ...(index !== undefined ? { JOB_COMPLETION_INDEX: String(index) } : {}) },
       });
     };
+    // Hash range 0 as a Slurm array task, range 1 as a pod of the dedup Indexed Job.
+    const dedup0 = await slurmStep({ STEP: "dedup", SLURM_ARRAY_TASK_ID: "0" });
+    assert.equal(dedup0.code, 0, dedup0.stderr);
+    const dedup1 = await k8sPod("chuxin-merge-dedup", 1);
+    assert.equal(dedup1.code, 0, dedup1.stderr);
     const planned = await slurmStep({ STEP: "plan" });
     assert.equal(planned.code, 0, planned.stderr);
+    assert.match(planned.stdout, /The global dedup came from the 2 dedup step\(s\)/);
     for (const i of [0, 1]) {
       const r = await k8sPod("chuxin-merge-scatter", i);
       assert.equal(r.code, 0, r.stderr);

@@ -77,10 +77,11 @@ export function registerBuild(y: Argv): Argv {
           })
           .option("merge", { type: "array", string: true, describe: "combine the folders of partitions 0..N-1 into the build a single machine would write" })
           .option("merge-step", {
-            choices: ["plan", "scatter", "gather", "finish"],
-            describe: "run the merge as dependent jobs on many machines: plan (1 job), scatter --index p (one per partition), gather --index j (one per pack job), finish (1 job)",
+            choices: ["dedup", "plan", "scatter", "gather", "finish"],
+            describe:
+              "run the merge as dependent jobs on many machines: dedup --index h (one per partition's hash range; optional), plan (1 job), scatter --index p (one per partition), gather --index j (one per pack job), finish (1 job)",
           })
-          .option("index", { type: "number", describe: "with --merge-step scatter: the partition; with gather: the pack job (e.g. $SLURM_ARRAY_TASK_ID)" })
+          .option("index", { type: "number", describe: "with --merge-step dedup: the hash range; with scatter: the partition; with gather: the pack job (e.g. $SLURM_ARRAY_TASK_ID)" })
           .option("pack-jobs", { type: "number", describe: "with --merge-step plan: how many gather jobs write the shards (default: one per partition)" })
           .conflicts("partition", "merge"),
       async (args) => {
@@ -110,7 +111,9 @@ export function registerBuild(y: Argv): Argv {
         if (step === undefined && (args.index !== undefined || args["pack-jobs"] !== undefined)) throw new UsageError(`--index and --pack-jobs go with --merge-step`);
         if (step !== undefined && !args.merge) throw new UsageError(`--merge-step ${step} needs the partitions' folders: --merge DIR...`);
         if (args["pack-jobs"] !== undefined && step !== "plan") throw new UsageError(`--pack-jobs is the plan's: pass it with --merge-step plan`);
-        if (args.index !== undefined && step !== "scatter" && step !== "gather") throw new UsageError(`--index goes with --merge-step scatter (a partition) or gather (a pack job), not ${step}`);
+        if (args.index !== undefined && step !== "dedup" && step !== "scatter" && step !== "gather") {
+          throw new UsageError(`--index goes with --merge-step dedup (a hash range), scatter (a partition) or gather (a pack job), not ${step}`);
+        }
         if (step) {
           const { runMergeStep } = await import("../../pipeline/merge-steps.ts");
           const done = await interruptible(r, `merge step ${step} is not finished (its folder in ${join(outDir, ".work", "merge")} is not complete); rerun the same command`, () =>
