@@ -4,7 +4,7 @@
  * instead of ranking every key on one machine. Job h also checks partition h's key files against their sha256: N jobs
  * check the N partitions once, where each hashing every partition's keys would read them N times.
  */
-import { stat } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { sqlString } from "../util/duckdb.ts";
@@ -40,6 +40,7 @@ export async function dedupStep(ctx: StepContext, h: number): Promise<{ summary:
         const path = join(tmp, DEDUP_KEPT);
         await db.run(`COPY (SELECT * FROM kept ORDER BY p, lord) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`);
         const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM kept`);
+        await rm(join(tmp, "duckdb-tmp"), { recursive: true, force: true });
         const rec: DedupRecord = {
           format: DEDUP_FORMAT,
           recipe_sha256: loaded.sha256,
@@ -85,7 +86,12 @@ export async function dedupResults(ctx: StepContext): Promise<DedupDone | undefi
       continue;
     }
     const r = read.value;
-    if (r.recipe_sha256 !== ctx.loaded.sha256 || JSON.stringify(r.range) !== JSON.stringify(hashRange(h, n)) || JSON.stringify(r.partitions) !== JSON.stringify(seen)) {
+    const want = hashRange(h, n);
+    const sameRange = r.range.index === h && r.range.count === n && r.range.lo === want.lo && r.range.hi === want.hi;
+    const sameParts =
+      r.partitions.length === n &&
+      r.partitions.every((q, i) => q.docs_sha256 === seen[i]!.docs_sha256 && q.docs_bytes === seen[i]!.docs_bytes && q.duplicates_bytes === seen[i]!.duplicates_bytes);
+    if (r.recipe_sha256 !== ctx.loaded.sha256 || !sameRange || !sameParts) {
       stale.push(h);
       continue;
     }

@@ -81,7 +81,7 @@ export async function dedupRange(db: BuildDb, parts: Partition[], enabled: boole
   if (removed !== local + cross) throw new RuntimeFailure(`the partitions' duplicates do not match their documents (a duplicate whose kept copy is missing); rerun the partitions`);
   await db.run(
     `CREATE OR REPLACE TEMP TABLE kept AS
-     SELECT p, lord, source_idx, file_idx, row_idx, doc_hash, tokens FROM ranked WHERE occurrence = 1 ORDER BY p, lord`,
+     SELECT p, lord, source_idx, file_idx, row_idx, doc_hash, tokens FROM ranked WHERE occurrence = 1`,
   );
   await db.run(`DROP TABLE ranked`);
   await db.run(`DROP VIEW part_dups`);
