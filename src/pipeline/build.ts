@@ -168,7 +168,7 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe,
   const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, undefined, planOnly);
   await db.run(
     `CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS
-     SELECT u.ord, u.ord AS read_pos, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord)`,
+     SELECT u.ord AS read_pos, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord)`,
   );
   for (const r of await duplicatesBySource(db)) {
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);

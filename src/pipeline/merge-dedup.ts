@@ -103,7 +103,7 @@ export function sumCounts(ranges: RangeCounts[], sourceCount: number): RangeCoun
 }
 
 /**
- * The plan's documents (PLAN_DOCS) from `kept`, whole: each gets its ord in (source, file, row) order and its read
+ * The plan's documents (PLAN_DOCS) from `kept`, whole, unsorted (the mixture orders them itself): each with its read
  * position in the partitions' chunks read one after another (the documents of the partitions before its own plus
  * its ord in its partition; merge.ts MergedTokens).
  */
@@ -114,8 +114,8 @@ export async function mergedDocs(db: BuildDb, parts: Partition[]): Promise<void>
   await db.run(`INSERT INTO part_first VALUES ${firsts.join(", ")}`);
   await db.run(
     `CREATE OR REPLACE TEMP TABLE merged_docs AS
-     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, f.first_doc + k.lord AS read_pos, source_idx, file_idx, row_idx, doc_hash, tokens::UINTEGER AS tokens
-     FROM kept k JOIN part_first f USING (p) ORDER BY ord`,
+     SELECT f.first_doc + k.lord AS read_pos, source_idx, file_idx, row_idx, doc_hash, tokens::UINTEGER AS tokens
+     FROM kept k JOIN part_first f USING (p)`,
   );
   await db.run(`CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS SELECT * FROM merged_docs`);
 }

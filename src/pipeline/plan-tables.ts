@@ -3,8 +3,9 @@
  * grow with its documents. They are TEMP tables (DuckDB keeps them within its memory limit and spills them to its temp
  * directory beyond it), so nothing is written to the database file before the shards' disk check; stream_order alone
  * is a table of the file, because an appender on a connection of its own fills it:
- *   plan_docs    (ord, read_pos, source_idx, file_idx, row_idx, doc_hash, tokens) — a view the build or merge makes:
- *                every unique document, its place in the token chunks (TokenReader) and its ids, specials not counted
+ *   plan_docs    (read_pos, source_idx, file_idx, row_idx, doc_hash, tokens) — a view the build or merge makes, in no
+ *                particular order: every unique document, its place in the token chunks (TokenReader) and its ids,
+ *                specials not counted
  *   picks        (source_idx, k, pass, tokens, read_pos, file_idx, row_idx, doc_hash) — each source's selected
  *                documents in its own stream order k, tokens with specials
  *   stream_order (source_idx, k, start) — where each pick starts in the interleaved stream (sample.ts interleave)
@@ -29,7 +30,8 @@ export function passKeySql(seed: number, source: string, pass: number): string {
 }
 
 /**
- * Fills `picks`: for each source, its full passes (every eligible document, in each pass's key order, ties by ord),
+ * Fills `picks`: for each source, its full passes (every eligible document, in each pass's key order, ties by file
+ * and row),
  * then the prefix of one more pass that lands closest to its target. Returns each source's documents and tokens taken.
  */
 export async function fillPicks(
@@ -46,14 +48,14 @@ export async function fillPicks(
     `CREATE OR REPLACE TEMP TABLE picks (source_idx INTEGER, k BIGINT, pass INTEGER, tokens INTEGER, read_pos BIGINT, file_idx INTEGER, row_idx BIGINT, doc_hash VARCHAR)`,
   );
   const docsOf = (i: number, pass: number) =>
-    `SELECT ord, tokens + ${specials} AS tokens, read_pos, file_idx, row_idx, doc_hash, ${passKeySql(seed, sources[i]!.name, pass)} AS key
+    `SELECT tokens + ${specials} AS tokens, read_pos, file_idx, row_idx, doc_hash, ${passKeySql(seed, sources[i]!.name, pass)} AS key
      FROM ${PLAN_DOCS} WHERE source_idx = ${i} AND ${eligible}`;
   const taken = [];
   for (const [i, source] of sources.entries()) {
     const plan = passes[i]!;
     for (let pass = 0; pass < plan.fullPasses; pass++) {
       await db.run(
-        `INSERT INTO picks SELECT ${i}, ${pass * source.documents} + row_number() OVER (ORDER BY key, ord) - 1 AS k, ${pass}, tokens, read_pos, file_idx, row_idx, doc_hash
+        `INSERT INTO picks SELECT ${i}, ${pass * source.documents} + row_number() OVER (ORDER BY key, file_idx, row_idx) - 1 AS k, ${pass}, tokens, read_pos, file_idx, row_idx, doc_hash
          FROM (${docsOf(i, pass)}) ORDER BY k`,
       );
     }
@@ -66,7 +68,7 @@ export async function fillPicks(
         `INSERT INTO picks
          WITH o AS (
            SELECT *, row_number() OVER w - 1 AS rn, sum(tokens) OVER w - tokens AS before
-           FROM (${docsOf(i, plan.fullPasses)}) WINDOW w AS (ORDER BY key, ord ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+           FROM (${docsOf(i, plan.fullPasses)}) WINDOW w AS (ORDER BY key, file_idx, row_idx ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
          ), stop AS (
            SELECT coalesce(min(rn), 9223372036854775807) AS stop_rn FROM o WHERE ${short} - before <= 0 OR tokens - (${short} - before) > ${short} - before
          )
