@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { endianness } from "node:os";
 import { basename, join } from "node:path";
-import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
+import { loadRecipe } from "../recipe/load.ts";
 import { DEFAULT_MAX_SHARD_BYTES, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";

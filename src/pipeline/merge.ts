@@ -139,14 +139,14 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
   return withStagedBuild(options, loaded, "chuxin-data build --merge", async (db, out) => writeBuild(db, loaded, await planMerge(db, options, loaded, parts), out, options.sink));
 }
 
-/** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */
-/** The dedup steps' results a merge plan reads instead of running the dedup itself (merge-steps.ts). */
+/** The dedup steps' results a merge plan reads instead of running the dedup itself (merge-dedup-step.ts). */
 export interface DedupDone {
   counts: RangeCounts[];
   /** each range's kept documents (merge-dedup.ts dedupRange's `kept`), as parquet */
   keptFiles: string[];
 }
 
+/** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */
 export async function planMerge(db: BuildDb, options: BuildOptions, loaded: LoadedRecipe, parts: Partition[], done?: DedupDone): Promise<SelectedBuild> {
   const { recipe } = loaded;
   const { sources, fileRows } = mergedSources(parts, loaded);
@@ -210,7 +210,9 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
     counts = await dedupRange(db, parts, enabled, hashRange(0, 1), stats.length);
   }
   const localDups = parts.reduce((a, p) => a + p.record.duplicates, 0);
-  if (counts.local !== localDups) throw new RuntimeFailure(`the dedup found ${counts.local} of the partitions' own ${localDups} duplicates; rerun the dedup steps`);
+  if (counts.local !== localDups) {
+    throw new RuntimeFailure(`the dedup found ${counts.local} of the partitions' own ${localDups} duplicates; ${done ? "rerun the dedup steps" : "rerun the partitions"}`);
+  }
   counts.perSource.forEach((s, i) => {
     stats[i]!.duplicatesWithin = s.within;
     stats[i]!.duplicatesAcross = s.across;
