@@ -76,26 +76,21 @@ echo "merged output vs single build: $same"
 step() { timed build "$work/recipe.yaml" --merge "${dirs[@]}" --out "$work/steps" "${flags[@]}" --merge-step "$@"; }
 read -r plan_alone_s plan_alone_rss < <(step plan --pack-jobs "$pack_jobs")
 echo "merge step plan     ${plan_alone_s} s  peak RSS ${plan_alone_rss} MB  ($pack_jobs pack jobs; the global dedup in this job)"
-dedup_max=0
-for ((h = 0; h < parts; h++)); do
-  read -r s rss < <(step dedup --index "$h")
-  echo "merge step dedup $h   ${s} s  peak RSS ${rss} MB"
-  dedup_max=$(python3 -c "print(max($dedup_max, $s))")
-done
+# Runs STEP --index k for k in 0..COUNT-1, one after another, and prints the slowest's seconds.
+slowest_of() {
+  local name=$1 count=$2 max=0 k s rss
+  for ((k = 0; k < count; k++)); do
+    read -r s rss < <(step "$name" --index "$k")
+    printf 'merge step %-7s %d %s s  peak RSS %s MB\n' "$name" "$k" "$s" "$rss" >&2
+    max=$(python3 -c "print(max($max, $s))")
+  done
+  echo "$max"
+}
+dedup_max=$(slowest_of dedup "$parts")
 read -r plan_s plan_rss < <(step plan --pack-jobs "$pack_jobs")
 echo "merge step plan     ${plan_s} s  peak RSS ${plan_rss} MB  (after the dedup steps)"
-scatter_max=0
-for ((i = 0; i < parts; i++)); do
-  read -r s rss < <(step scatter --index "$i")
-  echo "merge step scatter $i ${s} s  peak RSS ${rss} MB"
-  scatter_max=$(python3 -c "print(max($scatter_max, $s))")
-done
-gather_max=0
-for ((j = 0; j < pack_jobs; j++)); do
-  read -r s rss < <(step gather --index "$j")
-  echo "merge step gather $j  ${s} s  peak RSS ${rss} MB"
-  gather_max=$(python3 -c "print(max($gather_max, $s))")
-done
+scatter_max=$(slowest_of scatter "$parts")
+gather_max=$(slowest_of gather "$pack_jobs")
 read -r finish_s finish_rss < <(step finish)
 echo "merge step finish   ${finish_s} s  peak RSS ${finish_rss} MB"
 same=identical
