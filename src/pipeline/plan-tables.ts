@@ -23,10 +23,12 @@ export const PLAN_DOCS = "plan_docs";
 
 /**
  * The key one pass over a source orders its documents by: the first 64 bits of sha256(seed, source, pass, document
- * hash), NUL-separated (util/hash.ts keyedHash64Words), as 16 hex digits, which sort as the number does.
+ * hash), NUL-separated (util/hash.ts keyedHash64Words), as a UBIGINT. Its 16 hex digits sort as the number does, but
+ * as a string each row of the pass's sort carried 32 bytes more: at 4.8 M documents under a 400 MiB share that sort
+ * spilled, and took 1.6 times as long.
  */
 export function passKeySql(seed: number, source: string, pass: number): string {
-  return `sha256(${sqlString(String(seed))} || chr(0) || ${sqlString(source)} || chr(0) || ${sqlString(String(pass))} || chr(0) || doc_hash)[1:16]`;
+  return `('0x' || sha256(${sqlString(String(seed))} || chr(0) || ${sqlString(source)} || chr(0) || ${sqlString(String(pass))} || chr(0) || doc_hash)[1:16])::UBIGINT`;
 }
 
 /**
