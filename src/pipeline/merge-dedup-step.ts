@@ -4,25 +4,23 @@
  * instead of ranking every key on one machine. Job h also checks partition h's key files against their sha256: N jobs
  * check the N partitions once, where each hashing every partition's keys would read them N times.
  */
-import { rm, stat } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { sqlString } from "../util/duckdb.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
-import { checkPartitionKeys, dedupRange, hashRange } from "./merge-dedup.ts";
+import { checkPartitionKeys, dedupRange, hashRange, type DedupDone } from "./merge-dedup.ts";
 import { DEDUP_FORMAT, DEDUP_JSON, DEDUP_KEPT, dedupSchema, readRecord, stepFolder, type DedupRecord } from "./merge-format.ts";
-import { inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
-import type { DedupDone, Partition } from "./merge.ts";
+import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
+import type { Partition } from "./merge.ts";
 import { PARTITION_DOCS, PARTITION_DUPLICATES } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
-
-const sizeOf = (path: string) => stat(path).then((s) => s.size, () => -1);
 
 /** Each partition as a dedup job reads it: its record's key hash, and its key files' sizes. */
 function partitionsSeen(parts: Partition[]): Promise<DedupRecord["partitions"]> {
   return Promise.all(
-    parts.map(async (p) => ({ docs_sha256: p.record.docs_sha256, docs_bytes: await sizeOf(join(p.dir, PARTITION_DOCS)), duplicates_bytes: await sizeOf(join(p.dir, PARTITION_DUPLICATES)) })),
+    parts.map(async (p) => ({ docs_sha256: p.record.docs_sha256, docs_bytes: await fileSize(join(p.dir, PARTITION_DOCS)), duplicates_bytes: await fileSize(join(p.dir, PARTITION_DUPLICATES)) })),
   );
 }
 
@@ -46,7 +44,7 @@ export async function dedupStep(ctx: StepContext, h: number): Promise<{ summary:
           recipe_sha256: loaded.sha256,
           range,
           partitions: seen,
-          kept: { sha256: await sha256File(path), bytes: await sizeOf(path), documents: Number(n) },
+          kept: { sha256: await sha256File(path), bytes: await fileSize(path), documents: Number(n) },
           per_source: counts.perSource,
           local_duplicates: counts.local,
           cross_duplicates: counts.cross,

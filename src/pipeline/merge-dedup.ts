@@ -41,6 +41,13 @@ export interface RangeCounts {
   cross: number;
 }
 
+/** The dedup steps' results a merge plan reads instead of running the dedup itself (merge-dedup-step.ts). */
+export interface DedupDone {
+  counts: RangeCounts[];
+  /** each range's kept documents (dedupRange's `kept`), as parquet */
+  keptFiles: string[];
+}
+
 /** Checks partitions' key files against the sha256 their partition recorded. */
 export async function checkPartitionKeys(parts: Partition[]): Promise<void> {
   for (const p of parts) {

@@ -1,5 +1,5 @@
 /** What every step of a merge run as jobs (merge-steps.ts) shares: its context, its folder, its database. */
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { LoadedRecipe } from "../recipe/load.ts";
 import { BuildDb } from "../util/duckdb.ts";
@@ -16,6 +16,9 @@ export interface StepContext {
   /** the command line of a step, for messages */
   command: (step: MergeStep, index?: number | string) => string;
 }
+
+/** A file's size, or -1 where it is missing: what the steps check each other's files by. */
+export const fileSize = (path: string): Promise<number> => stat(path).then((s) => s.size, () => -1);
 
 /** Runs `body` in `folder`.tmp, locked against a second runner of the same step, and renames it to `folder` when whole. */
 export async function inStepFolder<T>(ctx: StepContext, folder: string, what: string, body: (tmp: string) => Promise<T>): Promise<T> {

@@ -50,7 +50,7 @@ import {
   type MergePlan,
   type MergeStep,
 } from "./merge-format.ts";
-import { inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
+import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
 import { partitionTokens, planMerge, readPartitions } from "./merge.ts";
 import { takeOutputFolder } from "./output-folder.ts";
 import { binSource, concatSources, scatterToBins } from "./pack-bins.ts";
@@ -208,7 +208,7 @@ async function readPlan(ctx: StepContext): Promise<{ plan: MergePlan; sha256: st
     throw new UsageError(`partition ${changed} (${ctx.parts[changed]!.dir}) is not the one the merge plan in ${dir} was made from (it was rebuilt); ${rerun}, then every step after it`);
   }
   for (const [file, want] of Object.entries(plan.files)) {
-    const got = await stat(join(dir, file)).then((st) => st.size, () => -1);
+    const got = await fileSize(join(dir, file));
     if (got !== want.bytes) throw new RuntimeFailure(`${join(dir, file)} is ${got < 0 ? "missing" : `${got} bytes, not the ${want.bytes} the plan wrote`}; ${rerun}`);
   }
   return { plan, sha256: createHash("sha256").update(read.text).digest("hex"), dir };
@@ -262,7 +262,7 @@ async function scatteredBins(ctx: StepContext, sha256: string, job: number): Pro
     }
     if (read.value.byte_order !== BYTE_ORDER) throw new RuntimeFailure(`${folder} was scattered on a ${read.value.byte_order} machine and this one is ${BYTE_ORDER}; gather on a machine like the one that scattered`);
     const file = join(folder, `bin-${job}`);
-    const size = await stat(file).then((s) => s.size, () => -1);
+    const size = await fileSize(file);
     if (size !== read.value.bins[job]) throw new RuntimeFailure(`${file} holds ${size < 0 ? "nothing (it is missing)" : `${size} bytes`}, its scatter wrote ${read.value.bins[job]}; rerun ${ctx.command("scatter", p)}`);
     files.push(file);
   }
@@ -327,9 +327,9 @@ async function finishStep(ctx: StepContext): Promise<StepResult> {
       for (const s of job.shards) {
         for (const [name, bytes] of [[s.path, shardFileBytes(s.sequences, L)], [s.doc_index, undefined]] as const) {
           const there = join(staging, name);
-          const have = await stat(there).then((st) => st.size, () => -1);
+          const have = await fileSize(there);
           if (have >= 0 && (bytes === undefined || have === bytes)) continue;
-          const size = await stat(join(from, name)).then((st) => st.size, () => -1);
+          const size = await fileSize(join(from, name));
           if (size < 0 || (bytes !== undefined && size !== bytes)) throw new RuntimeFailure(`${join(from, name)} is ${size < 0 ? "missing" : `${size} bytes, not ${bytes}`}; rerun ${ctx.command("gather", j)}, then finish again`);
           await rename(join(from, name), there);
         }

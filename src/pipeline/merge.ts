@@ -14,7 +14,7 @@ import { shrinkDb, withStagedBuild, type BuildOptions } from "./build.ts";
 import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
-import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type RangeCounts } from "./merge-dedup.ts";
+import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type DedupDone, type RangeCounts } from "./merge-dedup.ts";
 import { PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { emptyStats, selectMixture } from "./select.ts";
@@ -137,13 +137,6 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
   const loaded = await loadRecipe(options.recipePath);
   const parts = await readPartitions(dirs, loaded, options.recipePath);
   return withStagedBuild(options, loaded, "chuxin-data build --merge", async (db, out) => writeBuild(db, loaded, await planMerge(db, options, loaded, parts), out, options.sink));
-}
-
-/** The dedup steps' results a merge plan reads instead of running the dedup itself (merge-dedup-step.ts). */
-export interface DedupDone {
-  counts: RangeCounts[];
-  /** each range's kept documents (merge-dedup.ts dedupRange's `kept`), as parquet */
-  keptFiles: string[];
 }
 
 /** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */

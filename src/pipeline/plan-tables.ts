@@ -33,8 +33,8 @@ export function passKeySql(seed: number, source: string, pass: number): string {
 
 /**
  * Fills `picks`: for each source, its full passes (every eligible document, in each pass's key order, ties by file
- * and row),
- * then the prefix of one more pass that lands closest to its target. Returns each source's documents and tokens taken.
+ * and row), then the prefix of one more pass that lands closest to its target. Returns each source's documents and
+ * tokens taken.
  */
 export async function fillPicks(
   db: BuildDb,
