@@ -119,11 +119,12 @@ void cx_model_memory(const cx_model* model, size_t* states, size_t* activations)
 typedef struct cx_comm cx_comm;
 
 typedef struct cx_comm_options {
-  const char* library;     /* "gloo" (host memory, TCP) */
+  const char* library;     /* "gloo" (host memory, TCP) or "nccl" (GPU memory; libnccl.so.2 loaded at run time) */
   int rank, world;         /* 0 <= rank < world */
   const char* master_addr; /* where rank 0 serves the rendezvous (MASTER_ADDR) */
   int master_port;         /* MASTER_PORT */
   int timeout_ms;          /* rendezvous and each collective; past it the call fails naming what it waited for */
+  int device;              /* nccl: the CUDA device ordinal of this rank's model; gloo: -1 */
 } cx_comm_options;
 
 /* Blocks until every rank has joined, or the timeout. */

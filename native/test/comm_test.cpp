@@ -28,7 +28,7 @@ std::string on_ranks(int world, const std::function<void(int, cx_comm*)>& body, 
   std::vector<std::thread> threads;
   for (int r = 0; r < world; r++)
     threads.emplace_back([&, r] {
-      cx_comm_options o{"gloo", r, world, "127.0.0.1", port, timeout_ms};
+      cx_comm_options o{"gloo", r, world, "127.0.0.1", port, timeout_ms, -1};
       cx_comm* comm = nullptr;
       cx_status st{};
       if (cx_comm_create(&o, &comm, &st) != CX_OK) {
@@ -124,13 +124,25 @@ CX_CHECK(comm_repeated, "gloo reduce-scatter called back to back, the buffer rew
 CX_CHECK(comm_failures, "a communicator's failures are statuses with messages") {
   cx_status st{};
   cx_comm* comm = nullptr;
-  cx_comm_options bad{"gloo", 3, 2, "127.0.0.1", base_port++, 1000};
+  cx_comm_options bad{"gloo", 3, 2, "127.0.0.1", base_port++, 1000, -1};
   report("comm: a rank outside the world is refused", cx_comm_create(&bad, &comm, &st) == CX_INVALID_ARGUMENT && std::strstr(st.message, "rank 3") ? 0 : 1, 0);
-  cx_comm_options unknown{"carrier-pigeon", 0, 1, "127.0.0.1", base_port++, 1000};
-  report("comm: an unknown library is refused", cx_comm_create(&unknown, &comm, &st) == CX_INVALID_ARGUMENT ? 0 : 1, 0);
+  cx_comm_options unknown{"carrier-pigeon", 0, 1, "127.0.0.1", base_port++, 1000, -1};
+  report("comm: an unknown library is refused, naming the known ones",
+         cx_comm_create(&unknown, &comm, &st) == CX_INVALID_ARGUMENT && std::strstr(st.message, "gloo, nccl") ? 0 : 1, 0);
+  // NCCL reduces GPU memory: a communicator without a device is refused before any library is looked for.
+  cx_comm_options hostless{"nccl", 0, 1, "127.0.0.1", base_port++, 1000, -1};
+  const int nccl_code = cx_comm_create(&hostless, &comm, &st);
+  std::printf("     nccl without a device: %s\n", st.message);
+#ifdef CX_WITH_CUDA
+  const char* nccl_expected = "give the communicator the model's CUDA device";
+#else
+  const char* nccl_expected = "built without CUDA";
+#endif
+  report("comm: nccl without a CUDA device is unavailable, with the reason",
+         nccl_code == CX_BACKEND_UNAVAILABLE && std::strstr(st.message, nccl_expected) ? 0 : 1, 0);
   // Rank 1 never comes: rank 0 gives up after its timeout, naming the rendezvous.
   const auto start = std::chrono::steady_clock::now();
-  cx_comm_options alone{"gloo", 0, 2, "127.0.0.1", base_port++, 1500};
+  cx_comm_options alone{"gloo", 0, 2, "127.0.0.1", base_port++, 1500, -1};
   const int code = cx_comm_create(&alone, &comm, &st);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("     missing rank: %.1f s: %s\n", waited, st.message);

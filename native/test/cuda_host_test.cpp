@@ -1,5 +1,6 @@
 /* Host-side logic of the CUDA backend, tested without a GPU: the fused attention's tile schedule (every pair a
- * query sees is computed, and tiles outside documents are skipped) and the cuBLASLt search with its messages.
+ * query sees is computed, and tiles outside documents are skipped) and the run-time search for cuBLASLt and NCCL,
+ * with its messages.
  * Prints one line per check and "N passed, N failed"; exits non-zero on failure. */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "../src/cuda/attention_tiles.h"
+#include "../src/comm/nccl_api.h"
 #include "../src/cuda/cublaslt_api.h"
 
 static int passed = 0, failed = 0;
@@ -130,41 +132,77 @@ static void touch(const std::string& path) {
 
 static bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-static void loader_tests() {
-  cx::lt::Api api;
-  std::string why;
+/* One library's run-time search (util/runtime_library.h), through its own probe: the override variable naming
+ * a missing file or one that does not load, a Python wheel layout under HOME and a toolkit under CUDA_HOME
+ * among the candidates, and a not-found message that says where it looked and how to fix it. */
+template <typename Probe, typename Candidates>
+static void loader_tests(const std::string& name, const std::string& var, const std::string& wheel_dir, const std::string& soname, Probe probe,
+                         Candidates candidates) {
+  std::string why, path;
   const std::string dir = temp_dir();
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
+  const std::string cuda_home = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "";
 
-  setenv("CHUXIN_CUBLASLT", (dir + "/missing.so").c_str(), 1);
-  expect(!cx::lt::probe(api, &why) && has(why, dir + "/missing.so: no such file") && has(why, "CHUXIN_CUBLASLT"),
-         "CHUXIN_CUBLASLT naming a missing file is reported", why);
+  setenv(var.c_str(), (dir + "/missing.so").c_str(), 1);
+  expect(!probe(&why, &path) && has(why, dir + "/missing.so: no such file") && has(why, var), name + ": " + var + " naming a missing file is reported", why);
 
   touch(dir + "/empty.so");
-  setenv("CHUXIN_CUBLASLT", (dir + "/empty.so").c_str(), 1);
+  setenv(var.c_str(), (dir + "/empty.so").c_str(), 1);
   why.clear();
-  expect(!cx::lt::probe(api, &why) && has(why, dir + "/empty.so: "), "a file that does not load is reported with the loader's reason", why);
-  unsetenv("CHUXIN_CUBLASLT");
+  expect(!probe(&why, &path) && has(why, dir + "/empty.so: "), name + ": a file that does not load is reported with the loader's reason", why);
+  // A real library that is not this one: the first entry point it lacks is named.
+  for (const char* other : {"/usr/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/aarch64-linux-gnu/libm.so.6", "/lib64/libm.so.6"}) {
+    if (access(other, R_OK) != 0) continue;
+    setenv(var.c_str(), other, 1);
+    why.clear();
+    expect(!probe(&why, &path) && has(why, std::string(other) + ": lacks "), name + ": a library without its entry points is named with the first one missing", why);
+    break;
+  }
+  unsetenv(var.c_str());
 
-  // A Python wheel layout under HOME and a toolkit under CUDA_HOME are searched and named.
-  const std::string wheel = dir + "/home/.local/lib/python3.12/site-packages/nvidia/cublas/lib/libcublasLt.so.12";
+  const std::string wheel = dir + "/home/.local/lib/python3.12/site-packages/" + wheel_dir + "/" + soname;
   touch(wheel);
   setenv("HOME", (dir + "/home").c_str(), 1);
   setenv("CUDA_HOME", (dir + "/cuda").c_str(), 1);
-  const auto files = cx::lt::candidate_files();
   bool listed = false;
-  for (const auto& f : files) listed = listed || f == wheel;
-  expect(listed, "PyTorch's wheel layout (site-packages/nvidia/cublas/lib) is a candidate");
+  for (const auto& f : candidates()) listed = listed || f == wheel;
+  expect(listed, name + ": the Python wheel layout (site-packages/" + wheel_dir + ") is a candidate");
   why.clear();
-  const bool found = cx::lt::probe(api, &why);
+  const bool found = probe(&why, &path);
   std::system(("rm -rf '" + dir + "'").c_str());
+  setenv("HOME", home.c_str(), 1);
+  if (cuda_home.empty()) unsetenv("CUDA_HOME");
+  else setenv("CUDA_HOME", cuda_home.c_str(), 1);
   if (found) {
-    std::printf("skip the not-found message: this machine has cuBLASLt (%s)\n", api.path.c_str());
+    std::printf("skip the not-found message: this machine has %s (%s)\n", name.c_str(), path.c_str());
     return;
   }
   expect(has(why, "was not found; looked in the system library path") && has(why, dir + "/cuda/lib64") &&
-             has(why, dir + "/home/.local/lib/python3.12/site-packages/nvidia/cublas/lib") && has(why, wheel + ": ") &&
-             has(why, "CHUXIN_CUBLASLT"),
-         "not found: says where it looked, why a file found there failed, and how to fix it", why.substr(0, 160) + "...");
+             has(why, dir + "/home/.local/lib/python3.12/site-packages/" + wheel_dir) && has(why, wheel + ": ") && has(why, var),
+         name + ": not found: says where it looked, why a file found there failed, and how to fix it", why.substr(0, 160) + "...");
+}
+
+static void loader_tests() {
+  loader_tests(
+      "cuBLASLt", "CHUXIN_CUBLASLT", "nvidia/cublas/lib", "libcublasLt.so.12",
+      [](std::string* why, std::string* path) {
+        cx::lt::Api api;
+        const bool ok = cx::lt::probe(api, why);
+        *path = api.path;
+        return ok;
+      },
+      [] { return cx::lt::candidate_files(); });
+  loader_tests(
+      "NCCL", "CHUXIN_NCCL", "nvidia/nccl/lib", "libnccl.so.2",
+      [](std::string* why, std::string* path) {
+        cx::nccl::Api api;
+        const bool ok = cx::nccl::probe(api, why);
+        *path = api.path;
+        return ok;
+      },
+      [] { return cx::nccl::candidate_files(); });
+  expect(cx::nccl::version_string(22703) == "2.27.3" && cx::nccl::version_string(2708) == "2.7.8", "NCCL: version numbers read both ways",
+         cx::nccl::version_string(22703) + ", " + cx::nccl::version_string(2708));
 }
 
 int main() {

@@ -4,22 +4,10 @@
  * the others' errors (each line carries its rank), and stops every rank when one fails.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { cpus } from "node:os";
 import { createInterface } from "node:readline";
 import { ChildFailed } from "../util/errors.ts";
-
-/** A free TCP port on loopback for rank 0's rendezvous. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../util/free-port.ts";
 
 /** args: this command's arguments without --nproc-per-node. Throws ChildFailed (with the first failed rank's status) when a rank fails. */
 export async function launchLocalRanks(n: number, args: string[], masterPort: number, note: (line: string) => void): Promise<void> {

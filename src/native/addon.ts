@@ -76,12 +76,15 @@ export interface NativeModel {
 
 /** cx_comm_options: every key required. */
 export interface CommOptions {
-  library: "gloo";
+  /** gloo reduces host memory over TCP; nccl the GPU memory of `device` (libnccl.so.2 found at run time, or CHUXIN_NCCL) */
+  library: "gloo" | "nccl";
   rank: number;
   world: number;
   masterAddr: string;
   masterPort: number;
   timeoutMs: number;
+  /** nccl: the CUDA device ordinal of this rank's model; gloo: -1 */
+  device: number;
 }
 
 /** A joined group of ranks (cx_comm); every call is collective. Dispose after the models attached to it. */

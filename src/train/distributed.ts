@@ -6,6 +6,7 @@
  */
 import { loadAddon, native, type Communicator } from "../native/addon.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { freePort } from "../util/free-port.ts";
 
 export interface World {
   rank: number;
@@ -62,6 +63,21 @@ export function worldFromEnv(env: NodeJS.ProcessEnv): World {
   return SINGLE;
 }
 
+export type Collectives = "auto" | "gloo" | "nccl";
+
+/** The library that reduces a model's gradients on `device`: NCCL reduces GPU memory, gloo host memory. */
+export function collectiveLibrary(collectives: Collectives, device: "cpu" | "cuda"): "gloo" | "nccl" {
+  const library = collectives === "auto" ? (device === "cuda" ? "nccl" : "gloo") : collectives;
+  if (library === "nccl" && device === "cpu") throw new UsageError("--collectives nccl reduces GPU memory, and --device is cpu: use gloo (or auto)");
+  if (library === "gloo" && device === "cuda") throw new UsageError("--collectives gloo reduces host memory, and the model's gradients are on the GPU (--device cuda): use nccl (or auto)");
+  return library;
+}
+
+/** One GPU per rank of a machine: the rank's local index (the same GPU the communicator is given). */
+function modelDeviceIndex(world: World): number {
+  return world.world > 1 ? world.localRank : 0;
+}
+
 /** The ranks of a run, joined: host-value collectives the trainer needs besides the model's own. */
 export class RankGroup {
   private constructor(
@@ -69,12 +85,39 @@ export class RankGroup {
     readonly comm: Communicator | undefined,
   ) {}
 
-  static async join(world: World, timeoutS: number): Promise<RankGroup> {
-    if (world.world === 1) return new RankGroup(world, undefined);
+  /**
+   * Joins the other ranks through the collective library `collectives` names (auto: NCCL for a model on a GPU,
+   * gloo on the CPU). One rank joins nobody unless a library is named: then the run takes the data-parallel path
+   * on its own, which checks that path (and measures its cost) on a single device.
+   */
+  static async join(world: World, timeoutS: number, collectives: Collectives = "auto", device: "cpu" | "cuda" = "cpu"): Promise<RankGroup> {
+    const library = collectiveLibrary(collectives, device);
+    if (world.world === 1 && collectives === "auto") return new RankGroup(world, undefined);
+    const cudaDevice = device === "cuda" ? modelDeviceIndex(world) : -1;
+    // A rank alone serves its own rendezvous: on a free port, unless a launcher named one.
+    const masterPort = world.launcher === "single" ? await freePort() : world.masterPort;
     const comm = await native(`rank ${world.rank} of ${world.world}`, () =>
-      loadAddon().joinCommunicator({ library: "gloo", rank: world.rank, world: world.world, masterAddr: world.masterAddr, masterPort: world.masterPort, timeoutMs: timeoutS * 1000 }),
+      loadAddon().joinCommunicator({
+        library,
+        rank: world.rank,
+        world: world.world,
+        masterAddr: world.masterAddr,
+        masterPort,
+        timeoutMs: timeoutS * 1000,
+        device: cudaDevice,
+      }),
     );
     return new RankGroup(world, comm);
+  }
+
+  /** Whether steps take the data-parallel path (a communicator is joined): several ranks, or one under --collectives. */
+  get parallel(): boolean {
+    return this.comm !== undefined;
+  }
+
+  /** The addon's device name for this rank's model: its local rank's GPU when there are several ranks. */
+  modelDevice(device: "cpu" | "cuda"): string {
+    return device === "cuda" && this.world.world > 1 ? `cuda:${modelDeviceIndex(this.world)}` : device;
   }
 
   get rank(): number {

@@ -68,6 +68,10 @@ export const trainConfigSchema = z.strictObject({
     describe: "with several ranks: reduce each gradient bucket while the backward goes on (--no-overlap: after the backward, to measure what overlapping hides)",
     onResume: "new",
   }),
+  collectives: option(z.enum(["auto", "gloo", "nccl"]).default("auto"), {
+    describe: "the collective library: auto is nccl on cuda and gloo on cpu; naming one runs the data-parallel path even on one rank (to check it, or measure its cost)",
+    onResume: "new",
+  }),
   dist_timeout: option(positive().default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
   eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
   eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),

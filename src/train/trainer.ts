@@ -71,7 +71,7 @@ export interface TrainOptions {
  */
 export async function train(requested: TrainConfig, options: TrainOptions): Promise<void> {
   const runDir = resolve(requested.out);
-  const group = await RankGroup.join(options.world ?? SINGLE, requested.dist_timeout);
+  const group = await RankGroup.join(options.world ?? SINGLE, requested.dist_timeout, requested.collectives, requested.device);
   let lock: Awaited<ReturnType<typeof lockFolder>> | undefined;
   try {
     const onEvent = group.isRoot ? options.onEvent : () => {};
@@ -139,7 +139,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
   const addon = loadAddon();
   let model: NativeModel;
   try {
-    model = new addon.Model(mc, config.device === "cuda" && group.size > 1 ? `cuda:${group.world.localRank}` : config.device, config.threads);
+    model = new addon.Model(mc, group.modelDevice(config.device), config.threads);
     if (group.comm) model.dataParallel(group.comm, config.zero as 0 | 1);
   } catch (error) {
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
@@ -190,7 +190,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     const save = async (lastLoss: number, lr: number) => {
       // Every rank takes part: the ranks' weights are compared, and sharded moments are gathered tensor by tensor.
       let replicas: { ranks: number; digest: string } | undefined;
-      if (group.size > 1) {
+      if (group.parallel) {
         const r = await native("comparing the ranks' weights", () => model.replicasIdentical());
         if (!r.identical) throw new RuntimeFailure(`step ${step}: the ranks' weights differ (rank ${group.rank}'s digest ${r.digest}); the collective library or a rank's memory is faulty`);
         replicas = { ranks: group.size, digest: r.digest };
@@ -250,7 +250,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       if (!Number.isFinite(gradNorm)) throw await stopped(gradNorm);
       return { loss, stop, nextLr, gradNorm };
     };
-    while (step < config.steps && !(group.size > 1 ? stopAgreed : options.shouldStop?.())) {
+    while (step < config.steps && !(group.parallel ? stopAgreed : options.shouldStop?.())) {
       const { loss, stop, nextLr, gradNorm } = await stepOnRanks();
       stopAgreed = stop;
       step++;
@@ -267,7 +267,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
           context: T,
           recompute: config.recompute,
           ranks: group.size,
-          zero: group.size > 1 ? config.zero : 0,
+          zero: group.parallel ? config.zero : 0,
         });
       }
       const seconds = (performance.now() - started) / 1000;
@@ -332,6 +332,8 @@ export async function accumulateGradients(
   const T = data.context;
   const rank = s.group?.rank ?? 0;
   const ranks = s.group?.size ?? 1;
+  // With a communicator (several ranks, or one under --collectives) the step takes the data-parallel path.
+  const parallel = s.group?.parallel ?? false;
   const batches: Int32Array[] = [];
   let local = 0;
   for (let a = rank; a < s.microBatches; a += ranks) {
@@ -340,16 +342,16 @@ export async function accumulateGradients(
     local += countTargets(tokens, s.microBatch, T, s.opts);
     batches.push(tokens);
   }
-  const [targets] = ranks > 1 ? await s.group!.sum([local], `${s.label}: summing the target counts over the ranks`) : [local];
+  const [targets] = parallel ? await s.group!.sum([local], `${s.label}: summing the target counts over the ranks`) : [local];
   if (targets === 0) throw new RuntimeFailure(`${s.label}: the batch has no positions with a target`);
   model.zeroGrad();
   let lossSum = 0;
   for (const [i, tokens] of batches.entries()) {
-    if (ranks > 1 && s.overlap !== false && i === batches.length - 1) model.reduceOnNextBackward();
+    if (parallel && s.overlap !== false && i === batches.length - 1) model.reduceOnNextBackward();
     const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets!));
     lossSum += r.lossSum;
   }
-  if (ranks === 1) return { loss: lossSum / targets!, targets: targets!, stop: false };
+  if (!parallel) return { loss: lossSum / targets!, targets: targets!, stop: false };
   const [sum, stops] = await s.group!.sum([lossSum, s.stopRequested ? 1 : 0], `${s.label}: summing the losses over the ranks`);
   return { loss: sum! / targets!, targets: targets!, stop: stops! > 0 };
 }
@@ -381,6 +383,6 @@ export async function evaluate(
     count += r.count;
     onProgress?.(i + chunk.length, windows.length);
   }
-  if (ranks > 1) [sum, count] = (await group!.sum([sum, count], "evaluation: summing the losses over the ranks")) as [number, number];
+  if (group?.parallel) [sum, count] = (await group.sum([sum, count], "evaluation: summing the losses over the ranks")) as [number, number];
   return { mean: sum / Math.max(1, count), tokens: count };
 }

@@ -86,6 +86,24 @@ describe("data-parallel training over gloo (CPU)", { skip: !gloo && !process.env
     });
   }
 
+  it("one rank under --collectives gloo takes the data-parallel path on the same trajectory", async () => {
+    // What a single GPU under --collectives nccl runs to check every path: buckets, sharded AdamW, the replica check.
+    const run = join(work, "r1-collectives");
+    const r = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--collectives", "gloo", ...common, ...schedule], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assertSameTrajectory(await metrics(run), await metrics(single()), "1 rank, data-parallel path");
+    assert.ok((await maxWeightDifference(join(run, "checkpoint-0000004"), join(single(), "checkpoint-0000004"))) < 1e-4);
+    const ev = events(r.stdout);
+    for (const c of ev.filter((e) => e.type === "checkpoint")) assert.equal((c.replicas as { ranks: number }).ranks, 1, "the replica check ran");
+    assert.equal(ev.find((e) => e.type === "memory")!.zero, 1);
+  });
+
+  it("refuses a collective library that cannot reach the model's memory, naming the fix", async () => {
+    const r = await runCli(["train", "--data", data, "--out", join(work, "nccl-on-cpu"), "--steps", "1", "--device", "cpu", "--collectives", "nccl", ...common], { env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--collectives nccl reduces GPU memory, and --device is cpu: use gloo \(or auto\)/);
+  });
+
   it("ZeRO-1 keeps 1/R of the AdamW moments per rank", async () => {
     const measure = async (name: string, flags: string[]) => {
       const r = await runCli(["train", "--data", data, "--out", join(work, name), "--steps", "1", "--save-every", "0", "--eval-every", "0", "--json", ...common, ...flags], { env });

@@ -16,7 +16,7 @@ describe("training options, declared once", () => {
   });
 
   it("derive the resume rule: only cadence (evaluation, benchmarks, saving), length, memory and the ranks' topology may change", () => {
-    assert.deepEqual([...RESUMABLE].sort(), ["decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "zero"]);
+    assert.deepEqual([...RESUMABLE].sort(), ["collectives", "decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "zero"]);
   });
 
   it("name the flag of an invalid value, and fill defaults for options a run recorded before they existed", () => {

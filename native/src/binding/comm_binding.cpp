@@ -135,8 +135,8 @@ int int_field(const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().Int32Value();
 }
 
-/* joinCommunicator({library, rank, world, masterAddr, masterPort, timeoutMs}) → Promise<Communicator>, once
- * every rank has joined. The options object must carry exactly those keys. */
+/* joinCommunicator({library, rank, world, masterAddr, masterPort, timeoutMs, device}) → Promise<Communicator>,
+ * once every rank has joined. The options object must carry exactly those keys. */
 Napi::Value JoinCommunicator(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) {
@@ -144,7 +144,7 @@ Napi::Value JoinCommunicator(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object o = info[0].As<Napi::Object>();
-  static const std::vector<std::string> keys = {"library", "rank", "world", "masterAddr", "masterPort", "timeoutMs"};
+  static const std::vector<std::string> keys = {"library", "rank", "world", "masterAddr", "masterPort", "timeoutMs", "device"};
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
     const std::string k = names.Get(i).As<Napi::String>().Utf8Value();
@@ -161,7 +161,8 @@ Napi::Value JoinCommunicator(const Napi::CallbackInfo& info) {
   auto j = std::make_shared<Joined>();
   j->library = string_field(o, "library");
   j->addr = string_field(o, "masterAddr");
-  j->options = {nullptr, int_field(o, "rank"), int_field(o, "world"), nullptr, int_field(o, "masterPort"), int_field(o, "timeoutMs")};
+  j->options = {nullptr, int_field(o, "rank"), int_field(o, "world"), nullptr, int_field(o, "masterPort"), int_field(o, "timeoutMs"),
+                int_field(o, "device")};
   return queue(
       env,
       [j](cx_status* st) {

@@ -21,6 +21,13 @@ std::vector<size_t> counts_of(const cx_comm* c, const size_t* counts) {
   return std::vector<size_t>(counts, counts + c->impl->world());
 }
 
+/* The fp32 collectives of the C API take host memory; a device communicator's take its GPU's. */
+void host_memory_only(const cx_comm* c, const char* what) {
+  if (c->impl->device() != -1)
+    fail(CX_INVALID_ARGUMENT, "%s takes host memory, and the %s communicator reduces GPU memory (a model's, through cx_model_data_parallel)", what,
+         c->impl->name());
+}
+
 }  // namespace
 
 cx::Communicator* cx_comm_impl(cx_comm* comm) { return comm ? comm->impl.get() : nullptr; }
@@ -36,18 +43,16 @@ int cx_comm_create(const cx_comm_options* o, cx_comm** out, cx_status* status) {
     cx::CommOptions options;
     options.rank = o->rank, options.world = o->world, options.master_port = o->master_port, options.timeout_ms = o->timeout_ms;
     options.master_addr = o->master_addr && *o->master_addr ? o->master_addr : "127.0.0.1";
+    options.device = o->device;
     const std::string library = o->library ? o->library : "gloo";
+    if (library != "gloo" && library != "nccl") fail(CX_INVALID_ARGUMENT, "unknown collective library '%s' (gloo, nccl)", library.c_str());
     std::unique_ptr<cx_comm> c(new cx_comm());
     std::string why;
-    if (library == "gloo") {
-      try {
-        c->impl.reset(cx::create_gloo_communicator(options, &why));
-      } catch (const std::exception& e) {
-        fail(CX_INTERNAL, "rank %d of %d: cannot join the group through %s:%d: %s", o->rank, o->world, options.master_addr.c_str(),
-             o->master_port, e.what());
-      }
-    } else {
-      fail(CX_INVALID_ARGUMENT, "unknown collective library '%s' (gloo)", library.c_str());
+    try {
+      c->impl.reset(library == "gloo" ? cx::create_gloo_communicator(options, &why) : cx::create_nccl_communicator(options, &why));
+    } catch (const std::exception& e) {
+      fail(CX_INTERNAL, "rank %d of %d: cannot join the group through %s:%d: %s", o->rank, o->world, options.master_addr.c_str(),
+           o->master_port, e.what());
     }
     if (!c->impl) fail(CX_BACKEND_UNAVAILABLE, "%s is unavailable: %s", library.c_str(), why.c_str());
     *out = c.release();
@@ -63,11 +68,17 @@ int cx_comm_all_reduce_host(cx_comm* c, double* values, size_t n, cx_status* sta
 }
 
 int cx_comm_reduce_scatter_host(cx_comm* c, float* data, const size_t* counts, cx_status* status) {
-  return guarded(status, [&] { c->impl->reduce_scatter(data, counts_of(c, counts)); });
+  return guarded(status, [&] {
+    host_memory_only(c, "cx_comm_reduce_scatter_host");
+    c->impl->reduce_scatter(data, counts_of(c, counts));
+  });
 }
 
 int cx_comm_all_gather_host(cx_comm* c, float* data, const size_t* counts, cx_status* status) {
-  return guarded(status, [&] { c->impl->all_gather(data, counts_of(c, counts)); });
+  return guarded(status, [&] {
+    host_memory_only(c, "cx_comm_all_gather_host");
+    c->impl->all_gather(data, counts_of(c, counts));
+  });
 }
 
 int cx_comm_broadcast_host(cx_comm* c, void* data, size_t bytes, int root, cx_status* status) {

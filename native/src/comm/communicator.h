@@ -1,8 +1,9 @@
 #pragma once
 /* The communicator seam: the collectives data-parallel training needs, over whichever library runs them (gloo
- * on CPUs; NCCL on GPUs). Buffers live where the model's backend keeps its memory (host for gloo). Every call
- * is collective: each rank makes the same calls in the same order. Failures (a peer gone, a timeout) throw
- * std::runtime_error naming what was running; the C API turns that into a status. */
+ * on CPUs; NCCL on GPUs). The fp32 collectives take the model's backend memory (host for gloo, the device for
+ * NCCL); the _host ones and broadcast take host memory. Every call is collective: each rank makes the same
+ * calls in the same order. Failures (a peer gone, a timeout) throw std::runtime_error naming what was running;
+ * the C API turns that into a status. */
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -20,6 +21,7 @@ struct CommOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   int timeout_ms = 300000;  // rendezvous and every collective
+  int device = -1;          // NCCL: the CUDA device ordinal of this rank's model (gloo: host memory, -1)
 };
 
 class Communicator {
@@ -57,6 +59,16 @@ class Communicator {
   virtual const char* name() const = 0;
   virtual int rank() const = 0;
   virtual int world() const = 0;
+  /* Where the fp32 collectives' buffers must be: -1 (host) or a CUDA device ordinal (tensor.h's kHost). */
+  virtual int device() const { return -1; }
+
+  /* A stream-ordered library (NCCL) queues each collective on its own stream and returns at once. follow(s)
+   * makes the collectives queued after it wait for what stream s (the model's) has queued so far; synchronize()
+   * waits on the host until the queued collectives are done, and fails past the timeout or when a peer has
+   * failed, so no rank waits forever. A blocking library (gloo) is done when a call returns: both are no-ops. */
+  virtual bool stream_ordered() const { return false; }
+  virtual void follow(void* stream) { (void)stream; }
+  virtual void synchronize() {}
 
   /* In place over data[sum(counts)]: rank r's piece (counts[r] elements at offset counts[0] + ... + counts[r-1])
    * ends up holding that piece summed over every rank; the other pieces are left undefined. */
@@ -66,6 +78,8 @@ class Communicator {
   virtual void all_reduce(float* data, size_t n) = 0;
   /* Host values (counts, losses, norms): summed in double. */
   virtual void all_reduce_host(double* data, size_t n) = 0;
+  /* Host fp32 values (a tensor's optimizer moments gathered for a checkpoint), summed in fp32. */
+  virtual void all_reduce_host(float* data, size_t n) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
 
@@ -87,8 +101,10 @@ class Communicator {
   uint64_t next_ticket_ = 0, serving_ = 0;
 };
 
-/* nullptr with *why when the library is not there (gloo: built without libgloo-dev). */
+/* nullptr with *why when the library is not there (gloo: built without libgloo-dev; NCCL: built without CUDA,
+ * or libnccl.so.2 not found, the message saying where it looked). */
 Communicator* create_gloo_communicator(const CommOptions& options, std::string* why);
+Communicator* create_nccl_communicator(const CommOptions& options, std::string* why);
 
 }  // namespace cx
 

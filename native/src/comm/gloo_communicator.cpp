@@ -84,6 +84,9 @@ class GlooCommunicator : public Communicator {
   void all_reduce_host(double* data, size_t n) override {
     ordered([&] { reduce_sum(data, n); });
   }
+  void all_reduce_host(float* data, size_t n) override {
+    ordered([&] { reduce_sum(data, n); });
+  }
 
   void broadcast(void* data, size_t bytes, int root) override {
     ordered([&] {

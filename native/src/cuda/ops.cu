@@ -63,6 +63,7 @@ class CudaBackend final : public Backend {
   }
   const char* name() const override { return reference_ ? "cuda-reference" : "cuda"; }
   int device() const override { return device_; }
+  void make_current() override { CX_CUDA(cudaSetDevice(device_)); }
   // Every kernel and cuBLASLt call is queued on the device's default stream today (kernels.h).
   void* stream() const override { return nullptr; }
   Tensor alloc(size_t n, DType dtype) override {

@@ -118,6 +118,8 @@ class Backend {
   /* The stream its ops are queued on (cudaStream_t; nullptr: the device's default stream, or the CPU). A
    * communicator or a second backend on the same device synchronises against it. */
   virtual void* stream() const { return nullptr; }
+  /* Makes the backend's device the calling thread's current one (CUDA's is per thread); the CPU has nothing to do. */
+  virtual void make_current() {}
   /* n elements of dtype; an empty view when the memory is not there (the model turns that into CX_OUT_OF_MEMORY). */
   virtual Tensor alloc(size_t n, DType dtype) = 0;
   virtual void release(Tensor t) = 0;

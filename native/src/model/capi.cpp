@@ -24,6 +24,17 @@ static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
   }
 }
 
+/* Every call on a model runs with its device current: Node calls it from any thread of its pool, and the current
+ * CUDA device is per thread (a rank on cuda:3 would otherwise queue its kernels on device 0). */
+template <typename F>
+static int guarded_on(cx_model* m, cx_status* status, F&& body) {
+  return guarded(status, [&] {
+    if (!m) fail(CX_INVALID_ARGUMENT, "model is required");
+    m->be->make_current();
+    body();
+  });
+}
+
 extern "C" {
 
 int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status) {
@@ -78,7 +89,7 @@ void cx_model_free(cx_model* model) { delete model; }
 const char* cx_model_backend(const cx_model* model) { return model->be->name(); }
 
 int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     // Tensors are generated in parallel, a group of about 2^28 values (1 GiB) at a time, then uploaded in order:
     // host memory stays bounded, and the values do not depend on the thread count.
     const size_t workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
@@ -118,7 +129,7 @@ static const Buffer& tensor_array(cx_model* m, int kind) {
 }
 
 int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->get_moments(kind, i, dst);
     m->be->download(dst, m->slice(tensor_array(m, kind), i), m->tensors[(size_t)i].size());
@@ -126,7 +137,7 @@ int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
 }
 
 int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->set_moments(kind, i, src);
     m->be->upload(m->slice(tensor_array(m, kind), i), src, m->tensors[(size_t)i].size());
@@ -136,7 +147,7 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
 
 int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
                         int64_t* count, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     if (m->dp) m->dp->backward_started();
     const int head = m->lm_head_tensor();
@@ -156,7 +167,7 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
 }
 
 int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* losses, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     m->be->lm_head_cross_entropy(m->losses.t, nullptr, nullptr, m->hf.t, m->W(m->lm_head_tensor()), m->targets.t, bt.N, m->cfg.hidden,
                                  m->cfg.vocab, 1.f, o->precision == CX_BF16);
@@ -177,7 +188,7 @@ static void logits_at(cx_model* m, const Batch& bt, const int32_t* positions, in
 }
 
 int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float* logits, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     const Batch bt = run_forward(*m, tokens, B, T, o);
     std::vector<int32_t> rows((size_t)B);
     for (int b = 0; b < B; b++) rows[(size_t)b] = b * T + T - 1;
@@ -187,7 +198,7 @@ int cx_forward_last_logits(cx_model* m, const int32_t* tokens, int B, int T, con
 
 int cx_forward_logits_at(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, const int32_t* positions, int n,
                          float* logits, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (n < 0 || (n > 0 && (!positions || !logits))) fail(CX_INVALID_ARGUMENT, "positions and logits are required");
     const Batch bt = run_forward(*m, tokens, B, T, o);
     logits_at(m, bt, positions, n, o, logits);
@@ -195,11 +206,11 @@ int cx_forward_logits_at(cx_model* m, const int32_t* tokens, int B, int T, const
 }
 
 int cx_decode_reset(cx_model* m, int max_tokens, cx_status* status) {
-  return guarded(status, [&] { decode_reset(*m, max_tokens); });
+  return guarded_on(m, status, [&] { decode_reset(*m, max_tokens); });
 }
 
 int cx_decode_step(cx_model* m, const int32_t* tokens, int n, const cx_run_options* o, float* logits, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (!tokens || !logits) fail(CX_INVALID_ARGUMENT, "tokens and logits are required");
     const Batch bt = run_decode(*m, tokens, n, o);
     const int32_t last = n - 1;
@@ -217,22 +228,22 @@ int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* o,
 }
 
 int cx_zero_grad(cx_model* m, cx_status* status) {
-  return guarded(status, [&] { m->be->fill(m->grads.t, 0.f, m->n_params); });
+  return guarded_on(m, status, [&] { m->be->fill(m->grads.t, 0.f, m->n_params); });
 }
 
 int cx_grad_norm(cx_model* m, double* norm, cx_status* status) {
-  return guarded(status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.t, m->n_params)); });
+  return guarded_on(m, status, [&] { *norm = std::sqrt(m->be->sum_squares(m->grads.t, m->n_params)); });
 }
 
 int cx_adamw_step(cx_model* m, const cx_adamw* hp, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (m->dp) fail(CX_INVALID_ARGUMENT, "a data-parallel model steps with cx_clip_adamw_step");
     adamw_all(*m, hp, nullptr);
   });
 }
 
 int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* norm, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (!hp) fail(CX_INVALID_ARGUMENT, "AdamW options are required");
     if (m->dp) {
       *norm = m->dp->clip_adamw_step(*hp, max_norm);
@@ -249,7 +260,7 @@ int cx_clip_adamw_step(cx_model* m, const cx_adamw* hp, float max_norm, double* 
 }
 
 int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     cx::Communicator* c = cx_comm_impl(comm);
     if (!c) fail(CX_INVALID_ARGUMENT, "a communicator is required");
     if (m->dp) fail(CX_INVALID_ARGUMENT, "the model is already data-parallel");
@@ -258,14 +269,14 @@ int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* stat
 }
 
 int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
     m->dp->reduce_on_next_backward();
   });
 }
 
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
-  return guarded(status, [&] {
+  return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
     // FNV-1a over the fp32 master weights' bit patterns, a value at a time (any flipped bit changes it).
     uint64_t h = 1469598103934665603ull;

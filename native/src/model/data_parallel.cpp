@@ -11,8 +11,12 @@ namespace cxm {
 
 DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m), comm_(comm), zero_(zero) {
   if (zero != 0 && zero != 1) fail(CX_INVALID_ARGUMENT, "ZeRO stage %d is not implemented (0: all-reduce, 1: sharded optimizer)", zero);
-  if (m.be->device() != cx::kHost && std::string(comm->name()) == "gloo")
-    fail(CX_INVALID_ARGUMENT, "gloo reduces host memory; the %s backend's gradients are on a GPU (use NCCL)", m.be->name());
+  if (comm->device() != m.be->device()) {
+    if (comm->device() == cx::kHost)
+      fail(CX_INVALID_ARGUMENT, "%s reduces host memory; the %s backend's gradients are on a GPU (use nccl)", comm->name(), m.be->name());
+    fail(CX_INVALID_ARGUMENT, "the %s communicator reduces the memory of CUDA device %d; the model's %s backend is on %s", comm->name(),
+         comm->device(), m.be->name(), m.be->device() == cx::kHost ? "the host (use gloo)" : ("device " + std::to_string(m.be->device())).c_str());
+  }
   auto range = [&](int first, int last) {
     const TensorInfo &a = m.tensors[(size_t)first], &b = m.tensors[(size_t)last];
     GradientBucket g;
@@ -26,10 +30,12 @@ DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m
   buckets_.push_back(range(0, 0));
   const size_t R = (size_t)comm->world(), r = (size_t)comm->rank();
   for (GradientBucket& g : buckets_) {
-    const size_t n = g.end - g.begin;
-    for (size_t i = 0; i < R; i++) g.counts.push_back(n * (i + 1) / R - n * i / R);
-    g.own_begin = zero == 1 ? g.begin + n * r / R : g.begin;
-    g.own_end = zero == 1 ? g.begin + n * (r + 1) / R : g.end;
+    // Every rank's piece the same size and the last longer by the remainder (< R elements): the shape NCCL's
+    // reduce-scatter and all-gather take in place (communicator.h).
+    const size_t n = g.end - g.begin, q = n / R;
+    for (size_t i = 0; i < R; i++) g.counts.push_back(i + 1 < R ? q : n - q * (R - 1));
+    g.own_begin = zero == 1 ? g.begin + q * r : g.begin;
+    g.own_end = zero == 1 ? (r + 1 < R ? g.own_begin + q : g.end) : g.end;
     g.moment_offset = zero == 1 ? owned_ : g.begin;
     owned_ += g.own_end - g.own_begin;
   }
@@ -41,7 +47,9 @@ DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m
       m.be->fill(b->t, 0.f, std::max<size_t>(owned_, 1));
     }
   }
-  thread_ = std::thread([this] { worker(); });
+  // A blocking library reduces on a thread of its own while the backward goes on; a stream-ordered one only
+  // queues the reductions, which the backward's thread does between its kernels.
+  if (!comm->stream_ordered()) thread_ = std::thread([this] { worker(); });
 }
 
 DataParallel::~DataParallel() {
@@ -50,7 +58,14 @@ DataParallel::~DataParallel() {
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+}
+
+void DataParallel::reduce(int k) {
+  const GradientBucket& g = buckets_[(size_t)k];
+  float* grads = (m_.grads.t + (int64_t)g.begin).f32();
+  if (zero_ == 1) comm_->reduce_scatter(grads, g.counts);
+  else comm_->all_reduce(grads, g.end - g.begin);
 }
 
 void DataParallel::worker() {
@@ -67,10 +82,7 @@ void DataParallel::worker() {
     try {
       comm_->in_turn(q.ticket, [&] {
         if (!error_.empty()) return;  // the group is broken: the step fails anyway
-        const GradientBucket& g = buckets_[(size_t)q.bucket];
-        float* grads = (m_.grads.t + (int64_t)g.begin).f32();
-        if (zero_ == 1) comm_->reduce_scatter(grads, g.counts);
-        else comm_->all_reduce(grads, g.end - g.begin);
+        reduce(q.bucket);
       });
     } catch (const std::exception& e) {
       error = e.what();
@@ -85,6 +97,20 @@ void DataParallel::worker() {
 }
 
 void DataParallel::enqueue(int k) {
+  if (comm_->stream_ordered()) {
+    // Queued behind the backward kernels that finished bucket k, ahead of those still to come.
+    try {
+      comm_->in_turn(comm_->take_ticket(), [&] {
+        if (!error_.empty()) return;
+        comm_->follow(m_.be->stream());
+        reduce(k);
+      });
+    } catch (const std::exception& e) {
+      if (error_.empty()) error_ = e.what();
+    }
+    queued_++, reduced_++;
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back({k, comm_->take_ticket()});
@@ -100,6 +126,13 @@ void DataParallel::gradients_ready(int k) {
 void DataParallel::wait_reduced() {
   overlap_this_ = false;
   for (int k = queued_; k < (int)buckets_.size(); k++) enqueue(k);
+  if (comm_->stream_ordered() && error_.empty()) {
+    try {
+      comm_->synchronize();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return reduced_ == (int)buckets_.size(); });
   queued_ = reduced_ = 0;
@@ -138,8 +171,13 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
       be->adamw(param, compute, m_.grads.t + (int64_t)lo, m_.adam_m.t + moment, m_.adam_v.t + moment, hi - lo, p, bf);
     }
   }
-  if (zero_ == 1 && comm_->world() > 1) {
-    for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
+  // Under NCCL the gather runs at world size 1 too, so one GPU exercises every path a run of many does.
+  if (zero_ == 1 && (comm_->world() > 1 || comm_->stream_ordered())) {
+    comm_->in_turn(comm_->take_ticket(), [&] {
+      comm_->follow(be->stream());  // after this rank's AdamW kernels
+      for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
+      comm_->synchronize();
+    });
     m_.compute_precision = -1;  // rederived from the gathered master weights at the next forward
   }
   return norm;
@@ -155,7 +193,7 @@ void DataParallel::get_moments(int kind, int tensor, float* dst) {
     const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
     if (lo < hi) m_.be->download(dst + (lo - t.offset), moments.t + (int64_t)(g.moment_offset + (lo - g.own_begin)), hi - lo);
   }
-  comm_->all_reduce(dst, t.size());
+  comm_->all_reduce_host(dst, t.size());
 }
 
 void DataParallel::set_moments(int kind, int tensor, const float* src) {

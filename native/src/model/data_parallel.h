@@ -52,6 +52,7 @@ class DataParallel {
 
  private:
   void enqueue(int k);
+  void reduce(int k);  // bucket k's collective
   void wait_reduced();
   void worker();
 

@@ -1,0 +1,181 @@
+/* A host-memory NCCL for CI, written from nccl.h's documented contract and loaded through the addon's real
+ * run-time search (CHUXIN_NCCL): under the CPU emulation of CUDA a device pointer is a host pointer, so each
+ * collective runs at once, on gloo, between the rank processes. It lets CI drive the NCCL communicator and the
+ * data-parallel path of a GPU model (offsets, in-place layouts, remainders, grouping, staging of host values);
+ * it says nothing about NCCL's speed or its stream semantics (the emulation runs everything when queued).
+ * The unique id carries a fresh directory for gloo's file store, where the ranks meet. */
+#include <gloo/allgather.h>
+#include <gloo/allreduce.h>
+#include <gloo/broadcast.h>
+#include <gloo/math.h>
+#include <gloo/reduce.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/file_store.h>
+#include <gloo/transport/tcp/device.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+// nccl.h's values (src/comm/nccl_api.h declares the same slice).
+enum Result { kSuccess = 0, kSystemError = 2, kInvalidArgument = 4 };
+enum DataType { kUint8 = 1, kFloat32 = 7, kFloat64 = 8 };
+constexpr int kSum = 0;
+struct UniqueId {
+  char internal[128];
+};
+
+struct Comm {
+  int rank = 0, world = 1;
+  std::shared_ptr<gloo::transport::Device> device;
+  std::shared_ptr<gloo::rendezvous::Context> context;
+};
+
+size_t size_of(int type) { return type == kFloat64 ? 8 : type == kFloat32 ? 4 : 1; }
+
+template <typename T>
+void sum_into(void* data, size_t n, Comm* c) {
+  gloo::AllreduceOptions o(c->context);
+  o.setOutput(static_cast<T*>(data), n);
+  o.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<T>));
+  gloo::allreduce(o);
+}
+
+template <typename T>
+void reduce_to(void* data, size_t n, int root, Comm* c) {
+  gloo::ReduceOptions o(c->context);
+  o.setOutput(static_cast<T*>(data), n);
+  o.setRoot(root);
+  o.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<T>));
+  gloo::reduce(o);
+}
+
+/* Runs a collective, turning gloo's exceptions into NCCL's system error (NCCL's word for a peer gone). */
+template <typename F>
+int run(Comm* c, F&& body) {
+  if (!c) return kInvalidArgument;
+  try {
+    if (c->world > 1) body();
+    return kSuccess;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emulated NCCL: %s\n", e.what());
+    return kSystemError;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int ncclGetVersion(int* version) {
+  *version = 22703;  // the contract it follows: NCCL 2.27's nccl.h
+  return kSuccess;
+}
+
+const char* ncclGetErrorString(int r) {
+  return r == kSuccess ? "no error" : r == kInvalidArgument ? "invalid argument (emulated NCCL)" : "system error (emulated NCCL: a peer is gone)";
+}
+
+int ncclGetUniqueId(UniqueId* id) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/chuxin-nccl-emulated-XXXXXX";
+  if (!mkdtemp(dir.data()) || dir.size() >= sizeof id->internal) return kSystemError;
+  std::memset(id->internal, 0, sizeof id->internal);
+  std::memcpy(id->internal, dir.data(), dir.size());
+  return kSuccess;
+}
+
+int ncclCommInitRank(Comm** out, int nranks, UniqueId id, int rank) {
+  if (nranks < 1 || rank < 0 || rank >= nranks) return kInvalidArgument;
+  try {
+    std::unique_ptr<Comm> c(new Comm());
+    c->rank = rank, c->world = nranks;
+    gloo::rendezvous::FileStore store(std::string(id.internal, strnlen(id.internal, sizeof id.internal)));
+    gloo::transport::tcp::attr attr;
+    attr.hostname = "127.0.0.1";
+    c->device = gloo::transport::tcp::CreateDevice(attr);
+    c->context = std::make_shared<gloo::rendezvous::Context>(rank, nranks);
+    c->context->setTimeout(std::chrono::seconds(60));
+    c->context->connectFullMesh(store, c->device);
+    *out = c.release();
+    return kSuccess;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emulated NCCL: joining: %s\n", e.what());
+    return kSystemError;
+  }
+}
+
+int ncclCommDestroy(Comm* c) {
+  delete c;
+  return kSuccess;
+}
+int ncclCommAbort(Comm* c) { return ncclCommDestroy(c); }
+int ncclCommGetAsyncError(Comm*, int* error) {
+  *error = kSuccess;  // every collective has finished by the time it returns
+  return kSuccess;
+}
+// Collectives run when called, in the order every rank calls them; a group is that order.
+int ncclGroupStart() { return kSuccess; }
+int ncclGroupEnd() { return kSuccess; }
+
+int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, Comm* c, void*) {
+  if (op != kSum || (type != kFloat32 && type != kFloat64)) return kInvalidArgument;
+  if (send != recv) std::memmove(recv, send, count * size_of(type));
+  return run(c, [&] { type == kFloat32 ? sum_into<float>(recv, count, c) : sum_into<double>(recv, count, c); });
+}
+
+int ncclReduce(const void* send, void* recv, size_t count, int type, int op, int root, Comm* c, void*) {
+  if (op != kSum || type != kFloat32 || !c || root < 0 || root >= c->world) return kInvalidArgument;
+  // recv matters only at the root; elsewhere reduce a copy, leaving send as it was.
+  std::vector<float> copy;
+  float* data = c->rank == root ? static_cast<float*>(recv) : nullptr;
+  if (!data) copy.assign(static_cast<const float*>(send), static_cast<const float*>(send) + count), data = copy.data();
+  else if (send != recv) std::memmove(recv, send, count * 4);
+  return run(c, [&] { reduce_to<float>(data, count, root, c); });
+}
+
+int ncclReduceScatter(const void* send, void* recv, size_t recv_count, int type, int op, Comm* c, void*) {
+  if (op != kSum || type != kFloat32 || !c) return kInvalidArgument;
+  // send holds world pieces of recv_count; this rank's piece of the sum lands in recv (in place when
+  // recv == send + rank * recv_count, as nccl.h allows).
+  std::vector<float> all(static_cast<const float*>(send), static_cast<const float*>(send) + recv_count * (size_t)c->world);
+  const int r = run(c, [&] {
+    for (int root = 0; root < c->world; root++) reduce_to<float>(all.data() + (size_t)root * recv_count, recv_count, root, c);
+  });
+  if (r == kSuccess) std::memmove(recv, all.data() + (size_t)c->rank * recv_count, recv_count * 4);
+  return r;
+}
+
+int ncclAllGather(const void* send, void* recv, size_t send_count, int type, Comm* c, void*) {
+  if (type != kFloat32 || !c) return kInvalidArgument;
+  std::vector<float> mine(static_cast<const float*>(send), static_cast<const float*>(send) + send_count);
+  if (c->world == 1) return std::memmove(recv, mine.data(), send_count * 4), kSuccess;
+  return run(c, [&] {
+    gloo::AllgatherOptions o(c->context);
+    o.setInput(mine.data(), mine.size());
+    o.setOutput(static_cast<float*>(recv), send_count * (size_t)c->world);
+    gloo::allgather(o);
+  });
+}
+
+int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root, Comm* c, void*) {
+  if (!c || root < 0 || root >= c->world || (type != kUint8 && type != kFloat32 && type != kFloat64)) return kInvalidArgument;
+  const size_t bytes = count * size_of(type);
+  if (c->rank == root && send != recv) std::memmove(recv, send, bytes);
+  return run(c, [&] {
+    gloo::BroadcastOptions o(c->context);
+    o.setOutput(static_cast<uint8_t*>(recv), bytes);
+    o.setRoot(root);
+    gloo::broadcast(o);
+  });
+}
+
+}  // extern "C"
