@@ -7,7 +7,8 @@
  *      accumulating it all: the same trajectory to rounding, identical replicas, and the scaling efficiency.
  *   chuxin_nccl_data_parallel [--config tiny|1.6b] [--micro-batch 2] [--accumulate 4] [--steps 4] [--shard shard.npy] [--port 29611]
  * Rows are the shard's consecutive 4096-token windows (else documents of 300 tokens), a different window for each
- * micro-batch, so ranks see different data. NCCL is found as the addon finds it (CHUXIN_NCCL to name it). */
+ * micro-batch, so ranks see different data. NCCL is found as the addon finds it (CHUXIN_NCCL to name it).
+ * CI runs it at --config tiny under the CUDA emulation (chuxin_nccl_data_parallel_emulated), for its logic. */
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -153,6 +154,11 @@ int main(int argc, char** argv) {
     else if (a == "--shard") shard = argv[i + 1];
     else if (a == "--port") port = std::atoi(argv[i + 1]);
   }
+#ifdef CX_GPU_CHECK_EMULATED
+  setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
+  setenv("CHUXIN_NCCL", CX_EMULATED_NCCL, 1);
+  std::printf("under the CPU emulation of CUDA, NCCL's contract over gloo: timings mean nothing here\n");
+#endif
   const bool tiny = config == "tiny";
   const int T = tiny ? 256 : 4096, V = tiny ? 512 : 102400;
   Setup s{{tiny ? 2 : 24, tiny ? 64 : 2048, tiny ? 4 : 32, tiny ? 172 : 5632, V, T, 10000.f, 1e-5f}, tiny ? V - 1 : 100001, micro_batch, accumulate, steps, {}};
@@ -216,7 +222,8 @@ int main(int argc, char** argv) {
   const double cost = 1 - zero1.tokens_per_s / plain.tokens_per_s;
   std::snprintf(line, sizeof line, "the NCCL path at world size 1 costs %.1f%% of tokens/s (%.0f against %.0f; bound 3%%)", 100 * cost, zero1.tokens_per_s,
                 plain.tokens_per_s);
-  verdict(tiny || cost <= 0.03, line);
+  if (tiny) std::printf("note %s: not held to it on the tiny model\n", line);
+  else verdict(cost <= 0.03, line);
   std::printf("overlap at world size 1: %.1f%% more tokens/s than reducing after the backward (no peer to wait for: this is the cost of the "
               "in-backward queueing, not the overlap's gain)\n",
               100 * (zero1.tokens_per_s / after.tokens_per_s - 1));

@@ -34,6 +34,15 @@ describe("communicator (gloo)", () => {
     assert.match(r.stdout, /^ok +nccl: a peer that leaves fails the next collective/m);
   });
 
+  const ncclBench = join(repoRoot, "native", "build", "chuxin_nccl_data_parallel_emulated");
+  it("runs the GPU check's NCCL program's logic under the emulation (tiny model; its timings mean nothing)", { skip: !existsSync(ncclBench) && !process.env.CI && "built with libgloo-dev and the CUDA headers" }, () => {
+    const r = spawnSync(ncclBench, ["--config", "tiny", "--micro-batch", "1", "--accumulate", "2", "--steps", "2", "--port", String(20000 + (process.pid % 4000))], { encoding: "utf8", timeout: 120_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^1 GPU, NCCL, ZeRO-1, overlapped .* replicas identical$/m);
+    assert.match(r.stdout, /^ok +world size 1 follows the plain run: .*\[ZeRO-0\]$/m);
+    assert.match(r.stdout, /^data parallelism over NCCL: every check passed$/m);
+  });
+
   it("joinCommunicator takes exactly cx_comm_options' keys", async () => {
     const { joinCommunicator } = loadAddon();
     const options = { library: "gloo", rank: 0, world: 1, masterAddr: "127.0.0.1", masterPort: 1, timeoutMs: 1000, device: -1 } satisfies Required<CommOptions>;
