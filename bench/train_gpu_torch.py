@@ -8,9 +8,11 @@ Attention is causal within documents:
 FlexAttention with a block mask built from document ids (compiled, so tiles outside documents are skipped),
 else SDPA with a dense boolean mask, else plain softmax (old PyTorch, for the CPU smoke test).
 The row and the MFU formula are the C++ check's: the shard's first 4096 tokens, or documents of 300 tokens;
-FLOPs = 6 * N_matmul * tokens + 12 * L * C * sum over documents of len*(len+1)/2; peak 989 TFLOP/s.
+FLOPs = 6 * N_matmul * tokens + 12 * L * C * sum over documents of len*(len+1)/2; peak 989 TFLOP/s. The published
+convention (every causal pair: 12 * L * C * T(T+1)/2 per row) is printed beside it. --rows full: one document per
+row (the shard's tokens without their EOS), where --attention causal is SDPA with is_causal (its fastest backend).
 
-  python3 bench/train_gpu_torch.py [--shard out/sample/shard-00000.npy] [--micro-batches 1,2,4] [--compile]
+  python3 bench/train_gpu_torch.py [--shard out/sample/shard-00000.npy] [--rows docs|full] [--micro-batches 1,2,4] [--compile]
   python3 bench/train_gpu_torch.py --device cpu --config tiny --seq 256 --steps 2   # smoke test, no GPU
 """
 import argparse
@@ -64,6 +66,8 @@ def make_attention(kind, doc, device):
             return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
 
         return (lambda q, k, v, m: flex(q, k, v, block_mask=m)), (lambda B: create_block_mask(mask_mod, None, None, T, T, device=device))
+    if kind == "causal":  # one document per row: no mask tensor, so SDPA may pick its flash kernel
+        return (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, is_causal=True)), (lambda B: None)
     dense = (doc[:, None] == doc[None, :]) & torch.ones(T, T, dtype=torch.bool, device=device).tril()
     if kind == "sdpa":
         return (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m)), (lambda B: dense)
@@ -80,17 +84,24 @@ def main():
     ap.add_argument("--seq", type=int, default=4096)
     ap.add_argument("--config", default="chuxin-1.6b", choices=sorted(CONFIGS))
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--attention", default="auto", choices=["auto", "flex", "sdpa", "plain"])
+    ap.add_argument("--attention", default="auto", choices=["auto", "flex", "sdpa", "causal", "plain"])
+    ap.add_argument("--rows", default="docs", choices=["docs", "full"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the whole model as well")
     a = ap.parse_args()
     c, T, device = CONFIGS[a.config], a.seq, torch.device(a.device)
     torch.manual_seed(0)
 
     if a.shard:
-        row = np.load(a.shard, mmap_mode="r").reshape(-1)[:T].astype(np.int64)
+        tokens = np.load(a.shard, mmap_mode="r").reshape(-1)
+        row = (tokens[tokens != EOS] if a.rows == "full" else tokens)[:T].astype(np.int64)
     else:
         row = np.array([(t * 7919) % 100000 for t in range(T)], dtype=np.int64)
-        row[299::300] = EOS
+        if a.rows == "docs":
+            row[299::300] = EOS
+    if a.attention == "causal" and a.rows != "full":
+        raise SystemExit("--attention causal ignores documents: use it with --rows full")
+    if a.attention == "causal" and not hasattr(F, "scaled_dot_product_attention"):
+        raise SystemExit(f"--attention causal needs SDPA (PyTorch 2.0 or later; this is {torch.__version__})")
     doc, pos = doc_layout(row)
     pairs = attention_pairs(row)
     kind = a.attention
@@ -136,8 +147,9 @@ def main():
         tokens_per_step = a.accumulate * B * T
         flops = a.accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs)
         mfu = flops / sec / PEAK
+        published = a.accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * T * (T + 1) / 2) / sec / PEAK
         print(f"torch micro-batch {B} x {a.accumulate} per step: {sec:.3f} s/step, {tokens_per_step / sec:.0f} tokens/s, {flops / sec / 1e12:.0f} TFLOP/s, "
-              f"MFU {100 * mfu:.1f}% (loss {loss.item():.4f}) [{name}]")
+              f"MFU {100 * mfu:.1f}% (published convention {100 * published:.1f}%) (loss {loss.item():.4f}) [{name}]")
         if best is None or tokens_per_step / sec > best[1]:
             best = (B, tokens_per_step / sec, mfu)
         del model, opt, step_fn

@@ -7,11 +7,14 @@
  * A step is --accumulate micro-batches of forward + backward, then one global grad norm and AdamW update, as
  * training with gradient accumulation runs; the forward + backward rate alone is printed too.
  * First the per-op profile of a micro-step, with the cuBLASLt GEMMs' TFLOP/s (gpu_op_profile.cpp).
- *   chuxin_gpu_throughput [--shard shard.npy] [--micro-batches 1,2,3,4] [--recompute-micro-batches 8] [--accumulate 8] [--steps 3]
- *                         [--config tiny]
+ *   chuxin_gpu_throughput [--shard shard.npy] [--rows docs|full] [--micro-batches 1,2,3,4] [--recompute-micro-batches 8]
+ *                         [--accumulate 8] [--steps 3] [--config tiny]
  * (--recompute-micro-batches: a second sweep on a fresh model that recomputes each block in backward.)
  * (--config tiny: a 2-layer model with a 512-token vocabulary and 256-token rows, to try the program itself.)
- * With a shard, every row is its first 4096 tokens (the sample build's documents); else documents of 300. */
+ * With a shard, every row is its first 4096 tokens (the build's documents, cut at EOS); else documents of 300.
+ * --rows full: one 4096-token document per row (the shard's tokens without their EOS): plain causal attention.
+ * MFU is given by two conventions: the attention pairs the document mask keeps (above), and the usual published
+ * one, 6 · N_matmul · tokens + 12 · L · C · T(T+1)/2 per row (every causal pair, whatever the documents). */
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,6 +36,26 @@ static double seconds_since(Clock::time_point t0) { return std::chrono::duration
 constexpr double kPeak = 989e12;
 constexpr int kEos = 100001;
 
+/* Documents as the model sees them (split after each EOS and at every row's end), by length: how many, and their
+ * share of the tokens. */
+static void print_length_histogram(const std::string& what, const std::vector<int32_t>& tokens, int T, int eos) {
+  const int edges[] = {128, 512, 2048, 4096};
+  const char* names[] = {"< 128", "128-511", "512-2047", "2048-4095", "4096"};
+  double docs[5] = {0}, share[5] = {0}, total = 0;
+  const size_t n = tokens.size() / (size_t)T * (size_t)T;
+  for (size_t t = 0, begin = 0; t < n; t++)
+    if (tokens[t] == eos || (t + 1) % (size_t)T == 0) {
+      const double len = (double)(t - begin + 1);
+      int b = 0;
+      while (b < 4 && len >= edges[b]) b++;
+      docs[b]++, share[b] += len, total++;
+      begin = t + 1;
+    }
+  std::printf("lengths of %s (%.0f): ", what.c_str(), total);
+  for (int b = 0; b < 5; b++) std::printf("%s%s %.0f (%.1f%% of tokens)", b ? ", " : "", names[b], docs[b], n ? 100 * share[b] / (double)n : 0.0);
+  std::printf("\n");
+}
+
 /* "1,2,4" -> {1, 2, 4} */
 static std::vector<int> parse_list(const char* text) {
   std::vector<int> out;
@@ -48,7 +71,7 @@ int main(int argc, char** argv) {
   std::string shard;
   std::vector<int> micro_batches{1, 2, 3, 4}, recompute_micro_batches;
   int steps = 3, accumulate = 8;
-  bool tiny = false;
+  bool tiny = false, full_rows = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--shard") shard = argv[i + 1];
@@ -57,6 +80,7 @@ int main(int argc, char** argv) {
     else if (a == "--config") tiny = std::string(argv[i + 1]) == "tiny";
     else if (a == "--micro-batches") micro_batches = parse_list(argv[i + 1]);
     else if (a == "--recompute-micro-batches") recompute_micro_batches = parse_list(argv[i + 1]);
+    else if (a == "--rows") full_rows = std::string(argv[i + 1]) == "full";
   }
 #ifdef CX_GPU_CHECK_EMULATED
   setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
@@ -66,12 +90,20 @@ int main(int argc, char** argv) {
   std::vector<int32_t> row(T);
   if (!shard.empty()) {
     std::string err;
-    const auto tokens = read_npy_tokens(shard, &err);
+    auto tokens = read_npy_tokens(shard, &err);
     if (tokens.size() < (size_t)T) {
       std::printf("FAIL %s\n", err.empty() ? "the shard holds less than one sequence" : err.c_str());
       return 1;
     }
+    print_length_histogram("the shard's documents (cut at rows of " + std::to_string(T) + ")", tokens, T, kEos);
+    if (full_rows) tokens.erase(std::remove(tokens.begin(), tokens.end(), kEos), tokens.end());
+    if (tokens.size() < (size_t)T) {
+      std::printf("FAIL the shard holds less than one sequence without its EOS\n");
+      return 1;
+    }
     row.assign(tokens.begin(), tokens.begin() + T);
+  } else if (full_rows) {
+    for (int t = 0; t < T; t++) row[t] = (t * 7919) % 100000;
   } else {
     for (int t = 0, begin = 0; t < T; t++) {
       row[t] = (t * 7919) % 100000;
@@ -95,6 +127,7 @@ int main(int argc, char** argv) {
     }
   std::printf("row: %d tokens, %.0f documents, mean length %.0f, attention pairs %.3g (%.1f%% of causal)\n", T, docs, T / docs, pairs,
               100 * pairs / (T * (T + 1.0) / 2));
+  print_length_histogram("the row's documents", row, T, eos);
   op_profile(ProfileDims{L, C, H, F, V, T}, row, eos);
 
   const double matmul_params = L * (4.0 * C * C + 3.0 * C * F) + (double)V * C;  // blocks + LM head
@@ -148,11 +181,12 @@ int main(int argc, char** argv) {
       // Model FLOPs only: the recomputed forward is not counted, as MFU is defined.
       const double flops = accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * pairs);
       const double mfu = flops / sec / kPeak;
+      const double published = accumulate * B * (6.0 * matmul_params * T + 12.0 * L * C * (T * (T + 1.0) / 2)) / sec / kPeak;
       std::printf("%s, seq %d, micro-batch %d x %d per step%s: %.3f s/step (forward+backward %.3f, grad norm + AdamW %.3f), %.0f tokens/s, "
-                  "%.0f TFLOP/s, MFU %.1f%% (forward+backward alone %.1f%%), %.1f GiB of GPU memory in use (model states %.0f MiB, "
-                  "activations %.0f MiB) (loss %.4f)\n",
+                  "%.0f TFLOP/s, MFU %.1f%% (forward+backward alone %.1f%%; published convention %.1f%%), %.1f GiB of GPU memory in use "
+                  "(model states %.0f MiB, activations %.0f MiB) (loss %.4f)\n",
                   tiny ? "tiny model" : "ChuXin-1.6B", T, B, accumulate, recompute ? " with recomputation" : "", sec, fb, opt, tokens_per_step / sec,
-                  flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, used_gb, states / 1048576.0, activations / 1048576.0,
+                  flops / sec / 1e12, 100 * mfu, 100 * flops / fb / kPeak, 100 * published, used_gb, states / 1048576.0, activations / 1048576.0,
                   loss / std::max<int64_t>(count, 1));
       if (tokens_per_step / sec > best_tps) {
         best_tps = tokens_per_step / sec;
@@ -163,7 +197,7 @@ int main(int argc, char** argv) {
     cx_model_free(m);
   }
   if (best_mb == 0) return 1;
-  std::printf("ours best: micro-batch %d x %d per step%s, %.0f tokens/s, MFU %.1f%%\n", std::abs(best_mb), accumulate,
-              best_mb < 0 ? " with recomputation" : "", best_tps, 100 * best_mfu);
+  std::printf("ours best: micro-batch %d x %d per step%s, %.0f tokens/s, MFU %.1f%%%s\n", std::abs(best_mb), accumulate,
+              best_mb < 0 ? " with recomputation" : "", best_tps, 100 * best_mfu, full_rows ? " (full rows)" : "");
   return 0;
 }

@@ -6,10 +6,13 @@
 #      the tiny model's loss curve on the sample shard, GPU vs CPU;
 #   2. chuxin_nccl_data_parallel: data parallelism over NCCL (native/bench/nccl_data_parallel.cpp): on one GPU every
 #      path at world size 1 against the plain step (losses, norms, the cost in tokens/s); with several GPUs, scaling;
-#   3. bench/train-gpu.sh: chuxin_gpu_throughput (ChuXin-1.6B at sequence 4096, whole training steps, tokens/s
-#      and MFU) and bench/train_gpu_torch.py (the same model, row and formula in PyTorch on the same card) → ratio.
-# Run from the repository root, with the sample build's shard carried along:
-#   run(command="bash native/test/gpu-check.sh", carry=["out/sample/shard-00000.npy"], timeout_s=540)
+#   3. bench/train-gpu.sh (mix a, the sample shard's rows): chuxin_gpu_throughput (ChuXin-1.6B at sequence 4096,
+#      whole training steps, tokens/s and MFU) and bench/train_gpu_torch.py (the same model, row and formulas in
+#      PyTorch on the same card) → ratio.
+# Run from the repository root, with the sample build's shard carried along (and the length mix's, for
+# bench/train-gpu.sh --mix b in a later call; build both with `chuxin-data build recipes/<name>.yaml --out out/<name>`):
+#   run(command="bash native/test/gpu-check.sh", carry=["out/sample/shard-00000.npy", "out/length-mix/shard-00000.npy"], timeout_s=540)
+#   run(command="bash bench/train-gpu.sh --mix b && bash bench/train-gpu.sh --mix c out/sample/shard-00000.npy", ...)
 # Logs go to $OUT (or /tmp). --no-throughput stops after step 2; --nccl-only builds and runs step 2 alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,5 +64,5 @@ fi
 nccl_check
 [ "${1:-}" = "--no-throughput" ] && exit $status
 bash ../bench/train-gpu.sh ${shard:+"$shard"} || status=1
-grep -h -E "passed|ours best|costs .* of tokens/s|over NCCL" "$out/gpu-check.log" "$out/gpu-nccl.log" "$out/gpu-throughput.log" 2>/dev/null  # the ratio is printed just above
+grep -h -E "passed|ours best|costs .* of tokens/s|over NCCL" "$out/gpu-check.log" "$out/gpu-nccl.log" "$out/gpu-throughput-a.log" 2>/dev/null  # the ratio is printed just above
 exit $status

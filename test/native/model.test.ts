@@ -55,6 +55,12 @@ describe("native model (CPU backend)", () => {
     assert.match(r.stdout, /tiny model, seq 256, micro-batch 2 x 2 per step: .* tokens\/s/);
     assert.match(r.stdout, /tiny model, seq 256, micro-batch 2 x 2 per step with recomputation: .* tokens\/s/);
     assert.match(r.stdout, /^ours best: micro-batch \d x 2 per step( with recomputation)?, \d+ tokens\/s/m);
+    assert.match(r.stdout, /MFU [\d.]+% \(forward\+backward alone [\d.]+%; published convention [\d.]+%\)/);
+    // Mix c of the GPU benchmark: one document per row, every causal pair.
+    const full = spawnSync(throughput, ["--config", "tiny", "--rows", "full", "--micro-batches", "1", "--accumulate", "1", "--steps", "1"], { encoding: "utf8" });
+    assert.equal(full.status, 0, full.stdout + full.stderr);
+    assert.match(full.stdout, /^row: 256 tokens, 1 documents, mean length 256, .* \(100\.0% of causal\)$/m);
+    assert.match(full.stdout, /^ours best: .* \(full rows\)$/m);
   });
 
   it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {
