@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 t0=$(date +%s)
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCHUXIN_CUDA=ON -DCHUXIN_TESTS=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DCHUXIN_CUDA_GENCODE="-gencode arch=compute_90a,code=sm_90a" \
   > "$out/gpu-cmake.log" 2>&1 || { tail -30 "$out/gpu-cmake.log"; exit 1; }
-cmake --build build-gpu --target chuxin_gpu_check chuxin_gpu_throughput chuxin_nccl_data_parallel -j 16 > "$out/gpu-build.log" 2>&1 || { grep -E "error" -A3 "$out/gpu-build.log" | head -60; exit 1; }
+cmake --build build-gpu --target chuxin_gpu_check chuxin_gpu_throughput chuxin_nccl_data_parallel chuxin_attention_bench -j 16 > "$out/gpu-build.log" 2>&1 || { grep -E "error" -A3 "$out/gpu-build.log" | head -60; exit 1; }
 grep -E "spill stores" "$out/gpu-build.log" | grep -v " 0 bytes spill stores" | head -5
 echo "built in $(( $(date +%s) - t0 )) s"
 

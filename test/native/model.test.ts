@@ -63,6 +63,15 @@ describe("native model (CPU backend)", () => {
     assert.match(full.stdout, /^ours best: .* \(full rows\)$/m);
   });
 
+  const attentionBench = join(repoRoot, "native", "build", "chuxin_attention_bench_emulated");
+  it("runs the attention benchmark's logic under the CPU emulation (small shapes; its timings mean nothing)", { skip: !existsSync(attentionBench) && "built only where the CUDA headers are" }, () => {
+    const r = spawnSync(attentionBench, ["--tokens", "256", "--heads", "2", "--lengths", "32,256"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^cuda attention, 256 tokens, 2 heads of 64, bf16/m);
+    assert.match(r.stdout, /^\| 32 \| 8 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$/m);
+    assert.match(r.stdout, /^\| 256 \| 1 \| /m);
+  });
+
   it("schedules the fused attention's tiles and searches for cuBLASLt correctly (CUDA host logic, no GPU needed)", () => {
     const r = spawnSync(join(repoRoot, "native", "build", "chuxin_cuda_host_test"), { encoding: "utf8" });
     assert.equal(r.status, 0, r.stdout + r.stderr);
