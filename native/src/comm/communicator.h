@@ -75,6 +75,8 @@ class Communicator {
   virtual void reduce_scatter(float* data, const std::vector<size_t>& counts) = 0;
   /* In place over data[sum(counts)]: every rank's piece (laid out as above) copied to every rank. */
   virtual void all_gather(float* data, const std::vector<size_t>& counts) = 0;
+  /* The same over 16-bit elements (a bf16 compute copy of the weights). */
+  virtual void all_gather_bf16(uint16_t* data, const std::vector<size_t>& counts) = 0;
   virtual void all_reduce(float* data, size_t n) = 0;
   /* Host values (counts, losses, norms): summed in double. */
   virtual void all_reduce_host(double* data, size_t n) = 0;

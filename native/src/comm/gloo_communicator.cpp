@@ -77,6 +77,9 @@ class GlooCommunicator : public Communicator {
   void all_gather(float* data, const std::vector<size_t>& counts) override {
     ordered([&] { all_gather_now(data, counts); });
   }
+  void all_gather_bf16(uint16_t* data, const std::vector<size_t>& counts) override {
+    ordered([&] { all_gather_now(data, counts); });
+  }
 
   void all_reduce(float* data, size_t n) override {
     ordered([&] { reduce_sum(data, n); });
@@ -129,12 +132,13 @@ class GlooCommunicator : public Communicator {
     }
   }
 
-  void all_gather_now(float* data, const std::vector<size_t>& counts) {
+  template <typename T>
+  void all_gather_now(T* data, const std::vector<size_t>& counts) {
     if (world_ == 1) return;
     size_t offset = 0;
     for (int r = 0; r < rank_; r++) offset += counts[(size_t)r];
     // allgatherv reads its input while it writes the output: give it a copy of this rank's piece.
-    std::vector<float> mine(data + offset, data + offset + counts[(size_t)rank_]);
+    std::vector<T> mine(data + offset, data + offset + counts[(size_t)rank_]);
     gloo::AllgathervOptions opts(context_);
     opts.setInput(mine.data(), mine.size());
     opts.setOutput(data, counts);

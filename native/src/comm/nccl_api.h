@@ -18,7 +18,7 @@ struct UniqueId {
   char internal[kUniqueIdBytes];
 };
 using DataType = int;  // ncclDataType_t
-constexpr DataType kUint8 = 1, kFloat32 = 7, kFloat64 = 8;
+constexpr DataType kUint8 = 1, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9;
 using RedOp = int;  // ncclRedOp_t
 constexpr RedOp kSum = 0;
 

@@ -97,28 +97,8 @@ class NcclCommunicator : public Communicator {
     });
   }
 
-  void all_gather(float* data, const std::vector<size_t>& counts) override {
-    ordered([&] {
-      on_device("all-gather");
-      size_t q = 0, rem = 0;
-      group([&] {
-        if (even_split(counts, &q, &rem)) {
-          if (q > 0) check(api_->all_gather(data + (size_t)rank_ * q, data, q, nccl::kFloat32, comm_, stream_), "all-gather");
-          if (rem > 0) {
-            float* tail = data + (size_t)world_ * q;
-            check(api_->broadcast(tail, tail, rem, nccl::kFloat32, world_ - 1, comm_, stream_), "all-gather (remainder)");
-          }
-          return;
-        }
-        size_t offset = 0;
-        for (int root = 0; root < world_; root++) {
-          const size_t n = counts[(size_t)root];
-          if (n > 0) check(api_->broadcast(data + offset, data + offset, n, nccl::kFloat32, root, comm_, stream_), "all-gather");
-          offset += n;
-        }
-      });
-    });
-  }
+  void all_gather(float* data, const std::vector<size_t>& counts) override { gather(data, counts, nccl::kFloat32); }
+  void all_gather_bf16(uint16_t* data, const std::vector<size_t>& counts) override { gather(data, counts, nccl::kBfloat16); }
 
   void all_reduce(float* data, size_t n) override {
     ordered([&] {
@@ -159,6 +139,30 @@ class NcclCommunicator : public Communicator {
     if (counts[(size_t)world_ - 1] < *q) return false;
     *rem = counts[(size_t)world_ - 1] - *q;
     return true;
+  }
+
+  template <typename T>
+  void gather(T* data, const std::vector<size_t>& counts, nccl::DataType type) {
+    ordered([&] {
+      on_device("all-gather");
+      size_t q = 0, rem = 0;
+      group([&] {
+        if (even_split(counts, &q, &rem)) {
+          if (q > 0) check(api_->all_gather(data + (size_t)rank_ * q, data, q, type, comm_, stream_), "all-gather");
+          if (rem > 0) {
+            T* tail = data + (size_t)world_ * q;
+            check(api_->broadcast(tail, tail, rem, type, world_ - 1, comm_, stream_), "all-gather (remainder)");
+          }
+          return;
+        }
+        size_t offset = 0;
+        for (int root = 0; root < world_; root++) {
+          const size_t n = counts[(size_t)root];
+          if (n > 0) check(api_->broadcast(data + offset, data + offset, n, type, root, comm_, stream_), "all-gather");
+          offset += n;
+        }
+      });
+    });
   }
 
   template <typename F>

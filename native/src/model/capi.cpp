@@ -132,6 +132,7 @@ int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->get_moments(kind, i, dst);
+    if (m->dp && kind == CX_PARAM) m->dp->ensure_masters_whole();  // collective while other ranks' pieces are out of date
     m->be->download(dst, m->slice(tensor_array(m, kind), i), m->tensors[(size_t)i].size());
   });
 }
@@ -140,6 +141,8 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
   return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->set_moments(kind, i, src);
+    // The compute copy is rederived from every master weight next: those of other tensors must be whole too.
+    if (m->dp && kind == CX_PARAM) m->dp->ensure_masters_whole();
     m->be->upload(m->slice(tensor_array(m, kind), i), src, m->tensors[(size_t)i].size());
     if (kind == CX_PARAM) m->compute_precision = -1;
   });
@@ -278,6 +281,7 @@ int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
+    m->dp->ensure_masters_whole();
     // FNV-1a over the fp32 master weights' bit patterns, a value at a time (any flipped bit changes it).
     uint64_t h = 1469598103934665603ull;
     std::vector<float> host;

@@ -20,6 +20,7 @@ DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m
   auto range = [&](int first, int last) {
     const TensorInfo &a = m.tensors[(size_t)first], &b = m.tensors[(size_t)last];
     GradientBucket g;
+    g.first_tensor = first, g.last_tensor = last;
     g.begin = a.offset, g.end = b.offset + b.size();
     return g;
   };
@@ -173,14 +174,65 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   }
   // Under NCCL the gather runs at world size 1 too, so one GPU exercises every path a run of many does.
   if (zero_ == 1 && (comm_->world() > 1 || comm_->stream_ordered())) {
-    comm_->in_turn(comm_->take_ticket(), [&] {
-      comm_->follow(be->stream());  // after this rank's AdamW kernels
-      for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
-      comm_->synchronize();
-    });
-    m_.compute_precision = -1;  // rederived from the gathered master weights at the next forward
+    if (m_.compute_precision >= 0) {
+      gather_compute_copy();
+      masters_stale_ = comm_->world() > 1;
+    } else {
+      gather_masters();  // no compute copy yet: AdamW wrote the master pieces alone
+    }
   }
   return norm;
+}
+
+size_t DataParallel::compute_begin(const GradientBucket& g) const { return m_.tensors[(size_t)g.first_tensor].compute_offset; }
+
+std::vector<size_t> DataParallel::compute_counts(const GradientBucket& g) const {
+  // Where flat element x of the bucket sits in the compute copy; a piece runs to the next piece's start, so the
+  // padding between two tensors goes with the piece before it (its values are never read).
+  auto position = [&](size_t x) {
+    for (int i = g.first_tensor; i <= g.last_tensor; i++) {
+      const TensorInfo& t = m_.tensors[(size_t)i];
+      if (x < t.offset + t.size()) return t.compute_offset + (x - t.offset);
+    }
+    const TensorInfo& last = m_.tensors[(size_t)g.last_tensor];
+    return last.compute_offset + last.size();
+  };
+  std::vector<size_t> counts;
+  size_t at = g.begin, from = position(at);
+  for (size_t n : g.counts) {
+    at += n;
+    const size_t to = position(at);
+    counts.push_back(to - from);
+    from = to;
+  }
+  return counts;
+}
+
+void DataParallel::gather_compute_copy() {
+  comm_->in_turn(comm_->take_ticket(), [&] {
+    comm_->follow(m_.be->stream());  // after this rank's AdamW kernels
+    for (const GradientBucket& g : buckets_) {
+      const cx::Tensor at = m_.compute.t + (int64_t)compute_begin(g);
+      if (at.dtype == DType::BF16) comm_->all_gather_bf16(static_cast<uint16_t*>(at.data), compute_counts(g));
+      else comm_->all_gather(at.f32(), compute_counts(g));
+    }
+    comm_->synchronize();
+  });
+}
+
+void DataParallel::gather_masters() {
+  comm_->in_turn(comm_->take_ticket(), [&] {
+    comm_->follow(m_.be->stream());
+    for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
+    comm_->synchronize();
+  });
+  // The compute copy, where there is one, already holds these weights rounded (each rank rounded its own pieces).
+}
+
+void DataParallel::ensure_masters_whole() {
+  if (!masters_stale_) return;
+  gather_masters();
+  masters_stale_ = false;
 }
 
 void DataParallel::get_moments(int kind, int tensor, float* dst) {

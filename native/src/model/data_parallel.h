@@ -4,7 +4,10 @@
  * finishes them), on a communication thread while the backward goes on; AdamW then runs on this rank's share.
  *   ZeRO-1 (zero = 1): each bucket is split into one contiguous piece per rank; gradients are reduce-scattered,
  *     this rank keeps the AdamW moments of its pieces only (1/R of them), updates its pieces of the fp32 master
- *     weights, and the updated pieces are all-gathered; the compute copy is then rederived on every rank.
+ *     weights and of the compute copy (bf16 in a bf16 run on the GPU), and the compute copy's pieces are
+ *     all-gathered: 2 bytes a parameter instead of 4. The other ranks' master pieces are then out of date here
+ *     until something needs them whole (a checkpoint, the replica check, setting a tensor): ensure_masters_whole
+ *     gathers them then, in fp32.
  *   zero = 0: gradients are all-reduced and every rank runs the whole AdamW step (the plain DDP baseline).
  * Global-norm clipping sums the squares of every rank's pieces, so it sees the whole gradient. */
 #include <condition_variable>
@@ -21,6 +24,7 @@ struct cx_model;
 namespace cxm {
 
 struct GradientBucket {
+  int first_tensor = 0, last_tensor = 0;
   size_t begin = 0, end = 0;         // in elements of the flat fp32 arrays
   std::vector<size_t> counts;        // each rank's piece, in rank order
   size_t own_begin = 0, own_end = 0; // this rank's piece
@@ -49,10 +53,20 @@ class DataParallel {
   /* A tensor's moments gathered from every rank (collective under ZeRO-1), or stored into this rank's share. */
   void get_moments(int kind, int tensor, float* dst);
   void set_moments(int kind, int tensor, const float* src);
+  /* Whether other ranks' pieces of the fp32 master weights are out of date on this rank (ZeRO-1, several ranks). */
+  bool masters_stale() const { return masters_stale_; }
+  /* Collective: the fp32 master weights gathered whole on every rank, when they are out of date. */
+  void ensure_masters_whole();
 
  private:
   void enqueue(int k);
   void reduce(int k);  // bucket k's collective
+  /* Bucket g's pieces in the compute copy (each tensor 256-byte aligned there): where they start, and their
+   * lengths in rank order. */
+  size_t compute_begin(const GradientBucket& g) const;
+  std::vector<size_t> compute_counts(const GradientBucket& g) const;
+  void gather_compute_copy();
+  void gather_masters();
   void wait_reduced();
   void worker();
 
@@ -62,6 +76,7 @@ class DataParallel {
   size_t owned_ = 0;
   std::vector<GradientBucket> buckets_;
   bool overlap_next_ = false, overlap_this_ = false;
+  bool masters_stale_ = false;
   // The communication thread and its queue of buckets to reduce.
   std::thread thread_;
   std::mutex mu_;

@@ -155,6 +155,10 @@ void layout_compute_weights(cx_model& m, int precision, const char* hint) {
 
 void ensure_compute_weights(cx_model& m, int precision) {
   if (m.compute_precision == precision) return;
+  // Rederiving reads every master weight; a collective gather cannot start here, where one rank may run alone.
+  if (m.dp && m.dp->masters_stale())
+    fail(CX_INVALID_ARGUMENT, "the fp32 master weights are sharded over the ranks since the last step (ZeRO-1), and a run at another precision "
+                              "needs them whole: read them first on every rank (a checkpoint does), or keep the training run's precision");
   m.compute_precision = -1;  // until every tensor is rewritten
   layout_compute_weights(m, precision, "the model's compute copy does not fit this device");
   for (size_t i = 0; i < m.tensors.size(); i++)

@@ -27,7 +27,7 @@ namespace {
 
 // nccl.h's values (src/comm/nccl_api.h declares the same slice).
 enum Result { kSuccess = 0, kSystemError = 2, kInvalidArgument = 4 };
-enum DataType { kUint8 = 1, kFloat32 = 7, kFloat64 = 8 };
+enum DataType { kUint8 = 1, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9 };
 constexpr int kSum = 0;
 struct UniqueId {
   char internal[128];
@@ -39,7 +39,7 @@ struct Comm {
   std::shared_ptr<gloo::rendezvous::Context> context;
 };
 
-size_t size_of(int type) { return type == kFloat64 ? 8 : type == kFloat32 ? 4 : 1; }
+size_t size_of(int type) { return type == kFloat64 ? 8 : type == kFloat32 ? 4 : type == kBfloat16 ? 2 : 1; }
 
 template <typename T>
 void sum_into(void* data, size_t n, Comm* c) {
@@ -155,19 +155,21 @@ int ncclReduceScatter(const void* send, void* recv, size_t recv_count, int type,
 }
 
 int ncclAllGather(const void* send, void* recv, size_t send_count, int type, Comm* c, void*) {
-  if (type != kFloat32 || !c) return kInvalidArgument;
-  std::vector<float> mine(static_cast<const float*>(send), static_cast<const float*>(send) + send_count);
-  if (c->world == 1) return std::memmove(recv, mine.data(), send_count * 4), kSuccess;
+  if ((type != kFloat32 && type != kBfloat16) || !c) return kInvalidArgument;
+  // Copies only: gathered as bytes.
+  const size_t bytes = send_count * size_of(type);
+  std::vector<uint8_t> mine(static_cast<const uint8_t*>(send), static_cast<const uint8_t*>(send) + bytes);
+  if (c->world == 1) return std::memmove(recv, mine.data(), bytes), kSuccess;
   return run(c, [&] {
     gloo::AllgatherOptions o(c->context);
     o.setInput(mine.data(), mine.size());
-    o.setOutput(static_cast<float*>(recv), send_count * (size_t)c->world);
+    o.setOutput(static_cast<uint8_t*>(recv), bytes * (size_t)c->world);
     gloo::allgather(o);
   });
 }
 
 int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root, Comm* c, void*) {
-  if (!c || root < 0 || root >= c->world || (type != kUint8 && type != kFloat32 && type != kFloat64)) return kInvalidArgument;
+  if (!c || root < 0 || root >= c->world || (type != kUint8 && type != kFloat32 && type != kFloat64 && type != kBfloat16)) return kInvalidArgument;
   const size_t bytes = count * size_of(type);
   if (c->rank == root && send != recv) std::memmove(recv, send, bytes);
   return run(c, [&] {
