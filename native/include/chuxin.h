@@ -141,14 +141,17 @@ int cx_comm_broadcast_host(cx_comm* comm, void* data, size_t bytes, int root, cx
 int cx_comm_barrier(cx_comm* comm, cx_status* status);
 
 /* Attaches the model to comm (which must outlive it). zero 1: ZeRO-1 (gradients reduce-scattered, this rank
- * keeps 1/R of the AdamW moments, updated weights all-gathered); zero 0: gradients all-reduced. The moments are
- * zeroed: attach before loading optimizer state. Then cx_clip_adamw_step reduces and steps collectively, and
- * cx_tensor_get of CX_ADAM_M / CX_ADAM_V is collective (gathered) while cx_tensor_set stores this rank's share. */
+ * keeps 1/R of the AdamW moments and, from the first step on, of the fp32 master weights; the updated compute
+ * weights all-gathered); zero 0: gradients all-reduced. The moments are zeroed: attach before loading optimizer
+ * state, and set the weights before the first step. Then cx_clip_adamw_step reduces and steps collectively, and
+ * cx_tensor_get of CX_ADAM_M / CX_ADAM_V (and of CX_PARAM once sharded) is collective (gathered) while
+ * cx_tensor_set of the moments stores this rank's share. */
 int cx_model_data_parallel(cx_model* model, cx_comm* comm, int zero, cx_status* status);
-/* The next cx_forward_backward (the step's last micro-batch) reduces each gradient bucket on a communication
- * thread as soon as the backward has finished it, overlapping the rest of the backward. */
+/* The next cx_forward_backward (the step's last micro-batch) reduces each gradient bucket as soon as the backward
+ * has finished it (on a communication thread, or queued on NCCL's stream), overlapping the rest of the backward. */
 int cx_model_reduce_on_next_backward(cx_model* model, cx_status* status);
-/* Collective: whether every rank holds the same fp32 weights, bit for bit; digest: this rank's 64-bit hash of them. */
+/* Collective: whether every rank holds the same weights, bit for bit (the fp32 masters, or the compute copy once the
+ * masters are sharded); digest: this rank's 64-bit hash of them. */
 int cx_model_replicas_identical(cx_model* model, int* identical, uint64_t* digest, cx_status* status);
 
 /* ---- Tokenizer: byte-level BPE over the subset of tokenizer.json the DeepSeek LLM file uses (src/tokenizer/spec.ts

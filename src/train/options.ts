@@ -61,7 +61,7 @@ export const trainConfigSchema = z.strictObject({
     onResume: "new",
   }),
   zero: option(z.number().int().min(0).max(1).default(1), {
-    describe: "with several ranks: 1 shards the AdamW moments over the ranks (ZeRO-1: gradients reduce-scattered, weights all-gathered); 0 all-reduces the gradients and every rank steps the whole model",
+    describe: "with several ranks: 1 shards the AdamW moments and fp32 master weights over the ranks (ZeRO-1: gradients reduce-scattered, the compute weights all-gathered); 0 all-reduces the gradients and every rank steps the whole model",
     onResume: "new",
   }),
   overlap: option(z.boolean().default(true), {

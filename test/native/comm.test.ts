@@ -30,7 +30,8 @@ describe("communicator (gloo)", () => {
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const summary = r.stdout.match(/^(\d+) passed, (\d+) failed$/m);
     assert.ok(summary && Number(summary[1]) > 0 && summary[2] === "0", r.stdout);
-    assert.match(r.stdout, /^ok +3 rank\(s\) through NCCL, ZeRO-1, overlapped follows 1 rank/m);
+    assert.match(r.stdout, /^ok +fp32, 3 rank\(s\) through NCCL, ZeRO-1, overlapped follows 1 rank/m);
+    assert.match(r.stdout, /^ok +bf16, 3 rank\(s\) through NCCL, ZeRO-1, overlapped follows 1 rank/m);
     assert.match(r.stdout, /^ok +nccl: a peer that leaves fails the next collective/m);
   });
 

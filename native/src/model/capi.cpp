@@ -24,6 +24,9 @@ static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
   }
 }
 
+static const char* const kShardedMasters =
+    "each rank holds only its share of the fp32 master weights since the first step (ZeRO-1); set the weights before training starts";
+
 /* Every call on a model runs with its device current: Node calls it from any thread of its pool, and the current
  * CUDA device is per thread (a rank on cuda:3 would otherwise queue its kernels on device 0). */
 template <typename F>
@@ -90,6 +93,7 @@ const char* cx_model_backend(const cx_model* model) { return model->be->name(); 
 
 int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
   return guarded_on(m, status, [&] {
+    if (m->dp && m->dp->masters_sharded()) fail(CX_INVALID_ARGUMENT, "%s", kShardedMasters);
     // Tensors are generated in parallel, a group of about 2^28 values (1 GiB) at a time, then uploaded in order:
     // host memory stays bounded, and the values do not depend on the thread count.
     const size_t workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
@@ -132,7 +136,7 @@ int cx_tensor_get(cx_model* m, int kind, int i, float* dst, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->get_moments(kind, i, dst);
-    if (m->dp && kind == CX_PARAM) m->dp->ensure_masters_whole();  // collective while other ranks' pieces are out of date
+    if (m->dp && kind == CX_PARAM && m->dp->masters_sharded()) return m->dp->get_params(i, dst);  // collective
     m->be->download(dst, m->slice(tensor_array(m, kind), i), m->tensors[(size_t)i].size());
   });
 }
@@ -141,8 +145,7 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
   return guarded_on(m, status, [&] {
     if (i < 0 || i >= (int)m->tensors.size()) fail(CX_INVALID_ARGUMENT, "tensor index %d out of range", i);
     if (m->dp && (kind == CX_ADAM_M || kind == CX_ADAM_V)) return m->dp->set_moments(kind, i, src);
-    // The compute copy is rederived from every master weight next: those of other tensors must be whole too.
-    if (m->dp && kind == CX_PARAM) m->dp->ensure_masters_whole();
+    if (m->dp && kind == CX_PARAM && m->dp->masters_sharded()) fail(CX_INVALID_ARGUMENT, "%s", kShardedMasters);
     m->be->upload(m->slice(tensor_array(m, kind), i), src, m->tensors[(size_t)i].size());
     if (kind == CX_PARAM) m->compute_precision = -1;
   });
@@ -281,13 +284,14 @@ int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
-    m->dp->ensure_masters_whole();
-    // FNV-1a over the fp32 master weights' bit patterns, a value at a time (any flipped bit changes it).
+    // FNV-1a over the weights' bit patterns, a value at a time (any flipped bit changes it): the fp32 masters, or
+    // once they are sharded the compute copy, which every rank holds whole.
     uint64_t h = 1469598103934665603ull;
     std::vector<float> host;
     for (size_t i = 0; i < m->tensors.size(); i++) {
       host.resize(m->tensors[i].size());
-      m->be->download(host.data(), m->slice(m->params, (int)i), host.size());
+      if (m->dp->masters_sharded()) m->be->download_values(host.data(), m->W((int)i), host.size());
+      else m->be->download(host.data(), m->slice(m->params, (int)i), host.size());
       for (float v : host) {
         uint32_t bits;
         std::memcpy(&bits, &v, sizeof bits);
@@ -306,6 +310,7 @@ int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, c
 void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
   size_t s = 0, a = 0;
   for (const Buffer* b : {&m->params, &m->compute, &m->grads, &m->adam_m, &m->adam_v}) s += b->bytes();
+  if (m->dp) s += m->dp->state_bytes();
   // Every activation buffer (the plan's list; its sizes do not matter here), as held now.
   for (const ActivationBuffer& buffer : activation_plan(m->cfg, 1, DType::F32, 1)) a += (m->*buffer.buffer).bytes();
   a += m->rows.bytes();

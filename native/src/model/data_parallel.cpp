@@ -167,7 +167,7 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
       const bool decays = t.decay || (hp.decay_embeddings && i == 0);
       p.weight_decay = decays ? hp.weight_decay : 0.f;
       const int64_t within = (int64_t)(lo - t.offset), moment = (int64_t)(g.moment_offset + (lo - g.own_begin));
-      const cx::Tensor param = m_.params.t + (int64_t)lo;
+      const cx::Tensor param = sharded_ ? masters_->t + moment : m_.params.t + (int64_t)lo;
       const cx::Tensor compute = m_.compute_precision < 0 ? param : m_.W((int)i) + within;
       be->adamw(param, compute, m_.grads.t + (int64_t)lo, m_.adam_m.t + moment, m_.adam_v.t + moment, hi - lo, p, bf);
     }
@@ -176,13 +176,50 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   if (zero_ == 1 && (comm_->world() > 1 || comm_->stream_ordered())) {
     if (m_.compute_precision >= 0) {
       gather_compute_copy();
-      masters_stale_ = comm_->world() > 1;
+      if (!sharded_) shard_masters();
     } else {
       gather_masters();  // no compute copy yet: AdamW wrote the master pieces alone
     }
   }
+  gathered_.reset();  // a checkpoint's gathered bucket is stale now, and its memory is the next step's
+  gathered_bucket_ = -1;
   return norm;
 }
+
+void DataParallel::shard_masters() {
+  // This rank's pieces, in the order of its moments; then the whole array goes.
+  masters_.reset(new Buffer());
+  masters_->ensure(m_.be.get(), std::max<size_t>(owned_, 1), DType::F32, "fp32 master weights (this rank's share)");
+  for (const GradientBucket& g : buckets_)
+    if (g.own_end > g.own_begin)
+      m_.be->copy_round(masters_->t + (int64_t)g.moment_offset, m_.params.t + (int64_t)g.own_begin, g.own_end - g.own_begin, false);
+  m_.params.reset();
+  sharded_ = true;
+}
+
+void DataParallel::get_params(int tensor, float* dst) {
+  const TensorInfo& t = m_.tensors[(size_t)tensor];
+  int k = 0;
+  while (!(buckets_[(size_t)k].begin <= t.offset && t.offset < buckets_[(size_t)k].end)) k++;
+  const GradientBucket& g = buckets_[(size_t)k];
+  if (gathered_bucket_ != k) {
+    // Every rank calls this for the same tensors in the same order (a checkpoint reads them all), so each bucket
+    // is gathered once per checkpoint: this rank's pieces into place, then NCCL's or gloo's all-gather, in fp32.
+    if (!gathered_) gathered_.reset(new Buffer());
+    gathered_->ensure(m_.be.get(), g.end - g.begin, DType::F32, "a gathered bucket of fp32 master weights");
+    if (g.own_end > g.own_begin)
+      m_.be->copy_round(gathered_->t + (int64_t)(g.own_begin - g.begin), masters_->t + (int64_t)g.moment_offset, g.own_end - g.own_begin, false);
+    comm_->in_turn(comm_->take_ticket(), [&] {
+      comm_->follow(m_.be->stream());
+      comm_->all_gather(gathered_->t.f32(), g.counts);
+      comm_->synchronize();
+    });
+    gathered_bucket_ = k;
+  }
+  m_.be->download(dst, gathered_->t + (int64_t)(t.offset - g.begin), t.size());
+}
+
+size_t DataParallel::state_bytes() const { return (masters_ ? masters_->bytes() : 0) + (gathered_ ? gathered_->bytes() : 0); }
 
 size_t DataParallel::compute_begin(const GradientBucket& g) const { return m_.tensors[(size_t)g.first_tensor].compute_offset; }
 
@@ -227,12 +264,6 @@ void DataParallel::gather_masters() {
     comm_->synchronize();
   });
   // The compute copy, where there is one, already holds these weights rounded (each rank rounded its own pieces).
-}
-
-void DataParallel::ensure_masters_whole() {
-  if (!masters_stale_) return;
-  gather_masters();
-  masters_stale_ = false;
 }
 
 void DataParallel::get_moments(int kind, int tensor, float* dst) {

@@ -5,13 +5,14 @@
  *   ZeRO-1 (zero = 1): each bucket is split into one contiguous piece per rank; gradients are reduce-scattered,
  *     this rank keeps the AdamW moments of its pieces only (1/R of them), updates its pieces of the fp32 master
  *     weights and of the compute copy (bf16 in a bf16 run on the GPU), and the compute copy's pieces are
- *     all-gathered: 2 bytes a parameter instead of 4. The other ranks' master pieces are then out of date here
- *     until something needs them whole (a checkpoint, the replica check, setting a tensor): ensure_masters_whole
- *     gathers them then, in fp32.
+ *     all-gathered: 2 bytes a parameter instead of 4. From that first step on this rank keeps only its pieces of
+ *     the fp32 master weights too (laid out as its moments are): the whole array is freed, and a checkpoint reads a
+ *     tensor by gathering its bucket, in fp32 (get_params).
  *   zero = 0: gradients are all-reduced and every rank runs the whole AdamW step (the plain DDP baseline).
  * Global-norm clipping sums the squares of every rank's pieces, so it sees the whole gradient. */
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,6 +23,8 @@
 struct cx_model;
 
 namespace cxm {
+
+struct Buffer;  // model.h
 
 struct GradientBucket {
   int first_tensor = 0, last_tensor = 0;
@@ -53,10 +56,12 @@ class DataParallel {
   /* A tensor's moments gathered from every rank (collective under ZeRO-1), or stored into this rank's share. */
   void get_moments(int kind, int tensor, float* dst);
   void set_moments(int kind, int tensor, const float* src);
-  /* Whether other ranks' pieces of the fp32 master weights are out of date on this rank (ZeRO-1, several ranks). */
-  bool masters_stale() const { return masters_stale_; }
-  /* Collective: the fp32 master weights gathered whole on every rank, when they are out of date. */
-  void ensure_masters_whole();
+  /* Whether this rank holds only its pieces of the fp32 master weights (ZeRO-1, from the first step on). */
+  bool masters_sharded() const { return sharded_; }
+  /* Collective while sharded: tensor i's fp32 master weights, whole (its bucket gathered, kept until the next step). */
+  void get_params(int tensor, float* dst);
+  /* Backend memory this holds (the sharded masters, a gathered bucket), for cx_model_memory. */
+  size_t state_bytes() const;
 
  private:
   void enqueue(int k);
@@ -67,6 +72,7 @@ class DataParallel {
   std::vector<size_t> compute_counts(const GradientBucket& g) const;
   void gather_compute_copy();
   void gather_masters();
+  void shard_masters();
   void wait_reduced();
   void worker();
 
@@ -76,7 +82,10 @@ class DataParallel {
   size_t owned_ = 0;
   std::vector<GradientBucket> buckets_;
   bool overlap_next_ = false, overlap_this_ = false;
-  bool masters_stale_ = false;
+  bool sharded_ = false;
+  // This rank's pieces of the fp32 master weights once sharded; one bucket gathered whole for reading.
+  std::unique_ptr<Buffer> masters_, gathered_;
+  int gathered_bucket_ = -1;
   // The communication thread and its queue of buckets to reduce.
   std::thread thread_;
   std::mutex mu_;

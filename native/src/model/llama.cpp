@@ -156,9 +156,9 @@ void layout_compute_weights(cx_model& m, int precision, const char* hint) {
 void ensure_compute_weights(cx_model& m, int precision) {
   if (m.compute_precision == precision) return;
   // Rederiving reads every master weight; a collective gather cannot start here, where one rank may run alone.
-  if (m.dp && m.dp->masters_stale())
-    fail(CX_INVALID_ARGUMENT, "the fp32 master weights are sharded over the ranks since the last step (ZeRO-1), and a run at another precision "
-                              "needs them whole: read them first on every rank (a checkpoint does), or keep the training run's precision");
+  if (m.dp && m.dp->masters_sharded())
+    fail(CX_INVALID_ARGUMENT, "each rank holds only its share of the fp32 master weights since the first step (ZeRO-1), and a run at another "
+                              "precision needs them whole: keep the training run's precision, or load a checkpoint into a model of its own");
   m.compute_precision = -1;  // until every tensor is rewritten
   layout_compute_weights(m, precision, "the model's compute copy does not fit this device");
   for (size_t i = 0; i < m.tensors.size(); i++)
