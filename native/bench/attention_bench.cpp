@@ -19,18 +19,9 @@
 #include <vector>
 
 #include "../src/model/backend.h"
+#include "bench_args.h"
 
 using Clock = std::chrono::steady_clock;
-
-static std::vector<int> parse_list(const char* text) {
-  std::vector<int> out;
-  for (const char* p = text; *p;) {
-    out.push_back(std::atoi(p));
-    while (*p && *p != ',') p++;
-    if (*p == ',') p++;
-  }
-  return out;
-}
 
 int main(int argc, char** argv) {
   int64_t T = 16384, H = 32;

@@ -27,6 +27,7 @@
 
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
+#include "bench_args.h"
 #include "gpu_op_profile.h"
 #include "../test/npy.h"
 
@@ -54,17 +55,6 @@ static void print_length_histogram(const std::string& what, const std::vector<in
   std::printf("lengths of %s (%.0f): ", what.c_str(), total);
   for (int b = 0; b < 5; b++) std::printf("%s%s %.0f (%.1f%% of tokens)", b ? ", " : "", names[b], docs[b], n ? 100 * share[b] / (double)n : 0.0);
   std::printf("\n");
-}
-
-/* "1,2,4" -> {1, 2, 4} */
-static std::vector<int> parse_list(const char* text) {
-  std::vector<int> out;
-  for (const char* p = text; *p;) {
-    out.push_back(std::atoi(p));
-    while (*p && *p != ',') p++;
-    if (*p == ',') p++;
-  }
-  return out;
 }
 
 int main(int argc, char** argv) {
