@@ -263,7 +263,7 @@ void DataParallel::gather_masters() {
     for (const GradientBucket& g : buckets_) comm_->all_gather((m_.params.t + (int64_t)g.begin).f32(), g.counts);
     comm_->synchronize();
   });
-  // The compute copy, where there is one, already holds these weights rounded (each rank rounded its own pieces).
+  // Called before any compute copy exists (AdamW wrote the master pieces alone): the next forward derives it.
 }
 
 void DataParallel::get_moments(int kind, int tensor, float* dst) {
