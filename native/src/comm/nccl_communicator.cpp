@@ -43,8 +43,10 @@ class NcclCommunicator : public Communicator {
   ~NcclCommunicator() override {
     if (comm_) {
       cudaSetDevice(device_);
-      // After a failure the group is aborted already; otherwise nothing is in flight (synchronize ran last).
-      api_->comm_destroy(comm_);
+      // After a failed collective the group is aborted already. Work still queued (a step that failed between its
+      // buckets) may wait on peers that are gone, and destroying would wait for it: abort instead.
+      if (stream_ && cudaStreamQuery(stream_) == cudaSuccess) api_->comm_destroy(comm_);
+      else api_->comm_abort(comm_);
     }
     if (staging_) cudaFree(staging_);
     if (pinned_) cudaFreeHost(pinned_);
