@@ -67,6 +67,9 @@ enum cx_tensor_kind { CX_PARAM = 0, CX_GRAD = 1, CX_ADAM_M = 2, CX_ADAM_V = 3 };
 int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status);
 void cx_model_free(cx_model* model);
 const char* cx_model_backend(const cx_model* model);
+/* How many CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver or device, -1 when
+ * the library was built without CUDA. */
+int cx_cuda_device_count(void);
 int cx_model_init(cx_model* model, uint64_t seed, cx_status* status);
 
 int cx_tensor_count(const cx_model* model);

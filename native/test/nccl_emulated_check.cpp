@@ -1,9 +1,10 @@
 /* The NCCL communicator and the data-parallel path of a GPU model, in CI: the CUDA backend under the CPU
  * emulation (test/emu), NCCL's contract over gloo (emu/nccl_emulated.cpp) loaded through the real run-time search,
  * ranks as processes (the emulation is one OS thread's). Checks:
- *   - the communicator alone on 3 ranks: reduce-scatter and all-gather in NCCL's even layout with a remainder and
- *     in an uneven one, fp32 all-reduce, host sums in fp64 and fp32, broadcast, barrier; the C API's host-memory
- *     collectives refused; a peer that leaves fails the next collective;
+ *   - the communicator alone on 3 ranks, non-blocking (NCCL 2.14+) and blocking (as NCCL 2.13 joins): reduce-scatter
+ *     and all-gather in NCCL's even layout with a remainder and in an uneven one, fp32 all-reduce, host sums in
+ *     fp64 and fp32, broadcast, barrier; the C API's host-memory collectives refused; a peer that leaves fails the
+ *     next collective; a peer that never joins fails the join within the timeout;
  *   - training on the emulated GPU: 1 rank without a communicator; 1 rank through NCCL (every path at world
  *     size 1); 2 and 3 ranks, ZeRO-1 and ZeRO-0, overlapped and not: the same losses and gradient norms to
  *     rounding, identical replicas, the same gathered moments;
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -79,10 +81,10 @@ void ok_or_throw(int code, const cx_status& st) {
   if (code != CX_OK) throw std::runtime_error(st.message);
 }
 
-cx_comm* join(int rank, int ranks, int port, int device = 0) {
+cx_comm* join(int rank, int ranks, int port, int device = 0, int timeout_ms = 60000) {
   cx_status st{};
   cx_comm* comm = nullptr;
-  const cx_comm_options o{"nccl", rank, ranks, "127.0.0.1", port, 60000, device};
+  const cx_comm_options o{"nccl", rank, ranks, "127.0.0.1", port, timeout_ms, device};
   ok_or_throw(cx_comm_create(&o, &comm, &st), st);
   return comm;
 }
@@ -231,8 +233,31 @@ int main(int argc, char** argv) {
   setenv("CHUXIN_NCCL", CX_EMULATED_NCCL, 1);
   setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
 
-  for (const std::string& line : on_ranks(3, [](int r, int port) { return collectives(r, 3, port); }))
-    expect(line == "ok nccl", "nccl: reduce-scatter, all-gather (even, with a remainder, uneven), all-reduce, host sums, broadcast, barrier on 3 ranks", line);
+  // A non-blocking communicator (NCCL 2.14+, each call possibly "in progress"), and a blocking one as before 2.14.
+  for (const char* version : {"", "21300"}) {
+    const std::string how = *version ? "blocking (NCCL 2.13)" : "non-blocking";
+    for (const std::string& line : on_ranks(3, [&](int r, int port) {
+           if (*version) setenv("CHUXIN_EMULATED_NCCL_VERSION", version, 1);
+           return collectives(r, 3, port);
+         }))
+      expect(line == "ok nccl", "nccl, " + how + ": reduce-scatter, all-gather (even, with a remainder, uneven), all-reduce, host sums, broadcast, barrier on 3 ranks", line);
+  }
+
+  // A rank that never comes: the others give up joining within the timeout instead of waiting forever.
+  const auto alone = on_ranks(1, [](int r, int port) -> std::string {
+    const auto start = std::chrono::steady_clock::now();
+    std::string message = "joined";
+    try {
+      cx_comm_free(join(r, 2, port, 0, 2000));
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return message + " (after " + std::to_string(s) + " s)";
+  });
+  const double waited = std::atof(alone[0].substr(alone[0].rfind("(after ") + 7).c_str());
+  expect(alone[0].find("joining the NCCL group: not every rank joined within 2 s") != std::string::npos && waited < 10,
+         "nccl: a rank that never joins makes the others fail within --dist-timeout", alone[0]);
 
   // A peer that leaves: the survivor's next collective fails with NCCL's reason instead of waiting.
   const auto gone = on_ranks(2, [](int r, int port) -> std::string {

@@ -106,6 +106,8 @@ export interface Addon {
   targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
   cpuKernel: string;
   cudaCompiled: boolean;
+  /** CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver, -1 in a build without CUDA. */
+  cudaDeviceCount(): number;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

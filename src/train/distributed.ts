@@ -73,9 +73,21 @@ export function collectiveLibrary(collectives: Collectives, device: "cpu" | "cud
   return library;
 }
 
-/** One GPU per rank of a machine: the rank's local index (the same GPU the communicator is given). */
-function modelDeviceIndex(world: World): number {
-  return world.world > 1 ? world.localRank : 0;
+/**
+ * The CUDA ordinal of this rank's GPU, one GPU per rank, given how many the process sees. A launcher either shows
+ * every rank all of its node's GPUs (torchrun, srun without binding): the rank takes its local index; or binds
+ * one to each rank (srun --gpus-per-task=1, a CUDA_VISIBLE_DEVICES per rank): the rank takes the one it sees.
+ * Anything between would put two ranks on one GPU, which NCCL refuses, so it is refused here with the fix.
+ */
+export function localDevice(world: World, visible: number): number {
+  if (world.world === 1) return 0;
+  if (visible <= 0 || visible >= world.localWorld) return world.localRank;  // none visible: the backend says why
+  if (visible === 1) return 0;
+  throw new UsageError(
+    `rank ${world.rank} is one of ${world.localWorld} ranks on its node (LOCAL_WORLD_SIZE) and sees ${visible} GPUs` +
+      `${process.env.CUDA_VISIBLE_DEVICES !== undefined ? ` (CUDA_VISIBLE_DEVICES=${process.env.CUDA_VISIBLE_DEVICES})` : ""}: ` +
+      `each rank needs a GPU of its own; start one rank per GPU (--nproc-per-node ${visible}), or let the launcher show each rank all of the node's GPUs or exactly one`,
+  );
 }
 
 /** The ranks of a run, joined: host-value collectives the trainer needs besides the model's own. */
@@ -83,6 +95,8 @@ export class RankGroup {
   private constructor(
     readonly world: World,
     readonly comm: Communicator | undefined,
+    /** the CUDA ordinal of this rank's GPU (localDevice) */
+    private readonly cudaIndex = 0,
   ) {}
 
   /**
@@ -93,7 +107,7 @@ export class RankGroup {
   static async join(world: World, timeoutS: number, collectives: Collectives = "auto", device: "cpu" | "cuda" = "cpu"): Promise<RankGroup> {
     const library = collectiveLibrary(collectives, device);
     if (world.world === 1 && collectives === "auto") return new RankGroup(world, undefined);
-    const cudaDevice = device === "cuda" ? modelDeviceIndex(world) : -1;
+    const cudaDevice = device === "cuda" ? localDevice(world, loadAddon().cudaDeviceCount()) : -1;
     // A rank alone serves its own rendezvous: on a free port, unless a launcher named one.
     const masterPort = world.launcher === "single" ? await freePort() : world.masterPort;
     const comm = await native(`rank ${world.rank} of ${world.world}`, () =>
@@ -107,7 +121,7 @@ export class RankGroup {
         device: cudaDevice,
       }),
     );
-    return new RankGroup(world, comm);
+    return new RankGroup(world, comm, Math.max(cudaDevice, 0));
   }
 
   /** Whether steps take the data-parallel path (a communicator is joined): several ranks, or one under --collectives. */
@@ -115,9 +129,9 @@ export class RankGroup {
     return this.comm !== undefined;
   }
 
-  /** The addon's device name for this rank's model: its local rank's GPU when there are several ranks. */
+  /** The addon's device name for this rank's model: the GPU its communicator was given when there are several ranks. */
   modelDevice(device: "cpu" | "cuda"): string {
-    return device === "cuda" && this.world.world > 1 ? `cuda:${modelDeviceIndex(this.world)}` : device;
+    return device === "cuda" && this.world.world > 1 ? `cuda:${this.cudaIndex}` : device;
   }
 
   get rank(): number {

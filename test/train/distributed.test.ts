@@ -1,7 +1,7 @@
 /** Where a process stands in a data-parallel run, from the launcher's variables (torchrun, Slurm). */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { firstSlurmHost, SINGLE, worldFromEnv } from "../../src/train/distributed.ts";
+import { firstSlurmHost, localDevice, SINGLE, worldFromEnv } from "../../src/train/distributed.ts";
 
 describe("worldFromEnv", () => {
   it("is one rank without launcher variables", () => {
@@ -25,5 +25,27 @@ describe("worldFromEnv", () => {
     assert.throws(() => worldFromEnv({ RANK: "2", WORLD_SIZE: "2", MASTER_ADDR: "h" }), /RANK=2 is not below WORLD_SIZE=2/);
     assert.throws(() => worldFromEnv({ RANK: "x", WORLD_SIZE: "2", MASTER_ADDR: "h" }), /RANK=x must be an integer/);
     assert.throws(() => worldFromEnv({ RANK: "0", WORLD_SIZE: "2" }), /needs MASTER_ADDR/);
+  });
+});
+
+describe("localDevice", () => {
+  const rank = (localRank: number, localWorld: number) => ({ ...SINGLE, rank: 8 + localRank, world: 16, localRank, localWorld, launcher: "torchrun" as const });
+
+  it("takes the local rank's GPU when a rank sees all of its node's", () => {
+    assert.equal(localDevice(rank(5, 8), 8), 5);
+    assert.equal(localDevice(rank(5, 8), 16), 5);
+  });
+
+  it("takes the one GPU a launcher bound to the rank (srun --gpus-per-task=1, CUDA_VISIBLE_DEVICES per rank)", () => {
+    assert.equal(localDevice(rank(5, 8), 1), 0);
+  });
+
+  it("refuses two ranks on one GPU, with the fix", () => {
+    assert.throws(() => localDevice(rank(5, 8), 4), /one of 8 ranks on its node \(LOCAL_WORLD_SIZE\) and sees 4 GPUs.*--nproc-per-node 4/);
+  });
+
+  it("is device 0 for a rank alone, and leaves a missing GPU to the backend's message", () => {
+    assert.equal(localDevice(SINGLE, 4), 0);
+    assert.equal(localDevice(rank(3, 8), 0), 3);
   });
 });

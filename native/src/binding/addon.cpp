@@ -412,6 +412,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   cx::register_tokenizer(env, exports);
   cx_binding::register_comm(env, exports);
   exports.Set("cpuKernel", Napi::String::New(env, cx::sgemm_kernel_name()));
+  exports.Set("cudaDeviceCount", Napi::Function::New(
+                                     env, [](const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cx_cuda_device_count()); },
+                                     "cudaDeviceCount"));
 #ifdef CX_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
 #else

@@ -34,7 +34,7 @@ class NcclCommunicator : public Communicator {
       if (bytes.size() != sizeof id.internal) throw std::runtime_error("rank 0 published a unique id of the wrong size");
       std::memcpy(id.internal, bytes.data(), sizeof id.internal);
     }
-    check(api_->comm_init_rank(&comm_, world_, id, rank_), "joining the NCCL group");
+    join(id);
     cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the communication stream");
     cuda(cudaEventCreateWithFlags(&follow_, cudaEventDisableTiming), "creating an event");
     cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "creating an event");
@@ -52,6 +52,7 @@ class NcclCommunicator : public Communicator {
     if (pinned_) cudaFreeHost(pinned_);
     if (follow_) cudaEventDestroy(follow_);
     if (done_) cudaEventDestroy(done_);
+    for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -71,6 +72,29 @@ class NcclCommunicator : public Communicator {
 
   void synchronize() override {
     ordered([&] { wait_done("the collectives queued so far"); });
+  }
+
+  void mark(int slot) override {
+    ordered([&] {
+      on_device("marking the communication stream");
+      while ((int)marks_.size() <= slot) {
+        cudaEvent_t e = nullptr;
+        cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
+        marks_.push_back(e);
+      }
+      cuda(cudaEventRecord(marks_[(size_t)slot], stream_), "marking the communication stream");
+    });
+  }
+
+  void lead(void* stream, int slot) override {
+    ordered([&] {
+      on_device("ordering the model's stream");
+      cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), marks_.at((size_t)slot), 0), "ordering the model's stream after a collective");
+    });
+  }
+
+  void settle(int slot) override {
+    ordered([&] { wait_event(marks_.at((size_t)slot), "the weights' all-gather"); });
   }
 
   /* Pieces laid out as data_parallel.cpp splits a bucket (every rank's piece alike, the last one longer by the
@@ -170,13 +194,56 @@ class NcclCommunicator : public Communicator {
   template <typename F>
   void group(F&& body) {
     check(api_->group_start(), "starting a group");
+    in_group_ = true;
     try {
       body();
     } catch (...) {
+      in_group_ = false;
       api_->group_end();
       throw;
     }
+    in_group_ = false;
     check(api_->group_end(), "ending a group");
+  }
+
+  /* Joins the group. A non-blocking communicator (NCCL 2.14+) lets this rank give up when the others do not all
+   * come within the timeout (a rank that died before joining, a wrong MASTER_ADDR on one node), where
+   * ncclCommInitRank would wait forever; older libraries join blocking. */
+  void join(const nccl::UniqueId& id) {
+    nonblocking_ = api_->comm_init_rank_config && api_->version >= nccl::kNonBlockingSince;
+    if (!nonblocking_) return check(api_->comm_init_rank(&comm_, world_, id, rank_), "joining the NCCL group");
+    nccl::Config config;
+    config.blocking = 0;
+    const nccl::Result r = api_->comm_init_rank_config(&comm_, world_, id, rank_, &config);
+    if (r != nccl::kSuccess && r != nccl::kInProgress) {
+      const std::string detail = describe(r);
+      abort_group();
+      throw std::runtime_error("joining the NCCL group: NCCL " + detail);
+    }
+    until_settled("joining the NCCL group", "not every rank joined");
+  }
+
+  /* A non-blocking communicator's call may return ncclInProgress before its work is queued; nothing else may be
+   * called on the communicator until its state leaves that (nccl.h), so wait, within the timeout. */
+  void until_settled(const char* what, const char* silent = "no answer from the other ranks") {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    for (;;) {
+      nccl::Result state = nccl::kSuccess;
+      const nccl::Result r = api_->comm_get_async_error(comm_, &state);
+      if (r != nccl::kSuccess) state = r;
+      if (state == nccl::kSuccess) return;
+      if (state != nccl::kInProgress) {
+        const std::string detail = describe(state);
+        abort_group();
+        throw std::runtime_error(std::string(what) + ": NCCL failed (" + detail + "); another rank stopped or its link broke");
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        abort_group();
+        throw std::runtime_error(std::string(what) + ": " + silent + " within " + std::to_string(timeout_.count() / 1000) +
+                                 " s (--dist-timeout); one of them stopped or hangs");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
 
   template <typename T>
@@ -220,9 +287,14 @@ class NcclCommunicator : public Communicator {
   void wait_done(const char* what) {
     broken_check(what);
     cuda(cudaEventRecord(done_, stream_), what);
+    wait_event(done_, what);
+  }
+
+  void wait_event(cudaEvent_t event, const char* what) {
+    broken_check(what);
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     for (;;) {
-      const cudaError_t e = cudaEventQuery(done_);
+      const cudaError_t e = cudaEventQuery(event);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady) {
         abort_group();
@@ -270,6 +342,11 @@ class NcclCommunicator : public Communicator {
 
   void check(nccl::Result r, const char* what) {
     if (r == nccl::kSuccess) return;
+    if (r == nccl::kInProgress && nonblocking_) {
+      // Inside a group the calls are only recorded; the group's end is what may still be in progress.
+      if (!in_group_) until_settled(what);
+      return;
+    }
     throw std::runtime_error(std::string(what) + ": NCCL " + describe(r));
   }
 
@@ -284,6 +361,8 @@ class NcclCommunicator : public Communicator {
   nccl::Comm comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t follow_ = nullptr, done_ = nullptr;
+  std::vector<cudaEvent_t> marks_;
+  bool nonblocking_ = false, in_group_ = false;
   void* staging_ = nullptr;  // device
   void* pinned_ = nullptr;   // host, page-locked
   size_t staging_bytes_ = 0;

@@ -36,6 +36,7 @@ bool bind_all(void* lib, Api& api, std::string* why) {
     return false;
   }
   bind_symbol(lib, "ncclGetLastError", api.get_last_error);
+  bind_symbol(lib, "ncclCommInitRankConfig", api.comm_init_rank_config);
   return true;
 }
 

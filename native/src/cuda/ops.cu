@@ -336,6 +336,15 @@ void CudaBackend::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
 
 }  // namespace
 
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
 Backend* create_cuda_backend(std::string* why, bool reference_kernels, int device) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);

@@ -148,5 +148,7 @@ Backend* create_cpu_backend(int threads);
  * obviously-right kernels only (no cuBLASLt, no fused attention), the yardstick for the fast ones. device: the
  * CUDA ordinal the backend's memory and work live on. */
 Backend* create_cuda_backend(std::string* why, bool reference_kernels = false, int device = 0);
+/* CUDA devices visible to this process: 0 without a usable driver, -1 in a build without CUDA. */
+int cuda_device_count();
 
 }  // namespace cx

@@ -91,6 +91,8 @@ void cx_model_free(cx_model* model) { delete model; }
 
 const char* cx_model_backend(const cx_model* model) { return model->be->name(); }
 
+int cx_cuda_device_count(void) { return cx::cuda_device_count(); }
+
 int cx_model_init(cx_model* m, uint64_t seed, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (m->dp && m->dp->masters_sharded()) fail(CX_INVALID_ARGUMENT, "%s", kShardedMasters);

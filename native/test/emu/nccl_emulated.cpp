@@ -1,8 +1,8 @@
 /* A host-memory NCCL for CI, written from nccl.h's documented contract and loaded through the addon's real
  * run-time search (CHUXIN_NCCL): under the CPU emulation of CUDA a device pointer is a host pointer, so each
  * collective runs at once, on gloo, between the rank processes. It lets CI drive the NCCL communicator and the
- * data-parallel path of a GPU model (offsets, in-place layouts, remainders, grouping, staging of host values);
- * it says nothing about NCCL's speed or its stream semantics (the emulation runs everything when queued).
+ * data-parallel path of a GPU model (offsets, in-place layouts, remainders, grouping, staging of host values,
+ * a non-blocking communicator's "in progress" answers and a join that never completes); it says nothing about NCCL's speed or its stream semantics (the emulation runs everything when queued).
  * The unique id carries a fresh directory for gloo's file store, where the ranks meet. */
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
@@ -13,6 +13,7 @@
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -21,12 +22,13 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
 
 // nccl.h's values (src/comm/nccl_api.h declares the same slice).
-enum Result { kSuccess = 0, kSystemError = 2, kInvalidArgument = 4 };
+enum Result { kSuccess = 0, kSystemError = 2, kInvalidArgument = 4, kInProgress = 7 };
 enum DataType { kUint8 = 1, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9 };
 constexpr int kSum = 0;
 struct UniqueId {
@@ -37,7 +39,35 @@ struct Comm {
   int rank = 0, world = 1;
   std::shared_ptr<gloo::transport::Device> device;
   std::shared_ptr<gloo::rendezvous::Context> context;
+  // A non-blocking communicator (ncclConfig_t's blocking = 0): it joins on a thread of its own, and each call
+  // answers ncclInProgress, its state staying so for one ncclCommGetAsyncError, as a real one may.
+  bool nonblocking = false;
+  std::atomic<int> state{kSuccess};
+  std::thread joining;
+  int polls_in_progress = 0;
 };
+
+// The head of ncclConfig_t (nccl.h): what this reads of it.
+struct ConfigHead {
+  size_t size;
+  unsigned int magic, version;
+  int blocking;
+};
+
+thread_local int group_depth = 0;
+thread_local Comm* grouped_nonblocking = nullptr;
+
+/* What a call on c answers: in a group nothing more; a non-blocking communicator's call outside one is "in
+ * progress" until its state is next read. */
+int answer(Comm* c, int r) {
+  if (r != kSuccess || !c || !c->nonblocking) return r;
+  if (group_depth > 0) {
+    grouped_nonblocking = c;
+    return kSuccess;
+  }
+  c->polls_in_progress = 1;
+  return kInProgress;
+}
 
 size_t size_of(int type) { return type == kFloat64 ? 8 : type == kFloat32 ? 4 : type == kBfloat16 ? 2 : 1; }
 
@@ -62,11 +92,33 @@ void reduce_to(void* data, size_t n, int root, Comm* c) {
 template <typename F>
 int run(Comm* c, F&& body) {
   if (!c) return kInvalidArgument;
+  // nccl.h: on a non-blocking communicator, no call until its state has been read out of "in progress".
+  if (c->state != kSuccess || c->polls_in_progress > 0) {
+    std::fprintf(stderr, "emulated NCCL: called while the communicator's state is still in progress\n");
+    return kInvalidArgument;
+  }
   try {
     if (c->world > 1) body();
-    return kSuccess;
+    return answer(c, kSuccess);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "emulated NCCL: %s\n", e.what());
+    return kSystemError;
+  }
+}
+
+/* Meets the other ranks (gloo's full mesh over a file store in the id's directory). */
+int meet(Comm* c, const std::string& dir) {
+  try {
+    gloo::rendezvous::FileStore store(dir);
+    gloo::transport::tcp::attr attr;
+    attr.hostname = "127.0.0.1";
+    c->device = gloo::transport::tcp::CreateDevice(attr);
+    c->context = std::make_shared<gloo::rendezvous::Context>(c->rank, c->world);
+    c->context->setTimeout(std::chrono::seconds(60));
+    c->context->connectFullMesh(store, c->device);
+    return kSuccess;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emulated NCCL: joining: %s\n", e.what());
     return kSystemError;
   }
 }
@@ -76,7 +128,10 @@ int run(Comm* c, F&& body) {
 extern "C" {
 
 int ncclGetVersion(int* version) {
-  *version = 22703;  // the contract it follows: NCCL 2.27's nccl.h
+  // The contract it follows: NCCL 2.27's nccl.h; CHUXIN_EMULATED_NCCL_VERSION claims another (2.13: before
+  // non-blocking communicators), so both ways of joining are checked.
+  const char* claimed = std::getenv("CHUXIN_EMULATED_NCCL_VERSION");
+  *version = claimed && *claimed ? std::atoi(claimed) : 22703;
   return kSuccess;
 }
 
@@ -95,36 +150,58 @@ int ncclGetUniqueId(UniqueId* id) {
 
 int ncclCommInitRank(Comm** out, int nranks, UniqueId id, int rank) {
   if (nranks < 1 || rank < 0 || rank >= nranks) return kInvalidArgument;
-  try {
-    std::unique_ptr<Comm> c(new Comm());
-    c->rank = rank, c->world = nranks;
-    gloo::rendezvous::FileStore store(std::string(id.internal, strnlen(id.internal, sizeof id.internal)));
-    gloo::transport::tcp::attr attr;
-    attr.hostname = "127.0.0.1";
-    c->device = gloo::transport::tcp::CreateDevice(attr);
-    c->context = std::make_shared<gloo::rendezvous::Context>(rank, nranks);
-    c->context->setTimeout(std::chrono::seconds(60));
-    c->context->connectFullMesh(store, c->device);
-    *out = c.release();
-    return kSuccess;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "emulated NCCL: joining: %s\n", e.what());
-    return kSystemError;
-  }
+  std::unique_ptr<Comm> c(new Comm());
+  c->rank = rank, c->world = nranks;
+  const int r = meet(c.get(), std::string(id.internal, strnlen(id.internal, sizeof id.internal)));
+  if (r == kSuccess) *out = c.release();
+  return r;
+}
+
+int ncclCommInitRankConfig(Comm** out, int nranks, UniqueId id, int rank, ConfigHead* config) {
+  if (!config || config->magic != 0xcafebeef || config->size < sizeof(ConfigHead)) return kInvalidArgument;
+  if (config->blocking != 0) return ncclCommInitRank(out, nranks, id, rank);
+  if (nranks < 1 || rank < 0 || rank >= nranks) return kInvalidArgument;
+  Comm* c = new Comm();
+  c->rank = rank, c->world = nranks, c->nonblocking = true;
+  c->state = kInProgress;
+  const std::string dir(id.internal, strnlen(id.internal, sizeof id.internal));
+  c->joining = std::thread([c, dir] { c->state = meet(c, dir); });
+  *out = c;  // as NCCL does: the handle at once, its state in progress until every rank has come
+  return kInProgress;
 }
 
 int ncclCommDestroy(Comm* c) {
+  if (c->joining.joinable()) {
+    if (c->state == kInProgress) {
+      // Given up while still joining: the thread goes on (gloo's own timeout ends it), so it keeps the memory.
+      c->joining.detach();
+      return kSuccess;
+    }
+    c->joining.join();
+  }
   delete c;
   return kSuccess;
 }
 int ncclCommAbort(Comm* c) { return ncclCommDestroy(c); }
-int ncclCommGetAsyncError(Comm*, int* error) {
-  *error = kSuccess;  // every collective has finished by the time it returns
+int ncclCommGetAsyncError(Comm* c, int* error) {
+  if (!c) return kInvalidArgument;
+  // Every collective has finished by the time it returns; a non-blocking call reads as in progress once.
+  *error = c->state;
+  if (*error == kSuccess && c->polls_in_progress > 0) c->polls_in_progress--, *error = kInProgress;
   return kSuccess;
 }
 // Collectives run when called, in the order every rank calls them; a group is that order.
-int ncclGroupStart() { return kSuccess; }
-int ncclGroupEnd() { return kSuccess; }
+int ncclGroupStart() {
+  group_depth++;
+  return kSuccess;
+}
+int ncclGroupEnd() {
+  if (group_depth == 0) return kInvalidArgument;
+  if (--group_depth > 0 || !grouped_nonblocking) return kSuccess;
+  Comm* c = grouped_nonblocking;
+  grouped_nonblocking = nullptr;
+  return answer(c, kSuccess);
+}
 
 int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, Comm* c, void*) {
   if (op != kSum || (type != kFloat32 && type != kFloat64)) return kInvalidArgument;
@@ -150,7 +227,7 @@ int ncclReduceScatter(const void* send, void* recv, size_t recv_count, int type,
   const int r = run(c, [&] {
     for (int root = 0; root < c->world; root++) reduce_to<float>(all.data() + (size_t)root * recv_count, recv_count, root, c);
   });
-  if (r == kSuccess) std::memmove(recv, all.data() + (size_t)c->rank * recv_count, recv_count * 4);
+  if (r == kSuccess || r == kInProgress) std::memmove(recv, all.data() + (size_t)c->rank * recv_count, recv_count * 4);
   return r;
 }
 
@@ -159,7 +236,11 @@ int ncclAllGather(const void* send, void* recv, size_t send_count, int type, Com
   // Copies only: gathered as bytes.
   const size_t bytes = send_count * size_of(type);
   std::vector<uint8_t> mine(static_cast<const uint8_t*>(send), static_cast<const uint8_t*>(send) + bytes);
-  if (c->world == 1) return std::memmove(recv, mine.data(), bytes), kSuccess;
+  if (c->world == 1) {
+    const int r = run(c, [] {});
+    if (r == kSuccess || r == kInProgress) std::memmove(recv, mine.data(), bytes);
+    return r;
+  }
   return run(c, [&] {
     gloo::AllgatherOptions o(c->context);
     o.setInput(mine.data(), mine.size());
