@@ -161,6 +161,10 @@ describe("data-parallel training over gloo (CPU)", { skip: !gloo && !process.env
     assert.equal(code, 1, stderr);
     assert.ok(took < 25, `the run took ${took} s to stop`);
     assert.match(stderr, /rank 1 was killed by SIGKILL; stopping the other ranks/);
-    assert.match(stderr, /rank 0\/2: error: step \d+: .*(gradient reduction failed|over the ranks).*(Connection closed|timed out).*No checkpoint was written yet\. Resume with --resume/);
+    // Whichever collective rank 0 was in when its peer went (gloo says closed or reset, as the socket saw it).
+    assert.match(
+      stderr,
+      /rank 0\/2: error: step \d+: .*(gradient reduction failed|gathering the updated weights failed|over the ranks).*(Connection closed|Connection reset|timed out).*No checkpoint was written yet\. Resume with --resume/,
+    );
   });
 });
