@@ -157,6 +157,9 @@ void DataParallel::wait_reduced() {
 double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
   weights_settled();  // a rank that ran no forward since the last step (fewer micro-batches than ranks)
+  // A step whose backward did not overlap its reductions overlaps nothing: its gathers are waited for before it
+  // returns, the baseline the overlap is measured against (train --no-overlap).
+  const bool overlapped = overlap_this_;
   wait_reduced();
   Backend* be = m_.be.get();
   // Sum of squares of this rank's pieces (under zero = 0 every rank holds the whole sum), then over the ranks.
@@ -203,6 +206,7 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
     for (int j = 0; j < nb; j++) gather_bucket(j);
   }
   if (gather && !compute_copy) gather_masters();  // no compute copy yet: AdamW wrote the master pieces alone
+  if (!overlapped) weights_settled();
   return norm;
 }
 

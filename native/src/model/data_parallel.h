@@ -48,7 +48,8 @@ class DataParallel {
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
 
   /* The next backward queues each bucket's reduction as soon as its gradients are complete (the last
-   * micro-batch of a step); otherwise they are reduced when the step asks for them. */
+   * micro-batch of a step); otherwise they are reduced when the step asks for them, and the step's gathers are
+   * waited for before it returns (no overlap at all). */
   void reduce_on_next_backward() { overlap_next_ = true; }
   bool overlapping() const { return overlap_this_; }
   void backward_started() { overlap_this_ = overlap_next_, overlap_next_ = false; }
