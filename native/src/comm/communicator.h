@@ -69,14 +69,6 @@ class Communicator {
   virtual bool stream_ordered() const { return false; }
   virtual void follow(void* stream) { (void)stream; }
   virtual void synchronize() {}
-  /* Marks, for a consumer that should wait for part of the queued work only (the next forward waits for each
-   * bucket of gathered weights as it needs it): mark(slot) records where the collectives queued so far end;
-   * lead(s, slot) makes stream s wait on the device until they are done, without the host waiting; settle(slot)
-   * waits on the host, failing as synchronize() does. Slots are small integers, reused once settled. No-ops for
-   * a blocking library. */
-  virtual void mark(int slot) { (void)slot; }
-  virtual void lead(void* stream, int slot) { (void)stream, (void)slot; }
-  virtual void settle(int slot) { (void)slot; }
 
   /* In place over data[sum(counts)]: rank r's piece (counts[r] elements at offset counts[0] + ... + counts[r-1])
    * ends up holding that piece summed over every rank; the other pieces are left undefined. */

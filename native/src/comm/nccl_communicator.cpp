@@ -52,7 +52,6 @@ class NcclCommunicator : public Communicator {
     if (pinned_) cudaFreeHost(pinned_);
     if (follow_) cudaEventDestroy(follow_);
     if (done_) cudaEventDestroy(done_);
-    for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -72,29 +71,6 @@ class NcclCommunicator : public Communicator {
 
   void synchronize() override {
     ordered([&] { wait_done("the collectives queued so far"); });
-  }
-
-  void mark(int slot) override {
-    ordered([&] {
-      on_device("marking the communication stream");
-      while ((int)marks_.size() <= slot) {
-        cudaEvent_t e = nullptr;
-        cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
-        marks_.push_back(e);
-      }
-      cuda(cudaEventRecord(marks_[(size_t)slot], stream_), "marking the communication stream");
-    });
-  }
-
-  void lead(void* stream, int slot) override {
-    ordered([&] {
-      on_device("ordering the model's stream");
-      cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), marks_.at((size_t)slot), 0), "ordering the model's stream after a collective");
-    });
-  }
-
-  void settle(int slot) override {
-    ordered([&] { wait_event(marks_.at((size_t)slot), "the weights' all-gather"); });
   }
 
   /* Pieces laid out as data_parallel.cpp splits a bucket (every rank's piece alike, the last one longer by the
@@ -361,7 +337,6 @@ class NcclCommunicator : public Communicator {
   nccl::Comm comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t follow_ = nullptr, done_ = nullptr;
-  std::vector<cudaEvent_t> marks_;
   bool nonblocking_ = false, in_group_ = false;
   void* staging_ = nullptr;  // device
   void* pinned_ = nullptr;   // host, page-locked
