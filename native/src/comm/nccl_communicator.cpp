@@ -263,14 +263,9 @@ class NcclCommunicator : public Communicator {
   void wait_done(const char* what) {
     broken_check(what);
     cuda(cudaEventRecord(done_, stream_), what);
-    wait_event(done_, what);
-  }
-
-  void wait_event(cudaEvent_t event, const char* what) {
-    broken_check(what);
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     for (;;) {
-      const cudaError_t e = cudaEventQuery(event);
+      const cudaError_t e = cudaEventQuery(done_);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady) {
         abort_group();

@@ -2,7 +2,8 @@
  * run-time search (CHUXIN_NCCL): under the CPU emulation of CUDA a device pointer is a host pointer, so each
  * collective runs at once, on gloo, between the rank processes. It lets CI drive the NCCL communicator and the
  * data-parallel path of a GPU model (offsets, in-place layouts, remainders, grouping, staging of host values,
- * a non-blocking communicator's "in progress" answers and a join that never completes); it says nothing about NCCL's speed or its stream semantics (the emulation runs everything when queued).
+ * a non-blocking communicator's "in progress" answers and a join that never completes); it says nothing about
+ * NCCL's speed or its stream semantics (the emulation runs everything when queued).
  * The unique id carries a fresh directory for gloo's file store, where the ranks meet. */
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
