@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../include/chuxin.h"
+#include "../src/comm/communicator.h"
 #include "check_registry.h"
 
 using checks::report;
@@ -160,6 +161,37 @@ CX_CHECK(comm_failures, "a communicator's failures are statuses with messages") 
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - left).count();
   std::printf("     peer gone: %.1f s: %s\n", took, error.c_str());
   report("comm: a peer that leaves fails the collective, not hangs", !error.empty() && error.find("succeeded") == std::string::npos && took < 10 ? 0 : 1, 0);
+}
+
+CX_CHECK(comm_turn_bounded, "a collective whose turn never comes fails after the timeout, and so does every later one") {
+  // A ticket taken and never run stands for a collective ahead that hangs without failing: the next turn gives
+  // up once the timeout (1 s here) and its 5 s margin pass with nothing done, and later turns fail at once.
+  cx_comm_options o{"gloo", 0, 1, "127.0.0.1", base_port++, 1000, -1};
+  cx_comm* comm = nullptr;
+  cx_status st{};
+  if (cx_comm_create(&o, &comm, &st) != CX_OK) {
+    report("comm: a turn that never comes fails", 1, 0);
+    return;
+  }
+  cx::Communicator* c = cx_comm_impl(comm);
+  c->take_ticket();
+  auto attempt = [&] {
+    const auto start = std::chrono::steady_clock::now();
+    std::string error;
+    try {
+      c->in_turn(c->take_ticket(), [] {});
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    return std::make_pair(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), error);
+  };
+  const auto [first, why] = attempt();
+  const auto [second, again] = attempt();
+  std::printf("     first turn: %.1f s: %s; the next: %.2f s\n", first, why.c_str(), second);
+  report("comm: a turn that never comes fails after the timeout with a message",
+         first > 5.5 && first < 9 && why.find("waited 6 s for the collectives queued before this one") != std::string::npos ? 0 : 1, 0);
+  report("comm: once a turn has failed so, later ones fail at once", second < 0.5 && !again.empty() ? 0 : 1, 0);
+  cx_comm_free(comm);
 }
 
 int main(int argc, char** argv) {

@@ -9,20 +9,25 @@ import { createInterface } from "node:readline";
 import { ChildFailed } from "../util/errors.ts";
 import { freePort } from "../util/free-port.ts";
 
-/** args: this command's arguments without --nproc-per-node. Throws ChildFailed (with the first failed rank's status) when a rank fails. */
+/** args: this command's arguments without --nproc-per-node. Throws ChildFailed (with the failed rank's status) when a rank fails. */
 export async function launchLocalRanks(n: number, args: string[], masterPort: number, note: (line: string) => void): Promise<void> {
   const port = masterPort > 0 ? masterPort : await freePort();
   // Each rank gets its share of the cores unless --threads says otherwise.
   const threads = args.some((a) => a === "--threads" || a.startsWith("--threads=")) ? [] : ["--threads", String(Math.max(1, Math.floor(cpus().length / n)))];
   note(`starting ${n} ranks on this machine (rendezvous on 127.0.0.1:${port})`);
   const children: ChildProcess[] = [];
-  let firstFailure: { rank: number; code: number; how: string } | undefined;
+  // The rank to blame: the first to fail on its own. A rank killed by a signal this launcher did not send is the
+  // cause over one that exited with an error, which its dead peer may have caused and may have reported first.
+  let cause: { rank: number; code: number; how: string; signal: boolean } | undefined;
+  let stopping = false;
   let killTimer: NodeJS.Timeout | undefined;
   const stopOthers = () => {
     if (killTimer) return;
-    // The others notice a dead peer at their next collective and stop with their own message; give them that
-    // chance, then end whoever is left.
+    // The others mostly notice a dead peer at their next collective and stop with their own message; give them
+    // that chance, then stop whoever is left (a gloo send to a dead peer can wait out the whole --dist-timeout),
+    // each saying where it was (stopOnLauncherSignal).
     killTimer = setTimeout(() => {
+      stopping = true;
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
       setTimeout(() => {
         for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
@@ -31,6 +36,7 @@ export async function launchLocalRanks(n: number, args: string[], masterPort: nu
     killTimer.unref();
   };
   const forward = (signal: NodeJS.Signals) => () => {
+    stopping = true;
     for (const c of children) if (c.exitCode === null) c.kill(signal);
   };
   const onInt = forward("SIGINT");
@@ -55,10 +61,13 @@ export async function launchLocalRanks(n: number, args: string[], masterPort: nu
     if (child.stderr) createInterface({ input: child.stderr }).on("line", (line) => process.stderr.write(line + "\n"));
     exits.push(
       new Promise((resolve) => {
-        child.once("exit", (code, signal) => {
-          if ((code !== 0 || signal) && !firstFailure) {
-            firstFailure = { rank, code: code ?? 1, how: signal ? `was killed by ${signal}` : `exited with status ${code}` };
-            note(`rank ${rank} ${firstFailure.how}; stopping the other ranks`);
+        // "close", not "exit": by then the rank's last stderr lines have been passed on.
+        child.once("close", (code, signal) => {
+          const ownSignal = signal !== null && !stopping;
+          if ((code !== 0 || signal) && (!cause || (ownSignal && !cause.signal))) {
+            const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+            if (!stopping) note(`rank ${rank} ${how}; stopping the other ranks`);
+            cause = { rank, code: code ?? 1, how, signal: ownSignal };
             stopOthers();
           }
           resolve();
@@ -71,7 +80,7 @@ export async function launchLocalRanks(n: number, args: string[], masterPort: nu
   process.off("SIGINT", onInt);
   process.off("SIGTERM", onTerm);
   if (killTimer) clearTimeout(killTimer);
-  if (firstFailure) throw new ChildFailed(`rank ${firstFailure.rank} of ${n} ${firstFailure.how} (its messages are above)`, firstFailure.code);
+  if (cause) throw new ChildFailed(`rank ${cause.rank} of ${n} ${cause.how} (its messages are above)`, cause.code);
 }
 
 /** In a rank started by launchLocalRanks: exit when the launcher is gone (it was killed), instead of training on alone. */
@@ -86,4 +95,21 @@ export function watchLauncher(env: NodeJS.ProcessEnv): void {
       process.exit(1);
     }
   }, 2000).unref();
+}
+
+/**
+ * In a rank started by launchLocalRanks: the launcher's SIGTERM (it stops every rank once one fails, and passes
+ * on its own) ends this rank at once with a message saying where it was, even while a collective waits on a peer
+ * that is gone. Output stays consistent: checkpoints are written to a temporary name first, metrics line by line.
+ */
+export function stopOnLauncherSignal(env: NodeJS.ProcessEnv, where: () => string): () => void {
+  if (!env.CHUXIN_LAUNCHER_PID) return () => {};
+  const onTerm = () => {
+    process.stderr.write(
+      `chuxin-data: rank ${env.RANK}/${env.WORLD_SIZE}: error: stopped by SIGTERM from the launcher ${where()}: another rank failed (its message is above) or the launcher was stopped. Resume with --resume once every rank can run\n`,
+    );
+    process.exit(1);
+  };
+  process.once("SIGTERM", onTerm);
+  return () => process.off("SIGTERM", onTerm);
 }

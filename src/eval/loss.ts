@@ -3,7 +3,8 @@ import { native } from "../native/addon.ts";
 import { manifestHash, readManifest } from "../shards/manifest-file.ts";
 import { UsageError } from "../util/errors.ts";
 import { maskedLossSum, targetMask, TokenData } from "../train/data.ts";
-import { evaluate, runOptionsOf } from "../train/trainer.ts";
+import { evaluate } from "../train/passes.ts";
+import { runOptionsOf } from "../train/trainer.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 
 /**

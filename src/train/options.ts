@@ -65,7 +65,7 @@ export const trainConfigSchema = z.strictObject({
     onResume: "new",
   }),
   overlap: option(z.boolean().default(true), {
-    describe: "with several ranks: reduce each gradient bucket while the backward goes on (--no-overlap: after the backward, to measure what overlapping hides)",
+    describe: "with several ranks: reduce each gradient bucket while the backward goes on and gather each bucket of updated weights while the next forward goes on (--no-overlap: each after its compute, to measure what overlapping hides)",
     onResume: "new",
   }),
   collectives: option(z.enum(["auto", "gloo", "nccl"]).default("auto"), {

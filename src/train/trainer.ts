@@ -11,7 +11,8 @@ import type { TrainConfig } from "./options.ts";
 import { RankGroup, SINGLE, type World } from "./distributed.ts";
 import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
-import { countTargets, maskedLossSum, targetMask, TokenData } from "./data.ts";
+import { TokenData } from "./data.ts";
+import { accumulateGradients, evaluate, type StepBatches } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
 
@@ -222,8 +223,10 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         throw new RuntimeFailure(`${error.message}. ${await lastGood()} Resume with --resume once every rank can run`, { cause: error });
       }
     };
+    // With several ranks, each step reads the next one's batches and sums their target counts with its losses.
+    let prepared: { batches: StepBatches; targets: number } | undefined;
     const stepOnce = async () => {
-      const { loss, stop } = await accumulateGradients(model, data, {
+      const { loss, stop, next } = await accumulateGradients(model, data, {
         first: samples,
         microBatches: accum,
         microBatch: config.micro_batch,
@@ -233,7 +236,10 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         group,
         overlap: config.overlap,
         stopRequested: options.shouldStop?.() ?? false,
+        prepared,
+        ...(step + 1 < config.steps ? { nextFirst: samples + accum * config.micro_batch } : {}),
       });
+      prepared = next;
       const stopped = async (gradNorm: number | string) =>
         new RuntimeFailure(
           `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${await lastGood()} Lower --lr or use --precision fp32 to investigate.`,
@@ -302,87 +308,4 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     await data.close();
     model.dispose();
   }
-}
-
-/**
- * The gradient of one optimizer step: the training windows first, first + 1, ... of the seeded stream, in
- * `microBatches` micro-batches of `microBatch` rows, summed into the model's (zeroed) gradients, each
- * scaled by 1 / (positions with a target in the whole step), so the result is the mean over the step's tokens
- * whatever the split. With a group of R ranks, rank r computes micro-batches r, r + R, ... of the same stream
- * and the model reduces the gradients (the step's last backward starts it, bucket by bucket); the counts, the
- * losses and the ranks' stop requests are summed over the ranks. Returns the step's mean loss, its count, and
- * whether any rank asked to stop.
- */
-export async function accumulateGradients(
-  model: NativeModel,
-  data: TokenData,
-  s: {
-    first: number;
-    microBatches: number;
-    microBatch: number;
-    opts: RunOptions;
-    vocab: number;
-    label: string;
-    group?: RankGroup;
-    /** reduce buckets during the last backward (default) rather than after it */
-    overlap?: boolean;
-    stopRequested?: boolean;
-  },
-): Promise<{ loss: number; targets: number; stop: boolean }> {
-  const T = data.context;
-  const rank = s.group?.rank ?? 0;
-  const ranks = s.group?.size ?? 1;
-  // With a communicator (several ranks, or one under --collectives) the step takes the data-parallel path.
-  const parallel = s.group?.parallel ?? false;
-  const batches: Int32Array[] = [];
-  let local = 0;
-  for (let a = rank; a < s.microBatches; a += ranks) {
-    const windows = Array.from({ length: s.microBatch }, (_, b) => data.trainWindow(s.first + a * s.microBatch + b));
-    const tokens = await data.read(windows, s.vocab);
-    local += countTargets(tokens, s.microBatch, T, s.opts);
-    batches.push(tokens);
-  }
-  const [targets] = parallel ? await s.group!.sum([local], `${s.label}: summing the target counts over the ranks`) : [local];
-  if (targets === 0) throw new RuntimeFailure(`${s.label}: the batch has no positions with a target`);
-  model.zeroGrad();
-  let lossSum = 0;
-  for (const [i, tokens] of batches.entries()) {
-    if (parallel && s.overlap !== false && i === batches.length - 1) model.reduceOnNextBackward();
-    const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets!));
-    lossSum += r.lossSum;
-  }
-  if (!parallel) return { loss: lossSum / targets!, targets: targets!, stop: false };
-  const [sum, stops] = await s.group!.sum([lossSum, s.stopRequested ? 1 : 0], `${s.label}: summing the losses over the ranks`);
-  return { loss: sum! / targets!, targets: targets!, stop: stops! > 0 };
-}
-
-/**
- * Mean loss over windows, with the training masks; the one evaluation loop of training and `eval`. With a group,
- * rank r evaluates batches r, r + R, ... and the sums are taken over the ranks.
- */
-export async function evaluate(
-  model: NativeModel,
-  data: TokenData,
-  batch: number,
-  opts: RunOptions,
-  vocab: number,
-  windows: ArrayLike<number>,
-  onProgress?: (done: number, total: number) => void,
-  group?: RankGroup,
-): Promise<{ mean: number; tokens: number }> {
-  let sum = 0;
-  let count = 0;
-  const rank = group?.rank ?? 0;
-  const ranks = group?.size ?? 1;
-  for (let i = rank * batch; i < windows.length; i += batch * ranks) {
-    const chunk = Array.from({ length: Math.min(batch, windows.length - i) }, (_, j) => windows[i + j]!);
-    const tokens = await data.read(chunk, vocab);
-    const losses = await native("evaluation", () => model.forwardLosses(tokens, chunk.length, data.context, opts));
-    const r = maskedLossSum(losses, targetMask(tokens, chunk.length, data.context, opts));
-    sum += r.sum;
-    count += r.count;
-    onProgress?.(i + chunk.length, windows.length);
-  }
-  if (group?.parallel) [sum, count] = (await group.sum([sum, count], "evaluation: summing the losses over the ranks")) as [number, number];
-  return { mean: sum / Math.max(1, count), tokens: count };
 }

@@ -4,11 +4,13 @@
  * NCCL); the _host ones and broadcast take host memory. Every call is collective: each rank makes the same
  * calls in the same order. Failures (a peer gone, a timeout) throw std::runtime_error naming what was running;
  * the C API turns that into a status. */
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,8 +40,17 @@ class Communicator {
   template <typename F>
   void in_turn(uint64_t ticket, F&& body) {
     {
+      // Each collective ahead fails within the timeout, so a turn with none of them done for longer than that
+      // (plus a margin, so that theirs is the message reported) is a hang: it fails here, and so does every turn
+      // after it, instead of waiting without end.
+      const auto limit = timeout() + std::chrono::seconds(5);
       std::unique_lock<std::mutex> lock(order_mu_);
-      order_cv_.wait(lock, [&] { return serving_ == ticket; });
+      for (uint64_t seen = serving_; !stuck_ && serving_ != ticket; seen = serving_) {
+        if (!order_cv_.wait_for(lock, limit, [&] { return stuck_ || serving_ == ticket; }) && serving_ == seen) stuck_ = true;
+      }
+      if (stuck_ && serving_ != ticket)
+        throw std::runtime_error("waited " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(limit).count()) +
+                                 " s for the collectives queued before this one, and none finished");
     }
     struct Done {
       Communicator* c;
@@ -59,6 +70,8 @@ class Communicator {
   virtual const char* name() const = 0;
   virtual int rank() const = 0;
   virtual int world() const = 0;
+  /* How long any one collective may take (--dist-timeout): a wait for one, on any thread, fails past it. */
+  virtual std::chrono::milliseconds timeout() const = 0;
   /* Where the fp32 collectives' buffers must be: -1 (host) or a CUDA device ordinal (tensor.h's kHost). */
   virtual int device() const { return -1; }
 
@@ -69,6 +82,14 @@ class Communicator {
   virtual bool stream_ordered() const { return false; }
   virtual void follow(void* stream) { (void)stream; }
   virtual void synchronize() {}
+  /* Marks, for a consumer that should wait for part of the queued work only (the next forward waits for each
+   * bucket of gathered weights as it needs it): mark(slot) records where the collectives queued so far end;
+   * lead(s, slot) makes stream s wait on the device until they are done, without the host waiting; settle(slot)
+   * waits on the host, failing as synchronize() does. Slots are small integers, reused once settled. No-ops for
+   * a blocking library. */
+  virtual void mark(int slot) { (void)slot; }
+  virtual void lead(void* stream, int slot) { (void)stream, (void)slot; }
+  virtual void settle(int slot) { (void)slot; }
 
   /* In place over data[sum(counts)]: rank r's piece (counts[r] elements at offset counts[0] + ... + counts[r-1])
    * ends up holding that piece summed over every rank; the other pieces are left undefined. */
@@ -101,6 +122,7 @@ class Communicator {
   std::mutex order_mu_;
   std::condition_variable order_cv_;
   uint64_t next_ticket_ = 0, serving_ = 0;
+  bool stuck_ = false;  // a turn waited past the timeout: the order is broken for good
 };
 
 /* nullptr with *why when the library is not there (gloo: built without libgloo-dev; NCCL: built without CUDA,

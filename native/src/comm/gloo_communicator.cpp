@@ -69,6 +69,7 @@ class GlooCommunicator : public Communicator {
   const char* name() const override { return "gloo"; }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
+  std::chrono::milliseconds timeout() const override { return timeout_; }
 
   void reduce_scatter(float* data, const std::vector<size_t>& counts) override {
     ordered([&] { reduce_scatter_now(data, counts); });

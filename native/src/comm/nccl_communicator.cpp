@@ -52,12 +52,14 @@ class NcclCommunicator : public Communicator {
     if (pinned_) cudaFreeHost(pinned_);
     if (follow_) cudaEventDestroy(follow_);
     if (done_) cudaEventDestroy(done_);
+    for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
   const char* name() const override { return "nccl"; }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
+  std::chrono::milliseconds timeout() const override { return timeout_; }
   int device() const override { return device_; }
   bool stream_ordered() const override { return true; }
 
@@ -71,6 +73,29 @@ class NcclCommunicator : public Communicator {
 
   void synchronize() override {
     ordered([&] { wait_done("the collectives queued so far"); });
+  }
+
+  void mark(int slot) override {
+    ordered([&] {
+      on_device("marking the communication stream");
+      while ((int)marks_.size() <= slot) {
+        cudaEvent_t e = nullptr;
+        cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
+        marks_.push_back(e);
+      }
+      cuda(cudaEventRecord(marks_[(size_t)slot], stream_), "marking the communication stream");
+    });
+  }
+
+  void lead(void* stream, int slot) override {
+    ordered([&] {
+      on_device("ordering the model's stream");
+      cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), marks_.at((size_t)slot), 0), "ordering the model's stream after a collective");
+    });
+  }
+
+  void settle(int slot) override {
+    ordered([&] { wait_event(marks_.at((size_t)slot), "the weights' all-gather"); });
   }
 
   /* Pieces laid out as data_parallel.cpp splits a bucket (every rank's piece alike, the last one longer by the
@@ -263,9 +288,14 @@ class NcclCommunicator : public Communicator {
   void wait_done(const char* what) {
     broken_check(what);
     cuda(cudaEventRecord(done_, stream_), what);
+    wait_event(done_, what);
+  }
+
+  void wait_event(cudaEvent_t event, const char* what) {
+    broken_check(what);
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     for (;;) {
-      const cudaError_t e = cudaEventQuery(done_);
+      const cudaError_t e = cudaEventQuery(event);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady) {
         abort_group();
@@ -332,6 +362,7 @@ class NcclCommunicator : public Communicator {
   nccl::Comm comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t follow_ = nullptr, done_ = nullptr;
+  std::vector<cudaEvent_t> marks_;
   bool nonblocking_ = false, in_group_ = false;
   void* staging_ = nullptr;  // device
   void* pinned_ = nullptr;   // host, page-locked

@@ -156,12 +156,13 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
 int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
                         int64_t* count, cx_status* status) {
   return guarded_on(m, status, [&] {
-    const Batch bt = run_forward(*m, tokens, B, T, o);
+    const Batch bt = run_forward(*m, tokens, B, T, o, false);
     if (m->dp) m->dp->backward_started();
     const int head = m->lm_head_tensor();
     m->be->lm_head_cross_entropy(m->losses.t, m->dh.t, m->G(head), m->hf.t, m->W(head), m->targets.t, bt.N, m->cfg.hidden, m->cfg.vocab,
                                  loss_scale, o->precision == CX_BF16);
     backward_blocks(*m, bt, *o);
+    if (m->dp) m->dp->weights_settled();  // before the read-back below waits on the model's stream
     std::vector<float> losses((size_t)bt.N);
     m->be->download(losses.data(), m->losses.t, (size_t)bt.N);
     // Sum over positions with a target: a NaN there is a real NaN and must reach the caller.
@@ -286,6 +287,7 @@ int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
+    m->dp->weights_settled();
     // FNV-1a over the weights' bit patterns, a value at a time (any flipped bit changes it): the fp32 masters, or
     // once they are sharded the compute copy, which every rank holds whole.
     uint64_t h = 1469598103934665603ull;

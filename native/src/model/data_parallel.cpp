@@ -54,6 +54,17 @@ DataParallel::DataParallel(cx_model& m, cx::Communicator* comm, int zero) : m_(m
 }
 
 DataParallel::~DataParallel() {
+  // Freed with collectives still queued only when the run failed (training settles its gathers before it ends:
+  // a checkpoint reads the weights). Nothing queued runs now: a collective here would wait on peers that may be
+  // gone, and the error that ended the run would not be reported until it failed. The others' next collective
+  // fails when this process leaves. Under NCCL the model's memory is freed next, which waits for the device:
+  // settle on the host first, within the timeout (a failure aborts the group, releasing its kernels).
+  if (comm_->stream_ordered()) {
+    try {
+      comm_->synchronize();
+    } catch (const std::exception&) {
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -72,18 +83,23 @@ void DataParallel::reduce(int k) {
 void DataParallel::worker() {
   for (;;) {
     Queued q;
+    bool skip;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
+      if (queue_.empty()) return;
       q = queue_.front();
       queue_.erase(queue_.begin());
+      // The group is broken (the step fails anyway) or the model is being freed: the ticket is served, not run,
+      // so a collective taken after it on another thread is not left waiting.
+      skip = stopping_ || !error_.empty();
     }
     std::string error;
     try {
       comm_->in_turn(q.ticket, [&] {
-        if (!error_.empty()) return;  // the group is broken: the step fails anyway
-        reduce(q.bucket);
+        if (skip) return;
+        if (q.gather) gather_compute(q.bucket);
+        else reduce(q.bucket);
       });
     } catch (const std::exception& e) {
       error = e.what();
@@ -91,9 +107,25 @@ void DataParallel::worker() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!error.empty() && error_.empty()) error_ = error;
-      reduced_++;
+      (q.gather ? weights_gathered_ : reduced_)++;
     }
     cv_.notify_all();
+  }
+}
+
+template <typename Ready>
+void DataParallel::wait_worker(std::unique_lock<std::mutex>& lock, Ready ready, const char* what) {
+  // Each of the communication thread's collectives fails within the timeout, so a wait with no collective done for
+  // longer than that (plus a margin, so that the collective's own message is the one reported) is a hang: it fails
+  // here instead of waiting without end.
+  const auto limit = comm_->timeout() + std::chrono::seconds(5);
+  for (int done = -1; !ready();) {
+    const int now = reduced_ + weights_gathered_;
+    if (now == done)
+      fail(CX_INTERNAL, "rank %d of %d: waited %lld s for %s (%s) with no collective done on the communication thread; a peer is gone or hung",
+           comm_->rank(), comm_->world(), (long long)std::chrono::duration_cast<std::chrono::seconds>(limit).count(), what, comm_->name());
+    done = now;
+    cv_.wait_for(lock, limit, ready);
   }
 }
 
@@ -114,7 +146,7 @@ void DataParallel::enqueue(int k) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back({k, comm_->take_ticket()});
+    queue_.push_back({k, comm_->take_ticket(), false});
     queued_++;
   }
   cv_.notify_all();
@@ -135,7 +167,7 @@ void DataParallel::wait_reduced() {
     }
   }
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return reduced_ == (int)buckets_.size(); });
+  wait_worker(lock, [&] { return reduced_ == (int)buckets_.size(); }, "the gradient reduction");
   queued_ = reduced_ = 0;
   if (!error_.empty()) {
     const std::string e = error_;
@@ -146,6 +178,10 @@ void DataParallel::wait_reduced() {
 
 double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  weights_settled();  // a rank that ran no forward since the last step (fewer micro-batches than ranks)
+  // A step whose backward did not overlap its reductions overlaps nothing: its gathers are waited for before it
+  // returns, the baseline the overlap is measured against (train --no-overlap).
+  const bool overlapped = overlap_this_;
   wait_reduced();
   Backend* be = m_.be.get();
   // Sum of squares of this rank's pieces (under zero = 0 every rank holds the whole sum), then over the ranks.
@@ -159,7 +195,21 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   const bool bf = m_.compute_precision == CX_BF16;
   cx::AdamWParams p{hp.lr, hp.beta1, hp.beta2, hp.eps, 0.f, (float)factor, 1.f - std::pow(hp.beta1, (float)hp.step),
                     1.f - std::pow(hp.beta2, (float)hp.step), nullptr};
-  for (const GradientBucket& g : buckets_) {
+  gathered_.reset();  // a checkpoint's gathered bucket is stale now (and freeing device memory waits for the device)
+  gathered_bucket_ = -1;
+  // Under NCCL the gather runs at world size 1 too, so one GPU exercises every path a run of many does.
+  const bool gather = zero_ == 1 && (comm_->world() > 1 || comm_->stream_ordered());
+  const bool compute_copy = m_.compute_precision >= 0;
+  // Each bucket's gather queued right after its AdamW, once the masters are sharded (the first step shards them
+  // first: that frees memory, which would wait for gathers in flight).
+  const bool interleave = gather && compute_copy && sharded_;
+  const int nb = (int)buckets_.size();
+  if (gather && compute_copy) {
+    std::lock_guard<std::mutex> lock(mu_);  // the communication thread is idle: every earlier collective is done
+    gathering_ = true, awaited_ = 0, weights_gathered_ = 0;
+  }
+  for (int j = 0; j < nb; j++) {  // in the order the next forward reads them
+    const GradientBucket& g = buckets_[(size_t)(nb - 1 - j)];
     for (size_t i = 0; i < m_.tensors.size(); i++) {
       const TensorInfo& t = m_.tensors[i];
       const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
@@ -171,19 +221,78 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
       const cx::Tensor compute = m_.compute_precision < 0 ? param : m_.W((int)i) + within;
       be->adamw(param, compute, m_.grads.t + (int64_t)lo, m_.adam_m.t + moment, m_.adam_v.t + moment, hi - lo, p, bf);
     }
+    if (interleave) gather_bucket(j);
   }
-  // Under NCCL the gather runs at world size 1 too, so one GPU exercises every path a run of many does.
-  if (zero_ == 1 && (comm_->world() > 1 || comm_->stream_ordered())) {
-    if (m_.compute_precision >= 0) {
-      gather_compute_copy();
-      if (!sharded_) shard_masters();
-    } else {
-      gather_masters();  // no compute copy yet: AdamW wrote the master pieces alone
+  if (gather && compute_copy && !sharded_) {
+    shard_masters();
+    for (int j = 0; j < nb; j++) gather_bucket(j);
+  }
+  if (gather && !compute_copy) gather_masters();  // no compute copy yet: AdamW wrote the master pieces alone
+  if (!overlapped) weights_settled();
+  return norm;
+}
+
+void DataParallel::gather_compute(int k) {
+  const GradientBucket& g = buckets_[(size_t)k];
+  const cx::Tensor at = m_.compute.t + (int64_t)compute_begin(g);
+  if (at.dtype == DType::BF16) comm_->all_gather_bf16(static_cast<uint16_t*>(at.data), compute_counts(g));
+  else comm_->all_gather(at.f32(), compute_counts(g));
+}
+
+void DataParallel::gather_bucket(int j) {
+  const int k = (int)buckets_.size() - 1 - j;
+  if (comm_->stream_ordered()) {
+    // Queued behind this bucket's AdamW kernels; the mark is what the forward's stream will wait for.
+    try {
+      comm_->in_turn(comm_->take_ticket(), [&] {
+        comm_->follow(m_.be->stream());
+        gather_compute(k);
+        comm_->mark(j);
+      });
+    } catch (const std::exception& e) {
+      fail(CX_INTERNAL, "rank %d of %d: gathering the updated weights failed (%s): %s", comm_->rank(), comm_->world(), comm_->name(), e.what());
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({k, comm_->take_ticket(), true});
+  }
+  cv_.notify_all();
+}
+
+void DataParallel::await_weights(int j) {
+  if (!gathering_) return;
+  j = std::min(j, (int)buckets_.size() - 1);
+  if (j < awaited_) return;
+  if (comm_->stream_ordered()) {
+    try {
+      for (; awaited_ <= j; awaited_++) comm_->lead(m_.be->stream(), awaited_);
+    } catch (const std::exception& e) {
+      fail(CX_INTERNAL, "rank %d of %d: waiting for the updated weights failed (%s): %s", comm_->rank(), comm_->world(), comm_->name(), e.what());
+    }
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  wait_worker(lock, [&] { return weights_gathered_ > j || !error_.empty(); }, "the updated weights' all-gather");
+  if (!error_.empty())
+    fail(CX_INTERNAL, "rank %d of %d: gathering the updated weights failed (%s): %s", comm_->rank(), comm_->world(), comm_->name(), error_.c_str());
+  awaited_ = j + 1;
+  if (awaited_ == (int)buckets_.size()) gathering_ = false;
+}
+
+void DataParallel::weights_settled() {
+  if (!gathering_) return;
+  const int last = (int)buckets_.size() - 1;
+  await_weights(last);
+  if (comm_->stream_ordered()) {
+    try {
+      comm_->settle(last);
+    } catch (const std::exception& e) {
+      fail(CX_INTERNAL, "rank %d of %d: gathering the updated weights failed (%s): %s", comm_->rank(), comm_->world(), comm_->name(), e.what());
     }
   }
-  gathered_.reset();  // a checkpoint's gathered bucket is stale now, and its memory is the next step's
-  gathered_bucket_ = -1;
-  return norm;
+  gathering_ = false;
 }
 
 void DataParallel::shard_masters() {
@@ -243,18 +352,6 @@ std::vector<size_t> DataParallel::compute_counts(const GradientBucket& g) const 
     from = to;
   }
   return counts;
-}
-
-void DataParallel::gather_compute_copy() {
-  comm_->in_turn(comm_->take_ticket(), [&] {
-    comm_->follow(m_.be->stream());  // after this rank's AdamW kernels
-    for (const GradientBucket& g : buckets_) {
-      const cx::Tensor at = m_.compute.t + (int64_t)compute_begin(g);
-      if (at.dtype == DType::BF16) comm_->all_gather_bf16(static_cast<uint16_t*>(at.data), compute_counts(g));
-      else comm_->all_gather(at.f32(), compute_counts(g));
-    }
-    comm_->synchronize();
-  });
 }
 
 void DataParallel::gather_masters() {

@@ -112,6 +112,7 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   // Per-block activations: one slot per block, or one shared slot when the blocks are recomputed in backward.
   const int slots = o.recompute ? 1 : c.n_layers;
   if (N > m.tokens_capacity || act != m.activation_dtype || slots > m.activation_slots) {
+    if (m.dp) m.dp->weights_settled();  // freeing device memory waits for the gathers in flight
     const std::vector<ActivationBuffer> plan = activation_plan(c, N, act, slots);
     try {
       for (const ActivationBuffer& a : plan) (m.*a.buffer).ensure(be, a.elements, a.dtype, a.what);
@@ -201,7 +202,9 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
   be->swiglu_forward(act, gate, up, N * F, bf);
   if (recomputing) return;
   be->matmul_forward(m.tmp.t, act, W(BlockTensor::down), N, F, C, bf);
-  // The residual add fused with the norm that reads its sum: the next block's first norm, or the final norm.
+  // The residual add fused with the norm that reads its sum: the next block's first norm, or the final norm
+  // (whose gathered weights the forward waits for here, data_parallel.h).
+  if (m.dp) m.dp->await_weights(l + 2);
   const bool final = l + 1 == c.n_layers;
   const int64_t next = final ? 0 : (int64_t)slot(o, l + 1);
   be->residual_rmsnorm_forward(m.x.t + (ox + N * C), final ? m.hf.t : m.h1.t + next * N * C, final ? m.rstdf.t : m.rstd1.t + next * N, xmid,
@@ -214,9 +217,14 @@ static void forward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o
   Backend* be = m.be.get();
   const cx_config& c = m.cfg;
   const bool bf = o.precision == CX_BF16;
+  // Under ZeRO-1 each bucket of weights is waited for as the forward reaches it (0: the embedding, l + 1: block l).
+  if (m.dp) m.dp->await_weights(1);
   be->embedding_forward(m.x.t, m.tok.t, m.W(0), bt.N, c.hidden, bf);
   be->rmsnorm_forward(m.h1.t, m.rstd1.t, m.x.t, m.W(m.block_tensor(0, BlockTensor::attn_norm)), bt.N, c.hidden, c.norm_eps, bf);
-  for (int l = 0; l < c.n_layers; l++) block_forward(m, bt, o, l, false, kv_past);
+  for (int l = 0; l < c.n_layers; l++) {
+    if (m.dp) m.dp->await_weights(l + 1);
+    block_forward(m, bt, o, l, false, kv_past);
+  }
 }
 
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
@@ -286,12 +294,13 @@ static void check_options(const cx_run_options* o) {
 }
 
 /* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
-Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o) {
+Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o, bool settle) {
   check_options(o);
   Batch bt;
   prepare_batch(m, tokens, B, T, *o, bt);
   ensure_compute_weights(m, o->precision);
   forward_blocks(m, bt, *o);
+  if (settle && m.dp) m.dp->weights_settled();
   return bt;
 }
 
@@ -331,6 +340,7 @@ Batch run_decode(cx_model& m, const int32_t* tokens, int n, const cx_run_options
   ensure_compute_weights(m, o->precision);
   const int64_t past = m.kv_length;
   forward_blocks(m, bt, step, &past);
+  if (m.dp) m.dp->weights_settled();
   m.kv_length += n;
   return bt;
 }

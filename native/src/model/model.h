@@ -138,7 +138,9 @@ void ensure_compute_weights(cx_model& m, int precision);
 /* Whether position t of a row of T tokens has a target (cx_target_mask). */
 inline bool has_target(const int32_t* row, int t, int T, const cx_run_options& o) { return t + 1 < T && !(o.mask_eos_loss && row[t] == o.eos_id); }
 /* Checks the options, stages the batch and runs the blocks: what every entry point starts with. */
-Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o);
+/* settle: wait on the host for the weights' gathers (data_parallel.h) before returning, for a caller that reads a
+ * result back next; a training step settles later, after its backward is queued. */
+Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o, bool settle = true);
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o);
 /* Generation with a key/value cache: a new sequence of at most `capacity` tokens, then steps of new tokens. */
 void decode_reset(cx_model& m, int capacity);

@@ -117,6 +117,8 @@ export function registerTrain(y: Argv): Argv {
         if (config.eval_tasks && config.eval_tasks_every === 0) throw new UsageError("--eval-tasks needs --eval-tasks-every K (steps between runs)");
         let lastCheckpoint: string | undefined;
         let lastStep = 0;
+        // Only rank 0 sees the step events.
+        const offTerm = (await import("../launch.ts")).stopOnLauncherSignal(process.env, () => (root ? `after step ${lastStep} of ${config.steps}` : "while training"));
         try {
           await train(config, {
             resume: a.resume as boolean,
@@ -141,6 +143,7 @@ export function registerTrain(y: Argv): Argv {
           throw error;
         } finally {
           process.off("SIGINT", onSigint);
+          offTerm();
         }
       },
     );

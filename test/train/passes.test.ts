@@ -5,7 +5,8 @@ import { loadAddon, TensorKind, type NativeModel } from "../../src/native/addon.
 import { readManifest } from "../../src/shards/manifest-file.ts";
 import { TokenData } from "../../src/train/data.ts";
 import { PRESETS } from "../../src/train/model-config.ts";
-import { accumulateGradients, runOptionsOf } from "../../src/train/trainer.ts";
+import { accumulateGradients } from "../../src/train/passes.ts";
+import { runOptionsOf } from "../../src/train/trainer.ts";
 import { useSampleBuild } from "../helpers/sample-build.ts";
 
 const CONTEXT = 128;
