@@ -105,10 +105,14 @@ export function watchLauncher(env: NodeJS.ProcessEnv): void {
 export function stopOnLauncherSignal(env: NodeJS.ProcessEnv, where: () => string): () => void {
   if (!env.CHUXIN_LAUNCHER_PID) return () => {};
   const onTerm = () => {
+    // Written synchronously (stderr is a pipe, a file or a terminal here).
     process.stderr.write(
       `chuxin-data: rank ${env.RANK}/${env.WORLD_SIZE}: error: stopped by SIGTERM from the launcher ${where()}: another rank failed (its message is above) or the launcher was stopped. Resume with --resume once every rank can run\n`,
     );
-    process.exit(1);
+    // Then the signal's own default action, not process.exit(): that waits for the native call in flight, which
+    // may be a collective waiting on the dead peer until --dist-timeout. With this listener gone (once), the
+    // signal ends the process at once.
+    process.kill(process.pid, "SIGTERM");
   };
   process.once("SIGTERM", onTerm);
   return () => process.off("SIGTERM", onTerm);

@@ -138,26 +138,32 @@ describe("data-parallel training over gloo (CPU)", { skip: !gloo && !process.env
     assert.match(r.stderr, /--global-batch-tokens 768 is 6 micro-batches .* 4 ranks cannot share equally; make it a multiple of 512/);
   });
 
-  it("stops every rank with a clear message when one is killed", async (t) => {
-    const run = join(work, "killed");
-    const child = spawn(process.execPath, [binPath, "train", "--data", data, "--out", run, "--steps", "100000", "--save-every", "0", "--eval-every", "0", "--nproc-per-node", "2", "--dist-timeout", "30", ...common], {
+  /** Two ranks training without end in run folder `name`, once step 2 is in metrics.jsonl; stderr so far, and the exit code to come. */
+  async function trainingTwoRanks(name: string, extra: string[]) {
+    const run = join(work, name);
+    const child = spawn(process.execPath, [binPath, "train", "--data", data, "--out", run, "--steps", "100000", "--save-every", "0", "--eval-every", "0", "--nproc-per-node", "2", ...extra, ...common], {
       env: { ...process.env, CI: "true", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
+    const output = { stderr: "" };
+    child.stderr.on("data", (d) => (output.stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-    // Once training is under way, kill rank 1.
     const started = Date.now();
     while (!existsSync(join(run, "metrics.jsonl")) || !(await readFile(join(run, "metrics.jsonl"), "utf8")).includes('"step":2,')) {
-      assert.ok(Date.now() - started < 60_000, `training did not start: ${stderr}`);
+      assert.ok(Date.now() - started < 60_000, `training did not start: ${output.stderr}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const pid = Number(stderr.match(/process ids: 0=\d+ 1=(\d+)/)![1]);
+    return { child, output, exited };
+  }
+
+  it("stops every rank with a clear message when one is killed", async (t) => {
+    const { output, exited } = await trainingTwoRanks("killed", ["--dist-timeout", "30"]);
+    const pid = Number(output.stderr.match(/process ids: 0=\d+ 1=(\d+)/)![1]);
     process.kill(pid, "SIGKILL");
     const killedAt = Date.now();
     const code = await exited;
     const took = (Date.now() - killedAt) / 1000;
+    const stderr = output.stderr;
     assert.equal(code, 1, stderr);
     // At once when the dead peer's socket closes; else at the launcher's SIGTERM, 10 s on.
     assert.ok(took < 25, `the run took ${took} s to stop`);
@@ -173,27 +179,15 @@ describe("data-parallel training over gloo (CPU)", { skip: !gloo && !process.env
   });
 
   it("a SIGTERM to the launcher stops every rank at once, each saying where it was", async () => {
-    const run = join(work, "terminated");
-    const child = spawn(process.execPath, [binPath, "train", "--data", data, "--out", run, "--steps", "100000", "--save-every", "0", "--eval-every", "0", "--nproc-per-node", "2", ...common], {
-      env: { ...process.env, CI: "true", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-    const started = Date.now();
-    while (!existsSync(join(run, "metrics.jsonl")) || !(await readFile(join(run, "metrics.jsonl"), "utf8")).includes('"step":2,')) {
-      assert.ok(Date.now() - started < 60_000, `training did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const { child, output, exited } = await trainingTwoRanks("terminated", []);
     child.kill("SIGTERM");
     const sentAt = Date.now();
     const code = await exited;
     const took = (Date.now() - sentAt) / 1000;
-    assert.equal(code, 1, stderr);
+    assert.equal(code, 1, output.stderr);
     // Each rank goes at once, even one inside a collective (the launcher passes the signal on to both).
     assert.ok(took < 10, `the run took ${took} s to stop`);
-    assert.match(stderr, /rank 0\/2: error: stopped by SIGTERM from the launcher after step \d+ of 100000: .*Resume with --resume/);
-    assert.match(stderr, /rank 1\/2: error: stopped by SIGTERM from the launcher while training/);
+    assert.match(output.stderr, /rank 0\/2: error: stopped by SIGTERM from the launcher after step \d+ of 100000: .*Resume with --resume/);
+    assert.match(output.stderr, /rank 1\/2: error: stopped by SIGTERM from the launcher while training/);
   });
 });
