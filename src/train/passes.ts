@@ -14,8 +14,14 @@ export interface StepBatches {
   local: number;
 }
 
+/** A step's batches read ahead by the step before it, with the step's target count over every rank. */
+export interface PreparedStep {
+  batches: StepBatches;
+  targets: number;
+}
+
 /** Reads this rank's micro-batches of the step whose first window is `first`: r, r + R, ... of the seeded stream. */
-export async function readStepBatches(
+async function readStepBatches(
   data: TokenData,
   s: { first: number; microBatches: number; microBatch: number; opts: RunOptions; vocab: number; rank: number; ranks: number },
 ): Promise<StepBatches> {
@@ -60,10 +66,10 @@ export async function accumulateGradients(
     overlap?: boolean;
     stopRequested?: boolean;
     /** this step's batches and the step's target count over every rank, from the previous step's `next` */
-    prepared?: { batches: StepBatches; targets: number };
+    prepared?: PreparedStep;
     nextFirst?: number;
   },
-): Promise<{ loss: number; targets: number; stop: boolean; next?: { batches: StepBatches; targets: number } }> {
+): Promise<{ loss: number; targets: number; stop: boolean; next?: PreparedStep }> {
   const T = data.context;
   const shape = { microBatches: s.microBatches, microBatch: s.microBatch, opts: s.opts, vocab: s.vocab, rank: s.group?.rank ?? 0, ranks: s.group?.size ?? 1 };
   // With a communicator (several ranks, or one under --collectives) the step takes the data-parallel path.

@@ -12,7 +12,7 @@ import { RankGroup, SINGLE, type World } from "./distributed.ts";
 import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
 import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { TokenData } from "./data.ts";
-import { accumulateGradients, evaluate, type StepBatches } from "./passes.ts";
+import { accumulateGradients, evaluate, type PreparedStep } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
 import { learningRate } from "./schedule.ts";
 
@@ -224,7 +224,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       }
     };
     // With several ranks, each step reads the next one's batches and sums their target counts with its losses.
-    let prepared: { batches: StepBatches; targets: number } | undefined;
+    let prepared: PreparedStep | undefined;
     const stepOnce = async () => {
       const { loss, stop, next } = await accumulateGradients(model, data, {
         first: samples,
