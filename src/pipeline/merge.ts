@@ -24,6 +24,8 @@ import { writeBuild, type SelectedBuild } from "./write-build.ts";
 export interface Partition {
   dir: string;
   record: PartitionRecord;
+  /** the command that writes this partition again */
+  rerun: string;
 }
 
 /**
@@ -58,7 +60,10 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 export async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: string): Promise<Partition[]> {
   if (dirs.length === 0) throw new UsageError(`--merge needs the partitions' folders: --merge DIR...`);
   const parts: Partition[] = [];
-  for (const dir of dirs.map((d) => resolve(d))) parts.push({ dir, record: await readPartition(dir, recipeArg) });
+  for (const dir of dirs.map((d) => resolve(d))) {
+    const record = await readPartition(dir, recipeArg);
+    parts.push({ dir, record, rerun: `chuxin-data build ${recipeArg} --partition ${record.partition.index}/${record.partition.count} --out ${dir}` });
+  }
   const count = parts[0]!.record.partition.count;
   const byIndex = new Map<number, Partition>();
   for (const p of parts) {
@@ -183,7 +188,8 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
 export function partitionTokens(p: Partition): TokenStore {
   const store = TokenStore.openChunks(
     p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
-    (file, why) => new RuntimeFailure(`${file}: ${why}; rerun the partition in ${p.dir}`),
+    (file, why) => new RuntimeFailure(`${file}: ${why}; rerun that partition: ${p.rerun}`),
+    p.record.chunks.map((c) => c.sha256),
   );
   if (store.documents !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${store.documents} documents, partition.json ${p.record.documents}; rerun that partition`);
   return store;

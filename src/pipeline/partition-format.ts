@@ -1,6 +1,8 @@
 /**
  * What one partition of a build leaves in its folder for `build --merge` (see partition.ts and merge.ts):
- *   partition.json      this file's record: which slice, of which recipe and inputs, and its counts; written last
+ *   partition.json      this file's record: which slice, of which recipe and inputs, its counts, the sha256 of every
+ *                       file it names, and record_sha256 over all of that (an edited or damaged record is refused);
+ *                       written last
  *   docs.parquet        (ord, source_idx, file_idx, row_idx, doc_hash, tokens): the slice's documents left after its
  *                       own dedup, in recipe order, with their token counts (no specials)
  *   duplicates.parquet  (source_idx, doc_hash): the rows its own dedup removed
@@ -9,14 +11,15 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { UsageError } from "../util/errors.ts";
+import { RuntimeFailure, UsageError } from "../util/errors.ts";
+import { canonicalJson, sha256Hex } from "../util/hash.ts";
 
 export const PARTITION_JSON = "partition.json";
 export const PARTITION_DOCS = "docs.parquet";
 export const PARTITION_DUPLICATES = "duplicates.parquet";
 export const PARTITION_TOKENS = "tokens";
 export const PARTITION_FILES = [PARTITION_JSON, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS];
-export const PARTITION_FORMAT = "chuxin-data-partition/1";
+export const PARTITION_FORMAT = "chuxin-data-partition/2";
 
 export interface PartitionSlice {
   index: number;
@@ -70,12 +73,25 @@ export const partitionSchema = z.object({
   documents: count,
   duplicates: count,
   tokens: count,
-  chunks: z.array(z.object({ file: z.string().regex(/^[0-9a-f]{64}\.tok$/), documents: count, ids: count })),
+  /** `file` is named by its texts; `sha256` is of its bytes, checked as a merge reads it */
+  chunks: z.array(z.object({ file: z.string().regex(/^[0-9a-f]{64}\.tok$/), sha256: hex(64), documents: count, ids: count })),
   docs_sha256: hex(64),
   duplicates_sha256: hex(64),
+  /** sha256 of the rest of the record (canonicalJson), so the counts a merge adds up are the ones the partition wrote */
+  record_sha256: hex(64),
 });
 
 export type PartitionRecord = z.infer<typeof partitionSchema>;
+
+function recordDigest(record: Omit<PartitionRecord, "record_sha256">): string {
+  const { record_sha256: _seal, ...rest } = record as PartitionRecord;
+  return sha256Hex(canonicalJson(rest));
+}
+
+/** The record with its record_sha256. It guards against edits and damage, not a forger who recomputes it. */
+export function sealPartition(record: Omit<PartitionRecord, "record_sha256">): PartitionRecord {
+  return { ...record, record_sha256: recordDigest(record) };
+}
 
 /** A finished partition's record; a usage error saying how to finish it when the folder holds none. */
 export async function readPartition(dir: string, recipePath: string): Promise<PartitionRecord> {
@@ -99,6 +115,13 @@ export async function readPartition(dir: string, recipePath: string): Promise<Pa
   if (!parsed.success) {
     const problems = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join(".")}: ${i.message}`);
     throw new UsageError(`${path}: not a ${PARTITION_FORMAT} record (${problems.join("; ")}); rerun that partition with this version of chuxin-data`);
+  }
+  if (recordDigest(parsed.data) !== parsed.data.record_sha256) {
+    const slice = `${parsed.data.partition.index}/${parsed.data.partition.count}`;
+    throw new RuntimeFailure(
+      `${path}: changed since the partition wrote it (its contents no longer match its record_sha256), so its counts cannot be trusted; ` +
+        `rerun that partition: chuxin-data build ${recipePath} --partition ${slice} --out ${dir}`,
+    );
   }
   return parsed.data;
 }

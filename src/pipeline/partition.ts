@@ -21,6 +21,7 @@ import {
   PARTITION_TOKENS,
   type PartitionRecord,
   type PartitionSlice,
+  sealPartition,
 } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { DOC_TOKENS } from "./schema.ts";
@@ -60,13 +61,14 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
           join(options.outDir, PARTITION_DUPLICATES),
         );
         const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);
-        const chunks = store.chunks().map((c) => ({ file: basename(c.file), documents: c.documents, ids: c.ids }));
+        const chunks: PartitionRecord["chunks"] = [];
+        for (const c of store.chunks()) chunks.push({ file: basename(c.file), sha256: await sha256File(c.file), documents: c.documents, ids: c.ids });
         // Chunks an earlier, stopped run wrote for other text are not part of this partition.
         const keep = new Set(chunks.map((c) => c.file));
         const tokensDir = join(options.outDir, PARTITION_TOKENS);
         for (const name of await readdir(tokensDir).catch(() => [] as string[])) if (!keep.has(name)) await rm(join(tokensDir, name), { force: true });
         const { localPath: _path, ...lockedTokenizer } = resolution.tokenizer;
-        const record: PartitionRecord = {
+        const record = sealPartition({
           format: PARTITION_FORMAT,
           partition: slice,
           recipe: { path: basename(loaded.path), sha256: loaded.sha256 },
@@ -85,7 +87,7 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
           chunks,
           docs_sha256: docsSha,
           duplicates_sha256: dupsSha,
-        };
+        });
         await writeJsonAtomic(join(options.outDir, PARTITION_JSON), record);
         return record;
       });

@@ -56,6 +56,9 @@ export class TokenStore implements TokenReader {
     private readonly files: string[],
     private readonly docCounts: number[],
     private readonly idCounts: number[],
+    /** each file's sha256 where another run recorded it (a partition's); the header's digest is checked otherwise */
+    private readonly sha256s?: string[],
+    private readonly onBad: (file: string, why: string) => Error = (file, why) => new RuntimeFailure(`${file}: ${why}; delete it and rebuild`),
   ) {
     this.documents = docCounts.reduce((a, b) => a + b, 0);
   }
@@ -64,7 +67,7 @@ export class TokenStore implements TokenReader {
    * A store over chunk files another run wrote (a partition's, for merge), from their headers alone: each file's
    * document count and lengths. A file that is missing, not a chunk, or of another length is an error naming it.
    */
-  static openChunks(files: string[], onBad: (file: string, why: string) => Error): TokenStore {
+  static openChunks(files: string[], onBad: (file: string, why: string) => Error, sha256s?: string[]): TokenStore {
     const idCounts: number[] = [];
     const docCounts: number[] = [];
     for (const file of files) {
@@ -91,7 +94,7 @@ export class TokenStore implements TokenReader {
         closeSync(fd);
       }
     }
-    return new TokenStore(files, docCounts, idCounts);
+    return new TokenStore(files, docCounts, idCounts, sha256s, onBad);
   }
 
   get chunkCount(): number {
@@ -109,7 +112,7 @@ export class TokenStore implements TokenReader {
     const size = HEADER + 4 * (docs + this.idCounts[c]!);
     // A fresh ArrayBuffer, so the ids can be viewed as words in place.
     if (this.bytes.length < size) this.bytes = new Uint8Array(Math.max(size, 2 * this.bytes.length));
-    const changed = () => new RuntimeFailure(`${file}: changed since it was tokenised (${size} bytes expected); delete it and rebuild`);
+    const changed = () => this.onBad(file, `its size or header changed since it was tokenised (${size} bytes expected)`);
     const fd = openSync(file, "r");
     try {
       // The file must still be the one tokenisation wrote (header, lengths, ids), not one changed since.
@@ -124,6 +127,14 @@ export class TokenStore implements TokenReader {
     }
     const view = new DataView(this.bytes.buffer);
     if (view.getUint32(8, true) !== docs) throw changed();
+    // Every byte is checked before it can reach a shard: against the sha256 the writer recorded (a partition's
+    // chunk, which a merge reads), else against the digest in the chunk's own header.
+    const want = this.sha256s?.[c];
+    if (want !== undefined) {
+      if (createHash("sha256").update(this.bytes.subarray(0, size)).digest("hex") !== want) throw this.onBad(file, "its bytes differ from the sha256 recorded when it was written");
+    } else if (!createHash("sha256").update(this.bytes.subarray(HEADER, size)).digest().equals(this.bytes.subarray(12, HEADER))) {
+      throw this.onBad(file, "its bytes differ from the digest in its header");
+    }
     let lengths = new Uint32Array(this.bytes.buffer, HEADER, docs);
     let ids = new Uint32Array(this.bytes.buffer, HEADER + 4 * docs, this.idCounts[c]!);
     if (BIG_ENDIAN) {

@@ -165,6 +165,50 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     assert.ok(!existsSync(join(out, ".work", "merge")), "the plan and the bins are removed once the build is in place");
   });
 
+  it("refuses a partition whose token chunk or partition.json changed after it was written, in the merge and its steps, naming what to rerun", async () => {
+    const dir = part(1, 3);
+    const all = [0, 1, 2].map((i) => part(i, 3));
+    const recordPath = join(dir, "partition.json");
+    const recordText = await readFile(recordPath, "utf8");
+    const record = JSON.parse(recordText);
+    const chunk = join(dir, "tokens", record.chunks[0].file);
+    const original = await readFile(chunk);
+    const rerun = /its bytes differ from the sha256 recorded when it was written; rerun that partition: chuxin-data build .* --partition 1\/3 --out .*p1of3/;
+    try {
+      // A byte in the middle (an id) and the last byte: the header and the size still look right.
+      for (const at of [Math.floor(original.length / 2), original.length - 1]) {
+        const bad = Buffer.from(original);
+        bad[at]! ^= 0x01;
+        await writeFile(chunk, bad);
+        const merged = await runCli(["build", recipe, "--merge", ...all, "--out", join(work, "tampered")], { env });
+        assert.equal(merged.code, 1, merged.stderr);
+        assert.match(merged.stderr, rerun);
+        assert.ok(merged.stderr.includes(record.chunks[0].file), "names the chunk");
+        assert.ok(!existsSync(join(work, "tampered", "manifest.json")), "no build claims to be complete");
+      }
+      const step = (name: string, extra: string[] = []) => runCli(["build", recipe, "--merge", ...all, "--out", join(work, "tampered-steps"), "--merge-step", name, ...extra], { env });
+      const plan = await step("plan");
+      assert.equal(plan.code, 0, plan.stderr);
+      const scatter = await step("scatter", ["--index", "1"]);
+      assert.equal(scatter.code, 1, scatter.stderr);
+      assert.match(scatter.stderr, rerun);
+    } finally {
+      await writeFile(chunk, original);
+    }
+    // The counts a merge adds up come from a record nobody edited.
+    const edited = JSON.parse(recordText);
+    edited.sources[0].documents_read += 5;
+    await writeFile(recordPath, JSON.stringify(edited, null, 2) + "\n");
+    try {
+      const merged = await runCli(["build", recipe, "--merge", ...all, "--out", join(work, "tampered")], { env });
+      assert.equal(merged.code, 1, merged.stderr);
+      assert.match(merged.stderr, /p1of3\/partition\.json: changed since the partition wrote it .* rerun that partition: chuxin-data build .* --partition 1\/3 --out .*p1of3/);
+      assert.ok(!existsSync(join(work, "tampered", "manifest.json")));
+    } finally {
+      await writeFile(recordPath, recordText);
+    }
+  });
+
   it("refuses, before writing, a merge missing a partition, mixing two splits, or under another recipe, naming the fix", async () => {
     const missing = await runCli(["build", recipe, "--merge", part(0, 3), part(1, 3), "--out", join(work, "bad")], { env });
     assert.equal(missing.code, 2);
