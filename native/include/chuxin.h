@@ -70,6 +70,9 @@ const char* cx_model_backend(const cx_model* model);
 /* How many CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver or device, -1 when
  * the library was built without CUDA. */
 int cx_cuda_device_count(void);
+/* Ask the kernel to SIGKILL this process when its parent ends (a launcher's rank must not outlive it): 1 when
+ * parent_pid is still the parent, 0 when it is already gone, -1 where the system has no such request (not Linux). */
+int cx_die_with_parent(int parent_pid);
 int cx_model_init(cx_model* model, uint64_t seed, cx_status* status);
 
 int cx_tensor_count(const cx_model* model);

@@ -108,6 +108,8 @@ export interface Addon {
   cudaCompiled: boolean;
   /** CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver, -1 in a build without CUDA. */
   cudaDeviceCount(): number;
+  /** SIGKILL this process when its parent ends: 1 when parentPid is still the parent, 0 when it is gone, -1 where unsupported. */
+  dieWithParent(parentPid: number): number;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -178,6 +178,28 @@ describe("data-parallel training over gloo (CPU)", { skip: !gloo && !process.env
     t.diagnostic(`rank 0 stopped ${took.toFixed(1)} s after the kill: ${reported[0]}`);
   });
 
+  it("no rank outlives a launcher killed with SIGKILL", async () => {
+    const { child, output, exited } = await trainingTwoRanks("orphans", []);
+    const pids = [...output.stderr.match(/process ids: 0=(\d+) 1=(\d+)/)!.slice(1)].map(Number);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(pids.every(alive), "both ranks run");
+    // Stopped ranks stand for ranks stuck in a native call: no poll of theirs can run, only the kernel can end them.
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    child.kill("SIGKILL");
+    await exited;
+    const killedAt = Date.now();
+    while (pids.some(alive) && Date.now() - killedAt < 10_000) await new Promise((r) => setTimeout(r, 50));
+    // The kernel's parent-death signal (SIGKILL) ends them at once.
+    assert.deepEqual(pids.filter(alive), [], `ranks still alive ${Date.now() - killedAt} ms after the launcher died`);
+  });
+
   it("a SIGTERM to the launcher stops every rank at once, each saying where it was", async () => {
     const { child, output, exited } = await trainingTwoRanks("terminated", []);
     child.kill("SIGTERM");

@@ -415,6 +415,12 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceCount", Napi::Function::New(
                                      env, [](const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cx_cuda_device_count()); },
                                      "cudaDeviceCount"));
+  exports.Set("dieWithParent", Napi::Function::New(
+                                   env,
+                                   [](const Napi::CallbackInfo& info) {
+                                     return Napi::Number::New(info.Env(), cx_die_with_parent(info[0].As<Napi::Number>().Int32Value()));
+                                   },
+                                   "dieWithParent"));
 #ifdef CX_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
 #else

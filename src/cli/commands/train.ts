@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import type { Argv, Options } from "yargs";
@@ -30,6 +31,17 @@ function trainFlagOptions(): Record<string, Options> {
 
 // Loaded when a command runs, not when the CLI starts (--help stays fast).
 
+/** What the command line gave a flag (`--flag value` or `--flag=value`), as text; the last one wins, as in yargs. */
+function givenText(flag: string): string {
+  const argv = process.argv.slice(2);
+  let given = "";
+  argv.forEach((arg, i) => {
+    if (arg === `--${flag}`) given = argv[i + 1] ?? "";
+    else if (arg.startsWith(`--${flag}=`)) given = arg.slice(flag.length + 3);
+  });
+  return given;
+}
+
 export function registerTrain(y: Argv): Argv {
   return y
     .command(
@@ -52,7 +64,13 @@ export function registerTrain(y: Argv): Argv {
           }),
       async (a) => {
         const nproc = a["nproc-per-node"] as number;
-        if (!Number.isInteger(nproc) || nproc < 1) throw new UsageError(`--nproc-per-node ${nproc}: must be a whole number of ranks ≥ 1`);
+        const { maxLocalRanks } = await import("../launch.ts");
+        if (!Number.isInteger(nproc) || nproc < 1 || nproc > maxLocalRanks()) {
+          throw new UsageError(
+            `--nproc-per-node ${a["nproc-per-node"]}: must be a whole number of ranks from 1 to ${maxLocalRanks()} (one a GPU, or at most one a core of this machine's ${cpus().length}); ` +
+              `to train on more, start the ranks on several machines with torchrun or srun`,
+          );
+        }
         const { worldFromEnv } = await import("../../train/distributed.ts");
         const world = worldFromEnv(process.env);
         if (nproc > 1) {
@@ -61,12 +79,16 @@ export function registerTrain(y: Argv): Argv {
           await launchLocalRanks(nproc, withoutLauncherFlags(process.argv.slice(2)), a["master-port"] as number, (line) => process.stderr.write(line + "\n"));
           return;
         }
-        if (world.world > 1) (await import("../launch.ts")).watchLauncher(process.env);
+        if (world.world > 1) {
+          const { loadAddon } = await import("../../native/addon.ts");
+          (await import("../launch.ts")).watchLauncher(process.env, (pid) => loadAddon().dieWithParent(pid));
+        }
         const root = world.rank === 0;
         const { resolveModelConfig } = await import("../../train/model-config.ts");
         const { train } = await import("../../train/trainer.ts");
         const { name, config: modelConfig } = await resolveModelConfig(a.model as string);
-        const raw: Record<string, unknown> = Object.fromEntries(trainFlags!.map((f) => [f.key, a[f.flag] ?? null]));
+        // A number flag yargs could not read is NaN: name the text the user gave instead.
+        const raw: Record<string, unknown> = Object.fromEntries(trainFlags!.map((f) => [f.key, Number.isNaN(a[f.flag]) ? givenText(f.flag) : (a[f.flag] ?? null)]));
         Object.assign(raw, { data: resolve(a.data as string), out: resolve(a.out as string), model: name, model_config: modelConfig, device: await pickDevice(a.device as string) });
         const parsed = parseTrainConfig(raw);
         if (!parsed.ok) throw new UsageError(parsed.problems.join("; "));
