@@ -8,7 +8,7 @@ import type { NativeModel, RunOptions } from "../native/addon.ts";
 import type { ProgressSink } from "../pipeline/progress.ts";
 import type { TextTokenizer } from "../tokenizer/load.ts";
 import { RuntimeFailure } from "../util/errors.ts";
-import { executionPrefix, runProgram } from "./execute.ts";
+import { executionConfinement, runProgram } from "./execute.ts";
 import { encodePair, scoreRequests } from "./loglikelihood.ts";
 import { combine, mcRowMetrics, meanWithStderr, type MetricValue } from "./metrics.ts";
 import { loadTaskData, type TaskLock } from "../tasks/dataset.ts";
@@ -66,6 +66,8 @@ export interface TaskResult {
   requests: number;
   tokens: number;
   seconds: number;
+  /** generation tasks that run the model's code: how each program was confined, and its time limit */
+  execution?: { confinement: string; timeout_s: number };
 }
 
 export type Sample = Record<string, unknown>;
@@ -120,9 +122,9 @@ async function runGeneration(
   o: BenchmarkOptions,
   sink: ProgressSink,
   stage: `eval ${string}`,
-): Promise<{ samples: Sample[]; perSubset: Map<string, Record<string, number[]>>; requests: number; tokens: number }> {
+): Promise<{ samples: Sample[]; perSubset: Map<string, Record<string, number[]>>; requests: number; tokens: number; execution: NonNullable<TaskResult["execution"]> }> {
   const spec = task.spec;
-  const prefix = executionPrefix(o.allowNetwork, o.python);
+  const confinement = executionConfinement(o.allowNetwork, o.python);
   const samples: Sample[] = [];
   const perSubset = new Map<string, Record<string, number[]>>();
   let tokens = 0;
@@ -137,14 +139,14 @@ async function runGeneration(
     });
     tokens += gen.contextTokens + gen.tokens;
     const program = pyStr(task.templates.program!.render({ ...doc.row, completion: gen.text }));
-    const outcome = await runProgram(program, spec.execution!.timeout_s, prefix, o.python);
+    const outcome = await runProgram(program, spec.execution!.timeout_s, confinement, o.python);
     const bucket = perSubset.get(subset) ?? { "pass@1": [] };
     perSubset.set(subset, bucket);
     bucket["pass@1"]!.push(outcome.passed ? 1 : 0);
     samples.push({ subset, doc: doc.index, completion: gen.text, generated_tokens: gen.tokens, result: outcome.result, "pass@1": outcome.passed ? 1 : 0 });
     sink({ type: "stage_progress", stage, done: i + 1, total: docs.length, unit: "problems" });
   }
-  return { samples, perSubset, requests: docs.length, tokens };
+  return { samples, perSubset, requests: docs.length, tokens, execution: { confinement: confinement.description, timeout_s: spec.execution!.timeout_s } };
 }
 
 /** One task end to end; its samples in the order of the rows. */
@@ -170,10 +172,16 @@ export async function runTask(client: HubClient, m: ModelUnderTest, task: Loaded
     const rows = o.limit !== undefined ? s.rows.slice(0, o.limit) : s.rows;
     return { subset: s.name, rows: rows.length, prefix, where, source: rows };
   });
+  let execution: TaskResult["execution"];
+  const generated = async () => {
+    const g = await runGeneration(m, task, built.flatMap((b) => generationDocs(task, b.source, b.prefix, b.where).map((doc) => ({ subset: b.subset, doc }))), o, sink, stage);
+    execution = g.execution;
+    return g;
+  };
   const { samples, perSubset, requests, tokens } =
     spec.output_type === "multiple_choice"
       ? await scoreMultipleChoice(m, task, built.flatMap((b) => multipleChoiceDocs(task, b.source, b.prefix, b.where).map((doc) => ({ subset: b.subset, doc }))), o, sink, stage)
-      : await runGeneration(m, task, built.flatMap((b) => generationDocs(task, b.source, b.prefix, b.where).map((doc) => ({ subset: b.subset, doc }))), o, sink, stage);
+      : await generated();
   const subsets: SubsetResult[] = built.map((b) => ({
     name: b.subset,
     rows: b.rows,
@@ -199,6 +207,7 @@ export async function runTask(client: HubClient, m: ModelUnderTest, task: Loaded
       requests,
       tokens,
       seconds,
+      ...(execution ? { execution } : {}),
     },
     samples,
   };

@@ -66,6 +66,10 @@ describe("eval --tasks", () => {
     assert.equal(results.tasks.cmmlu!.missing_subsets.length, 63);
     // HumanEval's samples hold the completion and how its tests ended.
     for (const s of await samplesOf(ckpt, results.tasks.humaneval!.samples_file)) assert.match(s.result, /^(passed|failed|timed out)/);
+    // results.json says how the programs were confined, and their limit.
+    const execution = (results.tasks.humaneval as unknown as { execution: { confinement: string; timeout_s: number } }).execution;
+    assert.match(execution.confinement, /namespace/);
+    assert.equal(execution.timeout_s, 3);
   });
 
   it("--locked reads the recorded commits and files, without listing the repos, and gives the same numbers", async () => {
