@@ -31,7 +31,8 @@ export async function main(argv: string[]): Promise<number> {
     // a misspelt flag or a missing argument must never run the command with defaults.
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(`${usageMessage(msg, argv)}; see 'chuxin-data --help'`);
+      const known = Object.keys((parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key ?? {});
+      throw new UsageError(usageMessage(msg, argv, known));
     });
   try {
     await parser.parseAsync();
@@ -51,26 +52,63 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** yargs' wording, made plainer: the command a suggestion is for, and each unknown flag once (not also camelCased). */
-function usageMessage(msg: string, argv: string[]): string {
+const COMMANDS = new Set(["build", "plan", "validate", "schema", "inspect", "verify", "train", "eval", "generate", "tokenize", "publish"]);
+
+/** Edit distance with a swap of two neighbours as one edit (--stpes is one slip from --steps), for did-you-mean. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The closest known flag to a misspelt one (within a third of its length, or a prefix of one), if any. */
+function closestFlag(name: string, known: string[]): string | undefined {
+  const flags = known.filter((k) => k.length > 1 && !/[A-Z]/.test(k) && k !== "$0");
+  const prefixed = flags.filter((k) => k.startsWith(name));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: { flag: string; d: number } | undefined;
+  for (const flag of flags) {
+    const d = editDistance(name, flag);
+    if (d <= Math.max(1, Math.floor(name.length / 3)) && (!best || d < best.d)) best = { flag, d };
+  }
+  return best?.flag;
+}
+
+/**
+ * yargs' wording, made plainer: the command a suggestion is for, each unknown flag once (not also camelCased) with
+ * the nearest flag the command has, and the help of the command that was run.
+ */
+function usageMessage(msg: string, argv: string[], known: string[]): string {
   const command = argv.find((a) => !a.startsWith("-"));
+  const help = command && COMMANDS.has(command) ? `see 'chuxin-data ${command} --help'` : "see 'chuxin-data --help'";
   if (/^Not enough non-option arguments/.test(msg) && command) {
     const positional = { build: "RECIPE", plan: "RECIPE", validate: "RECIPE", inspect: "OUT", verify: "OUT" }[command];
     if (positional) return `'${command}' needs ${positional}: chuxin-data ${command} ${positional}`;
   }
-  if (/^Did you mean/.test(msg)) return `unknown command '${command ?? ""}'. ${msg}`;
+  if (/^Did you mean/.test(msg)) return `unknown command '${command ?? ""}'. ${msg} See 'chuxin-data --help'`;
   const unknown = msg.match(/^Unknown arguments?: (.*)$/);
   if (unknown) {
     const names = unknown[1]!.split(", ");
     const camel = (n: string) => n.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const shown = names.filter((n) => n.includes("-") || !names.some((m) => m !== n && camel(m) === n));
     const isOption = (n: string) => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
-    const flags = shown.filter(isOption).map((n) => (n.length > 1 ? `--${n}` : `-${n}`));
+    const flags = shown.filter(isOption);
     const words = shown.filter((n) => !isOption(n));
     const parts: string[] = [];
     if (words.length) parts.push(words[0] === command ? `unknown command '${command}'` : `unexpected argument${words.length > 1 ? "s" : ""} ${words.map((w) => `'${w}'`).join(", ")}`);
-    if (flags.length) parts.push(`unknown option${flags.length > 1 ? "s" : ""} ${flags.join(", ")}`);
-    return parts.join("; ");
+    if (flags.length) {
+      const named = flags.map((n) => {
+        const near = closestFlag(n, known);
+        return `${n.length > 1 ? `--${n}` : `-${n}`}${near ? ` (did you mean --${near}?)` : ""}`;
+      });
+      parts.push(`unknown option${flags.length > 1 ? "s" : ""} ${named.join(", ")}`);
+    }
+    return `${parts.join("; ")}; ${help}`;
   }
-  return msg;
+  return `${msg}; ${help}`;
 }

@@ -12,3 +12,6 @@ export function docIndexName(index: number): string {
 }
 
 export const DEFAULT_MAX_SHARD_BYTES = 1 << 30;
+/** --max-shard-bytes' bounds: below 1 MB a build is thousands of tiny files; above 1 TiB no filesystem copy is sane. */
+export const MIN_SHARD_BYTES = 1_000_000;
+export const MAX_SHARD_BYTES = 2 ** 40;

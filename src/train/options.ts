@@ -16,6 +16,12 @@ export interface OptionMeta {
 const option = <T extends z.ZodType>(schema: T, meta: OptionMeta): T => schema.meta({ chuxin: meta }) as T;
 const count = () => z.number().int().nonnegative();
 const positive = () => z.number().int().positive();
+// Upper bounds that no real run reaches (ChuXin: 575K steps of 4M tokens at 4,096, then 1M-token windows), so a
+// typo is refused before anything is allocated instead of exhausting memory or running for ever.
+const MAX_STEPS = 1_000_000_000;
+const MAX_CONTEXT = 1 << 21;
+/** tokens in one micro-batch (micro_batch × context): what a forward holds activations for */
+export const MAX_MICRO_BATCH_TOKENS = 1 << 24;
 
 export const modelConfigSchema = z.strictObject({
   nLayers: positive(),
@@ -34,24 +40,24 @@ export const trainConfigSchema = z.strictObject({
   model: option(z.string().min(1).default("tiny"), { describe: "preset (tiny, small, medium, chuxin-1.6b) or a JSON/YAML/HF config.json file", onResume: "fixed" }),
   model_config: option(modelConfigSchema, { onResume: "fixed" }),
   device: option(z.enum(["cpu", "cuda"]), { onResume: "fixed" }),
-  threads: option(positive().default(() => cpus().length), { describe: "CPU threads", onResume: "new" }),
+  threads: option(positive().max(4096).default(() => cpus().length), { describe: "CPU threads", onResume: "new" }),
   seed: option(count().default(0), { describe: "seeds the initial weights, the held-out split and the data order", onResume: "fixed" }),
-  steps: option(positive().default(100), { describe: "optimizer steps to train to (with --resume: the new total)", onResume: "new" }),
-  save_every: option(count().default(50), { describe: "write a checkpoint every K steps (and at the end; 0: only at the end)", onResume: "new" }),
-  keep_last: option(positive().default(3), { describe: "checkpoints to keep; older ones are deleted", onResume: "new" }),
-  micro_batch: option(positive().default(4), { describe: "sequences per forward/backward", onResume: "fixed" }),
-  global_batch_tokens: option(count().default(0), { describe: "tokens per optimizer step (0: one micro-batch)", onResume: "fixed" }),
-  context: option(positive().nullable().default(null), { describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)", onResume: "fixed" }),
-  lr: option(z.number().positive().default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
-  min_lr: option(z.number().nonnegative().default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
-  warmup_steps: option(count().default(10), { describe: "linear warmup steps", onResume: "fixed" }),
-  decay_steps: option(positive().nullable().default(null), { describe: "cosine decay length (default: --steps; kept on --resume unless given)", onResume: "new" }),
-  weight_decay: option(z.number().nonnegative().default(0.1), { describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)", onResume: "fixed" }),
+  steps: option(positive().max(MAX_STEPS).default(100), { describe: "optimizer steps to train to (with --resume: the new total)", onResume: "new" }),
+  save_every: option(count().max(MAX_STEPS).default(50), { describe: "write a checkpoint every K steps (and at the end; 0: only at the end)", onResume: "new" }),
+  keep_last: option(positive().max(100_000).default(3), { describe: "checkpoints to keep; older ones are deleted", onResume: "new" }),
+  micro_batch: option(positive().max(65_536).default(4), { describe: "sequences per forward/backward", onResume: "fixed" }),
+  global_batch_tokens: option(count().max(2 ** 36).default(0), { describe: "tokens per optimizer step (0: one micro-batch)", onResume: "fixed" }),
+  context: option(positive().max(MAX_CONTEXT).nullable().default(null), { describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)", onResume: "fixed" }),
+  lr: option(z.number().positive().max(10).default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
+  min_lr: option(z.number().nonnegative().max(10).default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
+  warmup_steps: option(count().max(MAX_STEPS).default(10), { describe: "linear warmup steps", onResume: "fixed" }),
+  decay_steps: option(positive().max(MAX_STEPS).nullable().default(null), { describe: "cosine decay length (default: --steps; kept on --resume unless given)", onResume: "new" }),
+  weight_decay: option(z.number().nonnegative().max(10).default(0.1), { describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)", onResume: "fixed" }),
   decay_embeddings: option(z.boolean().default(false), { describe: "decay the token embedding too (Hugging Face's Trainer does; OLMo does not)", onResume: "fixed" }),
   beta1: option(z.number().min(0).lt(1).default(0.9), { describe: "AdamW β1", onResume: "fixed" }),
   beta2: option(z.number().min(0).lt(1).default(0.95), { describe: "AdamW β2", onResume: "fixed" }),
-  adam_eps: option(z.number().positive().default(1e-8), { describe: "AdamW ε", onResume: "fixed" }),
-  clip: option(z.number().nonnegative().default(1.0), { describe: "global gradient-norm clip (0: off)", onResume: "fixed" }),
+  adam_eps: option(z.number().positive().max(1).default(1e-8), { describe: "AdamW ε", onResume: "fixed" }),
+  clip: option(z.number().nonnegative().max(1e6).default(1.0), { describe: "global gradient-norm clip (0: off)", onResume: "fixed" }),
   precision: option(z.enum(["bf16", "fp32"]).default("bf16"), { describe: "bf16: fp32 master weights, bf16 where the GPU stores bf16; fp32: exact", onResume: "fixed" }),
   doc_mask: option(z.boolean().default(true), { describe: "attention stays within documents (ends at EOS)", onResume: "fixed" }),
   reset_positions: option(z.boolean().default(true), { describe: "RoPE positions restart at each document", onResume: "fixed" }),
@@ -72,15 +78,28 @@ export const trainConfigSchema = z.strictObject({
     describe: "the collective library: auto is nccl on cuda and gloo on cpu; naming one runs the data-parallel path even on one rank (to check it, or measure its cost)",
     onResume: "new",
   }),
-  dist_timeout: option(positive().default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
-  eval_every: option(count().default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
-  eval_sequences: option(count().default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),
+  dist_timeout: option(positive().max(86_400).default(600), { describe: "with several ranks: seconds a rank waits for the others (joining, each collective) before the run stops", onResume: "new" }),
+  eval_every: option(count().max(MAX_STEPS).default(50), { describe: "held-out loss every K steps (0: never)", onResume: "new" }),
+  eval_sequences: option(count().max(1_000_000).default(8), { describe: "held-out windows for evaluation", onResume: "fixed" }),
   eval_tasks: option(z.string().default(""), { describe: "benchmarks to run during training, comma-separated (tasks/*.yaml names or files); see --eval-tasks-every", onResume: "new" }),
-  eval_tasks_every: option(count().default(0), { describe: "run --eval-tasks every K steps and at the end (0: never)", onResume: "new" }),
-  eval_limit: option(count().default(0), { describe: "with --eval-tasks: rows per task (or subject) at most (0: all)", onResume: "new" }),
+  eval_tasks_every: option(count().max(MAX_STEPS).default(0), { describe: "run --eval-tasks every K steps and at the end (0: never)", onResume: "new" }),
+  eval_limit: option(count().max(MAX_STEPS).default(0), { describe: "with --eval-tasks: rows per task (or subject) at most (0: all)", onResume: "new" }),
 });
 
 export type TrainConfig = z.infer<typeof trainConfigSchema>;
+
+/** Bounds between options, checked with the rest before any work. */
+function crossChecks(config: TrainConfig): string[] {
+  const problems: string[] = [];
+  const context = config.context ?? config.model_config.maxSeq;
+  if (config.micro_batch * context > MAX_MICRO_BATCH_TOKENS) {
+    problems.push(
+      `--micro-batch ${config.micro_batch}: ${config.micro_batch} × ${context.toLocaleString("en-US")} tokens is over ${MAX_MICRO_BATCH_TOKENS.toLocaleString("en-US")} tokens a micro-batch; ` +
+        `use a smaller --micro-batch and reach the step's tokens with --global-batch-tokens (gradient accumulation)`,
+    );
+  }
+  return problems;
+}
 export type TrainKey = keyof TrainConfig;
 
 export function optionMeta(key: TrainKey): OptionMeta {
@@ -138,13 +157,17 @@ export function trainFlags(): FlagSpec[] {
 /** Checks a resolved config, naming the flag and the problem. */
 export function parseTrainConfig(raw: Record<string, unknown>): { ok: true; config: TrainConfig } | { ok: false; problems: string[] } {
   const r = trainConfigSchema.safeParse(raw);
-  if (r.success) return { ok: true, config: r.data };
+  if (r.success) {
+    const problems = crossChecks(r.data);
+    return problems.length === 0 ? { ok: true, config: r.data } : { ok: false, problems };
+  }
   return {
     ok: false,
     problems: r.error.issues.map((i) => {
       const key = String(i.path[0] ?? "");
       const value = raw[key];
-      return `--${flagOf(key)}${value === undefined ? "" : ` ${JSON.stringify(value)}`}: ${i.message}`;
+      const shown = typeof value === "string" ? value : JSON.stringify(value);
+      return `--${flagOf(key)}${value === undefined ? "" : ` ${shown}`}: ${i.message}`;
     }),
   };
 }

@@ -1,4 +1,10 @@
+import { cpus } from "node:os";
 import { Worker } from "node:worker_threads";
+
+/** The most worker threads a stage starts: past twice the cores they only add memory and switching. */
+export function maxWorkers(): number {
+  return Math.max(8, 2 * cpus().length);
+}
 
 /**
  * A module of ours beside `from` (an import.meta.url), as the running code has it: `name.ts` when run from

@@ -1,3 +1,4 @@
+import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import type { Argv } from "yargs";
 import { outputMode, progressRenderer } from "../render.ts";
@@ -38,6 +39,22 @@ async function memoryOption(value: unknown): Promise<number | undefined> {
   if (bytes === undefined) throw new UsageError(`--memory ${value}: expected a size such as 4GB, 512MiB or 60%`);
   if (bytes < 64 * 2 ** 20) throw new UsageError(`--memory ${value}: DuckDB needs at least 64 MiB to build; give more`);
   return bytes;
+}
+
+/** A whole-number flag within [min, max], or a usage error naming the flag, the value given and the bounds. */
+async function wholeNumberOption(flag: string, value: unknown, min: number, max: number, why: string): Promise<number | undefined> {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (Number.isInteger(n) && n >= min && n <= max) return n;
+  const { UsageError } = await import("../../util/errors.ts");
+  const shown = typeof value === "number" && Number.isNaN(value) ? "(not a number)" : String(value);
+  throw new UsageError(`--${flag} ${shown}: expected a whole number from ${min.toLocaleString("en-US")} to ${max.toLocaleString("en-US")} (${why})`);
+}
+
+/** --workers, bounded: thousands of threads exhaust the machine's process limit before they tokenise anything. */
+async function workersOption(value: unknown): Promise<number | undefined> {
+  const { maxWorkers } = await import("../../util/workers.ts");
+  return wholeNumberOption("workers", value, 1, maxWorkers(), `at most twice this machine's ${cpus().length} cores; leave it out for one a core`);
 }
 
 /**
@@ -89,6 +106,9 @@ export function registerBuild(y: Argv): Argv {
         const slice = args.partition !== undefined ? parsePartition(String(args.partition)) : undefined;
         const outDir = args.out ? resolve(args.out) : slice ? `${await defaultOut(args.recipe!)}.part-${slice.index}-of-${slice.count}` : await defaultOut(args.recipe!);
         const memoryBytes = await memoryOption(args.memory);
+        const workers = await workersOption(args.workers);
+        const { MIN_SHARD_BYTES, MAX_SHARD_BYTES } = await import("../../shards/layout.ts");
+        const maxShardBytes = await wholeNumberOption("max-shard-bytes", args["max-shard-bytes"], MIN_SHARD_BYTES, MAX_SHARD_BYTES, "bytes in one shard file; the default is 1 GiB");
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { build } = await pipeline();
@@ -96,10 +116,10 @@ export function registerBuild(y: Argv): Argv {
         const options = {
           recipePath: args.recipe!,
           outDir,
-          workers: args.workers,
+          workers,
           locked: args.locked,
           lockPath: args.lock,
-          maxShardBytes: args["max-shard-bytes"],
+          maxShardBytes,
           tokenizerImpl: args["tokenizer-impl"] as "native" | "js",
           force: args.force,
           memoryBytes,
@@ -161,11 +181,12 @@ export function registerBuild(y: Argv): Argv {
       async (args) => {
         const outDir = args.out ? resolve(args.out) : await defaultOut(args.recipe!);
         const memoryBytes = await memoryOption(args.memory);
+        const workers = await workersOption(args.workers);
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { planBuild } = await pipeline();
         try {
-          const { plans, disk } = await planBuild({ recipePath: args.recipe!, outDir, workers: args.workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, diskCheck: args["disk-check"], sink: r.sink });
+          const { plans, disk } = await planBuild({ recipePath: args.recipe!, outDir, workers, locked: args.locked, lockPath: args.lock, tokenizerImpl: args["tokenizer-impl"] as "native" | "js", force: args.force, memoryBytes, diskCheck: args["disk-check"], sink: r.sink });
           r.stop();
           const rows = plans.map((p) => ({
             name: p.name,
