@@ -269,7 +269,7 @@ export async function withStagedBuild(
   command: string,
   body: (db: BuildDb, out: BuildTarget) => Promise<Manifest>,
 ): Promise<Manifest> {
-  const lock = await takeOutputFolder(options.outDir, options.force, command);
+  const lock = await takeOutputFolder(options.outDir, options.force, command, { name: loaded.recipe.name, path: basename(loaded.path) });
   try {
     const staging = join(options.outDir, WORK_DIR, "staging");
     await rm(staging, { recursive: true, force: true });

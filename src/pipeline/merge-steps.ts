@@ -115,7 +115,7 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
   if (!Number.isInteger(packJobs) || packJobs < 1 || packJobs > MAX_PACK_JOBS) throw new UsageError(`--pack-jobs ${packJobs}: expected a whole number from 1 to ${MAX_PACK_JOBS}`);
   const { recipe } = loaded;
   const maxShardBytes = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step plan");
+  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step plan", { name: recipe.name, path: basename(loaded.path) });
   try {
     const dedups = await dedupResults(ctx);
     // A new plan voids every step after it of an older one; the dedup steps come before it.
@@ -307,7 +307,7 @@ async function gatherStep(ctx: StepContext, { plan, sha256, dir }: ReadPlan, job
 
 async function finishStep(ctx: StepContext): Promise<StepResult> {
   const { options, loaded } = ctx;
-  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step finish");
+  const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step finish", { name: loaded.recipe.name, path: basename(loaded.path) });
   try {
     const { plan, sha256 } = await readPlan(ctx);
     const staging = join(ctx.mergeDir, "staging");

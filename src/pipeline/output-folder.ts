@@ -1,6 +1,7 @@
-import { mkdir, readdir, rename, rm, stat, statfs } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { LOCK, MANIFEST, WORK_DIR } from "../shards/layout.ts";
+import { makeFolder } from "../util/atomic.ts";
 import { UsageError } from "../util/errors.ts";
 import { LOCK_FILE, lockFolder, type FolderLock } from "../util/folder-lock.ts";
 import { shardGeometry } from "./pack.ts";
@@ -12,12 +13,29 @@ const TEMP_FILE = /\.[0-9a-f]{8}\.tmp$/;
 const OWN_FILE = (name: string) =>
   OUTPUT_FILE.test(name) || TEMP_FILE.test(name) || [MANIFEST, LOCK, WORK_DIR, LOCK_FILE, ...PARTITION_FILES].includes(name);
 
+/** The recipe a build is of: a folder holding another recipe's build is not replaced without --force. */
+export interface BuildOf {
+  name: string;
+  path: string;
+}
+
+/** The recipe of the build already in `outDir`, from its manifest; undefined when there is none (or it is unreadable). */
+async function builtRecipe(outDir: string): Promise<BuildOf | undefined> {
+  try {
+    const m = JSON.parse(await readFile(join(outDir, MANIFEST), "utf8")) as { recipe?: BuildOf };
+    return typeof m.recipe?.name === "string" ? m.recipe : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Takes the output folder for this build: refuses one holding files the tool did not write (unless
- * `force`), and locks it so a second build into it waits its turn with a clear message.
+ * Takes the output folder for this build: refuses one holding files the tool did not write, or the build of
+ * another recipe (by its name; an edited recipe of the same name rebuilds in place), unless `force`, and locks it
+ * so a second build into it waits its turn with a clear message.
  */
-export async function takeOutputFolder(outDir: string, force: boolean | undefined, command: string): Promise<FolderLock> {
-  await mkdir(outDir, { recursive: true });
+export async function takeOutputFolder(outDir: string, force: boolean | undefined, command: string, of?: BuildOf): Promise<FolderLock> {
+  await makeFolder(outDir, "--out");
   const names = await readdir(outDir);
   const ours = names.some((n) => n === MANIFEST || n === WORK_DIR || n === LOCK || PARTITION_FILES.includes(n));
   // A README.md alone is the user's; beside a manifest, a lock or a work folder it is our dataset card.
@@ -27,6 +45,13 @@ export async function takeOutputFolder(outDir: string, force: boolean | undefine
     throw new UsageError(
       `${outDir} holds files chuxin-data did not write (${shown}); a build replaces README.md and the shards there. ` +
         `Choose a new or empty --out, or pass --force to build into it anyway`,
+    );
+  }
+  const there = of && !force ? await builtRecipe(outDir) : undefined;
+  if (there && of && there.name !== of.name) {
+    throw new UsageError(
+      `${outDir} holds the build of recipe '${there.name}' (${there.path}), and this is a build of '${of.name}' (${of.path}); ` +
+        `choose another --out (the default is out/${of.name}), or pass --force to replace that build`,
     );
   }
   return lockFolder(outDir, command);

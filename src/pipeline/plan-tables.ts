@@ -43,6 +43,8 @@ export async function fillPicks(
   seed: number,
   eligible: string,
   specials: number,
+  /** documents picked so far, after each pass (the plan of a many-pass mixture takes a while) */
+  onProgress: (documents: number) => void = () => {},
 ): Promise<{ documents: number; tokens: number }[]> {
   await db.run(`DROP TABLE IF EXISTS stream_order`);
   await db.run(`DROP TABLE IF EXISTS layout`);
@@ -53,6 +55,7 @@ export async function fillPicks(
     `SELECT tokens + ${specials} AS tokens, read_pos, file_idx, row_idx, doc_hash, ${passKeySql(seed, sources[i]!.name, pass)} AS key
      FROM ${PLAN_DOCS} WHERE source_idx = ${i} AND ${eligible}`;
   const taken = [];
+  let picked = 0;
   for (const [i, source] of sources.entries()) {
     const plan = passes[i]!;
     for (let pass = 0; pass < plan.fullPasses; pass++) {
@@ -60,6 +63,7 @@ export async function fillPicks(
         `INSERT INTO picks SELECT ${i}, ${pass * source.documents} + row_number() OVER (ORDER BY key, file_idx, row_idx) - 1 AS k, ${pass}, tokens, read_pos, file_idx, row_idx, doc_hash
          FROM (${docsOf(i, pass)}) ORDER BY k`,
       );
+      onProgress((picked += source.documents));
     }
     let documents = plan.fullPasses * source.documents;
     let tokens = plan.fullPasses * source.tokens;
@@ -79,6 +83,7 @@ export async function fillPicks(
       const part = await db.one<{ n: bigint; t: bigint | null }>(`SELECT count(*) AS n, sum(tokens) AS t FROM picks WHERE source_idx = ${i} AND pass = ${plan.fullPasses}`);
       documents += Number(part.n);
       tokens += Number(part.t ?? 0n);
+      onProgress((picked += Number(part.n)));
     }
     taken.push({ documents, tokens });
   }

@@ -68,7 +68,16 @@ export async function selectMixture(db: BuildDb, recipe: Recipe, stats: SourceSt
     "sample",
     async () => {
       const passes = planPasses(sourceDocs, recipe.target_tokens);
-      return sourcePlans(sourceDocs, passes, await fillPicks(db, sourceDocs, passes, recipe.seed, `${reason} IS NULL`, specials));
+      // At most: every pass whole, the last one too.
+      const total = sourceDocs.reduce((a, s, i) => a + (passes[i]!.fullPasses + (passes[i]!.partial ? 1 : 0)) * s.documents, 0);
+      let shown = 0;
+      const onProgress = (done: number) => {
+        const now = performance.now();
+        if (now - shown < 250) return;
+        shown = now;
+        sink({ type: "stage_progress", stage: "sample", done, total, unit: "documents" });
+      };
+      return sourcePlans(sourceDocs, passes, await fillPicks(db, sourceDocs, passes, recipe.seed, `${reason} IS NULL`, specials, onProgress));
     },
     (p) => ({ done: p.reduce((a, s) => a + s.documentsSelected, 0), unit: "documents selected" }),
   );

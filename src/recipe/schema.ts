@@ -17,6 +17,13 @@ const localSource = z.strictObject({
   files: fileGlobs.describe("globs relative to the recipe file; parquet, jsonl or jsonl.gz"),
 });
 
+/**
+ * Each pass over a source is one seeded shuffle of it in the plan, so passes cost time however small the source:
+ * ChuXin repeats its sources at most a few times, and 10,000 passes is far past any mixture worth training on.
+ */
+export const MAX_EPOCHS = 10_000;
+const MAX_EPOCHS_MESSAGE = `at most ${MAX_EPOCHS.toLocaleString("en-US")} (each epoch is a pass of the source's documents in the plan); to fill a budget, set target_tokens and add data`;
+
 export const sourceSchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9][\w.-]*$/, "letters, digits, '_', '-', '.'"),
@@ -25,7 +32,7 @@ export const sourceSchema = z
     local: localSource.optional(),
     text_column: z.string().min(1).optional(),
     text_template: z.string().min(1).optional().describe("joins columns, e.g. '{question}\\n{answer}'"),
-    max_epochs: z.number().positive().optional().describe("overrides the recipe's max_epochs for this source"),
+    max_epochs: z.number().positive().max(MAX_EPOCHS, MAX_EPOCHS_MESSAGE).optional().describe("overrides the recipe's max_epochs for this source"),
   })
   .superRefine((source, ctx) => {
     if (!source.hf === !source.local) {
@@ -60,7 +67,7 @@ export const recipeSchema = z.strictObject({
   tokenizer: tokenizerSchema.default({ file: "tokenizer.json", add_bos: false }),
   sequence_length: z.number().int().min(2).default(4096),
   target_tokens: z.number().int().positive().optional().describe("total tokens in the output; default: the most no source must repeat beyond max_epochs to fill"),
-  max_epochs: z.number().positive().default(4),
+  max_epochs: z.number().positive().max(MAX_EPOCHS, MAX_EPOCHS_MESSAGE).default(4),
   dedup: z
     .strictObject({
       enabled: z.boolean().default(true),

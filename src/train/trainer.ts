@@ -1,9 +1,9 @@
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
 import { manifestHash, readManifest } from "../shards/manifest-file.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { makeFolder, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { lockFolder } from "../util/folder-lock.ts";
 import { checkShardHashes } from "../shards/verify.ts";
@@ -77,7 +77,7 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
   try {
     const onEvent = group.isRoot ? options.onEvent : () => {};
     const plan = await group.fromRoot(async () => {
-      await mkdir(runDir, { recursive: true });
+      await makeFolder(runDir, "--out");
       lock = await lockFolder(runDir, "chuxin-data train");
       return prepareRun(requested, runDir, options, onEvent);
     });

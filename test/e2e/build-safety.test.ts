@@ -184,14 +184,52 @@ describe("build safety: files stay in their folders, failures keep the last good
     assert.equal(v.code, 1, v.stderr);
     assert.match(v.stdout + v.stderr, /the build holds no sequences/);
     const epochs = join(work, "epochs.yaml");
-    await writeFile(epochs, localRecipe("epochs", `  - name: s\n    weight: 1\n    local: { files: ["data/short.jsonl"] }\n`, "max_epochs: 1000000000\n"));
-    const started = Date.now();
-    const e = await runCli(["build", epochs, "--out", join(work, "out-epochs")]);
-    assert.equal(e.code, 2, e.stderr);
-    // Refused once the documents are counted, before tokenising (and before any disk estimate of its shards).
-    assert.match(e.stderr, /max_epochs \(1000000000\) with no target_tokens asks for at least 40,000,000,000 document passes over 40 documents, over the limit of 10,000,000,000\. Set target_tokens, or lower max_epochs/);
-    assert.doesNotMatch(e.stderr, /tokenize:/);
-    assert.ok(Date.now() - started < 60_000);
+    // Refused with the recipe, before anything is read: each epoch is a pass in the plan, however small the source
+    // (10,000,000 passes of 40 documents once ran silently for minutes under --no-disk-check).
+    for (const [epochsValue, where] of [["1000000000", "recipe"], ["10000000", "source"]] as const) {
+      const extra = where === "recipe" ? `max_epochs: ${epochsValue}\n` : "";
+      const perSource = where === "source" ? `    max_epochs: ${epochsValue}\n` : "";
+      await writeFile(epochs, localRecipe("epochs", `  - name: s\n    weight: 1\n${perSource}    local: { files: ["data/short.jsonl"] }\n`, extra));
+      const started = Date.now();
+      const e = await runCli(["build", epochs, "--out", join(work, "out-epochs"), "--no-disk-check"]);
+      assert.equal(e.code, 2, e.stderr);
+      assert.match(e.stderr, /epochs\.yaml:\d+:\d+: .*max_epochs: at most 10,000 \(each epoch is a pass of the source's documents in the plan\); to fill a budget, set target_tokens and add data/);
+      assert.doesNotMatch(e.stderr, /ingest|tokenize:/);
+      assert.ok(Date.now() - started < 30_000);
+    }
+  });
+
+  it("names the folder and the problem when --out is a file or on a read-only filesystem (exit 2), and refuses to replace another recipe's build unless --force", async (t) => {
+    const path = join(work, "other.yaml");
+    await writeFile(path, localRecipe("other", `  - name: s\n    weight: 1\n    local: { files: ["data/short.jsonl"] }\n`));
+    const file = join(work, "a-file");
+    await writeFile(file, "not a folder\n");
+    for (const out of [file, join(file, "below")]) {
+      const r = await runCli(["build", path, "--out", out]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--out .*a-file(\/below)?: (it|.*a-file) is a file, not a folder; choose a folder path for --out/);
+    }
+    // Another recipe's build in the folder: named, and kept.
+    const before = await snapshot(sample);
+    const other = await runCli(["build", path, "--out", sample]);
+    assert.equal(other.code, 2, other.stderr);
+    assert.match(other.stderr, /holds the build of recipe 'sample' \(sample\.yaml\), and this is a build of 'other' \(other\.yaml\); choose another --out \(the default is out\/other\), or pass --force to replace that build/);
+    assert.deepEqual([...(await snapshot(sample)).entries()], [...before.entries()]);
+    const readOnly = join(work, "read-only");
+    await mkdir(readOnly);
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", readOnly], { stdio: "ignore" });
+    } catch (error) {
+      t.skip(`cannot mount a read-only tmpfs here (${(error as Error).message.split("\n")[0]})`);
+      return;
+    }
+    try {
+      const r = await runCli(["build", path, "--out", join(readOnly, "out")]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--out .*read-only\/out: cannot write in .*read-only \(a read-only filesystem\); choose a writable --out/);
+    } finally {
+      execFileSync("umount", [readOnly]);
+    }
   });
 
   it("says why a source is empty (every row's skip reason)", async () => {
