@@ -6,6 +6,7 @@ import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { hfConfig } from "./model-config.ts";
 import { sha256File, sha256Hex } from "../util/hash.ts";
 import { encodeSafetensors, readSafetensors, type NamedTensor } from "./safetensors.ts";
+import { trainedTokenizerConfig, trainedTokenizerJson } from "../tokenizer/hf-files.ts";
 
 export interface TrainerState {
   step: number;
@@ -63,12 +64,13 @@ export async function saveCheckpoint(
       "model.safetensors": weights,
       "optimizer.safetensors": optimizer,
       "config.json": JSON.stringify(hfConfig(config, ids.eosId, ids.bosId), null, 2) + "\n",
-      "generation_config.json": JSON.stringify({ bos_token_id: ids.bosId, eos_token_id: ids.eosId }, null, 2) + "\n",
+      // No pad token in the vocabulary: padding with EOS is what generate() assumes then, said once here.
+      "generation_config.json": JSON.stringify({ bos_token_id: ids.bosId, eos_token_id: ids.eosId, pad_token_id: ids.eosId }, null, 2) + "\n",
     };
     if (tokenizerPath) {
       const tokenizer = await readFile(tokenizerPath);
-      files["tokenizer.json"] = tokenizer;
-      files["tokenizer_config.json"] = JSON.stringify(tokenizerConfig(tokenizer, ids, config.maxSeq), null, 2) + "\n";
+      files["tokenizer.json"] = trainedTokenizerJson(tokenizer, ids);
+      files["tokenizer_config.json"] = JSON.stringify(trainedTokenizerConfig(tokenizer, ids, config.maxSeq), null, 2) + "\n";
     }
     const hashes: Record<string, string> = {};
     for (const [name, data] of Object.entries(files)) {
@@ -111,28 +113,6 @@ export async function resolveCheckpoint(path: string): Promise<string> {
   } catch {
     throw new UsageError(`${path}: no checkpoint here (expected model.safetensors or checkpoint-* folders)`);
   }
-}
-
-/**
- * tokenizer_config.json, so `transformers`' AutoTokenizer loads the checkpoint's tokenizer as trained:
- * the BOS/EOS strings by id, BOS added only if the data had it, and no clean-up of spaces on decode
- * (DeepSeek's own config turns it off; decoded text is then exactly what the ids stand for).
- */
-function tokenizerConfig(tokenizerJson: Buffer, ids: { eosId: number; bosId: number; addBos: boolean }, maxSeq: number): Record<string, unknown> {
-  const added: { id: number; content: string }[] = JSON.parse(tokenizerJson.toString("utf8")).added_tokens ?? [];
-  const content = (id: number) => added.find((t) => t.id === id)?.content ?? null;
-  return {
-    tokenizer_class: "LlamaTokenizerFast",
-    bos_token: content(ids.bosId),
-    eos_token: content(ids.eosId),
-    pad_token: null,
-    unk_token: null,
-    add_bos_token: ids.addBos,
-    add_eos_token: false,
-    clean_up_tokenization_spaces: false,
-    legacy: true,
-    model_max_length: maxSeq,
-  };
 }
 
 /** Removes checkpoint folders a killed save left half-written; the caller holds the run folder's lock. */
