@@ -1,5 +1,6 @@
 import yargs from "yargs";
-import { exitCodeOf, messageOf, UsageError } from "../util/errors.ts";
+import { exitCodeOf, Interrupted, messageOf, UsageError } from "../util/errors.ts";
+import { closest } from "../util/did-you-mean.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import { registerBuild } from "./commands/build.ts";
 import { registerEval } from "./commands/eval.ts";
@@ -42,7 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     const ranks = process.env.WORLD_SIZE ?? process.env.SLURM_NTASKS;
     const rank = process.env.RANK ?? process.env.SLURM_PROCID;
     const who = ranks && Number(ranks) > 1 && rank !== undefined ? ` rank ${rank}/${ranks}:` : "";
-    process.stderr.write(`chuxin-data:${who} error: ${messageOf(error)}\n`);
+    // Ctrl-C is no error: what was kept and how to go on, once.
+    process.stderr.write(`chuxin-data:${who}${error instanceof Interrupted ? "" : " error:"} ${messageOf(error)}\n`);
     // With --json, a script reading stdout sees how the command ended as its last event.
     if (argv.includes("--json")) {
       process.stdout.write(JSON.stringify({ type: "error", time: new Date().toISOString(), exit_code: exitCodeOf(error), message: messageOf(error) }) + "\n");
@@ -54,29 +56,9 @@ export async function main(argv: string[]): Promise<number> {
 
 const COMMANDS = new Set(["build", "plan", "validate", "schema", "inspect", "verify", "train", "eval", "generate", "tokenize", "publish"]);
 
-/** Edit distance with a swap of two neighbours as one edit (--stpes is one slip from --steps), for did-you-mean. */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The closest known flag to a misspelt one (within a third of its length, or a prefix of one), if any. */
+/** The closest known flag to a misspelt one, if any (not yargs' camelCase aliases). */
 function closestFlag(name: string, known: string[]): string | undefined {
-  const flags = known.filter((k) => k.length > 1 && !/[A-Z]/.test(k) && k !== "$0");
-  const prefixed = flags.filter((k) => k.startsWith(name));
-  if (prefixed.length === 1) return prefixed[0];
-  let best: { flag: string; d: number } | undefined;
-  for (const flag of flags) {
-    const d = editDistance(name, flag);
-    if (d <= Math.max(1, Math.floor(name.length / 3)) && (!best || d < best.d)) best = { flag, d };
-  }
-  return best?.flag;
+  return closest(name, known.filter((k) => k.length > 1 && !/[A-Z]/.test(k) && k !== "$0"));
 }
 
 /**

@@ -3,7 +3,7 @@ import { cpus, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
-import { loadRecipe, type LoadedRecipe } from "../recipe/load.ts";
+import { loadRecipe, placed, type LoadedRecipe } from "../recipe/load.ts";
 import { DEFAULT_MAX_SHARD_BYTES, LOCK, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
@@ -60,6 +60,14 @@ export interface PlanResult {
  * partition, its slice of them (`filter`).
  */
 export async function readInputs(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter?: FileFilter, planOnly = false) {
+  try {
+    return await readInputsOf(options, db, loaded, filter, planOnly);
+  } catch (error) {
+    throw placed(error, loaded);
+  }
+}
+
+async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter: FileFilter | undefined, planOnly: boolean) {
   let decontamination: DecontaminationReport | undefined;
   const { recipe } = loaded;
   const { sink } = options;

@@ -3,6 +3,8 @@ import { readdir, readlink, realpath, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { HubClient, RemoteFile, RepoRef } from "../hub/client.ts";
 import { globToRegExp } from "../hub/paths.ts";
+import { RecipeFieldError } from "../recipe/load.ts";
+import { closest } from "../util/did-you-mean.ts";
 import { DEFAULT_TOKENIZER_REPO, type Recipe, type SourceSpec } from "../recipe/schema.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
@@ -99,19 +101,36 @@ function staticPrefix(glob: string): string {
   return fixed.join("/");
 }
 
-async function resolveLocal(spec: SourceSpec, recipeDir: string, sink: ProgressSink, reads: (file: number) => boolean, locked: LockedSource | undefined): Promise<ResolvedFile[]> {
+/**
+ * A local source's files: each glob's matches under the recipe's folder, by the path the recipe gives (relative to
+ * its folder) → the file on disk. None matching is a recipe error at the source's files, naming the nearest file.
+ */
+export async function findLocalFiles(spec: SourceSpec, sourceIndex: number, recipeDir: string): Promise<Map<string, string>> {
   const found = new Map<string, string>();
+  const seen: string[] = [];
   for (const glob of spec.local!.files) {
     const base = resolve(recipeDir, staticPrefix(glob));
     const regex = globToRegExp(resolve(recipeDir, glob).split(sep).join("/"));
     for (const file of await walkFiles(base, `source '${spec.name}'`)) {
       const normalized = file.split(sep).join("/");
-      if (regex.test(normalized)) found.set(relative(recipeDir, file).split(sep).join("/"), file);
+      const given = relative(recipeDir, file).split(sep).join("/");
+      seen.push(given);
+      if (regex.test(normalized)) found.set(given, file);
     }
   }
   if (found.size === 0) {
-    throw new UsageError(`source '${spec.name}': local.files ${JSON.stringify(spec.local!.files)} match no file under ${recipeDir}`);
+    const near = spec.local!.files.map((g) => closest(g, seen, Math.max(3, Math.floor(g.length / 3)))).find((f) => f !== undefined);
+    throw new RecipeFieldError(
+      ["sources", sourceIndex, "local", "files"],
+      `source '${spec.name}': local.files ${JSON.stringify(spec.local!.files)} match no file under ${recipeDir}` +
+        (near ? ` (did you mean '${near}'?)` : seen.length === 0 ? " (the folder they name has no files)" : ""),
+    );
   }
+  return found;
+}
+
+async function resolveLocal(spec: SourceSpec, sourceIndex: number, recipeDir: string, sink: ProgressSink, reads: (file: number) => boolean, locked: LockedSource | undefined): Promise<ResolvedFile[]> {
+  const found = await findLocalFiles(spec, sourceIndex, recipeDir);
   const outside = [...found.keys()].filter((p) => p.startsWith("../") || isAbsolute(p));
   if (outside.length > 0) {
     sink({
@@ -240,7 +259,7 @@ export async function resolveInputsOverlapped(
   const found: Found[] = [];
   const readers: ((file: number) => boolean)[] = [];
   let firstFile = 0; // the number of this source's first file over all sources
-  for (const spec of recipe.sources) {
+  for (const [sourceIndex, spec] of recipe.sources.entries()) {
     const locked = lock?.sources.find((s) => s.name === spec.name);
     if (lock && !locked) throw new UsageError(`source '${spec.name}' is not in the lock; rebuild without --locked to refresh it`);
     const first = firstFile;
@@ -252,7 +271,7 @@ export async function resolveInputsOverlapped(
       firstFile += listing.wanted.length;
       continue;
     }
-    const files = await resolveLocal(spec, recipeDir, sink, reads, locked);
+    const files = await resolveLocal(spec, sourceIndex, recipeDir, sink, reads, locked);
     firstFile += files.length;
     if (locked) {
       const want = new Map(locked.files.map((f) => [f.path, f.sha256]));

@@ -26,6 +26,25 @@ describe("CLI commands besides build", () => {
     const missing = await runCli(["validate", join(dir, "nope.yaml")]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nope\.yaml: cannot read recipe \(ENOENT\); check the path/);
+    assert.match(ok.stdout, /not checked: source '\w+': fixture\/\w+@main is on the Hub/);
+  });
+
+  it("validate checks local files and their text column as build would, offline, with file:line:col", async () => {
+    await writeFile(join(dir, "local.jsonl"), JSON.stringify({ body: "a document" }) + "\n");
+    const recipe = (files: string, column: string) =>
+      `name: v\ntokenizer:\n  path: ${sharedTokenizer}\nsources:\n  - name: s\n    weight: 1\n    local: { files: ["${files}"] }\n    text_column: ${column}\n`;
+    const cases: [string, string, number, RegExp][] = [
+      ["local.jsonl", "body", 0, /v1\.yaml: ok \(1 sources, sequence_length 4096\)\n  checked: source 's': 1 local file\(s\); 'body' in local\.jsonl/],
+      ["locl.jsonl", "body", 2, /v2\.yaml:7:\d+: source 's': local\.files \["locl\.jsonl"\] match no file under .* \(did you mean 'local\.jsonl'\?\)/],
+      ["*.jsonl", "bdy", 2, /v3\.yaml:8:18: source 's': local\.jsonl: text column 'bdy', which is a field of none of its first lines; they have: body \(did you mean 'body'\?\)/],
+    ];
+    for (const [i, [files, column, code, message]] of cases.entries()) {
+      const path = join(dir, `v${i + 1}.yaml`);
+      await writeFile(path, recipe(files, column));
+      const r = await runCli(["validate", path]);
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stdout + r.stderr, message);
+    }
   });
 
   it("plan shows per-source documents, tokens and epochs, counts duplicates across sources, and writes no shards", async () => {

@@ -85,8 +85,25 @@ describe("bad input: counted, or refused with a clear message and nothing that l
     const out = join(dir, "out-nocol");
     const r = await runCli(["build", path, "--out", out]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /source 'p': data\/nocol\.parquet: text column 'text' is not a column; it has: body, id \(set text_column or text_template\)/);
+    assert.match(r.stderr, /:\d+:\d+: source 'p': data\/nocol\.parquet: text column 'text', which is not a column; the file has: body, id; set text_column to one of them/);
     assertNothingComplete(out);
+  });
+
+  it("refuses a JSON lines text_column no line has at ingest, and a glob that matches nothing, with file:line:col and the nearest name (exit 2)", async () => {
+    const path = join(dir, "wrongcol.yaml");
+    await writeFile(path, recipe(`  - name: m\n    weight: 1\n    local: { files: ["data/*.jsonl.gz"] }\n    text_column: txt\n`));
+    const out = join(dir, "out-wrongcol");
+    const r = await runCli(["build", path, "--out", out]);
+    assert.equal(r.code, 2, r.stderr);
+    // Before tokenising: not 30 rows of null_text.
+    assert.match(r.stderr, /wrongcol\.yaml:10:18: source 'm': data\/mixed\.jsonl\.gz: text column 'txt', which is a field of no line; the lines have: text, other \(did you mean 'text'\?\); set text_column to one of them/);
+    assert.doesNotMatch(r.stderr, /tokenize:/);
+    assertNothingComplete(out);
+    const glob = join(dir, "glob.yaml");
+    await writeFile(glob, recipe(`  - name: g\n    weight: 1\n    local: { files: ["data/mixd.jsonl.gz"] }\n`));
+    const g = await runCli(["build", glob, "--out", join(dir, "out-glob")]);
+    assert.equal(g.code, 2, g.stderr);
+    assert.match(g.stderr, /glob\.yaml:9:\d+: source 'g': local\.files \["data\/mixd\.jsonl\.gz"\] match no file under .* \(did you mean 'data\/mixed\.jsonl\.gz'\?\)/);
   });
 
   it("stops on a file that cannot be read at all (exit 1), naming it", async () => {

@@ -86,7 +86,7 @@ describe("ingest", () => {
       await db.run(`COPY (SELECT 'x' AS body) TO ${sqlString(path)} (FORMAT parquet)`);
       const recipe = parseRecipe("name: t\nsources:\n  - {name: s, weight: 1, local: {files: [cols.parquet]}}\n", join(dir, "t.yaml"));
       const source: ResolvedSource = { spec: recipe.sources[0]!, index: 0, files: [{ path: "cols.parquet", size: 0, sha256: "0".repeat(64), localPath: path, inSlice: true }] };
-      await assert.rejects(ingest(db, recipe, [source], () => {}), /source 's': cols\.parquet: text column 'text' is not a column; it has: body/);
+      await assert.rejects(ingest(db, recipe, [source], () => {}), /source 's': cols\.parquet: text column 'text', which is not a column; the file has: body; set text_column to one of them/);
     } finally {
       db.close();
     }

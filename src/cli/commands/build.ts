@@ -217,12 +217,16 @@ export function registerBuild(y: Argv): Argv {
     )
     .command(
       "validate <recipe>",
-      "check a recipe offline",
+      "check a recipe offline: its fields, local files and their text columns (Hub sources are checked by build)",
       (c) => c.positional("recipe", { type: "string", demandOption: true }),
       async (args) => {
-        const { loadRecipe } = await recipes();
-        const { recipe } = await loadRecipe(args.recipe!);
-        process.stdout.write(`${args.recipe}: ok (${recipe.sources.length} sources, sequence_length ${recipe.sequence_length})\n`);
+        const { validateRecipe } = await import("../../pipeline/validate.ts");
+        const v = await validateRecipe(args.recipe!);
+        process.stdout.write(
+          `${args.recipe}: ok (${v.sources} sources, sequence_length ${v.sequenceLength})\n` +
+            v.checked.map((l) => `  checked: ${l}\n`).join("") +
+            v.unchecked.map((l) => `  not checked: ${l}\n`).join(""),
+        );
       },
     )
     .command("schema", "print the recipe JSON Schema (for editor autocompletion)", {}, async () => {

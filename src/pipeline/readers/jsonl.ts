@@ -1,16 +1,29 @@
 import { createReadStream } from "node:fs";
 import { createGunzip } from "node:zlib";
 import { RuntimeFailure } from "../../util/errors.ts";
-import type { TemplatePart } from "../template.ts";
+import { templateFields, type TemplatePart } from "../template.ts";
+import { missingFieldError } from "./reader.ts";
 import type { FormatReader, IngestTarget } from "./reader.ts";
 
 export type JsonlRow = { row: number; text: string | null; reason: string | null };
+
+/** What the lines of a file held, to tell a misnamed text column from rows that lack it. */
+export interface JsonlFields {
+  /** lines that were JSON objects */
+  objects: number;
+  /** of those, how many had each field the template names (null values included) */
+  withField: Map<string, number>;
+  /** the fields of the first objects, for the message */
+  keys: Set<string>;
+}
+
+const KEYS_SAMPLED = 100;
 
 /**
  * Reads JSON lines one by one, so each bad line is counted with its row number: DuckDB's JSON reader can
  * only drop malformed lines wholesale (ignore_errors) and rejects a whole file on invalid UTF-8.
  */
-export async function* readJsonl(path: string, parts: readonly TemplatePart[]): AsyncGenerator<JsonlRow> {
+export async function* readJsonl(path: string, parts: readonly TemplatePart[], fields?: JsonlFields): AsyncGenerator<JsonlRow> {
   let stream: NodeJS.ReadableStream = createReadStream(path);
   if (/\.gz$/i.test(path)) stream = stream.pipe(createGunzip());
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
@@ -30,6 +43,10 @@ export async function* readJsonl(path: string, parts: readonly TemplatePart[]): 
       return { row: r, text: null, reason: "malformed_json" };
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) return { row: r, text: null, reason: "malformed_json" };
+    if (fields) {
+      if (fields.objects++ < KEYS_SAMPLED) for (const key of Object.keys(value)) fields.keys.add(key);
+      for (const part of parts) if ("field" in part && part.field in value) fields.withField.set(part.field, (fields.withField.get(part.field) ?? 0) + 1);
+    }
     let out = "";
     for (const part of parts) {
       if ("literal" in part) {
@@ -74,10 +91,17 @@ export const jsonlReader: FormatReader = {
   name: "jsonl",
   matches: /\.(jsonl|ndjson|json)(\.gz)?$/i,
   extensions: ".jsonl, .jsonl.gz",
+  async columns(path: string): Promise<string[]> {
+    const fields: JsonlFields = { objects: 0, withField: new Map(), keys: new Set() };
+    let rows = 0;
+    for await (const _row of readJsonl(path, [], fields)) if (++rows >= KEYS_SAMPLED) break;
+    return [...fields.keys];
+  },
   async read({ db, source, path, fileIdx, where, parts }: IngestTarget): Promise<void> {
     const appender = await db.conn.createAppender("documents", "main", "corpus");
+    const fields: JsonlFields = { objects: 0, withField: new Map(), keys: new Set() };
     try {
-      for await (const row of readJsonl(path, parts)) {
+      for await (const row of readJsonl(path, parts, fields)) {
         appender.appendInteger(source.index);
         appender.appendInteger(fileIdx);
         appender.appendBigInt(BigInt(row.row));
@@ -92,5 +116,8 @@ export const jsonlReader: FormatReader = {
       throw new RuntimeFailure(`${where}: cannot be read (${(error as Error).message})`);
     }
     appender.closeSync();
+    // A field no line has is a misnamed column, not a file of rows without text: refused, not counted as null_text.
+    const missing = fields.objects > 0 ? templateFields(parts).find((f) => !fields.withField.has(f)) : undefined;
+    if (missing !== undefined) throw missingFieldError(source.index, source.spec.text_template !== undefined, where, missing, [...fields.keys], "is a field of no line; the lines have");
   },
 };

@@ -2,13 +2,25 @@ import { RuntimeFailure, UsageError } from "../../util/errors.ts";
 import { ident, sqlString } from "../../util/duckdb.ts";
 import { templateFields } from "../template.ts";
 import { DOCUMENTS } from "../schema.ts";
-import type { FormatReader, IngestTarget } from "./reader.ts";
+import { missingFieldError, type FormatReader, type IngestTarget } from "./reader.ts";
 
 /** Parquet, read by DuckDB itself; a text column stored as bytes is decoded there, invalid UTF-8 rows counted. */
 export const parquetReader: FormatReader = {
   name: "parquet",
   matches: /\.parquet$/i,
   extensions: ".parquet",
+  async columns(path: string): Promise<string[]> {
+    const { DuckDBInstance } = await import("@duckdb/node-api");
+    const conn = await (await DuckDBInstance.create(":memory:")).connect();
+    try {
+      const described = await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlString(path)})`);
+      return (described.getRowObjectsJS() as { column_name: string }[]).map((c) => c.column_name);
+    } catch (error) {
+      throw new RuntimeFailure(`${path}: cannot be read as parquet (${(error as Error).message.split("\n")[0]})`);
+    } finally {
+      conn.closeSync();
+    }
+  },
   async read({ db, source, fileIdx, path, where, parts }: IngestTarget): Promise<void> {
     let columns: { column_name: string; column_type: string }[];
     try {
@@ -18,10 +30,7 @@ export const parquetReader: FormatReader = {
     }
     const types = new Map(columns.map((c) => [c.column_name, c.column_type]));
     for (const field of templateFields(parts)) {
-      if (!types.has(field)) {
-        const which = source.spec.text_template ? "text_template names" : "text column";
-        throw new UsageError(`${where}: ${which} '${field}' is not a column; it has: ${[...types.keys()].join(", ")} (set text_column or text_template)`);
-      }
+      if (!types.has(field)) throw missingFieldError(source.index, source.spec.text_template !== undefined, where, field, [...types.keys()], "is not a column; the file has");
     }
     const single = parts.length === 1 && "field" in parts[0]!;
     if (single && !["VARCHAR", "BLOB"].includes(types.get((parts[0] as { field: string }).field)!)) {

@@ -1,4 +1,6 @@
+import { RecipeFieldError } from "../../recipe/load.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
+import { closest } from "../../util/did-you-mean.ts";
 import type { ResolvedSource } from "../resolve.ts";
 import type { TemplatePart } from "../template.ts";
 
@@ -28,4 +30,17 @@ export interface FormatReader {
   /** how the format is written in messages, e.g. ".jsonl, .jsonl.gz" */
   extensions: string;
   read(target: IngestTarget): Promise<void>;
+  /** The fields a row of the file has (a sample of lines, or the schema), for `validate`. */
+  columns(path: string): Promise<string[]>;
+}
+
+/** A text column (or a text_template field) a file does not have: a recipe error at that field, with the nearest name. */
+export function missingFieldError(sourceIndex: number, template: boolean, where: string, field: string, has: string[], what: string): RecipeFieldError {
+  const near = closest(field, has);
+  const which = template ? "text_template names" : "text column";
+  return new RecipeFieldError(
+    ["sources", sourceIndex, template ? "text_template" : "text_column"],
+    `${where}: ${which} '${field}', which ${what}: ${has.slice(0, 20).join(", ")}${has.length > 20 ? ", …" : ""}` +
+      `${near ? ` (did you mean '${near}'?)` : ""}; set ${template ? "text_template" : "text_column"} to one of them`,
+  );
 }
