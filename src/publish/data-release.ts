@@ -72,7 +72,7 @@ function card(m: Manifest, o: DataReleaseOptions): string {
   return `${yaml}\n${body.trimEnd()}\n\n${reproduce}\n`;
 }
 
-export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Manifest; branches: ReleaseBranch[] }> {
+export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Manifest; branches: ReleaseBranch[]; warnings: string[] }> {
   const manifest = await readManifest(o.outDir);
   const recipe = await findRecipe(manifest, o.recipe);
   const files = [
@@ -93,5 +93,6 @@ export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Ma
   return {
     manifest,
     branches: [{ branch: o.branch, files, card: bytesEntry("README.md", card(manifest, o)), title: `chuxin-data: ${manifest.recipe.name} (${manifest.total_tokens.toLocaleString("en-US")} tokens)` }],
+    warnings: o.license ? [] : ["the card names no license (--license, e.g. apache-2.0): the Hub shows the dataset as unlicensed, which many users cannot take"],
   };
 }

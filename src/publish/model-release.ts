@@ -151,7 +151,7 @@ The optimizer state is not published.
 `;
 }
 
-export async function modelRelease(o: ModelReleaseOptions): Promise<{ branches: ReleaseBranch[] }> {
+export async function modelRelease(o: ModelReleaseOptions): Promise<{ branches: ReleaseBranch[]; warnings: string[] }> {
   const runDir = resolve(o.runDir);
   const raw = await readFile(join(runDir, "run_config.json"), "utf8").catch(() => {
     throw new UsageError(`${runDir}: no run_config.json; pass a run folder written by chuxin-data train`);
@@ -195,5 +195,12 @@ export async function modelRelease(o: ModelReleaseOptions): Promise<{ branches: 
   const card = modelCard(o, config, final, named, manifest, results);
   // Branches first, main and its card (which lists them) last.
   out.push({ branch: o.branch, files: mainFiles, card: bytesEntry("README.md", card), title: `${basename(runDir)}: step ${final.state.step}, ${tokensLabel(final.state.tokens_seen)} tokens` });
-  return { branches: out };
+  const warnings: string[] = [];
+  if (final.state.step < config.steps) {
+    warnings.push(
+      `the run stopped at step ${final.state.step.toLocaleString("en-US")} of the ${config.steps.toLocaleString("en-US")} planned: main gets that checkpoint, not a finished run's. ` +
+        `Finish it first (train ... --out ${basename(runDir)} --resume), or publish it knowing so`,
+    );
+  }
+  return { branches: out, warnings };
 }

@@ -15,5 +15,6 @@ export function parseSize(text: string, total = totalmem()): number | undefined 
 
 export function formatSize(bytes: number): string {
   if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
-  return bytes >= 2 ** 20 ? `${Math.round(bytes / 2 ** 20)} MiB` : `${Math.round(bytes / 2 ** 10)} KiB`;
+  if (bytes >= 2 ** 20) return `${Math.round(bytes / 2 ** 20)} MiB`;
+  return bytes >= 2 ** 10 ? `${Math.round(bytes / 2 ** 10)} KiB` : `${bytes} B`;
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFile, mkdtemp, rm, copyFile } from "node:fs/promises";
+import { copyFile, cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -169,8 +169,18 @@ describe("publish", () => {
     assert.ok(!wrong.stderr.includes("hf_notavalidtoken999"));
     const dry = await cli(["publish", "data", data, "--repo", "chuxin/dry", "--with-shards", "--dry-run", "--recipe", join(repoRoot, "recipes", "sample.yaml")], { HF_TOKEN: "" });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stderr, /main: 7 of 7 file\(s\) to upload .*shard-00000\.npy/);
+    assert.match(dry.stderr, /main: 7 of 7 file\(s\) to upload \(\d+ (B|KiB|MiB) of \d+ (B|KiB|MiB)\).*shard-00000\.npy/);
     assert.match(dry.stderr, /dry run: nothing was uploaded/);
+    assert.match(dry.stderr, /warning: the card names no license \(--license/);
+    // A run that stopped before its planned steps: said, with both numbers.
+    const stopped = join(work, "stopped-run");
+    await cp(run, stopped, { recursive: true });
+    const config = JSON.parse(await readFile(join(stopped, "run_config.json"), "utf8"));
+    await writeFile(join(stopped, "run_config.json"), JSON.stringify({ ...config, steps: 10 }, null, 2));
+    const early = await cli(["publish", "model", stopped, "--repo", "chuxin/dry-model", "--dry-run"], { HF_TOKEN: "" });
+    assert.equal(early.code, 0, early.stderr);
+    assert.match(early.stderr, /warning: the run stopped at step 4 of the 10 planned: main gets that checkpoint, not a finished run's/);
+    assert.doesNotMatch(early.stderr, /0\.0 of 0\.0 MB/);
   });
 
   it("resumes a publish that a 5xx or a kill stopped mid-upload; the card comes last", async () => {

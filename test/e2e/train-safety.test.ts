@@ -123,7 +123,9 @@ describe("train safety: intact inputs, intact checkpoints, one trainer per run f
     });
     const code = await new Promise<number | null>((resolve) => t.on("close", resolve));
     assert.equal(code, 130, err);
-    assert.match(err, /interrupted at step \d+ of 500; saved .*checkpoint-\d+\. Continue with the same command and --resume/);
+    // Said once, as what happened rather than an error: where it stopped, what was kept, the command to go on.
+    assert.match(err, /chuxin-data: stopped at step \d+ of 500 \(Ctrl-C\); checkpoint saved: .*checkpoint-\d+; resume with: chuxin-data train --data .* --resume\n/);
+    assert.doesNotMatch(err, /error:|done at step/);
     const last = out.trim().split("\n").map((l) => JSON.parse(l)).pop();
     assert.equal(last.type, "error");
     assert.equal(last.exit_code, 130);

@@ -17,10 +17,19 @@ function common(c: Argv): Argv {
     .option("json", { type: "boolean", default: false, describe: "NDJSON events on stdout" });
 }
 
-async function run(kind: "dataset" | "model", a: Record<string, unknown>, release: () => Promise<import("../../publish/release.ts").ReleaseBranch[]>): Promise<void> {
+async function run(
+  kind: "dataset" | "model",
+  a: Record<string, unknown>,
+  release: () => Promise<{ branches: import("../../publish/release.ts").ReleaseBranch[]; warnings: string[] }>,
+): Promise<void> {
   const repoId = a.repo as string;
   if (!REPO_ID.test(repoId)) throw new UsageError(`--repo ${repoId}: expected org/name (letters, digits, '.', '_', '-')`);
-  const [{ hubEnv }, { HubUploader }, { publish }] = await Promise.all([import("../../hub/env.ts"), import("../../hub/upload.ts"), import("../../publish/publish.ts")]);
+  const [{ hubEnv }, { HubUploader }, { publish }, { formatSize }] = await Promise.all([
+    import("../../hub/env.ts"),
+    import("../../hub/upload.ts"),
+    import("../../publish/publish.ts"),
+    import("../../util/size.ts"),
+  ]);
   const mode = outputMode(a.json as boolean);
   const spinner = (await spinnerFor(a.json as boolean))?.start("preparing the release");
   let lastLine = 0;
@@ -32,17 +41,18 @@ async function run(kind: "dataset" | "model", a: Record<string, unknown>, releas
       const seconds = (performance.now() - started) / 1000;
       const mbs = e.sent / 1e6 / Math.max(seconds, 1e-3);
       const eta = mbs > 0 ? ` ETA ${Math.round((e.total - e.sent) / 1e6 / mbs)}s` : "";
-      const text = `${e.branch}: uploading ${(e.sent / 1e6).toFixed(1)}/${(e.total / 1e6).toFixed(1)} MB ${mbs.toFixed(1)} MB/s${eta} (${e.path})`;
+      const text = `${e.branch}: uploading ${formatSize(e.sent)} of ${formatSize(e.total)} ${mbs.toFixed(1)} MB/s${eta} (${e.path})`;
       if (spinner) spinner.text = text;
       else if (performance.now() - lastLine > 10_000) (lastLine = performance.now()), process.stderr.write(text + "\n");
     } else if (e.type === "plan") {
-      say(`${e.branch}: ${e.upload.length} of ${e.files} file(s) to upload (${(e.upload_bytes / 1e6).toFixed(1)} of ${(e.bytes / 1e6).toFixed(1)} MB)${a["dry-run"] && e.upload.length ? `: ${e.upload.join(", ")}` : ""}`);
+      say(`${e.branch}: ${e.upload.length} of ${e.files} file(s) to upload (${formatSize(e.upload_bytes)} of ${formatSize(e.bytes)})${a["dry-run"] && e.upload.length ? `: ${e.upload.join(", ")}` : ""}`);
     } else if (e.type === "commit") say(`${e.branch}: committed ${e.files} file(s): ${e.url}`);
     else if (e.type === "unchanged") say(`${e.branch}: the Hub already holds this release (commit ${e.commit}); nothing uploaded`);
     else say(e.message);
   };
   try {
-    const branches = await release();
+    const { branches, warnings } = await release();
+    for (const w of warnings) onEvent({ type: "note", message: `warning: ${w}` });
     const uploader = new HubUploader(hubEnv(), { onRetry: (what, attempt, error) => onEvent({ type: "note", message: `retry ${attempt}: ${what}: ${redactSecrets(error)}` }) });
     const { commits } = await publish(uploader, { type: kind, id: repoId }, branches, { private: a.private as boolean, force: a.force as boolean, dryRun: a["dry-run"] as boolean, onEvent });
     spinner?.stop();
@@ -76,7 +86,7 @@ export function registerPublish(y: Argv): Argv {
               license: a.license as string | undefined,
               languages: a.language as string[] | undefined,
             });
-            return r.branches;
+            return r;
           });
         },
       )
@@ -89,7 +99,7 @@ export function registerPublish(y: Argv): Argv {
             .option("data-repo", { type: "string", describe: "the dataset repo its data was published to (named in the card)" }),
         async (a) => {
           const { modelRelease } = await import("../../publish/model-release.ts");
-          await run("model", a, async () => (await modelRelease({ runDir: a.run as string, dataRepo: a["data-repo"] as string | undefined, branch: a.revision as string, license: a.license as string | undefined })).branches);
+          await run("model", a, () => modelRelease({ runDir: a.run as string, dataRepo: a["data-repo"] as string | undefined, branch: a.revision as string, license: a.license as string | undefined }));
         },
       )
       .demandCommand(1, "name what to publish: publish data OUT or publish model RUN"),

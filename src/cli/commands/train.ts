@@ -109,7 +109,7 @@ export function registerTrain(y: Argv): Argv {
           let line: string | undefined;
           if (e.type === "start") line = `${e.resumed_from ? `resuming from ${e.resumed_from}` : "training"} on ${e.backend}: ${e.parameters.toLocaleString("en-US")} parameters, ${e.tokens_per_step} tokens/step`;
           if (e.type === "step") {
-            const text = `step ${e.step}/${config.steps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} |g| ${e.grad_norm.toFixed(3)} ${Math.round(e.tokens_per_s).toLocaleString("en-US")} tok/s ETA ${Math.round(e.eta_s)}s`;
+            const text = `step ${e.step}/${config.steps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} |g| ${e.grad_norm.toFixed(3)} ${Math.round(e.tokens_per_s).toLocaleString("en-US")} tok/s ETA ${clock(e.eta_s)}`;
             if (spinner) spinner.text = text;
             else if (e.step % 10 === 0 || e.step === config.steps) line = text;
           }
@@ -125,7 +125,8 @@ export function registerTrain(y: Argv): Argv {
             const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
             line = `memory on ${config.device}${e.ranks > 1 ? ` per rank (${e.ranks} ranks, ZeRO-${e.zero})` : ""}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${e.context}${e.recompute ? " (recomputed)" : ""}`;
           }
-          if (e.type === "done") line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;
+          // A run stopped by Ctrl-C says so once, below, instead of "done".
+          if (e.type === "done" && !(stop && e.step < config.steps)) line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;
           if (line) {
             if (spinner) spinner.info(line).start();
             else process.stderr.write(line + "\n");
@@ -155,13 +156,15 @@ export function registerTrain(y: Argv): Argv {
           });
           spinner?.stop();
           if (stop && lastStep < config.steps) {
+            const again = ["chuxin-data", ...process.argv.slice(2).filter((arg) => arg !== "--resume"), "--resume"].map(shellWord).join(" ");
             throw new Interrupted(
-              `interrupted at step ${lastStep} of ${config.steps}; ${lastCheckpoint ? `saved ${lastCheckpoint}` : "no step finished, nothing was saved"}. ` +
-                `Continue with the same command and --resume`,
+              `stopped at step ${lastStep} of ${config.steps} (Ctrl-C); ${lastCheckpoint ? `checkpoint saved: ${lastCheckpoint}` : "no step finished, so nothing was saved"}; ` +
+                `resume with: ${again}`,
             );
           }
         } catch (error) {
-          spinner?.fail("training failed");
+          if (error instanceof Interrupted) spinner?.stop();
+          else spinner?.fail("training failed");
           throw error;
         } finally {
           process.off("SIGINT", onSigint);
@@ -169,6 +172,17 @@ export function registerTrain(y: Argv): Argv {
         }
       },
     );
+}
+
+/** Seconds as h:mm:ss. */
+export function clock(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** An argument as a POSIX shell reads it back. */
+function shellWord(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;
 }
 
 /** This command's arguments for the ranks the launcher starts: the same, less the launcher's own flags. */
