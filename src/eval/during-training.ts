@@ -19,7 +19,7 @@ export async function trainingBenchmarks(
   onNote: (message: string) => void,
 ): Promise<(m: NativeModel, run: RunOptions, eosId: number) => Promise<Record<string, Record<string, number>>>> {
   const tasks = await loadTasks(list);
-  const tokenizer = await tokenizerForManifest(await readManifest(dataDir));
+  const tokenizer = await tokenizerForManifest(await readManifest(dataDir), dataDir);
   const client = new HubClient(hubEnv(), { onNote });
   return async (m, run, eosId) => {
     const out: Record<string, Record<string, number>> = {};

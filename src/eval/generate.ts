@@ -44,7 +44,7 @@ export async function checkpointTokenizer(ckpt: LoadedCheckpoint): Promise<TextT
   const tokenizerPath = join(ckpt.dir, "tokenizer.json");
   return loadTokenizer(tokenizerPath).catch(async () => {
     try {
-      return await tokenizerForManifest(await readManifest(ckpt.run.data));
+      return await tokenizerForManifest(await readManifest(ckpt.run.data), ckpt.run.data);
     } catch (error) {
       throw new RuntimeFailure(
         `${tokenizerPath} is missing and the data's tokenizer could not be loaded (${(error as Error).message}); copy the build's tokenizer.json there`,

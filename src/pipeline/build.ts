@@ -307,6 +307,7 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
     {
       lock: resolution.lock,
       tokenizer: { ...resolution.tokenizer, eosId: tokenizer.eosId, bosId: tokenizer.bosId, vocabSize: tokenizer.vocabSize, impl },
+      tokenizerFile: resolution.tokenizer.localPath,
       sources: resolution.sources,
       stats,
       plans,

@@ -1,4 +1,5 @@
 import type { Recipe } from "../recipe/schema.ts";
+import { BUILD_TOKENIZER } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import type { PackResult } from "./pack.ts";
@@ -65,6 +66,7 @@ export function buildManifest(args: {
       bos_id: tokenizer.bosId,
       vocab_size: tokenizer.vocabSize,
       add_bos: recipe.tokenizer.add_bos,
+      in_build: BUILD_TOKENIZER,
       implementation:
         tokenizer.impl === "native"
           ? "chuxin-data native byte-level BPE (ids equal Hugging Face tokenizers')"

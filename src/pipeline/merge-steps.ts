@@ -56,6 +56,7 @@ import { takeOutputFolder } from "./output-folder.ts";
 import { binSource, concatSources, scatterToBins } from "./pack-bins.ts";
 import { assembleRange, chunkSource, streamOptionsFor } from "./pack-stream.ts";
 import { longestPick, shardFileBytes, shardGeometry, shardSpan, writeShards, type PackResult } from "./pack.ts";
+import { PARTITION_TOKENIZER } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { layOutStream, picksByDoc, picksByDocQuery, writePlanNames, writtenBySource } from "./plan-tables.ts";
 import { checkPackable, writeManifestFiles, type SelectedBuild } from "./write-build.ts";
@@ -343,7 +344,9 @@ async function finishStep(ctx: StepContext): Promise<StepResult> {
       tailTokensDropped: plan.stream_tokens - plan.total_tokens,
       perSource: plan.per_source,
     };
-    const manifest = await writeManifestFiles(loaded, { ...selected, decontamination: selected.decontamination ?? undefined }, packed, { outDir: options.outDir, staging, recipeFile: basename(loaded.path) }, options.sink);
+    // The tokenizer from this machine's view of partition 0, not the path the plan's machine saw.
+    const tokenizerFile = join(ctx.parts[0]!.dir, PARTITION_TOKENIZER);
+    const manifest = await writeManifestFiles(loaded, { ...selected, tokenizerFile, decontamination: selected.decontamination ?? undefined }, packed, { outDir: options.outDir, staging, recipeFile: basename(loaded.path) }, options.sink);
     // The build is in place: the plan, the bins and the emptied job folders go.
     await rm(ctx.mergeDir, { recursive: true, force: true });
     return { step: "finish", summary: `merged ${plan.ranges.length} pack job(s) into ${options.outDir}`, next: [], manifest };

@@ -15,7 +15,7 @@ import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock, LockedFile } from "./lock.ts";
 import type { ManifestSource } from "./manifest.ts";
 import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type DedupDone, type RangeCounts } from "./merge-dedup.ts";
-import { PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
+import { PARTITION_TOKENIZER, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
@@ -176,6 +176,8 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
   return {
     lock: buildLock,
     tokenizer: { ...tokenizerLock, eosId: first.tokenizer.eos_id, bosId: first.tokenizer.bos_id, vocabSize: first.tokenizer.vocab_size, impl: first.tokenizer.impl },
+    // Checked against the lock's sha256 as it is copied into the build (write-build.ts).
+    tokenizerFile: join(parts[0]!.dir, PARTITION_TOKENIZER),
     sources,
     stats,
     plans,

@@ -8,7 +8,7 @@ import { shardGeometry } from "./pack.ts";
 import { PARTITION_FILES } from "./partition-format.ts";
 
 /** What a build writes into its output folder; anything else there is the user's. */
-const OUTPUT_FILE = /^(?:shard-\d+\.(?:npy|docs\.parquet)|MIXTURE\.md|README\.md)$/;
+const OUTPUT_FILE = /^(?:shard-\d+\.(?:npy|docs\.parquet)|MIXTURE\.md|README\.md|tokenizer\.json)$/;
 const TEMP_FILE = /\.[0-9a-f]{8}\.tmp$/;
 const OWN_FILE = (name: string) =>
   OUTPUT_FILE.test(name) || TEMP_FILE.test(name) || [MANIFEST, LOCK, WORK_DIR, LOCK_FILE, ...PARTITION_FILES].includes(name);

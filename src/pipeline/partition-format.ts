@@ -7,6 +7,7 @@
  *                       own dedup, in recipe order, with their token counts (no specials)
  *   duplicates.parquet  (source_idx, doc_hash): the rows its own dedup removed
  *   tokens/*.tok        the token chunks of docs.parquet's documents, in order (tokenize.ts's format)
+ *   tokenizer.json      the tokenizer they were tokenised with (its sha256 is the lock's), for the merged build's copy
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,7 +19,8 @@ export const PARTITION_JSON = "partition.json";
 export const PARTITION_DOCS = "docs.parquet";
 export const PARTITION_DUPLICATES = "duplicates.parquet";
 export const PARTITION_TOKENS = "tokens";
-export const PARTITION_FILES = [PARTITION_JSON, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS];
+export const PARTITION_TOKENIZER = "tokenizer.json";
+export const PARTITION_FILES = [PARTITION_JSON, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, PARTITION_TOKENIZER];
 export const PARTITION_FORMAT = "chuxin-data-partition/2";
 
 export interface PartitionSlice {

@@ -4,10 +4,10 @@
  * and leaves that in its folder for `build --merge`, which finishes the global dedup, the mixture and the shards.
  * The slice is a function of the recipe and the lock alone, so a failed partition reruns alone, on any machine.
  */
-import { readdir, rename, rm } from "node:fs/promises";
+import { readdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadRecipe } from "../recipe/load.ts";
-import { tempPathFor, writeJsonAtomic } from "../util/atomic.ts";
+import { tempPathFor, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 import { sha256File } from "../util/hash.ts";
 import { closeDb, openDb, readInputs, type BuildOptions } from "./build.ts";
@@ -18,6 +18,7 @@ import {
   PARTITION_DUPLICATES,
   PARTITION_FORMAT,
   PARTITION_JSON,
+  PARTITION_TOKENIZER,
   PARTITION_TOKENS,
   type PartitionRecord,
   type PartitionSlice,
@@ -67,7 +68,8 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
         const keep = new Set(chunks.map((c) => c.file));
         const tokensDir = join(options.outDir, PARTITION_TOKENS);
         for (const name of await readdir(tokensDir).catch(() => [] as string[])) if (!keep.has(name)) await rm(join(tokensDir, name), { force: true });
-        const { localPath: _path, ...lockedTokenizer } = resolution.tokenizer;
+        const { localPath: tokenizerFile, ...lockedTokenizer } = resolution.tokenizer;
+        await writeFileAtomic(join(options.outDir, PARTITION_TOKENIZER), await readFile(tokenizerFile));
         const record = sealPartition({
           format: PARTITION_FORMAT,
           partition: slice,

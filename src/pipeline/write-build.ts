@@ -1,10 +1,12 @@
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { LoadedRecipe } from "../recipe/load.ts";
-import { LOCK, MANIFEST } from "../shards/layout.ts";
+import { BUILD_TOKENIZER, LOCK, MANIFEST } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import type { BuildDb } from "../util/duckdb.ts";
 import { RuntimeFailure } from "../util/errors.ts";
+import { sha256Hex } from "../util/hash.ts";
 import { formatSize } from "../util/size.ts";
 import type { DecontaminationReport } from "./decontaminate.ts";
 import type { BuildLock } from "./lock.ts";
@@ -21,6 +23,8 @@ import type { TokenReader } from "./tokenize.ts";
 export interface SelectedBuild {
   lock: BuildLock;
   tokenizer: ManifestTokenizer;
+  /** the tokenizer.json to copy into the build (its sha256 is the tokenizer's) */
+  tokenizerFile: string;
   sources: ManifestSource[];
   stats: SourceStats[];
   plans: SourcePlan[];
@@ -116,6 +120,7 @@ export async function writeManifestFiles(
       decontamination: selected.decontamination,
     });
     for (const warning of manifest.warnings ?? []) sink({ type: "note", stage: "manifest", message: `warning: ${warning}` });
+    await copyTokenizer(selected.tokenizerFile, selected.tokenizer.sha256, join(out.staging, BUILD_TOKENIZER));
     await writeJsonAtomic(join(out.staging, LOCK), selected.lock);
     await writeFileAtomic(join(out.staging, "MIXTURE.md"), mixtureMarkdown(manifest));
     await writeFileAtomic(join(out.staging, "README.md"), datasetCard(manifest));
@@ -123,4 +128,13 @@ export async function writeManifestFiles(
     await publishStaged(out.staging, out.outDir);
     return manifest;
   });
+}
+
+/** The build's tokenizer.json, copied from the file the build tokenised with, refused if it is not that file. */
+async function copyTokenizer(from: string, sha256: string, to: string): Promise<void> {
+  const bytes = await readFile(from).catch((error: NodeJS.ErrnoException) => {
+    throw new RuntimeFailure(`${from}: cannot read the tokenizer to copy into the build (${error.code ?? error.message})`);
+  });
+  if (sha256Hex(bytes) !== sha256) throw new RuntimeFailure(`${from}: sha256 ${sha256Hex(bytes)} is not the tokenizer the build used (${sha256}); rerun the build (or the partition it came from)`);
+  await writeFileAtomic(to, bytes);
 }

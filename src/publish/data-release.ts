@@ -8,7 +8,7 @@ import { basename, join, resolve } from "node:path";
 import { datasetCard } from "../pipeline/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
-import { docIndexName, LOCK, MANIFEST, shardName } from "../shards/layout.ts";
+import { BUILD_TOKENIZER, docIndexName, LOCK, MANIFEST, shardName } from "../shards/layout.ts";
 import { sha256File } from "../util/hash.ts";
 import { UsageError } from "../util/errors.ts";
 import { bytesEntry, fileEntry, type ReleaseBranch } from "./release.ts";
@@ -81,6 +81,8 @@ export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Ma
     await fileEntry(MANIFEST, join(o.outDir, MANIFEST)),
     await fileEntry("MIXTURE.md", join(o.outDir, "MIXTURE.md")),
   ];
+  // The build's own tokenizer, under the one name a build writes (not a name the manifest could be edited to).
+  if (manifest.tokenizer.in_build) files.push(await fileEntry(BUILD_TOKENIZER, join(o.outDir, BUILD_TOKENIZER)));
   if (o.withShards) {
     for (const [i, shard] of manifest.shards.entries()) {
       // Only the names a build writes: a hand-edited manifest must not make publish read (and upload) other files.

@@ -34,12 +34,12 @@ interface Checkpoint {
 }
 
 /** A checkpoint's loadable files, each checked against the sha256 its trainer_state recorded. */
-async function checkpointFiles(c: Checkpoint, manifest: Manifest | undefined): Promise<ReleaseFile[]> {
+async function checkpointFiles(c: Checkpoint, manifest: Manifest | undefined, dataDir: string): Promise<ReleaseFile[]> {
   await verifyCheckpoint(c.dir, MODEL_FILES.slice(0, 3));
   const files: ReleaseFile[] = [];
   for (const name of MODEL_FILES) {
     let source = join(c.dir, name);
-    if (!existsSync(source) && name === "tokenizer.json" && manifest) source = await tokenizerPathForManifest(manifest).catch(() => source);
+    if (!existsSync(source) && name === "tokenizer.json" && manifest) source = await tokenizerPathForManifest(manifest, dataDir).catch(() => source);
     if (!existsSync(source)) {
       if (name === "tokenizer_config.json") continue; // written by newer versions; transformers falls back without it
       throw new UsageError(`${join(c.dir, name)} is missing, so transformers could not load this checkpoint; it is written at training time (the tokenizer comes from the build's manifest: make it reachable, e.g. HF_HOME as at build time)`);
@@ -166,12 +166,12 @@ export async function modelRelease(o: ModelReleaseOptions): Promise<{ branches: 
   const named = checkpoints.map((c) => ({ name: checkpointBranch(c.state.step, c.state.tokens_seen), state: c.state, c }));
   const out: ReleaseBranch[] = [];
   for (const b of named) {
-    const files = await checkpointFiles(b.c, manifest);
+    const files = await checkpointFiles(b.c, manifest, config.data);
     const card = `---\nlibrary_name: transformers\ntags:\n- chuxin-data\n---\n# ${basename(runDir)} at step ${b.state.step.toLocaleString("en-US")}\n\nAn intermediate checkpoint: ${b.state.tokens_seen.toLocaleString("en-US")} tokens seen, training loss ${b.state.last_loss.toFixed(4)}. The final model and the full card are on main.\n`;
     out.push({ branch: b.name, files, card: bytesEntry("README.md", card), title: `checkpoint at step ${b.state.step}` });
   }
   const mainFiles = [
-    ...(await checkpointFiles(final, manifest)),
+    ...(await checkpointFiles(final, manifest, config.data)),
     await fileEntry("metrics.jsonl", join(runDir, "metrics.jsonl")),
     ...(existsSync(join(runDir, "loss.svg")) ? [await fileEntry("loss.svg", join(runDir, "loss.svg"))] : []),
     bytesEntry("run_config.json", publicRunConfig(config, o.dataRepo)),

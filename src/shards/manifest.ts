@@ -30,6 +30,8 @@ export interface Manifest {
     vocab_size: number;
     add_bos: boolean;
     implementation: string;
+    /** the tokenizer's copy in the build folder (self-contained builds); absent in builds written before it */
+    in_build?: string;
   };
   sequence_length: number;
   seed: number;

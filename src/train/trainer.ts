@@ -2,6 +2,7 @@ import { appendFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
 import { manifestHash, readManifest } from "../shards/manifest-file.ts";
+import { sha256File } from "../util/hash.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { makeFolder, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
@@ -90,7 +91,8 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
   }
 }
 
-type RunPlan = { config: TrainConfig; from: string | null };
+/** What rank 0 resolved before any work, for every rank: the options, the checkpoint resumed, the build's tokenizer.json. */
+type RunPlan = { config: TrainConfig; from: string | null; tokenizerPath: string };
 
 /** Rank 0's part before training: half-written checkpoints removed, the run's options resolved, the shards checked. */
 async function prepareRun(requested: TrainConfig, runDir: string, options: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<RunPlan> {
@@ -107,11 +109,33 @@ async function prepareRun(requested: TrainConfig, runDir: string, options: Train
         `${damaged.length > 3 ? `; and ${damaged.length - 3} more` : ""}. Rebuild it (chuxin-data build), or restore the files`,
     );
   }
-  return { config, from };
+  return { config, from, tokenizerPath: await buildTokenizer(manifest, config.data) };
+}
+
+/**
+ * The tokenizer.json every checkpoint carries, checked before the first step: the build's own copy (or, for a build
+ * written before builds kept one, the HF cache's), with the sha256 the manifest records. Without it checkpoints
+ * would load in no tokenizer-aware tool.
+ */
+async function buildTokenizer(manifest: Awaited<ReturnType<typeof readManifest>>, data: string): Promise<string> {
+  let path: string;
+  try {
+    path = await tokenizerPathForManifest(manifest, data);
+  } catch (error) {
+    throw new RuntimeFailure(
+      `the build's tokenizer cannot be found (${(error as Error).message}); checkpoints must carry it. ` +
+        (manifest.tokenizer.in_build ? "Copy the whole build folder, or rebuild it" : "Rebuild the data with this version (builds keep their tokenizer.json), or make the HF cache it was built with reachable (HF_HOME)"),
+    );
+  }
+  const sha = await sha256File(path);
+  if (sha !== manifest.tokenizer.sha256) {
+    throw new RuntimeFailure(`${path}: sha256 ${sha} is not the build's tokenizer (${manifest.tokenizer.sha256}); restore it from the build, or rebuild`);
+  }
+  return path;
 }
 
 async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions, group: RankGroup): Promise<void> {
-  const { config, from } = plan;
+  const { config, from, tokenizerPath } = plan;
   const root = group.isRoot;
   const manifest = await readManifest(config.data);
   const manifestSha = manifestHash(manifest);
@@ -177,12 +201,6 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       if (root) await writeFileAtomic(metricsPath, "");
     }
     if (root) await writeJsonAtomic(join(runDir, "run_config.json"), config);
-    let tokenizerPath: string | undefined;
-    try {
-      tokenizerPath = await tokenizerPathForManifest(manifest);
-    } catch {
-      tokenizerPath = undefined; // the checkpoint is still loadable; generate will say where to find the tokenizer
-    }
     const parameters = model.tensors().reduce((a, t) => a + t.rows * t.cols, 0);
     options.onEvent({ type: "start", step, steps: config.steps, tokens_per_step: config.global_batch_tokens, parameters, backend: model.backend(), resumed_from: from });
     const started = performance.now();

@@ -69,6 +69,7 @@ describe("publish", () => {
       "recipe.lock.json": join(data, "recipe.lock.json"),
       "manifest.json": join(data, "manifest.json"),
       "MIXTURE.md": join(data, "MIXTURE.md"),
+      "tokenizer.json": join(data, "tokenizer.json"),
       ...Object.fromEntries(manifest.shards.flatMap((s: { path: string; doc_index: string }) => [[s.path, join(data, s.path)], [s.doc_index, join(data, s.doc_index)]])),
     });
     const card = await readFile(remote.get("README.md")!, "utf8");
@@ -169,7 +170,7 @@ describe("publish", () => {
     assert.ok(!wrong.stderr.includes("hf_notavalidtoken999"));
     const dry = await cli(["publish", "data", data, "--repo", "chuxin/dry", "--with-shards", "--dry-run", "--recipe", join(repoRoot, "recipes", "sample.yaml")], { HF_TOKEN: "" });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stderr, /main: 7 of 7 file\(s\) to upload \(\d+ (B|KiB|MiB) of \d+ (B|KiB|MiB)\).*shard-00000\.npy/);
+    assert.match(dry.stderr, /main: 8 of 8 file\(s\) to upload \(\d+ (B|KiB|MiB) of \d+ (B|KiB|MiB)\).*shard-00000\.npy/);
     assert.match(dry.stderr, /dry run: nothing was uploaded/);
     assert.match(dry.stderr, /warning: the card names no license \(--license/);
     // A run that stopped before its planned steps: said, with both numbers.

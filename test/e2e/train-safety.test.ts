@@ -4,8 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { appendFile, mkdir, open, readdir, readFile, writeFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -106,6 +107,34 @@ describe("train safety: intact inputs, intact checkpoints, one trainer per run f
     const edited = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--resume", ...common], { env });
     assert.equal(edited.code, 1, edited.stderr);
     assert.match(edited.stderr, /trainer_state\.json: step 1 does not match the folder's step 0000003/);
+  });
+
+  it("a build folder copied to a machine without the Hub cache decodes and trains from its own tokenizer.json, and training refuses a build without it", async () => {
+    const copy = join(work, "copied-build");
+    await cp(data, copy, { recursive: true, filter: (src) => !src.includes(`${data}/.work`) });
+    const manifest = JSON.parse(await readFile(join(copy, "manifest.json"), "utf8"));
+    assert.equal(manifest.tokenizer.in_build, "tokenizer.json");
+    assert.equal(createHash("sha256").update(await readFile(join(copy, "tokenizer.json"))).digest("hex"), manifest.tokenizer.sha256);
+    // Another machine: an empty HF cache and no Hub.
+    const away = { HF_HOME: join(work, "hf-empty"), HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" };
+    const inspect = await runCli(["inspect", copy, "--sequence", "0", "--json"], { env: away });
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.ok(JSON.parse(inspect.stdout).sequences[0].documents[0].text.length > 0, "decoded");
+    const run = join(work, "from-copy");
+    const trained = await runCli(["train", "--data", copy, "--out", run, "--steps", "1", ...common], { env: away });
+    assert.equal(trained.code, 0, trained.stderr);
+    assert.ok(existsSync(join(run, "checkpoint-0000001", "tokenizer.json")), "the checkpoint carries the tokenizer");
+    // Missing or changed: refused before the first step, naming the file.
+    const original = await readFile(join(copy, "tokenizer.json"));
+    await writeFile(join(copy, "tokenizer.json"), original.toString("utf8").replace('"type": "BPE"', '"type":"BPE"'));
+    const changed = await runCli(["train", "--data", copy, "--out", join(work, "from-copy-changed"), "--steps", "1", ...common], { env: away });
+    assert.equal(changed.code, 1, changed.stderr);
+    assert.match(changed.stderr, /copied-build\/tokenizer\.json: sha256 [0-9a-f]{64} is not the build's tokenizer/);
+    await rm(join(copy, "tokenizer.json"));
+    const missing = await runCli(["train", "--data", copy, "--out", join(work, "from-copy-missing"), "--steps", "1", ...common], { env: away });
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /the build's tokenizer cannot be found \(.*copied-build\/tokenizer\.json is missing.*\); checkpoints must carry it\. Copy the whole build folder, or rebuild it/);
+    assert.ok(!existsSync(join(work, "from-copy-missing", "checkpoint-0000001")));
   });
 
   it("Ctrl-C stops train and build with exit 130, saying what was kept and how to go on", async () => {

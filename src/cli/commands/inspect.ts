@@ -20,7 +20,7 @@ export function registerInspect(y: Argv): Argv {
         const outDir = resolve(args.out!);
         const manifest = await readManifest(outDir);
         const wanted = args.sequence ?? [];
-        const tokenizer = wanted.length > 0 ? await tokenizerForManifest(manifest) : undefined;
+        const tokenizer = wanted.length > 0 ? await tokenizerForManifest(manifest, outDir) : undefined;
         const decoded = (await sequenceDocuments(outDir, manifest, wanted)).map((s) => ({
           sequence: s.sequence,
           shard: s.shard,
