@@ -1,5 +1,6 @@
 /**
- * Start-up time of the CLI: `--help`, `validate RECIPE` and `build --help`, each run N times (median and
+ * Start-up time of the CLI: `--help`, `validate RECIPE`, `build --help` and `tokenize` of one word (the native
+ * tokenizer over ../shared's DeepSeek tokenizer.json), each run N times (median and
  * min of wall time, process spawn included), for the compiled dist/ (what users run), the TypeScript
  * sources through tsx (CHUXIN_FROM_SOURCE=1), and optionally an older commit (--baseline REV: a temporary
  * git worktree sharing this checkout's node_modules and native build), all in one run.
@@ -7,11 +8,11 @@
  *   node --import tsx bench/startup.ts [--runs 15] [--baseline a1b0ad5]
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { repoRoot } from "../test/helpers/paths.ts";
+import { repoRoot, sharedTokenizer } from "../test/helpers/paths.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "15" }, baseline: { type: "string" } } });
 const runs = Number(values.runs);
@@ -29,10 +30,13 @@ function time(bin: string, args: string[], env: Record<string, string> = {}): { 
   return { median: samples[Math.floor(samples.length / 2)]!, min: samples[0]! };
 }
 
+const word = join(mkdtempSync(join(tmpdir(), "chuxin-startup-word-")), "word.txt");
+writeFileSync(word, "hello\n");
 const commands: [string, string[]][] = [
   ["--help", ["--help"]],
   ["validate", ["validate", join(repoRoot, "recipes", "sample.yaml")]],
   ["build --help", ["build", "--help"]],
+  ["tokenize one word", ["tokenize", word, "--tokenizer", sharedTokenizer]],
 ];
 
 const sides: { name: string; bin: string; env?: Record<string, string> }[] = [];

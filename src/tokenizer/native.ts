@@ -1,5 +1,5 @@
 import { loadAddon } from "../native/addon.ts";
-import type { TextTokenizer } from "./load.ts";
+import type { TextTokenizer } from "./json.ts";
 import { nativeTokenizerSpec } from "./spec.ts";
 
 export interface BatchTokenizer {

@@ -1,12 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { existsSync } from "node:fs";
-import { HubClient } from "../hub/client.ts";
-import { hubEnv } from "../hub/env.ts";
-import { DEFAULT_TOKENIZER_REPO } from "../recipe/schema.ts";
 import { UsageError } from "../util/errors.ts";
-import { parseTokenizerJson, tokenizerFromText } from "./load.ts";
+import { parseTokenizerJson } from "./json.ts";
 import { nativeTokenizer } from "./native.ts";
+
+// The Hub client, the recipe schema (zod) and the JS tokenizer load only when used: a file and the native
+// tokenizer, the common case, start in a fraction of a second.
 
 export type TokenizerImpl = "native" | "rust" | "js";
 
@@ -17,8 +17,9 @@ export interface AnyTokenizer {
 
 /** A tokenizer.json path, or a Hub model repo (optionally `repo@revision`) fetched into the HF cache. */
 export async function tokenizerFile(spec: string | undefined): Promise<string> {
-  const s = spec ?? DEFAULT_TOKENIZER_REPO;
+  const s = spec ?? (await import("../recipe/schema.ts")).DEFAULT_TOKENIZER_REPO;
   if (existsSync(s)) return s;
+  const [{ HubClient }, { hubEnv }] = await Promise.all([import("../hub/client.ts"), import("../hub/env.ts")]);
   const [id, revision = "main"] = s.split("@") as [string, string?];
   if (!/^[\w.-]+\/[\w.-]+$/.test(id)) throw new UsageError(`--tokenizer ${s}: neither a file nor a Hub repo id`);
   const client = new HubClient(hubEnv());
@@ -43,7 +44,7 @@ export async function openTokenizer(path: string, impl: TokenizerImpl, threads =
     };
   }
   if (impl === "js") {
-    const t = tokenizerFromText(text, path);
+    const t = (await import("./load.ts")).tokenizerFromText(text, path);
     return { impl, encodeBatch: async (texts) => texts.map((x) => t.encode(x)) };
   }
   let rust: typeof import("tokenizers");
