@@ -144,32 +144,78 @@ ${mixtureTable(m)}
 ${decontaminationLines(m)}${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}`;
 }
 
-export function datasetCard(m: Manifest): string {
+/** The Hub's size categories, by number of rows (here: sequences). */
+export function sizeCategory(n: number): string {
+  const steps: [number, string][] = [[1e3, "n<1K"], [1e4, "1K<n<10K"], [1e5, "10K<n<100K"], [1e6, "100K<n<1M"], [1e7, "1M<n<10M"], [1e8, "10M<n<100M"], [1e9, "100M<n<1B"]];
+  return steps.find(([limit]) => n < limit)?.[1] ?? "n>1B";
+}
+
+/**
+ * The build's README.md: YAML front matter the Hub reads (name, license and languages when given, size category,
+ * the source datasets), then the format, how to load it in Python, how to rebuild it, the sources, the
+ * decontamination and the mixture.
+ */
+export function datasetCard(m: Manifest, meta: { license?: string; languages?: string[] } = {}): string {
   const sources = m.sources
     .map((s) => `  - ${s.hf ? `${s.hf.repo} (commit ${s.hf.commit})` : `${s.name} (local files)`}`)
     .join("\n");
-  return `---
-pretty_name: "${m.recipe.name}"
-task_categories:
-- text-generation
-tags:
-- pretraining
-- chuxin-data
----
+  const hubSources = [...new Set(m.sources.filter((s) => s.hf).map((s) => s.hf!.repo))];
+  const front = [
+    "---",
+    `pretty_name: ${JSON.stringify(m.recipe.name)}`,
+    ...(meta.license ? [`license: ${meta.license}`] : []),
+    ...(meta.languages?.length ? ["language:", ...meta.languages.map((l) => `- ${l}`)] : []),
+    "size_categories:",
+    `- ${sizeCategory(m.total_sequences)}`,
+    ...(hubSources.length ? ["source_datasets:", ...hubSources.map((r) => `- ${r}`)] : []),
+    "task_categories:",
+    "- text-generation",
+    "tags:",
+    "- pretraining",
+    "- chuxin-data",
+    "---",
+  ].join("\n");
+  const d = m.decontamination;
+  const decontamination = d
+    ? `## Decontamination\n${d.documents_removed.toLocaleString("en-US")} documents removed for sharing a ${d.ngram}-gram (${d.normalization}) with the evaluation rows of: ${d.tasks
+        .map((t) => `${t.task} (${t.repo}@${t.commit.slice(0, 12)}, ${t.evaluation_rows.toLocaleString("en-US")} rows)`)
+        .join(", ")}.\n\n`
+    : "";
+  const first = m.shards[0];
+  return `${front}
 # ${m.recipe.name}
 
-Pre-training token shards built by chuxin-data ${m.tool.version} from recipe \`${m.recipe.path}\` (sha256 \`${m.recipe.sha256}\`).
+Pre-training token shards built by chuxin-data ${m.tool.version} from recipe \`${m.recipe.path}\` (sha256 \`${m.recipe.sha256}\`): ${m.total_sequences.toLocaleString("en-US")} sequences of ${m.sequence_length.toLocaleString("en-US")} tokens (${m.total_tokens.toLocaleString("en-US")} tokens) in ${m.shards.length} shard(s).
 
 ## Format
 - \`shard-NNNNN.npy\`: NumPy format 1.0, dtype \`<u4\`, shape (sequences, ${m.sequence_length}), C order: \`numpy.load(path, mmap_mode="r")\`.
 - \`shard-NNNNN.docs.parquet\`: one row per document piece in that shard: source, file, row, doc_hash, epoch, start (token offset in the shard), length, doc_offset, doc_length.
-- Documents are concatenated, each followed by EOS (${m.tokenizer.eos_id}); a document may continue into the next sequence.
+- Documents are concatenated, each followed by EOS (${m.tokenizer.eos_id})${m.tokenizer.add_bos ? ` and preceded by BOS (${m.tokenizer.bos_id})` : ""}; a document may continue into the next sequence.
+- \`tokenizer.json\`: the tokenizer the ids come from (sha256 \`${m.tokenizer.sha256}\`).
 - \`manifest.json\`: every count, hash and share; \`recipe.lock.json\`: the exact input files; \`MIXTURE.md\`: the mixture table.
+
+## Load it in Python
+\`\`\`python
+import numpy as np, pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+tokens = np.load("${first?.path ?? "shard-00000.npy"}", mmap_mode="r")          # (sequences, ${m.sequence_length}) uint32
+docs = pq.read_table("${first?.doc_index ?? "shard-00000.docs.parquet"}")  # where each document piece came from
+print(docs.slice(0, 3).to_pylist())
+tok = Tokenizer.from_file("tokenizer.json")
+print(tok.decode(tokens[0].tolist(), skip_special_tokens=False))
+\`\`\`
+(or \`duckdb.sql("SELECT * FROM 'shard-*.docs.parquet'")\` for every document index at once).
+
+## Rebuild it
+\`\`\`sh
+npx chuxin-data build ${m.recipe.path} --locked --lock recipe.lock.json   # the same shards, byte for byte
+\`\`\`
 
 ## Sources
 ${sources}
 
-## Mixture
+${decontamination}## Mixture
 ${mixtureTable(m)}
 
 Licenses are those of the sources above; check each before redistribution.

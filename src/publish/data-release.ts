@@ -23,12 +23,6 @@ export interface DataReleaseOptions {
   languages?: string[];
 }
 
-/** The Hub's size categories, by number of rows (here: sequences). */
-function sizeCategory(n: number): string {
-  const steps: [number, string][] = [[1e3, "n<1K"], [1e4, "1K<n<10K"], [1e5, "10K<n<100K"], [1e6, "100K<n<1M"], [1e7, "1M<n<10M"], [1e8, "10M<n<100M"], [1e9, "100M<n<1B"]];
-  return steps.find(([limit]) => n < limit)?.[1] ?? "n>1B";
-}
-
 async function findRecipe(m: Manifest, given: string | undefined): Promise<string> {
   const candidates = given ? [resolve(given)] : [resolve(m.recipe.path), resolve("recipes", basename(m.recipe.path))];
   for (const path of candidates) {
@@ -40,25 +34,9 @@ async function findRecipe(m: Manifest, given: string | undefined): Promise<strin
   throw new UsageError(`cannot find the recipe this build was made from (${m.recipe.path}, sha256 ${m.recipe.sha256.slice(0, 12)}…); pass it with --recipe FILE`);
 }
 
-/** The card: the build's own README.md body under Hub metadata. */
+/** The card: the build's own card with this release's license and languages, and how to fetch what rebuilds it. */
 function card(m: Manifest, o: DataReleaseOptions): string {
-  const body = datasetCard(m).replace(/^---\n[\s\S]*?\n---\n/, "");
-  const sources = m.sources.filter((s) => s.hf).map((s) => s.hf!.repo);
-  const yaml = [
-    "---",
-    `pretty_name: ${JSON.stringify(m.recipe.name)}`,
-    ...(o.license ? [`license: ${o.license}`] : []),
-    ...(o.languages?.length ? ["language:", ...o.languages.map((l) => `- ${l}`)] : []),
-    "size_categories:",
-    `- ${sizeCategory(m.total_sequences)}`,
-    ...(sources.length ? ["source_datasets:", ...sources.map((s) => `- ${s}`)] : []),
-    "task_categories:",
-    "- text-generation",
-    "tags:",
-    "- pretraining",
-    "- chuxin-data",
-    "---",
-  ].join("\n");
+  const own = datasetCard(m, { license: o.license, languages: o.languages });
   const reproduce = [
     "## Reproduce",
     "",
@@ -69,7 +47,7 @@ function card(m: Manifest, o: DataReleaseOptions): string {
     "",
     o.withShards ? "The shards and their document indexes are in this repo (`shard-NNNNN.npy`, `shard-NNNNN.docs.parquet`)." : "The shards are not uploaded; the recipe and lock rebuild them.",
   ].join("\n");
-  return `${yaml}\n${body.trimEnd()}\n\n${reproduce}\n`;
+  return `${own.trimEnd()}\n\n${reproduce}\n`;
 }
 
 export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Manifest; branches: ReleaseBranch[]; warnings: string[] }> {

@@ -64,6 +64,10 @@ describe("CLI commands besides build", () => {
     assert.deepEqual(p.sources.map((s: any) => [s.name, s.documents_available]), [["a", 25], ["b", 10]]);
     assert.equal(p.sources[1].epochs, 4);
     assert.ok(!(await readdir(out)).some((n) => n.endsWith(".npy") || n === "manifest.json"), "plan writes no shards");
+    // The table prints as the build's mixture table does: separators, epochs and shares to three places.
+    const table = await runCli(["plan", recipe, "--out", out]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /\| b \| 10 \| \d+ \| 40 \| \d+ \| 4\.000 \| 50\.000% \|/);
     const build = await runCli(["build", recipe, "--out", out]);
     assert.equal(build.code, 0, build.stderr);
     const m = JSON.parse(await readFile(join(out, "manifest.json"), "utf8"));

@@ -46,6 +46,17 @@ describe("a checkpoint in transformers", { skip: !hasPython && !process.env.CI &
     assert.equal(r.code, 0, r.stderr);
   });
 
+  it("the build's dataset card says how it was made and loads it in Python as written", async () => {
+    const card = await readFile(join(fixture.data, "README.md"), "utf8");
+    assert.match(card, /^---\npretty_name: "sample"\nsize_categories:\n- n<1K\nsource_datasets:\n- [\w-]+\/[\w.-]+\n/);
+    assert.match(card, /npx chuxin-data build sample\.yaml --locked --lock recipe\.lock\.json/);
+    // The card's Python block, run in the build folder as a reader would.
+    const code = card.match(/```python\n([\s\S]*?)```/)![1]!;
+    const py = await spawnAsync(python, ["-c", code], { cwd: fixture.data });
+    assert.equal(py.code, 0, py.stderr);
+    assert.ok(py.stdout.trim().length > 0, "it decodes the first sequence");
+  });
+
   it("AutoTokenizer gives our ids with its default call (no BOS: the build added none), and AutoModelForCausalLM our logits", async () => {
     const ckpt = join(run, "checkpoint-0000003");
     const config = JSON.parse(await readFile(join(ckpt, "tokenizer_config.json"), "utf8"));

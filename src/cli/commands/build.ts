@@ -202,7 +202,11 @@ export function registerBuild(y: Argv): Argv {
           if (mode === "json") process.stdout.write(JSON.stringify({ type: "plan", sources: rows, disk: diskRow }) + "\n");
           else {
             process.stdout.write("| source | docs available | tokens available | docs selected | tokens selected | epochs | target share |\n|---|---:|---:|---:|---:|---:|---:|\n");
-            for (const p of rows) process.stdout.write(`| ${p.name} | ${p.documents_available} | ${p.tokens_available} | ${p.documents_selected} | ${p.tokens_selected} | ${p.epochs} | ${(100 * p.target_share).toFixed(3)}% |\n`);
+            // Counts with separators, epochs and shares at one precision, as the build's mixture table prints them.
+            const n = (x: number) => x.toLocaleString("en-US");
+            for (const p of rows) {
+              process.stdout.write(`| ${p.name} | ${n(p.documents_available)} | ${n(p.tokens_available)} | ${n(p.documents_selected)} | ${n(p.tokens_selected)} | ${p.epochs.toFixed(3)} | ${(100 * p.target_share).toFixed(3)}% |\n`);
+            }
             const { formatSize } = await import("../../util/size.ts");
             process.stdout.write(
               `\ndisk: the shards need ${formatSize(disk.shards)}; ${outDir}/.work holds ${formatSize(disk.work)} (the database and token chunks the build reuses)` +
