@@ -34,7 +34,10 @@ export async function trainingBenchmarks(
           if (e.type === "note") onNote(e.message);
         },
       );
-      out[task.spec.task] = Object.fromEntries(Object.entries(result.metrics).map(([k, v]) => [k, v.value]));
+      // Each metric and its standard error (lm-evaluation-harness's <metric>_stderr), for the curves' bands.
+      out[task.spec.task] = Object.fromEntries(
+        Object.entries(result.metrics).flatMap(([k, v]) => [[k, v.value], ...(Number.isFinite(v.stderr) ? [[`${k}_stderr`, v.stderr]] : [])]),
+      );
     }
     return out;
   };

@@ -1,35 +1,72 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
 
-/** A small SVG loss curve (train and eval) for the run folder. */
-export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[], title: string): string {
-  const W = 720, H = 400, left = 60, right = 20, top = 40, bottom = 50;
-  const points = [...train, ...evals].filter((p) => Number.isFinite(p.loss));
-  if (points.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="40">no data</text></svg>\n`;
-  const maxStep = Math.max(...points.map((p) => p.step), 1);
-  const minStep = Math.min(...points.map((p) => p.step));
-  const lo = Math.min(...points.map((p) => p.loss));
-  const hi = Math.max(...points.map((p) => p.loss));
-  const span = hi - lo || 1;
-  const x = (s: number) => left + ((s - minStep) / Math.max(1, maxStep - minStep)) * (W - left - right);
-  const y = (l: number) => top + (1 - (l - lo) / span) * (H - top - bottom);
-  const path = (ps: { step: number; loss: number }[]) => ps.map((p, i) => `${i ? "L" : "M"}${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(" ");
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => lo + f * span);
-  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
+const W = 760, H = 400, LEFT = 64, RIGHT = 150, TOP = 40, BOTTOM = 50;
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+const noData = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="40">no data</text></svg>\n`;
+
+/**
+ * Round tick values over [lo, hi]: steps of 1, 2 or 5 times a power of ten, about `count` of them, and the range
+ * widened to the ticks around it (0.09, 0.17, 0.26 become 0.05, 0.10, ..., 0.30).
+ */
+export function niceTicks(lo: number, hi: number, count = 5): { ticks: number[]; lo: number; hi: number; decimals: number } {
+  if (!(hi > lo)) hi = lo + (lo === 0 ? 1 : Math.abs(lo) * 0.1);
+  const raw = (hi - lo) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw)!;
+  const first = Math.floor(lo / step + 1e-9) * step;
+  const last = Math.ceil(hi / step - 1e-9) * step;
+  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const ticks: number[] = [];
+  for (let v = first; v <= last + step / 2; v += step) ticks.push(Number(v.toFixed(decimals)));
+  return { ticks, lo: first, hi: last, decimals };
+}
+
+interface Frame {
+  x: (v: number) => number;
+  y: (v: number) => number;
+  svg: string;
+}
+
+/** Axes with round ticks on both, a title and axis labels; the plot area ends RIGHT px before the edge, where legends go. */
+function frame(title: string, xs: number[], ys: number[], xLabel: string, xFormat: (v: number) => string): Frame {
+  const xt = niceTicks(Math.min(...xs), Math.max(...xs), 6);
+  const yt = niceTicks(Math.min(...ys), Math.max(...ys), 5);
+  const x = (v: number) => LEFT + ((v - xt.lo) / (xt.hi - xt.lo)) * (W - LEFT - RIGHT);
+  const y = (v: number) => TOP + (1 - (v - yt.lo) / (yt.hi - yt.lo)) * (H - TOP - BOTTOM);
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>
-<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="#444"/>
-<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="#444"/>
-${ticks.map((t) => `<text x="${left - 6}" y="${y(t) + 4}" text-anchor="end">${t.toFixed(2)}</text>`).join("\n")}
-<text x="${left}" y="${H - bottom + 18}">${minStep}</text>
-<text x="${W - right}" y="${H - bottom + 18}" text-anchor="end">${maxStep}</text>
-<text x="${W / 2}" y="${H - 10}" text-anchor="middle">step</text>
-<path d="${path(train)}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>
-${evals.length ? `<path d="${path(evals)}" fill="none" stroke="#d62728" stroke-width="2"/>` : ""}
-${evals.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="3" fill="#d62728"/>`).join("\n")}
-<text x="${W - right - 120}" y="${top + 10}" fill="#1f77b4">train loss</text>
-<text x="${W - right - 120}" y="${top + 26}" fill="#d62728">eval loss</text>
+<text x="${(LEFT + W - RIGHT) / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>
+${yt.ticks.map((t) => `<line x1="${LEFT}" y1="${y(t).toFixed(1)}" x2="${W - RIGHT}" y2="${y(t).toFixed(1)}" stroke="#eee"/>\n<text x="${LEFT - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t.toFixed(yt.decimals)}</text>`).join("\n")}
+${xt.ticks.map((t) => `<line x1="${x(t).toFixed(1)}" y1="${H - BOTTOM}" x2="${x(t).toFixed(1)}" y2="${H - BOTTOM + 4}" stroke="#444"/>\n<text x="${x(t).toFixed(1)}" y="${H - BOTTOM + 18}" text-anchor="middle">${xFormat(t)}</text>`).join("\n")}
+<line x1="${LEFT}" y1="${H - BOTTOM}" x2="${W - RIGHT}" y2="${H - BOTTOM}" stroke="#444"/>
+<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${H - BOTTOM}" stroke="#444"/>
+<text x="${(LEFT + W - RIGHT) / 2}" y="${H - 10}" text-anchor="middle">${esc(xLabel)}</text>`;
+  return { x, y, svg };
+}
+
+/** The legend, outside the plot area on the right: one coloured line and label per series. */
+function legend(entries: { label: string; color: string }[]): string {
+  const x0 = W - RIGHT + 14;
+  return entries
+    .map((e, i) => `<line x1="${x0}" y1="${TOP + 6 + 18 * i}" x2="${x0 + 18}" y2="${TOP + 6 + 18 * i}" stroke="${e.color}" stroke-width="2"/>\n<text x="${x0 + 24}" y="${TOP + 10 + 18 * i}">${esc(e.label)}</text>`)
+    .join("\n");
+}
+
+const pathOf = (f: Frame, ps: { x: number; y: number }[]) => ps.map((p, i) => `${i ? "L" : "M"}${f.x(p.x).toFixed(1)},${f.y(p.y).toFixed(1)}`).join(" ");
+
+/** A small SVG loss curve for the run folder: the training loss, and each held-out eval marked where it ran. */
+export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[], title: string): string {
+  const points = [...train, ...evals].filter((p) => Number.isFinite(p.loss));
+  if (points.length === 0) return noData;
+  const f = frame(title, points.map((p) => p.step), points.map((p) => p.loss), "step", (v) => v.toLocaleString("en-US"));
+  const evalPoints = evals.filter((p) => Number.isFinite(p.loss)).map((p) => ({ x: p.step, y: p.loss }));
+  return `${f.svg}
+<path d="${pathOf(f, train.filter((p) => Number.isFinite(p.loss)).map((p) => ({ x: p.step, y: p.loss })))}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>
+${evalPoints.map((p) => `<line x1="${f.x(p.x).toFixed(1)}" y1="${TOP}" x2="${f.x(p.x).toFixed(1)}" y2="${H - BOTTOM}" stroke="#d62728" stroke-opacity="0.25" stroke-dasharray="3,3"/>`).join("\n")}
+${evalPoints.length ? `<path d="${pathOf(f, evalPoints)}" fill="none" stroke="#d62728" stroke-width="2"/>` : ""}
+${evalPoints.map((p) => `<circle cx="${f.x(p.x).toFixed(1)}" cy="${f.y(p.y).toFixed(1)}" r="3.5" fill="#d62728"><title>eval at step ${p.x}: ${p.y.toFixed(4)}</title></circle>`).join("\n")}
+${legend([{ label: "train loss", color: "#1f77b4" }, ...(evalPoints.length ? [{ label: "held-out eval", color: "#d62728" }] : [])])}
 </svg>
 `;
 }
@@ -37,36 +74,47 @@ ${evals.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed
 export interface BenchmarkPoint {
   step: number;
   tokens: number;
+  /** task → metric → value, with `<metric>_stderr` beside each metric that has one */
   tasks: Record<string, Record<string, number>>;
 }
 
-/** One SVG per benchmark (`benchmark-<task>.svg`): each of its metrics against tokens seen, as the report's figures. */
+const STDERR = "_stderr";
+
+/**
+ * One SVG per benchmark (`benchmark-<task>.svg`): each of its metrics against tokens seen, as the report's figures,
+ * with ±1 standard error as a band.
+ */
 export function benchmarkCurveSvg(task: string, points: BenchmarkPoint[], title: string): string {
-  const W = 720, H = 400, left = 60, right = 20, top = 40, bottom = 50;
-  const metrics = [...new Set(points.flatMap((p) => Object.keys(p.tasks[task] ?? {})))];
+  const metrics = [...new Set(points.flatMap((p) => Object.keys(p.tasks[task] ?? {})))].filter((m) => !m.endsWith(STDERR));
   const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-  const series = metrics.map((m) => points.filter((p) => Number.isFinite(p.tasks[task]?.[m])).map((p) => ({ x: p.tokens, y: p.tasks[task]![m]! })));
+  const series = metrics.map((m) =>
+    points
+      .filter((p) => Number.isFinite(p.tasks[task]?.[m]))
+      .map((p) => {
+        const se = p.tasks[task]![m + STDERR];
+        return { x: p.tokens, y: p.tasks[task]![m]!, se: Number.isFinite(se) ? se! : 0 };
+      }),
+  );
   const all = series.flat();
-  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  if (all.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="40">no data</text></svg>\n`;
-  const x0 = Math.min(...all.map((p) => p.x)), x1 = Math.max(...all.map((p) => p.x));
-  const y0 = Math.min(0, ...all.map((p) => p.y)), y1 = Math.max(...all.map((p) => p.y), y0 + 1e-9);
-  const x = (v: number) => left + ((v - x0) / Math.max(1, x1 - x0)) * (W - left - right);
-  const y = (v: number) => top + (1 - (v - y0) / (y1 - y0)) * (H - top - bottom);
-  const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n));
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0));
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(`${task}: ${title}`)}</text>
-<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="#444"/>
-<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="#444"/>
-${ticks.map((t) => `<text x="${left - 6}" y="${y(t) + 4}" text-anchor="end">${t.toFixed(2)}</text>`).join("\n")}
-<text x="${left}" y="${H - bottom + 18}">${fmt(x0)}</text>
-<text x="${W - right}" y="${H - bottom + 18}" text-anchor="end">${fmt(x1)}</text>
-<text x="${W / 2}" y="${H - 10}" text-anchor="middle">tokens seen</text>
-${series.map((ps, i) => `<path d="${ps.map((p, k) => `${k ? "L" : "M"}${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(" ")}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="2"/>
-${ps.map((p) => `<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3" fill="${colors[i % colors.length]}"/>`).join("\n")}`).join("\n")}
-${metrics.map((m, i) => `<text x="${W - right - 120}" y="${top + 10 + 16 * i}" fill="${colors[i % colors.length]}">${esc(m)}</text>`).join("\n")}
+  if (all.length === 0) return noData;
+  const fmt = (n: number) => (n >= 1e9 ? `${+(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${+(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(2)}K` : String(n));
+  const f = frame(`${task}: ${title}`, all.map((p) => p.x), [0, ...all.map((p) => p.y + p.se), ...all.map((p) => p.y - p.se)], "tokens seen", fmt);
+  const band = (ps: typeof all, color: string) => {
+    if (ps.length < 2 || ps.every((p) => p.se === 0)) return "";
+    const upper = ps.map((p) => ({ x: p.x, y: p.y + p.se }));
+    const lower = ps.map((p) => ({ x: p.x, y: p.y - p.se })).reverse();
+    return `<path d="${pathOf(f, upper)} ${pathOf(f, lower).replace(/^M/, "L")} Z" fill="${color}" fill-opacity="0.15" stroke="none"/>`;
+  };
+  return `${f.svg}
+${series
+  .map(
+    (ps, i) => `${band(ps, colors[i % colors.length]!)}
+<path d="${pathOf(f, ps)}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="2"/>
+${ps.map((p) => `<circle cx="${f.x(p.x).toFixed(1)}" cy="${f.y(p.y).toFixed(1)}" r="3" fill="${colors[i % colors.length]}"/>`).join("\n")}`,
+  )
+  .join("\n")}
+${legend(metrics.map((m, i) => ({ label: m, color: colors[i % colors.length]! })))}
+<text x="${W - RIGHT + 14}" y="${TOP + 10 + 18 * metrics.length}" font-size="11" fill="#555">band: ±1 standard error</text>
 </svg>
 `;
 }

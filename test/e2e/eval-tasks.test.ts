@@ -120,12 +120,13 @@ describe("eval --tasks", () => {
     assert.equal((await runCli(["train", ...common, "--out", plain], { env: fixture.env })).code, 0);
     const r = await runCli(["train", ...common, "--out", scored, "--eval-tasks", "arc_easy,boolq", "--eval-tasks-every", "2", "--eval-limit", "4"], { env: fixture.env });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /benchmarks at step 2: arc_easy acc [\d.]+ acc_norm [\d.]+, boolq acc [\d.]+/);
+    assert.match(r.stderr, /benchmarks at step 2: arc_easy acc [\d.]+ ± [\d.]+ acc_norm [\d.]+ ± [\d.]+, boolq acc [\d.]+ ± [\d.]+/);
     const lines = (await readFile(join(scored, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l));
     const bench = lines.filter((l) => l.benchmarks);
     assert.deepEqual(bench.map((l) => l.step), [2, 4]);
     assert.deepEqual(Object.keys(bench[0].benchmarks), ["arc_easy", "boolq"]);
     assert.ok(bench[1].tokens > bench[0].tokens);
+    assert.ok(Number.isFinite(bench[0].benchmarks.arc_easy.acc_stderr), "each metric's standard error is logged beside it");
     assert.match(await readFile(join(scored, "benchmark-arc_easy.svg"), "utf8"), /tokens seen/);
     // Scoring between steps changes nothing the run computes: the same losses and the same final weights.
     const losses = async (run: string) => (await readFile(join(run, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((l) => l.loss !== undefined).map((l) => [l.step, l.loss, l.grad_norm]);

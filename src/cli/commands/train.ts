@@ -116,7 +116,7 @@ export function registerTrain(y: Argv): Argv {
           if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
           if (e.type === "benchmarks") {
             line = `benchmarks at step ${e.step}: ${Object.entries(e.tasks)
-              .map(([t, ms]) => `${t} ${Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ")}`)
+              .map(([t, ms]) => `${t} ${Object.entries(ms).filter(([k]) => !k.endsWith("_stderr")).map(([k, v]) => `${k} ${v.toFixed(4)}${Number.isFinite(ms[`${k}_stderr`]) ? ` ± ${ms[`${k}_stderr`]!.toFixed(4)}` : ""}`).join(" ")}`)
               .join(", ")}`;
           }
           if (e.type === "checkpoint") line = `saved ${e.path}${e.replicas ? ` (weights identical on ${e.replicas.ranks} ranks, digest ${e.replicas.digest})` : ""}`;
