@@ -22,7 +22,7 @@ import { PLAN_DOCS } from "./plan-tables.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./sample.ts";
-import { CORPUS_DB, DOC_TOKENS, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason } from "./schema.ts";
+import { CORPUS_DB, DOC_TOKENS, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason, skippedRows } from "./schema.ts";
 import { checkMixtureSize, emptyStats, selectMixture } from "./select.ts";
 import { tokenizeDocuments } from "./tokenize.ts";
 import { streamOptionsFor } from "./pack-stream.ts";
@@ -134,7 +134,8 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
         { workers: options.workers, tokenizerJson, tokenizerPath: resolution.tokenizer.localPath, tokenizerSha256: tokenizer.sha256, cacheDir, native, impl },
         sink,
       ),
-    (r) => ({ done: r.tokens, unit: "tokens", reused: r.reusedChunks > 0 }),
+    // Counted as the shards and the mixture table count them: each document's EOS (and BOS) included.
+    (r) => ({ done: r.tokens + r.store.documents * (1 + (recipe.tokenizer.add_bos ? 1 : 0)), unit: `tokens (${recipe.tokenizer.add_bos ? "BOS and EOS" : "EOS"} included)`, reused: r.reusedChunks > 0 }),
   );
   // Every kept document is in the token chunks now: the text's database goes (a build keeps its tokens in .work).
   await dropCorpus(db);
@@ -144,6 +145,7 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
     if (r.reason) stats[r.s]!.skipped[r.reason] = Number(r.n);
   }
   for (const r of await fileRows(db)) stats[r.s]!.fileRows[r.f] = Number(r.rows);
+  for (const r of await skippedRows(db)) (stats[r.s]!.skippedRows[r.reason] ??= []).push([r.f, Number(r.row)]);
   return { resolution, tokenizer, tokenized, stats, impl, decontamination };
 }
 

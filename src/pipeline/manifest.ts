@@ -11,6 +11,8 @@ import { SHARE_TOLERANCE, type SourcePlan } from "./sample.ts";
 export interface SourceStats {
   documentsRead: number;
   skipped: Record<string, number>;
+  /** the first SKIPPED_ROWS_KEPT skipped rows per reason: [file index, row] in file and row order */
+  skippedRows: Record<string, [number, number][]>;
   duplicatesWithin: number;
   duplicatesAcross: number;
   fileRows: number[];
@@ -94,6 +96,12 @@ export function buildManifest(args: {
         files: source.files.map((f, j) => ({ path: f.path, size: f.size, sha256: f.sha256, rows: stats.fileRows[j] ?? 0 })),
         documents_read: stats.documentsRead,
         documents_skipped: stats.skipped,
+        skipped_rows: Object.fromEntries(
+          Object.entries(stats.skippedRows)
+            .filter(([, rows]) => rows.length > 0)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([reason, rows]) => [reason, rows.map(([f, row]) => ({ file: source.files[f]!.path, row }))]),
+        ),
         duplicates_removed: {
           within_source: stats.duplicatesWithin,
           across_sources: stats.duplicatesAcross,

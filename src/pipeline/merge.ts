@@ -17,6 +17,7 @@ import type { ManifestSource } from "./manifest.ts";
 import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type DedupDone, type RangeCounts } from "./merge-dedup.ts";
 import { PARTITION_TOKENIZER, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
+import { SKIPPED_ROWS_KEPT } from "./schema.ts";
 import { emptyStats, selectMixture } from "./select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "./tokenize.ts";
 import { writeBuild, type SelectedBuild } from "./write-build.ts";
@@ -156,7 +157,10 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
       const s = p.record.sources[i]!;
       st.documentsRead += s.documents_read;
       for (const [reason, n] of Object.entries(s.skipped)) st.skipped[reason] = (st.skipped[reason] ?? 0) + n;
+      for (const [reason, rows] of Object.entries(s.skipped_rows)) (st.skippedRows[reason] ??= []).push(...rows);
     }
+    // Each partition kept its first rows of a reason; the first of all their files are among them.
+    for (const [reason, rows] of Object.entries(st.skippedRows)) st.skippedRows[reason] = rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, SKIPPED_ROWS_KEPT);
   });
   const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, done), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
   await shrinkDb(db, options);

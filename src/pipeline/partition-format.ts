@@ -69,6 +69,8 @@ export const partitionSchema = z.object({
       files: z.array(z.object({ path: z.string(), size: count, sha256: hex(64).nullable(), rows: count.nullable() })),
       documents_read: count,
       skipped: z.record(z.string(), count),
+      /** the first skipped rows of each reason in this partition's files: [file index in the source, row] */
+      skipped_rows: z.record(z.string(), z.array(z.tuple([count, count]))),
     }),
   ),
   decontamination: z.object({ report: z.record(z.string(), z.unknown()), lock: z.array(z.unknown()) }).nullable(),

@@ -49,6 +49,14 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
     try {
       const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, (g) => ownsFile(slice, g));
       const store = tokenized.store;
+      const files = resolution.sources.reduce((a, s) => a + s.files.length, 0);
+      if (!resolution.sources.some((s) => s.files.some((f) => f.inSlice))) {
+        options.sink({
+          type: "note",
+          stage: "manifest",
+          message: `warning: partition ${slice.index}/${slice.count} reads no file: the recipe has ${files} input file(s), dealt one a partition in turn; it is still a valid (empty) part of the merge, but at most ${files} partition(s) do any work`,
+        });
+      }
       return await runStage(options.sink, "manifest", async () => {
         // Sorted by hash, so a merge's dedup job for a hash range reads only the row groups of its range (merge-dedup.ts).
         const docsSha = await copyToParquet(
@@ -81,6 +89,7 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
             files: s.files.map((f, j) => ({ path: f.path, size: f.size, sha256: f.inSlice ? f.sha256 : null, rows: f.inSlice ? (stats[i]!.fileRows[j] ?? 0) : null })),
             documents_read: stats[i]!.documentsRead,
             skipped: stats[i]!.skipped,
+            skipped_rows: stats[i]!.skippedRows,
           })),
           decontamination: decontamination ? { report: { ...decontamination }, lock: resolution.lock.decontamination ?? [] } : null,
           documents: store.documents,

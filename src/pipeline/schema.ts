@@ -1,5 +1,8 @@
 import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+
+/** Skipped rows named one by one in the manifest, per source and reason (all are counted). */
+export const SKIPPED_ROWS_KEPT = 100;
 import { type BuildDb, sqlString } from "../util/duckdb.ts";
 
 /**
@@ -10,6 +13,7 @@ import { type BuildDb, sqlString } from "../util/duckdb.ts";
  *                doc_row is the document's rowid in corpus.documents, where its text is
  *   duplicates   (source_idx, file_idx, row_idx, doc_hash, kept_by_source) — rows dedup removed (dedup.ts)
  *   row_counts   (source_idx, skip_reason, n)                          — rows per source and skip reason (dropCorpus)
+ *   skipped_rows (source_idx, skip_reason, file_idx, row_idx)          — the first SKIPPED_ROWS_KEPT skipped rows per source and reason
  *   doc_tokens   (ord, tokens)                                         — each unique document's ids, specials not counted (tokenize.ts)
  * and the mixture plan's tables (plan-tables.ts).
  * The text is held once, in its own database file (OUT/.work/corpus.duckdb), which is deleted once every document
@@ -46,7 +50,14 @@ export async function createIngestTables(db: BuildDb): Promise<void> {
  */
 export async function dropCorpus(db: BuildDb, count = true): Promise<void> {
   if ((await db.rows(`SELECT 1 FROM duckdb_databases() WHERE database_name = 'corpus'`)).length) {
-    if (count) await db.run(`CREATE OR REPLACE TABLE row_counts AS SELECT source_idx, skip_reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`);
+    if (count) {
+      await db.run(`CREATE OR REPLACE TABLE row_counts AS SELECT source_idx, skip_reason, count(*) AS n FROM ${DOCUMENTS} GROUP BY ALL`);
+      await db.run(
+        `CREATE OR REPLACE TABLE skipped_rows AS SELECT source_idx, skip_reason, file_idx, row_idx FROM (
+           SELECT source_idx, skip_reason, file_idx, row_idx, row_number() OVER (PARTITION BY source_idx, skip_reason ORDER BY file_idx, row_idx) AS k
+           FROM ${DOCUMENTS} WHERE skip_reason IS NOT NULL) WHERE k <= ${SKIPPED_ROWS_KEPT} ORDER BY source_idx, skip_reason, file_idx, row_idx`,
+      );
+    }
     await db.run(`DETACH corpus`);
   }
   await removeCorpusFiles(db);
@@ -91,6 +102,11 @@ export async function uniqueDocTexts(db: BuildDb, first: number, count: number):
     if (text === undefined) throw new Error(`unique document at rowid ${r} has no text in ${DOCUMENTS}`);
     return text;
   });
+}
+
+/** The first skipped rows of each source and reason, as dropCorpus kept them, in file and row order. */
+export function skippedRows(db: BuildDb) {
+  return db.rows<{ s: number; reason: string; f: number; row: bigint }>(`SELECT source_idx AS s, skip_reason AS reason, file_idx AS f, row_idx AS row FROM skipped_rows ORDER BY s, reason, f, row`);
 }
 
 /** Rows per source and skip reason (NULL: a document), as dropCorpus counted them. */

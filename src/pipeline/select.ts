@@ -12,6 +12,7 @@ export function emptyStats(sourceCount: number): SourceStats[] {
   return Array.from({ length: sourceCount }, () => ({
     documentsRead: 0,
     skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])),
+    skippedRows: {},
     duplicatesWithin: 0,
     duplicatesAcross: 0,
     fileRows: [],

@@ -92,7 +92,11 @@ export async function writeBuild(
         bosId: recipe.tokenizer.add_bos ? selected.tokenizer.bosId : undefined,
       }, sink);
     },
-    (p) => ({ done: p.totalSequences, unit: "sequences" }),
+    // The documents selected less those wholly in the dropped tail: the "written" of the mixture table.
+    (p) => ({
+      done: p.totalSequences,
+      unit: `sequences (${p.perSource.reduce((a, s) => a + s.documentsWritten, 0).toLocaleString("en-US")} documents; the last ${p.tailTokensDropped.toLocaleString("en-US")} tokens, short of a sequence, dropped)`,
+    }),
   );
   return writeManifestFiles(loaded, selected, packed, out, sink);
 }
@@ -120,6 +124,7 @@ export async function writeManifestFiles(
       decontamination: selected.decontamination,
     });
     for (const warning of manifest.warnings ?? []) sink({ type: "note", stage: "manifest", message: `warning: ${warning}` });
+    for (const line of skippedRowLines(manifest)) sink({ type: "note", stage: "manifest", message: line });
     await copyTokenizer(selected.tokenizerFile, selected.tokenizer.sha256, join(out.staging, BUILD_TOKENIZER));
     await writeJsonAtomic(join(out.staging, LOCK), selected.lock);
     await writeFileAtomic(join(out.staging, "MIXTURE.md"), mixtureMarkdown(manifest));
@@ -137,4 +142,17 @@ async function copyTokenizer(from: string, sha256: string, to: string): Promise<
   });
   if (sha256Hex(bytes) !== sha256) throw new RuntimeFailure(`${from}: sha256 ${sha256Hex(bytes)} is not the tokenizer the build used (${sha256}); rerun the build (or the partition it came from)`);
   await writeFileAtomic(to, bytes);
+}
+
+/** Per source with skipped rows: how many, and the first few by file and row (the manifest names up to 100 a reason). */
+export function skippedRowLines(m: Manifest, shown = 5): string[] {
+  return m.sources.flatMap((s) => {
+    const total = Object.values(s.documents_skipped).reduce((a, b) => a + b, 0);
+    const rows = Object.entries(s.skipped_rows ?? {}).flatMap(([reason, list]) => list.map((r) => ({ ...r, reason })));
+    if (total === 0 || rows.length === 0) return [];
+    const order = new Map(s.files.map((f, i) => [f.path, i]));
+    rows.sort((a, b) => order.get(a.file)! - order.get(b.file)! || a.row - b.row);
+    const first = rows.slice(0, shown).map((r) => `${r.file} row ${r.row} (${r.reason})`);
+    return [`source '${s.name}': ${total.toLocaleString("en-US")} row(s) skipped; first: ${first.join(", ")}${total > shown ? ", …" : ""} (rows count from 0; manifest.json's skipped_rows lists the first 100 of each reason)`];
+  });
 }

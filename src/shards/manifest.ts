@@ -63,6 +63,8 @@ export interface ManifestSource {
   files: { path: string; size: number; sha256: string; rows: number }[];
   documents_read: number;
   documents_skipped: Record<string, number>;
+  /** the first 100 skipped rows of each reason (file, 0-based row as in the document indexes); all are counted above */
+  skipped_rows?: Record<string, { file: string; row: number }[]>;
   duplicates_removed: { within_source: number; across_sources: number; total: number };
   documents_available: number;
   tokens_available: number;

@@ -64,6 +64,20 @@ describe("bad input: counted, or refused with a clear message and nothing that l
     );
     assert.equal(s.duplicates_removed.within_source, 2);
     assert.equal(s.documents_available, 30);
+    // Each skipped line by its row (0-based, as in the document indexes), in the manifest and the first few on the terminal.
+    const at = (...rows: number[]) => rows.map((row) => ({ file: "data/mixed.jsonl.gz", row }));
+    assert.deepEqual(s.skipped_rows, {
+      blank_line: at(35),
+      empty_text: at(33),
+      invalid_utf8: at(38),
+      malformed_json: at(30),
+      null_text: at(31, 34),
+      text_not_string: at(32),
+    });
+    assert.match(
+      r.stderr,
+      /source 'mixed': 7 row\(s\) skipped; first: data\/mixed\.jsonl\.gz row 30 \(malformed_json\), data\/mixed\.jsonl\.gz row 31 \(null_text\), data\/mixed\.jsonl\.gz row 32 \(text_not_string\), data\/mixed\.jsonl\.gz row 33 \(empty_text\), data\/mixed\.jsonl\.gz row 34 \(null_text\), … \(rows count from 0/,
+    );
   });
 
   it("decodes a bytes (BLOB) text column, counting invalid UTF-8 rows", async () => {
