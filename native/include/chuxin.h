@@ -73,6 +73,11 @@ int cx_cuda_device_count(void);
 /* Ask the kernel to SIGKILL this process when its parent ends (a launcher's rank must not outlive it): 1 when
  * parent_pid is still the parent, 0 when it is already gone, -1 where the system has no such request (not Linux). */
 int cx_die_with_parent(int parent_pid);
+/* What this library was built with, as JSON: {"cuda": bool, "cuda_gencode": "-gencode ...", "gloo": bool}. */
+const char* cx_build_info(void);
+/* Tries to load a run-time library, "nccl" or "cublaslt", without keeping it: 1 with the file and its version in buf,
+ * 0 with where it looked and why nothing loaded, -1 for another name. */
+int cx_probe_library(const char* name, char* buf, size_t n);
 int cx_model_init(cx_model* model, uint64_t seed, cx_status* status);
 
 int cx_tensor_count(const cx_model* model);

@@ -3,6 +3,7 @@ import { exitCodeOf, Interrupted, messageOf, UsageError } from "../util/errors.t
 import { closest } from "../util/did-you-mean.ts";
 import { TOOL_VERSION } from "../util/version.ts";
 import { registerBuild } from "./commands/build.ts";
+import { registerDoctor } from "./commands/doctor.ts";
 import { registerEval } from "./commands/eval.ts";
 import { registerGenerate } from "./commands/generate.ts";
 import { registerInspect } from "./commands/inspect.ts";
@@ -13,8 +14,8 @@ import { prepareTrainCommand, registerTrain } from "./commands/train.ts";
 /** Runs the CLI and returns the exit code; the only place that prints errors or chooses exit codes. */
 export async function main(argv: string[]): Promise<number> {
   if (argv.find((a) => !a.startsWith("-")) === "train") await prepareTrainCommand();
-  const parser = registerPublish(registerTokenize(registerGenerate(registerEval(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data"))))))))
-    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize, publish")
+  const parser = registerDoctor(registerPublish(registerTokenize(registerGenerate(registerEval(registerTrain(registerInspect(registerBuild(yargs(argv).scriptName("chuxin-data")))))))))
+    .demandCommand(1, "name a command: build, plan, validate, schema, inspect, verify, train, eval, generate, tokenize, publish, doctor")
     .strict()
     .recommendCommands()
     // A scalar flag given twice takes its last value (as most CLIs do), not an array the command cannot use;
@@ -54,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS = new Set(["build", "plan", "validate", "schema", "inspect", "verify", "train", "eval", "generate", "tokenize", "publish"]);
+const COMMANDS = new Set(["build", "plan", "validate", "schema", "inspect", "verify", "train", "eval", "generate", "tokenize", "publish", "doctor"]);
 
 /** The closest known flag to a misspelt one, if any (not yargs' camelCase aliases). */
 function closestFlag(name: string, known: string[]): string | undefined {

@@ -110,6 +110,10 @@ export interface Addon {
   cudaDeviceCount(): number;
   /** SIGKILL this process when its parent ends: 1 when parentPid is still the parent, 0 when it is gone, -1 where unsupported. */
   dieWithParent(parentPid: number): number;
+  /** JSON: what the addon was built with ({cuda, cuda_gencode, gloo}). */
+  buildInfo(): string;
+  /** Tries to load a run-time library: the file and version when found, else where it looked and why not. */
+  probeLibrary(name: "nccl" | "cublaslt"): { found: boolean; detail: string };
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -47,6 +47,23 @@ describe("CLI commands besides build", () => {
     }
   });
 
+  it("doctor says what the addon was built with and which run-time libraries it finds", async () => {
+    const cache = await readFile(join(repoRoot, "native", "build", "CMakeCache.txt"), "utf8");
+    const gloo = /^GLOO_LIBRARY:FILEPATH=(?!.*NOTFOUND).+$/m.test(cache);
+    const plain = await runCli(["doctor", "--json"], { env: { CHUXIN_NCCL: join(dir, "no-such-libnccl.so.2") } });
+    assert.equal(plain.code, 0, plain.stderr);
+    const report = JSON.parse(plain.stdout);
+    assert.equal(report.gloo, gloo);
+    assert.equal(report.nccl.found, false);
+    assert.match(report.nccl.detail, /no-such-libnccl\.so\.2/);
+    // The emulated NCCL the native checks build stands in for a real one: found, with its version.
+    const emulated = join(repoRoot, "native", "build", "Release", "libnccl_emulated.so");
+    const found = await runCli(["doctor"], { env: { CHUXIN_NCCL: emulated } });
+    assert.equal(found.code, 0, found.stderr);
+    assert.match(found.stdout, /NCCL \(GPU ranks\) +yes +.*libnccl_emulated\.so \(NCCL \d+\.\d+\.\d+\)/);
+    assert.match(found.stdout, new RegExp(`CPU ranks \\(gloo\\) +${gloo ? "yes" : "no"}`));
+  });
+
   it("plan shows per-source documents, tokens and epochs, counts duplicates across sources, and writes no shards", async () => {
     const lines = (texts: string[]) => texts.map((text) => JSON.stringify({ text })).join("\n") + "\n";
     const shared = Array.from({ length: 5 }, (_, i) => `A sentence both sources carry, number ${i}.`);

@@ -421,6 +421,20 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
                                      return Napi::Number::New(info.Env(), cx_die_with_parent(info[0].As<Napi::Number>().Int32Value()));
                                    },
                                    "dieWithParent"));
+  exports.Set("buildInfo", Napi::Function::New(
+                               env, [](const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cx_build_info()); }, "buildInfo"));
+  exports.Set("probeLibrary", Napi::Function::New(
+                                  env,
+                                  [](const Napi::CallbackInfo& info) {
+                                    std::string name = info[0].As<Napi::String>().Utf8Value();
+                                    std::vector<char> buf(4096);
+                                    int found = cx_probe_library(name.c_str(), buf.data(), buf.size());
+                                    Napi::Object out = Napi::Object::New(info.Env());
+                                    out.Set("found", Napi::Boolean::New(info.Env(), found == 1));
+                                    out.Set("detail", Napi::String::New(info.Env(), buf.data()));
+                                    return out;
+                                  },
+                                  "probeLibrary"));
 #ifdef CX_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
 #else
