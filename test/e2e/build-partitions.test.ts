@@ -237,6 +237,10 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, message);
     }
+    // A partition that gets no file (the sample recipe has one) still works, and says so.
+    const empty = await runCli(["build", join(repoRoot, "recipes", "sample.yaml"), "--partition", "1/2", "--out", join(work, "empty-part")], { env });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.match(empty.stderr, /warning: partition 1\/2 reads no file: the recipe has 1 input file\(s\), dealt one a partition in turn/);
     const badSlice = await runCli(["build", recipe, "--partition", "3/3"], { env });
     assert.equal(badSlice.code, 2);
     assert.match(badSlice.stderr, /--partition 3\/3: expected i\/N with 0 <= i < N/);

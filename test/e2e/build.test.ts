@@ -48,6 +48,15 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     const lock = JSON.parse(await readFile(join(out, "recipe.lock.json"), "utf8"));
     assert.equal(lock.sources[0].files[0].path, "main/train-00000-of-00001.parquet");
     assert.ok(existsSync(join(out, "MIXTURE.md")) && existsSync(join(out, "README.md")));
+    // The summaries count alike: tokens with their EOS, as the table and the shards do; the documents selected
+    // against those written differ by the dropped tail, and the pack line says so.
+    const n = (text: string) => Number(text.replace(/,/g, ""));
+    const tokenized = n(r.stderr.match(/tokenize: ([\d,]+) tokens \(EOS included\)/)![1]!);
+    assert.equal(tokenized, m.total_tokens + m.tail_tokens_dropped, "every document is selected once in the sample: tokenised = written + the tail");
+    const written = m.sources.reduce((a: number, s: any) => a + s.documents_written, 0);
+    const pack = r.stderr.match(/pack: ([\d,]+) sequences \(([\d,]+) documents; the last ([\d,]+) tokens, short of a sequence, dropped\)/)!;
+    assert.deepEqual([n(pack[1]!), n(pack[2]!), n(pack[3]!)], [m.total_sequences, written, m.tail_tokens_dropped]);
+    assert.match(r.stdout, new RegExp(`wrote ${m.total_sequences.toLocaleString("en-US")} sequences \\(${m.total_tokens.toLocaleString("en-US")} tokens\\)`));
 
     const v = await runCli(["verify", out], { env });
     assert.equal(v.code, 0, v.stderr);

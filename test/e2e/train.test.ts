@@ -66,6 +66,10 @@ describe("chuxin-data train / eval / generate on the sample build", () => {
     assert.equal(g.code, 0, g.stderr);
     const out = JSON.parse(g.stdout);
     assert.ok(out.ids.length > 0 && out.completion.trim().length > 0, g.stdout);
+    // As text: the prompt, the completion, and a final newline (a shell prompt starts on a line of its own).
+    const text = await runCli(["generate", "--checkpoint", run, "--prompt", "Natalia sold clips to", "--max-tokens", "24"], { env });
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.stdout, `Natalia sold clips to${out.completion}\n`);
 
     const e = await runCli(["eval", "--checkpoint", run, "--data", data, "--sequences", "0..3", "--json"], { env });
     assert.equal(e.code, 0, e.stderr);

@@ -171,7 +171,11 @@ export function registerBuild(y: Argv): Argv {
           async () => (merge ? (await import("../../pipeline/merge.ts")).mergePartitions(options, merge) : build(options)),
         );
         if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
-        else process.stdout.write(`${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences} sequences (${manifest.total_tokens} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`);
+        else {
+          process.stdout.write(
+            `${mixtureTable(manifest)}\n\nwrote ${manifest.total_sequences.toLocaleString("en-US")} sequences (${manifest.total_tokens.toLocaleString("en-US")} tokens) in ${manifest.shards.length} shard(s) to ${outDir}\n`,
+          );
+        }
       },
     )
     .command(
