@@ -6,6 +6,7 @@ import type { ProgressSink } from "../pipeline/progress.ts";
 import { UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
 import { runTask, scoringRunOptions, type ModelUnderTest, type Sample, type TaskResult } from "./benchmarks.ts";
+import { statePath } from "../train/checkpoint.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 import { checkpointTokenizer } from "./generate.ts";
 import { LOCK_FILE, readJsonIfPresent, writeLock, writeResults, type EvalLock, type ResultsFile } from "./results.ts";
@@ -59,7 +60,7 @@ export async function evaluateTasks(ckpt: LoadedCheckpoint, o: EvalTasksOptions,
     );
   }
   if (!o.locked) await writeLock(lockPath, done.map((d) => d.result.dataset));
-  const state = await readJsonIfPresent<{ step?: number; tokens_seen?: number; files?: Record<string, string> }>(join(ckpt.dir, "trainer_state.json")).catch(() => undefined);
+  const state = await readJsonIfPresent<{ step?: number; tokens_seen?: number; files?: Record<string, string> }>(statePath(ckpt.dir)).catch(() => undefined);
   const results = await writeResults(outDir, { step: state?.step, tokens_seen: state?.tokens_seen, model_sha256: state?.files?.["model.safetensors"] ?? (await sha256File(join(ckpt.dir, "model.safetensors"))) }, o.precision, done);
   return { results, ran: done.map((d) => d.result) };
 }

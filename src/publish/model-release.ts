@@ -11,7 +11,7 @@ import { mixtureTable } from "../pipeline/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
-import { listCheckpoints, readTrainerState, verifyCheckpoint, type TrainerState } from "../train/checkpoint.ts";
+import { listCheckpoints, readTrainerState, STATE_FILE, statePath, verifyCheckpoint, type TrainerState } from "../train/checkpoint.ts";
 import { parameterCount } from "../train/model-config.ts";
 import { trainConfigSchema, type TrainConfig } from "../train/options.ts";
 import type { ResultsFile } from "../eval/results.ts";
@@ -33,7 +33,7 @@ interface Checkpoint {
   state: TrainerState;
 }
 
-/** A checkpoint's loadable files, each checked against the sha256 its trainer_state recorded. */
+/** A checkpoint's loadable files, each checked against the sha256 its state file recorded. */
 async function checkpointFiles(c: Checkpoint, manifest: Manifest | undefined, dataDir: string): Promise<ReleaseFile[]> {
   await verifyCheckpoint(c.dir, MODEL_FILES.slice(0, 3));
   const files: ReleaseFile[] = [];
@@ -46,7 +46,7 @@ async function checkpointFiles(c: Checkpoint, manifest: Manifest | undefined, da
     }
     files.push(await fileEntry(name, source));
   }
-  files.push(await fileEntry("trainer_state.json", join(c.dir, "trainer_state.json")));
+  files.push(await fileEntry(STATE_FILE, statePath(c.dir)));
   return files;
 }
 

@@ -26,7 +26,7 @@ export async function readManifest(outDir: string): Promise<Manifest> {
   return manifest;
 }
 
-/** A build's identity as a training run records it (trainer_state.json's data_manifest_sha256). */
+/** A build's identity as a training run records it (chuxin_state.json's data_manifest_sha256). */
 export function manifestHash(manifest: Manifest): string {
   return sha256Hex(JSON.stringify(manifest));
 }

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { TensorKind, type ModelConfig, type NativeModel } from "../native/addon.ts";
@@ -37,8 +38,22 @@ function tensorsOf(model: NativeModel, kind: number, suffix = ""): NamedTensor[]
 }
 
 /**
+ * The run's state in a checkpoint (step, samples and tokens seen, learning rate, loss, data, each file's sha256).
+ * Named as our own: Hugging Face's Trainer writes trainer_state.json with other fields (global_step, log_history),
+ * which tools reading that name would expect. Checkpoints written before the rename have trainer_state.json.
+ */
+export const STATE_FILE = "chuxin_state.json";
+const LEGACY_STATE_FILE = "trainer_state.json";
+
+/** A checkpoint's state file: chuxin_state.json, or trainer_state.json in one written before the rename. */
+export function statePath(dir: string): string {
+  const current = join(dir, STATE_FILE);
+  return !existsSync(current) && existsSync(join(dir, LEGACY_STATE_FILE)) ? join(dir, LEGACY_STATE_FILE) : current;
+}
+
+/**
  * Writes RUN/checkpoint-NNNNNNN/ with model.safetensors (Hugging Face Llama names, F32 master weights),
- * config.json (LlamaForCausalLM), optimizer.safetensors (AdamW moments), trainer_state.json and the
+ * config.json (LlamaForCausalLM), optimizer.safetensors (AdamW moments), chuxin_state.json and the
  * tokenizer. Built in a temp folder and renamed, so a checkpoint is either whole or absent. In a data-parallel
  * run every rank calls it (sharded AdamW moments are gathered from every rank) and only the one with `write`
  * writes.
@@ -77,7 +92,7 @@ export async function saveCheckpoint(
       await writeFile(join(tmp, name), data);
       hashes[name] = sha256Hex(data);
     }
-    await writeFile(join(tmp, "trainer_state.json"), JSON.stringify({ ...state, files: hashes }, null, 2) + "\n");
+    await writeFile(join(tmp, STATE_FILE), JSON.stringify({ ...state, files: hashes }, null, 2) + "\n");
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
   } catch (error) {
@@ -123,17 +138,17 @@ export async function removePartialCheckpoints(runDir: string): Promise<string[]
 }
 
 /**
- * Checks a checkpoint's files against the sha256s its trainer_state.json recorded when it was saved, so a
+ * Checks a checkpoint's files against the sha256s its chuxin_state.json recorded when it was saved, so a
  * damaged file is refused by name rather than loaded. A bare Hugging Face checkpoint (no trainer state, or
  * one without hashes) has nothing to check against.
  */
 export async function verifyCheckpoint(dir: string, names: string[]): Promise<void> {
   let recorded: Record<string, string> | undefined;
   try {
-    recorded = (JSON.parse(await readFile(join(dir, "trainer_state.json"), "utf8")) as TrainerState).files;
+    recorded = (JSON.parse(await readFile(statePath(dir), "utf8")) as TrainerState).files;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw new RuntimeFailure(`${join(dir, "trainer_state.json")}: unreadable (${(error as Error).message}); the checkpoint is damaged, use an earlier one`);
+    throw new RuntimeFailure(`${statePath(dir)}: unreadable (${(error as Error).message}); the checkpoint is damaged, use an earlier one`);
   }
   if (!recorded) return;
   for (const name of names) {
@@ -173,7 +188,7 @@ export async function loadWeights(model: NativeModel, dir: string, withOptimizer
 
 /** The trainer state of checkpoint `dir`, checked against the step its folder is named for. */
 export async function readTrainerState(dir: string): Promise<TrainerState> {
-  const path = join(dir, "trainer_state.json");
+  const path = statePath(dir);
   let state: TrainerState;
   try {
     state = JSON.parse(await readFile(path, "utf8"));

@@ -11,7 +11,7 @@ import { checkShardHashes } from "../shards/verify.ts";
 import type { TrainConfig } from "./options.ts";
 import { RankGroup, SINGLE, type World } from "./distributed.ts";
 import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
-import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, statePath, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { TokenData } from "./data.ts";
 import { accumulateGradients, evaluate, type PreparedStep } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
@@ -181,7 +181,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       if (state.data_manifest_sha256 !== manifestSha) throw new UsageError(`--resume: ${config.data} is not the data this run was trained on (manifest changed)`);
       if (state.samples_seen !== state.step * accum * config.micro_batch) {
         throw new RuntimeFailure(
-          `${join(from, "trainer_state.json")}: samples_seen ${state.samples_seen} is not step ${state.step} × ${accum * config.micro_batch} windows per step; the file was edited or damaged, use an earlier checkpoint`,
+          `${statePath(from)}: samples_seen ${state.samples_seen} is not step ${state.step} × ${accum * config.micro_batch} windows per step; the file was edited or damaged, use an earlier checkpoint`,
         );
       }
       await verifyCheckpoint(from, ["model.safetensors", "optimizer.safetensors", "config.json"]);

@@ -122,7 +122,7 @@ describe("publish", () => {
     const runConfig = JSON.parse(await readFile(main.get("run_config.json")!, "utf8"));
     assert.equal(runConfig.data, "chuxin/sample-data", "no local paths in the published options");
     for (const [step, folder] of [[2, "checkpoint-0000002"], [4, "checkpoint-0000004"]] as const) {
-      const state = JSON.parse(await readFile(join(run, folder, "trainer_state.json"), "utf8"));
+      const state = JSON.parse(await readFile(join(run, folder, "chuxin_state.json"), "utf8"));
       const branch = checkpointBranch(step, state.tokens_seen);
       assert.match(branch, new RegExp(`^step-000000${step}-tokens-\\d+[KMBT]?$`));
       assert.ok(card.includes(`\`${branch}\``), `the card lists ${branch}`);

@@ -53,7 +53,7 @@ describe("train safety: intact inputs, intact checkpoints, one trainer per run f
     const run = join(work, "damaged");
     const r = await runCli(["train", "--data", data, "--out", run, "--steps", "2", "--save-every", "1", ...common], { env });
     assert.equal(r.code, 0, r.stderr);
-    const state = JSON.parse(await readFile(join(run, "checkpoint-0000002", "trainer_state.json"), "utf8"));
+    const state = JSON.parse(await readFile(join(run, "checkpoint-0000002", "chuxin_state.json"), "utf8"));
     assert.match(state.files["model.safetensors"], /^[0-9a-f]{64}$/);
     const weights = join(run, "checkpoint-0000002", "model.safetensors");
     await flipBytes(weights, 200_000, 256);
@@ -70,7 +70,7 @@ describe("train safety: intact inputs, intact checkpoints, one trainer per run f
     // A checkpoint with no recorded hashes (written by another tool) is still checked for what it holds.
     await flipBytes(weights, 200_000, 256);
     delete state.files;
-    await writeFile(join(run, "checkpoint-0000002", "trainer_state.json"), JSON.stringify(state));
+    await writeFile(join(run, "checkpoint-0000002", "chuxin_state.json"), JSON.stringify(state));
     const tensors = await readSafetensors(weights);
     const headerLength = Number((await readFile(weights)).readBigUInt64LE(0));
     const bytes = await readFile(weights);
@@ -101,12 +101,18 @@ describe("train safety: intact inputs, intact checkpoints, one trainer per run f
     const lines = (await readFile(join(run, "metrics.jsonl"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l));
     assert.deepEqual(lines.map((l) => l.step), [1, 2, 3]);
 
-    const statePath = join(run, "checkpoint-0000003", "trainer_state.json");
+    const statePath = join(run, "checkpoint-0000003", "chuxin_state.json");
     const state = JSON.parse(await readFile(statePath, "utf8"));
     await writeFile(statePath, JSON.stringify({ ...state, step: 1 }));
     const edited = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--resume", ...common], { env });
     assert.equal(edited.code, 1, edited.stderr);
-    assert.match(edited.stderr, /trainer_state\.json: step 1 does not match the folder's step 0000003/);
+    assert.match(edited.stderr, /chuxin_state\.json: step 1 does not match the folder's step 0000003/);
+    // A checkpoint written before the state file was renamed (trainer_state.json) still resumes.
+    await rm(statePath);
+    await writeFile(join(run, "checkpoint-0000003", "trainer_state.json"), JSON.stringify(state));
+    const legacy = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--resume", ...common], { env });
+    assert.equal(legacy.code, 0, legacy.stderr);
+    assert.ok(existsSync(join(run, "checkpoint-0000004", "chuxin_state.json")));
   });
 
   it("a build folder copied to a machine without the Hub cache decodes and trains from its own tokenizer.json, and training refuses a build without it", async () => {
