@@ -57,6 +57,7 @@ export function buildManifest(args: {
     format: "chuxin-data/1",
     tool: { name: "chuxin-data", version: TOOL_VERSION },
     recipe: { name: recipe.name, path: args.recipeFile, sha256: args.recipeSha256 },
+    ...(recipe.license ? { license: recipe.license } : {}),
     tokenizer: {
       repo: tokenizer.repo ?? null,
       revision: tokenizer.revision ?? null,
@@ -171,7 +172,7 @@ export function datasetCard(m: Manifest, meta: { license?: string; languages?: s
   const front = [
     "---",
     `pretty_name: ${JSON.stringify(m.recipe.name)}`,
-    ...(meta.license ? [`license: ${meta.license}`] : []),
+    ...((meta.license ?? m.license) ? [`license: ${meta.license ?? m.license}`] : []),
     ...(meta.languages?.length ? ["language:", ...meta.languages.map((l) => `- ${l}`)] : []),
     "size_categories:",
     `- ${sizeCategory(m.total_sequences)}`,

@@ -1,9 +1,14 @@
 /**
  * `validate RECIPE`: what can be checked without building, offline: the recipe itself (loadRecipe), each local
- * source's globs against the disk, and its text column against the first file's fields. Hub sources are listed as
- * not checked (a build lists them); nothing is downloaded or written.
+ * source's globs against the disk, and its text column against the first file's fields; a Hub source the same way
+ * when a lock names its files and the first is in the HF cache. What cannot be checked so is listed, with why;
+ * nothing is downloaded or written.
  */
+import { existsSync } from "node:fs";
 import { dirname } from "node:path";
+import { HubClient } from "../hub/client.ts";
+import { hubEnv } from "../hub/env.ts";
+import type { BuildLock } from "./lock.ts";
 import { loadRecipe, placed, RecipeFieldError } from "../recipe/load.ts";
 import { readerFor } from "./readers/index.ts";
 import { missingFieldError } from "./readers/reader.ts";
@@ -19,18 +24,34 @@ export interface Validation {
   unchecked: string[];
 }
 
-export async function validateRecipe(recipePath: string): Promise<Validation> {
+/** `lock`: the recipe's lock (a build's recipe.lock.json), which says which files each Hub source reads. */
+export async function validateRecipe(recipePath: string, lock?: BuildLock): Promise<Validation> {
   const loaded = await loadRecipe(recipePath);
   const { recipe } = loaded;
   const checked: string[] = [];
   const unchecked: string[] = [];
   try {
     for (const [i, spec] of recipe.sources.entries()) {
+      let files: [string, string][];
+      let from = "local";
       if (spec.hf) {
-        unchecked.push(`source '${spec.name}': ${spec.hf.repo}@${spec.hf.revision} is on the Hub; build lists its files and reads its columns`);
-        continue;
+        const locked = lock?.sources.find((s) => s.name === spec.name);
+        const where = `source '${spec.name}': ${spec.hf.repo}@${spec.hf.revision}`;
+        if (!locked?.hf || locked.files.length === 0) {
+          unchecked.push(`${where}: no lock names its files (pass --lock, or build once); build lists them and reads their columns`);
+          continue;
+        }
+        const client = new HubClient(hubEnv());
+        const cached = client.snapshotFile({ type: "dataset", id: locked.hf.repo }, locked.hf.commit, locked.files[0]!.path);
+        if (!existsSync(cached)) {
+          unchecked.push(`${where}: ${locked.files[0]!.path} (commit ${locked.hf.commit.slice(0, 12)}) is not in the HF cache; build downloads it and reads its columns`);
+          continue;
+        }
+        files = locked.files.map((f, j) => [f.path, j === 0 ? cached : ""]);
+        from = `locked at ${locked.hf.commit.slice(0, 12)}; the first read from the HF cache`;
+      } else {
+        files = [...(await findLocalFiles(spec, i, dirname(loaded.path))).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
       }
-      const files = [...(await findLocalFiles(spec, i, dirname(loaded.path))).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
       const [firstGiven, firstPath] = files[0]!;
       const fields = spec.text_template ? templateFields(parseTemplate(spec.text_template, `source '${spec.name}': text_template`)) : [spec.text_column ?? "text"];
       let reader;
@@ -44,7 +65,7 @@ export async function validateRecipe(recipePath: string): Promise<Validation> {
       if (missing !== undefined) {
         throw missingFieldError(i, spec.text_template !== undefined, `source '${spec.name}': ${firstGiven}`, missing, has, reader.name === "jsonl" ? "is a field of none of its first lines; they have" : "is not a column; the file has");
       }
-      checked.push(`source '${spec.name}': ${files.length} local file(s); ${fields.map((f) => `'${f}'`).join(", ")} in ${firstGiven}`);
+      checked.push(`source '${spec.name}': ${files.length} file(s) (${from}); ${fields.map((f) => `'${f}'`).join(", ")} in ${firstGiven}`);
     }
   } catch (error) {
     throw placed(error, loaded);

@@ -73,6 +73,6 @@ export async function dataRelease(o: DataReleaseOptions): Promise<{ manifest: Ma
   return {
     manifest,
     branches: [{ branch: o.branch, files, card: bytesEntry("README.md", card(manifest, o)), title: `chuxin-data: ${manifest.recipe.name} (${manifest.total_tokens.toLocaleString("en-US")} tokens)` }],
-    warnings: o.license ? [] : ["the card names no license (--license, e.g. apache-2.0): the Hub shows the dataset as unlicensed, which many users cannot take"],
+    warnings: o.license || manifest.license ? [] : ["the card names no license (--license, or license: in the recipe, e.g. apache-2.0): the Hub shows the dataset as unlicensed, which many users cannot take"],
   };
 }

@@ -63,6 +63,11 @@ export const recipeSchema = z.strictObject({
   name: z
     .string()
     .regex(/^[A-Za-z0-9][\w.-]*$/, "a name of letters, digits, '_', '-' and '.', starting with a letter or digit (it names the output folder out/<name>)"),
+  license: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.+-]*$/, "a license id as the Hub writes it, e.g. apache-2.0, cc-by-4.0, odc-by, other")
+    .optional()
+    .describe("the dataset card's license (the sources' own licenses still apply)"),
   seed: z.number().int().nonnegative().default(0),
   tokenizer: tokenizerSchema.default({ file: "tokenizer.json", add_bos: false }),
   sequence_length: z.number().int().min(2).default(4096),

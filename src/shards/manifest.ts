@@ -18,6 +18,8 @@ export interface Manifest {
   format: "chuxin-data/1";
   tool: { name: string; version: string };
   recipe: { name: string; path: string; sha256: string };
+  /** the recipe's license for the dataset card, when it names one */
+  license?: string;
   tokenizer: {
     repo: string | null;
     revision: string | null;

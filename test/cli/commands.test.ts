@@ -26,7 +26,7 @@ describe("CLI commands besides build", () => {
     const missing = await runCli(["validate", join(dir, "nope.yaml")]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nope\.yaml: cannot read recipe \(ENOENT\); check the path/);
-    assert.match(ok.stdout, /not checked: source '\w+': fixture\/\w+@main is on the Hub/);
+    assert.match(ok.stdout, /not checked: source '\w+': fixture\/\w+@main: no lock names its files \(pass --lock, or build once\)/);
   });
 
   it("validate checks local files and their text column as build would, offline, with file:line:col", async () => {
@@ -34,7 +34,7 @@ describe("CLI commands besides build", () => {
     const recipe = (files: string, column: string) =>
       `name: v\ntokenizer:\n  path: ${sharedTokenizer}\nsources:\n  - name: s\n    weight: 1\n    local: { files: ["${files}"] }\n    text_column: ${column}\n`;
     const cases: [string, string, number, RegExp][] = [
-      ["local.jsonl", "body", 0, /v1\.yaml: ok \(1 sources, sequence_length 4096\)\n  checked: source 's': 1 local file\(s\); 'body' in local\.jsonl/],
+      ["local.jsonl", "body", 0, /v1\.yaml: ok \(1 sources, sequence_length 4096\)\n  checked: source 's': 1 file\(s\) \(local\); 'body' in local\.jsonl/],
       ["locl.jsonl", "body", 2, /v2\.yaml:7:\d+: source 's': local\.files \["locl\.jsonl"\] match no file under .* \(did you mean 'local\.jsonl'\?\)/],
       ["*.jsonl", "bdy", 2, /v3\.yaml:8:18: source 's': local\.jsonl: text column 'bdy', which is a field of none of its first lines; they have: body \(did you mean 'body'\?\)/],
     ];

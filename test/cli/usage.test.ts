@@ -92,6 +92,12 @@ describe("usage errors stop before any work (exit 2), naming the flag", () => {
     [["plan", recipe, "--workers", "0"], /--workers 0: expected a whole number from 1/],
     [["build", recipe, "--max-shard-bytes", "-1"], /--max-shard-bytes -1: expected a whole number from 1,000,000 to 1,099,511,627,776/],
     [["build", recipe, "--max-shard-bytes", "1"], /--max-shard-bytes 1: expected a whole number from 1,000,000/],
+    [["generate", "--checkpoint", "run", "--prompt", "x", "--max-tokens", "-1"], /--max-tokens -1: expected a whole number from 1 to/],
+    [["generate", "--checkpoint", "run", "--prompt", "x", "--top-p", "0"], /--top-p 0: expected a number above 0 up to 1/],
+    [["generate", "--checkpoint", "run", "--prompt", "x", "--temperature", "hot"], /--temperature \(not a number\): expected a number from 0 to 100/],
+    [["eval", "--checkpoint", "run", "--tasks", "arc_easy", "--batch-tokens", "0"], /--batch-tokens 0: expected a whole number from 1 to 16,777,216/],
+    [["eval", "--checkpoint", "run", "--threads", "0"], /--threads 0: expected a whole number from 1 to 4,096/],
+    [["tokenize", "in.txt", "--batch", "0"], /--batch 0: expected a whole number from 1 to 1,000,000/],
   ];
   for (const [args, message] of outOfBounds) {
     it(`refuses ${args.slice(-2).join(" ")} (${args[0]}) before any work`, async () => {

@@ -52,10 +52,12 @@ describe("bad input: counted, or refused with a clear message and nothing that l
 
   it("counts every skipped row by reason, and dedups after trimming", async () => {
     const path = join(dir, "ok.yaml");
-    await writeFile(path, recipe(`  - name: mixed\n    weight: 1\n    local: { files: ["data/*.jsonl.gz"] }\n`, "target_tokens: 500\n"));
+    await writeFile(path, recipe(`  - name: mixed\n    weight: 1\n    local: { files: ["data/*.jsonl.gz"] }\n`, "target_tokens: 500\nlicense: cc-by-4.0\n"));
     const out = join(dir, "out-ok");
     const r = await runCli(["build", path, "--out", out]);
     assert.equal(r.code, 0, r.stderr);
+    // The recipe's license is the card's.
+    assert.match(await readFile(join(out, "README.md"), "utf8"), /^---\npretty_name: "local"\nlicense: cc-by-4\.0\n/);
     const s = JSON.parse(await readFile(join(out, "manifest.json"), "utf8")).sources[0];
     assert.equal(s.documents_read, 39);
     assert.deepEqual(

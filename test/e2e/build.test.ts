@@ -58,6 +58,15 @@ describe("chuxin-data build, end to end through the loopback Hub", () => {
     assert.deepEqual([n(pack[1]!), n(pack[2]!), n(pack[3]!)], [m.total_sequences, written, m.tail_tokens_dropped]);
     assert.match(r.stdout, new RegExp(`wrote ${m.total_sequences.toLocaleString("en-US")} sequences \\(${m.total_tokens.toLocaleString("en-US")} tokens\\)`));
 
+    // validate reads a Hub source's first file from the HF cache, as the lock names it, offline.
+    const offline = { ...env, HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" };
+    const checked = await runCli(["validate", join(repoRoot, "recipes", "sample.yaml"), "--lock", join(out, "recipe.lock.json")], { env: offline });
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /checked: source 'gsm8k': 1 file\(s\) \(locked at [0-9a-f]{12}; the first read from the HF cache\); 'question', 'answer' in main\/train-00000-of-00001\.parquet/);
+    const uncached = await runCli(["validate", join(repoRoot, "recipes", "sample.yaml"), "--lock", join(out, "recipe.lock.json")], { env: { ...offline, HF_HOME: join(work, "hf-empty") } });
+    assert.equal(uncached.code, 0, uncached.stderr);
+    assert.match(uncached.stdout, /not checked: source 'gsm8k': openai\/gsm8k@main: main\/train-00000-of-00001\.parquet \(commit [0-9a-f]{12}\) is not in the HF cache/);
+
     const v = await runCli(["verify", out], { env });
     assert.equal(v.code, 0, v.stderr);
     const i = await runCli(["inspect", out, "--sequence", "0", "--json"], { env });

@@ -1,6 +1,7 @@
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
 import type { Argv } from "yargs";
+import { wholeNumber } from "../numbers.ts";
 import { outputMode, progressRenderer } from "../render.ts";
 
 // Commands import what they run when they run: `--help` and `validate` must not load DuckDB.
@@ -41,20 +42,10 @@ async function memoryOption(value: unknown): Promise<number | undefined> {
   return bytes;
 }
 
-/** A whole-number flag within [min, max], or a usage error naming the flag, the value given and the bounds. */
-async function wholeNumberOption(flag: string, value: unknown, min: number, max: number, why: string): Promise<number | undefined> {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (Number.isInteger(n) && n >= min && n <= max) return n;
-  const { UsageError } = await import("../../util/errors.ts");
-  const shown = typeof value === "number" && Number.isNaN(value) ? "(not a number)" : String(value);
-  throw new UsageError(`--${flag} ${shown}: expected a whole number from ${min.toLocaleString("en-US")} to ${max.toLocaleString("en-US")} (${why})`);
-}
-
 /** --workers, bounded: thousands of threads exhaust the machine's process limit before they tokenise anything. */
 async function workersOption(value: unknown): Promise<number | undefined> {
   const { maxWorkers } = await import("../../util/workers.ts");
-  return wholeNumberOption("workers", value, 1, maxWorkers(), `at most twice this machine's ${cpus().length} cores; leave it out for one a core`);
+  return wholeNumber("workers", value, 1, maxWorkers(), `at most twice this machine's ${cpus().length} cores; leave it out for one a core`);
 }
 
 /**
@@ -108,7 +99,7 @@ export function registerBuild(y: Argv): Argv {
         const memoryBytes = await memoryOption(args.memory);
         const workers = await workersOption(args.workers);
         const { MIN_SHARD_BYTES, MAX_SHARD_BYTES } = await import("../../shards/layout.ts");
-        const maxShardBytes = await wholeNumberOption("max-shard-bytes", args["max-shard-bytes"], MIN_SHARD_BYTES, MAX_SHARD_BYTES, "bytes in one shard file; the default is 1 GiB");
+        const maxShardBytes = wholeNumber("max-shard-bytes", args["max-shard-bytes"], MIN_SHARD_BYTES, MAX_SHARD_BYTES, "bytes in one shard file; the default is 1 GiB");
         const mode = outputMode(args.json);
         const r = await progressRenderer(mode);
         const { build } = await pipeline();
@@ -226,10 +217,16 @@ export function registerBuild(y: Argv): Argv {
     .command(
       "validate <recipe>",
       "check a recipe offline: its fields, local files and their text columns (Hub sources are checked by build)",
-      (c) => c.positional("recipe", { type: "string", demandOption: true }),
+      (c) =>
+        c
+          .positional("recipe", { type: "string", demandOption: true })
+          .option("lock", { type: "string", describe: "the lock naming each Hub source's files (default: out/<name>/recipe.lock.json when a build left one)" }),
       async (args) => {
-        const { validateRecipe } = await import("../../pipeline/validate.ts");
-        const v = await validateRecipe(args.recipe!);
+        const [{ validateRecipe }, { readLock }, { existsSync }] = await Promise.all([import("../../pipeline/validate.ts"), import("../../pipeline/lock.ts"), import("node:fs")]);
+        const { LOCK } = await import("../../shards/layout.ts");
+        const lockPath = args.lock ?? join(await defaultOut(args.recipe!), LOCK);
+        const lock = args.lock !== undefined || existsSync(lockPath) ? await readLock(lockPath) : undefined;
+        const v = await validateRecipe(args.recipe!, lock);
         process.stdout.write(
           `${args.recipe}: ok (${v.sources} sources, sequence_length ${v.sequenceLength})\n` +
             v.checked.map((l) => `  checked: ${l}\n`).join("") +

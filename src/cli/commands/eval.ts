@@ -3,6 +3,7 @@ import { cpus } from "node:os";
 import { resolve } from "node:path";
 import type { Argv } from "yargs";
 import { UsageError } from "../../util/errors.ts";
+import { MAX_THREADS, wholeNumber } from "../numbers.ts";
 import { pickDevice } from "../device.ts";
 import { outputMode, progressRenderer, spinnerFor } from "../render.ts";
 import { renderResultsTable } from "../results-table.ts";
@@ -87,11 +88,12 @@ export function registerEval(y: Argv): Argv {
           .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (a) => {
+        wholeNumber("threads", a.threads, 1, MAX_THREADS, "CPU threads");
         if (a.all && a.sequences) throw new UsageError("--all and --sequences each choose what to score; give one");
         if (a.tasks !== undefined) {
           if (a.all || a.sequences || a.data) throw new UsageError("--tasks runs benchmarks; --all, --sequences and --data choose data for the loss: give one or the other");
-          if (a.limit !== undefined && (!Number.isInteger(a.limit) || a.limit < 1)) throw new UsageError(`--limit ${a.limit}: expected a whole number of rows, 1 or more`);
-          if (!Number.isInteger(a["batch-tokens"]) || a["batch-tokens"] < 1) throw new UsageError(`--batch-tokens ${a["batch-tokens"]}: expected a whole number, 1 or more`);
+          wholeNumber("limit", a.limit, 1, 1_000_000_000, "rows per task or subject");
+          wholeNumber("batch-tokens", a["batch-tokens"], 1, 1 << 24, "tokens in one forward pass");
           return runTasksCommand(a as TasksArgs);
         }
         const [{ openCheckpoint }, { evalHeldOut, evalSequences }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/loss.ts")]);

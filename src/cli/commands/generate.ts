@@ -2,6 +2,7 @@
 import { cpus } from "node:os";
 import type { Argv } from "yargs";
 import { pickDevice } from "../device.ts";
+import { MAX_THREADS, numberIn, wholeNumber } from "../numbers.ts";
 
 export function registerGenerate(y: Argv): Argv {
   return y    .command(
@@ -19,6 +20,11 @@ export function registerGenerate(y: Argv): Argv {
           .option("threads", { type: "number", default: cpus().length, describe: "CPU threads" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (a) => {
+        wholeNumber("max-tokens", a["max-tokens"], 1, 1 << 21, "tokens to generate; the model's context bounds them too");
+        numberIn("temperature", a.temperature, 0, 100, "0 is greedy");
+        numberIn("top-p", a["top-p"], 0, 1, "the probability mass kept", true);
+        wholeNumber("seed", a.seed, 0, Number.MAX_SAFE_INTEGER, "seeds sampling");
+        wholeNumber("threads", a.threads, 1, MAX_THREADS, "CPU threads");
         const [{ openCheckpoint }, { generate }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/generate.ts")]);
         const ckpt = await openCheckpoint(a.checkpoint, await pickDevice(a.device), a.threads);
         try {

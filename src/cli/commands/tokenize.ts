@@ -3,6 +3,7 @@ import { createInterface } from "node:readline";
 import type { Argv } from "yargs";
 import type { TokenizerImpl } from "../../tokenizer/select.ts";
 import { UsageError } from "../../util/errors.ts";
+import { MAX_THREADS, wholeNumber } from "../numbers.ts";
 
 export function registerTokenize(y: Argv): Argv {
   return y.command(
@@ -17,6 +18,8 @@ export function registerTokenize(y: Argv): Argv {
         .option("threads", { type: "number", describe: "native tokenizer threads (default: cores)" })
         .option("batch", { type: "number", default: 4096, describe: "documents per batch" }),
     async (a) => {
+      wholeNumber("threads", a.threads, 1, MAX_THREADS, "native tokenizer threads");
+      wholeNumber("batch", a.batch, 1, 1_000_000, "documents per batch");
       const { openTokenizer, tokenizerFile } = await import("../../tokenizer/select.ts");
       const tokenizer = await openTokenizer(await tokenizerFile(a.tokenizer), a.impl as TokenizerImpl, a.threads);
       const input = createInterface({ input: a.file ? createReadStream(a.file) : process.stdin, crlfDelay: Infinity });
