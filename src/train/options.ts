@@ -1,5 +1,6 @@
 import { cpus } from "node:os";
 import { z } from "zod";
+import { DECAY_SHAPES, SCHEDULES } from "./schedule.ts";
 
 /**
  * Every training option, declared once: its type, default and bounds (zod), its `--flag` help text, and what
@@ -51,7 +52,13 @@ export const trainConfigSchema = z.strictObject({
   lr: option(z.number().positive().max(10).default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
   min_lr: option(z.number().nonnegative().max(10).default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
   warmup_steps: option(count().max(MAX_STEPS).default(10), { describe: "linear warmup steps", onResume: "fixed" }),
-  decay_steps: option(positive().max(MAX_STEPS).nullable().default(null), { describe: "cosine decay length (default: --steps; kept on --resume unless given)", onResume: "new" }),
+  schedule: option(z.enum(SCHEDULES).default("cosine"), {
+    describe: "after warmup: cosine or linear decay to --min-lr at --decay-steps, constant, or wsd (stable at --lr, then a decay over --decay-fraction of the steps)",
+    onResume: "fixed",
+  }),
+  decay_fraction: option(z.number().gt(0).max(1).default(0.1), { describe: "with --schedule wsd: the share of --decay-steps the final decay takes", onResume: "fixed" }),
+  decay_shape: option(z.enum(DECAY_SHAPES).default("1-sqrt"), { describe: "with --schedule wsd: the decay's shape (1-sqrt as in Hägele et al.; linear; cosine)", onResume: "fixed" }),
+  decay_steps: option(positive().max(MAX_STEPS).nullable().default(null), { describe: "the decay's end (default: --steps; kept on --resume unless given)", onResume: "new" }),
   weight_decay: option(z.number().nonnegative().max(10).default(0.1), { describe: "AdamW weight decay on the q/k/v/o, gate/up/down and LM-head matrices (never norms)", onResume: "fixed" }),
   decay_embeddings: option(z.boolean().default(false), { describe: "decay the token embedding too (Hugging Face's Trainer does; OLMo does not)", onResume: "fixed" }),
   beta1: option(z.number().min(0).lt(1).default(0.9), { describe: "AdamW β1", onResume: "fixed" }),

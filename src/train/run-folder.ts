@@ -37,7 +37,7 @@ export async function resolveRunConfig(requested: TrainConfig, resume: boolean):
     Object.assign(config, { [key]: value });
   }
   if (config.steps !== saved.steps && requested.decay_steps === null) {
-    changes.push(`the cosine schedule keeps decaying over ${savedDecay} steps (pass --decay-steps to change it)`);
+    changes.push(`the ${saved.schedule} schedule keeps ${saved.schedule === "constant" ? "its rate" : `decaying over ${savedDecay} steps`} (pass --decay-steps to change it)`);
   }
   return { config, from: join(runDir, checkpoints[checkpoints.length - 1]!.name), changes };
 }

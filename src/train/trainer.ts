@@ -15,7 +15,7 @@ import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removeP
 import { TokenData } from "./data.ts";
 import { accumulateGradients, evaluate, type PreparedStep } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
-import { learningRate } from "./schedule.ts";
+import { learningRate, type Schedule } from "./schedule.ts";
 
 export type { TrainConfig } from "./options.ts";
 
@@ -89,6 +89,11 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
     await lock?.release();
     group.dispose();
   }
+}
+
+/** The run's learning-rate schedule, as its options record it. */
+export function scheduleOf(config: TrainConfig, decaySteps: number): Schedule {
+  return { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps, kind: config.schedule, decayFraction: config.decay_fraction, decayShape: config.decay_shape };
 }
 
 /** What rank 0 resolved before any work, for every rank: the options, the checkpoint resumed, the build's tokenizer.json. */
@@ -263,7 +268,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
           `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${await lastGood()} Lower --lr or use --precision fp32 to investigate.`,
         );
       if (!Number.isFinite(loss)) throw await stopped("not computed");
-      const nextLr = learningRate(step + 1, { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps });
+      const nextLr = learningRate(step + 1, scheduleOf(config, decaySteps));
       // The norm, the clip factor and AdamW run on the backend with one read-back; a non-finite norm moves nothing.
       const gradNorm = await native("AdamW", () =>
         model.clipAdamwStep(

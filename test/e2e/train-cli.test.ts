@@ -34,6 +34,19 @@ describe("train --resume and eval, as users meet them", () => {
     }
   });
 
+  it("--schedule wsd: the learning rate of every step is the formula's, recorded with the run", async () => {
+    const run = join(work, "wsd");
+    const r = await runCli(["train", "--data", data, "--out", run, "--steps", "10", "--save-every", "0", "--eval-every", "0", "--schedule", "wsd", "--decay-fraction", "0.3", ...common], { env });
+    assert.equal(r.code, 0, r.stderr);
+    // Peak 3e-3 after 1 warmup step, stable to step 7, then 1-sqrt down to 3e-4 at step 10 (values written out).
+    const want = [3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 3e-3, 3e-4 + 2.7e-3 * (1 - Math.sqrt(1 / 3)), 3e-4 + 2.7e-3 * (1 - Math.sqrt(2 / 3)), 3e-4];
+    const lrs = (await metrics(run)).filter((m) => m.lr !== undefined).map((m) => m.lr);
+    assert.equal(lrs.length, 10);
+    lrs.forEach((lr, i) => assert.ok(Math.abs(lr - want[i]!) < 1e-12, `step ${i + 1}: ${lr} vs ${want[i]}`));
+    const recorded = JSON.parse(await readFile(join(run, "run_config.json"), "utf8"));
+    assert.deepEqual([recorded.schedule, recorded.decay_fraction, recorded.decay_shape], ["wsd", 0.3, "1-sqrt"]);
+  });
+
   it("eval scores the run's held-out windows by default (the run's own eval_loss), or whole sequences on request", async () => {
     const run = join(work, "evaluated");
     const t = await runCli(["train", "--data", data, "--out", run, "--steps", "4", "--eval-every", "4", "--eval-sequences", "4", ...common], { env });

@@ -19,6 +19,29 @@ describe("trainer pieces", () => {
     assert.equal(learningRate(500, o), 1e-4);
   });
 
+  it("warmup-stable-decay: the peak until the last decay fraction, then 1-sqrt, linear or cosine down to the minimum", () => {
+    const o = { lr: 1e-3, minLr: 1e-4, warmupSteps: 2, decaySteps: 10, kind: "wsd" as const, decayFraction: 0.3 };
+    // The decay takes round(0.3 × 10) = 3 steps: 8, 9, 10 at progress 1/3, 2/3, 1.
+    const peak = [5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3];
+    const expected = {
+      "1-sqrt": [...peak, 1e-4 + 9e-4 * (1 - Math.sqrt(1 / 3)), 1e-4 + 9e-4 * (1 - Math.sqrt(2 / 3)), 1e-4, 1e-4],
+      linear: [...peak, 1e-4 + 9e-4 * (2 / 3), 1e-4 + 9e-4 * (1 / 3), 1e-4, 1e-4],
+      cosine: [...peak, 1e-4 + 9e-4 * 0.75, 1e-4 + 9e-4 * 0.25, 1e-4, 1e-4],
+    };
+    for (const [shape, want] of Object.entries(expected)) {
+      const got = want.map((_, i) => learningRate(i + 1, { ...o, decayShape: shape as "1-sqrt" | "linear" | "cosine" }));
+      got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-15, `${shape} step ${i + 1}: ${v} vs ${want[i]}`));
+    }
+    assert.equal(learningRate(7, { ...o, decayShape: "linear" }), 1e-3, "stable until the decay starts");
+  });
+
+  it("linear and constant schedules", () => {
+    const o = { lr: 1e-3, minLr: 1e-4, warmupSteps: 0, decaySteps: 10 };
+    assert.ok(Math.abs(learningRate(5, { ...o, kind: "linear" }) - (1e-4 + 9e-4 * 0.5)) < 1e-15);
+    assert.equal(learningRate(10, { ...o, kind: "linear" }), 1e-4);
+    assert.equal(learningRate(50, { ...o, kind: "constant" }), 1e-3);
+  });
+
   it("writes safetensors that read back, with 8-byte-aligned data", async () => {
     const dir = await mkdtemp(join(tmpdir(), "chuxin-st-"));
     const bytes = encodeSafetensors([
