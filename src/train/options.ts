@@ -173,8 +173,7 @@ export function parseTrainConfig(raw: Record<string, unknown>): { ok: true; conf
     problems: r.error.issues.map((i) => {
       const key = String(i.path[0] ?? "");
       const value = raw[key];
-      const shown = typeof value === "string" ? value : JSON.stringify(value);
-      return `--${flagOf(key)}${value === undefined ? "" : ` ${shown}`}: ${i.message}`;
+      return `--${flagOf(key)}${value === undefined ? "" : ` ${JSON.stringify(value)}`}: ${i.message}`;
     }),
   };
 }

@@ -84,7 +84,7 @@ describe("usage errors stop before any work (exit 2), naming the flag", () => {
     [["train", "--data", "d", "--nproc-per-node", "0"], /--nproc-per-node 0: must be a whole number of ranks/],
     [["train", "--data", "d", "--micro-batch", "1000000000"], /--micro-batch 1000000000: Too big: expected number to be <=65536/],
     [["train", "--data", "d", "--micro-batch", "8192", "--context", "4096"], /--micro-batch 8192: 8192 × 4,096 tokens is over 16,777,216 tokens a micro-batch; use a smaller --micro-batch and reach the step's tokens with --global-batch-tokens/],
-    [["train", "--data", "d", "--steps", "ten"], /--steps ten: .*expected number/],
+    [["train", "--data", "d", "--steps", "ten"], /--steps "ten": .*expected number/],
     [["train", "--data", "d", "--dist-timeout", "1e9"], /--dist-timeout 1000000000: Too big/],
     [["build", recipe, "--workers", "100000"], /--workers 100000: expected a whole number from 1 to \d+ \(at most twice this machine's \d+ cores/],
     [["build", recipe, "--workers", "0"], /--workers 0: expected a whole number from 1/],
