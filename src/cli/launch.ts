@@ -94,14 +94,18 @@ export async function launchLocalRanks(n: number, args: string[], masterPort: nu
             if (code !== 0 || signal) failed(rank, signal ? `was killed by ${signal}` : `exited with status ${code}`, code ?? 1, signal !== null && !stopping);
             resolve();
           });
+          // A process that could not be started emits no "close" of its own.
+          child.once("error", (error) => {
+            if (child.pid === undefined) {
+              failed(rank, `could not be started (${error.message})`, 1, false);
+              resolve();
+            }
+          });
         }),
       );
       await new Promise<void>((resolve) => {
         child.once("spawn", resolve);
-        child.once("error", (error) => {
-          failed(rank, `could not be started (${error.message})`, 1, false);
-          resolve();
-        });
+        child.once("error", () => resolve());
       });
     }
     note(`ranks' process ids: ${children.map((c, r) => `${r}=${c.pid}`).join(" ")}`);
