@@ -46,6 +46,8 @@ if (values.baseline) {
   execFileSync("git", ["-C", repoRoot, "worktree", "add", "--detach", worktree, values.baseline], { stdio: "ignore" });
   symlinkSync(join(repoRoot, "node_modules"), join(worktree, "node_modules"));
   symlinkSync(join(repoRoot, "native", "build"), join(worktree, "native", "build"));
+  // Its own compiled dist/, as a user of that commit runs it (not its sources through tsx).
+  execFileSync("npm", ["run", "build:ts"], { cwd: worktree, stdio: "ignore" });
   sides.push({ name: `baseline ${values.baseline}`, bin: join(worktree, "bin", "chuxin-data.js") });
 }
 if (!existsSync(join(repoRoot, "dist", ".built"))) throw new Error("dist/ is not built: run npm run build:ts first");

@@ -1,9 +1,11 @@
 import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
+import type { BuildDb } from "../util/duckdb.ts";
+import { sqlString } from "../util/sql.ts";
+
 /** Skipped rows named one by one in the manifest, per source and reason (all are counted). */
 export const SKIPPED_ROWS_KEPT = 100;
-import { type BuildDb, sqlString } from "../util/duckdb.ts";
 
 /**
  * The build's DuckDB tables, in one place (OUT/.work/build.duckdb; rebuilt from the inputs on every run):

@@ -6,13 +6,11 @@
  */
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
-import { HubClient } from "../hub/client.ts";
-import { hubEnv } from "../hub/env.ts";
 import type { BuildLock } from "./lock.ts";
 import { loadRecipe, placed, RecipeFieldError } from "../recipe/load.ts";
 import { readerFor } from "./readers/index.ts";
 import { missingFieldError } from "./readers/reader.ts";
-import { findLocalFiles } from "./resolve.ts";
+import { findLocalFiles } from "./local-files.ts";
 import { parseTemplate, templateFields } from "./template.ts";
 
 export interface Validation {
@@ -41,6 +39,7 @@ export async function validateRecipe(recipePath: string, lock?: BuildLock): Prom
           unchecked.push(`${where}: no lock names its files (pass --lock, or build once); build lists them and reads their columns`);
           continue;
         }
+        const [{ HubClient }, { hubEnv }] = await Promise.all([import("../hub/client.ts"), import("../hub/env.ts")]);
         const client = new HubClient(hubEnv());
         const cached = client.snapshotFile({ type: "dataset", id: locked.hf.repo }, locked.hf.commit, locked.files[0]!.path);
         if (!existsSync(cached)) {

@@ -1,6 +1,6 @@
 import { loadAddon } from "../native/addon.ts";
 import type { TextTokenizer } from "./json.ts";
-import { nativeTokenizerSpec } from "./spec.ts";
+import { nativeTokenizerSpec, type NativeTokenizerSpec } from "./spec.ts";
 
 export interface BatchTokenizer {
   /** Ids of many documents at once: all ids concatenated, and each document's count. */
@@ -18,7 +18,11 @@ interface NativeTokenizerObject {
  * and checked by tokenizerFromText. Throws UnsupportedTokenizer naming a feature it does not implement.
  */
 export function nativeTokenizer(json: unknown, info: Omit<TextTokenizer, "encode" | "decode">, threads: number): TextTokenizer & BatchTokenizer {
-  const spec = nativeTokenizerSpec(json);
+  return nativeTokenizerFromSpec(nativeTokenizerSpec(json), info, threads);
+}
+
+/** The native tokenizer over a spec already built (nativeTokenizerSpec, or the on-disk cache of one). */
+export function nativeTokenizerFromSpec(spec: NativeTokenizerSpec, info: Omit<TextTokenizer, "encode" | "decode">, threads: number): TextTokenizer & BatchTokenizer {
   const addon = loadAddon() as unknown as { Tokenizer: new (spec: unknown, threads: number) => NativeTokenizerObject };
   const tok = new addon.Tokenizer(spec, Math.max(1, threads));
   return {

@@ -3,7 +3,10 @@ import { cpus } from "node:os";
 import { existsSync } from "node:fs";
 import { UsageError } from "../util/errors.ts";
 import { parseTokenizerJson } from "./json.ts";
-import { nativeTokenizer } from "./native.ts";
+import { sha256Hex } from "../util/hash.ts";
+import { nativeTokenizerFromSpec } from "./native.ts";
+import { nativeTokenizerSpec } from "./spec.ts";
+import { readCachedSpec, writeCachedSpec } from "./spec-cache.ts";
 
 // The Hub client, the recipe schema (zod) and the JS tokenizer load only when used: a file and the native
 // tokenizer, the common case, start in a fraction of a second.
@@ -32,8 +35,16 @@ export async function tokenizerFile(spec: string | undefined): Promise<string> {
 export async function openTokenizer(path: string, impl: TokenizerImpl, threads = cpus().length): Promise<AnyTokenizer> {
   const text = await readFile(path, "utf8");
   if (impl === "native") {
-    const { json, info } = parseTokenizerJson(text, path);
-    const t = nativeTokenizer(json, info, threads);
+    // A spec built before from this very file (by sha256) skips parsing the JSON and building the spec.
+    const cached = readCachedSpec(sha256Hex(text));
+    let t;
+    if (cached) t = nativeTokenizerFromSpec(cached.spec, cached.info, threads);
+    else {
+      const { json, info } = parseTokenizerJson(text, path);
+      const spec = nativeTokenizerSpec(json);
+      t = nativeTokenizerFromSpec(spec, info, threads);
+      await writeCachedSpec(info, spec);
+    }
     return {
       impl,
       encodeBatch: async (texts) => {

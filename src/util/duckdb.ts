@@ -107,10 +107,4 @@ export class RowAppender {
 }
 
 /** Quotes an identifier for SQL (column names come from user files). */
-export function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function sqlString(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
+export { ident, sqlString } from "./sql.ts";

@@ -1,5 +1,5 @@
 import { RuntimeFailure, UsageError } from "../../util/errors.ts";
-import { ident, sqlString } from "../../util/duckdb.ts";
+import { ident, sqlString } from "../../util/sql.ts";
 import { templateFields } from "../template.ts";
 import { DOCUMENTS } from "../schema.ts";
 import { missingFieldError, type FormatReader, type IngestTarget } from "./reader.ts";
