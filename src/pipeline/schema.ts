@@ -1,6 +1,5 @@
 import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-
 import type { BuildDb } from "../util/duckdb.ts";
 import { sqlString } from "../util/sql.ts";
 
