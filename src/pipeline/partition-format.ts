@@ -77,7 +77,7 @@ export const partitionSchema = z.object({
   documents: count,
   duplicates: count,
   tokens: count,
-  /** `file` is named by its texts; `sha256` is of its bytes, checked as a merge reads it */
+  /** `file` is named by its texts; `sha256` is of its payload (lengths and ids, as its header holds it), checked as a merge reads it */
   chunks: z.array(z.object({ file: z.string().regex(/^[0-9a-f]{64}\.tok$/), sha256: hex(64), documents: count, ids: count })),
   docs_sha256: hex(64),
   duplicates_sha256: hex(64),

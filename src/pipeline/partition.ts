@@ -26,6 +26,7 @@ import {
 } from "./partition-format.ts";
 import { runStage } from "./progress.ts";
 import { DOC_TOKENS } from "./schema.ts";
+import { chunkDigest } from "./tokenize.ts";
 
 async function copyToParquet(db: BuildDb, query: string, path: string): Promise<string> {
   const tmp = tempPathFor(path);
@@ -71,7 +72,8 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
         );
         const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);
         const chunks: PartitionRecord["chunks"] = [];
-        for (const c of store.chunks()) chunks.push({ file: basename(c.file), sha256: await sha256File(c.file), documents: c.documents, ids: c.ids });
+        // The payload digests the chunks' headers hold (tokenisation computed them, or checked them on reuse).
+        for (const c of store.chunks()) chunks.push({ file: basename(c.file), sha256: chunkDigest(c.file), documents: c.documents, ids: c.ids });
         // Chunks an earlier, stopped run wrote for other text are not part of this partition.
         const keep = new Set(chunks.map((c) => c.file));
         const tokensDir = join(options.outDir, PARTITION_TOKENS);

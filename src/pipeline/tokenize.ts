@@ -23,6 +23,18 @@ const BIG_ENDIAN = endianness() === "BE"; // chunk files are little-endian
 /** A chunk's name: the sha256 of (tokenizer, texts); a crash may leave it with writeFileAtomic's temp suffix. */
 const CHUNK_FILE = /^[0-9a-f]{64}\.tok(?:\.[0-9a-f]{8}\.tmp)?$/;
 
+/** The sha256 of a chunk's payload (lengths and ids), as its header holds it: read without reading the chunk. */
+export function chunkDigest(file: string): string {
+  const fd = openSync(file, "r");
+  try {
+    const head = Buffer.alloc(HEADER);
+    if (readSync(fd, head, 0, HEADER, 0) !== HEADER || head.readUInt32LE(0) !== MAGIC) throw new RuntimeFailure(`${file}: not a token chunk; delete it and rebuild`);
+    return head.subarray(12, HEADER).toString("hex");
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** One chunk file's documents, read whole: their lengths and ids (views of the store's buffer, valid until its next read). */
 export interface ChunkRead {
   lengths: Uint32Array;
@@ -56,7 +68,10 @@ export class TokenStore implements TokenReader {
     private readonly files: string[],
     private readonly docCounts: number[],
     private readonly idCounts: number[],
-    /** each file's sha256 where another run recorded it (a partition's); the header's digest is checked otherwise */
+    /**
+     * Where another run wrote the chunks (a partition's, read by a merge): each one's payload sha256 as that run
+     * recorded it, checked on every read. A build's own chunks were checked as tokenisation reused them (decodeChunk).
+     */
     private readonly sha256s?: string[],
     private readonly onBad: (file: string, why: string) => Error = (file, why) => new RuntimeFailure(`${file}: ${why}; delete it and rebuild`),
   ) {
@@ -127,13 +142,12 @@ export class TokenStore implements TokenReader {
     }
     const view = new DataView(this.bytes.buffer);
     if (view.getUint32(8, true) !== docs) throw changed();
-    // Every byte is checked before it can reach a shard: against the sha256 the writer recorded (a partition's
-    // chunk, which a merge reads), else against the digest in the chunk's own header.
+    // Another run's chunk: every byte is checked before it can reach a shard, the payload against the sha256 that
+    // run recorded, and the header's copy of it too.
     const want = this.sha256s?.[c];
     if (want !== undefined) {
-      if (createHash("sha256").update(this.bytes.subarray(0, size)).digest("hex") !== want) throw this.onBad(file, "its bytes differ from the sha256 recorded when it was written");
-    } else if (!createHash("sha256").update(this.bytes.subarray(HEADER, size)).digest().equals(this.bytes.subarray(12, HEADER))) {
-      throw this.onBad(file, "its bytes differ from the digest in its header");
+      const payload = createHash("sha256").update(this.bytes.subarray(HEADER, size)).digest();
+      if (payload.toString("hex") !== want || !payload.equals(this.bytes.subarray(12, HEADER))) throw this.onBad(file, "its bytes differ from the sha256 recorded when it was written");
     }
     let lengths = new Uint32Array(this.bytes.buffer, HEADER, docs);
     let ids = new Uint32Array(this.bytes.buffer, HEADER + 4 * docs, this.idCounts[c]!);
