@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
 import type { TokenizerInfo } from "./json.ts";
 import type { NativeTokenizerSpec, StepSpec } from "./spec.ts";
@@ -102,7 +102,7 @@ export function readCachedSpec(tokenizerSha256: string): { info: TokenizerInfo; 
 export async function writeCachedSpec(info: TokenizerInfo, spec: NativeTokenizerSpec): Promise<void> {
   try {
     const path = specCachePath(info.sha256);
-    mkdirSync(join(path, ".."), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true });
     await writeFileAtomic(path, encodeSpec(info, spec));
   } catch {
     /* the spec is built again next time */
