@@ -40,7 +40,6 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
 
-
 /**
  * Creates the folder a command writes into (`what`: e.g. "--out"), or says in words why it cannot: a part of its
  * path that is a file, or a nearest existing folder this user cannot write in (permissions, a read-only filesystem),
