@@ -17,6 +17,8 @@ export interface TrainerState {
   seed: number;
   last_loss: number;
   data_manifest_sha256: string;
+  /** --init-from: where the run's weights started (the source, and the sha256 of each file read) */
+  init_from?: { source: string; files: Record<string, string> };
   /** sha256 of every other file in the checkpoint, checked before it is loaded (resume, eval, generate). */
   files?: Record<string, string>;
 }

@@ -26,6 +26,15 @@ function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
   }
   if (hf.tie_word_embeddings === true) throw new UsageError(`${where}: tied embeddings are not supported (the model has an untied LM head)`);
   if (hf.attention_bias === true || hf.mlp_bias === true) throw new UsageError(`${where}: biases are not supported`);
+  // transformers ≥ 5 writes rope_parameters ({rope_type, rope_theta, …}) where 4.x wrote rope_theta and rope_scaling.
+  const params = hf.rope_parameters as { rope_type?: string; rope_theta?: number } | undefined;
+  if (params && typeof params === "object") {
+    if (params.rope_type !== undefined && params.rope_type !== "default") throw new UsageError(`${where}: rope_parameters.rope_type '${params.rope_type}' is not supported (only 'default' RoPE with its base)`);
+    if (hf.rope_theta === undefined && params.rope_theta !== undefined) hf = { ...hf, rope_theta: params.rope_theta };
+  }
+  if (hf.rope_scaling !== undefined && hf.rope_scaling !== null) {
+    throw new UsageError(`${where}: rope_scaling ${JSON.stringify(hf.rope_scaling)} is not supported (only RoPE with its base, rope_theta)`);
+  }
   return {
     nLayers: num("num_hidden_layers"),
     hidden: num("hidden_size"),
@@ -36,6 +45,11 @@ function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
     ropeTheta: num("rope_theta", 10000),
     normEps: num("rms_norm_eps", 1e-5),
   };
+}
+
+/** A Hugging Face LlamaForCausalLM config.json as our model config, checked. */
+export function fromHfConfig(hf: Record<string, unknown>, where: string): ModelConfig {
+  return validateModelConfig(fromHf(hf, where), where);
 }
 
 const MODEL_KEYS: (keyof ModelConfig)[] = ["nLayers", "hidden", "nHeads", "ffn", "vocab", "maxSeq", "ropeTheta", "normEps"];
@@ -101,4 +115,27 @@ export function hfConfig(c: ModelConfig, eosId: number, bosId: number): Record<s
 export function parameterCount(c: ModelConfig): number {
   const perLayer = 4 * c.hidden * c.hidden + 3 * c.hidden * c.ffn + 2 * c.hidden;
   return 2 * c.vocab * c.hidden + c.nLayers * perLayer + c.hidden;
+}
+
+/**
+ * The model's positions for a run: `max_position_embeddings` stays unless the training context goes past it, which
+ * needs a new RoPE base (`--rope-theta`, ABF) or `--force-positions`; then it becomes the context. Without either,
+ * the default context is the data's sequence_length cut to the model's positions, as before.
+ */
+export function positionsFor(
+  mc: ModelConfig,
+  o: { context: number | null; sequenceLength: number; ropeTheta: number | null; forcePositions: boolean },
+): { maxSeq: number; context: number; problem?: string } {
+  const extending = o.ropeTheta !== null || o.forcePositions;
+  const context = o.context ?? (extending ? o.sequenceLength : Math.min(o.sequenceLength, mc.maxSeq));
+  if (context <= mc.maxSeq) return { maxSeq: mc.maxSeq, context };
+  if (extending) return { maxSeq: context, context };
+  return {
+    maxSeq: mc.maxSeq,
+    context,
+    problem:
+      `context ${context.toLocaleString("en-US")} is beyond the model's max_position_embeddings ${mc.maxSeq.toLocaleString("en-US")}: ` +
+      `give a larger RoPE base with --rope-theta (e.g. ${Math.max(500_000, mc.ropeTheta * 10).toLocaleString("en-US")}, as ABF does) to extend it, ` +
+      `or --force-positions to train past it on the same base, or a smaller --context`,
+  };
 }

@@ -12,6 +12,8 @@ export interface OptionMeta {
   describe?: string;
   /** on --resume: "fixed" keeps the run's recorded value (it changes the arithmetic); "new" takes the new one */
   onResume: "fixed" | "new";
+  /** the flag's type where it differs from the value's (`--tokens 2T` is text, read into a number) */
+  flagType?: "string";
 }
 
 const option = <T extends z.ZodType>(schema: T, meta: OptionMeta): T => schema.meta({ chuxin: meta }) as T;
@@ -44,11 +46,30 @@ export const trainConfigSchema = z.strictObject({
   threads: option(positive().max(4096).default(() => cpus().length), { describe: "CPU threads", onResume: "new" }),
   seed: option(count().default(0), { describe: "seeds the initial weights, the held-out split and the data order", onResume: "fixed" }),
   steps: option(positive().max(MAX_STEPS).default(100), { describe: "optimizer steps to train to (with --resume: the new total)", onResume: "new" }),
+  tokens: option(positive().max(2 ** 53).nullable().default(null), {
+    describe: "train to this many tokens instead of --steps (suffixes K M B T: 2T), rounded to whole steps of --global-batch-tokens and stated",
+    onResume: "new",
+    flagType: "string",
+  }),
   save_every: option(count().max(MAX_STEPS).default(50), { describe: "write a checkpoint every K steps (and at the end; 0: only at the end)", onResume: "new" }),
   keep_last: option(positive().max(100_000).default(3), { describe: "checkpoints to keep; older ones are deleted", onResume: "new" }),
   micro_batch: option(positive().max(65_536).default(4), { describe: "sequences per forward/backward", onResume: "fixed" }),
   global_batch_tokens: option(count().max(2 ** 36).default(0), { describe: "tokens per optimizer step (0: one micro-batch)", onResume: "fixed" }),
   context: option(positive().max(MAX_CONTEXT).nullable().default(null), { describe: "train on windows of this many tokens of each sequence (default: the data's sequence_length)", onResume: "fixed" }),
+  init_from: option(z.string().min(1).nullable().default(null), {
+    describe: "start from these weights instead of random ones: a checkpoint folder, a run folder (its last checkpoint) or a Hub Llama repo org/name[@revision] (safetensors)",
+    onResume: "fixed",
+  }),
+  init_optimizer: option(z.boolean().default(false), { describe: "with --init-from: also load its AdamW moments (a chuxin-data checkpoint has them), continuing their bias corrections", onResume: "fixed" }),
+  /** set by the trainer: what --init-from read (the source, each file's sha256) */
+  init_source: option(z.strictObject({ source: z.string(), files: z.record(z.string(), z.string()) }).nullable().default(null), { onResume: "fixed" }),
+  /** set by the trainer: AdamW steps behind moments loaded with --init-optimizer */
+  adam_step_offset: option(count().default(0), { onResume: "fixed" }),
+  rope_theta: option(z.number().positive().max(1e12).nullable().default(null), {
+    describe: "RoPE base for this run (ABF: raise it with the context, e.g. 10000 → 500000); written to config.json's rope_theta",
+    onResume: "fixed",
+  }),
+  force_positions: option(z.boolean().default(false), { describe: "allow --context beyond the model's max_position_embeddings without a new --rope-theta", onResume: "fixed" }),
   lr: option(z.number().positive().max(10).default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
   min_lr: option(z.number().nonnegative().max(10).default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
   warmup_steps: option(count().max(MAX_STEPS).default(10), { describe: "linear warmup steps", onResume: "fixed" }),
@@ -147,7 +168,7 @@ export function trainFlags(): FlagSpec[] {
       schema = def.innerType;
     }
     const def = schema._zod.def;
-    const type = def.type === "enum" ? "string" : (def.type as FlagSpec["type"]);
+    const type = meta.flagType ?? (def.type === "enum" ? "string" : (def.type as FlagSpec["type"]));
     out.push({
       key,
       flag: flagOf(key),
@@ -159,6 +180,17 @@ export function trainFlags(): FlagSpec[] {
     });
   }
   return out;
+}
+
+const TOKEN_SUFFIX: Record<string, number> = { "": 1, K: 1e3, M: 1e6, B: 1e9, G: 1e9, T: 1e12 };
+
+/** A token count as people write it: 2T, 1.5B, 500M, 4096, 2e12; undefined when it is none. */
+export function parseTokenCount(text: string | number): number | undefined {
+  if (typeof text === "number") return Number.isFinite(text) ? text : undefined;
+  const m = text.trim().match(/^(\d+(?:\.\d+)?(?:e\d+)?)\s*([KMBGT]?)$/i);
+  if (!m) return undefined;
+  const value = Math.round(Number(m[1]) * TOKEN_SUFFIX[m[2]!.toUpperCase()]!);
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 /** Checks a resolved config, naming the flag and the problem. */

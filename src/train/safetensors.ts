@@ -31,6 +31,25 @@ export function encodeSafetensors(tensors: NamedTensor[], metadata: Record<strin
   return Buffer.concat([head, Buffer.from(json), body]);
 }
 
+/** Bytes per value of the dtypes read; every one widens to F32 exactly. */
+const WIDTH: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
+const widen = new DataView(new ArrayBuffer(4));
+
+function bf16ToFloat(bits: number): number {
+  widen.setUint32(0, bits << 16);
+  return widen.getFloat32(0);
+}
+
+function f16ToFloat(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 31) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/** A safetensors file's tensors as F32 (F32 read as it is; BF16 and F16, as Hugging Face repos ship them, widened). */
 export async function readSafetensors(path: string): Promise<Map<string, NamedTensor>> {
   let bytes: Buffer;
   try {
@@ -51,14 +70,17 @@ export async function readSafetensors(path: string): Promise<Map<string, NamedTe
   const base = 8 + len;
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    if (info.dtype !== "F32") throw new RuntimeFailure(`${path}: ${name} has dtype ${info.dtype}; only F32 checkpoints are read`);
+    const width = WIDTH[info.dtype as string];
+    if (!width) throw new RuntimeFailure(`${path}: ${name} has dtype ${info.dtype}; the float types read are ${Object.keys(WIDTH).join(", ")}`);
     const [b, e] = info.data_offsets as [number, number];
-    if (!(Number.isSafeInteger(b) && Number.isSafeInteger(e) && b >= 0 && e >= b && (e - b) % 4 === 0 && base + e <= bytes.length)) {
+    if (!(Number.isSafeInteger(b) && Number.isSafeInteger(e) && b >= 0 && e >= b && (e - b) % width === 0 && base + e <= bytes.length)) {
       throw new RuntimeFailure(`${path}: ${name} lies at bytes ${b}..${e} of the data, but the file holds ${bytes.length - base}; the file is truncated or damaged, use an earlier checkpoint`);
     }
-    const data = new Float32Array((e - b) / 4);
+    const data = new Float32Array((e - b) / width);
     const view = new DataView(bytes.buffer, bytes.byteOffset + base + b, e - b);
-    for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
+    if (info.dtype === "F32") for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
+    else if (info.dtype === "BF16") for (let i = 0; i < data.length; i++) data[i] = bf16ToFloat(view.getUint16(2 * i, true));
+    else for (let i = 0; i < data.length; i++) data[i] = f16ToFloat(view.getUint16(2 * i, true));
     out.set(name, { name, shape: info.shape, data });
   }
   return out;

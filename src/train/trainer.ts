@@ -16,6 +16,8 @@ import { TokenData } from "./data.ts";
 import { accumulateGradients, evaluate, type PreparedStep } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
 import { learningRate, type Schedule } from "./schedule.ts";
+import { checkShapes, checkVocabulary, loadInitWeights, resolveInitSource, type InitSource } from "./init-from.ts";
+import { positionsFor } from "./model-config.ts";
 
 export type { TrainConfig } from "./options.ts";
 
@@ -64,6 +66,8 @@ export interface TrainOptions {
    * does not import). Rank 0 alone runs it; the other ranks wait for it at their next collective.
    */
   benchmarks?: (model: NativeModel, run: RunOptions, eosId: number) => Promise<Record<string, Record<string, number>>>;
+  /** --model was given (not its default): with --init-from the source's shapes must then be its; otherwise they are the source's */
+  modelGiven?: boolean;
 }
 
 /**
@@ -97,7 +101,7 @@ export function scheduleOf(config: TrainConfig, decaySteps: number): Schedule {
 }
 
 /** What rank 0 resolved before any work, for every rank: the options, the checkpoint resumed, the build's tokenizer.json. */
-type RunPlan = { config: TrainConfig; from: string | null; tokenizerPath: string };
+type RunPlan = { config: TrainConfig; from: string | null; tokenizerPath: string; init: InitSource | null };
 
 /** Rank 0's part before training: half-written checkpoints removed, the run's options resolved, the shards checked. */
 async function prepareRun(requested: TrainConfig, runDir: string, options: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<RunPlan> {
@@ -114,7 +118,39 @@ async function prepareRun(requested: TrainConfig, runDir: string, options: Train
         `${damaged.length > 3 ? `; and ${damaged.length - 3} more` : ""}. Rebuild it (chuxin-data build), or restore the files`,
     );
   }
-  return { config, from, tokenizerPath: await buildTokenizer(manifest, config.data) };
+  const tokenizerPath = await buildTokenizer(manifest, config.data);
+  let init: InitSource | null = null;
+  if (!from) {
+    init = config.init_from ? await initSource(config, tokenizerPath, options.modelGiven ?? false) : null;
+    if (config.rope_theta !== null) config.model_config = { ...config.model_config, ropeTheta: config.rope_theta };
+    const positions = positionsFor(config.model_config, { context: config.context, sequenceLength: manifest.sequence_length, ropeTheta: config.rope_theta, forcePositions: config.force_positions });
+    if (positions.problem) throw new UsageError(positions.problem);
+    if (positions.maxSeq !== config.model_config.maxSeq) {
+      onEvent({ type: "note", message: `max_position_embeddings ${config.model_config.maxSeq} → ${positions.maxSeq} (RoPE θ ${config.model_config.ropeTheta})` });
+      config.model_config = { ...config.model_config, maxSeq: positions.maxSeq };
+    }
+  }
+  // A resumed run loads its own checkpoint; where it started is in its recorded options already.
+  return { config, from, tokenizerPath, init };
+}
+
+/** --init-from: the source resolved (a Hub repo downloaded), its shapes and vocabulary checked, its provenance recorded. */
+async function initSource(config: TrainConfig, tokenizerPath: string, modelGiven: boolean): Promise<InitSource> {
+  const source = await resolveInitSource(config.init_from!);
+  if (modelGiven) checkShapes(source, config.model_config, `--model ${config.model}`);
+  else {
+    config.model_config = { ...source.modelConfig };
+    config.model = source.provenance.source;
+  }
+  await checkVocabulary(source, tokenizerPath);
+  if (config.init_optimizer && !source.optimizerFile) {
+    throw new UsageError(`--init-optimizer: ${source.provenance.source} has no optimizer.safetensors (only chuxin-data checkpoints carry AdamW moments); leave --init-optimizer out to start the moments at zero`);
+  }
+  // What was read: the moments only with --init-optimizer.
+  const files = Object.fromEntries(Object.entries(source.provenance.files).filter(([name]) => config.init_optimizer || name !== "optimizer.safetensors"));
+  config.init_source = { source: source.provenance.source, files };
+  config.adam_step_offset = config.init_optimizer ? source.optimizerSteps : 0;
+  return source;
 }
 
 /**
@@ -140,7 +176,7 @@ async function buildTokenizer(manifest: Awaited<ReturnType<typeof readManifest>>
 }
 
 async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions, group: RankGroup): Promise<void> {
-  const { config, from, tokenizerPath } = plan;
+  const { config, from, tokenizerPath, init } = plan;
   const root = group.isRoot;
   const manifest = await readManifest(config.data);
   const manifestSha = manifestHash(manifest);
@@ -158,6 +194,14 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
   if (!config.global_batch_tokens) config.global_batch_tokens = perMicro;
   if (config.global_batch_tokens % perMicro !== 0) {
     throw new UsageError(`--global-batch-tokens ${config.global_batch_tokens} is not a multiple of micro-batch ${config.micro_batch} × context ${T} = ${perMicro}`);
+  }
+  if (config.tokens !== null) {
+    config.steps = Math.max(1, Math.round(config.tokens / config.global_batch_tokens));
+    const trained = config.steps * config.global_batch_tokens;
+    options.onEvent({
+      type: "note",
+      message: `--tokens ${config.tokens.toLocaleString("en-US")}: ${config.steps.toLocaleString("en-US")} steps of ${config.global_batch_tokens.toLocaleString("en-US")} tokens = ${trained.toLocaleString("en-US")} tokens${trained === config.tokens ? "" : " (rounded to whole steps)"}`,
+    });
   }
   const accum = config.global_batch_tokens / perMicro;
   if (accum % group.size !== 0) {
@@ -202,7 +246,8 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         if (m.benchmarks !== undefined) benchmarkPoints.push({ step: m.step, tokens: m.tokens ?? 0, tasks: m.benchmarks });
       }
     } else {
-      model.init(config.seed);
+      if (init) await loadInitWeights(model, init, config.init_optimizer);
+      else model.init(config.seed);
       if (root) await writeFileAtomic(metricsPath, "");
     }
     if (root) await writeJsonAtomic(join(runDir, "run_config.json"), config);
@@ -219,7 +264,16 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         if (!r.identical) throw new RuntimeFailure(`step ${step}: the ranks' weights differ (rank ${group.rank}'s digest ${r.digest}); the collective library or a rank's memory is faulty`);
         replicas = { ranks: group.size, digest: r.digest };
       }
-      const state: TrainerState = { step, samples_seen: samples, tokens_seen: samples * T, lr, seed: config.seed, last_loss: lastLoss, data_manifest_sha256: manifestSha };
+      const state: TrainerState = {
+        step,
+        samples_seen: samples,
+        tokens_seen: samples * T,
+        lr,
+        seed: config.seed,
+        last_loss: lastLoss,
+        data_manifest_sha256: manifestSha,
+        ...(config.init_source ? { init_from: config.init_source } : {}),
+      };
       const ids = { eosId: manifest.tokenizer.eos_id, bosId: manifest.tokenizer.bos_id, addBos: manifest.tokenizer.add_bos };
       const path = await saveCheckpoint(runDir, model, mc, state, ids, tokenizerPath, config.keep_last, root);
       options.onEvent({ type: "checkpoint", step, path, ...(replicas ? { replicas } : {}) });
@@ -272,7 +326,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       // The norm, the clip factor and AdamW run on the backend with one read-back; a non-finite norm moves nothing.
       const gradNorm = await native("AdamW", () =>
         model.clipAdamwStep(
-          { lr: nextLr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, step: step + 1, decayEmbeddings: config.decay_embeddings ? 1 : 0 },
+          { lr: nextLr, beta1: config.beta1, beta2: config.beta2, eps: config.adam_eps, weightDecay: config.weight_decay, step: config.adam_step_offset + step + 1, decayEmbeddings: config.decay_embeddings ? 1 : 0 },
           config.clip,
         ),
       );

@@ -19,6 +19,16 @@ describe("CLI commands besides build", () => {
     assert.deepEqual(JSON.parse(r.stdout), JSON.parse(await readFile(join(repoRoot, "recipes", "recipe.schema.json"), "utf8")));
   });
 
+  it("schema --plan prints the training plan's JSON Schema, as recipes/plan.schema.json holds it", async () => {
+    const r = await runCli(["schema", "--plan"]);
+    assert.equal(r.code, 0, r.stderr);
+    const schema = JSON.parse(r.stdout);
+    assert.deepEqual(schema, JSON.parse(await readFile(join(repoRoot, "recipes", "plan.schema.json"), "utf8")));
+    const stage = schema.properties.stages.items;
+    for (const key of ["name", "data", "init_from", "tokens", "rope_theta", "schedule", "lr"]) assert.ok(key in stage.properties, key);
+    assert.equal(stage.additionalProperties, false);
+  });
+
   it("validate checks a recipe offline", async () => {
     const ok = await runCli(["validate", join(repoRoot, "recipes", "fixtures.yaml")]);
     assert.equal(ok.code, 0, ok.stderr);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { clock } from "../../src/cli/commands/train.ts";
+import { clock } from "../../src/cli/train-events.ts";
 
 describe("train's progress line", () => {
   it("prints the ETA as h:mm:ss", () => {

@@ -234,8 +234,13 @@ export function registerBuild(y: Argv): Argv {
         );
       },
     )
-    .command("schema", "print the recipe JSON Schema (for editor autocompletion)", {}, async () => {
-      const { recipeJsonSchema } = await import("../../recipe/schema.ts");
-      process.stdout.write(JSON.stringify(recipeJsonSchema(), null, 2) + "\n");
-    });
+    .command(
+      "schema",
+      "print the recipe JSON Schema (for editor autocompletion); --plan: the training plan's",
+      (c) => c.option("plan", { type: "boolean", default: false, describe: "the schema of train --plan files instead" }),
+      async (args) => {
+        const schema = args.plan ? (await import("../../train/plan.ts")).planJsonSchema() : (await import("../../recipe/schema.ts")).recipeJsonSchema();
+        process.stdout.write(JSON.stringify(schema, null, 2) + "\n");
+      },
+    );
 }

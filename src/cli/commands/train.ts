@@ -1,35 +1,43 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import type { Argv, Options } from "yargs";
-import type { FlagSpec, parseTrainConfig as ParseTrainConfig } from "../../train/options.ts";
+import type { FlagSpec, parseTokenCount as ParseTokenCount, parseTrainConfig as ParseTrainConfig } from "../../train/options.ts";
 import type { TrainEvent } from "../../train/trainer.ts";
 import { Interrupted, UsageError } from "../../util/errors.ts";
 import { pickDevice } from "../device.ts";
 import { outputMode, spinnerFor } from "../render.ts";
+import { trainRenderer } from "../train-events.ts";
 
 // The train flags come from the option declarations (train/options.ts, zod): loaded only when the command is
 // `train` (prepareTrainCommand, called by main before parsing), so other commands and --help start without zod.
 let trainFlags: FlagSpec[] | undefined;
 let parseTrainConfig: typeof ParseTrainConfig;
+let parseTokenCount: typeof ParseTokenCount;
 
 export async function prepareTrainCommand(): Promise<void> {
   const options = await import("../../train/options.ts");
   trainFlags = options.trainFlags();
   parseTrainConfig = options.parseTrainConfig;
+  parseTokenCount = options.parseTokenCount;
 }
 
 function trainFlagOptions(): Record<string, Options> {
   return Object.fromEntries(
     (trainFlags ?? []).map((f) => [
       f.flag,
-      { type: f.type, describe: f.describe, ...(f.choices ? { choices: f.choices } : {}), ...(f.default !== undefined ? { default: f.default } : {}), ...(f.key === "data" ? { demandOption: true } : {}) },
+      { type: f.type, describe: f.describe, ...(f.choices ? { choices: f.choices } : {}), ...(f.default !== undefined ? { default: f.default } : {}),  },
     ]),
   );
 }
 
 // Loaded when a command runs, not when the CLI starts (--help stays fast).
+
+/** Whether the command line names a flag (its default is then not what the user meant). */
+function given(flag: string): boolean {
+  return process.argv.slice(2).some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
+}
 
 /** What the command line gave a flag (`--flag value` or `--flag=value`), as text; the last one wins, as in yargs. */
 function givenText(flag: string): string {
@@ -51,7 +59,8 @@ export function registerTrain(y: Argv): Argv {
         c
           .options(trainFlagOptions())
           .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to train (auto: the GPU when one is usable, else the CPU)" })
-          .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit" })
+          .option("resume", { type: "boolean", default: false, describe: "continue the run in --out from its last checkpoint, bit for bit (with --plan: the stage that was running)" })
+          .option("plan", { type: "string", describe: "run a training plan (YAML: stages, each with its data and options, each starting from the last; see chuxin-data schema --plan) into --out/<stage>/" })
           .option("json", { type: "boolean", default: false, describe: "NDJSON events on stdout" })
           .option("nproc-per-node", { type: "number", default: 1, describe: "start this many ranks on this machine (data parallelism; under torchrun or srun leave it out)" })
           .option("master-port", { type: "number", default: 0, describe: "with --nproc-per-node: rank 0's rendezvous port (default: a free one)" })
@@ -84,12 +93,36 @@ export function registerTrain(y: Argv): Argv {
           (await import("../launch.ts")).watchLauncher(process.env, (pid) => loadAddon().dieWithParent(pid));
         }
         const root = world.rank === 0;
+        if (a.plan !== undefined) {
+          const planFlags = new Set(["out", "threads"]);
+          const clash = trainFlags!.find((f) => !planFlags.has(f.flag) && given(f.flag));
+          if (clash) throw new UsageError(`--${clash.flag} with --plan: set it in the plan file, for one stage or under 'defaults' (as ${clash.key}); the command line takes only --out, --threads, --device and --resume`);
+          const { trainPlanCommand } = await import("./train-plan.ts");
+          await trainPlanCommand({
+            plan: a.plan as string,
+            out: given("out") ? resolve(a.out as string) : undefined,
+            threads: given("threads") ? (a.threads as number) : undefined,
+            device: await pickDevice(a.device as string),
+            resume: a.resume as boolean,
+            json: a.json as boolean,
+            world,
+          });
+          return;
+        }
+        if (a.data === undefined) throw new UsageError("train needs --data BUILD_FOLDER (a build's output), or --plan PLAN.yaml for a staged run; see chuxin-data train --help");
         const { resolveModelConfig } = await import("../../train/model-config.ts");
         const { train } = await import("../../train/trainer.ts");
         const { name, config: modelConfig } = await resolveModelConfig(a.model as string);
         // A number flag yargs could not read is NaN: name the text the user gave instead.
         const raw: Record<string, unknown> = Object.fromEntries(trainFlags!.map((f) => [f.key, Number.isNaN(a[f.flag]) ? givenText(f.flag) : (a[f.flag] ?? null)]));
         Object.assign(raw, { data: resolve(a.data as string), out: resolve(a.out as string), model: name, model_config: modelConfig, device: await pickDevice(a.device as string) });
+        if (raw.tokens !== null) {
+          const tokens = parseTokenCount(String(raw.tokens));
+          if (tokens === undefined) throw new UsageError(`--tokens ${JSON.stringify(raw.tokens)}: not a token count; write it as a number with an optional K, M, B or T (e.g. 2T, 500M)`);
+          if (given("steps")) throw new UsageError("--tokens and --steps both set the run's length; give one of them");
+          raw.tokens = tokens;
+        }
+        if (typeof raw.init_from === "string" && existsSync(raw.init_from)) raw.init_from = resolve(raw.init_from);
         const parsed = parseTrainConfig(raw);
         if (!parsed.ok) throw new UsageError(parsed.problems.join("; "));
         const config = parsed.config;
@@ -103,35 +136,11 @@ export function registerTrain(y: Argv): Argv {
           process.once("SIGINT", () => process.exit(130));
         };
         process.once("SIGINT", onSigint);
+        const renderer = trainRenderer({ mode, spinner, device: config.device, steps: config.steps, stopped: () => stop });
         const onEvent = (e: TrainEvent) => {
-          if (!root) return;
-          if (mode === "json") return void process.stdout.write(JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n");
-          let line: string | undefined;
-          if (e.type === "start") line = `${e.resumed_from ? `resuming from ${e.resumed_from}` : "training"} on ${e.backend}: ${e.parameters.toLocaleString("en-US")} parameters, ${e.tokens_per_step} tokens/step`;
-          if (e.type === "step") {
-            const text = `step ${e.step}/${config.steps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} |g| ${e.grad_norm.toFixed(3)} ${Math.round(e.tokens_per_s).toLocaleString("en-US")} tok/s ETA ${clock(e.eta_s)}`;
-            if (spinner) spinner.text = text;
-            else if (e.step % 10 === 0 || e.step === config.steps) line = text;
-          }
-          if (e.type === "eval") line = `eval at step ${e.step}: loss ${e.eval_loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}`;
-          if (e.type === "benchmarks") {
-            line = `benchmarks at step ${e.step}: ${Object.entries(e.tasks)
-              .map(([t, ms]) => `${t} ${Object.entries(ms).filter(([k]) => !k.endsWith("_stderr")).map(([k, v]) => `${k} ${v.toFixed(4)}${Number.isFinite(ms[`${k}_stderr`]) ? ` ± ${ms[`${k}_stderr`]!.toFixed(4)}` : ""}`).join(" ")}`)
-              .join(", ")}`;
-          }
-          if (e.type === "checkpoint") line = `saved ${e.path}${e.replicas ? ` (weights identical on ${e.replicas.ranks} ranks, digest ${e.replicas.digest})` : ""}`;
-          if (e.type === "note") line = e.message;
-          if (e.type === "memory") {
-            const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-            line = `memory on ${config.device}${e.ranks > 1 ? ` per rank (${e.ranks} ranks, ZeRO-${e.zero})` : ""}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${e.context}${e.recompute ? " (recomputed)" : ""}`;
-          }
-          // A run stopped by Ctrl-C says so once, below, instead of "done".
-          if (e.type === "done" && !(stop && e.step < config.steps)) line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;
-          if (line) {
-            if (spinner) spinner.info(line).start();
-            else process.stderr.write(line + "\n");
-          }
+          if (root) renderer.onEvent(e);
         };
+        const totalSteps = () => renderer.totalSteps();
         // --eval-tasks: prepared here (train/ does not import eval/); only rank 0 scores them.
         const benchmarks =
           config.eval_tasks && config.eval_tasks_every > 0 && root
@@ -141,7 +150,7 @@ export function registerTrain(y: Argv): Argv {
         let lastCheckpoint: string | undefined;
         let lastStep = 0;
         // Only rank 0 sees the step events.
-        const offTerm = (await import("../launch.ts")).stopOnLauncherSignal(process.env, () => (root ? `after step ${lastStep} of ${config.steps}` : "while training"));
+        const offTerm = (await import("../launch.ts")).stopOnLauncherSignal(process.env, () => (root ? `after step ${lastStep} of ${totalSteps()}` : "while training"));
         try {
           await train(config, {
             resume: a.resume as boolean,
@@ -152,13 +161,14 @@ export function registerTrain(y: Argv): Argv {
             },
             shouldStop: () => stop,
             world,
+            modelGiven: given("model"),
             benchmarks,
           });
           spinner?.stop();
-          if (stop && lastStep < config.steps) {
+          if (stop && lastStep < totalSteps()) {
             const again = ["chuxin-data", ...process.argv.slice(2).filter((arg) => arg !== "--resume"), "--resume"].map(shellWord).join(" ");
             throw new Interrupted(
-              `stopped at step ${lastStep} of ${config.steps} (Ctrl-C); ${lastCheckpoint ? `checkpoint saved: ${lastCheckpoint}` : "no step finished, so nothing was saved"}; ` +
+              `stopped at step ${lastStep} of ${totalSteps()} (Ctrl-C); ${lastCheckpoint ? `checkpoint saved: ${lastCheckpoint}` : "no step finished, so nothing was saved"}; ` +
                 `resume with: ${again}`,
             );
           }
@@ -172,12 +182,6 @@ export function registerTrain(y: Argv): Argv {
         }
       },
     );
-}
-
-/** Seconds as h:mm:ss. */
-export function clock(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
 /** An argument as a POSIX shell reads it back. */
