@@ -29,12 +29,12 @@ interface Frame {
 }
 
 /** Axes with round ticks on both, a title and axis labels; the plot area ends RIGHT px before the edge, where legends go. */
-function frame(title: string, xs: number[], ys: number[], xLabel: string, xFormat: (v: number) => string): Frame {
+function frame(title: string, xs: number[], ys: number[], xLabel: string, xFormat: (v: number) => string, height = H): Frame {
   const xt = niceTicks(Math.min(...xs), Math.max(...xs), 6);
   const yt = niceTicks(Math.min(...ys), Math.max(...ys), 5);
   const x = (v: number) => LEFT + ((v - xt.lo) / (xt.hi - xt.lo)) * (W - LEFT - RIGHT);
   const y = (v: number) => TOP + (1 - (v - yt.lo) / (yt.hi - yt.lo)) * (H - TOP - BOTTOM);
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="${(LEFT + W - RIGHT) / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>
 ${yt.ticks.map((t) => `<line x1="${LEFT}" y1="${y(t).toFixed(1)}" x2="${W - RIGHT}" y2="${y(t).toFixed(1)}" stroke="#eee"/>\n<text x="${LEFT - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t.toFixed(yt.decimals)}</text>`).join("\n")}
@@ -46,20 +46,40 @@ ${xt.ticks.map((t) => `<line x1="${x(t).toFixed(1)}" y1="${H - BOTTOM}" x2="${x(
 }
 
 /** The legend, outside the plot area on the right: one coloured line and label per series. */
-function legend(entries: { label: string; color: string }[]): string {
+function legend(entries: { label: string; color: string }[], top = TOP): string {
   const x0 = W - RIGHT + 14;
   return entries
-    .map((e, i) => `<line x1="${x0}" y1="${TOP + 6 + 18 * i}" x2="${x0 + 18}" y2="${TOP + 6 + 18 * i}" stroke="${e.color}" stroke-width="2"/>\n<text x="${x0 + 24}" y="${TOP + 10 + 18 * i}">${esc(e.label)}</text>`)
+    .map((e, i) => `<line x1="${x0}" y1="${top + 6 + 18 * i}" x2="${x0 + 18}" y2="${top + 6 + 18 * i}" stroke="${e.color}" stroke-width="2"/>\n<text x="${x0 + 24}" y="${top + 10 + 18 * i}">${esc(e.label)}</text>`)
     .join("\n");
 }
 
 const pathOf = (f: Frame, ps: { x: number; y: number }[]) => ps.map((p, i) => `${i ? "L" : "M"}${f.x(p.x).toFixed(1)},${f.y(p.y).toFixed(1)}`).join(" ");
 
-/** A small SVG loss curve for the run folder: the training loss, and each held-out eval marked where it ran. */
-export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[], title: string): string {
+/** Height of the learning-rate panel under the loss curve. */
+const LR_PANEL = 130;
+
+/** The learning rate of each step under the loss, on the loss curve's step axis, from 0 to its peak. */
+function learningRatePanel(f: Frame, rates: { step: number; lr: number }[]): string {
+  const top = H + 10, bottom = H + LR_PANEL - 30;
+  const t = niceTicks(0, Math.max(...rates.map((r) => r.lr)), 2);
+  const y = (v: number) => top + (1 - (v - t.lo) / (t.hi - t.lo)) * (bottom - top);
+  const label = (v: number) => (v === 0 ? "0" : v.toExponential(1));
+  return `${t.ticks.map((v) => `<line x1="${LEFT}" y1="${y(v).toFixed(1)}" x2="${W - RIGHT}" y2="${y(v).toFixed(1)}" stroke="#eee"/>\n<text x="${LEFT - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${label(v)}</text>`).join("\n")}
+<line x1="${LEFT}" y1="${top}" x2="${LEFT}" y2="${bottom}" stroke="#444"/>
+<line x1="${LEFT}" y1="${bottom}" x2="${W - RIGHT}" y2="${bottom}" stroke="#444"/>
+<path d="${rates.map((r, i) => `${i ? "L" : "M"}${f.x(r.step).toFixed(1)},${y(r.lr).toFixed(1)}`).join(" ")}" fill="none" stroke="#2ca02c" stroke-width="1.5"/>
+${legend([{ label: "learning rate", color: "#2ca02c" }], top)}`;
+}
+
+/**
+ * A small SVG loss curve for the run folder: the training loss, each held-out eval marked where it ran, and (when
+ * given) the learning rate of every step in a panel below, on the same step axis.
+ */
+export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[], title: string, rates: { step: number; lr: number }[] = []): string {
   const points = [...train, ...evals].filter((p) => Number.isFinite(p.loss));
   if (points.length === 0) return noData;
-  const f = frame(title, points.map((p) => p.step), points.map((p) => p.loss), "step", (v) => v.toLocaleString("en-US"));
+  const lr = rates.filter((r) => Number.isFinite(r.lr));
+  const f = frame(title, points.map((p) => p.step), points.map((p) => p.loss), "step", (v) => v.toLocaleString("en-US"), lr.length ? H + LR_PANEL : H);
   const evalPoints = evals.filter((p) => Number.isFinite(p.loss)).map((p) => ({ x: p.step, y: p.loss }));
   return `${f.svg}
 <path d="${pathOf(f, train.filter((p) => Number.isFinite(p.loss)).map((p) => ({ x: p.step, y: p.loss })))}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>
@@ -67,6 +87,7 @@ ${evalPoints.map((p) => `<line x1="${f.x(p.x).toFixed(1)}" y1="${TOP}" x2="${f.x
 ${evalPoints.length ? `<path d="${pathOf(f, evalPoints)}" fill="none" stroke="#d62728" stroke-width="2"/>` : ""}
 ${evalPoints.map((p) => `<circle cx="${f.x(p.x).toFixed(1)}" cy="${f.y(p.y).toFixed(1)}" r="3.5" fill="#d62728"><title>eval at step ${p.x}: ${p.y.toFixed(4)}</title></circle>`).join("\n")}
 ${legend([{ label: "train loss", color: "#1f77b4" }, ...(evalPoints.length ? [{ label: "held-out eval", color: "#d62728" }] : [])])}
+${lr.length ? learningRatePanel(f, lr) : ""}
 </svg>
 `;
 }

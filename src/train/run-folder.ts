@@ -43,7 +43,7 @@ export async function resolveRunConfig(requested: TrainConfig, resume: boolean):
 }
 
 /** Metrics lines up to `step`; a torn last line (what a kill mid-append leaves) is dropped, any other bad line refused. */
-export async function keptMetrics(metricsPath: string, step: number): Promise<{ line: string; value: { step: number; loss?: number; eval_loss?: number; tokens?: number; benchmarks?: Record<string, Record<string, number>> } }[]> {
+export async function keptMetrics(metricsPath: string, step: number): Promise<{ line: string; value: { step: number; loss?: number; lr?: number; eval_loss?: number; tokens?: number; benchmarks?: Record<string, Record<string, number>> } }[]> {
   const lines = (await readFile(metricsPath, "utf8").catch(() => "")).split("\n");
   const kept = [];
   for (const [i, line] of lines.entries()) {

@@ -219,7 +219,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
   }
   const metricsPath = join(runDir, "metrics.jsonl");
-  const trainPoints: { step: number; loss: number }[] = [];
+  const trainPoints: { step: number; loss: number; lr: number }[] = [];
   const evalPoints: { step: number; loss: number }[] = [];
   const benchmarkPoints: BenchmarkPoint[] = [];
   let step = 0;
@@ -241,7 +241,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       const kept = await keptMetrics(metricsPath, step);
       if (root) await writeFileAtomic(metricsPath, kept.map((k) => k.line + "\n").join(""));
       for (const { value: m } of kept) {
-        if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss });
+        if (m.loss !== undefined) trainPoints.push({ step: m.step, loss: m.loss, lr: m.lr ?? NaN });
         if (m.eval_loss !== undefined) evalPoints.push({ step: m.step, loss: m.eval_loss });
         if (m.benchmarks !== undefined) benchmarkPoints.push({ step: m.step, tokens: m.tokens ?? 0, tasks: m.benchmarks });
       }
@@ -356,7 +356,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       const seconds = (performance.now() - started) / 1000;
       const tokensPerS = ((step - firstStep) * config.global_batch_tokens) / seconds;
       const etaS = ((config.steps - step) * config.global_batch_tokens) / tokensPerS;
-      trainPoints.push({ step, loss });
+      trainPoints.push({ step, loss, lr });
       if (root) await appendFile(metricsPath, JSON.stringify({ step, loss, lr, grad_norm: gradNorm, tokens: samples * T, tokens_per_s: Math.round(tokensPerS), time: new Date().toISOString() }) + "\n");
       options.onEvent({ type: "step", step, loss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerS, eta_s: etaS });
       if (config.eval_every > 0 && config.eval_sequences > 0 && (step % config.eval_every === 0 || step === config.steps)) {
@@ -381,7 +381,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     }
     options.onEvent({ type: "done", step, out: runDir });
   } finally {
-    if (root) await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`)).catch(() => {});
+    if (root) await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`, trainPoints)).catch(() => {});
     await data.close();
     model.dispose();
   }

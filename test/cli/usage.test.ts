@@ -29,7 +29,7 @@ const required: [string, string[], RegExp][] = [
   ["validate", ["validate"], /'validate' needs RECIPE/],
   ["inspect", ["inspect"], /'inspect' needs OUT/],
   ["verify", ["verify"], /'verify' needs OUT/],
-  ["train", ["train", "--out", "run"], /Missing required argument: data/],
+  ["train", ["train", "--out", "run"], /train needs --data BUILD_FOLDER \(a build.s output\), or --plan PLAN\.yaml/],
   ["eval", ["eval", "--data", "some-build"], /Missing required argument: checkpoint/],
   ["generate", ["generate", "--checkpoint", "run"], /Missing required argument: prompt/],
 ];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { flagOf, parseTrainConfig, RESUMABLE, trainConfigSchema, trainFlags } from "../../src/train/options.ts";
+import { flagOf, parseTokenCount, parseTrainConfig, RESUMABLE, trainConfigSchema, trainFlags } from "../../src/train/options.ts";
 import { runCli } from "../helpers/cli.ts";
 
 describe("training options, declared once", () => {
@@ -15,8 +15,18 @@ describe("training options, declared once", () => {
     assert.ok(!trainFlags().some((f) => f.key === "model_config"));
   });
 
-  it("derive the resume rule: only cadence (evaluation, benchmarks, saving), length, memory and the ranks' topology may change", () => {
-    assert.deepEqual([...RESUMABLE].sort(), ["collectives", "decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "zero"]);
+  it("derive the resume rule: only cadence (evaluation, benchmarks, saving), length (steps or tokens), memory and the ranks' topology may change", () => {
+    assert.deepEqual([...RESUMABLE].sort(), ["collectives", "decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "tokens", "zero"]);
+  });
+
+  it("read token counts as people write them", () => {
+    assert.equal(parseTokenCount("2T"), 2e12);
+    assert.equal(parseTokenCount("1.5B"), 1_500_000_000);
+    assert.equal(parseTokenCount("500m"), 500_000_000);
+    assert.equal(parseTokenCount("4096"), 4096);
+    assert.equal(parseTokenCount("2e6"), 2_000_000);
+    assert.equal(parseTokenCount(4096), 4096);
+    for (const bad of ["", "2X", "-5", "T", "1.2.3K"]) assert.equal(parseTokenCount(bad), undefined, bad);
   });
 
   it("name the flag of an invalid value, and fill defaults for options a run recorded before they existed", () => {

@@ -23,6 +23,22 @@ describe("plots", () => {
     assert.equal((svg.match(/stroke-dasharray="3,3"/g) ?? []).length, 3, "one marker per eval");
   });
 
+  it("the learning rate of every step is drawn under the loss, on the same step axis", () => {
+    const rates = Array.from({ length: 30 }, (_, i) => ({ step: i + 1, loss: 5, lr: i < 20 ? 1e-3 : 1e-3 * (1 - (i - 19) / 10) }));
+    const svg = lossCurveSvg(rates, [], "wsd", rates);
+    assert.match(svg, /height="530"/);
+    assert.match(svg, />learning rate</);
+    const path = [...svg.matchAll(/<path d="([^"]+)" fill="none" stroke="#2ca02c"/g)][0]![1]!;
+    const points = path.split(" ").map((p) => p.slice(1).split(",").map(Number) as [number, number]);
+    assert.equal(points.length, 30);
+    // Flat for the stable phase, then falling to 0 at the panel's floor; x as the loss curve's.
+    assert.equal(new Set(points.slice(0, 20).map((p) => p[1])).size, 1);
+    assert.ok(points[29]![1] > points[20]![1]);
+    const loss = [...svg.matchAll(/<path d="([^"]+)" fill="none" stroke="#1f77b4"/g)][0]![1]!.split(" ").map((p) => Number(p.slice(1).split(",")[0]));
+    assert.deepEqual(points.map((p) => p[0]), loss);
+    assert.doesNotMatch(lossCurveSvg(rates, [], "no rates"), /learning rate/);
+  });
+
   it("benchmark curves draw ±1 standard error as a band", () => {
     const points = [1000, 2000, 3000].map((tokens, i) => ({ step: i + 1, tokens, tasks: { arc: { acc: 0.2 + 0.05 * i, acc_stderr: 0.03 } } }));
     const svg = benchmarkCurveSvg("arc", points, "tiny");
