@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
         const auto t0 = Clock::now();
         ok = cx_zero_grad(m, &st) == CX_OK;
         for (int a = 0; a < accumulate && ok; a++)
-          ok = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f / ((float)accumulate * B * T), &loss, &count, &st) == CX_OK;
+          ok = cx_forward_backward(m, tokens.data(), B, T, &o, 1.f / ((float)accumulate * B * T), 0, &loss, &count, &st) == CX_OK;
         const double t_fb = seconds_since(t0);
         const auto t1 = Clock::now();
         const cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, s + 1};

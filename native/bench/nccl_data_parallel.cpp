@@ -90,11 +90,10 @@ void rank_main(const Setup& s, Mode mode, int zero, bool overlap, int rank, int 
     TRY(cx_zero_grad(m, &st));
     double local[2] = {0, 0};
     for (int a = rank; a < s.accumulate; a += ranks) {
-      if (comm && overlap && a + ranks >= s.accumulate) TRY(cx_model_reduce_on_next_backward(m, &st));
       const std::vector<int32_t> tokens = batch(s, step, a);
       double loss = 0;
       int64_t count = 0;
-      TRY(cx_forward_backward(m, tokens.data(), s.micro_batch, T, &o, scale, &loss, &count, &st));
+      TRY(cx_forward_backward(m, tokens.data(), s.micro_batch, T, &o, scale, comm && overlap && a + ranks >= s.accumulate, &loss, &count, &st));
       local[0] += loss, local[1] += (double)count;
     }
     if (comm) TRY(cx_comm_all_reduce_host(comm, local, 2, &st));

@@ -88,9 +88,12 @@ int cx_tensor_get(cx_model* model, int kind, int index, float* dst, cx_status* s
 int cx_tensor_set(cx_model* model, int kind, int index, const float* src, cx_status* status);
 
 /* Forward + backward over tokens [B][T]; adds loss_scale * d(sum of losses) to the gradients.
+ * reduce_gradients: nonzero on the step's last micro-batch of a data-parallel model (cx_model_data_parallel) to
+ * reduce each gradient bucket as soon as the backward has finished it (on a communication thread, or queued on
+ * NCCL's stream), overlapping the rest of the backward; 0 leaves the reduction to cx_clip_adamw_step.
  * loss_sum: sum of per-token losses; count: number of positions with a target. */
 int cx_forward_backward(cx_model* model, const int32_t* tokens, int B, int T, const cx_run_options* options,
-                        float loss_scale, double* loss_sum, int64_t* count, cx_status* status);
+                        float loss_scale, int reduce_gradients, double* loss_sum, int64_t* count, cx_status* status);
 /* Forward only: per-position loss [B][T] (NaN where there is no target). */
 int cx_forward_losses(cx_model* model, const int32_t* tokens, int B, int T, const cx_run_options* options,
                       float* losses, cx_status* status);
@@ -158,9 +161,6 @@ int cx_comm_barrier(cx_comm* comm, cx_status* status);
  * cx_tensor_get of CX_ADAM_M / CX_ADAM_V (and of CX_PARAM once sharded) is collective (gathered) while
  * cx_tensor_set of the moments stores this rank's share. */
 int cx_model_data_parallel(cx_model* model, cx_comm* comm, int zero, cx_status* status);
-/* The next cx_forward_backward (the step's last micro-batch) reduces each gradient bucket as soon as the backward
- * has finished it (on a communication thread, or queued on NCCL's stream), overlapping the rest of the backward. */
-int cx_model_reduce_on_next_backward(cx_model* model, cx_status* status);
 /* Collective: whether every rank holds the same weights, bit for bit (the fp32 masters, or the compute copy once the
  * masters are sharded); digest: this rank's 64-bit hash of them. */
 int cx_model_replicas_identical(cx_model* model, int* identical, uint64_t* digest, cx_status* status);

@@ -50,7 +50,7 @@ static void loss_curve(const std::vector<int32_t>& tokens, const cx_config& cfg,
       int64_t count = 0;
       const int32_t* batch = tokens.data() + (size_t)(step - 1) * B * T;
       cx_zero_grad(m, &st);
-      cx_forward_backward(m, batch, B, T, &o, 1.f / (B * T), &loss, &count, &st);
+      cx_forward_backward(m, batch, B, T, &o, 1.f / (B * T), 0, &loss, &count, &st);
       const float lr = 3e-3f * std::min(1.f, step / 10.f);
       cx_adamw hp{lr, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, step};
       if (cx_clip_adamw_step(m, &hp, 1.f, &norm, &st)) {  // clipping at 1, as the trainer does
@@ -97,10 +97,10 @@ static void out_of_memory_message() {
   double loss = 0;
   int64_t count = 0;
   size_t per_row = 0;
-  if (cx_forward_backward(m, tokens_for(1).data(), 1, T, &o, 1.f, &loss, &count, &st)) throw std::runtime_error(st.message);
+  if (cx_forward_backward(m, tokens_for(1).data(), 1, T, &o, 1.f, 0, &loss, &count, &st)) throw std::runtime_error(st.message);
   cx_model_memory(m, nullptr, &per_row);
   const int B = (int)(total_b / per_row) + 2;
-  const int code = cx_forward_backward(m, tokens_for(B).data(), B, T, &o, 1.f, &loss, &count, &st);
+  const int code = cx_forward_backward(m, tokens_for(B).data(), B, T, &o, 1.f, 0, &loss, &count, &st);
   cx_model_free(m);
   const std::string msg = st.message;
   std::printf("     %d rows of %d: %s\n", B, T, msg.c_str());
@@ -133,8 +133,8 @@ CX_CHECK(whole_model, "the whole model against the CPU, determinism and recomput
     int64_t n = 0;
     cx_zero_grad(mc, &st);
     cx_zero_grad(mg, &st);
-    cx_forward_backward(mc, tokens.data(), B, T, &o, 1.f / (B * T), &lc, &n, &st);
-    if (cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), &lg, &n, &st)) std::printf("cuda error: %s\n", st.message);
+    cx_forward_backward(mc, tokens.data(), B, T, &o, 1.f / (B * T), 0, &lc, &n, &st);
+    if (cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), 0, &lg, &n, &st)) std::printf("cuda error: %s\n", st.message);
     const std::string tag = std::string(precision == CX_FP32 ? " (fp32, " : " (bf16, ") + backend + ")";
     report("whole model loss" + tag, std::fabs(lc - lg) / std::fabs(lc), precision == CX_FP32 ? 1e-5 : 1e-2);
     double worst = 0;
@@ -148,7 +148,7 @@ CX_CHECK(whole_model, "the whole model against the CPU, determinism and recomput
     }
     report("whole model gradients" + tag, worst, precision == CX_FP32 ? 1e-4 : 3e-2);
     cx_zero_grad(mg, &st);
-    cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), &lg2, &n, &st);
+    cx_forward_backward(mg, tokens.data(), B, T, &o, 1.f / (B * T), 0, &lg2, &n, &st);
     report("same loss twice in a row" + tag, std::fabs(lg - lg2), 0);
     // Recomputing the blocks in backward must not change a bit: the attention norm is redone unfused from the
     // stored residual, which the fused residual + norm kernel normalised too.
@@ -169,7 +169,7 @@ CX_CHECK(whole_model, "the whole model against the CPU, determinism and recomput
     rec.recompute = 1;
     double lr = 0;
     cx_zero_grad(mg, &st);
-    if (cx_forward_backward(mg, tokens.data(), B, T, &rec, 1.f / (B * T), &lr, &n, &st)) std::printf("cuda error: %s\n", st.message);
+    if (cx_forward_backward(mg, tokens.data(), B, T, &rec, 1.f / (B * T), 0, &lr, &n, &st)) std::printf("cuda error: %s\n", st.message);
     int differing = lr != lg2;
     for (int i = 0; i < cx_tensor_count(mg); i++) {
       std::vector<float> g(kept[(size_t)i].size());

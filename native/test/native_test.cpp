@@ -206,7 +206,7 @@ CX_CHECK(whole_model, "the whole model, fp32, several documents per row") {
     return s;
   };
   cx_zero_grad(m, &st);
-  cx_forward_backward(m, tokens.data(), Bm, Tm, &o, 1.f, &sum, &count, &st);
+  cx_forward_backward(m, tokens.data(), Bm, Tm, &o, 1.f, 0, &sum, &count, &st);
   // Per tensor, the derivative along a random direction: many elements at once, so the difference
   // stands far above fp32 rounding.
   double worst = 0;
@@ -252,8 +252,8 @@ CX_CHECK(recompute, "recomputation: the same loss and gradients bit for bit, wit
     int64_t cf = 0, cr = 0;
     cx_zero_grad(full, &st);
     cx_zero_grad(rec, &st);
-    const bool ran = cx_forward_backward(full, tokens.data(), Bm, Tm, &o, 0.1f, &sf, &cf, &st) == CX_OK &&
-                     cx_forward_backward(rec, tokens.data(), Bm, Tm, &r, 0.1f, &sr, &cr, &st) == CX_OK;
+    const bool ran = cx_forward_backward(full, tokens.data(), Bm, Tm, &o, 0.1f, 0, &sf, &cf, &st) == CX_OK &&
+                     cx_forward_backward(rec, tokens.data(), Bm, Tm, &r, 0.1f, 0, &sr, &cr, &st) == CX_OK;
     size_t differing = ran ? 0 : 1;
     for (int i = 0; ran && i < cx_tensor_count(full); i++) {
       int64_t rows, cols;

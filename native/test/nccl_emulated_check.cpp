@@ -176,11 +176,11 @@ std::string train(const Setup& s, int rank, int port) {
     ok_or_throw(cx_zero_grad(m, &st), st);
     double local[2] = {0, 0};
     for (int a = rank; a < kAccumulate; a += s.ranks) {
-      if (comm && s.overlap && a + s.ranks >= kAccumulate) ok_or_throw(cx_model_reduce_on_next_backward(m, &st), st);
       const std::vector<int32_t> tokens = batch(step, a);
       double loss = 0;
       int64_t count = 0;
-      ok_or_throw(cx_forward_backward(m, tokens.data(), kMicroBatch, kConfig.max_seq, &o, 1.f / (kAccumulate * kMicroBatch * kConfig.max_seq), &loss,
+      ok_or_throw(cx_forward_backward(m, tokens.data(), kMicroBatch, kConfig.max_seq, &o, 1.f / (kAccumulate * kMicroBatch * kConfig.max_seq),
+                                      comm && s.overlap && a + s.ranks >= kAccumulate, &loss,
                                       &count, &st),
                   st);
       local[0] += loss, local[1] += (double)count;

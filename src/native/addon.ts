@@ -4,16 +4,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RuntimeFailure } from "../util/errors.ts";
 
-export interface ModelConfig {
-  nLayers: number;
-  hidden: number;
-  nHeads: number;
-  ffn: number;
-  vocab: number;
-  maxSeq: number;
-  ropeTheta: number;
-  normEps: number;
-}
+/** The model's configuration, as cx_config holds it (the binding reads these keys, and no other). */
+export const MODEL_CONFIG_KEYS = ["nLayers", "hidden", "nHeads", "ffn", "vocab", "maxSeq", "ropeTheta", "normEps"] as const;
+/** The keys that set the tensors' shapes: a checkpoint loads into a model only when these are equal. */
+export const SHAPE_KEYS = ["nLayers", "hidden", "nHeads", "ffn", "vocab"] as const satisfies readonly (typeof MODEL_CONFIG_KEYS)[number][];
+export type ModelConfig = Record<(typeof MODEL_CONFIG_KEYS)[number], number>;
 
 export interface RunOptions {
   precision: 0 | 1; // 0 bf16 mixed precision, 1 fp32
@@ -46,7 +41,9 @@ export interface NativeModel {
   tensors(): { name: string; rows: number; cols: number }[];
   getTensor(kind: number, index: number): Float32Array;
   setTensor(kind: number, index: number, data: Float32Array): void;
-  forwardBackward(tokens: Int32Array, B: number, T: number, options: RunOptions, lossScale: number): Promise<{ lossSum: number; count: number }>;
+  /** reduceGradients: the step's last micro-batch of a data-parallel model reduces each gradient bucket as soon as the
+   * backward has finished it, overlapping the rest (cx_forward_backward). */
+  forwardBackward(tokens: Int32Array, B: number, T: number, options: RunOptions, lossScale: number, reduceGradients?: boolean): Promise<{ lossSum: number; count: number }>;
   forwardLosses(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
   lastLogits(tokens: Int32Array, B: number, T: number, options: RunOptions): Promise<Float32Array>;
   /** Logits [positions.length][vocab] at flat positions b*T+t of the batch (cx_forward_logits_at). */
@@ -64,8 +61,6 @@ export interface NativeModel {
   /** Attaches the model to a communicator (cx_model_data_parallel): zero 1 shards the AdamW moments (ZeRO-1), 0
    * all-reduces. The moments are zeroed; from then on clipAdamwStep and getTensor of the moments are collective. */
   dataParallel(comm: Communicator, zero: 0 | 1): void;
-  /** The next forwardBackward reduces each gradient bucket as soon as the backward has finished it. */
-  reduceOnNextBackward(): void;
   /** Collective: whether every rank holds the same fp32 weights bit for bit, and this rank's 64-bit digest of them. */
   replicasIdentical(): Promise<{ identical: boolean; digest: string }>;
   backend(): string;

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, isAbsolute, join, resolve, sep } from "node:path";
 import { mixtureTable } from "../pipeline/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
@@ -51,8 +51,20 @@ async function checkpointFiles(c: Checkpoint, manifest: Manifest | undefined, da
 }
 
 /** run_config.json without this machine's paths: the data as the repo it was published to, or its folder name. */
-function publicRunConfig(config: TrainConfig, dataRepo: string | undefined): string {
-  return JSON.stringify({ ...config, data: dataRepo ?? basename(config.data), out: basename(config.out) }, null, 2) + "\n";
+export function publicRunConfig(config: TrainConfig, dataRepo: string | undefined): string {
+  const initSource = config.init_source ? { ...config.init_source, source: publicPath(config.init_source.source) } : null;
+  return (
+    JSON.stringify(
+      { ...config, data: dataRepo ?? basename(config.data), out: basename(config.out), model: publicPath(config.model), init_from: config.init_from && publicPath(config.init_from), init_source: initSource },
+      null,
+      2,
+    ) + "\n"
+  );
+}
+
+/** A local path as its last two parts (run/checkpoint-0000100), so no folder of this machine is published; a repo id or preset as it is. */
+export function publicPath(path: string): string {
+  return isAbsolute(path) ? path.split(sep).filter(Boolean).slice(-2).join("/") : path;
 }
 
 /** The card's benchmark table from results.json (`eval --tasks` on the final checkpoint), with how it was measured. */
@@ -97,7 +109,7 @@ function modelCard(
     "---",
   ];
   const rows = (pairs: [string, unknown][]) => pairs.map(([k, v]) => `| ${k} | ${v} |`).join("\n");
-  const hyper = (["steps", "global_batch_tokens", "micro_batch", "context", "lr", "min_lr", "warmup_steps", "decay_steps", "weight_decay", "decay_embeddings", "beta1", "beta2", "adam_eps", "clip", "precision", "doc_mask", "reset_positions", "mask_eos_loss", "seed"] as const).map(
+  const hyper = (["steps", "global_batch_tokens", "micro_batch", "context", "lr", "min_lr", "warmup_steps", "schedule", "decay_steps", "weight_decay", "decay_embeddings", "beta1", "beta2", "adam_eps", "clip", "precision", "doc_mask", "reset_positions", "mask_eos_loss", "seed"] as const).map(
     (k) => [k, JSON.stringify(config[k])] as [string, unknown],
   );
   return `${yaml.join("\n")}
@@ -119,7 +131,7 @@ ${rows([
   ["RoPE θ", mc.ropeTheta],
 ])}
 
-Trained for ${final.state.step.toLocaleString("en-US")} steps on ${final.state.tokens_seen.toLocaleString("en-US")} tokens (${tokensLabel(final.state.tokens_seen)}); final training loss ${final.state.last_loss.toFixed(4)}.
+${config.init_source ? `Started from ${publicPath(config.init_source.source)} (sha256 of its weights: ${Object.entries(config.init_source.files).filter(([n]) => n.endsWith(".safetensors")).map(([n, h]) => `${n} ${h.slice(0, 16)}…`).join(", ")}), not from random weights.\n\n` : ""}Trained for ${final.state.step.toLocaleString("en-US")} steps on ${final.state.tokens_seen.toLocaleString("en-US")} tokens (${tokensLabel(final.state.tokens_seen)}); final training loss ${final.state.last_loss.toFixed(4)}.
 
 ## Data
 

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv } from "../hub/env.ts";
-import { TensorKind, type ModelConfig, type NativeModel } from "../native/addon.ts";
+import { SHAPE_KEYS, TensorKind, type ModelConfig, type NativeModel } from "../native/addon.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { canonicalJson, sha256File, sha256Hex } from "../util/hash.ts";
 import { readTrainerState, resolveCheckpoint, statePath, verifyCheckpoint } from "./checkpoint.ts";
@@ -135,8 +135,6 @@ async function shardNames(indexPath: string): Promise<string[]> {
 async function shardsOf(indexPath: string, at: (name: string) => string): Promise<string[]> {
   return (await shardNames(indexPath)).map(at);
 }
-
-const SHAPE_KEYS = ["nLayers", "hidden", "nHeads", "ffn", "vocab"] as const;
 
 /** Refuses a source whose shapes are not the model's, naming both. */
 export function checkShapes(source: InitSource, model: ModelConfig, modelLabel: string): void {

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
-import type { ModelConfig } from "../native/addon.ts";
+import { MODEL_CONFIG_KEYS, type ModelConfig } from "../native/addon.ts";
 import { closest } from "../recipe/suggest.ts";
 import { UsageError } from "../util/errors.ts";
 
@@ -52,7 +52,7 @@ export function fromHfConfig(hf: Record<string, unknown>, where: string): ModelC
   return validateModelConfig(fromHf(hf, where), where);
 }
 
-const MODEL_KEYS: (keyof ModelConfig)[] = ["nLayers", "hidden", "nHeads", "ffn", "vocab", "maxSeq", "ropeTheta", "normEps"];
+const MODEL_KEYS: readonly (keyof ModelConfig)[] = MODEL_CONFIG_KEYS;
 
 export function validateModelConfig(c: ModelConfig, where: string): ModelConfig {
   for (const k of Object.keys(c)) {
@@ -126,6 +126,9 @@ export function positionsFor(
   mc: ModelConfig,
   o: { context: number | null; sequenceLength: number; ropeTheta: number | null; forcePositions: boolean },
 ): { maxSeq: number; context: number; problem?: string } {
+  if (o.context !== null && (o.context < 2 || o.context > o.sequenceLength)) {
+    return { maxSeq: mc.maxSeq, context: o.context, problem: `--context ${o.context}: must be between 2 and the data's sequence_length ${o.sequenceLength}` };
+  }
   const extending = o.ropeTheta !== null || o.forcePositions;
   const context = o.context ?? (extending ? o.sequenceLength : Math.min(o.sequenceLength, mc.maxSeq));
   if (context <= mc.maxSeq) return { maxSeq: mc.maxSeq, context };

@@ -1,5 +1,6 @@
 import { cpus } from "node:os";
 import { z } from "zod";
+import type { ModelConfig } from "../native/addon.ts";
 import { DECAY_SHAPES, SCHEDULES } from "./schedule.ts";
 
 /**
@@ -36,6 +37,10 @@ export const modelConfigSchema = z.strictObject({
   ropeTheta: z.number().positive(),
   normEps: z.number().positive(),
 });
+
+// The schema's keys are the native config's, checked here at compile time.
+const sameKeys: [keyof z.infer<typeof modelConfigSchema>] extends [keyof ModelConfig] ? ([keyof ModelConfig] extends [keyof z.infer<typeof modelConfigSchema>] ? true : never) : never = true;
+void sameKeys;
 
 export const trainConfigSchema = z.strictObject({
   data: option(z.string().min(1), { describe: "a build's output folder", onResume: "fixed" }),

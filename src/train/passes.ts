@@ -87,8 +87,9 @@ export async function accumulateGradients(
   model.zeroGrad();
   let lossSum = 0;
   for (const [i, tokens] of own.batches.entries()) {
-    if (parallel && s.overlap !== false && i === own.batches.length - 1) model.reduceOnNextBackward();
-    const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets));
+    // The step's last micro-batch reduces each gradient bucket as soon as its backward has finished it.
+    const reduce = parallel && s.overlap !== false && i === own.batches.length - 1;
+    const r = await native(s.label, () => model.forwardBackward(tokens, s.microBatch, T, s.opts, 1 / targets, reduce));
     lossSum += r.lossSum;
   }
   if (!parallel) return { loss: lossSum / targets, targets, stop: false };

@@ -53,7 +53,7 @@ export interface PlanRunOptions extends Pick<TrainOptions, "shouldStop" | "bench
   buildData: (recipe: string, out: string) => Promise<void>;
 }
 
-async function readPlanLock(path: string): Promise<PlanLock | undefined> {
+export async function readPlanLock(path: string): Promise<PlanLock | undefined> {
   let raw: string;
   try {
     raw = await readFile(path, "utf8");

@@ -13,7 +13,7 @@ import { readManifest } from "../shards/manifest-file.ts";
 import { MANIFEST } from "../shards/layout.ts";
 import { UsageError } from "../util/errors.ts";
 import { canonicalJson, sha256Hex } from "../util/hash.ts";
-import type { ModelConfig } from "../native/addon.ts";
+import { SHAPE_KEYS, type ModelConfig } from "../native/addon.ts";
 import { positionsFor, resolveModelConfig } from "./model-config.ts";
 import { optionMeta, parseTokenCount, trainConfigSchema, type TrainKey } from "./options.ts";
 
@@ -180,7 +180,7 @@ export async function checkChain(loaded: LoadedPlan, planDir: string): Promise<v
       model = previous.model;
       if (stage.modelGiven) {
         const own = (await resolveModelConfig(String(stage.options.model)).catch((e) => fail((e as Error).message))).config;
-        const differ = (["nLayers", "hidden", "nHeads", "ffn", "vocab"] as const).filter((k) => own[k] !== model![k]);
+        const differ = SHAPE_KEYS.filter((k) => own[k] !== model![k]);
         if (differ.length > 0) fail(`its model ${stage.options.model} is not stage '${previous.name}''s shape (${differ.map((k) => `${k} ${own[k]} vs ${model![k]}`).join(", ")}); leave 'model' out to continue that model`);
       }
     } else if (stage.initFrom === "none" || stage.initFrom === "previous") {

@@ -144,3 +144,28 @@ export async function writeBenchmarkCurves(runDir: string, points: BenchmarkPoin
   const tasks = [...new Set(points.flatMap((p) => Object.keys(p.tasks)))];
   for (const task of tasks) await writeFileAtomic(join(runDir, `benchmark-${task}.svg`), benchmarkCurveSvg(task, points, title));
 }
+
+/**
+ * The training loss across a plan's stages, one colour a stage, on one axis of tokens seen since the plan began:
+ * where each stage starts is marked, so a cool-down's drop and an extension's jump show where they happen.
+ */
+export function stagesCurveSvg(stages: { name: string; points: { tokens: number; loss: number }[] }[], title: string): string {
+  const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+  const all = stages.flatMap((s) => s.points).filter((p) => Number.isFinite(p.loss));
+  if (all.length === 0) return noData;
+  const fmt = (n: number) => (n >= 1e9 ? `${+(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${+(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}K` : String(n));
+  const f = frame(title, [0, ...all.map((p) => p.tokens)], all.map((p) => p.loss), "tokens seen (all stages)", fmt);
+  const series = stages.map((s, i) => {
+    const color = colors[i % colors.length]!;
+    const ps = s.points.filter((p) => Number.isFinite(p.loss)).map((p) => ({ x: p.tokens, y: p.loss }));
+    if (ps.length === 0) return "";
+    const start = f.x(ps[0]!.x).toFixed(1);
+    return `<line x1="${start}" y1="${TOP}" x2="${start}" y2="${H - BOTTOM}" stroke="${color}" stroke-opacity="0.4" stroke-dasharray="4,3"/>
+<path d="${pathOf(f, ps)}" fill="none" stroke="${color}" stroke-width="1.5"/>`;
+  });
+  return `${f.svg}
+${series.join("\n")}
+${legend(stages.map((s, i) => ({ label: s.name, color: colors[i % colors.length]! })))}
+</svg>
+`;
+}

@@ -47,6 +47,9 @@ export function runOptionsOf(
   };
 }
 
+/** A step whose loss or gradient norm is not finite: refused on every rank alike, so it says where to resume itself. */
+class DivergedStep extends RuntimeFailure {}
+
 /** Where a run caches the sha256 of each shard it checked, by size and mtime. */
 const SHARD_HASH_CACHE = ".shard-hashes.json";
 
@@ -296,7 +299,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
         return await stepOnce();
       } catch (error) {
         // A rank that died or hung fails every other rank's next collective: say where the run can resume from.
-        if (group.size === 1 || !(error instanceof RuntimeFailure) || error.message.includes("training stopped before applying it")) throw error;
+        if (group.size === 1 || !(error instanceof RuntimeFailure) || error instanceof DivergedStep) throw error;
         throw new RuntimeFailure(`${error.message}. ${await lastGood()} Resume with --resume once every rank can run`, { cause: error });
       }
     };
@@ -318,7 +321,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
       });
       prepared = next;
       const stopped = async (gradNorm: number | string) =>
-        new RuntimeFailure(
+        new DivergedStep(
           `step ${step + 1}: loss is ${loss}, gradient norm ${gradNorm}; training stopped before applying it. ${await lastGood()} Lower --lr or use --precision fp32 to investigate.`,
         );
       if (!Number.isFinite(loss)) throw await stopped("not computed");

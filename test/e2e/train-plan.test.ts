@@ -8,9 +8,14 @@ import { after, before, describe, it } from "node:test";
 import { learningRate } from "../../src/train/schedule.ts";
 import { encodeSafetensors, readSafetensors } from "../../src/train/safetensors.ts";
 import { sha256File } from "../../src/util/hash.ts";
+import { HubClient } from "../../src/hub/client.ts";
+import { hubEnv } from "../../src/hub/env.ts";
+import { checkpointBranch } from "../../src/publish/release.ts";
 import { runCli } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
 import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
+
+const TOKEN = "hf_loopbackwritetoken1234";
 
 /** A model of the tiny preset's shape whose positions end at 256, so the extension stage must raise them. */
 const TINY_256 = "nLayers: 2\nhidden: 64\nnHeads: 4\nffn: 172\nvocab: 102400\nmaxSeq: 256\n";
@@ -70,7 +75,7 @@ describe("train --plan: stages, each from the last", () => {
     await mkdir(join(hubRoot(), "models", "test"), { recursive: true });
     await symlink(join(sharedHub, "datasets"), join(hubRoot(), "datasets"));
     for (const org of await readdir(join(sharedHub, "models"))) await symlink(join(sharedHub, "models", org), join(hubRoot(), "models", org));
-    server = await new HubServer({ root: hubRoot() }).start();
+    server = await new HubServer({ root: hubRoot(), writeTokens: [TOKEN] }).start();
     env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
     await writeFile(join(work, "tiny-256.yaml"), TINY_256);
     await writeFile(join(work, "plan.yaml"), planText());
@@ -127,6 +132,37 @@ describe("train --plan: stages, each from the last", () => {
     const resumed = await runCli(["train", "--plan", join(work, "plan.yaml"), "--out", out, "--resume"], { env });
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stderr, /stage 3\/3 already finished: extend/);
+  });
+
+  it("publish model PLAN_DIR: each stage on its branch, its checkpoints on <stage>-step-… branches, the last stage on main with a table of stages", async () => {
+    const out = join(work, "plan");
+    const r = await runCli(["publish", "model", out, "--repo", "chuxin/tiny-plan"], { env: { ...env, HF_TOKEN: TOKEN } });
+    assert.equal(r.code, 0, r.stderr);
+    const client = new HubClient(hubEnv({ HF_ENDPOINT: server.url, HF_HOME: join(work, "hf-readback"), HF_TOKEN: TOKEN }));
+    const repo = { type: "model" as const, id: "chuxin/tiny-plan" };
+    const files = async (branch: string) => {
+      const commit = await client.resolveRevision(repo, branch);
+      const got = new Map<string, string>();
+      for (const f of await client.listFiles(repo, commit)) got.set(f.path, (await client.download(repo, commit, f)).localPath);
+      return got;
+    };
+    const lock = JSON.parse(await readFile(join(out, "plan.lock.json"), "utf8"));
+    const main = await files("main");
+    assert.equal(await sha256File(main.get("model.safetensors")!), lock.stages[2].files["model.safetensors"]);
+    assert.equal(JSON.parse(await readFile(main.get("config.json")!, "utf8")).rope_theta, 500000);
+    for (const stage of ["pretrain", "cooldown", "extend"]) {
+      assert.ok(main.has(`stages/${stage}/metrics.jsonl`), stage);
+      const published = JSON.parse(await readFile(main.get(`stages/${stage}/run_config.json`)!, "utf8"));
+      assert.doesNotMatch(JSON.stringify(published), new RegExp(work), `${stage}: no local path published`);
+    }
+    const card = await readFile(main.get("README.md")!, "utf8");
+    assert.match(card, /\| 2 \| `cooldown` \| fixtures \| 3,072 \| 6 \| wsd \(decay 0\.5, 1-sqrt\), peak 0\.001, warmup 0 \| 256 \| 10,000 \| pretrain\/checkpoint-0000006 \| \d+\.\d{4} \|/);
+    assert.match(card, /\| 3 \| `extend` \| fixtures \| 4,096 \| 4 \| .* \| 1,024 \| 500,000 \|/);
+    assert.match(await readFile(main.get("loss.svg")!, "utf8"), />cooldown</);
+    const cooldown = await files("cooldown");
+    assert.equal(await sha256File(cooldown.get("model.safetensors")!), lock.stages[1].files["model.safetensors"]);
+    const step2 = await files(`pretrain-${checkpointBranch(2, 2 * 512)}`);
+    assert.equal(await sha256File(step2.get("model.safetensors")!), await sha256File(join(out, "pretrain", "checkpoint-0000002", "model.safetensors")));
   });
 
   it("killed -9 at seeded random points (mid-stage, between stages, during a build) and resumed, ends in the same weights bit for bit", async () => {

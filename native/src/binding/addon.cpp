@@ -61,7 +61,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("decodeStep", &Model::DecodeStep), InstanceMethod("zeroGrad", &Model::ZeroGrad),
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
                         InstanceMethod("clipAdamwStep", &Model::ClipAdamwStep),
-                        InstanceMethod("dataParallel", &Model::DataParallel), InstanceMethod("reduceOnNextBackward", &Model::ReduceOnNextBackward),
+                        InstanceMethod("dataParallel", &Model::DataParallel),
                         InstanceMethod("replicasIdentical", &Model::ReplicasIdentical),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
                         InstanceMethod("dispose", &Model::Dispose)});
@@ -180,11 +180,12 @@ class Model : public Napi::ObjectWrap<Model> {
     if (!tokens_arg(info, *tokens, B, T)) return env.Undefined();
     cx_run_options o = run_options(info[3]);
     float scale = info[4].IsNumber() ? info[4].As<Napi::Number>().FloatValue() : 1.f;
+    const int reduce = info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value() ? 1 : 0;
     auto sum = std::make_shared<double>(0);
     auto count = std::make_shared<int64_t>(0);
     cx_model* m = model_;
     return Run(
-        env, [=](cx_status* st) { return cx_forward_backward(m, tokens->data(), B, T, &o, scale, sum.get(), count.get(), st); },
+        env, [=](cx_status* st) { return cx_forward_backward(m, tokens->data(), B, T, &o, scale, reduce, sum.get(), count.get(), st); },
         [=](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
           r.Set("lossSum", *sum);
@@ -335,12 +336,6 @@ class Model : public Napi::ObjectWrap<Model> {
     if (!comm) return env.Undefined();
     cx_status st{0, ""};
     return Sync(env, cx_model_data_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
-  }
-
-  Napi::Value ReduceOnNextBackward(const Napi::CallbackInfo& info) {
-    if (!ready(info.Env())) return info.Env().Undefined();
-    cx_status st{0, ""};
-    return Sync(info.Env(), cx_model_reduce_on_next_backward(model_, &st), st);
   }
 
   /* replicasIdentical() → {identical, digest (hex)}: collective. */

@@ -10,17 +10,14 @@ using namespace cxm;
 
 /* AdamW over every tensor, with the host's grad_scale or the backend's clip factor. */
 static void adamw_all(cx_model& m, const cx_adamw* hp, const double* clip) {
-  if (!hp || hp->step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  if (!hp) fail(CX_INVALID_ARGUMENT, "AdamW hyperparameters are missing");
   const bool bf = m.compute_precision == CX_BF16;
-  cx::AdamWParams p{hp->lr, hp->beta1, hp->beta2, hp->eps, 0.f, hp->grad_scale, 1.f - std::pow(hp->beta1, (float)hp->step),
-                    1.f - std::pow(hp->beta2, (float)hp->step), clip};
-  for (const TensorInfo& t : m.tensors) {
-    // Tensor 0 is the token embedding (build_tensor_table); it decays only when asked.
-    const bool decays = t.decay || (hp->decay_embeddings && &t == &m.tensors.front());
-    p.weight_decay = decays ? hp->weight_decay : 0.f;
-    const int i = (int)(&t - m.tensors.data());
+  cx::AdamWParams p = adamw_params(*hp, hp->grad_scale, clip);
+  for (size_t k = 0; k < m.tensors.size(); k++) {
+    p.weight_decay = adamw_weight_decay(*hp, m, k);
+    const int i = (int)k;
     const cx::Tensor param = m.slice(m.params, i), compute = m.compute_precision < 0 ? param : m.W(i);
-    m.be->adamw(param, compute, m.G(i), m.slice(m.adam_m, i), m.slice(m.adam_v, i), t.size(), p, bf);
+    m.be->adamw(param, compute, m.G(i), m.slice(m.adam_m, i), m.slice(m.adam_v, i), m.tensors[k].size(), p, bf);
   }
 }
 
@@ -153,9 +150,13 @@ int cx_tensor_set(cx_model* m, int kind, int i, const float* src, cx_status* sta
   });
 }
 
-int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, double* loss_sum,
-                        int64_t* count, cx_status* status) {
+int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const cx_run_options* o, float loss_scale, int reduce_gradients,
+                        double* loss_sum, int64_t* count, cx_status* status) {
   return guarded_on(m, status, [&] {
+    if (reduce_gradients) {
+      if (!m->dp) fail(CX_INVALID_ARGUMENT, "reduce_gradients: the model is not data-parallel (cx_model_data_parallel)");
+      m->dp->reduce_on_next_backward();
+    }
     const Batch bt = run_forward(*m, tokens, B, T, o, false);
     if (m->dp) m->dp->backward_started();
     const int head = m->lm_head_tensor();
@@ -274,13 +275,6 @@ int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* stat
     if (!c) fail(CX_INVALID_ARGUMENT, "a communicator is required");
     if (m->dp) fail(CX_INVALID_ARGUMENT, "the model is already data-parallel");
     m->dp.reset(new DataParallel(*m, c, zero));
-  });
-}
-
-int cx_model_reduce_on_next_backward(cx_model* m, cx_status* status) {
-  return guarded_on(m, status, [&] {
-    if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
-    m->dp->reduce_on_next_backward();
   });
 }
 

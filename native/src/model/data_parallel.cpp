@@ -177,7 +177,7 @@ void DataParallel::wait_reduced() {
 }
 
 double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
-  if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");  // before any collective
   weights_settled();  // a rank that ran no forward since the last step (fewer micro-batches than ranks)
   // A step whose backward did not overlap its reductions overlaps nothing: its gathers are waited for before it
   // returns, the baseline the overlap is measured against (train --no-overlap).
@@ -193,8 +193,7 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
   const double factor = !std::isfinite(norm) ? 0.0 : max_norm > 0 && norm > max_norm ? (double)max_norm / norm : 1.0;
   if (!(factor > 0)) return norm;
   const bool bf = m_.compute_precision == CX_BF16;
-  cx::AdamWParams p{hp.lr, hp.beta1, hp.beta2, hp.eps, 0.f, (float)factor, 1.f - std::pow(hp.beta1, (float)hp.step),
-                    1.f - std::pow(hp.beta2, (float)hp.step), nullptr};
+  cx::AdamWParams p = adamw_params(hp, (float)factor, nullptr);
   gathered_.reset();  // a checkpoint's gathered bucket is stale now (and freeing device memory waits for the device)
   gathered_bucket_ = -1;
   // Under NCCL the gather runs at world size 1 too, so one GPU exercises every path a run of many does.
@@ -214,8 +213,7 @@ double DataParallel::clip_adamw_step(const cx_adamw& hp, float max_norm) {
       const TensorInfo& t = m_.tensors[i];
       const size_t lo = std::max(g.own_begin, t.offset), hi = std::min(g.own_end, t.offset + t.size());
       if (lo >= hi) continue;
-      const bool decays = t.decay || (hp.decay_embeddings && i == 0);
-      p.weight_decay = decays ? hp.weight_decay : 0.f;
+      p.weight_decay = adamw_weight_decay(hp, m_, i);
       const int64_t within = (int64_t)(lo - t.offset), moment = (int64_t)(g.moment_offset + (lo - g.own_begin));
       const cx::Tensor param = sharded_ ? masters_->t + moment : m_.params.t + (int64_t)lo;
       const cx::Tensor compute = m_.compute_precision < 0 ? param : m_.W((int)i) + within;

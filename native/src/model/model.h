@@ -1,5 +1,6 @@
 #pragma once
 /* The model's private types, shared by the graph (llama.cpp) and the C API (capi.cpp). */
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -142,6 +143,19 @@ inline bool has_target(const int32_t* row, int t, int T, const cx_run_options& o
  * result back next; a training step settles later, after its backward is queued. */
 Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run_options* o, bool settle = true);
 void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o);
+/* AdamW's constants for step hp.step (bias corrections), with this gradient scale or clip factor: the one place the
+ * single-rank step (capi.cpp) and the data-parallel one (data_parallel.cpp) take them from, so both stay bit-identical. */
+inline cx::AdamWParams adamw_params(const cx_adamw& hp, float grad_scale, const double* clip) {
+  if (hp.step < 1) fail(CX_INVALID_ARGUMENT, "AdamW step must be 1 or more");
+  return {hp.lr, hp.beta1, hp.beta2, hp.eps, 0.f, grad_scale, 1.f - std::pow(hp.beta1, (float)hp.step), 1.f - std::pow(hp.beta2, (float)hp.step), clip};
+}
+
+/* The weight decay of tensor i: the projection and LM-head matrices; tensor 0, the token embedding
+ * (build_tensor_table), only when asked. */
+inline float adamw_weight_decay(const cx_adamw& hp, const cx_model& m, size_t i) {
+  return m.tensors[i].decay || (hp.decay_embeddings && i == 0) ? hp.weight_decay : 0.f;
+}
+
 /* Generation with a key/value cache: a new sequence of at most `capacity` tokens, then steps of new tokens. */
 void decode_reset(cx_model& m, int capacity);
 Batch run_decode(cx_model& m, const int32_t* tokens, int n, const cx_run_options* o);

@@ -92,14 +92,19 @@ export function registerPublish(y: Argv): Argv {
       )
       .command(
         "model <run>",
-        "a run's final checkpoint, card and training log as a model repo; every intermediate checkpoint as a branch",
+        "a run's final checkpoint, card and training log as a model repo; every intermediate checkpoint as a branch (a plan's folder: every stage, each on its branch, the last on main)",
         (c) =>
           common(c)
-            .positional("run", { type: "string", describe: "a run folder" })
+            .positional("run", { type: "string", describe: "a run folder, or a train --plan folder" })
             .option("data-repo", { type: "string", describe: "the dataset repo its data was published to (named in the card)" }),
         async (a) => {
-          const { modelRelease } = await import("../../publish/model-release.ts");
-          await run("model", a, () => modelRelease({ runDir: a.run as string, dataRepo: a["data-repo"] as string | undefined, branch: a.revision as string, license: a.license as string | undefined }));
+          const { isPlanFolder, planRelease } = await import("../../publish/plan-release.ts");
+          const options = { dataRepo: a["data-repo"] as string | undefined, branch: a.revision as string, license: a.license as string | undefined };
+          if (isPlanFolder(a.run as string)) await run("model", a, () => planRelease({ planDir: a.run as string, ...options }));
+          else {
+            const { modelRelease } = await import("../../publish/model-release.ts");
+            await run("model", a, () => modelRelease({ runDir: a.run as string, ...options }));
+          }
         },
       )
       .demandCommand(1, "name what to publish: publish data OUT or publish model RUN"),
