@@ -9,7 +9,7 @@ import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { loadAddon, type ModelConfig, type RunOptions } from "../src/native/addon.ts";
+import { loadAddon, nativeModelConfig, type ModelConfig, type RunOptions } from "../src/native/addon.ts";
 
 const { values } = parseArgs({ options: { threads: { type: "string" }, steps: { type: "string", default: "5" }, configs: { type: "string", default: "small,medium" } } });
 const threads = Number(values.threads ?? cpus().length);
@@ -23,7 +23,7 @@ const CONFIGS: Record<string, { model: ModelConfig; seq: number; batch: number }
 async function ours(name: string, precision: 0 | 1): Promise<number> {
   const { model: mc, seq, batch } = CONFIGS[name]!;
   const addon = loadAddon();
-  const model = new addon.Model(mc, "cpu", threads);
+  const model = new addon.Model(nativeModelConfig(mc), "cpu", threads);
   model.init(0);
   // One document per row (no EOS), as PyTorch's plain causal attention sees it.
   const tokens = Int32Array.from({ length: batch * seq }, (_, i) => (i * 2654435761) % (mc.vocab - 1));

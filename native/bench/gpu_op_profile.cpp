@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -133,6 +134,12 @@ static void profile(cx::Backend* gpu, std::vector<cx::Tensor>& owned, const Prof
   std::vector<int32_t> tok((size_t)N);
   for (int64_t t = 0; t < N; t++) tok[(size_t)t] = row[(size_t)t] % (int32_t)V;
   const cx::Tensor d_start = ints(start), d_pos = ints(pos), d_tgt = ints(target), d_tok = ints(tok);
+  std::vector<double> inv_freq((size_t)(D / 2));
+  for (int64_t i = 0; i < D / 2; i++) inv_freq[(size_t)i] = std::pow(10000.0, -2.0 * (double)i / (double)D);
+  const cx::Tensor d_inv_freq = gpu->alloc(inv_freq.size(), cx::DType::F64);
+  if (!d_inv_freq) throw std::runtime_error("op profile: out of GPU memory");
+  owned.push_back(d_inv_freq);
+  gpu->upload(d_inv_freq, inv_freq.data(), inv_freq.size());
 
   const cx::Tensor x = tensor(N * C, 1.f, true), y = tensor(N * C, 1.f, true), q = tensor(N * C, 1.f, true), k = tensor(N * C, 1.f, true),
         v = tensor(N * C, 1.f, true), o = tensor(N * C, 1.f, true), g = tensor(N * F, 1.f, true), u = tensor(N * F, 1.f, true),
@@ -184,7 +191,7 @@ static void profile(cx::Backend* gpu, std::vector<cx::Tensor>& owned, const Prof
       {"residual_rmsnorm_forward", 2.0 * L, time_op([&] { gpu->residual_rmsnorm_forward(q, y, rstd, x, o, w_norm, N, C, 1e-5f, bf); }), 0,
        a2 * 4 * NC + s4 * N},
       {"rmsnorm_backward", 2.0 * L + 1, time_op([&] { gpu->rmsnorm_backward(y, dw_norm, o, x, w_norm, rstd, N, C, bf); }), 0, a2 * 4 * NC + s4 * N},
-      {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, 10000.f, bf); }), 0, a2 * 2 * NC},
+      {"rope forward+backward", 4.0 * L, time_op([&] { gpu->rope_forward(q, d_pos, N, H, D, d_inv_freq, 1.f, bf); }), 0, a2 * 2 * NC},
       {"swiglu_forward", 1.0 * L, time_op([&] { gpu->swiglu_forward(a, g, u, N * F, bf); }), 0, a2 * 3 * NF},
       {"swiglu_backward", 1.0 * L, time_op([&] { gpu->swiglu_backward(dg, du, a, g, u, N * F, bf); }), 0, a2 * 5 * NF},
       {"embedding forward+backward", 1.0, time_op([&] {

@@ -39,6 +39,21 @@ typedef struct cx_config {
   float norm_eps;
 } cx_config;
 
+/* RoPE's frequencies past its base, as Hugging Face's rope_scaling (rope_parameters) defines them
+ * (transformers' modeling_rope_utils): linear divides every frequency by factor; yarn interpolates the low
+ * frequencies, keeps the high ones, ramps between the dimensions beta_slow and beta_fast rotations within
+ * original_max_positions, and scales cos and sin by 0.1 ln(factor) + 1; llama3 divides the frequencies whose
+ * wavelength exceeds original_max_positions / low_freq_factor, keeps those below original / high_freq_factor and
+ * blends between. CX_ROPE_DEFAULT: theta alone (the other fields unread). */
+enum cx_rope_type { CX_ROPE_DEFAULT = 0, CX_ROPE_LINEAR = 1, CX_ROPE_YARN = 2, CX_ROPE_LLAMA3 = 3 };
+typedef struct cx_rope_scaling {
+  int type;
+  float factor;
+  int original_max_positions;
+  float low_freq_factor, high_freq_factor; /* llama3 */
+  float beta_fast, beta_slow;              /* yarn */
+} cx_rope_scaling;
+
 enum cx_precision { CX_BF16 = 0, CX_FP32 = 1 };
 
 typedef struct cx_run_options {
@@ -66,6 +81,11 @@ enum cx_tensor_kind { CX_PARAM = 0, CX_GRAD = 1, CX_ADAM_M = 2, CX_ADAM_V = 3 };
 /* backend: "cpu" or "cuda". threads: CPU worker threads (0 = all cores). */
 int cx_model_create(const cx_config* config, const char* backend, int threads, cx_model** out, cx_status* status);
 void cx_model_free(cx_model* model);
+/* Sets RoPE's frequencies from the config's rope_theta and this scaling (CX_ROPE_DEFAULT: the base alone, as a new
+ * model has). */
+int cx_model_set_rope_scaling(cx_model* model, const cx_rope_scaling* scaling, cx_status* status);
+/* The frequencies RoPE rotates by: inv_freq [head_size / 2] and the factor cos and sin are scaled by. */
+int cx_model_rope_frequencies(cx_model* model, double* inv_freq, float* scale, cx_status* status);
 const char* cx_model_backend(const cx_model* model);
 /* How many CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver or device, -1 when
  * the library was built without CUDA. */

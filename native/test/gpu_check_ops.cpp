@@ -2,6 +2,7 @@
  * CPU backend on fresh random inputs with poisoned outputs, fp32 and bf16, and the fused attention at the ChuXin
  * head size against the CPU and the reference CUDA kernels. The program fails while an op of backend.h's list
  * has no case here. */
+#include <cmath>
 #include <cstdlib>
 
 #include "gpu_check_util.h"
@@ -150,14 +151,21 @@ CX_CHECK(rope, "rope", Op::rope_forward, Op::rope_backward) {
   each_precision([](const Precision& p) {
     const Batch batch;
     IntPair pos(cpu, gpu, batch.pos);
-    Pair x(cpu, gpu, N * C, p.bf16);
-    x.set(rounded(randn(N * C), p.bf16));
-    cpu->rope_forward(x.c, pos.c, N, H, D, 10000.f, p.bf16);
-    gpu->rope_forward(x.g, pos.g, N, H, D, 10000.f, p.bf16);
-    report("rope_forward" + p.tag, x.diff(), p.bf16 ? p.tol : 1e-5);
-    cpu->rope_backward(x.c, pos.c, N, H, D, 10000.f, p.bf16);
-    gpu->rope_backward(x.g, pos.g, N, H, D, 10000.f, p.bf16);
-    report("rope_backward" + p.tag, x.diff(), p.bf16 ? p.tol : 1e-5);
+    // The base frequencies, and scaled ones with cos and sin × YaRN's attention factor for factor 4.
+    for (const float scale : {1.f, 1.1386294f}) {
+      std::vector<double> table(D / 2);
+      for (int64_t i = 0; i < D / 2; i++) table[i] = std::pow(10000.0, -2.0 * (double)i / (double)D) / (scale == 1.f ? 1.0 : 4.0);
+      RawPair<double> inv(cpu, gpu, table);
+      const std::string tag = p.tag + (scale == 1.f ? "" : " (scaled)");
+      Pair x(cpu, gpu, N * C, p.bf16);
+      x.set(rounded(randn(N * C), p.bf16));
+      cpu->rope_forward(x.c, pos.c, N, H, D, inv.c, scale, p.bf16);
+      gpu->rope_forward(x.g, pos.g, N, H, D, inv.g, scale, p.bf16);
+      report("rope_forward" + tag, x.diff(), p.bf16 ? p.tol : 1e-5);
+      cpu->rope_backward(x.c, pos.c, N, H, D, inv.c, scale, p.bf16);
+      gpu->rope_backward(x.g, pos.g, N, H, D, inv.g, scale, p.bf16);
+      report("rope_backward" + tag, x.diff(), p.bf16 ? p.tol : 1e-5);
+    }
   });
 }
 

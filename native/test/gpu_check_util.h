@@ -90,20 +90,23 @@ struct Pair {
   }
 };
 
-struct IntPair {
+/* The same raw elements in both backends (positions, document starts, RoPE's fp64 frequencies). */
+template <typename E>
+struct RawPair {
   Backend *cpu, *gpu;
   Tensor c, g;
-  IntPair(Backend* a, Backend* b, const std::vector<int32_t>& v)
-      : cpu(a), gpu(b), c(a->alloc(v.size(), DType::I32)), g(b->alloc(v.size(), DType::I32)) {
+  RawPair(Backend* a, Backend* b, const std::vector<E>& v)
+      : cpu(a), gpu(b), c(a->alloc(v.size(), cx::dtype_of<E>::value)), g(b->alloc(v.size(), cx::dtype_of<E>::value)) {
     a->upload(c, v.data(), v.size());
     b->upload(g, v.data(), v.size());
   }
-  ~IntPair() {
+  ~RawPair() {
     cpu->release(c);
     gpu->release(g);
   }
-  IntPair(const IntPair&) = delete;
+  RawPair(const RawPair&) = delete;
 };
+using IntPair = RawPair<int32_t>;
 
 /* A CUDA error or a failed library call inside a section is one failed check, not the end of the run. */
 template <typename F>

@@ -24,6 +24,7 @@ using cx::Tensor;
 /* Host vectors as the CPU backend's tensors. */
 static Tensor t(std::vector<float>& v) { return cx::host_tensor(v.data(), (int64_t)v.size()); }
 static Tensor t(std::vector<int32_t>& v) { return cx::host_tensor(v.data(), (int64_t)v.size()); }
+static Tensor t(std::vector<double>& v) { return cx::host_tensor(v.data(), (int64_t)v.size()); }
 
 static Backend* be() {
   static std::unique_ptr<Backend> cpu(cx::create_cpu_backend(2));
@@ -108,10 +109,15 @@ CX_CHECK(rope, "rope", Op::rope_forward, Op::rope_backward) {
   auto x = randn(N * C, rng), proj = randn(N * C, rng);
   std::vector<int32_t> pos(N);
   for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % 5) * 7;
-  auto loss = [&] { std::vector<float> y = x; be()->rope_forward(t(y), t(pos), N, H, D, 10000.f, false); return dot(y, proj); };
-  std::vector<float> dx = proj;
-  be()->rope_backward(t(dx), t(pos), N, H, D, 10000.f, false);
-  report("rope dinp", check(x, loss, dx, 1000, rng), 1e-3);
+  // The base frequencies with cos and sin as they are, and YaRN-like ones with its attention factor.
+  for (const float scale : {1.f, 1.1386294f}) {
+    std::vector<double> inv(D / 2);
+    for (int64_t i = 0; i < D / 2; i++) inv[i] = std::pow(10000.0, -2.0 * (double)i / (double)D) / (scale == 1.f ? 1.0 : 1.0 + (double)i);
+    auto loss = [&] { std::vector<float> y = x; be()->rope_forward(t(y), t(pos), N, H, D, t(inv), scale, false); return dot(y, proj); };
+    std::vector<float> dx = proj;
+    be()->rope_backward(t(dx), t(pos), N, H, D, t(inv), scale, false);
+    report(scale == 1.f ? "rope dinp" : "rope dinp (scaled frequencies, cos/sin × 1.14)", check(x, loss, dx, 1000, rng), 1e-3);
+  }
 }
 
 CX_CHECK(attention, "attention", Op::attention_forward, Op::attention_backward) {

@@ -1,7 +1,7 @@
 /** A trained checkpoint opened for use: its weights in a native model, and the options it was trained with. */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadAddon, type ModelConfig, type NativeModel } from "../native/addon.ts";
+import { loadAddon, nativeModelConfig, type ModelConfig, type NativeModel } from "../native/addon.ts";
 import { UsageError } from "../util/errors.ts";
 import { loadWeights, resolveCheckpoint, statePath, verifyCheckpoint } from "../train/checkpoint.ts";
 import { resolveModelConfig } from "../train/model-config.ts";
@@ -39,7 +39,7 @@ export async function openCheckpoint(path: string, device: "cpu" | "cuda", threa
     /* defaults */
   }
   const state = await readFile(statePath(dir), "utf8").then((t) => JSON.parse(t) as { data_manifest_sha256?: string }, () => undefined);
-  const model = new (loadAddon().Model)(config, device, threads);
+  const model = new (loadAddon().Model)(nativeModelConfig(config), device, threads);
   await loadWeights(model, dir, false);
   return { dir, model, config, run, hasRunConfig, dataManifestSha256: state?.data_manifest_sha256, eosId: hf.eos_token_id ?? 100001, bosId: hf.bos_token_id ?? 100000 };
 }

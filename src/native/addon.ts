@@ -8,7 +8,29 @@ import { RuntimeFailure } from "../util/errors.ts";
 export const MODEL_CONFIG_KEYS = ["nLayers", "hidden", "nHeads", "ffn", "vocab", "maxSeq", "ropeTheta", "normEps"] as const;
 /** The keys that set the tensors' shapes: a checkpoint loads into a model only when these are equal. */
 export const SHAPE_KEYS = ["nLayers", "hidden", "nHeads", "ffn", "vocab"] as const satisfies readonly (typeof MODEL_CONFIG_KEYS)[number][];
-export type ModelConfig = Record<(typeof MODEL_CONFIG_KEYS)[number], number>;
+/** RoPE's scalings past the base, as transformers' rope_scaling names them (cx_rope_scaling). */
+export const ROPE_SCALINGS = ["linear", "yarn", "llama3"] as const;
+export type RopeScalingType = (typeof ROPE_SCALINGS)[number];
+export interface RopeScaling {
+  type: RopeScalingType;
+  factor: number;
+  /** the positions the model was pretrained at (yarn, llama3) */
+  originalMaxPositions: number;
+  /** llama3: wavelengths past original / low are divided by factor, those under original / high kept */
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  /** yarn: the ramp between the dimensions turning beta_slow and beta_fast times within original */
+  betaFast: number;
+  betaSlow: number;
+}
+export type ModelConfig = Record<(typeof MODEL_CONFIG_KEYS)[number], number> & { ropeScaling?: RopeScaling };
+/** The config as the binding reads it: the scaling's type as its cx_rope_type number. */
+export type NativeModelConfig = Record<(typeof MODEL_CONFIG_KEYS)[number], number> & { ropeScaling?: Omit<RopeScaling, "type"> & { type: number } };
+
+export function nativeModelConfig(c: ModelConfig): NativeModelConfig {
+  const { ropeScaling, ...base } = c;
+  return ropeScaling ? { ...base, ropeScaling: { ...ropeScaling, type: ROPE_SCALINGS.indexOf(ropeScaling.type) + 1 } } : base;
+}
 
 export interface RunOptions {
   precision: 0 | 1; // 0 bf16 mixed precision, 1 fp32
@@ -64,6 +86,8 @@ export interface NativeModel {
   /** Collective: whether every rank holds the same fp32 weights bit for bit, and this rank's 64-bit digest of them. */
   replicasIdentical(): Promise<{ identical: boolean; digest: string }>;
   backend(): string;
+  /** What RoPE rotates by: the inverse frequencies [head size / 2] and the scale of cos and sin (YaRN's attention factor). */
+  ropeFrequencies(): { invFreq: Float64Array; scale: number };
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };
   dispose(): void;
@@ -96,7 +120,7 @@ export interface Communicator {
 export interface Addon {
   /** Resolves once every rank of the world has joined through MASTER_ADDR:MASTER_PORT, or rejects after the timeout. */
   joinCommunicator(options: CommOptions): Promise<Communicator>;
-  Model: new (config: ModelConfig, backend: string, threads: number) => NativeModel;
+  Model: new (config: NativeModelConfig, backend: string, threads: number) => NativeModel;
   /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask). */
   targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
   cpuKernel: string;

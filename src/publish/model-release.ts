@@ -129,6 +129,7 @@ ${rows([
   ["vocabulary", mc.vocab],
   ["context", mc.maxSeq],
   ["RoPE θ", mc.ropeTheta],
+  ...(mc.ropeScaling ? [["RoPE scaling", `${mc.ropeScaling.type} × ${mc.ropeScaling.factor} of ${mc.ropeScaling.originalMaxPositions} positions`] as [string, unknown]] : []),
 ])}
 
 ${config.init_source ? `Started from ${publicPath(config.init_source.source)} (sha256 of its weights: ${Object.entries(config.init_source.files).filter(([n]) => n.endsWith(".safetensors")).map(([n, h]) => `${n} ${h.slice(0, 16)}…`).join(", ")}), not from random weights.\n\n` : ""}Trained for ${final.state.step.toLocaleString("en-US")} steps on ${final.state.tokens_seen.toLocaleString("en-US")} tokens (${tokensLabel(final.state.tokens_seen)}); final training loss ${final.state.last_loss.toFixed(4)}.

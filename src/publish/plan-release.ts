@@ -91,7 +91,7 @@ function planCard(o: PlanReleaseOptions, title: string, rows: StageRow[], tokens
   const schedule = (c: TrainConfig) => `${c.schedule}${c.schedule === "wsd" ? ` (decay ${c.decay_fraction}, ${c.decay_shape})` : ""}, peak ${c.lr}, warmup ${c.warmup_steps}`;
   const table = rows.map(
     (r, i) =>
-      `| ${i + 1} | \`${r.name}\` | ${r.data} | ${r.tokens.toLocaleString("en-US")} | ${r.step.toLocaleString("en-US")} | ${schedule(r.config)} | ${r.config.context?.toLocaleString("en-US") ?? ""} | ${r.config.model_config.ropeTheta.toLocaleString("en-US")} | ${r.config.init_source ? publicPath(r.config.init_source.source) : "random"} | ${r.lastLoss.toFixed(4)} |`,
+      `| ${i + 1} | \`${r.name}\` | ${r.data} | ${r.tokens.toLocaleString("en-US")} | ${r.step.toLocaleString("en-US")} | ${schedule(r.config)} | ${r.config.context?.toLocaleString("en-US") ?? ""} | ${r.config.model_config.ropeTheta.toLocaleString("en-US")}${r.config.model_config.ropeScaling ? ` (${r.config.model_config.ropeScaling.type} × ${r.config.model_config.ropeScaling.factor})` : ""} | ${r.config.init_source ? publicPath(r.config.init_source.source) : "random"} | ${r.lastLoss.toFixed(4)} |`,
   );
   return `${front.join("\n")}
 # ${title}

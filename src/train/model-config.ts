@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
-import { MODEL_CONFIG_KEYS, type ModelConfig } from "../native/addon.ts";
+import { MODEL_CONFIG_KEYS, ROPE_SCALINGS, type ModelConfig, type RopeScaling, type RopeScalingType } from "../native/addon.ts";
 import { closest } from "../recipe/suggest.ts";
 import { UsageError } from "../util/errors.ts";
 
@@ -26,16 +26,13 @@ function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
   }
   if (hf.tie_word_embeddings === true) throw new UsageError(`${where}: tied embeddings are not supported (the model has an untied LM head)`);
   if (hf.attention_bias === true || hf.mlp_bias === true) throw new UsageError(`${where}: biases are not supported`);
-  // transformers ≥ 5 writes rope_parameters ({rope_type, rope_theta, …}) where 4.x wrote rope_theta and rope_scaling.
-  const params = hf.rope_parameters as { rope_type?: string; rope_theta?: number } | undefined;
-  if (params && typeof params === "object") {
-    if (params.rope_type !== undefined && params.rope_type !== "default") throw new UsageError(`${where}: rope_parameters.rope_type '${params.rope_type}' is not supported (only 'default' RoPE with its base)`);
-    if (hf.rope_theta === undefined && params.rope_theta !== undefined) hf = { ...hf, rope_theta: params.rope_theta };
-  }
-  if (hf.rope_scaling !== undefined && hf.rope_scaling !== null) {
-    throw new UsageError(`${where}: rope_scaling ${JSON.stringify(hf.rope_scaling)} is not supported (only RoPE with its base, rope_theta)`);
-  }
+  // transformers ≥ 5 writes rope_parameters ({rope_type, rope_theta, factor, …}) where 4.x wrote rope_theta and rope_scaling.
+  const params = hf.rope_parameters as Record<string, unknown> | undefined;
+  if (params && typeof params === "object" && hf.rope_theta === undefined && params.rope_theta !== undefined) hf = { ...hf, rope_theta: params.rope_theta };
+  const scalingDict = (hf.rope_scaling ?? params) as Record<string, unknown> | null | undefined;
+  const ropeScaling = scalingDict && typeof scalingDict === "object" ? ropeScalingFromHf(scalingDict, hf, where) : undefined;
   return {
+    ...(ropeScaling ? { ropeScaling } : {}),
     nLayers: num("num_hidden_layers"),
     hidden: num("hidden_size"),
     nHeads: heads,
@@ -47,6 +44,48 @@ function fromHf(hf: Record<string, unknown>, where: string): ModelConfig {
   };
 }
 
+/** Published defaults of the parameters a rope_scaling may leave out: YaRN's β (32, 1), Llama 3.1's frequency factors (1, 4). */
+const SCALING_DEFAULTS = { lowFreqFactor: 1, highFreqFactor: 4, betaFast: 32, betaSlow: 1 };
+
+/** rope_scaling / rope_parameters as our RopeScaling; undefined for the default (none); refused for kinds not implemented. */
+function ropeScalingFromHf(d: Record<string, unknown>, hf: Record<string, unknown>, where: string): RopeScaling | undefined {
+  const type = (d.rope_type ?? d.type ?? "default") as string;
+  if (type === "default") return undefined;
+  if (!(ROPE_SCALINGS as readonly string[]).includes(type)) {
+    throw new UsageError(`${where}: RoPE scaling '${type}' is not supported (${ROPE_SCALINGS.join(", ")} are; dynamic NTK rescales at inference by each sequence's length, which training at one context does not reproduce)`);
+  }
+  const number = (key: string, fallback?: number): number => {
+    const v = d[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new UsageError(`${where}: rope_scaling.${key} must be a number`);
+    return v;
+  };
+  for (const key of ["attention_factor", "mscale", "mscale_all_dim"]) {
+    if (d[key] !== undefined && d[key] !== null) throw new UsageError(`${where}: rope_scaling.${key} is not supported (YaRN's attention factor is taken as 0.1 ln(factor) + 1)`);
+  }
+  if (d.truncate === false) throw new UsageError(`${where}: rope_scaling.truncate false is not supported`);
+  return {
+    type: type as RopeScalingType,
+    factor: number("factor"),
+    originalMaxPositions: number("original_max_position_embeddings", number("max_position_embeddings", typeof hf.max_position_embeddings === "number" ? hf.max_position_embeddings : undefined)),
+    lowFreqFactor: number("low_freq_factor", SCALING_DEFAULTS.lowFreqFactor),
+    highFreqFactor: number("high_freq_factor", SCALING_DEFAULTS.highFreqFactor),
+    betaFast: number("beta_fast", SCALING_DEFAULTS.betaFast),
+    betaSlow: number("beta_slow", SCALING_DEFAULTS.betaSlow),
+  };
+}
+
+/** A scaling of `type` by `factor` for a model pretrained at `originalMaxPositions`, with the published defaults. */
+export function ropeScalingOf(type: RopeScalingType, factor: number, originalMaxPositions: number): RopeScaling {
+  return { type, factor, originalMaxPositions, ...SCALING_DEFAULTS };
+}
+
+/** transformers' rope_scaling for ours: only the keys its type reads. */
+function ropeScalingToHf(s: RopeScaling): Record<string, unknown> {
+  if (s.type === "linear") return { rope_type: "linear", factor: s.factor };
+  if (s.type === "yarn") return { rope_type: "yarn", factor: s.factor, original_max_position_embeddings: s.originalMaxPositions, beta_fast: s.betaFast, beta_slow: s.betaSlow };
+  return { rope_type: "llama3", factor: s.factor, original_max_position_embeddings: s.originalMaxPositions, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor };
+}
+
 /** A Hugging Face LlamaForCausalLM config.json as our model config, checked. */
 export function fromHfConfig(hf: Record<string, unknown>, where: string): ModelConfig {
   return validateModelConfig(fromHf(hf, where), where);
@@ -55,16 +94,18 @@ export function fromHfConfig(hf: Record<string, unknown>, where: string): ModelC
 const MODEL_KEYS: readonly (keyof ModelConfig)[] = MODEL_CONFIG_KEYS;
 
 export function validateModelConfig(c: ModelConfig, where: string): ModelConfig {
-  for (const k of Object.keys(c)) {
+  const { ropeScaling, ...numbers } = c;
+  for (const k of Object.keys(numbers)) {
     if (!MODEL_KEYS.includes(k as keyof ModelConfig)) {
-      const hint = closest(k, MODEL_KEYS);
-      throw new UsageError(`${where}: unknown key '${k}'${hint ? ` — did you mean '${hint}'?` : ""} (allowed: ${MODEL_KEYS.join(", ")})`);
+      const hint = closest(k, [...MODEL_KEYS, "ropeScaling"]);
+      throw new UsageError(`${where}: unknown key '${k}'${hint ? ` — did you mean '${hint}'?` : ""} (allowed: ${MODEL_KEYS.join(", ")}, ropeScaling)`);
     }
   }
   for (const k of MODEL_KEYS) if (!(k in c)) throw new UsageError(`${where}: missing '${k}'`);
-  for (const [k, v] of Object.entries(c)) {
+  for (const [k, v] of Object.entries(numbers)) {
     if (typeof v !== "number" || !(v > 0)) throw new UsageError(`${where}: '${k}' must be a positive number`);
   }
+  if (ropeScaling && !(ropeScaling.factor >= 1)) throw new UsageError(`${where}: the RoPE scaling factor must be 1 or more (got ${ropeScaling.factor})`);
   if (c.hidden % c.nHeads !== 0 || (c.hidden / c.nHeads) % 2 !== 0) {
     throw new UsageError(`${where}: hidden ${c.hidden} must split into ${c.nHeads} heads of an even size`);
   }
@@ -99,6 +140,7 @@ export function hfConfig(c: ModelConfig, eosId: number, bosId: number): Record<s
     vocab_size: c.vocab,
     max_position_embeddings: c.maxSeq,
     rope_theta: c.ropeTheta,
+    ...(c.ropeScaling ? { rope_scaling: ropeScalingToHf(c.ropeScaling) } : {}),
     rms_norm_eps: c.normEps,
     hidden_act: "silu",
     attention_bias: false,
@@ -124,12 +166,12 @@ export function parameterCount(c: ModelConfig): number {
  */
 export function positionsFor(
   mc: ModelConfig,
-  o: { context: number | null; sequenceLength: number; ropeTheta: number | null; forcePositions: boolean },
+  o: { context: number | null; sequenceLength: number; ropeTheta: number | null; ropeScaling: boolean; forcePositions: boolean },
 ): { maxSeq: number; context: number; problem?: string } {
   if (o.context !== null && (o.context < 2 || o.context > o.sequenceLength)) {
     return { maxSeq: mc.maxSeq, context: o.context, problem: `--context ${o.context}: must be between 2 and the data's sequence_length ${o.sequenceLength}` };
   }
-  const extending = o.ropeTheta !== null || o.forcePositions;
+  const extending = o.ropeTheta !== null || o.ropeScaling || o.forcePositions;
   const context = o.context ?? (extending ? o.sequenceLength : Math.min(o.sequenceLength, mc.maxSeq));
   if (context <= mc.maxSeq) return { maxSeq: mc.maxSeq, context };
   if (extending) return { maxSeq: context, context };
@@ -138,7 +180,25 @@ export function positionsFor(
     context,
     problem:
       `context ${context.toLocaleString("en-US")} is beyond the model's max_position_embeddings ${mc.maxSeq.toLocaleString("en-US")}: ` +
-      `give a larger RoPE base with --rope-theta (e.g. ${Math.max(500_000, mc.ropeTheta * 10).toLocaleString("en-US")}, as ABF does) to extend it, ` +
-      `or --force-positions to train past it on the same base, or a smaller --context`,
+      `give a larger RoPE base with --rope-theta (e.g. ${Math.max(500_000, mc.ropeTheta * 10).toLocaleString("en-US")}, as ABF does) or a --rope-scaling ` +
+      `(linear, yarn, llama3) to extend it, or --force-positions to train past it on the same base, or a smaller --context`,
   };
+}
+
+/**
+ * The model a run trains, from the one it starts as: the run's RoPE base (--rope-theta) and scaling (--rope-scaling,
+ * relative to the positions the model was first pretrained at), and more positions when the context goes past them
+ * (positionsFor). The trainer and the plan's chain check both take it from here.
+ */
+export function modelForRun(
+  mc: ModelConfig,
+  o: { ropeTheta: number | null; ropeScaling: RopeScalingType | null; ropeFactor: number | null; context: number | null; sequenceLength: number; forcePositions: boolean },
+): { model: ModelConfig; problem?: string; note?: string } {
+  let model: ModelConfig = o.ropeTheta === null ? mc : { ...mc, ropeTheta: o.ropeTheta };
+  if (o.ropeScaling) model = { ...model, ropeScaling: ropeScalingOf(o.ropeScaling, o.ropeFactor ?? 1, mc.ropeScaling?.originalMaxPositions ?? mc.maxSeq) };
+  const positions = positionsFor(model, { context: o.context, sequenceLength: o.sequenceLength, ropeTheta: o.ropeTheta, ropeScaling: o.ropeScaling !== null, forcePositions: o.forcePositions });
+  if (positions.problem) return { model, problem: positions.problem };
+  if (positions.maxSeq === model.maxSeq) return { model };
+  const rope = `RoPE θ ${model.ropeTheta}${model.ropeScaling ? `, ${model.ropeScaling.type} × ${model.ropeScaling.factor} of ${model.ropeScaling.originalMaxPositions}` : ""}`;
+  return { model: { ...model, maxSeq: positions.maxSeq }, note: `max_position_embeddings ${model.maxSeq} → ${positions.maxSeq} (${rope})` };
 }

@@ -1,6 +1,6 @@
 import { cpus } from "node:os";
 import { z } from "zod";
-import type { ModelConfig } from "../native/addon.ts";
+import { ROPE_SCALINGS, type ModelConfig } from "../native/addon.ts";
 import { DECAY_SHAPES, SCHEDULES } from "./schedule.ts";
 
 /**
@@ -36,6 +36,17 @@ export const modelConfigSchema = z.strictObject({
   maxSeq: positive(),
   ropeTheta: z.number().positive(),
   normEps: z.number().positive(),
+  ropeScaling: z
+    .strictObject({
+      type: z.enum(ROPE_SCALINGS),
+      factor: z.number().min(1),
+      originalMaxPositions: positive(),
+      lowFreqFactor: z.number().positive(),
+      highFreqFactor: z.number().positive(),
+      betaFast: z.number().positive(),
+      betaSlow: z.number().positive(),
+    })
+    .optional(),
 });
 
 // The schema's keys are the native config's, checked here at compile time.
@@ -74,6 +85,11 @@ export const trainConfigSchema = z.strictObject({
     describe: "RoPE base for this run (ABF: raise it with the context, e.g. 10000 → 500000); written to config.json's rope_theta",
     onResume: "fixed",
   }),
+  rope_scaling: option(z.enum(ROPE_SCALINGS).nullable().default(null), {
+    describe: "scale RoPE's frequencies by --rope-factor as transformers' rope_scaling does: linear (position interpolation), yarn (YaRN, β 32/1) or llama3 (Llama 3.1's, low/high frequency factors 1/4), relative to the positions the model was pretrained at; written to config.json",
+    onResume: "fixed",
+  }),
+  rope_factor: option(z.number().min(1).max(1e6).nullable().default(null), { describe: "with --rope-scaling: its factor (e.g. 4 for 4× the pretrained positions)", onResume: "fixed" }),
   force_positions: option(z.boolean().default(false), { describe: "allow --context beyond the model's max_position_embeddings without a new --rope-theta", onResume: "fixed" }),
   lr: option(z.number().positive().max(10).default(3e-4), { describe: "peak learning rate (AdamW)", onResume: "fixed" }),
   min_lr: option(z.number().nonnegative().max(10).default(3e-5), { describe: "learning rate at the end of the cosine decay", onResume: "fixed" }),
@@ -124,6 +140,9 @@ export type TrainConfig = z.infer<typeof trainConfigSchema>;
 /** Bounds between options, checked with the rest before any work. */
 function crossChecks(config: TrainConfig): string[] {
   const problems: string[] = [];
+  if ((config.rope_scaling === null) !== (config.rope_factor === null)) {
+    problems.push(config.rope_scaling ? `--rope-scaling ${config.rope_scaling} needs --rope-factor F (e.g. 4 for 4× the pretrained positions)` : `--rope-factor ${config.rope_factor} needs --rope-scaling linear, yarn or llama3`);
+  }
   const context = config.context ?? config.model_config.maxSeq;
   if (config.micro_batch * context > MAX_MICRO_BATCH_TOKENS) {
     problems.push(

@@ -13,8 +13,8 @@ import { readManifest } from "../shards/manifest-file.ts";
 import { MANIFEST } from "../shards/layout.ts";
 import { UsageError } from "../util/errors.ts";
 import { canonicalJson, sha256Hex } from "../util/hash.ts";
-import { SHAPE_KEYS, type ModelConfig } from "../native/addon.ts";
-import { positionsFor, resolveModelConfig } from "./model-config.ts";
+import { SHAPE_KEYS, type ModelConfig, type RopeScalingType } from "../native/addon.ts";
+import { modelForRun, resolveModelConfig } from "./model-config.ts";
 import { optionMeta, parseTokenCount, trainConfigSchema, type TrainKey } from "./options.ts";
 
 /** Options a stage does not set: the plan decides them (its folder, the stage's data, its starting weights) or the trainer records them. */
@@ -189,16 +189,16 @@ export async function checkChain(loaded: LoadedPlan, planDir: string): Promise<v
       model = undefined; // a local checkpoint or a Hub repo: its config is read when the stage starts
     }
     if (model) {
-      const ropeTheta = (stage.options.rope_theta as number | undefined) ?? null;
-      const withTheta = ropeTheta === null ? model : { ...model, ropeTheta };
-      const positions = positionsFor(withTheta, {
+      const run = modelForRun(model, {
+        ropeTheta: (stage.options.rope_theta as number | undefined) ?? null,
+        ropeScaling: (stage.options.rope_scaling as RopeScalingType | undefined) ?? null,
+        ropeFactor: (stage.options.rope_factor as number | undefined) ?? null,
         context: (stage.options.context as number | undefined) ?? null,
         sequenceLength,
-        ropeTheta,
         forcePositions: stage.options.force_positions === true,
       });
-      if (positions.problem) fail(positions.problem);
-      previous = { model: { ...withTheta, maxSeq: positions.maxSeq }, name: stage.name };
+      if (run.problem) fail(run.problem);
+      previous = { model: run.model, name: stage.name };
     } else previous = undefined;
   }
 }

@@ -1,23 +1,21 @@
-import { appendFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { appendFile, rm, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { loadAddon, native, type NativeModel, type RunOptions } from "../native/addon.ts";
+import { loadAddon, native, nativeModelConfig, type NativeModel, type NativeModelConfig, type RunOptions } from "../native/addon.ts";
 import { manifestHash, readManifest } from "../shards/manifest-file.ts";
-import { sha256File } from "../util/hash.ts";
-import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";
 import { makeFolder, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { lockFolder } from "../util/folder-lock.ts";
-import { checkShardHashes } from "../shards/verify.ts";
 import type { TrainConfig } from "./options.ts";
 import { RankGroup, SINGLE, type World } from "./distributed.ts";
-import { keptMetrics, resolveRunConfig } from "./run-folder.ts";
-import { checkpointName, listCheckpoints, loadWeights, readTrainerState, removePartialCheckpoints, saveCheckpoint, statePath, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { keptMetrics } from "./run-folder.ts";
+import { checkpointName, listCheckpoints, loadWeights, readTrainerState, saveCheckpoint, statePath, verifyCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { TokenData } from "./data.ts";
 import { accumulateGradients, evaluate, type PreparedStep } from "./passes.ts";
 import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.ts";
 import { learningRate, type Schedule } from "./schedule.ts";
-import { checkShapes, checkVocabulary, loadInitWeights, resolveInitSource, type InitSource } from "./init-from.ts";
-import { positionsFor } from "./model-config.ts";
+import { loadInitWeights } from "./init-from.ts";
+import { prepareRun, SHARD_HASH_CACHE, type RunPlan } from "./prepare-run.ts";
 
 export type { TrainConfig } from "./options.ts";
 
@@ -50,8 +48,6 @@ export function runOptionsOf(
 /** A step whose loss or gradient norm is not finite: refused on every rank alike, so it says where to resume itself. */
 class DivergedStep extends RuntimeFailure {}
 
-/** Where a run caches the sha256 of each shard it checked, by size and mtime. */
-const SHARD_HASH_CACHE = ".shard-hashes.json";
 
 
 /**
@@ -69,6 +65,8 @@ export interface TrainOptions {
    * does not import). Rank 0 alone runs it; the other ranks wait for it at their next collective.
    */
   benchmarks?: (model: NativeModel, run: RunOptions, eosId: number) => Promise<Record<string, Record<string, number>>>;
+  /** Makes the model (default: the addon's): the seam a test wraps to see each call the loop makes. */
+  createModel?: (config: NativeModelConfig, backend: string, threads: number) => NativeModel;
   /** --model was given (not its default): with --init-from the source's shapes must then be its; otherwise they are the source's */
   modelGiven?: boolean;
 }
@@ -82,16 +80,26 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
   const runDir = resolve(requested.out);
   const group = await RankGroup.join(options.world ?? SINGLE, requested.dist_timeout, requested.collectives, requested.device);
   let lock: Awaited<ReturnType<typeof lockFolder>> | undefined;
+  const fresh = !existsSync(runDir);
   try {
     const onEvent = group.isRoot ? options.onEvent : () => {};
     const plan = await group.fromRoot(async () => {
       await makeFolder(runDir, "--out");
       lock = await lockFolder(runDir, "chuxin-data train");
-      return prepareRun(requested, runDir, options, onEvent);
+      return prepareRun(requested, runDir, { resume: options.resume, modelGiven: options.modelGiven ?? false }, (message) => onEvent({ type: "note", message }));
     });
     // Rank 0's resolved options, but each rank's own CPU threads (ranks may run on unlike machines).
     plan.config.threads = requested.threads;
     await trainPlanned(plan, runDir, { ...options, onEvent }, group);
+  } catch (error) {
+    // A run refused before it wrote anything leaves no folder behind that it made.
+    await lock?.release();
+    lock = undefined;
+    if (fresh && group.isRoot) {
+      await rm(join(runDir, SHARD_HASH_CACHE), { force: true }).catch(() => {});
+      await rmdir(runDir).catch(() => {});
+    }
+    throw error;
   } finally {
     await lock?.release();
     group.dispose();
@@ -101,81 +109,6 @@ export async function train(requested: TrainConfig, options: TrainOptions): Prom
 /** The run's learning-rate schedule, as its options record it. */
 export function scheduleOf(config: TrainConfig, decaySteps: number): Schedule {
   return { lr: config.lr, minLr: config.min_lr, warmupSteps: config.warmup_steps, decaySteps, kind: config.schedule, decayFraction: config.decay_fraction, decayShape: config.decay_shape };
-}
-
-/** What rank 0 resolved before any work, for every rank: the options, the checkpoint resumed, the build's tokenizer.json. */
-type RunPlan = { config: TrainConfig; from: string | null; tokenizerPath: string; init: InitSource | null };
-
-/** Rank 0's part before training: half-written checkpoints removed, the run's options resolved, the shards checked. */
-async function prepareRun(requested: TrainConfig, runDir: string, options: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<RunPlan> {
-  for (const name of await removePartialCheckpoints(runDir)) {
-    onEvent({ type: "note", message: `removed ${name}, a checkpoint a killed run left half-written` });
-  }
-  const { config, from, changes } = await resolveRunConfig({ ...requested, out: runDir }, options.resume);
-  if (changes.length > 0) onEvent({ type: "note", message: `resuming with changes: ${changes.join("; ")}` });
-  const manifest = await readManifest(config.data);
-  const damaged = await checkShardHashes(config.data, manifest, join(runDir, SHARD_HASH_CACHE));
-  if (damaged.length > 0) {
-    throw new RuntimeFailure(
-      `${config.data} does not match its manifest, so training would read other tokens than the build wrote: ${damaged.slice(0, 3).join("; ")}` +
-        `${damaged.length > 3 ? `; and ${damaged.length - 3} more` : ""}. Rebuild it (chuxin-data build), or restore the files`,
-    );
-  }
-  const tokenizerPath = await buildTokenizer(manifest, config.data);
-  let init: InitSource | null = null;
-  if (!from) {
-    init = config.init_from ? await initSource(config, tokenizerPath, options.modelGiven ?? false) : null;
-    if (config.rope_theta !== null) config.model_config = { ...config.model_config, ropeTheta: config.rope_theta };
-    const positions = positionsFor(config.model_config, { context: config.context, sequenceLength: manifest.sequence_length, ropeTheta: config.rope_theta, forcePositions: config.force_positions });
-    if (positions.problem) throw new UsageError(positions.problem);
-    if (positions.maxSeq !== config.model_config.maxSeq) {
-      onEvent({ type: "note", message: `max_position_embeddings ${config.model_config.maxSeq} → ${positions.maxSeq} (RoPE θ ${config.model_config.ropeTheta})` });
-      config.model_config = { ...config.model_config, maxSeq: positions.maxSeq };
-    }
-  }
-  // A resumed run loads its own checkpoint; where it started is in its recorded options already.
-  return { config, from, tokenizerPath, init };
-}
-
-/** --init-from: the source resolved (a Hub repo downloaded), its shapes and vocabulary checked, its provenance recorded. */
-async function initSource(config: TrainConfig, tokenizerPath: string, modelGiven: boolean): Promise<InitSource> {
-  const source = await resolveInitSource(config.init_from!);
-  if (modelGiven) checkShapes(source, config.model_config, `--model ${config.model}`);
-  else {
-    config.model_config = { ...source.modelConfig };
-    config.model = source.provenance.source;
-  }
-  await checkVocabulary(source, tokenizerPath);
-  if (config.init_optimizer && !source.optimizerFile) {
-    throw new UsageError(`--init-optimizer: ${source.provenance.source} has no optimizer.safetensors (only chuxin-data checkpoints carry AdamW moments); leave --init-optimizer out to start the moments at zero`);
-  }
-  // What was read: the moments only with --init-optimizer.
-  const files = Object.fromEntries(Object.entries(source.provenance.files).filter(([name]) => config.init_optimizer || name !== "optimizer.safetensors"));
-  config.init_source = { source: source.provenance.source, files };
-  config.adam_step_offset = config.init_optimizer ? source.optimizerSteps : 0;
-  return source;
-}
-
-/**
- * The tokenizer.json every checkpoint carries, checked before the first step: the build's own copy (or, for a build
- * written before builds kept one, the HF cache's), with the sha256 the manifest records. Without it checkpoints
- * would load in no tokenizer-aware tool.
- */
-async function buildTokenizer(manifest: Awaited<ReturnType<typeof readManifest>>, data: string): Promise<string> {
-  let path: string;
-  try {
-    path = await tokenizerPathForManifest(manifest, data);
-  } catch (error) {
-    throw new RuntimeFailure(
-      `the build's tokenizer cannot be found (${(error as Error).message}); checkpoints must carry it. ` +
-        (manifest.tokenizer.in_build ? "Copy the whole build folder, or rebuild it" : "Rebuild the data with this version (builds keep their tokenizer.json), or make the HF cache it was built with reachable (HF_HOME)"),
-    );
-  }
-  const sha = await sha256File(path);
-  if (sha !== manifest.tokenizer.sha256) {
-    throw new RuntimeFailure(`${path}: sha256 ${sha} is not the build's tokenizer (${manifest.tokenizer.sha256}); restore it from the build, or rebuild`);
-  }
-  return path;
 }
 
 async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions, group: RankGroup): Promise<void> {
@@ -216,7 +149,8 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
   const addon = loadAddon();
   let model: NativeModel;
   try {
-    model = new addon.Model(mc, group.modelDevice(config.device), config.threads);
+    const create = options.createModel ?? ((c: NativeModelConfig, backend: string, threads: number) => new addon.Model(c, backend, threads));
+    model = create(nativeModelConfig(mc), group.modelDevice(config.device), config.threads);
     if (group.comm) model.dataParallel(group.comm, config.zero as 0 | 1);
   } catch (error) {
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);

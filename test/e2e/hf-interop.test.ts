@@ -84,4 +84,39 @@ describe("a checkpoint in transformers", { skip: !hasPython && !process.env.CI &
       m.model.dispose();
     }
   });
+  it("a checkpoint extended with --rope-scaling linear, yarn or llama3 (and --rope-theta) gives transformers' logits, at long positions too", async () => {
+    const texts = [TEXTS[1]!, TEXTS[4]!, Array(40).fill("The quick brown fox jumps over the lazy dog.").join(" ")];
+    const textsFile = join(fixture.work, "texts-scaled.json");
+    await writeFile(textsFile, JSON.stringify(texts));
+    const tokenizer = await loadTokenizer(join(run, "checkpoint-0000003", "tokenizer.json"));
+    for (const [type, factor] of [["linear", 2], ["yarn", 4], ["llama3", 8]] as const) {
+      const scaled = join(fixture.work, `run-${type}`);
+      const r = await runCli(
+        ["train", "--data", fixture.data, "--out", scaled, "--init-from", run, "--rope-scaling", type, "--rope-factor", String(factor), "--rope-theta", "20000",
+          "--steps", "1", "--context", "128", "--micro-batch", "2", "--precision", "fp32", "--threads", "2", "--eval-every", "0"],
+        { env: fixture.env },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const ckpt = join(scaled, "checkpoint-0000001");
+      const config = JSON.parse(await readFile(join(ckpt, "config.json"), "utf8"));
+      assert.equal(config.rope_scaling.rope_type, type);
+      assert.equal(config.rope_theta, 20000);
+      const py = await spawnAsync(python, [join(repoRoot, "test", "helpers", "hf_check.py"), ckpt, textsFile], { env: { ...process.env, HF_HUB_OFFLINE: "1", TRANSFORMERS_VERBOSITY: "error" } });
+      assert.equal(py.code, 0, py.stderr);
+      const hf = JSON.parse(py.stdout.trim().split("\n").pop()!) as { last_logits: number[][] };
+      const m = await openCheckpoint(ckpt, "cpu", 2);
+      try {
+        assert.equal(m.config.ropeScaling?.type, type);
+        for (const [i, text] of texts.entries()) {
+          const ids = tokenizer.encode(text);
+          const logits = await m.model.lastLogits(Int32Array.from(ids), 1, ids.length, scoringRunOptions(1, m.eosId));
+          let worst = 0;
+          for (let v = 0; v < logits.length; v++) worst = Math.max(worst, Math.abs(logits[v]! - hf.last_logits[i]![v]!));
+          assert.ok(worst < 1e-3, `${type}, ${ids.length} tokens: logits differ by up to ${worst}`);
+        }
+      } finally {
+        m.model.dispose();
+      }
+    }
+  });
 });

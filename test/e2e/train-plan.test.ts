@@ -41,7 +41,7 @@ stages:
     decay_fraction: 0.5
   - name: extend
     context: 1024
-${o.extendTheta === false ? "" : "    rope_theta: 500000\n"}${o.extendModel ? `    model: ${o.extendModel}\n` : ""}    micro_batch: 1
+${o.extendTheta === false ? "" : "    rope_theta: 500000\n    rope_scaling: yarn\n    rope_factor: 4\n"}${o.extendModel ? `    model: ${o.extendModel}\n` : ""}    micro_batch: 1
     steps: 4
     lr: 1.0e-4
     warmup_steps: 1
@@ -90,7 +90,7 @@ describe("train --plan: stages, each from the last", () => {
     const r = await runCli(["train", "--plan", join(work, "plan.yaml"), "--out", out], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /stage 2\/3 starting cooldown/);
-    assert.match(r.stderr, /max_position_embeddings 256 → 1024 \(RoPE θ 500000\)/);
+    assert.match(r.stderr, /max_position_embeddings 256 → 1024 \(RoPE θ 500000, yarn × 4 of 256\)/);
     const lock = JSON.parse(await readFile(join(out, "plan.lock.json"), "utf8"));
     assert.deepEqual(lock.stages.map((s: { name: string; step: number }) => [s.name, s.step]), [["pretrain", 6], ["cooldown", 6], ["extend", 4]]);
     for (const stage of lock.stages) {
@@ -113,6 +113,7 @@ describe("train --plan: stages, each from the last", () => {
     // The extended model says so where transformers reads it.
     const config = JSON.parse(await readFile(join(out, "extend", "checkpoint-0000004", "config.json"), "utf8"));
     assert.equal(config.rope_theta, 500000);
+    assert.deepEqual(config.rope_scaling, { rope_type: "yarn", factor: 4, original_max_position_embeddings: 256, beta_fast: 32, beta_slow: 1 });
     assert.equal(config.max_position_embeddings, 1024);
 
     // Stage 2's first step is what `train --init-from` of stage 1's checkpoint gives by hand with the same options.
@@ -157,7 +158,7 @@ describe("train --plan: stages, each from the last", () => {
     }
     const card = await readFile(main.get("README.md")!, "utf8");
     assert.match(card, /\| 2 \| `cooldown` \| fixtures \| 3,072 \| 6 \| wsd \(decay 0\.5, 1-sqrt\), peak 0\.001, warmup 0 \| 256 \| 10,000 \| pretrain\/checkpoint-0000006 \| \d+\.\d{4} \|/);
-    assert.match(card, /\| 3 \| `extend` \| fixtures \| 4,096 \| 4 \| .* \| 1,024 \| 500,000 \|/);
+    assert.match(card, /\| 3 \| `extend` \| fixtures \| 4,096 \| 4 \| .* \| 1,024 \| 500,000 \(yarn × 4\) \|/);
     assert.match(await readFile(main.get("loss.svg")!, "utf8"), />cooldown</);
     const cooldown = await files("cooldown");
     assert.equal(await sha256File(cooldown.get("model.safetensors")!), lock.stages[1].files["model.safetensors"]);
@@ -249,7 +250,7 @@ describe("train --plan: stages, each from the last", () => {
       const r = await runCli(["train", ...common, ...args, "--out", join(work, `refused-${label}`)], { env });
       assert.equal(r.code, 2, `${label}: ${r.stderr}`);
       assert.match(r.stderr, want, label);
-      assert.ok(!existsSync(join(work, `refused-${label}`, "metrics.jsonl")), label);
+      assert.ok(!existsSync(join(work, `refused-${label}`)), `${label}: the run folder was left behind`);
     };
     await refused("shape", ["--init-from", local, "--model", "small"], /its shapes are not the model's \(nLayers 2 there, 4 in --model small; hidden 64 there, 256 in --model small/);
     const otherVocab = join(work, "other-vocab");

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadAddon, type AdamwOptions, type ModelConfig, type RunOptions } from "../../src/native/addon.ts";
+import { loadAddon, type AdamwOptions, type NativeModelConfig, type RunOptions } from "../../src/native/addon.ts";
 
 // Complete objects of each TypeScript declaration: `satisfies Required<…>` makes the compiler list every key, so
 // these tests compare the declarations in src/native/addon.ts with what the binding reads.
-const config = { nLayers: 1, hidden: 8, nHeads: 2, ffn: 16, vocab: 32, maxSeq: 8, ropeTheta: 10000, normEps: 1e-5 } satisfies Required<ModelConfig>;
+const config = { nLayers: 1, hidden: 8, nHeads: 2, ffn: 16, vocab: 32, maxSeq: 8, ropeTheta: 10000, normEps: 1e-5 } satisfies Required<Omit<NativeModelConfig, "ropeScaling">>;
+const scaling = { type: 2, factor: 4, originalMaxPositions: 8, lowFreqFactor: 1, highFreqFactor: 4, betaFast: 32, betaSlow: 1 } satisfies Required<NonNullable<NativeModelConfig["ropeScaling"]>>;
 const run = { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 1, eosId: 31, recompute: 0 } satisfies Required<RunOptions>;
 const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1, decayEmbeddings: 0 } satisfies Required<AdamwOptions>;
 
@@ -15,8 +16,14 @@ describe("the binding mirrors the C API structs exactly", () => {
     const { Model } = loadAddon();
     new Model(config, "cpu", 1).dispose();
     for (const key of Object.keys(config)) assert.throws(() => new Model(without(config, key), "cpu", 1), new RegExp(`ModelConfig: missing key '${key}'`));
-    assert.throws(() => new Model({ ...config, nLayer: 2 } as ModelConfig, "cpu", 1), /ModelConfig: unknown key 'nLayer'/);
-    assert.throws(() => new Model({ ...config, hidden: "8" } as unknown as ModelConfig, "cpu", 1), /ModelConfig\.hidden must be a number/);
+    assert.throws(() => new Model({ ...config, nLayer: 2 } as NativeModelConfig, "cpu", 1), /ModelConfig: unknown key 'nLayer'/);
+    assert.throws(() => new Model({ ...config, hidden: "8" } as unknown as NativeModelConfig, "cpu", 1), /ModelConfig\.hidden must be a number/);
+    // The RoPE scaling is optional; given, it carries every key of cx_rope_scaling.
+    new Model({ ...config, ropeScaling: scaling }, "cpu", 1).dispose();
+    for (const key of Object.keys(scaling)) {
+      assert.throws(() => new Model({ ...config, ropeScaling: without(scaling, key) }, "cpu", 1), new RegExp(`ModelConfig\\.ropeScaling: missing key '${key}'`));
+    }
+    assert.throws(() => new Model({ ...config, ropeScaling: { ...scaling, type: 7 } }, "cpu", 1), /unknown RoPE scaling type 7/);
   });
 
   it("RunOptions and AdamW options: the same, on every method that takes them", async () => {

@@ -3,12 +3,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { loadAddon, type ModelConfig, type RunOptions } from "../../src/native/addon.ts";
+import { loadAddon, type NativeModelConfig, type RunOptions } from "../../src/native/addon.ts";
 import { repoRoot } from "../helpers/paths.ts";
 
 const EOS = 63;
 // Head size 32: the blocked attention path (the native gradient checks cover sizes 8 and 32).
-const config: ModelConfig = { nLayers: 2, hidden: 64, nHeads: 2, ffn: 96, vocab: 64, maxSeq: 64, ropeTheta: 10000, normEps: 1e-5 };
+const config: NativeModelConfig = { nLayers: 2, hidden: 64, nHeads: 2, ffn: 96, vocab: 64, maxSeq: 64, ropeTheta: 10000, normEps: 1e-5 };
 const fp32: RunOptions = { precision: 1, docMask: 1, resetPositions: 1, maskEosLoss: 1, eosId: EOS, recompute: 0 };
 const bf16: RunOptions = { ...fp32, precision: 0 };
 

@@ -1,7 +1,7 @@
 /** The trainer's step: the gradient of one optimizer step does not depend on how its windows are split into micro-batches. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadAddon, TensorKind, type NativeModel } from "../../src/native/addon.ts";
+import { loadAddon, nativeModelConfig, TensorKind, type NativeModel } from "../../src/native/addon.ts";
 import { readManifest } from "../../src/shards/manifest-file.ts";
 import { TokenData } from "../../src/train/data.ts";
 import { PRESETS } from "../../src/train/model-config.ts";
@@ -23,7 +23,7 @@ describe("trainer step (accumulateGradients)", () => {
     const config = { ...PRESETS.tiny!, maxSeq: CONTEXT };
     const data = await TokenData.open(fixture.data, { context: CONTEXT, seed: 3, evalWindows: 0, modelContext: CONTEXT, modelVocab: config.vocab });
     const opts = runOptionsOf({ precision: "fp32", doc_mask: true, reset_positions: true, mask_eos_loss: true }, manifest.tokenizer.eos_id);
-    const model = new (loadAddon().Model)(config, "cpu", 2);
+    const model = new (loadAddon().Model)(nativeModelConfig(config), "cpu", 2);
     try {
       model.init(7);
       const runs = [];

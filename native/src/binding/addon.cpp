@@ -64,6 +64,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("dataParallel", &Model::DataParallel),
                         InstanceMethod("replicasIdentical", &Model::ReplicasIdentical),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
+                        InstanceMethod("ropeFrequencies", &Model::RopeFrequencies),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
 
@@ -76,11 +77,22 @@ class Model : public Napi::ObjectWrap<Model> {
     Fields c(info[0], "ModelConfig");
     cx_config cfg{c.integer("nLayers"), c.integer("hidden"), c.integer("nHeads"), c.integer("ffn"), c.integer("vocab"),
                   c.integer("maxSeq"), c.real("ropeTheta"), c.real("normEps")};
+    const Napi::Value scaling = c.optional("ropeScaling");
+    head_size_ = cfg.n_heads > 0 ? cfg.hidden / cfg.n_heads : 0;
     c.done();
+    const cx_rope_scaling rope = scaling.IsUndefined() ? cx_rope_scaling{CX_ROPE_DEFAULT, 1.f, 0, 0.f, 0.f, 0.f, 0.f} : cx_binding::rope_scaling(scaling);
     std::string backend = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
     int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     cx_status st{0, ""};
-    if (cx_model_create(&cfg, backend.c_str(), threads, &model_, &st) != CX_OK) make_error(env, st).ThrowAsJavaScriptException();
+    if (cx_model_create(&cfg, backend.c_str(), threads, &model_, &st) != CX_OK) {
+      make_error(env, st).ThrowAsJavaScriptException();
+      return;
+    }
+    if (cx_model_set_rope_scaling(model_, &rope, &st) != CX_OK) {
+      cx_model_free(model_);
+      model_ = nullptr;
+      make_error(env, st).ThrowAsJavaScriptException();
+    }
   }
   ~Model() override {
     if (model_) cx_model_free(model_);
@@ -301,6 +313,23 @@ class Model : public Napi::ObjectWrap<Model> {
     return Run(env, [=](cx_status* st) { return cx_adamw_step(m, &hp, st); }, [](Napi::Env e) { return e.Undefined(); });
   }
 
+  /* ropeFrequencies() → { invFreq: Float64Array [head size / 2], scale }: what RoPE rotates by. */
+  Napi::Value RopeFrequencies(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    cx_status st{0, ""};
+    auto freq = Napi::Float64Array::New(env, (size_t)(head_size_ / 2));
+    float scale = 1.f;
+    if (cx_model_rope_frequencies(model_, freq.Data(), &scale, &st) != CX_OK) {
+      make_error(env, st).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("invFreq", freq);
+    out.Set("scale", Napi::Number::New(env, scale));
+    return out;
+  }
+
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!ready(env)) return env.Undefined();
@@ -368,6 +397,7 @@ class Model : public Napi::ObjectWrap<Model> {
   }
 
   cx_model* model_ = nullptr;
+  int head_size_ = 0;
   std::atomic<bool> busy_{false};
 };
 

@@ -33,6 +33,11 @@ class Fields {
     return (int)v;
   }
   float real(const char* key) { return (float)number(key); }
+  /* A key that may be absent (undefined): its value, or undefined. */
+  Napi::Value optional(const char* key) {
+    seen_.push_back(key);
+    return obj_.Has(key) ? obj_.Get(key) : obj_.Env().Undefined();
+  }
   /* After every field is read: any other key is a mistake in the caller. */
   void done() {
     Napi::Array names = obj_.GetPropertyNames();
@@ -51,6 +56,15 @@ class Fields {
   Napi::Object obj_;
   std::vector<std::string> seen_;
 };
+
+/* ModelConfig.ropeScaling (type as cx_rope_type). */
+inline cx_rope_scaling rope_scaling(const Napi::Value& v) {
+  Fields f(v, "ModelConfig.ropeScaling");
+  cx_rope_scaling s{f.integer("type"), f.real("factor"), f.integer("originalMaxPositions"), f.real("lowFreqFactor"), f.real("highFreqFactor"),
+                    f.real("betaFast"), f.real("betaSlow")};
+  f.done();
+  return s;
+}
 
 inline cx_run_options run_options(const Napi::Value& v) {
   Fields f(v, "RunOptions");

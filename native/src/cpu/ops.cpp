@@ -59,18 +59,17 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void rope(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16, float sign) {
+  void rope(float* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, const double* inv_freq, float scale, bool bf16, float sign) {
     const int64_t half = D / 2;
     int32_t max_pos = 0;
     for (int64_t n = 0; n < N; n++) max_pos = std::max(max_pos, pos[n]);
-    // cos/sin per (position, frequency), computed once per call in double, as the per-element path did.
+    // cos/sin per (position, frequency): the angle in double, then float, once per call.
     std::vector<float>& table = scratch(4, (size_t)(2 * (max_pos + 1) * half));
     for (int64_t p = 0; p <= max_pos; p++)
       for (int64_t i = 0; i < half; i++) {
-        const double inv_freq = std::pow((double)theta, -2.0 * (double)i / (double)D);
-        const float angle = (float)((double)p * inv_freq);
-        table[(size_t)(2 * (p * half + i))] = std::cos(angle);
-        table[(size_t)(2 * (p * half + i) + 1)] = std::sin(angle);
+        const float angle = (float)((double)p * inv_freq[i]);
+        table[(size_t)(2 * (p * half + i))] = std::cos(angle) * scale;
+        table[(size_t)(2 * (p * half + i) + 1)] = std::sin(angle) * scale;
       }
     for_rows(N, [&](int64_t n) {
       const float* cs = table.data() + 2 * pos[n] * half;
@@ -249,16 +248,12 @@ void CpuBackend::residual_rmsnorm_forward(Tensor sum, Tensor norm, Tensor rstd, 
   rmsnorm_forward(norm, rstd, sum, weight, N, C, eps, bf16);
 }
 
-void CpuBackend::rope_forward(Tensor x_, Tensor pos_, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
-  float* x = x_.f32();
-  const int32_t* pos = pos_.i32();
-  rope(x, pos, N, H, D, theta, bf16, 1.f);
+void CpuBackend::rope_forward(Tensor x_, Tensor pos_, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16) {
+  rope(x_.f32(), pos_.i32(), N, H, D, inv_freq.f64(), scale, bf16, 1.f);
 }
 
-void CpuBackend::rope_backward(Tensor dx_, Tensor pos_, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
-  float* dx = dx_.f32();
-  const int32_t* pos = pos_.i32();
-  rope(dx, pos, N, H, D, theta, bf16, -1.f);
+void CpuBackend::rope_backward(Tensor dx_, Tensor pos_, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16) {
+  rope(dx_.f32(), pos_.i32(), N, H, D, inv_freq.f64(), scale, bf16, -1.f);
 }
 
 void CpuBackend::attention_forward(Tensor out_, Tensor lse_, Tensor q_, Tensor k_, Tensor v_, Tensor doc_start_, int64_t B, int64_t T, int64_t H, int64_t D, bool bf16) {

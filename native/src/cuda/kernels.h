@@ -48,7 +48,7 @@ void rmsnorm_backward(T* dinp, float* dweight, const T* dout, const T* inp, cons
                       float* workspace);
 /* sign +1 rotates (forward), -1 applies the inverse rotation (backward). */
 template <typename T>
-void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool round);
+void rope(T* x, const int32_t* pos, int64_t N, int64_t H, int64_t D, const double* inv_freq, float scale, float sign, bool round);
 template <typename T>
 void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, bool round);
 template <typename T>

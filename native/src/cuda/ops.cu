@@ -104,10 +104,10 @@ class CudaBackend final : public Backend {
   }
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Tensor& A, int64_t lda, const Tensor& B, int64_t ldb, const Tensor& C,
             int64_t ldc, bool acc, bool round_output);
-  void rope(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, float sign, bool bf16) {
+  void rope(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, float sign, bool bf16) {
     by_storage(x, [&](auto tag) {
       CX_STORAGE_T(tag);
-      cuda::rope(x.as<T>(), pos.i32(), N, H, D, theta, sign, bf16);
+      cuda::rope(x.as<T>(), pos.i32(), N, H, D, inv_freq.f64(), scale, sign, bf16);
     });
   }
   /* n fp32 of scratch memory: grows once to the largest size asked for (the first step), then is reused, so
@@ -200,11 +200,11 @@ void CudaBackend::residual_rmsnorm_forward(Tensor sum, Tensor norm, Tensor rstd,
   });
 }
 
-void CudaBackend::rope_forward(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
-  rope(x, pos, N, H, D, theta, 1.f, bf16);
+void CudaBackend::rope_forward(Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16) {
+  rope(x, pos, N, H, D, inv_freq, scale, 1.f, bf16);
 }
-void CudaBackend::rope_backward(Tensor dx, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16) {
-  rope(dx, pos, N, H, D, theta, -1.f, bf16);
+void CudaBackend::rope_backward(Tensor dx, Tensor pos, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16) {
+  rope(dx, pos, N, H, D, inv_freq, scale, -1.f, bf16);
 }
 
 void CudaBackend::attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor doc_start, int64_t B, int64_t T_, int64_t H,

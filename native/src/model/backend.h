@@ -36,7 +36,8 @@ struct AdamWParams {
  *  rmsnorm_backward: dinp += ..., dweight += ...
  *  residual_rmsnorm_forward: sum = a + b, then norm = RMSNorm(sum)·weight with its rstd: residual_forward then
  *    rmsnorm_forward, which a backend may fuse into one pass (same rounding points).
- *  rope_forward / rope_backward: rotate x[N][H][D] in place (Hugging Face rotate_half), or the inverse.
+ *  rope_forward / rope_backward: rotate x[N][H][D] in place (Hugging Face rotate_half) by pos[n] · inv_freq[i]
+ *    (inv_freq: D/2 fp64 in backend memory), cos and sin scaled by `scale`; or the transpose (the backward).
  *  attention_*: causal attention within documents: token t of row b sees [doc_start[b*T+t], t]; doc_start never
  *    decreases along t. q,k,v,out: [B][T][H][D]; lse: [B][H][T].
  *  lm_head_cross_entropy: fused LM head + cross-entropy over row chunks, never holding fp32 logits for all
@@ -68,9 +69,10 @@ struct AdamWParams {
   X(void, residual_rmsnorm_forward,                                                                                                   \
     (Tensor sum, Tensor norm, Tensor rstd, Tensor a, Tensor b, Tensor weight, int64_t N, int64_t C, float eps, bool bf16),            \
     (sum, norm, rstd, a, b, weight, N, C, eps, bf16))                                                                                 \
-  X(void, rope_forward, (Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16), (x, pos, N, H, D, theta, bf16)) \
-  X(void, rope_backward, (Tensor dx, Tensor pos, int64_t N, int64_t H, int64_t D, float theta, bool bf16),                            \
-    (dx, pos, N, H, D, theta, bf16))                                                                                                  \
+  X(void, rope_forward, (Tensor x, Tensor pos, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16),            \
+    (x, pos, N, H, D, inv_freq, scale, bf16))                                                                                         \
+  X(void, rope_backward, (Tensor dx, Tensor pos, int64_t N, int64_t H, int64_t D, Tensor inv_freq, float scale, bool bf16),          \
+    (dx, pos, N, H, D, inv_freq, scale, bf16))                                                                                        \
   X(void, attention_forward,                                                                                                          \
     (Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool bf16),  \
     (out, lse, q, k, v, doc_start, B, T, H, D, bf16))                                                                                 \

@@ -80,11 +80,27 @@ int cx_model_create(const cx_config* config, const char* backend, int threads, c
     m->adam_v.ensure(be, m->n_params, DType::F32, "AdamW second moments", too_big);
     layout_compute_weights(*m, CX_BF16, too_big);
     for (Buffer* b : {&m->params, &m->grads, &m->adam_m, &m->adam_v}) be->fill(b->t, 0.f, m->n_params);
+    set_rope_frequencies(*m, cx_rope_scaling{CX_ROPE_DEFAULT, 1.f, 0, 0.f, 0.f, 0.f, 0.f});
     *out = m.release();
   });
 }
 
 void cx_model_free(cx_model* model) { delete model; }
+
+int cx_model_set_rope_scaling(cx_model* m, const cx_rope_scaling* scaling, cx_status* status) {
+  return guarded_on(m, status, [&] {
+    if (!scaling) fail(CX_INVALID_ARGUMENT, "scaling is required");
+    set_rope_frequencies(*m, *scaling);
+  });
+}
+
+int cx_model_rope_frequencies(cx_model* m, double* inv_freq, float* scale, cx_status* status) {
+  return guarded_on(m, status, [&] {
+    if (!inv_freq || !scale) fail(CX_INVALID_ARGUMENT, "inv_freq and scale are required");
+    std::copy(m->rope_host.begin(), m->rope_host.end(), inv_freq);
+    *scale = m->rope_scale;
+  });
+}
 
 const char* cx_model_backend(const cx_model* model) { return model->be->name(); }
 

@@ -187,8 +187,8 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
   be->matmul_forward(q, h1, W(BlockTensor::q), N, C, C, bf);
   be->matmul_forward(k, h1, W(BlockTensor::k), N, C, C, bf);
   be->matmul_forward(v, h1, W(BlockTensor::v), N, C, C, bf);
-  be->rope_forward(q, m.pos.t, N, H, D, c.rope_theta, bf);
-  be->rope_forward(k, m.pos.t, N, H, D, c.rope_theta, bf);
+  be->rope_forward(q, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
+  be->rope_forward(k, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
   if (kv_past) {
     const int64_t layer = (int64_t)l * m.kv_capacity * C;
     be->attention_cached(att, m.kcache.t + layer, m.vcache.t + layer, q, k, v, N, *kv_past, H, D, bf);
@@ -253,8 +253,8 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
     be->rmsnorm_backward(m.dx.t, G(BlockTensor::mlp_norm), m.dh.t, xmid, W(BlockTensor::mlp_norm), m.rstd2.t + s * N, N, C, bf);
     be->matmul_backward(m.datt.t, G(BlockTensor::o), m.dx.t, att, W(BlockTensor::o), N, C, C, false, bf);
     be->attention_backward(m.dq.t, m.dk.t, m.dv.t, m.datt.t, att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
-    be->rope_backward(m.dq.t, m.pos.t, N, H, D, c.rope_theta, bf);
-    be->rope_backward(m.dk.t, m.pos.t, N, H, D, c.rope_theta, bf);
+    be->rope_backward(m.dq.t, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
+    be->rope_backward(m.dk.t, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
     be->matmul_backward(m.dh.t, G(BlockTensor::q), m.dq.t, h1, W(BlockTensor::q), N, C, C, false, bf);
     be->matmul_backward(m.dh.t, G(BlockTensor::k), m.dk.t, h1, W(BlockTensor::k), N, C, C, true, bf);
     be->matmul_backward(m.dh.t, G(BlockTensor::v), m.dv.t, h1, W(BlockTensor::v), N, C, C, true, bf);

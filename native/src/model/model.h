@@ -76,6 +76,10 @@ struct cx_model {
   size_t n_params = 0;
   cxm::Buffer params, compute, grads, adam_m, adam_v;
   cxm::Buffer clip;  // two fp64: the global gradient norm and the clip factor (backend memory)
+  cxm::Buffer rope_inv_freq;  // fp64 [head size / 2]: RoPE's frequencies (set_rope_frequencies)
+  std::vector<double> rope_host;  // the same, on the host
+  float rope_scale = 1.f;         // cos and sin are scaled by it (YaRN's attention factor; 1 otherwise)
+  cx_rope_scaling rope_scaling{};
   int compute_precision = -1;
   // Activations for the last forward, sized for `tokens` positions.
   int64_t tokens_capacity = 0;
@@ -155,6 +159,9 @@ inline cx::AdamWParams adamw_params(const cx_adamw& hp, float grad_scale, const 
 inline float adamw_weight_decay(const cx_adamw& hp, const cx_model& m, size_t i) {
   return m.tensors[i].decay || (hp.decay_embeddings && i == 0) ? hp.weight_decay : 0.f;
 }
+
+/* RoPE's frequencies for the config's base and this scaling, into the model's table (rope_frequencies.cpp). */
+void set_rope_frequencies(cx_model& m, const cx_rope_scaling& s);
 
 /* Generation with a key/value cache: a new sequence of at most `capacity` tokens, then steps of new tokens. */
 void decode_reset(cx_model& m, int capacity);
