@@ -10,6 +10,18 @@ export function clock(seconds: number): string {
   return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
+/** Ctrl-C stops after the current step (a second one aborts): whether it was pressed, and the handler's removal. */
+export function stopAfterStepOnSigint(): { stopped: () => boolean; off: () => void } {
+  let stop = false;
+  const onSigint = () => {
+    stop = true;
+    process.stderr.write("\nstopping after this step (Ctrl-C again to abort)\n");
+    process.once("SIGINT", () => process.exit(130));
+  };
+  process.once("SIGINT", onSigint);
+  return { stopped: () => stop, off: () => process.off("SIGINT", onSigint) };
+}
+
 export interface TrainRenderer {
   onEvent(e: TrainEvent | PlanEvent): void;
   /** the run's steps as the last start event said (--tokens decides them once the batch is known) */

@@ -169,3 +169,17 @@ ${legend(stages.map((s, i) => ({ label: s.name, color: colors[i % colors.length]
 </svg>
 `;
 }
+
+/** Loss by position in the document (`eval --by-position`): one point a bucket, at its middle, with its token count. */
+export function positionLossSvg(buckets: { from: number; to: number; tokens: number; loss: number }[], title: string): string {
+  const points = buckets.filter((b) => Number.isFinite(b.loss)).map((b) => ({ x: (b.from + b.to + 1) / 2, y: b.loss, b }));
+  if (points.length === 0) return noData;
+  const fmt = (n: number) => (n >= 1024 && n % 1024 === 0 ? `${n / 1024}K` : n.toLocaleString("en-US"));
+  const f = frame(title, [0, ...points.map((p) => p.b.to + 1)], points.map((p) => p.y), "position in the document (tokens)", fmt);
+  return `${f.svg}
+<path d="${pathOf(f, points)}" fill="none" stroke="#1f77b4" stroke-width="2"/>
+${points.map((p) => `<circle cx="${f.x(p.x).toFixed(1)}" cy="${f.y(p.y).toFixed(1)}" r="3.5" fill="#1f77b4"><title>positions ${p.b.from}–${p.b.to}: loss ${p.y.toFixed(4)} over ${p.b.tokens} tokens</title></circle>`).join("\n")}
+${legend([{ label: "mean loss", color: "#1f77b4" }])}
+</svg>
+`;
+}

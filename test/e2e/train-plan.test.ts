@@ -5,6 +5,7 @@ import { cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { mulberry32 } from "../../src/train/data.ts";
 import { learningRate } from "../../src/train/schedule.ts";
 import { encodeSafetensors, readSafetensors } from "../../src/train/safetensors.ts";
 import { sha256File } from "../../src/util/hash.ts";
@@ -54,17 +55,6 @@ const metrics = async (run: string) =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { step: number; loss?: number; lr?: number });
 
-/** mulberry32: the kill points are seeded, so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("train --plan: stages, each from the last", () => {
   let server: HubServer, work: string, env: Record<string, string>;
@@ -166,10 +156,30 @@ describe("train --plan: stages, each from the last", () => {
     assert.equal(await sha256File(step2.get("model.safetensors")!), await sha256File(join(out, "pretrain", "checkpoint-0000002", "model.safetensors")));
   });
 
+  it("eval --by-position on the extended stage: buckets of the held-out windows that add up to eval's loss, and a curve", async () => {
+    const run = join(work, "plan", "extend");
+    const whole = await runCli(["eval", "--checkpoint", run, "--json", "--threads", "2"], { env });
+    assert.equal(whole.code, 0, whole.stderr);
+    const byPosition = await runCli(["eval", "--checkpoint", run, "--by-position", "--bucket", "256", "--json", "--threads", "2"], { env });
+    assert.equal(byPosition.code, 0, byPosition.stderr);
+    const w = JSON.parse(whole.stdout) as { mean_loss: number; tokens: number };
+    const p = JSON.parse(byPosition.stdout) as { buckets: { from: number; to: number; tokens: number; loss: number }[]; tokens: number; context: number; plot: string };
+    assert.equal(p.context, 1024);
+    assert.deepEqual(p.buckets.map((b) => b.from), p.buckets.map((_, i) => i * 256));
+    assert.equal(p.tokens, w.tokens);
+    const mean = p.buckets.reduce((a, b) => a + b.loss * b.tokens, 0) / p.tokens;
+    assert.ok(Math.abs(mean - w.mean_loss) < 1e-9, `${mean} vs ${w.mean_loss}`);
+    assert.match(await readFile(p.plot, "utf8"), /position in the document/);
+    const refused = await runCli(["eval", "--checkpoint", run, "--bucket", "256"], { env });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--bucket and --plot go with --by-position/);
+  });
+
   it("killed -9 at seeded random points (mid-stage, between stages, during a build) and resumed, ends in the same weights bit for bit", async () => {
     const reference = JSON.parse(await readFile(join(work, "plan", "plan.lock.json"), "utf8"));
     const out = join(work, "killed");
-    const next = random(20261206);
+    // The kill points are seeded, so a failure replays.
+    const next = mulberry32(20261206);
     let kills = 0;
     for (let attempt = 0; ; attempt++) {
       const args = [binPath, "train", "--plan", join(work, "plan.yaml"), "--out", out, ...(attempt > 0 ? ["--resume"] : [])];

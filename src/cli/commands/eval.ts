@@ -76,6 +76,9 @@ export function registerEval(y: Argv): Argv {
           .option("data", { type: "string", describe: "a build's output folder (default: the data the run trained on)" })
           .option("sequences", { type: "string", describe: "score whole sequences A..B (inclusive), A.. or A instead of the held-out windows" })
           .option("all", { type: "boolean", default: false, describe: "score every sequence of the build, training data included" })
+          .option("by-position", { type: "boolean", default: false, describe: "the loss by position in the document, in buckets of --bucket tokens (a table, and an SVG curve: --plot)" })
+          .option("bucket", { type: "number", default: 1024, describe: "with --by-position: positions per bucket" })
+          .option("plot", { type: "string", describe: "with --by-position: where the SVG goes (default: loss-by-position.svg in the checkpoint folder)" })
           .option("tasks", { type: "string", describe: "benchmarks, comma-separated: shipped names (tasks/*.yaml) or paths to task YAML files" })
           .option("limit", { type: "number", describe: "with --tasks: score at most N rows per task (or per subject): a quick look, marked partial" })
           .option("batch-tokens", { type: "number", default: 4096, describe: "with --tasks: tokens per forward pass (rows × padded length)" })
@@ -91,11 +94,13 @@ export function registerEval(y: Argv): Argv {
         wholeNumber("threads", a.threads, 1, MAX_THREADS, "CPU threads");
         if (a.all && a.sequences) throw new UsageError("--all and --sequences each choose what to score; give one");
         if (a.tasks !== undefined) {
-          if (a.all || a.sequences || a.data) throw new UsageError("--tasks runs benchmarks; --all, --sequences and --data choose data for the loss: give one or the other");
+          if (a.all || a.sequences || a.data || a["by-position"]) throw new UsageError("--tasks runs benchmarks; --all, --sequences, --data and --by-position are for the loss: give one or the other");
           wholeNumber("limit", a.limit, 1, 1_000_000_000, "rows per task or subject");
           wholeNumber("batch-tokens", a["batch-tokens"], 1, 1 << 24, "tokens in one forward pass");
           return runTasksCommand(a as TasksArgs);
         }
+        if (a["by-position"]) wholeNumber("bucket", a.bucket, 1, 1 << 21, "positions per bucket");
+        else if (a.plot !== undefined || process.argv.includes("--bucket")) throw new UsageError("--bucket and --plot go with --by-position");
         const [{ openCheckpoint }, { evalHeldOut, evalSequences }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/loss.ts")]);
         const ckpt = await openCheckpoint(a.checkpoint, await pickDevice(a.device), a.threads);
         const spinner = (await spinnerFor(a.json))?.start("evaluating");
@@ -108,7 +113,24 @@ export function registerEval(y: Argv): Argv {
         try {
           const data = a.data ? resolve(a.data) : ckpt.run.data;
           if (!data) throw new UsageError(`${ckpt.dir}: the checkpoint does not say what data it was trained on; pass --data`);
-          if (a.all || a.sequences) {
+          if (a["by-position"]) {
+            const [{ evalByPosition }, { positionLossSvg }, { writeFileAtomic }, { join }] = await Promise.all([
+              import("../../eval/by-position.ts"),
+              import("../../train/plot.ts"),
+              import("../../util/atomic.ts"),
+              import("node:path"),
+            ]);
+            const r = await evalByPosition(ckpt, data, { bucket: a.bucket, ...(a.all || a.sequences ? { range: parseRange(a.sequences) } : {}) }, progress);
+            spinner?.stop();
+            const plot = resolve(a.plot ?? join(ckpt.dir, "loss-by-position.svg"));
+            const scored = a.all || a.sequences ? "sequences" : "held_out";
+            await writeFileAtomic(plot, positionLossSvg(r.buckets, `loss by position: ${ckpt.dir.split("/").slice(-2).join("/")} (${scored === "held_out" ? "held-out windows" : "sequences"})`));
+            if (a.json) process.stdout.write(JSON.stringify({ checkpoint: ckpt.dir, data, split: scored, bucket: a.bucket, tokens: r.tokens, windows: r.windows, context: r.context, buckets: r.buckets, plot }) + "\n");
+            else {
+              const rows = r.buckets.map((b) => `  ${`${b.from.toLocaleString("en-US")}–${b.to.toLocaleString("en-US")}`.padEnd(18)} ${b.loss.toFixed(4).padStart(9)} ${b.perplexity.toFixed(2).padStart(11)} ${b.tokens.toLocaleString("en-US").padStart(12)}`);
+              process.stdout.write(`${ckpt.dir}: loss by position in the document over ${r.windows} window(s) of ${r.context} tokens\n  ${"positions".padEnd(18)} ${"loss".padStart(9)} ${"perplexity".padStart(11)} ${"tokens".padStart(12)}\n${rows.join("\n")}\nplot: ${plot}\n`);
+            }
+          } else if (a.all || a.sequences) {
             const [first, last] = parseRange(a.sequences);
             const r = await evalSequences(ckpt, data, first, last, progress);
             spinner?.stop();

@@ -3,7 +3,7 @@ import { basename, extname, resolve } from "node:path";
 import type { World } from "../../train/distributed.ts";
 import { Interrupted } from "../../util/errors.ts";
 import { outputMode, progressRenderer, spinnerFor } from "../render.ts";
-import { trainRenderer } from "../train-events.ts";
+import { stopAfterStepOnSigint, trainRenderer } from "../train-events.ts";
 
 export interface TrainPlanArgs {
   plan: string;
@@ -24,14 +24,8 @@ export async function trainPlanCommand(a: TrainPlanArgs): Promise<void> {
   const root = a.world.rank === 0;
   const mode = outputMode(a.json);
   let spinner = root ? (await spinnerFor(a.json))?.start("starting") : undefined;
-  let stop = false;
-  const onSigint = () => {
-    stop = true;
-    process.stderr.write("\nstopping after this step (Ctrl-C again to abort)\n");
-    process.once("SIGINT", () => process.exit(130));
-  };
-  process.once("SIGINT", onSigint);
-  const renderer = trainRenderer({ mode, spinner, device: a.device, steps: 0, stopped: () => stop });
+  const sigint = stopAfterStepOnSigint();
+  const renderer = trainRenderer({ mode, spinner, device: a.device, steps: 0, stopped: sigint.stopped });
   let where = "before the first stage";
   const offTerm = (await import("../launch.ts")).stopOnLauncherSignal(process.env, () => where);
   try {
@@ -40,7 +34,7 @@ export async function trainPlanCommand(a: TrainPlanArgs): Promise<void> {
       device: a.device,
       ...(a.threads !== undefined ? { threads: a.threads } : {}),
       world: a.world,
-      shouldStop: () => stop,
+      shouldStop: sigint.stopped,
       onEvent: (e) => {
         if (e.type === "stage") where = `in stage ${e.stage}`;
         if (root) renderer.onEvent(e);
@@ -71,7 +65,7 @@ export async function trainPlanCommand(a: TrainPlanArgs): Promise<void> {
     spinner = undefined;
     throw error;
   } finally {
-    process.off("SIGINT", onSigint);
+    sigint.off();
     offTerm();
   }
 }

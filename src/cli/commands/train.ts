@@ -8,7 +8,7 @@ import type { TrainEvent } from "../../train/trainer.ts";
 import { Interrupted, UsageError } from "../../util/errors.ts";
 import { pickDevice } from "../device.ts";
 import { outputMode, spinnerFor } from "../render.ts";
-import { trainRenderer } from "../train-events.ts";
+import { stopAfterStepOnSigint, trainRenderer } from "../train-events.ts";
 
 // The train flags come from the option declarations (train/options.ts, zod): loaded only when the command is
 // `train` (prepareTrainCommand, called by main before parsing), so other commands and --help start without zod.
@@ -129,14 +129,8 @@ export function registerTrain(y: Argv): Argv {
         const mode = outputMode(a.json as boolean);
         // Rank 0 alone reports; every rank's errors are printed by main, with its rank.
         const spinner = root ? (await spinnerFor(a.json as boolean))?.start("starting") : undefined;
-        let stop = false;
-        const onSigint = () => {
-          stop = true;
-          process.stderr.write("\nstopping after this step (Ctrl-C again to abort)\n");
-          process.once("SIGINT", () => process.exit(130));
-        };
-        process.once("SIGINT", onSigint);
-        const renderer = trainRenderer({ mode, spinner, device: config.device, steps: config.steps, stopped: () => stop });
+        const sigint = stopAfterStepOnSigint();
+        const renderer = trainRenderer({ mode, spinner, device: config.device, steps: config.steps, stopped: sigint.stopped });
         const onEvent = (e: TrainEvent) => {
           if (root) renderer.onEvent(e);
         };
@@ -159,13 +153,13 @@ export function registerTrain(y: Argv): Argv {
               if (e.type === "step") lastStep = e.step;
               onEvent(e);
             },
-            shouldStop: () => stop,
+            shouldStop: sigint.stopped,
             world,
             modelGiven: given("model"),
             benchmarks,
           });
           spinner?.stop();
-          if (stop && lastStep < totalSteps()) {
+          if (sigint.stopped() && lastStep < totalSteps()) {
             const again = ["chuxin-data", ...process.argv.slice(2).filter((arg) => arg !== "--resume"), "--resume"].map(shellWord).join(" ");
             throw new Interrupted(
               `stopped at step ${lastStep} of ${totalSteps()} (Ctrl-C); ${lastCheckpoint ? `checkpoint saved: ${lastCheckpoint}` : "no step finished, so nothing was saved"}; ` +
@@ -177,7 +171,7 @@ export function registerTrain(y: Argv): Argv {
           else spinner?.fail("training failed");
           throw error;
         } finally {
-          process.off("SIGINT", onSigint);
+          sigint.off();
           offTerm();
         }
       },
