@@ -183,3 +183,37 @@ ${legend([{ label: "mean loss", color: "#1f77b4" }])}
 </svg>
 `;
 }
+
+/**
+ * Needle in a haystack as the papers draw it: context length across, needle depth down, each cell from red (the
+ * number missed) to green (found); with several trials a cell is coloured by its share found.
+ */
+export function needleHeatmapSvg(cells: { length: number; depth: number; score: number }[], title: string): string {
+  const lengths = [...new Set(cells.map((c) => c.length))].sort((a, b) => a - b);
+  const depths = [...new Set(cells.map((c) => c.depth))].sort((a, b) => a - b);
+  if (lengths.length === 0) return noData;
+  const left = 70, top = 40, cellW = Math.max(18, Math.min(60, Math.floor((W - left - RIGHT) / lengths.length))), cellH = Math.max(14, Math.min(28, Math.floor(280 / depths.length)));
+  const height = top + cellH * depths.length + 60;
+  const colour = (score: number) => {
+    // red (0) → yellow (0.5) → green (1)
+    const r = score < 0.5 ? 215 : Math.round(215 - (score - 0.5) * 2 * 170);
+    const g = score < 0.5 ? Math.round(48 + score * 2 * 150) : 198;
+    return `rgb(${r},${g},60)`;
+  };
+  const label = (n: number) => (n >= 1024 && n % 1024 === 0 ? `${n / 1024}K` : String(n));
+  const rects = cells.map((c) => {
+    const x = left + lengths.indexOf(c.length) * cellW, y = top + depths.indexOf(c.depth) * cellH;
+    return `<rect x="${x}" y="${y}" width="${cellW - 1}" height="${cellH - 1}" fill="${colour(c.score)}"><title>length ${c.length}, depth ${c.depth}: ${Math.round(c.score * 100)}%</title></rect>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${Math.max(W, left + cellW * lengths.length + RIGHT)}" height="${height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="${left}" y="22" font-size="14">${esc(title)}</text>
+${rects.join("\n")}
+${depths.map((d, i) => `<text x="${left - 6}" y="${top + i * cellH + cellH / 2 + 4}" text-anchor="end">${Math.round(d * 100)}%</text>`).join("\n")}
+${lengths.map((l, i) => `<text x="${left + i * cellW + cellW / 2}" y="${top + depths.length * cellH + 16}" text-anchor="middle">${label(l)}</text>`).join("\n")}
+<text x="${left + (cellW * lengths.length) / 2}" y="${top + depths.length * cellH + 40}" text-anchor="middle">context length (tokens)</text>
+<text x="16" y="${top + (cellH * depths.length) / 2}" transform="rotate(-90 16 ${top + (cellH * depths.length) / 2})" text-anchor="middle">needle depth</text>
+${legend([{ label: "found", color: colour(1) }, { label: "missed", color: colour(0) }])}
+</svg>
+`;
+}

@@ -175,6 +175,33 @@ describe("train --plan: stages, each from the last", () => {
     assert.match(refused.stderr, /--bucket and --plot go with --by-position/);
   });
 
+  it("eval --needle on the extended stage: a cell per length × depth with its prompt, needle.json and a heatmap; bad lengths and short haystacks refused first", async () => {
+    const run = join(work, "plan", "extend");
+    const text = join(work, "haystack.txt");
+    await writeFile(text, Array.from({ length: 120 }, (_, i) => `Paragraph ${i}: the river ran past the mill, and the miller counted the sacks of grain.`).join("\n"));
+    const out = join(work, "needle");
+    const r = await runCli(["eval", "--checkpoint", run, "--needle", "--lengths", "256,512", "--depths", "0,0.5,1", "--haystack", text, "--output", out, "--json", "--threads", "2"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const results = JSON.parse(await readFile(join(out, "needle.json"), "utf8"));
+    assert.deepEqual(results.cells.map((c: { length: number; depth: number; prompt_tokens: number }) => [c.length, c.depth, c.prompt_tokens]), [
+      [256, 0, 256], [256, 0.5, 256], [256, 1, 256], [512, 0, 512], [512, 0.5, 512], [512, 1, 512],
+    ]);
+    for (const c of results.cells) assert.equal(c.correct, c.answer.match(/\d+/)?.[0] === c.number);
+    assert.match(await readFile(join(out, "needle.svg"), "utf8"), /needle depth/);
+    // The same seed gives the same numbers.
+    const again = await runCli(["eval", "--checkpoint", run, "--needle", "--lengths", "256", "--depths", "0.5", "--haystack", text, "--output", join(work, "needle-2"), "--json", "--threads", "2"], { env });
+    assert.equal(JSON.parse(again.stdout).cells[0].number, results.cells[1].number);
+    const long = await runCli(["eval", "--checkpoint", run, "--needle", "--lengths", "1K,2K", "--haystack", text, "--threads", "2"], { env });
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /--lengths 2048: a prompt of 2048 tokens and its answer \(12\) go past the model's 1024 positions; use lengths up to 1012/);
+    const shortText = join(work, "short.txt");
+    await writeFile(shortText, "Only a few words of text.");
+    const short = await runCli(["eval", "--checkpoint", run, "--needle", "--lengths", "1000", "--haystack", shortText, "--output", join(work, "needle-short"), "--threads", "2"], { env });
+    assert.equal(short.code, 2);
+    assert.match(short.stderr, /--haystack .*short\.txt: \d+ tokens of text, but length 1,000 needs [\d,]+; give a longer text/);
+    assert.ok(!existsSync(join(work, "needle-short")));
+  });
+
   it("killed -9 at seeded random points (mid-stage, between stages, during a build) and resumed, ends in the same weights bit for bit", async () => {
     const reference = JSON.parse(await readFile(join(work, "plan", "plan.lock.json"), "utf8"));
     const out = join(work, "killed");

@@ -66,6 +66,46 @@ async function runTasksCommand(a: TasksArgs): Promise<void> {
   }
 }
 
+interface NeedleArgs {
+  checkpoint: string;
+  lengths?: string;
+  depths: string;
+  haystack?: string;
+  seed: number;
+  output?: string;
+  device: string;
+  threads: number;
+  json: boolean;
+}
+
+async function runNeedleCommand(a: NeedleArgs): Promise<void> {
+  const [{ openCheckpoint }, { defaultLengths, parseDepths, parseLengths, runNeedle }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/needle-run.ts")]);
+  wholeNumber("seed", a.seed, 0, 2 ** 31 - 1, "the numbers' seed");
+  const depths = parseDepths(a.depths);
+  const ckpt = await openCheckpoint(a.checkpoint, await pickDevice(a.device as "cpu" | "cuda" | "auto"), a.threads);
+  const spinner = (await spinnerFor(a.json))?.start("needle in a haystack");
+  try {
+    const haystack = a.haystack ?? ckpt.run.data;
+    if (!haystack) throw new UsageError(`${ckpt.dir}: the checkpoint does not say what data it was trained on; pass --haystack BUILD|FILE`);
+    const lengths = a.lengths ? parseLengths(a.lengths) : defaultLengths(ckpt.config.maxSeq);
+    const r = await runNeedle(ckpt, { lengths, depths, seed: a.seed, haystack, outDir: resolve(a.output ?? ckpt.dir) }, (cell, done, total) => {
+      if (spinner) spinner.text = `needle: ${done}/${total} (length ${cell.length}, depth ${cell.depth}: ${cell.correct ? "found" : "missed"})`;
+    });
+    spinner?.stop();
+    const where = resolve(a.output ?? ckpt.dir);
+    if (a.json) process.stdout.write(JSON.stringify({ type: "result", results_file: resolve(where, "needle.json"), accuracy: r.accuracy, by_length: r.by_length, cells: r.cells }) + "\n");
+    else {
+      const rows = r.lengths.map((l) => `  ${String(l).padStart(9)} ${(100 * r.by_length[String(l)]!).toFixed(1).padStart(6)}%  ${r.cells.filter((c) => c.length === l).map((c) => (c.correct ? "✓" : "·")).join("")}`);
+      process.stdout.write(`${ckpt.dir}: needle found in ${(100 * r.accuracy).toFixed(1)}% of ${r.cells.length} cells (depths ${r.depths.join(", ")})\n    length  found  by depth\n${rows.join("\n")}\nresults: ${resolve(where, "needle.json")}, heatmap: ${resolve(where, "needle.svg")}\n`);
+    }
+  } catch (error) {
+    spinner?.fail("needle failed");
+    throw error;
+  } finally {
+    ckpt.model.dispose();
+  }
+}
+
 export function registerEval(y: Argv): Argv {
   return y    .command(
       "eval",
@@ -79,12 +119,17 @@ export function registerEval(y: Argv): Argv {
           .option("by-position", { type: "boolean", default: false, describe: "the loss by position in the document, in buckets of --bucket tokens (a table, and an SVG curve: --plot)" })
           .option("bucket", { type: "number", default: 1024, describe: "with --by-position: positions per bucket" })
           .option("plot", { type: "string", describe: "with --by-position: where the SVG goes (default: loss-by-position.svg in the checkpoint folder)" })
+          .option("needle", { type: "boolean", default: false, describe: "needle in a haystack: a 7-digit number at each --depths of a haystack cut to each --lengths, answered greedily; needle.json and a heatmap (needle.svg) in the checkpoint folder (or --output)" })
+          .option("lengths", { type: "string", describe: "with --needle: prompt lengths in tokens, e.g. 1K,2K,4K (default: 1K doubling while they fit the model)" })
+          .option("depths", { type: "string", default: "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", describe: "with --needle: where the needle goes, 0 (start) to 1 (end)" })
+          .option("haystack", { type: "string", describe: "with --needle: a build's folder (its documents, EOS as a blank line) or a text file (default: the run's data)" })
+          .option("seed", { type: "number", default: 0, describe: "with --needle: seeds each cell's number" })
           .option("tasks", { type: "string", describe: "benchmarks, comma-separated: shipped names (tasks/*.yaml) or paths to task YAML files" })
           .option("limit", { type: "number", describe: "with --tasks: score at most N rows per task (or per subject): a quick look, marked partial" })
           .option("batch-tokens", { type: "number", default: 4096, describe: "with --tasks: tokens per forward pass (rows × padded length)" })
           .option("precision", { choices: ["fp32", "bf16"], default: "fp32", describe: "with --tasks: arithmetic of the forward pass" })
           .option("locked", { type: "boolean", default: false, describe: "with --tasks: read exactly the dataset commits and files recorded in eval.lock.json" })
-          .option("output", { type: "string", describe: "with --tasks: folder for results.json, eval/ and eval.lock.json (default: the checkpoint folder)" })
+          .option("output", { type: "string", describe: "with --tasks: folder for results.json, eval/ and eval.lock.json; with --needle: for needle.json and needle.svg (default: the checkpoint folder)" })
           .option("allow-network", { type: "boolean", default: false, describe: "with humaneval: run generated code even where it cannot be cut off from the network" })
           .option("log-ids", { type: "boolean", default: false, describe: "with --tasks: keep every request's token ids in the samples" })
           .option("device", { choices: ["cpu", "cuda", "auto"], default: "auto", describe: "where to run (auto: the GPU when one is usable)" })
@@ -99,6 +144,11 @@ export function registerEval(y: Argv): Argv {
           wholeNumber("batch-tokens", a["batch-tokens"], 1, 1 << 24, "tokens in one forward pass");
           return runTasksCommand(a as TasksArgs);
         }
+        if (a.needle) {
+          if (a.tasks !== undefined || a["by-position"] || a.all || a.sequences) throw new UsageError("--needle is its own evaluation; leave out --tasks, --by-position, --all and --sequences");
+          return runNeedleCommand(a as unknown as NeedleArgs);
+        }
+        if (a.lengths !== undefined || a.haystack !== undefined) throw new UsageError("--lengths and --haystack go with --needle");
         if (a["by-position"]) wholeNumber("bucket", a.bucket, 1, 1 << 21, "positions per bucket");
         else if (a.plot !== undefined || process.argv.includes("--bucket")) throw new UsageError("--bucket and --plot go with --by-position");
         const [{ openCheckpoint }, { evalHeldOut, evalSequences }] = await Promise.all([import("../../eval/checkpoint.ts"), import("../../eval/loss.ts")]);
