@@ -6,6 +6,7 @@ import type { PackResult } from "./pack.ts";
 import type { LockedFile, LockedTokenizer } from "./lock.ts";
 import type { ResolvedSource } from "./resolve.ts";
 import { SHARE_TOLERANCE, type SourcePlan } from "./sample.ts";
+import type { LengthUpsamplingStats } from "./length-upsampling.ts";
 
 
 export interface SourceStats {
@@ -16,6 +17,8 @@ export interface SourceStats {
   duplicatesWithin: number;
   duplicatesAcross: number;
   fileRows: number[];
+  /** a source with length upsampling: its short documents kept and dropped, and its length histogram before and after */
+  lengthUpsampling?: LengthUpsamplingStats;
 }
 
 /** What decontamination removed, per source, and against what (only for a recipe that decontaminates). */
@@ -117,6 +120,7 @@ export function buildManifest(args: {
         target_tokens: plan.targetTokens,
         share: packed.totalTokens > 0 ? out.tokensWritten / packed.totalTokens : 0,
         target_share: plan.targetShare,
+        ...(stats.lengthUpsampling ? { length_upsampling: stats.lengthUpsampling } : {}),
       };
     }),
   };
@@ -150,7 +154,29 @@ ${mixtureTable(m)}
 - Tokenizer: ${m.tokenizer.repo ?? m.tokenizer.path}${m.tokenizer.commit ? `@${m.tokenizer.commit}` : ""} (sha256 ${m.tokenizer.sha256}); EOS ${m.tokenizer.eos_id} ends every document${m.tokenizer.add_bos ? `, BOS ${m.tokenizer.bos_id} starts it` : ""}.
 - Dedup: ${m.dedup.enabled ? `exact, ${m.dedup.normalization}, ${m.dedup.hash}` : "off"}. Seed ${m.seed}. Recipe sha256 ${m.recipe.sha256}.
 - Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
-${decontaminationLines(m)}${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}`;
+${decontaminationLines(m)}${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}${lengthUpsamplingTable(m)}`;
+}
+
+/** Length upsampling (recipes with it): the short documents kept per source, and the tokens by document length before and after. */
+function lengthUpsamplingTable(m: Manifest): string {
+  const sources = m.sources.filter((s) => s.length_upsampling);
+  if (sources.length === 0) return "";
+  const bins = Object.keys(sources[0]!.length_upsampling!.before.tokens);
+  const rows = sources.map((s) => {
+    const u = s.length_upsampling!;
+    return `| ${s.name} | < ${int(u.short_below)} | ${u.keep_short} | ${int(u.short_documents)} | ${int(u.short_kept)} | ${int(u.documents_dropped)} | ${bins.map((b) => `${int(u.before.tokens[b] ?? 0)} → ${int(u.after.tokens[b] ?? 0)}`).join(" | ")} |`;
+  });
+  return `
+## Length upsampling
+
+Within each source, documents shorter than the bound (in tokens, EOS included) are kept at exactly the share given
+(rounded to a whole document, chosen by a seeded key); longer ones all stay, so they carry more of the source's
+share while the source keeps its weight. Tokens by document length, before → after:
+
+| source | short | keep | short documents | kept | dropped | ${bins.join(" | ")} |
+|---|---:|---:|---:|---:|---:|${bins.map(() => "---:").join("|")}|
+${rows.join("\n")}
+`;
 }
 
 /** The Hub's size categories, by number of rows (here: sequences). */

@@ -4,6 +4,7 @@ import type { BuildDb } from "../util/duckdb.ts";
 import { SKIP_REASONS, type SkipReason, tokenFilterSql } from "./filters.ts";
 import type { SourceStats } from "./manifest.ts";
 import { fillPicks, PLAN_DOCS } from "./plan-tables.ts";
+import { LENGTH_REASON, lengthDroppedSql, planLengthUpsampling } from "./length-upsampling.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { MAX_PICKS, planPasses, sourcePlans, type SourceDocs, type SourcePlan } from "./sample.ts";
 
@@ -51,12 +52,19 @@ export function checkMixtureSize(recipe: Recipe, documentsBySource: number[]): v
  */
 export async function selectMixture(db: BuildDb, recipe: Recipe, stats: SourceStats[], sink: ProgressSink): Promise<SourcePlan[]> {
   const specials = 1 + (recipe.tokenizer.add_bos ? 1 : 0);
-  const reason = tokenFilterSql(recipe.filters);
-  const counts = await db.rows<{ s: number; reason: SkipReason | null; n: bigint; t: bigint }>(
+  const tokenReason = tokenFilterSql(recipe.filters);
+  // Length upsampling drops short documents after the token filter; its reason joins the filter's.
+  const upsampling = await planLengthUpsampling(db, recipe, `${tokenReason} IS NULL`, specials);
+  const reason = upsampling.some(Boolean) ? `coalesce(${tokenReason}, ${lengthDroppedSql()})` : tokenReason;
+  upsampling.forEach((u, i) => {
+    if (u) stats[i]!.lengthUpsampling = u;
+  });
+  const counts = await db.rows<{ s: number; reason: SkipReason | typeof LENGTH_REASON | null; n: bigint; t: bigint }>(
     `SELECT source_idx AS s, ${reason} AS reason, count(*) AS n, sum(tokens + ${specials}) AS t FROM ${PLAN_DOCS} GROUP BY ALL`,
   );
   const eligible = recipe.sources.map(() => ({ documents: 0, tokens: 0 }));
   for (const r of counts) {
+    if (r.reason === LENGTH_REASON) continue; // counted with its histograms above
     if (r.reason) stats[r.s]!.skipped[r.reason]! += Number(r.n);
     else eligible[r.s] = { documents: Number(r.n), tokens: Number(r.t) };
   }

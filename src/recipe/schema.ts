@@ -24,6 +24,11 @@ const localSource = z.strictObject({
 export const MAX_EPOCHS = 10_000;
 const MAX_EPOCHS_MESSAGE = `at most ${MAX_EPOCHS.toLocaleString("en-US")} (each epoch is a pass of the source's documents in the plan); to fill a budget, set target_tokens and add data`;
 
+const lengthUpsamplingFields = z.strictObject({
+  short_below: z.number().int().min(2).max(1 << 30).describe("documents shorter than this many tokens (EOS included) are downsampled"),
+  keep_short: z.number().min(0).max(1).describe("the share of those kept, exactly (rounded to a whole document), chosen by a seeded key"),
+});
+
 export const sourceSchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9][\w.-]*$/, "letters, digits, '_', '-', '.'"),
@@ -33,6 +38,10 @@ export const sourceSchema = z
     text_column: z.string().min(1).optional(),
     text_template: z.string().min(1).optional().describe("joins columns, e.g. '{question}\\n{answer}'"),
     max_epochs: z.number().positive().max(MAX_EPOCHS, MAX_EPOCHS_MESSAGE).optional().describe("overrides the recipe's max_epochs for this source"),
+    length_upsampling: z
+      .union([z.literal(false), lengthUpsamplingFields.partial()])
+      .optional()
+      .describe("overrides the recipe's length_upsampling for this source (false: none here)"),
   })
   .superRefine((source, ctx) => {
     if (!source.hf === !source.local) {
@@ -90,6 +99,14 @@ export const recipeSchema = z.strictObject({
       max_tokens: z.number().int().positive().optional(),
     })
     .default({ min_chars: 1, min_tokens: 0 }),
+  length_upsampling: z
+    .strictObject({
+      short_below: lengthUpsamplingFields.shape.short_below.default(4096),
+      keep_short: lengthUpsamplingFields.shape.keep_short.default(0.1),
+      mode: z.enum(["per_source"]).default("per_source").describe("per_source: each source downsampled on its own, so it keeps its weight (Fu et al. 2024)"),
+    })
+    .optional()
+    .describe("long-context mixtures: downsample short documents within each source, so long ones carry its share"),
   decontaminate: z
     .strictObject({
       tasks: z.array(z.string().min(1)).min(1).describe("benchmark tasks whose evaluation rows must not be trained on: shipped names (tasks/*.yaml) or paths relative to the recipe"),

@@ -77,5 +77,15 @@ export interface ManifestSource {
   target_tokens: number;
   share: number;
   target_share: number;
+  /** recipes with length_upsampling: short documents kept and dropped, and the token-length histogram before and after */
+  length_upsampling?: {
+    short_below: number;
+    keep_short: number;
+    short_documents: number;
+    short_kept: number;
+    documents_dropped: number;
+    before: { documents: Record<string, number>; tokens: Record<string, number> };
+    after: { documents: Record<string, number>; tokens: Record<string, number> };
+  };
 }
 
