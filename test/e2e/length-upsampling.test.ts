@@ -1,5 +1,5 @@
 /**
- * Length upsampling in a build: each source's short documents kept at exactly the share asked (rounded to a whole
+ * Length upsampling in a build (recipes/long-context-fixtures.yaml, the shipped long-context recipe's shape over the fixtures): each source's short documents kept at exactly the share asked (rounded to a whole
  * document) by a seeded choice, the counts and length histograms in the manifest and MIXTURE.md, and the same bytes
  * whatever the worker count, and for a single build and its partitions merged.
  */
@@ -10,27 +10,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runCli } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
-import { sharedHub } from "../helpers/paths.ts";
+import { repoRoot, sharedHub } from "../helpers/paths.ts";
 
-const RECIPE = `name: upsampled
-seed: 3
-sequence_length: 4096
-max_epochs: 4
-length_upsampling: { short_below: 256, keep_short: 0.25 }
-sources:
-  - name: en-prose
-    weight: 0.5
-    hf: { repo: fixture/en-prose, revision: main, files: ["data/train-*.parquet"] }
-  - name: code
-    weight: 0.2
-    hf: { repo: fixture/code, revision: main, files: ["data/train.jsonl.gz"] }
-    length_upsampling: false
-  - name: zh-poetry
-    weight: 0.3
-    hf: { repo: fixture/zh-poetry, revision: main, files: ["data/*.parquet"] }
-    text_column: content
-    length_upsampling: { keep_short: 0.5 }
-`;
 
 async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
@@ -44,8 +25,7 @@ describe("length upsampling", () => {
     server = await new HubServer({ root: sharedHub }).start();
     work = await mkdtemp(join(tmpdir(), "chuxin-upsampling-"));
     env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
-    recipe = join(work, "upsampled.yaml");
-    await writeFile(recipe, RECIPE);
+    recipe = join(repoRoot, "recipes", "long-context-fixtures.yaml");
   });
   after(async () => {
     await server?.stop();
@@ -98,9 +78,9 @@ describe("length upsampling", () => {
 
   it("refuses keep_short outside [0, 1] with its file:line:col, before any work", async () => {
     const bad = join(work, "bad.yaml");
-    await writeFile(bad, RECIPE.replace("keep_short: 0.25", "keep_short: 1.5"));
+    await writeFile(bad, (await readFile(recipe, "utf8")).replace("keep_short: 0.25", "keep_short: 1.5"));
     const r = await runCli(["build", bad, "--out", join(work, "bad")], { env });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /bad\.yaml:5:\d+: length_upsampling\.keep_short: .*(<=1|1)/);
+    assert.match(r.stderr, /bad\.yaml:8:\d+: length_upsampling\.keep_short: .*(<=1|1)/);
   });
 });
