@@ -43,7 +43,7 @@ export type PlanEvent =
   | { type: "stage"; stage: string; index: number; count: number; status: "start" | "resume" | "skip" | "done"; out: string }
   | { type: "stage_build"; stage: string; recipe: string; out: string };
 
-export interface PlanRunOptions extends Pick<TrainOptions, "shouldStop" | "benchmarks"> {
+export interface PlanRunOptions extends Pick<TrainOptions, "shouldStop"> {
   resume: boolean;
   device: TrainConfig["device"];
   threads?: number;
@@ -51,6 +51,8 @@ export interface PlanRunOptions extends Pick<TrainOptions, "shouldStop" | "bench
   onEvent: (e: TrainEvent | PlanEvent) => void;
   /** builds a recipe into a folder (the CLI supplies it with its progress rendering) */
   buildData: (recipe: string, out: string) => Promise<void>;
+  /** a stage's --eval-tasks scorer (the CLI supplies it from eval/, which train does not import); rank 0 alone */
+  benchmarksFor?: (config: TrainConfig) => Promise<TrainOptions["benchmarks"]>;
 }
 
 export async function readPlanLock(path: string): Promise<PlanLock | undefined> {
@@ -118,11 +120,12 @@ export async function runPlan(loaded: LoadedPlan, planDir: string, options: Plan
       const resume = (await listCheckpoints(out)).length > 0;
       options.onEvent({ type: "stage", stage: stage.name, index: stage.index, count, status: resume ? "resume" : "start", out });
       const config = await stageConfig(stage, out, planDir, finished, options);
+      const benchmarks = root && config.eval_tasks && config.eval_tasks_every > 0 ? await options.benchmarksFor?.(config) : undefined;
       await train(config, {
         resume,
         onEvent: options.onEvent,
         ...(options.shouldStop ? { shouldStop: options.shouldStop } : {}),
-        ...(options.benchmarks ? { benchmarks: options.benchmarks } : {}),
+        ...(benchmarks ? { benchmarks } : {}),
         world,
         modelGiven: stage.modelGiven,
       });

@@ -158,6 +158,7 @@ export async function checkChain(loaded: LoadedPlan, planDir: string): Promise<v
     const fail = (message: string): never => {
       throw new UsageError(`${stage.at}: stage '${stage.name}': ${message}`);
     };
+    if (stage.options.eval_tasks && !stage.options.eval_tasks_every) fail("eval_tasks needs eval_tasks_every (steps between runs)");
     let sequenceLength: number;
     if (stage.recipe) {
       if (!existsSync(stage.recipe)) fail(`its recipe ${stage.recipe} does not exist; fix the path in 'data'`);

@@ -237,6 +237,7 @@ describe("train --plan: stages, each from the last", () => {
       ["no-data.yaml", planText().replace(join(repoRoot, "recipes", "fixtures.yaml"), join(work, "missing-build")), /stage 'cooldown': its data .*missing-build is not a build \(no manifest\.json\); build it first/],
       ["typo.yaml", planText().replace("schedule: wsd", "schedul: wsd"), /typo\.yaml:\d+:\d+: .*unknown key 'schedul' — did you mean 'schedule'\?/],
       ["tokens.yaml", planText().replace("steps: 4", "tokens: 4Q"), /stages\[2\]\.tokens: "4Q" is not a token count/],
+      ["tasks.yaml", planText().replace("schedule: wsd", "schedule: wsd\n    eval_tasks: arc_easy"), /stage 'cooldown': eval_tasks needs eval_tasks_every \(steps between runs\)/],
     ];
     await mkdir(join(work, "plan-bad"), { recursive: true });
     await writeFile(join(work, "plan-bad", "tiny-256.yaml"), TINY_256);

@@ -39,6 +39,11 @@ export async function trainPlanCommand(a: TrainPlanArgs): Promise<void> {
         if (e.type === "stage") where = `in stage ${e.stage}`;
         if (root) renderer.onEvent(e);
       },
+      // A stage's --eval-tasks, prepared as train prepares them (the tasks are loaded, the data's tokenizer found).
+      benchmarksFor: async (config) =>
+        (await import("../../eval/during-training.ts")).trainingBenchmarks(config.eval_tasks, config.data, config.model_config, config.eval_limit, (message) => {
+          if (root) renderer.onEvent({ type: "note", message });
+        }),
       buildData: async (recipe, dataOut) => {
         // The build draws its own progress: the spinner pauses meanwhile.
         spinner?.stop();
