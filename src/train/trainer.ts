@@ -318,7 +318,8 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     }
     options.onEvent({ type: "done", step, out: runDir });
   } finally {
-    if (root) await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`, trainPoints)).catch(() => {});
+    // No curve for a run that never stepped (refused before its first step): nothing to draw, nothing to leave.
+    if (root && trainPoints.length > 0) await writeFileAtomic(join(runDir, "loss.svg"), lossCurveSvg(trainPoints, evalPoints, `${config.model} on ${manifest.recipe.name}`, trainPoints)).catch(() => {});
     await data.close();
     model.dispose();
   }
