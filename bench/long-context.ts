@@ -117,7 +117,11 @@ if (values.json) process.stdout.write(JSON.stringify(rows) + "\n");
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 const lines = ["| model | context | document | recompute | tok/s | s/token measured | s/token predicted | activations MiB | B/token | peak RSS MiB | RSS off the line |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"];
 const groups = new Map<string, Row[]>();
-for (const r of rows) groups.set(`${r.model} ${r.document === r.context ? "whole" : r.document} ${r.recompute}`, [...(groups.get(`${r.model} ${r.document === r.context ? "whole" : r.document} ${r.recompute}`) ?? []), r]);
+// Rows in the order they ran: a model's --doc documents (without, then with recompute), then whole rows.
+for (const [i, r] of rows.entries()) {
+  const key = `${r.model} ${r.recompute} ${Math.floor(i / values.contexts!.split(",").length)}`;
+  groups.set(key, [...(groups.get(key) ?? []), r]);
+}
 for (const group of groups.values()) {
   const base = group[0]!;
   // Least squares through (context, RSS).
