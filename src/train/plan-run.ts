@@ -83,6 +83,10 @@ function finishedStages(lock: PlanLock | undefined, loaded: LoadedPlan, lockPath
     if (stage.definitionSha256 !== entry.definition_sha256) {
       throw new UsageError(`${stage.at}: stage '${stage.name}' finished with another definition (${lockPath}); a finished stage cannot change — start the changed plan in a new --out`);
     }
+    // The next stage starts from this path: it must be the stage's own checkpoint, inside the plan folder.
+    if (typeof entry.checkpoint !== "string" || !new RegExp(`^${stage.name.replace(/\./g, "\\.")}/checkpoint-\\d+$`).test(entry.checkpoint)) {
+      throw new RuntimeFailure(`${lockPath}: stage '${entry.name}' names ${JSON.stringify(entry.checkpoint)} as its checkpoint, not one of ${entry.name}/checkpoint-*; the file was edited or damaged: restore it, or start the plan in a new --out`);
+    }
     done.set(entry.name, entry);
   }
   return done;

@@ -123,6 +123,16 @@ describe("train --plan: stages, each from the last", () => {
     const resumed = await runCli(["train", "--plan", join(work, "plan.yaml"), "--out", out, "--resume"], { env });
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stderr, /stage 3\/3 already finished: extend/);
+
+    // A lock edited to start a stage from outside the plan folder is refused, and the lock is left as it was.
+    const lockText = await readFile(join(out, "plan.lock.json"), "utf8");
+    const edited = JSON.parse(lockText);
+    edited.stages[0].checkpoint = "../elsewhere/checkpoint-0000006";
+    await writeFile(join(out, "plan.lock.json"), JSON.stringify(edited));
+    const tampered = await runCli(["train", "--plan", join(work, "plan.yaml"), "--out", out, "--resume"], { env });
+    assert.equal(tampered.code, 1);
+    assert.match(tampered.stderr, /plan\.lock\.json: stage 'pretrain' names "\.\.\/elsewhere\/checkpoint-0000006" as its checkpoint, not one of pretrain\/checkpoint-\*/);
+    await writeFile(join(out, "plan.lock.json"), lockText);
   });
 
   it("publish model PLAN_DIR: each stage on its branch, its checkpoints on <stage>-step-… branches, the last stage on main with a table of stages", async () => {
