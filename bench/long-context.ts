@@ -1,12 +1,14 @@
 /**
  * Training at long context on this machine's CPU: tokens/s and peak RSS against context, for the tiny and small
  * presets, with and without --recompute, each configuration in its own process (so its peak RSS is its own).
- *   node --import tsx bench/long-context.ts [--models tiny,small] [--contexts 4096,16384,65536] [--threads N]
+ *   node --import tsx bench/long-context.ts [--models tiny,small] [--contexts 4096,16384,65536] [--whole-contexts …] [--threads N]
  * Each row is one micro-batch of one sequence: a forward + backward + AdamW step, the median of --steps after a
  * warm-up. Documents are --doc tokens long (EOS-separated; the document mask keeps attention within them), and a
  * second set of rows has one document the whole context (plain causal attention), so the cost of attention and the
- * blocks the kernels skip under the mask both show. Predicted time per token scales the shortest context's by the
- * model's FLOPs per token there (6N + attention's 12·layers·hidden·mean keys attended); RSS is fitted to a + b·context
+ * blocks the kernels skip under the mask both show (--whole-contexts limits those rows: their cost is quadratic).
+ * Predicted time per token scales the shortest context's by the
+ * model's FLOPs per token there (6N + attention's 12·layers·hidden·mean keys attended), and the "no skip" column
+ * what it would be if the kernels computed every causal block of the row and masked it afterwards; RSS is fitted to a + b·context
  * and each point's distance from the line printed. Prints a Markdown table; --json for the rows.
  */
 import { spawnSync } from "node:child_process";
@@ -20,6 +22,7 @@ const { values } = parseArgs({
   options: {
     models: { type: "string", default: "tiny,small" },
     contexts: { type: "string", default: "4096,16384,65536" },
+    "whole-contexts": { type: "string" },
     doc: { type: "string", default: "4096" },
     steps: { type: "string", default: "2" },
     threads: { type: "string" },
@@ -41,6 +44,8 @@ interface Row {
   activation_bytes: number;
   peak_rss_bytes: number;
   flops_per_token: number;
+  /** the FLOPs per token if no masked block were skipped (every key before the token attended) */
+  flops_per_token_no_skip: number;
 }
 
 /** Mean keys a token attends to (itself included) when documents are `doc` long in a row of `context`. */
@@ -88,6 +93,7 @@ async function measure(spec: string): Promise<Row> {
     activation_bytes: activation,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     flops_per_token: flopsPerToken(model!, context, document),
+    flops_per_token_no_skip: flopsPerToken(model!, context, context),
   };
 }
 
@@ -97,17 +103,25 @@ if (values.one) {
 }
 
 const rows: Row[] = [];
+// Rows grouped as they ran (a model's --doc documents without, then with recompute, then whole rows): each group
+// has its own baseline and RSS line.
+const groups = new Map<string, Row[]>();
 const self = fileURLToPath(import.meta.url);
+const contexts = values.contexts!.split(",").map(Number);
+const wholeContexts = (values["whole-contexts"] ?? values.contexts!).split(",").map(Number);
 for (const model of values.models!.split(",")) {
   for (const document of [Number(values.doc), 0]) {
     for (const recompute of [false, true]) {
       if (document === 0 && recompute) continue; // one long document: the attention skip, measured without recompute
-      for (const context of values.contexts!.split(",").map(Number)) {
+      for (const context of document === 0 ? wholeContexts : contexts) {
         const doc = document === 0 ? context : Math.min(document, context);
         const r = spawnSync(process.execPath, ["--import", "tsx", self, "--one", `${model}:${context}:${doc}:${recompute ? 1 : 0}`, "--threads", String(threads), "--steps", String(steps)], { encoding: "utf8" });
         if (r.status !== 0) throw new Error(`${model} at ${context}: ${r.stderr}`);
-        rows.push(JSON.parse(r.stdout.trim().split("\n").pop()!));
-        process.stderr.write(`${model} ${context} doc ${doc}${recompute ? " recompute" : ""}: ${rows[rows.length - 1]!.tokens_per_s.toFixed(0)} tok/s\n`);
+        const row: Row = JSON.parse(r.stdout.trim().split("\n").pop()!);
+        rows.push(row);
+        const key = `${model} ${document} ${recompute}`;
+        groups.set(key, [...(groups.get(key) ?? []), row]);
+        process.stderr.write(`${model} ${context} doc ${doc}${recompute ? " recompute" : ""}: ${row.tokens_per_s.toFixed(0)} tok/s\n`);
       }
     }
   }
@@ -115,13 +129,10 @@ for (const model of values.models!.split(",")) {
 
 if (values.json) process.stdout.write(JSON.stringify(rows) + "\n");
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-const lines = ["| model | context | document | recompute | tok/s | s/token measured | s/token predicted | activations MiB | B/token | peak RSS MiB | RSS off the line |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"];
-const groups = new Map<string, Row[]>();
-// Rows in the order they ran: a model's --doc documents (without, then with recompute), then whole rows.
-for (const [i, r] of rows.entries()) {
-  const key = `${r.model} ${r.recompute} ${Math.floor(i / values.contexts!.split(",").length)}`;
-  groups.set(key, [...(groups.get(key) ?? []), r]);
-}
+const lines = [
+  "| model | context | document | recompute | tok/s | s/token measured | s/token predicted | s/token if no block were skipped | activations MiB | B/token | peak RSS MiB | RSS off the line |",
+  "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+];
 for (const group of groups.values()) {
   const base = group[0]!;
   // Least squares through (context, RSS).
@@ -130,9 +141,10 @@ for (const group of groups.values()) {
   for (const r of group) {
     const measured = 1 / r.tokens_per_s;
     const predicted = (1 / base.tokens_per_s) * (r.flops_per_token / base.flops_per_token);
+    const noSkip = (1 / base.tokens_per_s) * (r.flops_per_token_no_skip / base.flops_per_token);
     const fit = my + b * (r.context - mx);
     lines.push(
-      `| ${r.model} | ${r.context.toLocaleString("en-US")} | ${r.document === r.context ? "whole row" : r.document.toLocaleString("en-US")} | ${r.recompute ? "yes" : "no"} | ${r.tokens_per_s.toFixed(0)} | ${(measured * 1e6).toFixed(1)} µs | ${(predicted * 1e6).toFixed(1)} µs | ${mib(r.activation_bytes)} | ${(r.activation_bytes / r.context).toFixed(0)} | ${mib(r.peak_rss_bytes)} | ${((100 * (r.peak_rss_bytes - fit)) / fit).toFixed(1)}% |`,
+      `| ${r.model} | ${r.context.toLocaleString("en-US")} | ${r.document === r.context ? "whole row" : r.document.toLocaleString("en-US")} | ${r.recompute ? "yes" : "no"} | ${r.tokens_per_s.toFixed(0)} | ${(measured * 1e6).toFixed(1)} µs | ${(predicted * 1e6).toFixed(1)} µs | ${(noSkip * 1e6).toFixed(1)} µs | ${mib(r.activation_bytes)} | ${(r.activation_bytes / r.context).toFixed(0)} | ${mib(r.peak_rss_bytes)} | ${((100 * (r.peak_rss_bytes - fit)) / fit).toFixed(1)}% |`,
     );
   }
 }

@@ -145,6 +145,12 @@ int cx_clip_adamw_step(cx_model* model, const cx_adamw* hp, float max_norm, doub
 /* Backend memory the model holds now, in bytes: weights, gradients and optimizer state; activations (grow
  * with micro-batch × context, shrink with recompute) and their gradients. */
 void cx_model_memory(const cx_model* model, size_t* states, size_t* activations);
+/* Activation memory (buffers and the backend's batch-sized scratch) that a micro-batch of `tokens` tokens needs
+ * on this model's backend at this precision, with or without recompute: cx_model_memory's activations after such
+ * a step, plus the scratch the backend sizes by the batch. Linear in tokens. */
+size_t cx_model_activation_bytes(const cx_model* model, int64_t tokens, int precision, int recompute);
+/* The device's free and total memory in bytes; 0 where the backend cannot tell (the CPU: ask the OS). */
+int cx_model_device_memory(const cx_model* model, size_t* free_bytes, size_t* total_bytes);
 
 /* ---- Data parallelism: a communicator over a collective library joins R processes (ranks); a model attached
  * to one reduces its gradients across them (src/model/data_parallel.h). Every call on a communicator, and every

@@ -90,6 +90,10 @@ export interface NativeModel {
   ropeFrequencies(): { invFreq: Float64Array; scale: number };
   /** Backend memory held now, in bytes: weights + gradients + AdamW state, and activations (with their gradients). */
   memory(): { states: number; activations: number };
+  /** Activation memory a micro-batch of `tokens` tokens needs on this backend (linear in tokens); precision 0 bf16, 1 fp32. */
+  activationBytes(tokens: number, precision: 0 | 1, recompute: 0 | 1): number;
+  /** The device's free and total memory in bytes; null where the backend cannot tell (the CPU: ask the OS). */
+  deviceMemory(): { free: number; total: number } | null;
   dispose(): void;
 }
 

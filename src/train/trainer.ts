@@ -16,6 +16,7 @@ import { lossCurveSvg, writeBenchmarkCurves, type BenchmarkPoint } from "./plot.
 import { learningRate, type Schedule } from "./schedule.ts";
 import { loadInitWeights } from "./init-from.ts";
 import { prepareRun, SHARD_HASH_CACHE, type RunPlan } from "./prepare-run.ts";
+import { contextFit, type ContextFit } from "./memory-fit.ts";
 
 export type { TrainConfig } from "./options.ts";
 
@@ -23,7 +24,7 @@ export type TrainEvent =
   | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
   | { type: "step"; step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; eta_s: number }
   /** after the first step, when every buffer has its size: bytes of weights + gradients + AdamW state, and of activations */
-  | { type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number }
+  | ({ type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number } & ContextFit)
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
   /** --eval-tasks: each task's metrics on the current weights */
   | { type: "benchmarks"; step: number; tokens: number; tasks: Record<string, Record<string, number>> }
@@ -288,6 +289,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
           recompute: config.recompute,
           ranks: group.size,
           zero: group.parallel ? config.zero : 0,
+          ...contextFit(model, { tokens: config.micro_batch * T, precision: opts.precision, microBatch: config.micro_batch, ranksOnHost: group.world.localWorld }),
         });
       }
       const seconds = (performance.now() - started) / 1000;

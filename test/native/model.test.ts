@@ -130,6 +130,11 @@ describe("native model (CPU backend)", () => {
       const r = await m.forwardBackward(tokens, 2, 48, { ...bf16, recompute }, 0.01);
       const grads = m.tensors().map((_, i) => m.getTensor(1, i));
       const memory = m.memory();
+      // What the model predicts a step of this size holds is what it holds after one (the CPU has no batch-sized
+      // scratch), and the prediction is linear in tokens.
+      assert.equal(m.activationBytes(2 * 48, bf16.precision, recompute), memory.activations);
+      assert.equal(m.activationBytes(4 * 2 * 48, bf16.precision, recompute), 4 * memory.activations);
+      assert.equal(m.deviceMemory(), null);
       m.dispose();
       return { loss: r.lossSum, grads, memory };
     };

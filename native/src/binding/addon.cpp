@@ -64,6 +64,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("dataParallel", &Model::DataParallel),
                         InstanceMethod("replicasIdentical", &Model::ReplicasIdentical),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
+                        InstanceMethod("activationBytes", &Model::ActivationBytes), InstanceMethod("deviceMemory", &Model::DeviceMemory),
                         InstanceMethod("ropeFrequencies", &Model::RopeFrequencies),
                         InstanceMethod("dispose", &Model::Dispose)});
   }
@@ -338,6 +339,31 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Object out = Napi::Object::New(env);
     out.Set("states", Napi::Number::New(env, (double)states));
     out.Set("activations", Napi::Number::New(env, (double)activations));
+    return out;
+  }
+
+  /* activationBytes(tokens, precision, recompute) → bytes a micro-batch of that many tokens needs. */
+  Napi::Value ActivationBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || info[0].As<Napi::Number>().Int64Value() < 1) {
+      Napi::TypeError::New(env, "activationBytes(tokens >= 1, precision, recompute)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const size_t bytes = cx_model_activation_bytes(model_, info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(),
+                                                   info[2].As<Napi::Number>().Int32Value());
+    return Napi::Number::New(env, (double)bytes);
+  }
+
+  /* deviceMemory() → { free, total } in bytes, or null where the backend cannot tell (the CPU). */
+  Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    size_t free_b = 0, total_b = 0;
+    if (!cx_model_device_memory(model_, &free_b, &total_b)) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("free", Napi::Number::New(env, (double)free_b));
+    out.Set("total", Napi::Number::New(env, (double)total_b));
     return out;
   }
 

@@ -95,6 +95,14 @@ class CudaBackend final : public Backend {
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return "";
     return std::to_string(free_b >> 20) + " MB free of " + std::to_string(total_b >> 20) + " MB";
   }
+  bool memory_available(size_t* free_bytes, size_t* total_bytes) override {
+    return cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess;
+  }
+  /* The scratch buffer's users that grow with the batch: attention's backward row sums (one fp32 per token and
+   * head) and the norm's partial weight gradients; it holds the larger. */
+  size_t workspace_bytes(int64_t N, int64_t hidden, int64_t heads) const override {
+    return 4 * (size_t)std::max(N * heads, cuda::rmsnorm_backward_workspace(N, hidden));
+  }
 
  private:
   static void check_reference_head(int64_t D) {

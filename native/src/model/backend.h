@@ -140,6 +140,11 @@ class Backend {
 
   /* For out-of-memory messages: e.g. "1234 MB free of 81559 MB". */
   virtual std::string memory_info() { return ""; }
+  /* The device's free and total memory in bytes; false where the backend cannot tell (the host: ask the OS). */
+  virtual bool memory_available(size_t* free_bytes, size_t* total_bytes) { return (void)free_bytes, (void)total_bytes, false; }
+  /* Scratch memory a micro-batch of N tokens needs beyond the model's activation buffers (a workspace that grows
+   * with the batch), for a model of this width and head count. */
+  virtual size_t workspace_bytes(int64_t N, int64_t hidden, int64_t heads) const { return (void)N, (void)hidden, (void)heads, 0; }
 };
 
 /* In a backend's class: `CX_BACKEND_OPS(CX_OVERRIDE_OP)` declares every op, defined out of the class. */

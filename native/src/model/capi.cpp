@@ -332,4 +332,18 @@ void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
   if (activations) *activations = a;
 }
 
+size_t cx_model_activation_bytes(const cx_model* m, int64_t tokens, int precision, int recompute) {
+  const DType act = m->be->activation_dtype(precision == CX_BF16);
+  const int slots = recompute ? 1 : m->cfg.n_layers;
+  return plan_bytes(activation_plan(m->cfg, tokens, act, slots)) + m->be->workspace_bytes(tokens, m->cfg.hidden, m->cfg.n_heads);
+}
+
+int cx_model_device_memory(const cx_model* m, size_t* free_bytes, size_t* total_bytes) {
+  size_t f = 0, t = 0;
+  const bool known = m->be->memory_available(&f, &t);
+  if (free_bytes) *free_bytes = f;
+  if (total_bytes) *total_bytes = t;
+  return known ? 1 : 0;
+}
+
 }  // extern "C"

@@ -83,7 +83,7 @@ std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, DTy
           {&cx_model::targets, n, i32, "targets"}};
 }
 
-static size_t plan_bytes(const std::vector<ActivationBuffer>& plan) {
+size_t plan_bytes(const std::vector<ActivationBuffer>& plan) {
   size_t bytes = 0;
   for (const ActivationBuffer& a : plan) bytes += a.elements * cx::dtype_size(a.dtype);
   return bytes;

@@ -134,6 +134,7 @@ struct ActivationBuffer {
   const char* what;
 };
 std::vector<ActivationBuffer> activation_plan(const cx_config& c, int64_t N, DType activations, int slots);
+size_t plan_bytes(const std::vector<ActivationBuffer>& plan);
 
 void build_tensor_table(cx_model& m);
 void init_tensor(std::vector<float>& host, const TensorInfo& t, uint64_t seed, size_t index);
