@@ -8,7 +8,11 @@
  * training with gradient accumulation runs; the forward + backward rate alone is printed too.
  * First the per-op profile of a micro-step, with the cuBLASLt GEMMs' TFLOP/s (gpu_op_profile.cpp).
  *   chuxin_gpu_throughput [--shard shard.npy] [--rows docs|full] [--micro-batches 1,2,3,4] [--recompute-micro-batches 8]
- *                         [--accumulate 8] [--steps 3] [--config tiny]
+ *                         [--accumulate 8] [--steps 3] [--config tiny] [--context 4096] [--no-profile] [--largest]
+ * (--context: the row length, for long-context training; a model's positions reach it.)
+ * (--largest: also predict the longest context the GPU's free memory holds at micro-batch 1, with and without
+ * recomputation, from cx_model_activation_bytes, and run one recomputed step at that length to show it holds;
+ * --largest-at-most T runs that step at T instead where T is shorter: the CPU emulation's check of the path.)
  * (--recompute-micro-batches: a second sweep on a fresh model that recomputes each block in backward.)
  * (--config tiny: a 2-layer model with a 512-token vocabulary and 256-token rows, to try the program itself.)
  * With a shard, every row is its first 4096 tokens (the build's documents, cut at EOS); else documents of 300.
@@ -57,26 +61,82 @@ static void print_length_histogram(const std::string& what, const std::vector<in
   std::printf("\n");
 }
 
+/* The longest context at micro-batch 1, predicted from the activation plan against the GPU's free memory with the
+ * model's states in place (multiples of 1,024), then one recomputed step at the predicted length on 4,096-token
+ * documents (memory does not depend on the documents; time does) to show that it holds. */
+static bool longest_context(cx_config cfg, int eos, int at_most) {
+  cfg.max_seq = 1 << 30;
+  cx_model* m = nullptr;
+  cx_status st{};
+  if (cx_model_create(&cfg, "cuda", 0, &m, &st) || cx_model_init(m, 1, &st)) {
+    std::printf("FAIL the model on the GPU: %s\n", st.message);
+    return false;
+  }
+  size_t free_b = 0, total_b = 0;
+  cx_model_device_memory(m, &free_b, &total_b);
+  const double per_token = cx_model_activation_bytes(m, 1 << 20, CX_BF16, 0) / double(1 << 20);
+  const double per_token_recompute = cx_model_activation_bytes(m, 1 << 20, CX_BF16, 1) / double(1 << 20);
+  // What the rest of a step allocates besides activations (the LM head's logits chunk, cuBLASLt's workspace,
+  // AdamW's partial sums) is not in the plan: hold back 2 GiB for it.
+  const double usable = (double)free_b - 2.0 * (1 << 30);
+  const int longest = (int)std::min<double>(usable / per_token / 1024, 1 << 20) * 1024;
+  const int longest_recompute = (int)std::min<double>(usable / per_token_recompute / 1024, 1 << 20) * 1024;
+  std::printf("longest context at micro-batch 1: %.0f MiB free after the model states (%.0f MiB in all), activations %.0f B/token "
+              "(%.0f recomputed): %d tokens, %d with recomputation (2 GiB held back for the rest of a step)\n",
+              free_b / 1048576.0, total_b / 1048576.0, per_token, per_token_recompute, longest, longest_recompute);
+  const int T = at_most > 0 ? std::min(at_most, longest_recompute) : longest_recompute;
+  std::vector<int32_t> tokens((size_t)T);
+  for (int t = 0; t < T; t++) tokens[(size_t)t] = (t + 1) % 4096 == 0 ? eos : (int32_t)(((int64_t)t * 7919) % std::min(100000, cfg.vocab - 1));
+  const cx_run_options o{CX_BF16, 1, 1, 1, eos, 1};
+  double loss = 0, norm = 0;
+  int64_t count = 0;
+  const auto t0 = Clock::now();
+  const cx_adamw hp{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, 1};
+  const bool ok = cx_zero_grad(m, &st) == CX_OK && cx_forward_backward(m, tokens.data(), 1, T, &o, 1.f / T, 0, &loss, &count, &st) == CX_OK &&
+                  cx_clip_adamw_step(m, &hp, 1.f, &norm, &st) == CX_OK;
+  size_t after_free = 0;
+  cudaMemGetInfo(&after_free, &total_b);
+  if (ok)
+    std::printf("a recomputed step at %d tokens holds: %.1f s, %.1f GiB of GPU memory in use, loss %.4f\n", T, seconds_since(t0),
+                (double)(total_b - after_free) / (1 << 30), loss / std::max<int64_t>(count, 1));
+  else
+    std::printf("FAIL a recomputed step at %d tokens: %s\n", T, st.message);
+  cx_model_free(m);
+  return ok;
+}
+
 int main(int argc, char** argv) {
   std::string shard;
   std::vector<int> micro_batches{1, 2, 3, 4}, recompute_micro_batches;
-  int steps = 3, accumulate = 8;
-  bool tiny = false, full_rows = false;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  int steps = 3, accumulate = 8, context = 4096, largest_at_most = 0;
+  bool tiny = false, full_rows = false, profile = true, largest = false;
+  for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
-    if (a == "--shard") shard = argv[i + 1];
+    if (a == "--no-profile") {
+      profile = false;
+      continue;
+    }
+    if (a == "--largest") {
+      largest = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    if (a == "--context") context = std::atoi(argv[i + 1]);
+    else if (a == "--largest-at-most") largest_at_most = std::atoi(argv[i + 1]);
+    else if (a == "--shard") shard = argv[i + 1];
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else if (a == "--accumulate") accumulate = std::max(1, std::atoi(argv[i + 1]));
     else if (a == "--config") tiny = std::string(argv[i + 1]) == "tiny";
     else if (a == "--micro-batches") micro_batches = parse_list(argv[i + 1]);
     else if (a == "--recompute-micro-batches") recompute_micro_batches = parse_list(argv[i + 1]);
     else if (a == "--rows") full_rows = std::string(argv[i + 1]) == "full";
+    i++;
   }
 #ifdef CX_GPU_CHECK_EMULATED
   setenv("CHUXIN_CUBLASLT", CX_EMULATED_CUBLASLT, 1);
   std::printf("under the CPU emulation of CUDA: timings mean nothing here\n");
 #endif
-  const int T = tiny ? 256 : 4096, L = tiny ? 2 : 24, C = tiny ? 64 : 2048, F = tiny ? 172 : 5632, V = tiny ? 512 : 102400, H = tiny ? 4 : 32;
+  const int T = tiny ? 256 : context, L = tiny ? 2 : 24, C = tiny ? 64 : 2048, F = tiny ? 172 : 5632, V = tiny ? 512 : 102400, H = tiny ? 4 : 32;
   std::vector<int32_t> row(T);
   if (!shard.empty()) {
     std::string err;
@@ -118,7 +178,7 @@ int main(int argc, char** argv) {
   std::printf("row: %d tokens, %.0f documents, mean length %.0f, attention pairs %.3g (%.1f%% of causal)\n", T, docs, T / docs, pairs,
               100 * pairs / (T * (T + 1.0) / 2));
   print_length_histogram("the row's documents", row, T, eos);
-  op_profile(ProfileDims{L, C, H, F, V, T}, row, eos);
+  if (profile) op_profile(ProfileDims{L, C, H, F, V, T}, row, eos);
 
   const double matmul_params = L * (4.0 * C * C + 3.0 * C * F) + (double)V * C;  // blocks + LM head
   const cx_config cfg{L, C, H, F, V, T, 10000.f, 1e-5f};
@@ -186,7 +246,8 @@ int main(int argc, char** argv) {
     }
     cx_model_free(m);
   }
-  if (best_mb == 0) return 1;
+  if (largest && !longest_context(cfg, eos, largest_at_most)) return 1;
+  if (best_mb == 0) return largest && micro_batches.empty() && recompute_micro_batches.empty() ? 0 : 1;
   std::printf("ours best: micro-batch %d x %d per step%s, %.0f tokens/s, MFU %.1f%%%s\n", std::abs(best_mb), accumulate,
               best_mb < 0 ? " with recomputation" : "", best_tps, 100 * best_mfu, full_rows ? " (full rows)" : "");
   return 0;
