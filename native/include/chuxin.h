@@ -179,6 +179,9 @@ int cx_comm_reduce_scatter_host(cx_comm* comm, float* data, const size_t* counts
 int cx_comm_all_gather_host(cx_comm* comm, float* data, const size_t* counts, cx_status* status);
 int cx_comm_broadcast_host(cx_comm* comm, void* data, size_t bytes, int root, cx_status* status);
 int cx_comm_barrier(cx_comm* comm, cx_status* status);
+/* Point-to-point in host memory (ring attention's step): sends send_bytes to rank `to` while receiving
+ * recv_bytes from rank `from`; the peers' calls match in the order they are made. */
+int cx_comm_exchange_host(cx_comm* comm, const void* send, size_t send_bytes, int to, void* recv, size_t recv_bytes, int from, cx_status* status);
 
 /* Attaches the model to comm (which must outlive it). zero 1: ZeRO-1 (gradients reduce-scattered, this rank
  * keeps 1/R of the AdamW moments and, from the first step on, of the fp32 master weights; the updated compute
@@ -187,6 +190,14 @@ int cx_comm_barrier(cx_comm* comm, cx_status* status);
  * cx_tensor_get of CX_ADAM_M / CX_ADAM_V (and of CX_PARAM once sharded) is collective (gathered) while
  * cx_tensor_set of the moments stores this rank's share. */
 int cx_model_data_parallel(cx_model* model, cx_comm* comm, int zero, cx_status* status);
+/* Context parallelism: every sequence of a batch is split over a ring of `size` ranks (adjacent ranks of comm:
+ * rank / size is the ring, rank % size its member), each holding 2 of its 2·size equal chunks (zigzag: chunks r
+ * and 2·size−1−r), and attention runs as ring attention (src/model/context_parallel.h). Each member passes the
+ * whole rows to cx_forward_backward and cx_forward_losses (T divisible by 2·size) and gets its own tokens' loss
+ * sum and count, or its positions' losses in place with 0 at the others; the gradients are summed over the world
+ * as cx_model_data_parallel does (attach that too when size < the world, or for size > 1). Generation and logits
+ * are refused. comm may be null for a ring of 1. */
+int cx_model_context_parallel(cx_model* model, cx_comm* comm, int size, cx_status* status);
 /* Collective: whether every rank holds the same weights, bit for bit (the fp32 masters, or the compute copy once the
  * masters are sharded); digest: this rank's 64-bit hash of them. */
 int cx_model_replicas_identical(cx_model* model, int* identical, uint64_t* digest, cx_status* status);

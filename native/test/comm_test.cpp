@@ -4,7 +4,9 @@
  *   chuxin_comm_test [PORT]   (default: a port from the process id) */
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <numeric>
@@ -96,6 +98,135 @@ CX_CHECK(comm_collectives, "gloo collectives on 1, 2 and 3 ranks") {
       });
       if (!error.empty()) throw std::runtime_error(error);
       report("gloo: " + std::to_string(world) + " ranks, " + std::to_string(n) + " elements", *std::max_element(worst.begin(), worst.end()), 0);
+    }
+  }
+}
+
+/* Ring steps as ring attention takes them: each rank sends its block to the next and receives the previous one's,
+ * several times in a row (a block goes round the whole ring), with the sizes a ring uses (equal) and unequal
+ * ones (a key/value block and its gradients travel together, or alone on the way back). */
+CX_CHECK(comm_exchange, "gloo point-to-point exchange around a ring of 1, 2 and 3 ranks") {
+  for (int world : {1, 2, 3}) {
+    std::vector<int> wrong((size_t)world, 0);
+    const std::string err = on_ranks(world, [&](int r, cx_comm* comm) {
+      cx_status st{};
+      std::vector<float> held(1000), incoming(1000);
+      for (size_t i = 0; i < held.size(); i++) held[i] = (float)(r * 10000 + (int)i);
+      const int next = (r + 1) % world, previous = (r + world - 1) % world;
+      for (int step = 1; step <= world; step++) {
+        ok_or_throw(cx_comm_exchange_host(comm, held.data(), held.size() * 4, next, incoming.data(), incoming.size() * 4, previous, &st), st);
+        held.swap(incoming);
+        // After `step` steps this rank holds the block of rank r - step.
+        const int owner = ((r - step) % world + world) % world;
+        for (size_t i = 0; i < held.size(); i++) wrong[(size_t)r] += held[i] != (float)(owner * 10000 + (int)i);
+      }
+      // Unequal sizes in the two directions: this rank sends r + 1 values and receives previous + 1.
+      std::vector<double> out((size_t)r + 1, r), in((size_t)previous + 1, -1);
+      ok_or_throw(cx_comm_exchange_host(comm, out.data(), out.size() * 8, next, in.data(), in.size() * 8, previous, &st), st);
+      for (double x : in) wrong[(size_t)r] += x != previous;
+    });
+    int bad = 0;
+    for (int w : wrong) bad += w;
+    report("exchange around a ring of " + std::to_string(world) + (err.empty() ? "" : " (" + err + ")"), err.empty() ? bad : 1, 0);
+  }
+}
+
+/* Context parallelism against one rank: the tiny model's losses, gradient norms, first gradients and weights
+ * after two AdamW steps on two rows (documents crossing the chunk edges in row 0, one document the whole row 1;
+ * then the document mask off), on rings of 2 and 4 ranks and on 2 rings of 2 (data-parallel over the rings).
+ * fp32 throughout: the ring merges each query's softmax from blocks (log-sum-exp) and sums the keys' gradients in
+ * another order, so the results agree to fp32 rounding, not bit for bit: losses and norms to 1e-6 and the first
+ * step's gradient to 1e-6 of its norm. The weights get a looser bound, 2e-3 of what two steps can move them
+ * (lr · steps): AdamW divides each gradient element by its own magnitude, so an element whose gradient is near
+ * zero turns its rounding into a visible share of its step. */
+CX_CHECK(context_parallel, "a sequence split over a ring gives one rank's trajectory") {
+  const cx_config cfg{2, 32, 2, 64, 128, 64, 10000.f, 1e-5f};
+  constexpr int B = 2, T = 64, kEos = 127, kSteps = 2;
+  std::vector<int32_t> tokens((size_t)B * T);
+  for (size_t i = 0; i < tokens.size(); i++) tokens[i] = (int32_t)((i * 37 + 11) % 120);
+  for (int t : {5, 21, 40}) tokens[(size_t)t] = kEos;  // row 0: documents 0-5, 6-21, 22-40, 41-63
+  struct Result {
+    std::vector<double> losses, norms;
+    std::vector<float> weights, first_gradient;
+  };
+  auto all_tensors = [](cx_model* m, int kind) {
+    std::vector<float> all;
+    cx_status st{};
+    for (int i = 0; i < cx_tensor_count(m); i++) {
+      int64_t rows_i = 0, cols = 0;
+      cx_tensor_shape(m, i, &rows_i, &cols);
+      std::vector<float> w((size_t)(rows_i * cols));
+      ok_or_throw(cx_tensor_get(m, kind, i, w.data(), &st), st);
+      all.insert(all.end(), w.begin(), w.end());
+    }
+    return all;
+  };
+  // Steps of the rows [first, first + rows), the gradient scaled by the whole batch's targets.
+  auto train = [&](cx_model* m, cx_comm* comm, int first, int rows, int doc_mask) {
+    Result out;
+    cx_status st{};
+    const cx_run_options o{CX_FP32, doc_mask, doc_mask, 1, kEos, 0};
+    std::vector<uint8_t> mask((size_t)B * T);
+    ok_or_throw(cx_target_mask(tokens.data(), B, T, &o, mask.data(), &st), st);
+    const double targets = std::accumulate(mask.begin(), mask.end(), 0.0);
+    for (int step = 1; step <= kSteps; step++) {
+      ok_or_throw(cx_zero_grad(m, &st), st);
+      double loss = 0;
+      int64_t count = 0;
+      ok_or_throw(cx_forward_backward(m, tokens.data() + (size_t)first * T, rows, T, &o, (float)(1 / targets), 0, &loss, &count, &st), st);
+      double sums[2] = {loss, (double)count};
+      if (comm) ok_or_throw(cx_comm_all_reduce_host(comm, sums, 2, &st), st);
+      const cx_adamw hp{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, step};
+      double norm = 0;
+      ok_or_throw(cx_clip_adamw_step(m, &hp, 1.f, &norm, &st), st);
+      out.losses.push_back(sums[0] / sums[1]);
+      out.norms.push_back(norm);
+      if (step == 1) out.first_gradient = all_tensors(m, CX_GRAD);  // summed over the ranks by then
+    }
+    out.weights = all_tensors(m, CX_PARAM);
+    return out;
+  };
+  auto fresh = [&] {
+    cx_model* m = nullptr;
+    cx_status st{};
+    ok_or_throw(cx_model_create(&cfg, "cpu", 1, &m, &st), st);
+    ok_or_throw(cx_model_init(m, 7, &st), st);
+    return m;
+  };
+  for (int doc_mask : {1, 0}) {
+    cx_model* single = fresh();
+    const Result want = train(single, nullptr, 0, B, doc_mask);
+    cx_model_free(single);
+    for (auto [world, ring] : {std::pair{2, 2}, std::pair{4, 4}, std::pair{4, 2}}) {
+      std::vector<Result> got((size_t)world);
+      const std::string error = on_ranks(world, [&](int r, cx_comm* comm) {
+        cx_status st{};
+        cx_model* m = fresh();
+        ok_or_throw(cx_model_data_parallel(m, comm, 0, &st), st);
+        ok_or_throw(cx_model_context_parallel(m, comm, ring, &st), st);
+        const int rings = world / ring, rows = B / rings;  // each ring takes its rows of the batch
+        got[(size_t)r] = train(m, comm, (r / ring) * rows, rows, doc_mask);
+        cx_model_free(m);
+      });
+      if (!error.empty()) throw std::runtime_error(error);
+      double loss = 0, norm = 0, weight = 0, gradient = 0;
+      double reference = 0;
+      for (float x : want.first_gradient) reference += (double)x * x;
+      for (const Result& g : got) {
+        double diff = 0;
+        for (size_t i = 0; i < want.first_gradient.size(); i++) diff += std::pow((double)g.first_gradient[i] - want.first_gradient[i], 2);
+        gradient = std::max(gradient, std::sqrt(diff / reference));
+        for (int s = 0; s < kSteps; s++) {
+          loss = std::max(loss, std::fabs(g.losses[(size_t)s] - want.losses[(size_t)s]) / want.losses[(size_t)s]);
+          norm = std::max(norm, std::fabs(g.norms[(size_t)s] - want.norms[(size_t)s]) / want.norms[(size_t)s]);
+        }
+        for (size_t i = 0; i < want.weights.size(); i++) weight = std::max(weight, (double)std::fabs(g.weights[i] - want.weights[i]));
+      }
+      const std::string tag = std::to_string(world / ring) + " ring(s) of " + std::to_string(ring) + (doc_mask ? ", documents" : ", no document mask");
+      report("context parallel loss, " + tag, loss, 1e-6);
+      report("context parallel gradient norm, " + tag, norm, 1e-6);
+      report("context parallel first gradient (|diff| / |g|), " + tag, gradient, 1e-6);
+      report("context parallel weights (|diff| / (lr · steps)), " + tag, weight / (1e-2 * kSteps), 2e-3);
     }
   }
 }

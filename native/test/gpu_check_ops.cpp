@@ -199,6 +199,59 @@ CX_CHECK(attention, "attention within documents", Op::attention_forward, Op::att
   });
 }
 
+/* Ring attention's pieces on one row of the batch's documents (0-29, 30-69, 70-95): a block of queries against
+ * an earlier block of keys (queries 70 and 71 see none of them: an empty row) and against its own positions,
+ * merged by log-sum-exp; then the backward of both from the merged output. */
+CX_CHECK(attention_blocks, "ring attention's blocks at offsets", Op::attention_block_forward, Op::attention_block_backward,
+         Op::attention_combine) {
+  each_precision([](const Precision& p) {
+    const bool A = p.bf16;
+    const int64_t Tc = 24, qa = 48, pairs[2] = {24, 48};  // queries [48, 72); key blocks [24, 48) and [48, 72)
+    const Batch batch;
+    IntPair s(cpu, gpu, std::vector<int32_t>(batch.start.begin() + qa, batch.start.begin() + qa + Tc));
+    Pair q(cpu, gpu, Tc * C, A), k(cpu, gpu, Tc * C, A), v(cpu, gpu, Tc * C, A), go(cpu, gpu, Tc * C, A);
+    Pair acc(cpu, gpu, Tc * C), acc_lse(cpu, gpu, H * Tc), o(cpu, gpu, Tc * C), lse(cpu, gpu, H * Tc), final_out(cpu, gpu, Tc * C, A);
+    Pair dq(cpu, gpu, Tc * C), dk(cpu, gpu, Tc * C), dv(cpu, gpu, Tc * C);
+    q.set(rounded(randn(Tc * C), p.bf16));
+    go.set(rounded(randn(Tc * C), p.bf16));
+    acc.set(std::vector<float>(Tc * C, 0.f));
+    acc_lse.set(std::vector<float>(H * Tc, -INFINITY));
+    std::vector<std::vector<float>> keys, values;
+    for (int64_t ka : pairs) {
+      keys.push_back(rounded(randn(Tc * C), p.bf16));
+      values.push_back(rounded(randn(Tc * C), p.bf16));
+      k.set(keys.back());
+      v.set(values.back());
+      o.poison();
+      lse.poison();
+      cpu->attention_block_forward(o.c, lse.c, q.c, k.c, v.c, s.c, qa, ka, Tc, Tc, H, D);
+      gpu->attention_block_forward(o.g, lse.g, q.g, k.g, v.g, s.g, qa, ka, Tc, Tc, H, D);
+      const std::string at = " keys at " + std::to_string(ka) + p.tag;
+      report("attention_block_forward out" + at, o.diff(), p.tol);
+      report("attention_block_forward lse" + at, lse.diff(), 1e-5);
+      cpu->attention_combine(acc.c, acc_lse.c, o.c, lse.c, Tc, H, D);
+      gpu->attention_combine(acc.g, acc_lse.g, o.g, lse.g, Tc, H, D);
+      report("attention_combine out" + at, acc.diff(), p.tol);
+      report("attention_combine lse" + at, acc_lse.diff(), 1e-5);
+    }
+    cpu->copy_round(final_out.c, acc.c, Tc * C, p.bf16);
+    gpu->copy_round(final_out.g, acc.g, Tc * C, p.bf16);
+    dq.set(std::vector<float>(Tc * C, 0.f));
+    for (size_t b = 0; b < 2; b++) {
+      k.set(keys[b]);
+      v.set(values[b]);
+      dk.set(std::vector<float>(Tc * C, 0.f));
+      dv.set(std::vector<float>(Tc * C, 0.f));
+      cpu->attention_block_backward(dq.c, dk.c, dv.c, go.c, final_out.c, acc_lse.c, q.c, k.c, v.c, s.c, qa, pairs[b], Tc, Tc, H, D);
+      gpu->attention_block_backward(dq.g, dk.g, dv.g, go.g, final_out.g, acc_lse.g, q.g, k.g, v.g, s.g, qa, pairs[b], Tc, Tc, H, D);
+      const std::string at = " keys at " + std::to_string(pairs[b]) + p.tag;
+      report("attention_block_backward dk" + at, dk.diff(), p.bf16 ? p.tol : 1e-4);
+      report("attention_block_backward dv" + at, dv.diff(), p.bf16 ? p.tol : 1e-4);
+    }
+    report("attention_block_backward dq, summed" + p.tag, dq.diff(), p.bf16 ? p.tol : 1e-4);
+  });
+}
+
 CX_CHECK(attention_cached, "attention over a key/value cache (generation)", Op::attention_cached) {
   each_precision([](const Precision& p) {
     const bool bf16 = p.bf16, A = bf16;

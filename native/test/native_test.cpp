@@ -140,6 +140,46 @@ CX_CHECK(attention, "attention", Op::attention_forward, Op::attention_backward) 
   }
 }
 
+/* Ring attention's pieces put back together: a row cut into 4 chunks, every (query chunk, key chunk) pair run as a
+ * block at its offsets and merged by log-sum-exp, gives the whole row's attention; the blocks' backward, from the
+ * merged output, sums to the whole row's gradients. Documents cross the chunk edges (0-19, 20-49, 50-63). */
+CX_CHECK(attention_blocks, "attention in blocks at offsets equals the whole row's", Op::attention_block_forward, Op::attention_block_backward,
+         Op::attention_combine) {
+  constexpr int64_t RT = 64, Tc = 16, AC = H * 32, AD = 32;
+  std::mt19937 r(99);
+  auto q = randn(RT * AC, r), k = randn(RT * AC, r), v = randn(RT * AC, r), dout = randn(RT * AC, r);
+  std::vector<int32_t> start(RT);
+  for (int64_t i = 0; i < RT; i++) start[(size_t)i] = i < 20 ? 0 : i < 50 ? 20 : 50;
+  std::vector<float> out(RT * AC), lse(H * RT), dq(RT * AC), dk(RT * AC), dv(RT * AC);
+  be()->attention_forward(t(out), t(lse), t(q), t(k), t(v), t(start), 1, RT, H, AD, false);
+  be()->attention_backward(t(dq), t(dk), t(dv), t(dout), t(out), t(lse), t(q), t(k), t(v), t(start), 1, RT, H, AD, false);
+  auto chunk = [&](std::vector<float>& x, int64_t c) { return cx::host_tensor(x.data() + c * Tc * AC, Tc * AC); };
+  auto starts = [&](int64_t c) { return cx::host_tensor(start.data() + c * Tc, Tc); };
+  double out_err = 0, lse_err = 0, dq_err = 0, dkv_err = 0;
+  std::vector<float> bdk(RT * AC, 0.f), bdv(RT * AC, 0.f);
+  for (int64_t qc = 0; qc < RT / Tc; qc++) {
+    std::vector<float> acc(Tc * AC, 0.f), acc_lse(H * Tc, -INFINITY), o(Tc * AC), l(H * Tc);
+    for (int64_t kc = RT / Tc - 1; kc >= 0; kc--) {  // any order: the merge does not depend on it
+      be()->attention_block_forward(t(o), t(l), chunk(q, qc), chunk(k, kc), chunk(v, kc), starts(qc), qc * Tc, kc * Tc, Tc, Tc, H, AD);
+      be()->attention_combine(t(acc), t(acc_lse), t(o), t(l), Tc, H, AD);
+    }
+    for (int64_t x = 0; x < Tc * AC; x++) out_err = std::max(out_err, (double)std::fabs(acc[x] - out[qc * Tc * AC + x]));
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < Tc; i++) lse_err = std::max(lse_err, (double)std::fabs(acc_lse[h * Tc + i] - lse[h * RT + qc * Tc + i]));
+    std::vector<float> bdq(Tc * AC, 0.f);
+    for (int64_t kc = 0; kc < RT / Tc; kc++)
+      be()->attention_block_backward(t(bdq), chunk(bdk, kc), chunk(bdv, kc), chunk(dout, qc), t(acc), t(acc_lse), chunk(q, qc), chunk(k, kc),
+                                     chunk(v, kc), starts(qc), qc * Tc, kc * Tc, Tc, Tc, H, AD);
+    for (int64_t x = 0; x < Tc * AC; x++) dq_err = std::max(dq_err, (double)std::fabs(bdq[x] - dq[qc * Tc * AC + x]));
+  }
+  for (int64_t x = 0; x < RT * AC; x++) dkv_err = std::max({dkv_err, (double)std::fabs(bdk[x] - dk[x]), (double)std::fabs(bdv[x] - dv[x])});
+  // Both sides are fp32 with the same exp; the merge reorders sums, so agreement is to fp32 rounding.
+  report("attention blocks merged: out", out_err, 1e-5);
+  report("attention blocks merged: lse", lse_err, 1e-5);
+  report("attention blocks backward: dq", dq_err, 1e-5);
+  report("attention blocks backward: dk, dv", dkv_err, 1e-5);
+}
+
 CX_CHECK(swiglu, "swiglu", Op::swiglu_forward, Op::swiglu_backward) {
   auto g = randn(N * F, rng), u = randn(N * F, rng), proj = randn(N * F, rng);
   std::vector<float> out(N * F), dg(N * F), du(N * F);

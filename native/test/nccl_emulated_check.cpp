@@ -89,6 +89,23 @@ cx_comm* join(int rank, int ranks, int port, int device = 0, int timeout_ms = 60
   return comm;
 }
 
+/* Point-to-point as ring attention uses it (ncclSend and ncclRecv in one group): each rank sends a block to the
+ * next and receives the previous one's, round the whole ring; "" or what differed. */
+std::string ring_exchange(cx::Communicator* c, int rank, int ranks) {
+  const int next = (rank + 1) % ranks, previous = (rank + ranks - 1) % ranks;
+  std::vector<float> held(257), incoming(257);
+  for (size_t i = 0; i < held.size(); i++) held[i] = (float)(rank * 1000 + (int)i);
+  std::string problems;
+  for (int step = 1; step <= ranks; step++) {
+    c->exchange(held.data(), held.size() * 4, next, incoming.data(), incoming.size() * 4, previous);
+    held.swap(incoming);
+    const int owner = ((rank - step) % ranks + ranks) % ranks;
+    for (size_t i = 0; i < held.size(); i++)
+      if (held[i] != (float)(owner * 1000 + (int)i)) return " exchange (step " + std::to_string(step) + ")";
+  }
+  return problems;
+}
+
 /* The communicator alone: each collective's result checked on every rank; "ok" or what differed. */
 std::string collectives(int rank, int ranks, int port) {
   cx_comm* comm = join(rank, ranks, port);
@@ -133,6 +150,7 @@ std::string collectives(int rank, int ranks, int port) {
   c->broadcast(bytes, sizeof bytes, 1);
   if (std::string(bytes) != "from rank one") problems += " broadcast";
   c->barrier();
+  problems += ring_exchange(c, rank, ranks);
   // The C API's _host collectives take host memory, which NCCL cannot reduce: refused before any rank waits.
   cx_status st{};
   const size_t three[3] = {1, 1, 1};
@@ -240,8 +258,17 @@ int main(int argc, char** argv) {
            if (*version) setenv("CHUXIN_EMULATED_NCCL_VERSION", version, 1);
            return collectives(r, 3, port);
          }))
-      expect(line == "ok nccl", "nccl, " + how + ": reduce-scatter, all-gather (even, with a remainder, uneven), all-reduce, host sums, broadcast, barrier on 3 ranks", line);
+      expect(line == "ok nccl", "nccl, " + how + ": reduce-scatter, all-gather (even, with a remainder, uneven), all-reduce, host sums, broadcast, barrier, exchange on 3 ranks", line);
   }
+  // Point-to-point on rings of 1 (a rank to itself) and 2.
+  for (int ranks : {1, 2})
+    for (const std::string& line : on_ranks(ranks, [&](int r, int port) {
+           cx_comm* comm = join(r, ranks, port);
+           const std::string problems = ring_exchange(cx_comm_impl(comm), r, ranks);
+           cx_comm_free(comm);
+           return problems.empty() ? std::string("ok") : "differ" + problems;
+         }))
+      expect(line == "ok", "nccl: send/recv round a ring of " + std::to_string(ranks), line);
 
   // A rank that never comes: the others give up joining within the timeout instead of waiting forever.
   const auto alone = on_ranks(1, [](int r, int port) -> std::string {

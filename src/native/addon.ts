@@ -83,6 +83,12 @@ export interface NativeModel {
   /** Attaches the model to a communicator (cx_model_data_parallel): zero 1 shards the AdamW moments (ZeRO-1), 0
    * all-reduces. The moments are zeroed; from then on clipAdamwStep and getTensor of the moments are collective. */
   dataParallel(comm: Communicator, zero: 0 | 1): void;
+  /**
+   * Splits every sequence over a ring of `size` adjacent ranks (zigzag chunks, ring attention). Each member passes
+   * the whole rows; forwardBackward gives its own tokens' loss sum and count, forwardLosses its positions' losses
+   * in place and 0 at the others. Generation and logits are refused. comm may be null for a ring of 1.
+   */
+  contextParallel(comm: Communicator | null, size: number): void;
   /** Collective: whether every rank holds the same fp32 weights bit for bit, and this rank's 64-bit digest of them. */
   replicasIdentical(): Promise<{ identical: boolean; digest: string }>;
   backend(): string;

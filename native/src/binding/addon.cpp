@@ -62,6 +62,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("gradNorm", &Model::GradNorm), InstanceMethod("adamwStep", &Model::AdamwStep),
                         InstanceMethod("clipAdamwStep", &Model::ClipAdamwStep),
                         InstanceMethod("dataParallel", &Model::DataParallel),
+                        InstanceMethod("contextParallel", &Model::ContextParallel),
                         InstanceMethod("replicasIdentical", &Model::ReplicasIdentical),
                         InstanceMethod("backend", &Model::BackendName), InstanceMethod("memory", &Model::Memory),
                         InstanceMethod("activationBytes", &Model::ActivationBytes), InstanceMethod("deviceMemory", &Model::DeviceMemory),
@@ -391,6 +392,20 @@ class Model : public Napi::ObjectWrap<Model> {
     if (!comm) return env.Undefined();
     cx_status st{0, ""};
     return Sync(env, cx_model_data_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
+  }
+
+  /* contextParallel(comm | null, size): cx_model_context_parallel. The communicator must outlive the model. */
+  Napi::Value ContextParallel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    cx_comm* comm = nullptr;
+    if (!info[0].IsNull() && !(comm = cx_binding::comm_handle(info[0]))) return env.Undefined();
+    if (!info[1].IsNumber()) {
+      Napi::TypeError::New(env, "contextParallel(comm | null, size)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    cx_status st{0, ""};
+    return Sync(env, cx_model_context_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
   }
 
   /* replicasIdentical() → {identical, digest (hex)}: collective. */

@@ -92,4 +92,13 @@ int cx_comm_barrier(cx_comm* c, cx_status* status) {
   return guarded(status, [&] { c->impl->barrier(); });
 }
 
+int cx_comm_exchange_host(cx_comm* c, const void* send, size_t send_bytes, int to, void* recv, size_t recv_bytes, int from, cx_status* status) {
+  return guarded(status, [&] {
+    host_memory_only(c, "cx_comm_exchange_host");
+    const int world = c->impl->world();
+    if (to < 0 || to >= world || from < 0 || from >= world) fail(CX_INVALID_ARGUMENT, "exchange peers %d and %d are not both ranks of %d", to, from, world);
+    c->impl->exchange(send, send_bytes, to, recv, recv_bytes, from);
+  });
+}
+
 }  // extern "C"

@@ -105,6 +105,11 @@ class Communicator {
   virtual void all_reduce_host(float* data, size_t n) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  /* Point-to-point, for ring attention: sends send_bytes at `send` to rank `to` while receiving recv_bytes into
+   * `recv` from rank `from`, in the fp32 collectives' memory (host for gloo, the device for NCCL). Only the peers
+   * take part: on a ring every member calls it together (to = next, from = previous), and the pairs' calls
+   * match in the order they are made. A rank may send to and receive from itself (a ring of one). */
+  virtual void exchange(const void* send, size_t send_bytes, int to, void* recv, size_t recv_bytes, int from) = 0;
 
  protected:
   /* What each collective of an implementation runs its work through. */

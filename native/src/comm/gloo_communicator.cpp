@@ -11,12 +11,15 @@
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <numeric>
+#include <string>
+#include <vector>
 #include <stdexcept>
 
 #include "communicator.h"
@@ -103,6 +106,30 @@ class GlooCommunicator : public Communicator {
     });
   }
 
+  void exchange(const void* send, size_t send_bytes, int to, void* recv, size_t recv_bytes, int from) override {
+    ordered([&] {
+      if (to == rank_ && from == rank_) {
+        if (send_bytes != recv_bytes) throw std::runtime_error("exchange with itself of unequal sizes");
+        if (send != recv) std::memmove(recv, send, send_bytes);
+        return;
+      }
+      // Each ordered pair of ranks numbers its messages; both ends count the same, so the slot matches. The
+      // slots sit above every collective's (gloo builds those from small prefixes and tags).
+      const uint64_t send_slot = kExchangeSlots + sent_[(size_t)to]++, recv_slot = kExchangeSlots + received_[(size_t)from]++;
+      auto out = context_->createUnboundBuffer(const_cast<void*>(send), send_bytes);
+      auto in = context_->createUnboundBuffer(recv, recv_bytes);
+      in->recv(from, recv_slot);
+      out->send(to, send_slot);
+      const std::string what = "exchanging " + std::to_string(send_bytes) + " bytes with ranks " + std::to_string(to) + " and " + std::to_string(from);
+      try {
+        if (!in->waitRecv(timeout_)) throw std::runtime_error("timed out");
+        if (!out->waitSend(timeout_)) throw std::runtime_error("timed out");
+      } catch (const std::exception& e) {
+        throw std::runtime_error(what + ": " + e.what());
+      }
+    });
+  }
+
   void barrier() override {
     ordered([&] {
       if (world_ == 1) return;
@@ -160,6 +187,8 @@ class GlooCommunicator : public Communicator {
   int rank_, world_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<TcpStore> store_;
+  static constexpr uint64_t kExchangeSlots = 1ull << 48;
+  std::vector<uint64_t> sent_ = std::vector<uint64_t>((size_t)world_), received_ = std::vector<uint64_t>((size_t)world_);
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::Context> context_;
 };

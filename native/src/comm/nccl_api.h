@@ -52,6 +52,8 @@ struct Api {
   Result (*all_gather)(const void* send, void* recv, size_t send_count, DataType, Comm, Stream);
   Result (*broadcast)(const void* send, void* recv, size_t count, DataType, int root, Comm, Stream);
   Result (*reduce)(const void* send, void* recv, size_t count, DataType, RedOp, int root, Comm, Stream);
+  Result (*send)(const void* send, size_t count, DataType, int peer, Comm, Stream);
+  Result (*recv)(void* recv, size_t count, DataType, int peer, Comm, Stream);
   Result (*group_start)();
   Result (*group_end)();
 };

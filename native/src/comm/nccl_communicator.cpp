@@ -157,6 +157,17 @@ class NcclCommunicator : public Communicator {
     });
   }
 
+  void exchange(const void* send, size_t send_bytes, int to, void* recv, size_t recv_bytes, int from) override {
+    ordered([&] {
+      on_device("exchange");
+      // Both halves in one group, so neither waits for the other (ncclSend/ncclRecv, NCCL 2.7).
+      group([&] {
+        if (send_bytes > 0) check(api_->send(send, send_bytes, nccl::kUint8, to, comm_, stream_), "exchange (send)");
+        if (recv_bytes > 0) check(api_->recv(recv, recv_bytes, nccl::kUint8, from, comm_, stream_), "exchange (receive)");
+      });
+    });
+  }
+
  private:
   /* Every rank's piece but the last the same size, the last longer by less than the world (data_parallel.cpp). */
   bool even_split(const std::vector<size_t>& counts, size_t* q, size_t* rem) const {

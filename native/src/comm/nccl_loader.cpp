@@ -29,6 +29,8 @@ bool bind_all(void* lib, Api& api, std::string* why) {
   need("ncclAllGather", api.all_gather);
   need("ncclBroadcast", api.broadcast);
   need("ncclReduce", api.reduce);
+  need("ncclSend", api.send);
+  need("ncclRecv", api.recv);
   need("ncclGroupStart", api.group_start);
   need("ncclGroupEnd", api.group_end);
   if (missing) {

@@ -133,38 +133,48 @@ CX_CLONES void adamw_range(float* param, float* compute_copy, const float* grad,
   }
 }
 
-/* Attention for one (row, head) in blocks of 16 queries; q, v, o as [T][D], keys (and values) in panels.
- * A block's keys run from its first query's document start to its last query; each row masks its own. */
-CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kp, const float* v, const int32_t* start, int64_t T,
-                                      int64_t Tp, int64_t D, float scale, float* S) {
-  for (int64_t i0 = 0; i0 < T; i0 += QB) {
-    const int64_t rows = std::min(QB, T - i0), i1 = i0 + rows - 1, j0 = start[i0];
-    block_scores(S, Tp, q + i0 * D, rows, kp, D, j0 / LANES, i1 / LANES, scale);
+/* Attention for one (row, head) in blocks of 16 queries; q, v, o as [Tq][D], keys (and values) in panels.
+ * Query i sees keys [lo[i], hi[i]] (empty when lo > hi: its output 0, its lse -inf); both bounds never decrease
+ * along i, so a block's keys run from its first query's lo to its last query's hi, and each row masks its own. */
+CX_CLONES void attention_head_forward(float* o, float* lse, const float* q, const float* kp, const float* v, const int32_t* lo, const int32_t* hi,
+                                      int64_t Tq, int64_t Tp, int64_t D, float scale, float* S) {
+  for (int64_t i0 = 0; i0 < Tq; i0 += QB) {
+    const int64_t rows = std::min(QB, Tq - i0), j0 = lo[i0], j1 = hi[i0 + rows - 1];
+    if (j1 < j0) {  // no query of the block sees a key
+      for (int64_t x = i0 * D; x < (i0 + rows) * D; x++) o[x] = 0.f;
+      for (int64_t r = 0; r < rows; r++) lse[i0 + r] = -INFINITY;
+      continue;
+    }
+    block_scores(S, Tp, q + i0 * D, rows, kp, D, j0 / LANES, j1 / LANES, scale);
     for (int64_t r = 0; r < rows; r++) {
       float* s = S + r * Tp;
-      const int64_t i = i0 + r, st = start[i];
+      const int64_t i = i0 + r, st = lo[i], en = hi[i];
       float mx = -INFINITY;
-      for (int64_t j = st; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
+      for (int64_t j = st; j <= en; j++) mx = s[j] > mx ? s[j] : mx;
       float sum = 0.f;
-      for (int64_t j = st; j <= i; j++) sum += (s[j] = exp_approx(s[j] - mx));
+      for (int64_t j = st; j <= en; j++) sum += (s[j] = exp_approx(s[j] - mx));
       const float inv = 1.f / sum;
-      for (int64_t j = j0; j <= i1; j++) s[j] = (j >= st && j <= i) ? s[j] * inv : 0.f;
-      lse[i] = mx + std::log(sum);
+      for (int64_t j = j0; j <= j1; j++) s[j] = (j >= st && j <= en) ? s[j] * inv : 0.f;
+      lse[i] = st <= en ? mx + std::log(sum) : -INFINITY;
     }
-    block_weighted_rows(o + i0 * D, S, Tp, rows, v, D, j0, i1);
+    block_weighted_rows(o + i0 * D, S, Tp, rows, v, D, j0, j1);
   }
 }
 
 CX_CLONES void attention_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse, const float* q,
-                                       const float* k, const float* kp, const float* vp, const int32_t* start, int64_t T, int64_t Tp, int64_t D,
-                                       float scale, float* S, float* dP) {
-  for (int64_t x = 0; x < T * D; x++) dk[x] = dv[x] = 0.f;
-  for (int64_t i0 = 0; i0 < T; i0 += QB) {
-    const int64_t rows = std::min(QB, T - i0), i1 = i0 + rows - 1, j0 = start[i0];
+                                       const float* k, const float* kp, const float* vp, const int32_t* lo, const int32_t* hi, int64_t Tq, int64_t Tk,
+                                       int64_t Tp, int64_t D, float scale, float* S, float* dP) {
+  for (int64_t x = 0; x < Tk * D; x++) dk[x] = dv[x] = 0.f;
+  for (int64_t i0 = 0; i0 < Tq; i0 += QB) {
+    const int64_t rows = std::min(QB, Tq - i0), j0 = lo[i0], i1 = hi[i0 + rows - 1];
+    if (i1 < j0) {  // no query of the block sees a key
+      for (int64_t x = i0 * D; x < (i0 + rows) * D; x++) dq[x] = 0.f;
+      continue;
+    }
     block_scores(S, Tp, q + i0 * D, rows, kp, D, j0 / LANES, i1 / LANES, scale);
     block_scores(dP, Tp, dout + i0 * D, rows, vp, D, j0 / LANES, i1 / LANES, 1.f);
     for (int64_t r = 0; r < rows; r++) {
-      const int64_t i = i0 + r, st = start[i];
+      const int64_t i = i0 + r, st = lo[i], en = hi[i];
       float* s = S + r * Tp;
       float* dp = dP + r * Tp;
       float delta = 0.f;
@@ -172,8 +182,8 @@ CX_CLONES void attention_head_backward(float* dq, float* dk, float* dv, const fl
       const float l = lse[i];
       for (int64_t j = j0; j <= i1; j++) s[j] = exp_approx(s[j] - l);
       for (int64_t j = j0; j <= i1; j++) dp[j] = s[j] * (dp[j] - delta) * scale;  // now dS
-      for (int64_t j = j0; j < st; j++) s[j] = dp[j] = 0.f;  // outside this row's document
-      for (int64_t j = i + 1; j <= i1; j++) s[j] = dp[j] = 0.f;  // in its future
+      for (int64_t j = j0; j < std::min(st, i1 + 1); j++) s[j] = dp[j] = 0.f;  // before its range (another document)
+      for (int64_t j = std::max(en + 1, j0); j <= i1; j++) s[j] = dp[j] = 0.f;  // after it (its future)
     }
     block_weighted_rows(dq + i0 * D, dP, Tp, rows, k, D, j0, i1);
     // dK_j += sum_r dS[r][j] q_r and dV_j += sum_r P[r][j] dO_r, each key's rows accumulated in registers.

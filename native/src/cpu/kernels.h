@@ -22,12 +22,13 @@ float cross_entropy_row(float* z, int64_t V, int32_t target, float scale, bool b
 void swiglu_range(float* out, const float* gate, const float* up, size_t n);
 void swiglu_backward_range(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n);
 void adamw_range(float* param, float* compute_copy, const float* grad, float* m, float* v, size_t n, AdamWParams hp);
-/* Attention for one (row, head) in blocks of 16 queries: q, v, o as [T][D]; keys (and values for the
- * backward) in panels padded to Tp; S and dP are 16 x Tp scratch. */
-void attention_head_forward(float* o, float* lse, const float* q, const float* kp, const float* v, const int32_t* start, int64_t T, int64_t Tp,
-                            int64_t D, float scale, float* S);
+/* Attention for one (row, head) in blocks of 16 queries: q, v, o as [Tq][D]; keys (and values for the
+ * backward) in panels padded to Tp; query i sees keys [lo[i], hi[i]] (empty when lo > hi), both bounds
+ * non-decreasing in i; S and dP are 16 x Tp scratch. The backward writes dq and dk, dv ([Tk][D]) whole. */
+void attention_head_forward(float* o, float* lse, const float* q, const float* kp, const float* v, const int32_t* lo, const int32_t* hi, int64_t Tq,
+                            int64_t Tp, int64_t D, float scale, float* S);
 void attention_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse, const float* q, const float* k,
-                             const float* kp, const float* vp, const int32_t* start, int64_t T, int64_t Tp, int64_t D, float scale, float* S,
-                             float* dP);
+                             const float* kp, const float* vp, const int32_t* lo, const int32_t* hi, int64_t Tq, int64_t Tk, int64_t Tp, int64_t D,
+                             float scale, float* S, float* dP);
 
 }  // namespace cx::kernels

@@ -89,17 +89,39 @@ class CpuBackend final : public Backend {
    * v as [T][D] or in panels. Panels are zero-padded to Tp positions. */
   static void gather_head(float* qh, float* kt, float* vh, float* kh, const float* q, const float* k, const float* v, int64_t b, int64_t h,
                           int64_t T, int64_t Tp, int64_t H, int64_t D, bool v_transposed = false) {
+    gather_rows(qh, q, b, h, T, H, D);
+    gather_keys(kt, vh, kh, k, v, b, h, T, Tp, H, D, v_transposed);
+  }
+  /* One head of rows [B][T][H][D] as [T][D]. */
+  static void gather_rows(float* xh, const float* x, int64_t b, int64_t h, int64_t T, int64_t H, int64_t D) {
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t d = 0; d < D; d++) xh[t * D + d] = x[((b * T + t) * H + h) * D + d];
+  }
+  static void gather_keys(float* kt, float* vh, float* kh, const float* k, const float* v, int64_t b, int64_t h, int64_t T, int64_t Tp, int64_t H,
+                          int64_t D, bool v_transposed) {
     std::fill(kt, kt + Tp * D, 0.f);
     if (v_transposed) std::fill(vh, vh + Tp * D, 0.f);
     for (int64_t t = 0; t < T; t++) {
       const int64_t at = ((b * T + t) * H + h) * D;
       for (int64_t d = 0; d < D; d++) {
-        qh[t * D + d] = q[at + d];
         kt[panel_index(t, d, D)] = k[at + d];
         if (kh) kh[t * D + d] = k[at + d];
         if (v_transposed) vh[panel_index(t, d, D)] = v[at + d];
         else vh[t * D + d] = v[at + d];
       }
+    }
+  }
+  /* Each query's visible keys [lo, hi] within a key block at k_offset (attention_block_*'s rule), in the block's
+   * own positions; both never decrease along the queries. */
+  static void key_ranges(std::vector<int32_t>& lo, std::vector<int32_t>& hi, const int32_t* q_start, int64_t q_offset, int64_t k_offset, int64_t Tq,
+                         int64_t Tk) {
+    lo.resize((size_t)Tq);
+    hi.resize((size_t)Tq);
+    for (int64_t i = 0; i < Tq; i++) {
+      const int64_t first = std::max<int64_t>(q_start[i], k_offset) - k_offset, last = std::min(q_offset + i, k_offset + Tk - 1) - k_offset;
+      // An empty range keeps lo within the block and never above a later query's (so the bounds stay monotone).
+      lo[(size_t)i] = (int32_t)std::min(first, Tk);
+      hi[(size_t)i] = (int32_t)std::max<int64_t>(last, -1);
     }
   }
 
@@ -264,13 +286,15 @@ void CpuBackend::attention_forward(Tensor out_, Tensor lse_, Tensor q_, Tensor k
   const float* v = v_.f32();
   const int32_t* doc_start = doc_start_.i32();
   const float scale = 1.0f / std::sqrt((float)D);
+  std::vector<int32_t> causal((size_t)T);  // query t sees keys up to itself
+  for (int64_t t = 0; t < T; t++) causal[(size_t)t] = (int32_t)t;
   pool_.parallel_for(B * H, [&](int64_t task, int thread) {
     const int64_t b = task / H, h = task % H;
     const int64_t Tp = (T + LANES - 1) / LANES * LANES;
     std::vector<float>& buf = thread_scratch(thread, (size_t)(3 * T * D + Tp * D + QB * Tp));
     float *qh = buf.data(), *kt = qh + T * D, *vh = kt + Tp * D, *oh = vh + T * D, *s = oh + T * D;
     gather_head(qh, kt, vh, nullptr, q, k, v, b, h, T, Tp, H, D);
-    attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, T, Tp, D, scale, s);
+    attention_head_forward(oh, lse + (b * H + h) * T, qh, kt, vh, doc_start + b * T, causal.data(), T, Tp, D, scale, s);
     for (int64_t t = 0; t < T; t++)
       for (int64_t d = 0; d < D; d++) out[((b * T + t) * H + h) * D + d] = maybe_bf16(oh[t * D + d], bf16);
   });
@@ -288,6 +312,8 @@ void CpuBackend::attention_backward(Tensor dq_, Tensor dk_, Tensor dv_, Tensor d
   const float* v = v_.f32();
   const int32_t* doc_start = doc_start_.i32();
   const float scale = 1.0f / std::sqrt((float)D);
+  std::vector<int32_t> causal((size_t)T);
+  for (int64_t t = 0; t < T; t++) causal[(size_t)t] = (int32_t)t;
   // One task per (row, head): dk and dv sum over queries, so each is owned by a single task.
   pool_.parallel_for(B * H, [&](int64_t task, int thread) {
     const int64_t b = task / H, h = task % H;
@@ -301,7 +327,7 @@ void CpuBackend::attention_backward(Tensor dq_, Tensor dk_, Tensor dv_, Tensor d
         gh[t * D + d] = dout[((b * T + t) * H + h) * D + d];
         oh[t * D + d] = out[((b * T + t) * H + h) * D + d];
       }
-    attention_head_backward(gq, gk, gv, gh, oh, lse + (b * H + h) * T, qh, kh, kt, vt, doc_start + b * T, T, Tp, D, scale, s, dp);
+    attention_head_backward(gq, gk, gv, gh, oh, lse + (b * H + h) * T, qh, kh, kt, vt, doc_start + b * T, causal.data(), T, T, Tp, D, scale, s, dp);
     for (int64_t t = 0; t < T; t++)
       for (int64_t d = 0; d < D; d++) {
         const int64_t at = ((b * T + t) * H + h) * D + d;
@@ -309,6 +335,69 @@ void CpuBackend::attention_backward(Tensor dq_, Tensor dk_, Tensor dv_, Tensor d
         dk[at] = maybe_bf16(gk[t * D + d], bf16);
         dv[at] = maybe_bf16(gv[t * D + d], bf16);
       }
+  });
+}
+
+void CpuBackend::attention_block_forward(Tensor out_, Tensor lse_, Tensor q_, Tensor k_, Tensor v_, Tensor q_start_, int64_t q_offset,
+                                         int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
+  float* out = out_.f32();
+  float* lse = lse_.f32();
+  const float *q = q_.f32(), *k = k_.f32(), *v = v_.f32();
+  const float scale = 1.0f / std::sqrt((float)D);
+  std::vector<int32_t> lo, hi;
+  key_ranges(lo, hi, q_start_.i32(), q_offset, k_offset, Tq, Tk);
+  pool_.parallel_for(H, [&](int64_t h, int thread) {
+    const int64_t Tp = (Tk + LANES - 1) / LANES * LANES;
+    std::vector<float>& buf = thread_scratch(thread, (size_t)(2 * Tq * D + Tk * D + Tp * D + QB * Tp));
+    float *qh = buf.data(), *kt = qh + Tq * D, *vh = kt + Tp * D, *oh = vh + Tk * D, *s = oh + Tq * D;
+    gather_rows(qh, q, 0, h, Tq, H, D);
+    gather_keys(kt, vh, nullptr, k, v, 0, h, Tk, Tp, H, D, false);
+    attention_head_forward(oh, lse + h * Tq, qh, kt, vh, lo.data(), hi.data(), Tq, Tp, D, scale, s);
+    for (int64_t t = 0; t < Tq; t++)
+      for (int64_t d = 0; d < D; d++) out[(t * H + h) * D + d] = oh[t * D + d];
+  });
+}
+
+void CpuBackend::attention_block_backward(Tensor dq_, Tensor dk_, Tensor dv_, Tensor dout_, Tensor out_, Tensor lse_, Tensor q_, Tensor k_, Tensor v_,
+                                          Tensor q_start_, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
+  float *dq = dq_.f32(), *dk = dk_.f32(), *dv = dv_.f32();
+  const float *dout = dout_.f32(), *out = out_.f32(), *lse = lse_.f32(), *q = q_.f32(), *k = k_.f32(), *v = v_.f32();
+  const float scale = 1.0f / std::sqrt((float)D);
+  std::vector<int32_t> lo, hi;
+  key_ranges(lo, hi, q_start_.i32(), q_offset, k_offset, Tq, Tk);
+  pool_.parallel_for(H, [&](int64_t h, int thread) {
+    const int64_t Tp = (Tk + LANES - 1) / LANES * LANES;
+    std::vector<float>& buf = thread_scratch(thread, (size_t)(4 * Tq * D + 3 * Tk * D + 2 * Tp * D + 2 * QB * Tp));
+    float *qh = buf.data(), *gh = qh + Tq * D, *oh = gh + Tq * D, *gq = oh + Tq * D, *kt = gq + Tq * D, *vt = kt + Tp * D, *kh = vt + Tp * D;
+    float *gk = kh + Tk * D, *gv = gk + Tk * D, *s = gv + Tk * D, *dp = s + QB * Tp;
+    gather_rows(qh, q, 0, h, Tq, H, D);
+    gather_rows(gh, dout, 0, h, Tq, H, D);
+    gather_rows(oh, out, 0, h, Tq, H, D);
+    gather_keys(kt, vt, kh, k, v, 0, h, Tk, Tp, H, D, true);
+    attention_head_backward(gq, gk, gv, gh, oh, lse + h * Tq, qh, kh, kt, vt, lo.data(), hi.data(), Tq, Tk, Tp, D, scale, s, dp);
+    for (int64_t t = 0; t < Tq; t++)
+      for (int64_t d = 0; d < D; d++) dq[(t * H + h) * D + d] += gq[t * D + d];
+    for (int64_t t = 0; t < Tk; t++)
+      for (int64_t d = 0; d < D; d++) {
+        dk[(t * H + h) * D + d] += gk[t * D + d];
+        dv[(t * H + h) * D + d] += gv[t * D + d];
+      }
+  });
+}
+
+void CpuBackend::attention_combine(Tensor acc_out_, Tensor acc_lse_, Tensor out_, Tensor lse_, int64_t Tq, int64_t H, int64_t D) {
+  float *acc = acc_out_.f32(), *acc_lse = acc_lse_.f32();
+  const float *out = out_.f32(), *lse = lse_.f32();
+  pool_.parallel_for(H, [&](int64_t h, int) {
+    for (int64_t i = 0; i < Tq; i++) {
+      const float la = acc_lse[h * Tq + i], lb = lse[h * Tq + i], m = std::max(la, lb);
+      if (m == -INFINITY) continue;  // neither block has a key for this query yet
+      const float wa = std::exp(la - m), wb = std::exp(lb - m), sum = wa + wb;
+      float* a = acc + (i * H + h) * D;
+      const float* b = out + (i * H + h) * D;
+      for (int64_t d = 0; d < D; d++) a[d] = (wa * a[d] + wb * b[d]) / sum;
+      acc_lse[h * Tq + i] = m + std::log(sum);
+    }
   });
 }
 

@@ -87,6 +87,15 @@ void reference_attention_forward(T* out, float* lse, const T* q, const T* k, con
 template <typename T>
 void reference_attention_backward(T* dq, T* dk, T* dv, const T* dout, const float* lse, const float* delta, const T* q, const T* k, const T* v,
                                   const int32_t* doc_start, int64_t B, int64_t T_, int64_t H, int64_t D, bool round);
+/* Ring attention's block pair and the log-sum-exp merge (attention_block.cu; backend.h says the contract). The
+ * backward takes delta = rowsum(dout · out) of the queries ([H][Tq], attention_delta with B = 1). */
+template <typename T>
+void attention_block_forward(float* out, float* lse, const T* q, const T* k, const T* v, const int32_t* q_start, int64_t q_offset, int64_t k_offset,
+                             int64_t Tq, int64_t Tk, int64_t H, int64_t D);
+template <typename T>
+void attention_block_backward(float* dq, float* dk, float* dv, const T* dout, const float* lse, const float* delta, const T* q, const T* k, const T* v,
+                              const int32_t* q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D);
+void attention_combine(float* acc, float* acc_lse, const float* out, const float* lse, int64_t Tq, int64_t H, int64_t D);
 /* Row-major C[M][N] (= or +=) op(A)[M][K] · op(B)[K][N] in 16×16 shared-memory tiles, fp32 accumulation. */
 template <typename TI, typename TO>
 void reference_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const TI* A, int64_t lda, const TI* B, int64_t ldb, TO* C, int64_t ldc,

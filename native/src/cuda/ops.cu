@@ -249,6 +249,29 @@ void CudaBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dou
   });
 }
 
+void CudaBackend::attention_block_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor q_start, int64_t q_offset, int64_t k_offset,
+                                          int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
+  check_reference_head(D);
+  by_storage(q, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::attention_block_forward(out.f32(), lse.f32(), q.as<T>(), k.as<T>(), v.as<T>(), q_start.i32(), q_offset, k_offset, Tq, Tk, H, D);
+  });
+}
+void CudaBackend::attention_block_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
+                                           Tensor q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
+  check_reference_head(D);
+  float* delta = scratch((size_t)(H * Tq)).f32();
+  by_storage(q, [&](auto tag) {
+    CX_STORAGE_T(tag);
+    cuda::attention_delta(delta, dout.as<T>(), out.as<T>(), 1, Tq, H, D);
+    cuda::attention_block_backward(dq.f32(), dk.f32(), dv.f32(), dout.as<T>(), lse.f32(), delta, q.as<T>(), k.as<T>(), v.as<T>(), q_start.i32(),
+                                   q_offset, k_offset, Tq, Tk, H, D);
+  });
+}
+void CudaBackend::attention_combine(Tensor acc_out, Tensor acc_lse, Tensor out, Tensor lse, int64_t Tq, int64_t H, int64_t D) {
+  cuda::attention_combine(acc_out.f32(), acc_lse.f32(), out.f32(), lse.f32(), Tq, H, D);
+}
+
 void CudaBackend::swiglu_forward(Tensor out, Tensor gate, Tensor up, int64_t n, bool bf16) {
   by_storage(out, [&](auto tag) {
     CX_STORAGE_T(tag);

@@ -40,6 +40,13 @@ struct AdamWParams {
  *    (inv_freq: D/2 fp64 in backend memory), cos and sin scaled by `scale`; or the transpose (the backward).
  *  attention_*: causal attention within documents: token t of row b sees [doc_start[b*T+t], t]; doc_start never
  *    decreases along t. q,k,v,out: [B][T][H][D]; lse: [B][H][T].
+ *  attention_block_forward / attention_block_backward / attention_combine: ring attention's pieces. Queries
+ *    q [Tq][H][D] at row positions q_offset.., with their documents' starts q_start[Tq] (row positions), against
+ *    keys and values [Tk][H][D] at k_offset..: query i sees key j when q_start[i] <= j <= i. The forward writes
+ *    this block's softmax alone, out [Tq][H][D] and lse [H][Tq] in fp32 (0 and -inf for a query that sees none
+ *    of the keys); attention_combine merges such a block into acc_out, acc_lse by their log-sum-exp, so blocks in
+ *    any order give the softmax over all their keys. The backward, from the queries' final out, lse ([H][Tq])
+ *    and dout, adds this block's share to dq [Tq][H][D] and dk, dv [Tk][H][D] (fp32).
  *  lm_head_cross_entropy: fused LM head + cross-entropy over row chunks, never holding fp32 logits for all
  *    rows. Writes per-row losses (NaN where target < 0). With dhidden also backward: dhidden = scale·dlogits·W,
  *    dweight += scale·dlogits^T·hidden.
@@ -80,6 +87,17 @@ struct AdamWParams {
     (Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor doc_start, int64_t B, \
      int64_t T, int64_t H, int64_t D, bool bf16),                                                                                     \
     (dq, dk, dv, dout, out, lse, q, k, v, doc_start, B, T, H, D, bf16))                                                               \
+  /* Ring attention (context parallelism): a block of queries against a block of keys of one row; see below. */                       \
+  X(void, attention_block_forward,                                                                                                    \
+    (Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk,  \
+     int64_t H, int64_t D),                                                                                                           \
+    (out, lse, q, k, v, q_start, q_offset, k_offset, Tq, Tk, H, D))                                                                   \
+  X(void, attention_block_backward,                                                                                                   \
+    (Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor q_start,              \
+     int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D),                                              \
+    (dq, dk, dv, dout, out, lse, q, k, v, q_start, q_offset, k_offset, Tq, Tk, H, D))                                                 \
+  X(void, attention_combine, (Tensor acc_out, Tensor acc_lse, Tensor out, Tensor lse, int64_t Tq, int64_t H, int64_t D),              \
+    (acc_out, acc_lse, out, lse, Tq, H, D))                                                                                           \
   /* Incremental decoding: appends k, v [Tq][H*D] to the caches at row `past`, then query i attends cache rows 0..past+i. */           \
   X(void, attention_cached,                                                                                                           \
     (Tensor out, Tensor kcache, Tensor vcache, Tensor q, Tensor k, Tensor v, int64_t Tq, int64_t past, int64_t H, int64_t D, bool bf16), \

@@ -5,6 +5,8 @@
 #include <thread>
 
 #include "model.h"
+#include "context_parallel.h"
+#include "../comm/communicator.h"
 
 using namespace cxm;
 
@@ -197,12 +199,19 @@ int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx
     const Batch bt = run_forward(*m, tokens, B, T, o);
     m->be->lm_head_cross_entropy(m->losses.t, nullptr, nullptr, m->hf.t, m->W(m->lm_head_tensor()), m->targets.t, bt.N, m->cfg.hidden,
                                  m->cfg.vocab, 1.f, o->precision == CX_BF16);
-    m->be->download(losses, m->losses.t, (size_t)bt.N);
+    if (!m->cp) return m->be->download(losses, m->losses.t, (size_t)bt.N);
+    // This rank's positions land at their places in the rows, 0 elsewhere: summed over the ring, the whole rows.
+    std::vector<float> own((size_t)bt.N);
+    m->be->download(own.data(), m->losses.t, own.size());
+    std::fill(losses, losses + (int64_t)B * T, 0.f);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < bt.T; t++) losses[b * T + m->cp->row_position(t, m->cp->chunk())] = own[(size_t)(b * bt.T + t)];
   });
 }
 
 /* Logits at chosen flat positions of the batch just run forward. */
 static void logits_at(cx_model* m, const Batch& bt, const int32_t* positions, int n, const cx_run_options* o, float* logits) {
+  if (m->cp) fail(CX_INVALID_ARGUMENT, "logits are read on one rank; this model splits its sequences over a ring (context parallelism)");
   for (int i = 0; i < n; i++)
     if (positions[i] < 0 || positions[i] >= bt.N) fail(CX_INVALID_ARGUMENT, "position %d is outside the batch of %lld", positions[i], (long long)bt.N);
   m->rows.ensure(m->be.get(), (size_t)n, DType::I32, "row indices");
@@ -294,6 +303,14 @@ int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* stat
   });
 }
 
+int cx_model_context_parallel(cx_model* m, cx_comm* comm, int size, cx_status* status) {
+  return guarded_on(m, status, [&] {
+    if (m->cp) fail(CX_INVALID_ARGUMENT, "the model already splits its sequences over a ring");
+    cx::Communicator* c = comm ? cx_comm_impl(comm) : nullptr;
+    m->cp.reset(new ContextParallel(*m, c, size));
+  });
+}
+
 int cx_model_replicas_identical(cx_model* m, int* identical, uint64_t* digest, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (!m->dp) fail(CX_INVALID_ARGUMENT, "the model is not data-parallel (cx_model_data_parallel)");
@@ -328,6 +345,7 @@ void cx_model_memory(const cx_model* m, size_t* states, size_t* activations) {
   // Every activation buffer (the plan's list; its sizes do not matter here), as held now.
   for (const ActivationBuffer& buffer : activation_plan(m->cfg, 1, DType::F32, 1)) a += (m->*buffer.buffer).bytes();
   a += m->rows.bytes();
+  if (m->cp) a += m->cp->bytes();
   if (states) *states = s;
   if (activations) *activations = a;
 }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "model.h"
+#include "context_parallel.h"
 
 namespace cxm {
 
@@ -93,8 +94,8 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   const cx_config& c = m.cfg;
   if (B <= 0 || T <= 0) fail(CX_INVALID_ARGUMENT, "batch must be at least 1x1 tokens (got %dx%d)", B, T);
   if (T > c.max_seq) fail(CX_INVALID_ARGUMENT, "sequence length %d exceeds the model's context %d", T, c.max_seq);
-  const int64_t N = (int64_t)B * T;
-  std::vector<int32_t> pos((size_t)N), start((size_t)N), target((size_t)N);
+  const int64_t rows_N = (int64_t)B * T;
+  std::vector<int32_t> pos((size_t)rows_N), start((size_t)rows_N), target((size_t)rows_N);
   for (int b = 0; b < B; b++) {
     int begin = 0;
     for (int t = 0; t < T; t++) {
@@ -107,6 +108,25 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
       if (id == o.eos_id) begin = t + 1;
     }
   }
+  // Under context parallelism this rank stages its two chunks of each row, at their true positions; the whole
+  // rows' document starts plan the ring.
+  std::vector<int32_t> local_tokens;
+  int64_t Tl = T;
+  if (m.cp) {
+    m.cp->layout(start, B, T);
+    const int64_t Tc = m.cp->chunk();
+    Tl = 2 * Tc;
+    std::vector<int32_t> lpos((size_t)(B * Tl)), lstart((size_t)(B * Tl)), ltarget((size_t)(B * Tl));
+    local_tokens.resize((size_t)(B * Tl));
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < Tl; t++) {
+        const size_t from = (size_t)(b * T + m.cp->row_position(t, Tc)), to = (size_t)(b * Tl + t);
+        local_tokens[to] = tokens[from], lpos[to] = pos[from], lstart[to] = start[from], ltarget[to] = target[from];
+      }
+    pos.swap(lpos), start.swap(lstart), target.swap(ltarget);
+    tokens = local_tokens.data();
+  }
+  const int64_t N = (int64_t)B * Tl;
   Backend* be = m.be.get();
   const DType act = be->activation_dtype(o.precision == CX_BF16);
   // Per-block activations: one slot per block, or one shared slot when the blocks are recomputed in backward.
@@ -140,7 +160,7 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   be->upload(m.doc_start.t, start.data(), (size_t)N);
   be->upload(m.targets.t, target.data(), (size_t)N);
   m.host_targets = std::move(target);
-  out = {B, T, N};
+  out = {B, Tl, N};
 }
 
 void layout_compute_weights(cx_model& m, int precision, const char* hint) {
@@ -193,7 +213,8 @@ static void block_forward(cx_model& m, const Batch& bt, const cx_run_options& o,
     const int64_t layer = (int64_t)l * m.kv_capacity * C;
     be->attention_cached(att, m.kcache.t + layer, m.vcache.t + layer, q, k, v, N, *kv_past, H, D, bf);
   } else {
-    be->attention_forward(att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+    if (m.cp) m.cp->attention_forward(bt, att, m.lse.t + s * N * H, q, k, v, bf);
+    else be->attention_forward(att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
   }
   be->matmul_forward(m.tmp.t, att, W(BlockTensor::o), N, C, C, bf);
   be->residual_rmsnorm_forward(xmid, h2, m.rstd2.t + s * N, xin, m.tmp.t, W(BlockTensor::mlp_norm), N, C, c.norm_eps, bf);
@@ -252,7 +273,8 @@ void backward_blocks(cx_model& m, const Batch& bt, const cx_run_options& o) {
     be->matmul_backward(m.dh.t, G(BlockTensor::up), m.dup.t, h2, W(BlockTensor::up), N, C, F, true, bf);
     be->rmsnorm_backward(m.dx.t, G(BlockTensor::mlp_norm), m.dh.t, xmid, W(BlockTensor::mlp_norm), m.rstd2.t + s * N, N, C, bf);
     be->matmul_backward(m.datt.t, G(BlockTensor::o), m.dx.t, att, W(BlockTensor::o), N, C, C, false, bf);
-    be->attention_backward(m.dq.t, m.dk.t, m.dv.t, m.datt.t, att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
+    if (m.cp) m.cp->attention_backward(bt, m.dq.t, m.dk.t, m.dv.t, m.datt.t, att, m.lse.t + s * N * H, q, k, v, bf);
+    else be->attention_backward(m.dq.t, m.dk.t, m.dv.t, m.datt.t, att, m.lse.t + s * N * H, q, k, v, m.doc_start.t, bt.B, bt.T, H, D, bf);
     be->rope_backward(m.dq.t, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
     be->rope_backward(m.dk.t, m.pos.t, N, H, D, m.rope_inv_freq.t, m.rope_scale, bf);
     be->matmul_backward(m.dh.t, G(BlockTensor::q), m.dq.t, h1, W(BlockTensor::q), N, C, C, false, bf);
@@ -305,6 +327,7 @@ Batch run_forward(cx_model& m, const int32_t* tokens, int B, int T, const cx_run
 }
 
 void decode_reset(cx_model& m, int capacity) {
+  if (m.cp) fail(CX_INVALID_ARGUMENT, "generation runs on one rank; this model splits its sequences over a ring (context parallelism)");
   if (capacity < 1 || capacity > m.cfg.max_seq) fail(CX_INVALID_ARGUMENT, "decode capacity %d must be 1 to the model's context %d", capacity, m.cfg.max_seq);
   m.kv_capacity = capacity;
   m.kv_length = 0;

@@ -67,6 +67,8 @@ struct Buffer {
   ~Buffer() { reset(); }
 };
 
+class ContextParallel;
+
 }  // namespace cxm
 
 struct cx_model {
@@ -93,6 +95,8 @@ struct cx_model {
   int64_t kv_capacity = 0, kv_length = 0;
   int kv_precision = -1;
   std::vector<int32_t> host_targets;
+  // Context parallelism (cx_model_context_parallel): this rank's share of each sequence, ring attention.
+  std::unique_ptr<cxm::ContextParallel> cp;
   // Data parallelism (cx_model_data_parallel); last, so its thread stops before the buffers it reduces go.
   std::unique_ptr<cxm::DataParallel> dp;
 
@@ -122,6 +126,8 @@ struct cx_model {
 
 namespace cxm {
 
+/* A staged batch: B rows of T tokens held here (under context parallelism, this rank's 2 chunks of each row),
+ * N = B·T of them. */
 struct Batch {
   int64_t B, T, N;
 };

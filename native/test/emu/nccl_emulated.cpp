@@ -13,7 +13,9 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -46,6 +48,13 @@ struct Comm {
   std::atomic<int> state{kSuccess};
   std::thread joining;
   int polls_in_progress = 0;
+  // Point-to-point: each ordered pair numbers its messages (the slot both ends agree on); a group's sends and
+  // receives are posted as they are called and waited for when it ends.
+  std::vector<uint64_t> sent, received;
+  std::vector<std::unique_ptr<gloo::transport::UnboundBuffer>> posted_sends, posted_recvs;
+  // A rank's messages to itself: bytes sent before their receive is posted, or a receive waiting for its send.
+  std::vector<std::vector<uint8_t>> self_sent;
+  std::vector<std::pair<void*, size_t>> self_waiting;
 };
 
 // The head of ncclConfig_t (nccl.h): what this reads of it.
@@ -196,8 +205,32 @@ int ncclGroupStart() {
   group_depth++;
   return kSuccess;
 }
+/* Waits for the sends and receives posted on c (at a group's end, or at once outside one). */
+int complete_point_to_point(Comm* c) {
+  try {
+    for (auto& b : c->posted_recvs) b->waitRecv(std::chrono::seconds(60));
+    for (auto& b : c->posted_sends) b->waitSend(std::chrono::seconds(60));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emulated NCCL: send/recv: %s\n", e.what());
+    c->posted_recvs.clear(), c->posted_sends.clear();
+    return kSystemError;
+  }
+  c->posted_recvs.clear(), c->posted_sends.clear();
+  return kSuccess;
+}
+thread_local std::vector<Comm*> grouped_point_to_point;
+
 int ncclGroupEnd() {
   if (group_depth == 0) return kInvalidArgument;
+  if (group_depth == 1) {
+    std::vector<Comm*> comms;
+    comms.swap(grouped_point_to_point);
+    for (Comm* c : comms)
+      if (const int r = complete_point_to_point(c); r != kSuccess) {
+        group_depth--;
+        return r;
+      }
+  }
   if (--group_depth > 0 || !grouped_nonblocking) return kSuccess;
   Comm* c = grouped_nonblocking;
   grouped_nonblocking = nullptr;
@@ -261,5 +294,44 @@ int ncclBroadcast(const void* send, void* recv, size_t count, int type, int root
     gloo::broadcast(o);
   });
 }
+
+/* Posts a send or receive of `bytes` with `peer`; completed at once outside a group, at its end inside one. */
+static int point_to_point(bool sending, void* data, size_t count, int type, int peer, Comm* c) {
+  if (!c || peer < 0 || peer >= c->world || (type != kUint8 && type != kFloat32 && type != kBfloat16)) return kInvalidArgument;
+  const size_t bytes = count * size_of(type);
+  if (peer == c->rank) {  // to itself: a copy, matched in order
+    if (sending) {
+      const uint8_t* from = static_cast<const uint8_t*>(data);
+      if (c->self_waiting.empty()) return c->self_sent.emplace_back(from, from + bytes), answer(c, kSuccess);
+      auto [to, room] = c->self_waiting.front();
+      c->self_waiting.erase(c->self_waiting.begin());
+      if (room != bytes) return kInvalidArgument;
+      std::memcpy(to, from, bytes);
+    } else if (!c->self_sent.empty()) {
+      if (c->self_sent.front().size() != bytes) return kInvalidArgument;
+      std::memcpy(data, c->self_sent.front().data(), bytes);
+      c->self_sent.erase(c->self_sent.begin());
+    } else {
+      c->self_waiting.emplace_back(data, bytes);
+    }
+    return answer(c, kSuccess);
+  }
+  if (c->sent.empty()) c->sent.assign((size_t)c->world, 0), c->received.assign((size_t)c->world, 0);
+  return run(c, [&] {
+    const uint64_t slot = (1ull << 48) + (sending ? c->sent[(size_t)peer]++ : c->received[(size_t)peer]++);
+    auto buffer = c->context->createUnboundBuffer(data, bytes);
+    if (sending) buffer->send(peer, slot);
+    else buffer->recv(peer, slot);
+    (sending ? c->posted_sends : c->posted_recvs).push_back(std::move(buffer));
+    if (group_depth == 0) {
+      if (complete_point_to_point(c) != kSuccess) throw std::runtime_error("send/recv failed");
+    } else if (std::find(grouped_point_to_point.begin(), grouped_point_to_point.end(), c) == grouped_point_to_point.end()) {
+      grouped_point_to_point.push_back(c);
+    }
+  });
+}
+
+int ncclSend(const void* send, size_t count, int type, int peer, Comm* c, void*) { return point_to_point(true, const_cast<void*>(send), count, type, peer, c); }
+int ncclRecv(void* recv, size_t count, int type, int peer, Comm* c, void*) { return point_to_point(false, recv, count, type, peer, c); }
 
 }  // extern "C"

@@ -1,0 +1,186 @@
+/* Ring attention over the zigzag layout (context_parallel.h). */
+#include "context_parallel.h"
+
+#include <cmath>
+#include <exception>
+#include <thread>
+
+#include "../comm/communicator.h"
+
+namespace cxm {
+
+struct ContextParallel::Pending {
+  std::thread thread;
+  std::exception_ptr error;
+};
+
+ContextParallel::ContextParallel(cx_model& m, cx::Communicator* comm, int size) : m_(m), comm_(comm), size_(size) {
+  if (size < 1) fail(CX_INVALID_ARGUMENT, "context parallelism needs a ring of 1 or more ranks (got %d)", size);
+  const int world = comm ? comm->world() : 1, rank = comm ? comm->rank() : 0;
+  if (size > 1 && !comm) fail(CX_INVALID_ARGUMENT, "a ring of %d ranks needs a communicator", size);
+  if (world % size != 0)
+    fail(CX_INVALID_ARGUMENT, "--context-parallel %d does not divide the %d ranks: use a divisor of %d, or %d times as many ranks", size, world, world, size);
+  if (comm && comm->device() != m.be->device())
+    fail(CX_INVALID_ARGUMENT, "the communicator (%s) reduces %s memory but the model lives on %s", comm->name(), comm->device() < 0 ? "host" : "GPU",
+         m.be->name());
+  index_ = rank % size;
+  base_ = rank - index_;
+}
+
+ContextParallel::~ContextParallel() {
+  if (pending_ && pending_->thread.joinable()) pending_->thread.join();
+}
+
+bool ContextParallel::visible(int64_t b, int64_t g, int64_t h) const {
+  if (h > g) return false;  // every key of the block is in the queries' future
+  if (h == g) return true;  // each query sees itself
+  // The chunk's first query has the earliest document start (starts never decrease along a row).
+  return row_starts_[(size_t)(b * T_ + g * Tc_)] <= (h + 1) * Tc_ - 1;
+}
+
+void ContextParallel::layout(const std::vector<int32_t>& row_starts, int64_t B, int64_t T) {
+  if (T % (2 * size_) != 0)
+    fail(CX_INVALID_ARGUMENT, "context %lld does not split into %d equal chunks for --context-parallel %d: use a context divisible by %d",
+         (long long)T, 2 * size_, size_, 2 * size_);
+  B_ = B, T_ = T, Tc_ = T / (2 * size_);
+  row_starts_ = row_starts;
+  last_step_ = 0;
+  for (int s = 1; s < size_; s++)
+    for (int rho = 0; rho < size_; rho++) {
+      const int sigma = ((rho - s) % size_ + size_) % size_;
+      for (int64_t b = 0; b < B; b++)
+        for (int qc = 0; qc < 2; qc++)
+          for (int kc = 0; kc < 2; kc++)
+            if (visible(b, chunk_of(rho, qc), chunk_of(sigma, kc))) last_step_ = s;
+    }
+}
+
+void ContextParallel::ensure_buffers(const Batch& bt, DType act) {
+  const size_t NC = (size_t)(bt.N * m_.cfg.hidden);
+  for (Buffer& b : kv_) b.ensure(m_.be.get(), 2 * NC, act, "ring attention's key/value blocks");
+  for (Buffer& b : grads_) b.ensure(m_.be.get(), 2 * NC, DType::F32, "ring attention's key/value gradients");
+  acc_.ensure(m_.be.get(), NC, DType::F32, "ring attention's merged outputs");
+  part_.ensure(m_.be.get(), (size_t)(Tc_ * m_.cfg.hidden), DType::F32, "ring attention's block output");
+  part_lse_.ensure(m_.be.get(), (size_t)(Tc_ * m_.cfg.n_heads), DType::F32, "ring attention's block statistics");
+}
+
+size_t ContextParallel::bytes() const {
+  size_t n = acc_.bytes() + part_.bytes() + part_lse_.bytes();
+  for (const Buffer& b : kv_) n += b.bytes();
+  for (const Buffer& b : grads_) n += b.bytes();
+  return n;
+}
+
+void ContextParallel::start_exchange(Tensor send, Tensor recv, size_t bytes, int to, int from) {
+  void* out = send.data;
+  void* in = recv.data;
+  if (comm_->stream_ordered()) {
+    // Queued on the library's stream after what the model's stream has queued (the block being sent).
+    comm_->follow(m_.be->stream());
+    comm_->exchange(out, bytes, to, in, bytes, from);
+    return;
+  }
+  pending_.reset(new Pending());
+  const uint64_t ticket = comm_->take_ticket();  // taken here, so every rank's collectives keep one order
+  Pending* p = pending_.get();
+  p->thread = std::thread([this, p, ticket, out, in, bytes, to, from] {
+    try {
+      comm_->in_turn(ticket, [&] { comm_->exchange(out, bytes, to, in, bytes, from); });
+    } catch (...) {
+      p->error = std::current_exception();
+    }
+  });
+}
+
+void ContextParallel::finish_exchange() {
+  if (comm_->stream_ordered()) {
+    // The model's stream waits on the device for the received block; the slot is past every gradient bucket's.
+    const int slot = m_.cfg.n_layers + 4;
+    comm_->mark(slot);
+    comm_->lead(m_.be->stream(), slot);
+    return;
+  }
+  if (!pending_) return;
+  pending_->thread.join();
+  std::exception_ptr error = pending_->error;
+  pending_.reset();
+  if (error) std::rethrow_exception(error);
+}
+
+void ContextParallel::attention_forward(const Batch& bt, Tensor att, Tensor lse, Tensor q, Tensor k, Tensor v, bool bf16) {
+  Backend* be = m_.be.get();
+  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, Tl = 2 * Tc_, NC = N * C;
+  ensure_buffers(bt, q.dtype);
+  be->fill(acc_.t, 0.f, (size_t)NC);
+  be->fill(lse, -INFINITY, (size_t)(N * H));
+  be->copy_round(kv_[0].t, k, (size_t)NC, bf16);
+  be->copy_round(kv_[0].t + NC, v, (size_t)NC, bf16);
+  const size_t kv_bytes = 2 * (size_t)NC * cx::dtype_size(q.dtype);
+  int cur = 0;
+  for (int s = 0; s <= last_step_; s++) {
+    if (s < last_step_) start_exchange(kv_[cur].t, kv_[1 - cur].t, kv_bytes, ring_rank(index_ + 1), ring_rank(index_ - 1));
+    const int source = ((index_ - s) % size_ + size_) % size_;
+    for (int64_t b = 0; b < bt.B; b++)
+      for (int qc = 0; qc < 2; qc++)
+        for (int kc = 0; kc < 2; kc++) {
+          const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
+          if (!visible(b, g, h)) continue;
+          const int64_t qo = b * Tl + qc * Tc_, ko = b * Tl + kc * Tc_;
+          be->attention_block_forward(part_.t, part_lse_.t, q + qo * C, kv_[cur].t + ko * C, kv_[cur].t + (NC + ko * C), m_.doc_start.t + qo, g * Tc_,
+                                      h * Tc_, Tc_, Tc_, H, D);
+          be->attention_combine(acc_.t + qo * C, lse + (b * 2 + qc) * H * Tc_, part_.t, part_lse_.t, Tc_, H, D);
+        }
+    if (s < last_step_) {
+      finish_exchange();
+      cur = 1 - cur;
+    }
+  }
+  be->copy_round(att, acc_.t, (size_t)NC, bf16);
+}
+
+void ContextParallel::attention_backward(const Batch& bt, Tensor dq, Tensor dk, Tensor dv, Tensor datt, Tensor att, Tensor lse, Tensor q, Tensor k,
+                                         Tensor v, bool bf16) {
+  Backend* be = m_.be.get();
+  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, Tl = 2 * Tc_, NC = N * C;
+  ensure_buffers(bt, q.dtype);
+  be->fill(acc_.t, 0.f, (size_t)NC);  // dq, summed over the blocks
+  be->fill(grads_[0].t, 0.f, (size_t)(2 * NC));
+  be->copy_round(kv_[0].t, k, (size_t)NC, bf16);
+  be->copy_round(kv_[0].t + NC, v, (size_t)NC, bf16);
+  const size_t kv_bytes = 2 * (size_t)NC * cx::dtype_size(q.dtype), grad_bytes = 2 * (size_t)NC * 4;
+  const int next = ring_rank(index_ + 1), previous = ring_rank(index_ - 1);
+  int cur = 0, grad = 0;
+  for (int s = 0; s <= last_step_; s++) {
+    if (s < last_step_) start_exchange(kv_[cur].t, kv_[1 - cur].t, kv_bytes, next, previous);
+    const int source = ((index_ - s) % size_ + size_) % size_;
+    for (int64_t b = 0; b < bt.B; b++)
+      for (int qc = 0; qc < 2; qc++)
+        for (int kc = 0; kc < 2; kc++) {
+          const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
+          if (!visible(b, g, h)) continue;
+          const int64_t qo = b * Tl + qc * Tc_, ko = b * Tl + kc * Tc_;
+          be->attention_block_backward(acc_.t + qo * C, grads_[grad].t + ko * C, grads_[grad].t + (NC + ko * C), datt + qo * C, att + qo * C,
+                                       lse + (b * 2 + qc) * H * Tc_, q + qo * C, kv_[cur].t + ko * C, kv_[cur].t + (NC + ko * C), m_.doc_start.t + qo,
+                                       g * Tc_, h * Tc_, Tc_, Tc_, H, D);
+        }
+    if (s < last_step_) {
+      finish_exchange();
+      cur = 1 - cur;
+      // The block's gradients so far go with it to the next rank, which adds its share.
+      start_exchange(grads_[grad].t, grads_[1 - grad].t, grad_bytes, next, previous);
+      finish_exchange();
+      grad = 1 - grad;
+    }
+  }
+  if (last_step_ > 0) {
+    // The block in hand is that of ring index - last_step_, its gradients complete: home they go, and ours come.
+    start_exchange(grads_[grad].t, grads_[1 - grad].t, grad_bytes, ring_rank(index_ - last_step_), ring_rank(index_ + last_step_));
+    finish_exchange();
+    grad = 1 - grad;
+  }
+  be->copy_round(dq, acc_.t, (size_t)NC, bf16);
+  be->copy_round(dk, grads_[grad].t, (size_t)NC, bf16);
+  be->copy_round(dv, grads_[grad].t + NC, (size_t)NC, bf16);
+}
+
+}  // namespace cxm
