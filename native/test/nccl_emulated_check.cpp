@@ -8,6 +8,8 @@
  *   - training on the emulated GPU: 1 rank without a communicator; 1 rank through NCCL (every path at world
  *     size 1); 2 and 3 ranks, ZeRO-1 and ZeRO-0, overlapped and not: the same losses and gradient norms to
  *     rounding, identical replicas, the same gathered moments;
+ *   - context parallelism on the emulated GPU: a ring of 2, and 2 rings of 2 (fp32), the ring's stream-ordered
+ *     exchange and the CUDA block kernels, following 1 rank as above;
  *   - a model whose device is not the communicator's is refused.
  * What it cannot check: NCCL's speed and its stream ordering (the emulation runs work when it is queued).
  * Prints one line per check and "N passed, N failed"; exits non-zero on failure. */
@@ -166,6 +168,7 @@ struct Setup {
   int ranks, zero;
   bool through_nccl, overlap;
   int precision = CX_FP32;  // CX_BF16: the compute copy is bf16, and ZeRO-1 gathers it in 16 bits
+  int ring = 1;             // > 1: context parallelism, rings of this many ranks sharing each sequence
 };
 
 const cx_config kConfig{2, 32, 2, 64, 128, 32, 10000.f, 1e-5f};
@@ -187,18 +190,20 @@ std::string train(const Setup& s, int rank, int port) {
   ok_or_throw(cx_model_init(m, 7, &st), st);
   cx_comm* comm = s.through_nccl ? join(rank, s.ranks, port) : nullptr;
   if (comm) ok_or_throw(cx_model_data_parallel(m, comm, s.zero, &st), st);
+  if (s.ring > 1) ok_or_throw(cx_model_context_parallel(m, comm, s.ring, &st), st);
   const cx_run_options o{s.precision, 1, 1, 1, kEos, 0};
   std::ostringstream losses, norms;
   losses.precision(9), norms.precision(9);
   for (int step = 0; step < kSteps; step++) {
     ok_or_throw(cx_zero_grad(m, &st), st);
     double local[2] = {0, 0};
-    for (int a = rank; a < kAccumulate; a += s.ranks) {
+    const int share = rank / s.ring, shares = s.ranks / s.ring;  // a ring's members read the same rows
+    for (int a = share; a < kAccumulate; a += shares) {
       const std::vector<int32_t> tokens = batch(step, a);
       double loss = 0;
       int64_t count = 0;
       ok_or_throw(cx_forward_backward(m, tokens.data(), kMicroBatch, kConfig.max_seq, &o, 1.f / (kAccumulate * kMicroBatch * kConfig.max_seq),
-                                      comm && s.overlap && a + s.ranks >= kAccumulate, &loss,
+                                      comm && s.overlap && a + shares >= kAccumulate, &loss,
                                       &count, &st),
                   st);
       local[0] += loss, local[1] += (double)count;
@@ -306,11 +311,14 @@ int main(int argc, char** argv) {
     if (plain.rfind("losses", 0) != 0) continue;
     const auto want_losses = numbers_after(plain, "losses", kSteps), want_norms = numbers_after(plain, "norms", kSteps);
     const double want_moments = numbers_after(plain, "moments", 1)[0], want_weights = numbers_after(plain, "weights", 1)[0];
-    std::vector<Setup> setups = {Setup{1, 1, true, true, precision}, Setup{3, 1, true, true, precision}};
-    if (precision == CX_FP32) setups = {Setup{1, 1, true, true}, Setup{2, 1, true, true}, Setup{3, 1, true, true}, Setup{2, 0, true, true}, Setup{3, 1, true, false}};
+    std::vector<Setup> setups = {Setup{1, 1, true, true, precision}, Setup{3, 1, true, true, precision}, Setup{2, 1, true, true, precision, 2}};
+    if (precision == CX_FP32)
+      setups = {Setup{1, 1, true, true}, Setup{2, 1, true, true}, Setup{3, 1, true, true}, Setup{2, 0, true, true}, Setup{3, 1, true, false},
+                Setup{2, 1, true, true, CX_FP32, 2}, Setup{4, 1, true, true, CX_FP32, 2}};
     for (const Setup& s : setups) {
       const std::string label = std::string(pname) + ", " + std::to_string(s.ranks) + " rank(s) through NCCL, ZeRO-" + std::to_string(s.zero) +
-                                (s.overlap ? ", overlapped" : ", after the backward");
+                                (s.overlap ? ", overlapped" : ", after the backward") +
+                                (s.ring > 1 ? ", rings of " + std::to_string(s.ring) + " (context parallelism)" : "");
       const auto lines = on_ranks(s.ranks, [&](int r, int port) { return train(s, r, port); });
       bool ran = true;
       for (const std::string& l : lines) ran = ran && l.rfind("losses", 0) == 0;

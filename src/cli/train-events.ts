@@ -62,7 +62,8 @@ export function trainRenderer(o: { mode: OutputMode; spinner: Ora | undefined; d
       line =
         `memory on ${o.device}${e.ranks > 1 ? ` per rank (${e.ranks} ranks, ZeRO-${e.zero})` : ""}: ${gb(e.states_bytes)} weights, gradients and AdamW state + ${gb(e.activation_bytes)} activations at micro-batch ${e.micro_batch} × ${count(e.context)}${e.recompute ? " (recomputed)" : ""}` +
         `; activations take ${count(Math.round(e.activation_bytes_per_token))} B/token (${count(Math.round(e.activation_bytes_per_token_recompute))} with --recompute)` +
-        `, so ${gb(e.available_bytes)} (${e.available_source} + this run's activations) holds a context of up to ${count(e.largest_context)} tokens at micro-batch ${e.micro_batch} (${count(e.largest_context_recompute)} with --recompute)`;
+        `, so ${gb(e.available_bytes)} (${e.available_source} + this run's activations) holds a context of up to ${count(e.largest_context)} tokens at micro-batch ${e.micro_batch} (${count(e.largest_context_recompute)} with --recompute)` +
+        (e.context_parallel > 1 ? `, each sequence split over ${e.context_parallel} ranks` : "");
     }
     // A run stopped by Ctrl-C says so once, where it stops, instead of "done".
     if (e.type === "done" && !(o.stopped() && e.step < totalSteps)) line = `done at step ${e.step}: ${e.out} (metrics.jsonl, loss.svg)`;

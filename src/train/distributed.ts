@@ -134,6 +134,19 @@ export class RankGroup {
     return device === "cuda" && this.world.world > 1 ? `cuda:${this.cudaIndex}` : device;
   }
 
+  /** Ranks per ring of context parallelism (adjacent ranks share each sequence); 1 without it. */
+  contextParallel = 1;
+  /** This rank's place in its ring, and which data-parallel share (ring) it is of how many. */
+  get ringIndex(): number {
+    return this.world.rank % this.contextParallel;
+  }
+  get dataRank(): number {
+    return Math.floor(this.world.rank / this.contextParallel);
+  }
+  get dataRanks(): number {
+    return this.world.world / this.contextParallel;
+  }
+
   get rank(): number {
     return this.world.rank;
   }

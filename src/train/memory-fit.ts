@@ -30,12 +30,14 @@ export function largestContext(bytesPerToken: number, available: number, microBa
 }
 
 /**
- * Measures a model after its first step. On a GPU the free memory is the device's; on the CPU it is the host's
- * available memory, shared by the `ranksOnHost` ranks of this machine.
+ * Measures a model after its first step (`tokens`: the micro-batch's tokens on this rank). On a GPU the free
+ * memory is the device's; on the CPU it is the host's available memory, shared by the `ranksOnHost` ranks of this
+ * machine. Under context parallelism each rank holds 1/ringSize of every sequence, so the ring holds that many
+ * times the context one rank would.
  */
 export function contextFit(
   model: Pick<NativeModel, "activationBytes" | "deviceMemory" | "memory">,
-  o: { tokens: number; precision: 0 | 1; microBatch: number; ranksOnHost: number },
+  o: { tokens: number; precision: 0 | 1; microBatch: number; ranksOnHost: number; ringSize?: number },
   hostAvailable: () => number = freemem,
 ): ContextFit {
   const perToken = model.activationBytes(o.tokens, o.precision, 0) / o.tokens;
@@ -49,7 +51,7 @@ export function contextFit(
     activation_bytes_per_token_recompute: perTokenRecompute,
     available_bytes: available,
     available_source: device ? "GPU free memory" : "host available memory",
-    largest_context: largestContext(perToken, available, o.microBatch),
-    largest_context_recompute: largestContext(perTokenRecompute, available, o.microBatch),
+    largest_context: largestContext(perToken, available, o.microBatch) * (o.ringSize ?? 1),
+    largest_context_recompute: largestContext(perTokenRecompute, available, o.microBatch) * (o.ringSize ?? 1),
   };
 }

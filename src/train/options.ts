@@ -123,6 +123,11 @@ export const trainConfigSchema = z.strictObject({
     describe: "with several ranks: reduce each gradient bucket while the backward goes on and gather each bucket of updated weights while the next forward goes on (--no-overlap: each after its compute, to measure what overlapping hides)",
     onResume: "new",
   }),
+  context_parallel: option(positive().max(4096).default(1), {
+    describe:
+      "split every sequence over N ranks (ring attention, zigzag chunks: the context must be divisible by 2·N); the other ranks' factor is data parallelism, so world = data-parallel × N; for contexts whose activations one device cannot hold",
+    onResume: "new",
+  }),
   collectives: option(z.enum(["auto", "gloo", "nccl"]).default("auto"), {
     describe: "the collective library: auto is nccl on cuda and gloo on cpu; naming one runs the data-parallel path even on one rank (to check it, or measure its cost)",
     onResume: "new",
@@ -144,6 +149,14 @@ function crossChecks(config: TrainConfig): string[] {
     problems.push(config.rope_scaling ? `--rope-scaling ${config.rope_scaling} needs --rope-factor F (e.g. 4 for 4× the pretrained positions)` : `--rope-factor ${config.rope_factor} needs --rope-scaling linear, yarn or llama3`);
   }
   const context = config.context ?? config.model_config.maxSeq;
+  const cp = config.context_parallel;
+  if (cp > 1 && context % (2 * cp) !== 0) {
+    const fit = Math.floor(context / (2 * cp)) * 2 * cp;
+    problems.push(`--context-parallel ${cp} cuts each sequence into ${2 * cp} equal chunks, and the context ${context.toLocaleString("en-US")} does not divide by ${2 * cp}: use a context of ${fit.toLocaleString("en-US")} or ${(fit + 2 * cp).toLocaleString("en-US")}`);
+  }
+  if (cp > 1 && config.eval_tasks) {
+    problems.push(`--eval-tasks reads logits of whole sequences on one rank, and --context-parallel ${cp} splits them: run \`chuxin-data eval --tasks\` on a checkpoint instead`);
+  }
   if (config.micro_batch * context > MAX_MICRO_BATCH_TOKENS) {
     problems.push(
       `--micro-batch ${config.micro_batch}: ${config.micro_batch} × ${context.toLocaleString("en-US")} tokens is over ${MAX_MICRO_BATCH_TOKENS.toLocaleString("en-US")} tokens a micro-batch; ` +

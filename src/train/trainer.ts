@@ -24,7 +24,7 @@ export type TrainEvent =
   | { type: "start"; step: number; steps: number; tokens_per_step: number; parameters: number; backend: string; resumed_from: string | null }
   | { type: "step"; step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; eta_s: number }
   /** after the first step, when every buffer has its size: bytes of weights + gradients + AdamW state, and of activations */
-  | ({ type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number } & ContextFit)
+  | ({ type: "memory"; states_bytes: number; activation_bytes: number; micro_batch: number; context: number; recompute: boolean; ranks: number; zero: number; context_parallel: number; peak_rss_bytes: number } & ContextFit)
   | { type: "eval"; step: number; eval_loss: number; perplexity: number }
   /** --eval-tasks: each task's metrics on the current weights */
   | { type: "benchmarks"; step: number; tokens: number; tasks: Record<string, Record<string, number>> }
@@ -141,9 +141,17 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     });
   }
   const accum = config.global_batch_tokens / perMicro;
-  if (accum % group.size !== 0) {
+  const cp = config.context_parallel;
+  if (group.size % cp !== 0) {
+    throw new UsageError(`--context-parallel ${cp} does not divide the ${group.size} ranks into rings: start a multiple of ${cp} ranks, or use a divisor of ${group.size}`);
+  }
+  if (T % (2 * cp) !== 0) throw new UsageError(`--context-parallel ${cp} cuts each sequence into ${2 * cp} equal chunks, and the context ${T} does not divide by ${2 * cp}; pick --context accordingly`);
+  group.contextParallel = cp;
+  const shares = group.dataRanks;  // the micro-batches are shared by the rings (each rank, without context parallelism)
+  if (accum % shares !== 0) {
+    const who = cp > 1 ? `${shares} rings of ${cp} ranks` : `${shares} ranks`;
     throw new UsageError(
-      `--global-batch-tokens ${config.global_batch_tokens} is ${accum} micro-batches of ${config.micro_batch} × ${T} tokens, which ${group.size} ranks cannot share equally; make it a multiple of ${group.size * perMicro}`,
+      `--global-batch-tokens ${config.global_batch_tokens} is ${accum} micro-batches of ${config.micro_batch} × ${T} tokens, which ${who} cannot share equally; make it a multiple of ${shares * perMicro}`,
     );
   }
   const opts = runOptionsOf(config, manifest.tokenizer.eos_id);
@@ -153,6 +161,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     const create = options.createModel ?? ((c: NativeModelConfig, backend: string, threads: number) => new addon.Model(c, backend, threads));
     model = create(nativeModelConfig(mc), group.modelDevice(config.device), config.threads);
     if (group.comm) model.dataParallel(group.comm, config.zero as 0 | 1);
+    if (cp > 1) model.contextParallel(group.comm!, cp);
   } catch (error) {
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
   }
@@ -289,7 +298,9 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
           recompute: config.recompute,
           ranks: group.size,
           zero: group.parallel ? config.zero : 0,
-          ...contextFit(model, { tokens: config.micro_batch * T, precision: opts.precision, microBatch: config.micro_batch, ranksOnHost: group.world.localWorld }),
+          ...contextFit(model, { tokens: (config.micro_batch * T) / cp, precision: opts.precision, microBatch: config.micro_batch, ranksOnHost: group.world.localWorld, ringSize: cp }),
+          context_parallel: cp,
+          peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
         });
       }
       const seconds = (performance.now() - started) / 1000;

@@ -14,10 +14,10 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import { readSafetensors } from "../../src/train/safetensors.ts";
 import { runCli } from "../helpers/cli.ts";
 import { binPath } from "../helpers/paths.ts";
 import { useSampleBuild } from "../helpers/sample-build.ts";
+import { assertClose, assertSameTrajectory, maxWeightDifference, metrics } from "../helpers/trajectory.ts";
 
 const gloo = (await readFile(join(import.meta.dirname, "..", "..", "native", "build", "CMakeCache.txt"), "utf8").catch(() => "")).match(/^GLOO_LIBRARY:FILEPATH=(?!.*NOTFOUND).+$/m);
 
@@ -25,34 +25,8 @@ const gloo = (await readFile(join(import.meta.dirname, "..", "..", "native", "bu
 const common = ["--model", "tiny", "--context", "128", "--micro-batch", "1", "--global-batch-tokens", "768", "--precision", "fp32", "--threads", "1"];
 const schedule = ["--lr", "3e-3", "--warmup-steps", "1", "--eval-every", "2", "--eval-sequences", "4", "--save-every", "2", "--json"];
 
-type Metric = { step: number; loss?: number; grad_norm?: number; eval_loss?: number };
-async function metrics(run: string): Promise<Metric[]> {
-  return (await readFile(join(run, "metrics.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
-}
 function events(stdout: string): { type: string; [k: string]: unknown }[] {
   return stdout.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-}
-function assertClose(a: number, b: number, rel: number, what: string): void {
-  assert.ok(Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b)), `${what}: ${a} vs ${b}`);
-}
-function assertSameTrajectory(got: Metric[], want: Metric[], label: string): void {
-  assert.equal(got.length, want.length, label);
-  got.forEach((g, i) => {
-    const w = want[i]!;
-    assert.equal(g.step, w.step, label);
-    for (const key of ["loss", "grad_norm", "eval_loss"] as const) {
-      if (w[key] !== undefined) assertClose(g[key]!, w[key]!, 1e-5, `${label} step ${g.step} ${key}`);
-    }
-  });
-}
-async function maxWeightDifference(a: string, b: string): Promise<number> {
-  const [x, y] = await Promise.all([readSafetensors(join(a, "model.safetensors")), readSafetensors(join(b, "model.safetensors"))]);
-  let worst = 0;
-  for (const [name, t] of x) {
-    const u = y.get(name)!;
-    for (let i = 0; i < t.data.length; i++) worst = Math.max(worst, Math.abs(t.data[i]! - u.data[i]!));
-  }
-  return worst;
 }
 
 // Skipped only off CI: .ci/run installs libgloo-dev, so there a build without gloo fails here instead.

@@ -16,7 +16,7 @@ describe("training options, declared once", () => {
   });
 
   it("derive the resume rule: only cadence (evaluation, benchmarks, saving), length (steps or tokens), memory and the ranks' topology may change", () => {
-    assert.deepEqual([...RESUMABLE].sort(), ["collectives", "decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "tokens", "zero"]);
+    assert.deepEqual([...RESUMABLE].sort(), ["collectives", "context_parallel", "decay_steps", "dist_timeout", "eval_every", "eval_limit", "eval_tasks", "eval_tasks_every", "keep_last", "overlap", "recompute", "save_every", "steps", "threads", "tokens", "zero"]);
   });
 
   it("read token counts as people write them", () => {

@@ -71,21 +71,21 @@ size_t ContextParallel::bytes() const {
   return n;
 }
 
-void ContextParallel::start_exchange(Tensor send, Tensor recv, size_t bytes, int to, int from) {
-  void* out = send.data;
-  void* in = recv.data;
+void ContextParallel::start_exchange(std::vector<Transfer> transfers, int to, int from) {
   if (comm_->stream_ordered()) {
-    // Queued on the library's stream after what the model's stream has queued (the block being sent).
+    // Queued on the library's stream after what the model's stream has queued (the blocks being sent).
     comm_->follow(m_.be->stream());
-    comm_->exchange(out, bytes, to, in, bytes, from);
+    for (const Transfer& t : transfers) comm_->exchange(t.send.data, t.send.bytes(), to, t.recv.data, t.recv.bytes(), from);
     return;
   }
   pending_.reset(new Pending());
   const uint64_t ticket = comm_->take_ticket();  // taken here, so every rank's collectives keep one order
   Pending* p = pending_.get();
-  p->thread = std::thread([this, p, ticket, out, in, bytes, to, from] {
+  p->thread = std::thread([this, p, ticket, transfers = std::move(transfers), to, from] {
     try {
-      comm_->in_turn(ticket, [&] { comm_->exchange(out, bytes, to, in, bytes, from); });
+      comm_->in_turn(ticket, [&] {
+        for (const Transfer& t : transfers) comm_->exchange(t.send.data, t.send.bytes(), to, t.recv.data, t.recv.bytes(), from);
+      });
     } catch (...) {
       p->error = std::current_exception();
     }
@@ -107,32 +107,38 @@ void ContextParallel::finish_exchange() {
   if (error) std::rethrow_exception(error);
 }
 
+template <typename F>
+void ContextParallel::for_visible_pairs(const Batch& bt, int step, F&& body) const {
+  const int source = ((index_ - step) % size_ + size_) % size_;  // whose block this rank holds at this step
+  const int64_t Tl = 2 * Tc_, H = m_.cfg.n_heads;
+  for (int64_t b = 0; b < bt.B; b++)
+    for (int qc = 0; qc < 2; qc++)
+      for (int kc = 0; kc < 2; kc++) {
+        const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
+        if (visible(b, g, h)) body(Pair{b * Tl + qc * Tc_, b * Tl + kc * Tc_, (b * 2 + qc) * H * Tc_, g * Tc_, h * Tc_});
+      }
+}
+
 void ContextParallel::attention_forward(const Batch& bt, Tensor att, Tensor lse, Tensor q, Tensor k, Tensor v, bool bf16) {
   Backend* be = m_.be.get();
-  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, Tl = 2 * Tc_, NC = N * C;
+  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, NC = N * C;
   ensure_buffers(bt, q.dtype);
   be->fill(acc_.t, 0.f, (size_t)NC);
   be->fill(lse, -INFINITY, (size_t)(N * H));
-  be->copy_round(kv_[0].t, k, (size_t)NC, bf16);
-  be->copy_round(kv_[0].t + NC, v, (size_t)NC, bf16);
-  const size_t kv_bytes = 2 * (size_t)NC * cx::dtype_size(q.dtype);
-  int cur = 0;
+  // The block in hand: this rank's own keys and values first, then those received into kv_[0] and kv_[1] in turn.
+  Tensor hold_k = k.shaped(1, NC), hold_v = v.shaped(1, NC);
+  int into = 0;
   for (int s = 0; s <= last_step_; s++) {
-    if (s < last_step_) start_exchange(kv_[cur].t, kv_[1 - cur].t, kv_bytes, ring_rank(index_ + 1), ring_rank(index_ - 1));
-    const int source = ((index_ - s) % size_ + size_) % size_;
-    for (int64_t b = 0; b < bt.B; b++)
-      for (int qc = 0; qc < 2; qc++)
-        for (int kc = 0; kc < 2; kc++) {
-          const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
-          if (!visible(b, g, h)) continue;
-          const int64_t qo = b * Tl + qc * Tc_, ko = b * Tl + kc * Tc_;
-          be->attention_block_forward(part_.t, part_lse_.t, q + qo * C, kv_[cur].t + ko * C, kv_[cur].t + (NC + ko * C), m_.doc_start.t + qo, g * Tc_,
-                                      h * Tc_, Tc_, Tc_, H, D);
-          be->attention_combine(acc_.t + qo * C, lse + (b * 2 + qc) * H * Tc_, part_.t, part_lse_.t, Tc_, H, D);
-        }
+    const Tensor next_k = kv_[into].t.shaped(1, NC), next_v = (kv_[into].t + NC).shaped(1, NC);
+    if (s < last_step_) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, ring_rank(index_ + 1), ring_rank(index_ - 1));
+    for_visible_pairs(bt, s, [&](const Pair& p) {
+      be->attention_block_forward(part_.t, part_lse_.t, q + p.qo * C, hold_k + p.ko * C, hold_v + p.ko * C, m_.doc_start.t + p.qo, p.q_offset,
+                                  p.k_offset, Tc_, Tc_, H, D);
+      be->attention_combine(acc_.t + p.qo * C, lse + p.lse, part_.t, part_lse_.t, Tc_, H, D);
+    });
     if (s < last_step_) {
       finish_exchange();
-      cur = 1 - cur;
+      hold_k = next_k, hold_v = next_v, into = 1 - into;
     }
   }
   be->copy_round(att, acc_.t, (size_t)NC, bf16);
@@ -141,40 +147,34 @@ void ContextParallel::attention_forward(const Batch& bt, Tensor att, Tensor lse,
 void ContextParallel::attention_backward(const Batch& bt, Tensor dq, Tensor dk, Tensor dv, Tensor datt, Tensor att, Tensor lse, Tensor q, Tensor k,
                                          Tensor v, bool bf16) {
   Backend* be = m_.be.get();
-  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, Tl = 2 * Tc_, NC = N * C;
+  const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, NC = N * C;
   ensure_buffers(bt, q.dtype);
   be->fill(acc_.t, 0.f, (size_t)NC);  // dq, summed over the blocks
   be->fill(grads_[0].t, 0.f, (size_t)(2 * NC));
-  be->copy_round(kv_[0].t, k, (size_t)NC, bf16);
-  be->copy_round(kv_[0].t + NC, v, (size_t)NC, bf16);
-  const size_t kv_bytes = 2 * (size_t)NC * cx::dtype_size(q.dtype), grad_bytes = 2 * (size_t)NC * 4;
   const int next = ring_rank(index_ + 1), previous = ring_rank(index_ - 1);
-  int cur = 0, grad = 0;
+  auto whole = [&](const Buffer& b) { return b.t.shaped(1, 2 * NC); };
+  Tensor hold_k = k.shaped(1, NC), hold_v = v.shaped(1, NC);
+  int into = 0, grad = 0;
   for (int s = 0; s <= last_step_; s++) {
-    if (s < last_step_) start_exchange(kv_[cur].t, kv_[1 - cur].t, kv_bytes, next, previous);
-    const int source = ((index_ - s) % size_ + size_) % size_;
-    for (int64_t b = 0; b < bt.B; b++)
-      for (int qc = 0; qc < 2; qc++)
-        for (int kc = 0; kc < 2; kc++) {
-          const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
-          if (!visible(b, g, h)) continue;
-          const int64_t qo = b * Tl + qc * Tc_, ko = b * Tl + kc * Tc_;
-          be->attention_block_backward(acc_.t + qo * C, grads_[grad].t + ko * C, grads_[grad].t + (NC + ko * C), datt + qo * C, att + qo * C,
-                                       lse + (b * 2 + qc) * H * Tc_, q + qo * C, kv_[cur].t + ko * C, kv_[cur].t + (NC + ko * C), m_.doc_start.t + qo,
-                                       g * Tc_, h * Tc_, Tc_, Tc_, H, D);
-        }
+    const Tensor next_k = kv_[into].t.shaped(1, NC), next_v = (kv_[into].t + NC).shaped(1, NC);
+    if (s < last_step_) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, next, previous);
+    for_visible_pairs(bt, s, [&](const Pair& p) {
+      be->attention_block_backward(acc_.t + p.qo * C, grads_[grad].t + p.ko * C, grads_[grad].t + (NC + p.ko * C), datt + p.qo * C, att + p.qo * C,
+                                   lse + p.lse, q + p.qo * C, hold_k + p.ko * C, hold_v + p.ko * C, m_.doc_start.t + p.qo, p.q_offset, p.k_offset, Tc_,
+                                   Tc_, H, D);
+    });
     if (s < last_step_) {
       finish_exchange();
-      cur = 1 - cur;
+      hold_k = next_k, hold_v = next_v, into = 1 - into;
       // The block's gradients so far go with it to the next rank, which adds its share.
-      start_exchange(grads_[grad].t, grads_[1 - grad].t, grad_bytes, next, previous);
+      start_exchange({{whole(grads_[grad]), whole(grads_[1 - grad])}}, next, previous);
       finish_exchange();
       grad = 1 - grad;
     }
   }
   if (last_step_ > 0) {
     // The block in hand is that of ring index - last_step_, its gradients complete: home they go, and ours come.
-    start_exchange(grads_[grad].t, grads_[1 - grad].t, grad_bytes, ring_rank(index_ - last_step_), ring_rank(index_ + last_step_));
+    start_exchange({{whole(grads_[grad]), whole(grads_[1 - grad])}}, ring_rank(index_ - last_step_), ring_rank(index_ + last_step_));
     finish_exchange();
     grad = 1 - grad;
   }

@@ -49,11 +49,22 @@ class ContextParallel {
  private:
   /* Whether a query chunk (chunk index g of the row) sees any key of key chunk h in row b. */
   bool visible(int64_t b, int64_t g, int64_t h) const;
+  /* A block pair of a ring step: the query chunk's and key chunk's first local tokens, where the query chunk's
+   * statistics start in the lse slot ([B][2][H][Tc]), and the chunks' row positions. */
+  struct Pair {
+    int64_t qo, ko, lse, q_offset, k_offset;
+  };
+  /* body(pair) for each pair of this rank's query chunks and the key chunks it holds at `step` that some query sees. */
+  template <typename F>
+  void for_visible_pairs(const Batch& bt, int step, F&& body) const;
   int64_t chunk_of(int ring_index, int which) const { return which == 0 ? ring_index : 2 * size_ - 1 - ring_index; }
   int ring_rank(int ring_index) const { return base_ + ((ring_index % size_) + size_) % size_; }
-  /* Sends `send` to the next ring member while receiving `recv` from the previous one, on a thread (overlapped with
-   * the caller's compute) when the library blocks; finish() waits for it. */
-  void start_exchange(Tensor send, Tensor recv, size_t bytes, int to, int from);
+  /* Sends each transfer's `send` to rank `to` while receiving its `recv` from rank `from`, in order, on a thread
+   * (overlapped with the caller's compute) when the library blocks; finish_exchange() waits for them. */
+  struct Transfer {
+    Tensor send, recv;
+  };
+  void start_exchange(std::vector<Transfer> transfers, int to, int from);
   void finish_exchange();
   void ensure_buffers(const Batch& bt, DType act);
 
