@@ -9,9 +9,14 @@
 
 namespace cxm {
 
+/* An exchange in flight on its own thread. Joined however it ends: a step that throws between starting and finishing
+ * an exchange leaves one behind, and a joinable std::thread destroyed would end the process. */
 struct ContextParallel::Pending {
   std::thread thread;
   std::exception_ptr error;
+  ~Pending() {
+    if (thread.joinable()) thread.join();
+  }
 };
 
 ContextParallel::ContextParallel(cx_model& m, cx::Communicator* comm, int size) : m_(m), comm_(comm), size_(size) {
@@ -27,9 +32,7 @@ ContextParallel::ContextParallel(cx_model& m, cx::Communicator* comm, int size) 
   base_ = rank - index_;
 }
 
-ContextParallel::~ContextParallel() {
-  if (pending_ && pending_->thread.joinable()) pending_->thread.join();
-}
+ContextParallel::~ContextParallel() = default;  // here, where Pending is complete
 
 bool ContextParallel::visible(int64_t b, int64_t g, int64_t h) const {
   if (h > g) return false;  // every key of the block is in the queries' future
@@ -42,7 +45,7 @@ void ContextParallel::layout(const std::vector<int32_t>& row_starts, int64_t B, 
   if (T % (2 * size_) != 0)
     fail(CX_INVALID_ARGUMENT, "context %lld does not split into %d equal chunks for --context-parallel %d: use a context divisible by %d",
          (long long)T, 2 * size_, size_, 2 * size_);
-  B_ = B, T_ = T, Tc_ = T / (2 * size_);
+  T_ = T, Tc_ = T / (2 * size_);
   row_starts_ = row_starts;
   last_step_ = 0;
   for (int s = 1; s < size_; s++)

@@ -29,10 +29,8 @@ namespace cxm {
 class ContextParallel {
  public:
   ContextParallel(cx_model& m, cx::Communicator* comm, int size);
-  ~ContextParallel();  // waits for an exchange still in flight (a step that failed halfway)
+  ~ContextParallel();
 
-  int size() const { return size_; }
-  int index() const { return index_; }
   /* Row position of local token t (0 <= t < 2·Tc) of this rank. */
   int64_t row_position(int64_t t, int64_t Tc) const { return t < Tc ? index_ * Tc + t : (2 * size_ - 1 - index_) * Tc + (t - Tc); }
   /* Called by prepare_batch with the whole rows' document starts ([B][T], row positions): checks T and plans the
@@ -71,7 +69,7 @@ class ContextParallel {
   cx_model& m_;
   cx::Communicator* comm_;
   int size_, index_, base_;
-  int64_t B_ = 0, T_ = 0, Tc_ = 0;
+  int64_t T_ = 0, Tc_ = 0;
   std::vector<int32_t> row_starts_;
   int last_step_ = 0;  // ring steps 0..last_step_ have work for some rank
   Buffer kv_[2], grads_[2], acc_, part_, part_lse_;
