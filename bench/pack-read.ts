@@ -11,8 +11,8 @@ import { execSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assembleStream, streamOptionsFor } from "../src/pipeline/pack-stream.ts";
-import { CHUNK_DOCS, encodeChunk, TokenStore } from "../src/pipeline/tokenize.ts";
+import { assembleStream, streamOptionsFor } from "../src/pipeline/stages/pack-stream.ts";
+import { CHUNK_DOCS, encodeChunk, TokenStore } from "../src/pipeline/stages/tokenize.ts";
 import { layoutInMemory } from "../test/helpers/token-chunks.ts";
 
 const docs = Number(process.argv[2] ?? 400000);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { Tokenizer as RustTokenizer } from "tokenizers";
-import type { TokenizeResult } from "../src/pipeline/tokenize-worker.ts";
+import type { TokenizeResult } from "../src/pipeline/stages/tokenize-worker.ts";
 import { parseTokenizerJson, tokenizerFromText } from "../src/tokenizer/load.ts";
 import { nativeTokenizer } from "../src/tokenizer/native.ts";
 import { startTsWorker } from "../src/util/workers.ts";
@@ -53,7 +53,7 @@ const nativeN = nativeTokenizer(json, info, cores);
 const batches = (size: number) => Array.from({ length: Math.ceil(docs.length / size) }, (_, i) => docs.slice(i * size, (i + 1) * size));
 
 async function jsPool(): Promise<number> {
-  const workers = Array.from({ length: cores }, () => startTsWorker(new URL("../src/pipeline/tokenize-worker.ts", import.meta.url), { tokenizerJson: text, tokenizerPath: sharedTokenizer }));
+  const workers = Array.from({ length: cores }, () => startTsWorker(new URL("../src/pipeline/stages/tokenize-worker.ts", import.meta.url), { tokenizerJson: text, tokenizerPath: sharedTokenizer }));
   await Promise.all(workers.map((w) => new Promise((r) => w.once("message", r))));
   const parts = batches(Math.ceil(docs.length / cores));
   const results = await Promise.all(parts.map((texts, i) => new Promise<TokenizeResult>((r) => {

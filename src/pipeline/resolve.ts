@@ -8,7 +8,7 @@ import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { sha256File } from "../util/hash.ts";
 import { formatSize } from "../util/size.ts";
 import type { BuildLock, LockedFile, LockedSource, LockedTokenizer } from "./lock.ts";
-import { freeBytes } from "./output-folder.ts";
+import { freeBytes } from "./output/output-folder.ts";
 import { findLocalFiles } from "./local-files.ts";
 import type { ProgressSink } from "./progress.ts";
 

@@ -8,10 +8,10 @@ import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BuildLock } from "./lock.ts";
 import { loadRecipe, placed, RecipeFieldError } from "../recipe/load.ts";
-import { readerFor } from "./readers/index.ts";
-import { missingFieldError } from "./readers/reader.ts";
+import { readerFor } from "./stages/readers/index.ts";
+import { missingFieldError } from "./stages/readers/reader.ts";
 import { findLocalFiles } from "./local-files.ts";
-import { parseTemplate, templateFields } from "./template.ts";
+import { parseTemplate, templateFields } from "../util/template.ts";
 
 export interface Validation {
   sources: number;

@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { datasetCard } from "../pipeline/manifest.ts";
+import { datasetCard } from "../pipeline/output/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { BUILD_TOKENIZER, docIndexName, LOCK, MANIFEST, shardName } from "../shards/layout.ts";

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve, sep } from "node:path";
-import { mixtureTable } from "../pipeline/manifest.ts";
+import { mixtureTable } from "../pipeline/output/manifest.ts";
 import { readManifest } from "../shards/manifest-file.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { tokenizerPathForManifest } from "../shards/tokenizer-for.ts";

@@ -1,9 +1,9 @@
 /** Token chunk files as tokenisation writes them, for tests of what reads them (the token store, pack). */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { StreamLayout } from "../../src/pipeline/pack-stream.ts";
-import { sliceRun } from "../../src/pipeline/plan-tables.ts";
-import { CHUNK_DOCS, encodeChunk, TokenStore } from "../../src/pipeline/tokenize.ts";
+import type { StreamLayout } from "../../src/pipeline/stages/pack-stream.ts";
+import { sliceRun } from "../../src/pipeline/mixture/plan-tables.ts";
+import { CHUNK_DOCS, encodeChunk, TokenStore } from "../../src/pipeline/stages/tokenize.ts";
 
 /** Chunk files in `dir` for the given documents' ids, by ord, and a store over them. */
 export function chunkStore(dir: string, tag: string, docs: readonly Uint32Array[]): TokenStore {

@@ -6,7 +6,7 @@ import { outputMode, progressRenderer } from "../render.ts";
 
 // Commands import what they run when they run: `--help` and `validate` must not load DuckDB.
 const pipeline = () => import("../../pipeline/build.ts");
-const manifestText = () => import("../../pipeline/manifest.ts");
+const manifestText = () => import("../../pipeline/output/manifest.ts");
 const recipes = () => import("../../recipe/load.ts");
 
 async function defaultOut(recipePath: string): Promise<string> {
@@ -93,7 +93,7 @@ export function registerBuild(y: Argv): Argv {
           .option("pack-jobs", { type: "number", describe: "with --merge-step plan: how many gather jobs write the shards (default: one per partition)" })
           .conflicts("partition", "merge"),
       async (args) => {
-        const { parsePartition } = await import("../../pipeline/partition-format.ts");
+        const { parsePartition } = await import("../../pipeline/partitioned/partition-format.ts");
         const slice = args.partition !== undefined ? parsePartition(String(args.partition)) : undefined;
         const outDir = args.out ? resolve(args.out) : slice ? `${await defaultOut(args.recipe!)}.part-${slice.index}-of-${slice.count}` : await defaultOut(args.recipe!);
         const memoryBytes = await memoryOption(args.memory);
@@ -117,7 +117,7 @@ export function registerBuild(y: Argv): Argv {
           diskCheck: args["disk-check"],
           sink: r.sink,
         };
-        const step = args["merge-step"] as import("../../pipeline/merge-format.ts").MergeStep | undefined;
+        const step = args["merge-step"] as import("../../pipeline/partitioned/merge-format.ts").MergeStep | undefined;
         const { UsageError } = await import("../../util/errors.ts");
         if (step === undefined && (args.index !== undefined || args["pack-jobs"] !== undefined)) throw new UsageError(`--index and --pack-jobs go with --merge-step`);
         if (step !== undefined && !args.merge) throw new UsageError(`--merge-step ${step} needs the partitions' folders: --merge DIR...`);
@@ -126,7 +126,7 @@ export function registerBuild(y: Argv): Argv {
           throw new UsageError(`--index goes with --merge-step dedup (a hash range), scatter (a partition) or gather (a pack job), not ${step}`);
         }
         if (step) {
-          const { runMergeStep } = await import("../../pipeline/merge-steps.ts");
+          const { runMergeStep } = await import("../../pipeline/partitioned/merge-steps.ts");
           const done = await interruptible(r, `merge step ${step} is not finished (its folder in ${join(outDir, ".work", "merge")} is not complete); rerun the same command`, () =>
             runMergeStep(options, args.merge as string[], { step, index: args.index, packJobs: args["pack-jobs"] }),
           );
@@ -140,7 +140,7 @@ export function registerBuild(y: Argv): Argv {
           return;
         }
         if (slice) {
-          const { buildPartition } = await import("../../pipeline/partition.ts");
+          const { buildPartition } = await import("../../pipeline/partitioned/partition.ts");
           const rec = await interruptible(r, `partition ${slice.index}/${slice.count} in ${outDir} is not finished (it has no partition.json); rerun the same command to continue`, () =>
             buildPartition(options, slice),
           );
@@ -159,7 +159,7 @@ export function registerBuild(y: Argv): Argv {
         const manifest = await interruptible(
           r,
           `${outDir} keeps its previous complete build, if it had one; rerun the same command to continue (tokenised chunks in ${join(outDir, ".work")} are reused)`,
-          async () => (merge ? (await import("../../pipeline/merge.ts")).mergePartitions(options, merge) : build(options)),
+          async () => (merge ? (await import("../../pipeline/partitioned/merge.ts")).mergePartitions(options, merge) : build(options)),
         );
         if (mode === "json") process.stdout.write(JSON.stringify({ type: "done", out: outDir, total_tokens: manifest.total_tokens, total_sequences: manifest.total_sequences }) + "\n");
         else {

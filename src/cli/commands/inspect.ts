@@ -14,7 +14,7 @@ export function registerInspect(y: Argv): Argv {
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (args) => {
-        const { mixtureTable } = await import("../../pipeline/manifest.ts");
+        const { mixtureTable } = await import("../../pipeline/output/manifest.ts");
         const { sequenceDocuments } = await import("../../shards/sequences.ts");
         const { tokenizerForManifest } = await import("../../shards/tokenizer-for.ts");
         const outDir = resolve(args.out!);
