@@ -270,6 +270,20 @@ int cx_tokenizer_decode(const cx_tokenizer* tokenizer, const uint32_t* ids, size
                         cx_status* status);
 void cx_string_free(char* text);
 
+/* ---- Near-duplicates: MinHash LSH (src/pipeline/stages/near-dedup.ts) ---- */
+typedef struct cx_minhash_spec {
+  int ngram;     /* words per shingle */
+  int bands;     /* LSH bands: a candidate pair shares one band's key */
+  int rows;      /* hash functions per band */
+  uint64_t seed; /* the recipe's minhash seed: every hash derives from it */
+} cx_minhash_spec;
+
+/* Band keys of texts already simplified (words separated by ASCII spaces): text i's keys at keys[i * bands ..].
+ * shingled[i] is 0 for a text with no words (its keys are 0 and mean nothing). The keys depend only on the texts
+ * and the spec, never on `threads`. */
+int cx_minhash_bands(const cx_minhash_spec* spec, const char* const* texts, const size_t* lengths, size_t n_texts, int threads,
+                     uint64_t* keys, uint8_t* shingled, cx_status* status);
+
 #ifdef __cplusplus
 }
 #endif

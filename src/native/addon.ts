@@ -133,6 +133,11 @@ export interface Addon {
   Model: new (config: NativeModelConfig, backend: string, threads: number) => NativeModel;
   /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask). */
   targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
+  /**
+   * MinHash LSH band keys of texts already simplified into words (cx_minhash_bands): text i's at keys[i * bands ..];
+   * shingled[i] is 0 for a text with no words. The same keys for any thread count.
+   */
+  minhashBands(words: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
   cpuKernel: string;
   cudaCompiled: boolean;
   /** CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver, -1 in a build without CUDA. */

@@ -4,25 +4,40 @@ import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
 import { loadRecipe, placed, type LoadedRecipe } from "../recipe/load.ts";
+import { minhashSpec } from "../recipe/schema.ts";
 import { DEFAULT_MAX_SHARD_BYTES, LOCK, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
 import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
 import { BuildDb } from "../util/duckdb.ts";
+import { UsageError } from "../util/errors.ts";
 import { formatSize } from "../util/size.ts";
 import { decontaminate, type DecontaminationReport } from "./stages/decontaminate.ts";
 import { checkTokenizeSpace, checkWorkSpace, describeEstimate, estimateAfterDedup, estimateWork } from "./disk-estimate.ts";
-import { dedup, type DedupResult } from "./stages/dedup.ts";
+import { dedup, keptDocuments, type DedupResult } from "./stages/dedup.ts";
+import { nearDedup } from "./stages/near-dedup.ts";
+import { NEAR_DUPLICATE_WORDS } from "./stages/near-dedup-text.ts";
 import { ingest } from "./stages/ingest.ts";
 import { readLock } from "./lock.ts";
-import type { SourceStats } from "./output/manifest.ts";
+import type { NearDuplicateReport, SourceStats } from "./output/manifest.ts";
 import { folderBytes, freeBytes, shardBytes, takeOutputFolder } from "./output/output-folder.ts";
 import { PARTITION_TOKENS } from "./partitioned/partition-format.ts";
 import { PLAN_DOCS } from "./mixture/plan-tables.ts";
 import { runStage, type ProgressSink } from "./progress.ts";
 import { resolveInputsOverlapped, type FileFilter } from "./resolve.ts";
 import type { SourcePlan } from "./mixture/sample.ts";
-import { CORPUS_DB, DOC_TOKENS, dropCorpus, duplicatesBySource, fileRows, removeCorpusFiles, rowsBySkipReason, skippedRows } from "./schema.ts";
+import {
+  CORPUS_DB,
+  DOC_TOKENS,
+  dropCorpus,
+  duplicatesBySource,
+  fileRows,
+  nearDuplicatesBySource,
+  nearDuplicateSamples,
+  removeCorpusFiles,
+  rowsBySkipReason,
+  skippedRows,
+} from "./schema.ts";
 import { checkMixtureSize, emptyStats, selectMixture } from "./mixture/select.ts";
 import { tokenizeDocuments } from "./stages/tokenize.ts";
 import { streamOptionsFor } from "./stages/pack-stream.ts";
@@ -70,6 +85,12 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter: FileFilter | undefined, planOnly: boolean) {
   let decontamination: DecontaminationReport | undefined;
   const { recipe } = loaded;
+  if (filter && minhashSpec(recipe.dedup.minhash)) {
+    throw new UsageError(
+      `${loaded.path}: dedup.minhash does not run in a partitioned build yet (a partition sees only its slice, and the merge has no text to hash); ` +
+        `build this recipe on one machine, or set dedup.minhash to false for --partition`,
+    );
+  }
   const { sink } = options;
   const env = options.env ?? hubEnv();
   const client = new HubClient(env, {
@@ -123,7 +144,32 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
     resolution.lock.decontamination = result!.lock;
     decontamination = result!.report;
   }
-  const deduped = await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
+  let deduped = await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
+  const minhash = minhashSpec(recipe.dedup.minhash);
+  let nearDuplicates: NearDuplicateReport | undefined;
+  if (minhash) {
+    const near = await runStage(
+      sink,
+      "near-dedup",
+      () => nearDedup(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" })),
+      (r) => ({ done: r.removed, unit: `near-duplicates removed (${r.clusters} clusters; ${r.candidatePairs} candidate pairs${minhash.verify_jaccard !== undefined ? `, ${r.rejectedPairs} below verify_jaccard` : ""})` }),
+    );
+    deduped = { removed: deduped.removed, ...(await keptDocuments(db)) };
+    nearDuplicates = {
+      method: `MinHash LSH: ${minhash.bands} bands × ${minhash.rows} rows of 64-bit hashes over ${minhash.ngram}-word shingles; candidates joined by union-find, the first document of each cluster in recipe order kept`,
+      words: NEAR_DUPLICATE_WORDS,
+      ngram: minhash.ngram,
+      bands: minhash.bands,
+      rows: minhash.rows,
+      seed: minhash.seed,
+      verify_jaccard: minhash.verify_jaccard ?? null,
+      candidate_pairs: near.candidatePairs,
+      pairs_rejected: near.rejectedPairs,
+      clusters: near.clusters,
+      documents_removed: near.removed,
+      samples: await nearDuplicateSamples(db),
+    };
+  }
   await checkBeforeTokenize(options, recipe, deduped, reusableTokenBytes, !!filter, planOnly);
   const tokenized = await runStage(
     sink,
@@ -146,7 +192,7 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
   }
   for (const r of await fileRows(db)) stats[r.s]!.fileRows[r.f] = Number(r.rows);
   for (const r of await skippedRows(db)) (stats[r.s]!.skippedRows[r.reason] ??= []).push([r.f, Number(r.row)]);
-  return { resolution, tokenizer, tokenized, stats, impl, decontamination };
+  return { resolution, tokenizer, tokenized, stats, impl, decontamination, nearDuplicates };
 }
 
 /**
@@ -175,7 +221,7 @@ async function checkBeforeTokenize(
 
 /** Everything up to the mixture plan, on one machine. */
 async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, planOnly = false) {
-  const { resolution, tokenizer, tokenized, stats, impl, decontamination } = await readInputs(options, db, loaded, undefined, planOnly);
+  const { resolution, tokenizer, tokenized, stats, impl, decontamination, nearDuplicates } = await readInputs(options, db, loaded, undefined, planOnly);
   await db.run(
     `CREATE OR REPLACE TEMP VIEW ${PLAN_DOCS} AS
      SELECT u.ord AS read_pos, u.source_idx, u.file_idx, u.row_idx, u.doc_hash, t.tokens FROM unique_docs u JOIN ${DOC_TOKENS} t USING (ord)`,
@@ -184,9 +230,13 @@ async function prepare(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe,
     if (r.within) stats[r.s]!.duplicatesWithin = Number(r.n);
     else stats[r.s]!.duplicatesAcross = Number(r.n);
   }
+  if (nearDuplicates) {
+    for (const st of stats) st.nearDuplicates = { within: 0, across: 0 };
+    for (const r of await nearDuplicatesBySource(db)) stats[r.s]!.nearDuplicates![r.within ? "within" : "across"] = Number(r.n);
+  }
   await shrinkDb(db, options);
   const plans = await selectMixture(db, loaded.recipe, stats, options.sink);
-  return { resolution, tokenizer, tokenized, stats, plans, impl, decontamination };
+  return { resolution, tokenizer, tokenized, stats, plans, impl, decontamination, nearDuplicates };
 }
 
 /** The budget a build states: --memory, or half of this machine's memory. */
@@ -302,7 +352,7 @@ export async function withStagedBuild(
 }
 
 async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildDb, out: BuildTarget): Promise<Manifest> {
-  const { resolution, tokenizer, tokenized, stats, plans, impl, decontamination } = await prepare(options, db, loaded);
+  const { resolution, tokenizer, tokenized, stats, plans, impl, decontamination, nearDuplicates } = await prepare(options, db, loaded);
   return writeBuild(
     db,
     loaded,
@@ -315,6 +365,7 @@ async function buildInto(options: BuildOptions, loaded: LoadedRecipe, db: BuildD
       plans,
       store: tokenized.store,
       decontamination,
+      nearDuplicates,
     },
     out,
     options.sink,

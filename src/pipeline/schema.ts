@@ -10,9 +10,13 @@ export const SKIPPED_ROWS_KEPT = 100;
  * The build's DuckDB tables, in one place (OUT/.work/build.duckdb; rebuilt from the inputs on every run):
  *   files        (source_idx, file_idx, path, sha256, rows)             — written by ingest
  *   corpus.documents (source_idx, file_idx, row_idx, text, skip_reason) — every row a reader saw (readers/, filters.ts)
- *   unique_docs  (ord, source_idx, file_idx, row_idx, doc_hash, doc_row) — kept documents in recipe order (dedup.ts);
+ *   unique_docs  (ord, source_idx, file_idx, row_idx, doc_hash, doc_row, text_bytes) — kept documents in recipe order (dedup.ts, near-dedup.ts);
  *                doc_row is the document's rowid in corpus.documents, where its text is
  *   duplicates   (source_idx, file_idx, row_idx, doc_hash, kept_by_source) — rows dedup removed (dedup.ts)
+ *   near_duplicates (source_idx, file_idx, row_idx, kept_source, kept_file, kept_row, jaccard) — documents MinHash
+ *                removed, each with the cluster's kept document (near-dedup.ts; only with dedup.minhash)
+ *   near_duplicate_samples (cluster, member, source_idx, file_idx, row_idx, first_lines) — the first clusters, for
+ *                `inspect --near-duplicates`
  *   row_counts   (source_idx, skip_reason, n)                          — rows per source and skip reason (dropCorpus)
  *   skipped_rows (source_idx, skip_reason, file_idx, row_idx)          — the first SKIPPED_ROWS_KEPT skipped rows per source and reason
  *   doc_tokens   (ord, tokens)                                         — each unique document's ids, specials not counted (tokenize.ts)
@@ -105,6 +109,20 @@ export async function uniqueDocTexts(db: BuildDb, first: number, count: number):
   });
 }
 
+/** Texts of the unique documents at these ords (any order, repeats allowed), in the order given. */
+export async function uniqueDocTextsAt(db: BuildDb, ords: readonly number[]): Promise<string[]> {
+  if (ords.length === 0) return [];
+  const found = await db.rows<{ ord: bigint; text: string }>(
+    `SELECT u.ord, d.text FROM unique_docs u JOIN ${DOCUMENTS} d ON d.rowid = u.doc_row WHERE u.ord IN (${[...new Set(ords)].join(",")})`,
+  );
+  const byOrd = new Map(found.map((f) => [Number(f.ord), f.text]));
+  return ords.map((o) => {
+    const text = byOrd.get(o);
+    if (text === undefined) throw new Error(`unique document ${o} has no text in ${DOCUMENTS}`);
+    return text;
+  });
+}
+
 /** The first skipped rows of each source and reason, as dropCorpus kept them, in file and row order. */
 export function skippedRows(db: BuildDb) {
   return db.rows<{ s: number; reason: string; f: number; row: bigint }>(`SELECT source_idx AS s, skip_reason AS reason, file_idx AS f, row_idx AS row FROM skipped_rows ORDER BY s, reason, f, row`);
@@ -118,6 +136,21 @@ export function rowsBySkipReason(db: BuildDb) {
 /** Removed duplicates per source, split by whether the kept copy is in the same source. */
 export function duplicatesBySource(db: BuildDb) {
   return db.rows<{ s: number; within: boolean; n: bigint }>(`SELECT source_idx AS s, kept_by_source = source_idx AS within, count(*) AS n FROM duplicates GROUP BY ALL`);
+}
+
+/** Near-duplicates removed per source, split by whether the cluster's kept document is in the same source. */
+export function nearDuplicatesBySource(db: BuildDb) {
+  return db.rows<{ s: number; within: boolean; n: bigint }>(`SELECT source_idx AS s, kept_source = source_idx AS within, count(*) AS n FROM near_duplicates GROUP BY ALL`);
+}
+
+/** The sample clusters near-dedup kept (near-dedup.ts), members in order, the kept document first. */
+export async function nearDuplicateSamples(db: BuildDb) {
+  const rows = await db.rows<{ cluster: number; member: number; s: number; f: number; row: bigint; line: string }>(
+    `SELECT cluster, member, source_idx AS s, file_idx AS f, row_idx AS row, first_lines AS line FROM near_duplicate_samples ORDER BY cluster, member`,
+  );
+  const clusters: { source: number; file: number; row: number; firstLines: string; kept: boolean }[][] = [];
+  for (const r of rows) (clusters[r.cluster] ??= []).push({ source: r.s, file: r.f, row: Number(r.row), firstLines: r.line, kept: r.member === 0 });
+  return clusters;
 }
 
 export function fileRows(db: BuildDb) {

@@ -24,6 +24,26 @@ const localSource = z.strictObject({
 export const MAX_EPOCHS = 10_000;
 const MAX_EPOCHS_MESSAGE = `at most ${MAX_EPOCHS.toLocaleString("en-US")} (each epoch is a pass of the source's documents in the plan); to fill a budget, set target_tokens and add data`;
 
+/** MinHash LSH (src/pipeline/stages/near-dedup.ts); the defaults are datatrove's MinhashConfig. */
+const minhashFields = z.strictObject({
+  ngram: z.number().int().min(1).max(64).default(5).describe("words per shingle; in CJK text each character is a word"),
+  bands: z.number().int().min(1).max(256).default(14).describe("LSH bands: two documents sharing one band's key are candidates"),
+  rows: z.number().int().min(1).max(64).default(8).describe("hash functions per band; a pair at Jaccard J is a candidate with probability 1 - (1 - J^rows)^bands"),
+  seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(1).describe("seeds every hash function"),
+  verify_jaccard: z
+    .number()
+    .gt(0)
+    .max(1)
+    .optional()
+    .describe("join a candidate to its bucket's first document only when their true shingle Jaccard is at least this (removes LSH false positives)"),
+});
+export type MinhashSpec = z.output<typeof minhashFields>;
+/** The recipe's `dedup.minhash` as a spec, or undefined when off (`true` takes the defaults). */
+export function minhashSpec(value: boolean | MinhashSpec | undefined): MinhashSpec | undefined {
+  if (value === undefined || value === false) return undefined;
+  return value === true ? minhashFields.parse({}) : value;
+}
+
 const lengthUpsamplingFields = z.strictObject({
   short_below: z.number().int().min(2).max(1 << 30).describe("documents shorter than this many tokens (EOS included) are downsampled"),
   keep_short: z.number().min(0).max(1).describe("the share of those kept, exactly (rounded to a whole document), chosen by a seeded key"),
@@ -89,6 +109,10 @@ export const recipeSchema = z.strictObject({
         .enum(["nfc_trim", "nfc_trim_lower_collapse_whitespace"])
         .default("nfc_trim")
         .describe("nfc_trim: Unicode NFC, then leading/trailing whitespace removed; the second also lower-cases and collapses whitespace runs"),
+      minhash: z
+        .union([z.boolean(), minhashFields])
+        .optional()
+        .describe("near-duplicates by MinHash LSH after the exact dedup; true: ngram 5, 14 bands × 8 rows, seed 1 (datatrove's)"),
     })
     .default({ enabled: true, normalization: "nfc_trim" }),
   filters: z

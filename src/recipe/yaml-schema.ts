@@ -51,12 +51,19 @@ function knownKeysAt(root: z.ZodType, path: readonly PathKey[]): string[] {
     }
   };
   unwrap();
+  // A union's mapping branch is where its keys are (`minhash: true | {ngram, ...}`).
+  const objectBranch = () => {
+    const def = schema?._zod?.def;
+    if (def?.type === "union") schema = def.options.find((o: any) => o?._zod?.def?.type === "object") ?? schema;
+  };
+  objectBranch();
   for (const key of path) {
     const def = schema?._zod?.def;
     if (def?.type === "object") schema = def.shape[key];
     else if (def?.type === "array") schema = def.element;
     else return [];
     unwrap();
+    objectBranch();
   }
   const def = schema?._zod?.def;
   return def?.type === "object" ? Object.keys(def.shape) : [];
@@ -74,6 +81,15 @@ function describeIssue(root: z.ZodType, issue: z.core.$ZodIssue, valueAt: (path:
         text: `unknown key '${key}'${hint ? ` — did you mean '${hint}'?` : ""} (allowed: ${known.join(", ")})`,
       };
     });
+  }
+  if (issue.code === "invalid_union") {
+    // A value of the right kind for one branch (a mapping, say) is judged by that branch alone: its own issues,
+    // located inside the value, say what is wrong better than "Invalid input".
+    const inside = issue.errors.find((branch) => branch.length > 0 && branch.every((i) => i.path.length > 0));
+    if (inside) return inside.flatMap((i) => describeIssue(root, { ...i, path: [...path, ...i.path] } as z.core.$ZodIssue, valueAt));
+    const expected = [...new Set(issue.errors.flatMap((branch) => branch.flatMap((i) => (i.code === "invalid_type" ? [i.expected === "object" ? "a mapping" : i.expected] : []))))];
+    const value = valueAt(path);
+    if (expected.length > 0) return [{ path, text: `expected ${expected.join(" or ")}, got ${typeof value} ${JSON.stringify(value)?.slice(0, 40) ?? ""}`.trimEnd() }];
   }
   let text = issue.message;
   if (issue.code === "invalid_type") {

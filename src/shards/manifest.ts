@@ -55,6 +55,22 @@ export interface Manifest {
     tasks: { task: string; repo: string; commit: string; evaluation_rows: number; ngrams: number }[];
     documents_removed: number;
   };
+  /** Present when the recipe removes near-duplicates (dedup.minhash): how, what it found, and its first clusters. */
+  near_duplicates?: {
+    method: string;
+    words: string;
+    ngram: number;
+    bands: number;
+    rows: number;
+    seed: number;
+    verify_jaccard: number | null;
+    candidate_pairs: number;
+    pairs_rejected: number;
+    clusters: number;
+    documents_removed: number;
+    /** the first clusters in recipe order: the kept document first, then removed ones, each with its first lines (" / " between them, 160 characters) */
+    samples: { source: string; file: string; row: number; first_lines: string; kept: boolean }[][];
+  };
 }
 
 export interface ManifestSource {
@@ -68,6 +84,8 @@ export interface ManifestSource {
   /** the first 100 skipped rows of each reason (file, 0-based row as in the document indexes); all are counted above */
   skipped_rows?: Record<string, { file: string; row: number }[]>;
   duplicates_removed: { within_source: number; across_sources: number; total: number };
+  /** with dedup.minhash: near-duplicates removed, split by whether the kept copy is in the same source */
+  near_duplicates_removed?: { within_source: number; across_sources: number; total: number };
   documents_available: number;
   tokens_available: number;
   epochs: number;

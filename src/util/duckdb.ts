@@ -73,13 +73,15 @@ export class RowAppender {
     private readonly types: AppendType[],
   ) {}
 
-  append(values: readonly number[]): void {
+  /** A BIGINT column also takes a bigint (a 64-bit key a number cannot hold exactly). */
+  append(values: readonly (number | bigint)[]): void {
     if (!this.open) throw new Error("append after the appender was closed");
     this.types.forEach((t, i) => {
       const v = values[i]!;
-      if (t === "UINTEGER") this.app.appendUInteger(v);
+      if (t === "BIGINT") this.app.appendBigInt(typeof v === "bigint" ? v : BigInt(v));
+      else if (typeof v === "bigint") throw new Error(`a bigint in the ${t} column ${i}`);
+      else if (t === "UINTEGER") this.app.appendUInteger(v);
       else if (t === "INTEGER") this.app.appendInteger(v);
-      else if (t === "BIGINT") this.app.appendBigInt(BigInt(v));
       else this.app.appendDouble(v);
     });
     this.app.endRow();

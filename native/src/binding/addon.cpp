@@ -446,6 +446,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
 namespace cx {
 void register_tokenizer(Napi::Env env, Napi::Object exports);
+void register_text(Napi::Env env, Napi::Object exports);
 }
 
 namespace {
@@ -476,6 +477,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", Model::Define(env));
   exports.Set("targetMask", Napi::Function::New(env, TargetMask, "targetMask"));
   cx::register_tokenizer(env, exports);
+  cx::register_text(env, exports);
   cx_binding::register_comm(env, exports);
   exports.Set("cpuKernel", Napi::String::New(env, cx::sgemm_kernel_name()));
   exports.Set("cudaDeviceCount", Napi::Function::New(

@@ -1,7 +1,23 @@
 import { resolve } from "node:path";
 import type { Argv } from "yargs";
 import { readManifest } from "../../shards/manifest-file.ts";
-import { RuntimeFailure } from "../../util/errors.ts";
+import type { Manifest } from "../../shards/manifest.ts";
+import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+
+/** `inspect --near-duplicates`: what MinHash found, and each sample cluster's members with their first lines. */
+function nearDuplicateReport(near: NonNullable<Manifest["near_duplicates"]>): string {
+  const lines = [
+    `${near.documents_removed.toLocaleString("en-US")} near-duplicates removed from ${near.clusters.toLocaleString("en-US")} clusters ` +
+      `(${near.candidate_pairs.toLocaleString("en-US")} candidate pairs${near.verify_jaccard !== null ? `, ${near.pairs_rejected.toLocaleString("en-US")} under verify_jaccard ${near.verify_jaccard}` : ""})`,
+    `${near.method}`,
+    `words: ${near.words}`,
+  ];
+  near.samples.forEach((cluster, i) => {
+    lines.push("", `cluster ${i + 1}:`);
+    for (const m of cluster) lines.push(`  ${m.kept ? "kept   " : "removed"} ${m.source} ${m.file} row ${m.row}: ${m.first_lines}`);
+  });
+  return lines.join("\n") + "\n";
+}
 
 export function registerInspect(y: Argv): Argv {
   return y
@@ -12,9 +28,21 @@ export function registerInspect(y: Argv): Argv {
         c
           .positional("out", { type: "string", demandOption: true, describe: "a build's output folder" })
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
+          .option("near-duplicates", { type: "boolean", default: false, describe: "show the first near-duplicate clusters MinHash found (dedup.minhash), to judge its threshold" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (args) => {
         const { mixtureTable } = await import("../../pipeline/output/manifest.ts");
+        if (args["near-duplicates"]) {
+          const manifest = await readManifest(resolve(args.out!));
+          const near = manifest.near_duplicates;
+          if (!near) throw new UsageError(`${resolve(args.out!)}: this build did not look for near-duplicates; set dedup.minhash in its recipe (e.g. \`minhash: true\`) and rebuild`);
+          if (args.json) {
+            process.stdout.write(JSON.stringify({ near_duplicates: near }) + "\n");
+            return;
+          }
+          process.stdout.write(nearDuplicateReport(near));
+          return;
+        }
         const { sequenceDocuments } = await import("../../shards/sequences.ts");
         const { tokenizerForManifest } = await import("../../shards/tokenizer-for.ts");
         const outDir = resolve(args.out!);

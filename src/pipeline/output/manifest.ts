@@ -1,4 +1,4 @@
-import type { Recipe } from "../../recipe/schema.ts";
+import { minhashSpec, type Recipe } from "../../recipe/schema.ts";
 import { BUILD_TOKENIZER } from "../../shards/layout.ts";
 import type { Manifest } from "../../shards/manifest.ts";
 import { TOOL_VERSION } from "../../util/version.ts";
@@ -9,6 +9,11 @@ import { SHARE_TOLERANCE, type SourcePlan } from "../mixture/sample.ts";
 import type { LengthUpsamplingStats } from "../mixture/length-upsampling.ts";
 
 
+/** What near-dedup found (stages/near-dedup.ts), samples by source and file index; the manifest names them. */
+export type NearDuplicateReport = Omit<NonNullable<Manifest["near_duplicates"]>, "samples"> & {
+  samples: { source: number; file: number; row: number; firstLines: string; kept: boolean }[][];
+};
+
 export interface SourceStats {
   documentsRead: number;
   skipped: Record<string, number>;
@@ -16,6 +21,8 @@ export interface SourceStats {
   skippedRows: Record<string, [number, number][]>;
   duplicatesWithin: number;
   duplicatesAcross: number;
+  /** with dedup.minhash: near-duplicates removed whose kept copy is in this source, and in another */
+  nearDuplicates?: { within: number; across: number };
   fileRows: number[];
   /** a source with length upsampling: its short documents kept and dropped, and its length histogram before and after */
   lengthUpsampling?: LengthUpsamplingStats;
@@ -44,6 +51,7 @@ export function buildManifest(args: {
   plans: SourcePlan[];
   packed: PackResult;
   decontamination?: Manifest["decontamination"];
+  nearDuplicates?: NearDuplicateReport;
 }): Manifest {
   const { recipe, tokenizer, packed } = args;
   const warnings = args.plans.flatMap((plan) => {
@@ -81,7 +89,11 @@ export function buildManifest(args: {
     sequence_length: recipe.sequence_length,
     seed: recipe.seed,
     dtype: "uint32",
-    dedup: { ...recipe.dedup, hash: "md5 (128-bit) of the normalised text; first occurrence in recipe order kept" },
+    dedup: {
+      ...recipe.dedup,
+      ...(recipe.dedup.minhash !== undefined ? { minhash: minhashSpec(recipe.dedup.minhash) ?? false } : {}),
+      hash: "md5 (128-bit) of the normalised text; first occurrence in recipe order kept",
+    },
     filters: recipe.filters,
     target_tokens: recipe.target_tokens ?? null,
     total_tokens: packed.totalTokens,
@@ -111,6 +123,15 @@ export function buildManifest(args: {
           across_sources: stats.duplicatesAcross,
           total: stats.duplicatesWithin + stats.duplicatesAcross,
         },
+        ...(stats.nearDuplicates
+          ? {
+              near_duplicates_removed: {
+                within_source: stats.nearDuplicates.within,
+                across_sources: stats.nearDuplicates.across,
+                total: stats.nearDuplicates.within + stats.nearDuplicates.across,
+              },
+            }
+          : {}),
         documents_available: plan.documentsAvailable,
         tokens_available: plan.tokensAvailable,
         epochs: plan.epochs,
@@ -125,23 +146,46 @@ export function buildManifest(args: {
     }),
   };
   if (args.decontamination) manifest.decontamination = args.decontamination;
+  if (args.nearDuplicates) {
+    const { samples, ...rest } = args.nearDuplicates;
+    manifest.near_duplicates = {
+      ...rest,
+      samples: samples.map((cluster) =>
+        cluster.map((m) => ({ source: args.sources[m.source]!.spec.name, file: args.sources[m.source]!.files[m.file]!.path, row: m.row, first_lines: m.firstLines, kept: m.kept })),
+      ),
+    };
+  }
   if (warnings.length > 0) manifest.warnings = warnings;
   return manifest;
+}
+
+/** With dedup.minhash: how near-duplicates were found, and how many each source lost (MIXTURE.md and the card). */
+function nearDuplicateLines(m: Manifest): string {
+  const n = m.near_duplicates;
+  if (!n) return "";
+  const per = m.sources.map((s) => `${s.name} ${(s.near_duplicates_removed?.total ?? 0).toLocaleString("en-US")}`).join(", ");
+  const verify = n.verify_jaccard !== null ? `; a candidate joins only at a shingle Jaccard of at least ${n.verify_jaccard} (${n.pairs_rejected.toLocaleString("en-US")} pairs turned down)` : "";
+  return (
+    `- Near-duplicates: ${n.method}${verify}. Words: ${n.words}. ` +
+    `${n.documents_removed.toLocaleString("en-US")} documents removed from ${n.clusters.toLocaleString("en-US")} clusters; per source: ${per}.\n`
+  );
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(3)}%`;
 const int = (x: number) => x.toLocaleString("en-US");
 
 export function mixtureTable(m: Manifest): string {
+  // The near-duplicates column only for a build that looked for them, so other builds' tables keep their bytes.
+  const near = m.near_duplicates !== undefined;
   const rows = m.sources.map(
     (s) =>
-      `| ${s.name} | ${s.hf ? `${s.hf.repo}@${s.hf.commit.slice(0, 12)}` : "local"} | ${int(s.documents_read)} | ${int(Object.values(s.documents_skipped).reduce((a, b) => a + b, 0))} | ${int(s.duplicates_removed.total)} | ${int(s.documents_written)} | ${int(s.tokens_written)} | ${s.epochs.toFixed(3)} | ${pct(s.share)} | ${pct(s.target_share)} |`,
+      `| ${s.name} | ${s.hf ? `${s.hf.repo}@${s.hf.commit.slice(0, 12)}` : "local"} | ${int(s.documents_read)} | ${int(Object.values(s.documents_skipped).reduce((a, b) => a + b, 0))} | ${int(s.duplicates_removed.total)} |${near ? ` ${int(s.near_duplicates_removed?.total ?? 0)} |` : ""} ${int(s.documents_written)} | ${int(s.tokens_written)} | ${s.epochs.toFixed(3)} | ${pct(s.share)} | ${pct(s.target_share)} |`,
   );
   return [
-    "| source | origin | documents read | skipped | duplicates removed | documents written | tokens written | epochs | share | target share |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    `| source | origin | documents read | skipped | duplicates removed |${near ? " near-duplicates removed |" : ""} documents written | tokens written | epochs | share | target share |`,
+    `|---|---|---:|---:|---:|${near ? "---:|" : ""}---:|---:|---:|---:|---:|`,
     ...rows,
-    `| **total** | | | | | | **${int(m.total_tokens)}** | | 100% | 100% |`,
+    `| **total** | | | | |${near ? " |" : ""} | **${int(m.total_tokens)}** | | 100% | 100% |`,
   ].join("\n");
 }
 
@@ -153,7 +197,7 @@ ${mixtureTable(m)}
 - ${int(m.total_sequences)} sequences of ${m.sequence_length} tokens (${int(m.total_tokens)} tokens) in ${m.shards.length} shard(s); ${int(m.tail_tokens_dropped)} tail tokens dropped.
 - Tokenizer: ${m.tokenizer.repo ?? m.tokenizer.path}${m.tokenizer.commit ? `@${m.tokenizer.commit}` : ""} (sha256 ${m.tokenizer.sha256}); EOS ${m.tokenizer.eos_id} ends every document${m.tokenizer.add_bos ? `, BOS ${m.tokenizer.bos_id} starts it` : ""}.
 - Dedup: ${m.dedup.enabled ? `exact, ${m.dedup.normalization}, ${m.dedup.hash}` : "off"}. Seed ${m.seed}. Recipe sha256 ${m.recipe.sha256}.
-- Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
+${nearDuplicateLines(m)}- Share = tokens written / total tokens, exactly as the shards hold them; skipped rows by reason are in manifest.json.
 ${decontaminationLines(m)}${(m.warnings ?? []).map((w) => `- **Warning:** ${w}.\n`).join("")}${lengthUpsamplingTable(m)}`;
 }
 
@@ -217,6 +261,7 @@ export function datasetCard(m: Manifest, meta: { license?: string; languages?: s
         .join(", ")}.\n\n`
     : "";
   const first = m.shards[0];
+  const nearDuplicates = m.near_duplicates ? `## Near-duplicates\n${nearDuplicateLines(m).slice(2)}\n` : "";
   return `${front}
 # ${m.recipe.name}
 
@@ -250,7 +295,7 @@ npx chuxin-data build ${m.recipe.path} --locked --lock recipe.lock.json   # the 
 ## Sources
 ${sources}
 
-${decontamination}## Mixture
+${decontamination}${nearDuplicates}## Mixture
 ${mixtureTable(m)}
 
 Licenses are those of the sources above; check each before redistribution.

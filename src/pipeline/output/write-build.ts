@@ -10,7 +10,7 @@ import { sha256Hex } from "../../util/hash.ts";
 import { formatSize } from "../../util/size.ts";
 import type { DecontaminationReport } from "../stages/decontaminate.ts";
 import type { BuildLock } from "../lock.ts";
-import { buildManifest, datasetCard, mixtureMarkdown, type ManifestSource, type ManifestTokenizer, type SourceStats } from "./manifest.ts";
+import { buildManifest, datasetCard, mixtureMarkdown, type ManifestSource, type ManifestTokenizer, type NearDuplicateReport, type SourceStats } from "./manifest.ts";
 import { freeBytes, publishStaged, shardBytes } from "./output-folder.ts";
 import { pack, type PackResult } from "../stages/pack.ts";
 import type { StreamOptions } from "../stages/pack-stream.ts";
@@ -30,6 +30,7 @@ export interface SelectedBuild {
   plans: SourcePlan[];
   store: TokenReader;
   decontamination?: DecontaminationReport;
+  nearDuplicates?: NearDuplicateReport;
 }
 
 /** Where a build goes: its folder, the staging folder inside it, the shards' size limit, and the recipe's file name for the manifest. */
@@ -122,6 +123,7 @@ export async function writeManifestFiles(
       plans,
       packed,
       decontamination: selected.decontamination,
+      nearDuplicates: selected.nearDuplicates,
     });
     for (const warning of manifest.warnings ?? []) sink({ type: "note", stage: "manifest", message: `warning: ${warning}` });
     for (const line of skippedRowLines(manifest)) sink({ type: "note", stage: "manifest", message: line });

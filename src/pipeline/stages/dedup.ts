@@ -39,19 +39,21 @@ export async function dedup(db: BuildDb, recipe: Recipe): Promise<DedupResult> {
   await db.run(`DROP TABLE IF EXISTS unique_docs`);
   await db.run(
     `CREATE TABLE unique_docs AS
-     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, doc_row
+     SELECT row_number() OVER (ORDER BY source_idx, file_idx, row_idx) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, doc_row, text_bytes
      FROM ranked WHERE occurrence = 1 ORDER BY ord`,
   );
   await db.run(`DROP TABLE IF EXISTS duplicates`);
   await db.run(
     `CREATE TABLE duplicates AS SELECT source_idx, file_idx, row_idx, doc_hash, kept_by_source FROM ranked WHERE occurrence > 1`,
   );
-  // What tokenisation will read, for the checks before it (disk-estimate.ts, select.ts).
-  const bySource = await db.rows<{ s: number; d: bigint; b: bigint }>(
-    `SELECT source_idx AS s, count(*) AS d, sum(text_bytes) AS b FROM ranked WHERE occurrence = 1 GROUP BY ALL`,
-  );
   await db.run(`DROP TABLE ranked`);
-  const { kept } = await db.one<{ kept: bigint }>(`SELECT count(*) AS kept FROM unique_docs`);
   const { removed } = await db.one<{ removed: bigint }>(`SELECT count(*) AS removed FROM duplicates`);
-  return { kept: Number(kept), removed: Number(removed), keptBySource: new Map(bySource.map((r) => [r.s, { documents: Number(r.d), bytes: Number(r.b) }])) };
+  return { removed: Number(removed), ...(await keptDocuments(db)) };
+}
+
+/** What tokenisation will read, for the checks before it (disk-estimate.ts, select.ts): after dedup, and again after near-dedup. */
+export async function keptDocuments(db: BuildDb): Promise<Omit<DedupResult, "removed">> {
+  const bySource = await db.rows<{ s: number; d: bigint; b: bigint }>(`SELECT source_idx AS s, count(*) AS d, sum(text_bytes) AS b FROM unique_docs GROUP BY ALL`);
+  const keptBySource = new Map(bySource.map((r) => [r.s, { documents: Number(r.d), bytes: Number(r.b) }]));
+  return { kept: [...keptBySource.values()].reduce((a, k) => a + k.documents, 0), keptBySource };
 }

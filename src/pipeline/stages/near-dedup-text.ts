@@ -1,0 +1,42 @@
+/**
+ * What MinHash compares (near-dedup.ts): the text simplified as datatrove's simplify_text does it, then words.
+ *   - NFKC, lower case; every Unicode punctuation (\p{P}) and symbol (\p{S}) character becomes a space;
+ *     whitespace runs collapse to one space.
+ *   - Words are what spaces separate, except that each CJK character (Han, kana, Hangul) is a word of its own, so
+ *     Chinese and Japanese text, written without spaces, still has shingles.
+ * The fixture's truth.json (fixture/near-dups) computes its Jaccard values this way; test/pipeline/stages/
+ * near-dedup.test.ts checks all 90 of them.
+ */
+
+/** What a word is, as the manifest states it. */
+export const NEAR_DUPLICATE_WORDS =
+  "text in NFKC, lower-cased, Unicode punctuation and symbols as spaces, whitespace collapsed; words split at spaces, and each CJK character (Han, kana, Hangul) is a word";
+
+/** CJK characters, each one word: Han (with extensions A–F and compatibility), kana, Hangul syllables. */
+const CJK = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af\u{20000}-\u{2fa1f}]/gu;
+const PUNCTUATION_OR_SYMBOL = /[\p{P}\p{S}]/gu;
+const WHITESPACE = /\s+/gu;
+
+/** The words of a text, separated by single spaces (what cx_minhash_bands reads). */
+export function shingleWords(text: string): string {
+  return text.normalize("NFKC").toLowerCase().replace(PUNCTUATION_OR_SYMBOL, " ").replace(CJK, " $& ").replace(WHITESPACE, " ").trim();
+}
+
+/** The set of `ngram`-word shingles of shingleWords' output; a text of fewer words is one shingle of them all. */
+export function shingleSet(words: string, ngram: number): Set<string> {
+  const list = words === "" ? [] : words.split(" ");
+  const out = new Set<string>();
+  if (list.length === 0) return out;
+  const n = Math.min(ngram, list.length);
+  for (let i = 0; i + n <= list.length; i++) out.add(list.slice(i, i + n).join(" "));
+  return out;
+}
+
+/** Jaccard similarity of two shingle sets (1 for two empty sets). */
+export function jaccard(a: Set<string>, b: Set<string>): number {
+  if (a.size === 0 && b.size === 0) return 1;
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  let shared = 0;
+  for (const s of small) if (large.has(s)) shared++;
+  return shared / (a.size + b.size - shared);
+}

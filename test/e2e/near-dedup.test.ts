@@ -1,0 +1,114 @@
+/**
+ * Near-duplicate removal in a build (recipes/near-dups-fixtures.yaml: fixture/en-prose and fixture/near-dups, whose
+ * English originals are also en-prose rows): the counts add up in the manifest, MIXTURE.md and `inspect
+ * --near-duplicates` say what was found, the same bytes whatever the worker count, and bad minhash settings are
+ * refused with their file:line:col before any work.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { runCli } from "../helpers/cli.ts";
+import { HubServer } from "../helpers/hub-server.ts";
+import { repoRoot, sharedHub } from "../helpers/paths.ts";
+
+async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of (await readdir(dir)).sort()) if (name !== ".work") files.set(name, await readFile(join(dir, name)));
+  return files;
+}
+
+const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+
+describe("near-dedup in a build", () => {
+  let server: HubServer, work: string, env: Record<string, string>, recipe: string;
+  before(async () => {
+    server = await new HubServer({ root: sharedHub }).start();
+    work = await mkdtemp(join(tmpdir(), "chuxin-near-dedup-"));
+    env = { HF_ENDPOINT: server.url, HF_HOME: join(work, "hf") };
+    recipe = join(repoRoot, "recipes", "near-dups-fixtures.yaml");
+  });
+  after(async () => {
+    await server?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it("removes near-duplicates within and across sources, and every row read is accounted for", async (t) => {
+    const r = await runCli(["build", recipe, "--out", join(work, "w1"), "--workers", "1"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(await readFile(join(work, "w1", "manifest.json"), "utf8"));
+    const near = m.near_duplicates;
+    assert.equal(near.ngram, 5);
+    assert.equal(near.verify_jaccard, 0.8);
+    assert.match(near.words, /CJK character/);
+    let removed = 0;
+    for (const s of m.sources) {
+      const n = s.near_duplicates_removed;
+      assert.equal(n.total, n.within_source + n.across_sources);
+      removed += n.total;
+      // Each row read is skipped, an exact duplicate, a near-duplicate, or a document the mixture could pick.
+      assert.equal(s.documents_read, total(s.documents_skipped) + s.duplicates_removed.total + n.total + s.documents_available, s.name);
+    }
+    assert.equal(removed, near.documents_removed);
+    assert.ok(near.documents_removed > 0 && near.clusters > 0);
+    assert.ok(near.candidate_pairs >= near.documents_removed);
+    const [prose, dups] = m.sources;
+    assert.ok(prose.near_duplicates_removed.within_source > 0, "en-prose has near-duplicates of its own");
+    assert.ok(dups.near_duplicates_removed.across_sources > 0, "fixture/near-dups' variants of en-prose rows go to en-prose's copies");
+    t.diagnostic(`near-duplicates removed: ${near.documents_removed} of ${prose.documents_read + dups.documents_read} rows, ${near.clusters} clusters, ${near.candidate_pairs} candidate pairs, ${near.pairs_rejected} under verify_jaccard`);
+    const mixture = await readFile(join(work, "w1", "MIXTURE.md"), "utf8");
+    assert.match(mixture, /near-duplicates removed \|/);
+    assert.match(mixture, new RegExp(`- Near-duplicates: MinHash LSH: 14 bands × 8 rows.*${near.documents_removed} documents removed`));
+    const card = await readFile(join(work, "w1", "README.md"), "utf8");
+    assert.match(card, /## Near-duplicates/);
+  });
+
+  it("shows sample clusters with `inspect --near-duplicates`, the kept document first", async () => {
+    const r = await runCli(["inspect", join(work, "w1"), "--near-duplicates"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /near-duplicates removed from \d+ clusters/);
+    assert.match(r.stdout, /cluster 1:\n {2}kept {4}en-prose data\/train-\d+-of-\d+\.parquet row \d+: .+\n {2}removed /);
+    const json = await runCli(["inspect", join(work, "w1"), "--near-duplicates", "--json"], { env });
+    const samples = JSON.parse(json.stdout).near_duplicates.samples;
+    assert.ok(samples.length > 0);
+    for (const cluster of samples) assert.deepEqual(cluster.map((m: { kept: boolean }) => m.kept), [true, ...Array(cluster.length - 1).fill(false)]);
+  });
+
+  it("gives the same bytes with 2 workers", async () => {
+    const r = await runCli(["build", recipe, "--out", join(work, "w2"), "--workers", "2"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const one = await outputFiles(join(work, "w1"));
+    const two = await outputFiles(join(work, "w2"));
+    assert.deepEqual([...two.keys()], [...one.keys()]);
+    for (const [name, bytes] of one) assert.ok(bytes.equals(two.get(name)!), `${name} differs`);
+  });
+
+  it("says so when a build has no near-duplicate report, and refuses a partitioned build for now", async () => {
+    const plain = join(work, "plain.yaml");
+    await writeFile(plain, (await readFile(recipe, "utf8")).replace(/dedup:\n {2}minhash: .*\n/, ""));
+    assert.equal((await runCli(["build", plain, "--out", join(work, "plain")], { env })).code, 0);
+    const r = await runCli(["inspect", join(work, "plain"), "--near-duplicates"], { env });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /did not look for near-duplicates; set dedup\.minhash/);
+    const p = await runCli(["build", recipe, "--partition", "0/2", "--out", join(work, "p0")], { env });
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /dedup\.minhash does not run in a partitioned build yet/);
+  });
+
+  for (const [what, setting, expected] of [
+    ["bands of 0", "{ bands: 0 }", /bad\.yaml:11:\d+: dedup\.minhash\.bands: .*(>=1|at least 1|1)/],
+    ["rows of 0", "{ rows: 0 }", /bad\.yaml:11:\d+: dedup\.minhash\.rows: /],
+    ["an ngram of 0", "{ ngram: 0 }", /bad\.yaml:11:\d+: dedup\.minhash\.ngram: /],
+    ["an unknown setting", "{ band: 14 }", /bad\.yaml:11:\d+: dedup\.minhash.*band/],
+    ["a threshold of the wrong type", "{ verify_jaccard: high }", /bad\.yaml:11:\d+: dedup\.minhash\.verify_jaccard: /],
+  ] as const) {
+    it(`refuses ${what} with its file:line:col, before any work`, async () => {
+      const bad = join(work, "bad.yaml");
+      await writeFile(bad, (await readFile(recipe, "utf8")).replace(/minhash: .*/, `minhash: ${setting}`));
+      const r = await runCli(["build", bad, "--out", join(work, "bad")], { env });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+    });
+  }
+});
