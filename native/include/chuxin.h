@@ -284,6 +284,71 @@ typedef struct cx_minhash_spec {
 int cx_minhash_bands(const cx_minhash_spec* spec, const char* const* texts, const size_t* lengths, size_t n_texts, int threads,
                      uint64_t* keys, uint8_t* shingled, cx_status* status);
 
+/* ---- Quality filters: Gopher quality and repetition, C4, FineWeb (src/pipeline/stages/quality.ts) ---- */
+/* Every threshold, in this order, with datatrove's default (src/datatrove/pipeline/filters/): (preset, name, default).
+ * src/pipeline/stages/quality-rules.ts declares the same table; test/native/binding.test.ts fails until they agree. */
+#define CX_QUALITY_PARAMS(X)                          \
+  X(gopher_quality, min_doc_words, 50)                \
+  X(gopher_quality, max_doc_words, 100000)            \
+  X(gopher_quality, min_avg_word_length, 3)           \
+  X(gopher_quality, max_avg_word_length, 10)          \
+  X(gopher_quality, max_symbol_word_ratio, 0.1)       \
+  X(gopher_quality, max_bullet_lines_ratio, 0.9)      \
+  X(gopher_quality, max_ellipsis_lines_ratio, 0.3)    \
+  X(gopher_quality, min_alpha_words_ratio, 0.8)       \
+  X(gopher_quality, min_stop_words, 2)                \
+  X(gopher_repetition, dup_para_frac, 0.3)            \
+  X(gopher_repetition, dup_para_char_frac, 0.2)       \
+  X(gopher_repetition, dup_line_frac, 0.3)            \
+  X(gopher_repetition, dup_line_char_frac, 0.2)       \
+  X(gopher_repetition, top_2_gram, 0.2)               \
+  X(gopher_repetition, top_3_gram, 0.18)              \
+  X(gopher_repetition, top_4_gram, 0.16)              \
+  X(gopher_repetition, duplicated_5_n_grams, 0.15)    \
+  X(gopher_repetition, duplicated_6_n_grams, 0.14)    \
+  X(gopher_repetition, duplicated_7_n_grams, 0.13)    \
+  X(gopher_repetition, duplicated_8_n_grams, 0.12)    \
+  X(gopher_repetition, duplicated_9_n_grams, 0.11)    \
+  X(gopher_repetition, duplicated_10_n_grams, 0.10)   \
+  X(c4, min_num_sentences, 5)                         \
+  X(c4, min_words_per_line, 3)                        \
+  X(c4, max_word_length, 1000)                        \
+  X(fineweb, line_punct_thr, 0.12)                    \
+  X(fineweb, short_line_thr, 0.67)                    \
+  X(fineweb, short_line_length, 30)                   \
+  X(fineweb, char_duplicates_ratio, 0.01)             \
+  X(fineweb, new_line_ratio, 0.3)
+
+/* Why a text fails, in the order the rules run (the first failing one is reported): (preset, reason). */
+#define CX_QUALITY_RULES(X)                                                                                       \
+  X(gopher_quality, short_doc) X(gopher_quality, long_doc) X(gopher_quality, below_avg_word_length)               \
+  X(gopher_quality, above_avg_word_length) X(gopher_quality, too_many_hashes) X(gopher_quality, too_many_ellipsis) \
+  X(gopher_quality, too_many_bullets) X(gopher_quality, too_many_end_ellipsis) X(gopher_quality, below_alpha_words) \
+  X(gopher_quality, not_enough_stop_words)                                                                       \
+  X(gopher_repetition, dup_para_frac) X(gopher_repetition, dup_para_char_frac) X(gopher_repetition, dup_line_frac) \
+  X(gopher_repetition, dup_line_char_frac) X(gopher_repetition, top_2_gram) X(gopher_repetition, top_3_gram)      \
+  X(gopher_repetition, top_4_gram) X(gopher_repetition, duplicated_5_n_grams)                                    \
+  X(gopher_repetition, duplicated_6_n_grams) X(gopher_repetition, duplicated_7_n_grams)                          \
+  X(gopher_repetition, duplicated_8_n_grams) X(gopher_repetition, duplicated_9_n_grams)                          \
+  X(gopher_repetition, duplicated_10_n_grams)                                                                    \
+  X(c4, lorem_ipsum) X(c4, curly_bracket) X(c4, too_few_sentences)                                               \
+  X(fineweb, line_punct_ratio) X(fineweb, short_line_ratio) X(fineweb, char_dup_ratio) X(fineweb, list_ratio)
+
+/* The presets, one bit each in cx_quality_check's per-text mask. */
+enum { CX_GOPHER_QUALITY = 1, CX_GOPHER_REPETITION = 2, CX_C4 = 4, CX_FINEWEB = 8 };
+
+int cx_quality_param_count(void);
+/* "preset.name" of parameter i, and its default; NULL past the end. */
+const char* cx_quality_param_name(int i);
+double cx_quality_param_default(int i);
+int cx_quality_rule_count(void);
+/* "preset.reason" of rule i (a skip reason, e.g. "gopher_repetition.top_2_gram"); NULL past the end. */
+const char* cx_quality_rule_name(int i);
+/* For each UTF-8 text, the presets of presets[i] run (the bits above) with params (cx_quality_param_count values in
+ * the table's order): rule[i] is 0 when it passes, else 1 + the index of the first rule it fails. */
+int cx_quality_check(const double* params, const char* const* texts, const size_t* lengths, const uint8_t* presets, size_t n_texts,
+                     int threads, uint16_t* rule, cx_status* status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -138,6 +138,13 @@ export interface Addon {
    * shingled[i] is 0 for a text with no words. The same keys for any thread count.
    */
   minhashBands(words: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
+  /**
+   * Quality filters (cx_quality_check): for each text, 0 when it passes the presets of its mask (bits of
+   * QUALITY_PRESET_BITS), else 1 + the index of the first rule it fails; params in the table's order.
+   */
+  qualityCheck(texts: string[], presets: Uint8Array, params: Float64Array, threads: number): Promise<Uint16Array>;
+  /** The C API's parameter and rule tables (src/pipeline/stages/quality-rules.ts declares the same). */
+  qualityTable(): { params: { name: string; default: number }[]; rules: string[] };
   cpuKernel: string;
   cudaCompiled: boolean;
   /** CUDA devices this process sees (after CUDA_VISIBLE_DEVICES): 0 with no usable driver, -1 in a build without CUDA. */

@@ -4,7 +4,7 @@ import { basename, join } from "node:path";
 import { HubClient } from "../hub/client.ts";
 import { hubEnv, type HubEnv } from "../hub/env.ts";
 import { loadRecipe, placed, type LoadedRecipe } from "../recipe/load.ts";
-import { minhashSpec } from "../recipe/schema.ts";
+import { minhashSpec, qualityThresholds } from "../recipe/schema.ts";
 import { DEFAULT_MAX_SHARD_BYTES, LOCK, WORK_DIR } from "../shards/layout.ts";
 import type { Manifest } from "../shards/manifest.ts";
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
@@ -16,6 +16,7 @@ import { decontaminate, type DecontaminationReport } from "./stages/decontaminat
 import { checkTokenizeSpace, checkWorkSpace, describeEstimate, estimateAfterDedup, estimateWork } from "./disk-estimate.ts";
 import { dedup, keptDocuments, type DedupResult } from "./stages/dedup.ts";
 import { nearDedup } from "./stages/near-dedup.ts";
+import { qualityFilter, qualityReasons } from "./stages/quality.ts";
 import { NEAR_DUPLICATE_WORDS } from "./stages/near-dedup-text.ts";
 import { ingest } from "./stages/ingest.ts";
 import { readLock } from "./lock.ts";
@@ -136,6 +137,14 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
     resolution.cancel();
   }
   const impl = native ? "native" : "js";
+  if (qualityThresholds(recipe.filters).size > 0) {
+    await runStage(
+      sink,
+      "quality",
+      () => qualityFilter(db, recipe, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "quality", done, total, unit: "rows checked" })),
+      (r) => ({ done: r.removed, unit: `rows failed the quality filters (of ${r.checked.toLocaleString("en-US")} checked)` }),
+    );
+  }
   if (recipe.decontaminate) {
     const result = await runStage(sink, "decontaminate", () => decontaminate(db, client, recipe, loaded.path, lock?.decontamination, sink), (r) => ({
       done: r!.report.documents_removed,
@@ -185,7 +194,7 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
   );
   // Every kept document is in the token chunks now: the text's database goes (a build keeps its tokens in .work).
   await dropCorpus(db);
-  const stats = emptyStats(resolution.sources.length);
+  const stats = emptyStats(resolution.sources.length, qualityReasons(recipe));
   for (const r of await rowsBySkipReason(db)) {
     stats[r.s]!.documentsRead += Number(r.n);
     if (r.reason) stats[r.s]!.skipped[r.reason] = Number(r.n);

@@ -1,5 +1,5 @@
 /** Typed progress events every long stage reports; the CLI decides how to render them. */
-export type Stage = "resolve" | "download" | "ingest" | "decontaminate" | "dedup" | "near-dedup" | "tokenize" | "sample" | "pack" | "manifest" | `eval ${string}`;
+export type Stage = "resolve" | "download" | "ingest" | "quality" | "decontaminate" | "dedup" | "near-dedup" | "tokenize" | "sample" | "pack" | "manifest" | `eval ${string}`;
 
 export type ProgressEvent =
   | { type: "stage_start"; stage: Stage; total?: number; unit?: string }

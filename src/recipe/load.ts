@@ -51,6 +51,12 @@ function parseWithPositions(text: string, file: string): { recipe: Recipe; where
   recipe.sources.forEach((source, i) => {
     if (names.has(source.name)) problems.push(`${where(["sources", i, "name"])}: sources[${i}].name: duplicate source name '${source.name}'; names must be unique`);
     names.add(source.name);
+    for (const [j, preset] of (source.filters || []).entries()) {
+      const on = recipe.filters[preset];
+      if (on === undefined || on === false) {
+        problems.push(`${where(["sources", i, "filters", j])}: sources[${i}].filters[${j}]: '${preset}' is not on in the recipe's filters; add \`${preset}: true\` under filters, or leave it out here`);
+      }
+    }
   });
   if (problems.length > 0) throw new RecipeError(file, problems);
   return { recipe, where };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { QUALITY_PARAMS, QUALITY_PRESETS, type QualityPreset } from "./quality-presets.ts";
 
 /** Hub repo ids are "org/name" (or a bare name for legacy repos); never a path that could escape the cache. */
 const repoId = z
@@ -44,6 +45,29 @@ export function minhashSpec(value: boolean | MinhashSpec | undefined): MinhashSp
   return value === true ? minhashFields.parse({}) : value;
 }
 
+/** Each quality preset: `true` (datatrove's thresholds) or its thresholds by name (quality-presets.ts). */
+const qualityPresetFields = Object.fromEntries(
+  QUALITY_PRESETS.map((preset) => {
+    const params = QUALITY_PARAMS.filter((q) => q.preset === preset);
+    const fields = z.strictObject(
+      Object.fromEntries(params.map((q) => [q.name, (q.integer ? z.number().int() : z.number()).nonnegative().default(q.default).describe(q.describe)])),
+    );
+    return [preset, z.union([z.boolean(), fields]).optional().describe(`${preset} quality filter: true for datatrove's thresholds, or thresholds by name`)];
+  }),
+) as Record<QualityPreset, z.ZodOptional<z.ZodUnion<[z.ZodBoolean, z.ZodObject<Record<string, z.ZodDefault<z.ZodNumber>>>]>>>;
+
+/** The thresholds of a recipe's quality presets that are on (a preset given as `true` takes the defaults). */
+export function qualityThresholds(filters: Recipe["filters"]): Map<QualityPreset, Record<string, number>> {
+  const on = new Map<QualityPreset, Record<string, number>>();
+  for (const preset of QUALITY_PRESETS) {
+    const value = filters[preset];
+    if (value === undefined || value === false) continue;
+    const given = value === true ? {} : value;
+    on.set(preset, Object.fromEntries(QUALITY_PARAMS.filter((q) => q.preset === preset).map((q) => [q.name, given[q.name] ?? q.default])));
+  }
+  return on;
+}
+
 const lengthUpsamplingFields = z.strictObject({
   short_below: z.number().int().min(2).max(1 << 30).describe("documents shorter than this many tokens (EOS included) are downsampled"),
   keep_short: z.number().min(0).max(1).describe("the share of those kept, exactly (rounded to a whole document), chosen by a seeded key"),
@@ -62,6 +86,10 @@ export const sourceSchema = z
       .union([z.literal(false), lengthUpsamplingFields.partial()])
       .optional()
       .describe("overrides the recipe's length_upsampling for this source (false: none here)"),
+    filters: z
+      .union([z.literal(false), z.array(z.enum(QUALITY_PRESETS))])
+      .optional()
+      .describe("which of the recipe's quality presets apply to this source (false: none; code should not pass prose rules); default: all"),
   })
   .superRefine((source, ctx) => {
     if (!source.hf === !source.local) {
@@ -121,6 +149,7 @@ export const recipeSchema = z.strictObject({
       max_chars: z.number().int().positive().optional(),
       min_tokens: z.number().int().nonnegative().default(0),
       max_tokens: z.number().int().positive().optional(),
+      ...qualityPresetFields,
     })
     .default({ min_chars: 1, min_tokens: 0 }),
   length_upsampling: z

@@ -1,5 +1,5 @@
-/* N-API binding of the text ops of include/chuxin.h (MinHash band keys): a thin mirror; minhashBands runs on a
- * worker thread, so the build's event loop keeps reading while a batch is hashed. */
+/* N-API binding of the text ops of include/chuxin.h (MinHash band keys, quality filters): a thin mirror; the batch
+ * calls run on a worker thread, so the build's event loop keeps reading while a batch is worked on. */
 #include <napi.h>
 
 #include <cstring>
@@ -69,8 +69,88 @@ Napi::Value MinhashBandsMethod(const Napi::CallbackInfo& info) {
   return p;
 }
 
+class QualityCheck : public Napi::AsyncWorker {
+ public:
+  QualityCheck(Napi::Env env, std::vector<double> params, std::vector<std::string> texts, std::vector<uint8_t> presets, int threads)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        params_(std::move(params)),
+        texts_(std::move(texts)),
+        presets_(std::move(presets)),
+        threads_(threads) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const std::string& t : texts_) ptrs.push_back(t.data()), lens.push_back(t.size());
+    rules_.assign(texts_.size(), 0);
+    cx_status st{};
+    if (cx_quality_check(params_.data(), ptrs.data(), lens.data(), presets_.data(), texts_.size(), threads_, rules_.data(), &st) != CX_OK) SetError(st.message);
+  }
+  void OnOK() override {
+    Napi::Uint16Array out = Napi::Uint16Array::New(Env(), rules_.size());
+    if (!rules_.empty()) std::memcpy(out.Data(), rules_.data(), rules_.size() * sizeof(uint16_t));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<double> params_;
+  std::vector<std::string> texts_;
+  std::vector<uint8_t> presets_;
+  int threads_;
+  std::vector<uint16_t> rules_;
+};
+
+/* qualityCheck(texts: string[], presets: Uint8Array, params: Float64Array, threads) -> Promise<Uint16Array> */
+Napi::Value QualityCheckMethod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "qualityCheck(texts: string[], presets: Uint8Array, params: Float64Array, threads: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array arr = info[0].As<Napi::Array>();
+  Napi::Uint8Array presets = info[1].As<Napi::Uint8Array>();
+  Napi::Float64Array params = info[2].As<Napi::Float64Array>();
+  if (presets.ElementLength() != arr.Length() || (int)params.ElementLength() != cx_quality_param_count()) {
+    Napi::RangeError::New(env, "qualityCheck: one preset mask per text and cx_quality_param_count() params").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<std::string> texts;
+  texts.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) texts.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+  auto* worker = new QualityCheck(env, std::vector<double>(params.Data(), params.Data() + params.ElementLength()), std::move(texts),
+                                  std::vector<uint8_t>(presets.Data(), presets.Data() + presets.ElementLength()), info[3].As<Napi::Number>().Int32Value());
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+/* qualityTable() -> {params: {name, default}[], rules: string[]}: the C API's tables, for the binding test. */
+Napi::Value QualityTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array params = Napi::Array::New(env);
+  for (int i = 0; i < cx_quality_param_count(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", cx_quality_param_name(i));
+    o.Set("default", cx_quality_param_default(i));
+    params.Set(i, o);
+  }
+  Napi::Array rules = Napi::Array::New(env);
+  for (int i = 0; i < cx_quality_rule_count(); i++) rules.Set(i, cx_quality_rule_name(i));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("params", params);
+  out.Set("rules", rules);
+  return out;
+}
+
 }  // namespace
 
 namespace cx {
-void register_text(Napi::Env env, Napi::Object exports) { exports.Set("minhashBands", Napi::Function::New(env, MinhashBandsMethod, "minhashBands")); }
+void register_text(Napi::Env env, Napi::Object exports) {
+  exports.Set("minhashBands", Napi::Function::New(env, MinhashBandsMethod, "minhashBands"));
+  exports.Set("qualityCheck", Napi::Function::New(env, QualityCheckMethod, "qualityCheck"));
+  exports.Set("qualityTable", Napi::Function::New(env, QualityTable, "qualityTable"));
+}
 }  // namespace cx

@@ -2,7 +2,30 @@ import { resolve } from "node:path";
 import type { Argv } from "yargs";
 import { readManifest } from "../../shards/manifest-file.ts";
 import type { Manifest } from "../../shards/manifest.ts";
+import { closest } from "../../util/did-you-mean.ts";
 import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+
+/** `inspect --skipped REASON`: each source's count for the reason and the first rows the manifest names. */
+function skippedReport(m: Manifest, reason: string, outDir: string): { text: string; json: unknown } {
+  const counted = new Map<string, number>();
+  for (const s of m.sources) for (const [r, n] of Object.entries(s.documents_skipped)) counted.set(r, (counted.get(r) ?? 0) + n);
+  if (!counted.has(reason)) {
+    const hint = closest(reason, [...counted.keys()]);
+    const seen = [...counted].filter(([, n]) => n > 0).map(([r, n]) => `${r} (${n.toLocaleString("en-US")})`);
+    throw new UsageError(
+      `${outDir}: no source of this build counts skip reason '${reason}'${hint ? `; did you mean '${hint}'?` : ""} Reasons with skipped rows: ${seen.length ? seen.join(", ") : "none"}`,
+    );
+  }
+  const sources = m.sources.map((s) => ({ source: s.name, skipped: s.documents_skipped[reason] ?? 0, rows: s.skipped_rows?.[reason] ?? [] }));
+  const lines = [`${(counted.get(reason) ?? 0).toLocaleString("en-US")} row(s) skipped for ${reason} (rows count from 0; the manifest names the first 100 of each source)`];
+  for (const s of sources) {
+    if (s.skipped === 0) continue;
+    lines.push("", `${s.source}: ${s.skipped.toLocaleString("en-US")}`);
+    for (const r of s.rows) lines.push(`  ${r.file} row ${r.row}`);
+    if (s.rows.length < s.skipped) lines.push(`  … and ${(s.skipped - s.rows.length).toLocaleString("en-US")} more`);
+  }
+  return { text: lines.join("\n") + "\n", json: { reason, sources } };
+}
 
 /** `inspect --near-duplicates`: what MinHash found, and each sample cluster's members with their first lines. */
 function nearDuplicateReport(near: NonNullable<Manifest["near_duplicates"]>): string {
@@ -28,10 +51,17 @@ export function registerInspect(y: Argv): Argv {
         c
           .positional("out", { type: "string", demandOption: true, describe: "a build's output folder" })
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
+          .option("skipped", { type: "string", describe: "show the first rows skipped for this reason (e.g. gopher_repetition.top_2_gram), by source, file and row" })
           .option("near-duplicates", { type: "boolean", default: false, describe: "show the first near-duplicate clusters MinHash found (dedup.minhash), to judge its threshold" })
           .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
       async (args) => {
         const { mixtureTable } = await import("../../pipeline/output/manifest.ts");
+        if (args.skipped !== undefined) {
+          const manifest = await readManifest(resolve(args.out!));
+          const report = skippedReport(manifest, args.skipped, resolve(args.out!));
+          process.stdout.write(args.json ? JSON.stringify(report.json) + "\n" : report.text);
+          return;
+        }
         if (args["near-duplicates"]) {
           const manifest = await readManifest(resolve(args.out!));
           const near = manifest.near_duplicates;

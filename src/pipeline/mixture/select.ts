@@ -8,11 +8,14 @@ import { LENGTH_REASON, lengthDroppedSql, planLengthUpsampling } from "./length-
 import { runStage, type ProgressSink } from "../progress.ts";
 import { MAX_PICKS, planPasses, sourcePlans, type SourceDocs, type SourcePlan } from "./sample.ts";
 
-/** Zeroed counts for each source, filled by the build (or summed from partitions by the merge). */
-export function emptyStats(sourceCount: number): SourceStats[] {
-  return Array.from({ length: sourceCount }, () => ({
+/**
+ * Zeroed counts for each source, filled by the build (or summed from partitions by the merge); `extraReasons[i]`:
+ * source i's further skip reasons (its quality filters' rules), counted even when zero.
+ */
+export function emptyStats(sourceCount: number, extraReasons: string[][] = []): SourceStats[] {
+  return Array.from({ length: sourceCount }, (_, i) => ({
     documentsRead: 0,
-    skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])),
+    skipped: Object.fromEntries([...SKIP_REASONS, ...(extraReasons[i] ?? [])].map((r) => [r, 0])),
     skippedRows: {},
     duplicatesWithin: 0,
     duplicatesAcross: 0,

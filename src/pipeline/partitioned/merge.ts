@@ -17,6 +17,7 @@ import type { ManifestSource } from "../output/manifest.ts";
 import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type DedupDone, type RangeCounts } from "./merge-dedup.ts";
 import { PARTITION_TOKENIZER, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
 import { runStage } from "../progress.ts";
+import { qualityReasons } from "../stages/quality.ts";
 import { SKIPPED_ROWS_KEPT } from "../schema.ts";
 import { emptyStats, selectMixture } from "../mixture/select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "../stages/tokenize.ts";
@@ -150,7 +151,7 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
   const { recipe } = loaded;
   const { sources, fileRows } = mergedSources(parts, loaded);
   const first = parts[0]!.record;
-  const stats = emptyStats(sources.length);
+  const stats = emptyStats(sources.length, qualityReasons(recipe));
   stats.forEach((st, i) => {
     st.fileRows = fileRows[i]!;
     for (const p of parts) {

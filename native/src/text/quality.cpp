@@ -1,0 +1,314 @@
+/* Quality filters (include/chuxin.h, cx_quality_check): datatrove's Gopher quality, Gopher repetition, C4 and
+ * FineWeb rules with their thresholds, over the units of text_units.h. Where this differs from datatrove, on purpose:
+ *   - words are runs of letters, marks, numbers and '_' (nltk's word_tokenize is English-only), and each CJK
+ *     character is a word;
+ *   - Gopher quality's mean word length and stop words apply only when most words are not CJK (a Chinese text has
+ *     one-character words and no English stop words);
+ *   - Gopher repetition's duplicated n-grams are counted over words, as the Gopher paper defines them (datatrove
+ *     joins n consecutive n-grams);
+ *   - C4 only judges documents (lorem ipsum, a curly bracket, fewer than 5 sentences on its kept lines): the build
+ *     never rewrites a document, so the lines C4 would drop stay; terminal punctuation includes CJK 。！？ and
+ *     closing quotes.
+ * The first failing rule, in CX_QUALITY_RULES order, is the text's reason. */
+#include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "../util/status.h"
+#include "../util/threadpool.h"
+#include "text_units.h"
+
+namespace {
+
+using namespace cx::text;
+
+enum Param {
+#define CX_PARAM_ENUM(preset, name, dflt) P_##preset##_##name,
+  CX_QUALITY_PARAMS(CX_PARAM_ENUM)
+#undef CX_PARAM_ENUM
+      P_COUNT
+};
+enum Rule {
+  PASS = 0,
+#define CX_RULE_ENUM(preset, name) R_##preset##_##name,
+  CX_QUALITY_RULES(CX_RULE_ENUM)
+#undef CX_RULE_ENUM
+};
+const char* const PARAM_NAMES[] = {
+#define CX_PARAM_NAME(preset, name, dflt) #preset "." #name,
+    CX_QUALITY_PARAMS(CX_PARAM_NAME)
+#undef CX_PARAM_NAME
+};
+const double PARAM_DEFAULTS[] = {
+#define CX_PARAM_DEFAULT(preset, name, dflt) dflt,
+    CX_QUALITY_PARAMS(CX_PARAM_DEFAULT)
+#undef CX_PARAM_DEFAULT
+};
+const char* const RULE_NAMES[] = {
+#define CX_RULE_NAME(preset, name) #preset "." #name,
+    CX_QUALITY_RULES(CX_RULE_NAME)
+#undef CX_RULE_NAME
+};
+constexpr int RULE_COUNT = sizeof RULE_NAMES / sizeof RULE_NAMES[0];
+
+struct Doc {
+  std::vector<uint32_t> t;
+  std::vector<Word> words;
+  size_t other_tokens = 0;
+};
+
+bool ends_with(const std::vector<uint32_t>& t, Span s, const char* ascii) {
+  const size_t n = std::char_traits<char>::length(ascii);
+  if (s.size() < n) return false;
+  for (size_t k = 0; k < n; k++)
+    if (t[s.end - n + k] != (unsigned char)ascii[k]) return false;
+  return true;
+}
+
+/* Non-overlapping occurrences of an ASCII needle, as Python's str.count. */
+size_t count_of(const std::vector<uint32_t>& t, const char* needle) {
+  const size_t n = std::char_traits<char>::length(needle);
+  size_t found = 0;
+  for (size_t i = 0; i + n <= t.size();) {
+    size_t k = 0;
+    while (k < n && t[i + k] == (unsigned char)needle[k]) k++;
+    if (k == n) found++, i += n;
+    else i++;
+  }
+  return found;
+}
+
+/* An ASCII-lower-cased copy of a span, for phrase searches. */
+std::u32string lower(const std::vector<uint32_t>& t, Span s) {
+  std::u32string out;
+  for (size_t i = s.begin; i < s.end; i++) out.push_back(t[i] < 128 ? (char32_t)std::tolower((int)t[i]) : (char32_t)t[i]);
+  return out;
+}
+
+bool contains(const std::u32string& hay, const char* ascii) {
+  std::u32string needle;
+  for (const char* p = ascii; *p; p++) needle.push_back((char32_t)(unsigned char)*p);
+  return hay.find(needle) != std::u32string::npos;
+}
+
+/* Duplicated elements and their characters: each element after its first occurrence (datatrove's find_duplicates). */
+std::pair<size_t, size_t> duplicates(const std::vector<uint32_t>& t, const std::vector<Span>& parts) {
+  std::unordered_set<uint64_t> seen;
+  size_t elements = 0, chars = 0;
+  for (const Span& p : parts)
+    if (!seen.insert(span_hash(t, p)).second) elements++, chars += p.size();
+  return {elements, chars};
+}
+
+uint64_t ngram_hash(const std::vector<Word>& w, size_t i, size_t n) {
+  uint64_t h = 0x2545f4914f6cdd1dULL + n;
+  for (size_t k = 0; k < n; k++) h = mix64(h ^ w[i + k].hash);
+  return h;
+}
+
+size_t ngram_chars(const std::vector<Word>& w, size_t i, size_t n) {
+  size_t c = n - 1;
+  for (size_t k = 0; k < n; k++) c += w[i + k].span.size();
+  return c;
+}
+
+int gopher_quality(const Doc& d, const double* p) {
+  const auto& w = d.words;
+  const double n = (double)w.size();
+  if (n < p[P_gopher_quality_min_doc_words]) return R_gopher_quality_short_doc;
+  if (n > p[P_gopher_quality_max_doc_words]) return R_gopher_quality_long_doc;
+  size_t latin = 0, latin_chars = 0, alpha = 0, stops = 0;
+  static const std::unordered_set<std::u32string> STOP = {U"the", U"be", U"to", U"of", U"and", U"that", U"have", U"with"};
+  for (const Word& x : w) {
+    alpha += x.alpha;
+    if (x.cjk) continue;
+    latin++, latin_chars += x.span.size();
+    if (x.span.size() <= 4 && STOP.count(lower(d.t, x.span))) stops++;
+  }
+  const bool mostly_latin = 2 * latin > w.size();
+  if (mostly_latin) {
+    const double mean = (double)latin_chars / (double)latin;
+    if (mean < p[P_gopher_quality_min_avg_word_length]) return R_gopher_quality_below_avg_word_length;
+    if (mean > p[P_gopher_quality_max_avg_word_length]) return R_gopher_quality_above_avg_word_length;
+  }
+  const double per_word = n > 0 ? n : 1;
+  if ((double)count_of(d.t, "#") / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
+  size_t ellipses = count_of(d.t, "...") + (size_t)std::count(d.t.begin(), d.t.end(), 0x2026u);
+  if ((double)ellipses / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_ellipsis;
+  const std::vector<Span> lines = split_lines(d.t);
+  if (!lines.empty()) {
+    size_t bullets = 0, trailing = 0;
+    for (const Span& l : lines) {
+      const Span s = strip(d.t, l);
+      if (s.size() > 0 && d.t[s.begin] == 0x2022) bullets++;
+      if (ends_with(d.t, s, "...") || (s.size() > 0 && d.t[s.end - 1] == 0x2026)) trailing++;
+    }
+    if ((double)bullets / (double)lines.size() > p[P_gopher_quality_max_bullet_lines_ratio]) return R_gopher_quality_too_many_bullets;
+    if ((double)trailing / (double)lines.size() > p[P_gopher_quality_max_ellipsis_lines_ratio]) return R_gopher_quality_too_many_end_ellipsis;
+  }
+  if (n > 0 && (double)alpha / n < p[P_gopher_quality_min_alpha_words_ratio]) return R_gopher_quality_below_alpha_words;
+  if (mostly_latin && (double)stops < p[P_gopher_quality_min_stop_words]) return R_gopher_quality_not_enough_stop_words;
+  return PASS;
+}
+
+int gopher_repetition(const Doc& d, const double* p) {
+  const double len = (double)d.t.size();
+  if (len == 0) return PASS;
+  // Paragraphs: the stripped text split at runs of two or more newlines.
+  const Span all = strip(d.t, {0, d.t.size()});
+  std::vector<Span> paras;
+  size_t start = all.begin;
+  for (size_t i = all.begin; i < all.end; i++) {
+    if (d.t[i] != '\n' || i + 1 >= all.end || d.t[i + 1] != '\n') continue;
+    paras.push_back({start, i});
+    while (i < all.end && d.t[i] == '\n') i++;
+    start = i--;
+  }
+  paras.push_back({start, all.end});
+  auto [para_dups, para_chars] = duplicates(d.t, paras);
+  if ((double)para_dups / (double)paras.size() > p[P_gopher_repetition_dup_para_frac]) return R_gopher_repetition_dup_para_frac;
+  if ((double)para_chars / len > p[P_gopher_repetition_dup_para_char_frac]) return R_gopher_repetition_dup_para_char_frac;
+  const std::vector<Span> lines = split_lines(d.t);
+  auto [line_dups, line_chars] = duplicates(d.t, lines);
+  if (!lines.empty() && (double)line_dups / (double)lines.size() > p[P_gopher_repetition_dup_line_frac]) return R_gopher_repetition_dup_line_frac;
+  if ((double)line_chars / len > p[P_gopher_repetition_dup_line_char_frac]) return R_gopher_repetition_dup_line_char_frac;
+  const auto& w = d.words;
+  for (size_t n = 2; n <= 4; n++) {
+    if (w.size() < n) continue;
+    // The most frequent n-gram (the first seen among equals, as Counter.most_common keeps insertion order).
+    std::unordered_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first position)
+    size_t best = 0, best_pos = 0;
+    for (size_t i = 0; i + n <= w.size(); i++) {
+      auto& c = counts.try_emplace(ngram_hash(w, i, n), 0, i).first->second;
+      c.first++;
+      if (c.first > best || (c.first == best && c.second < best_pos)) best = c.first, best_pos = c.second;
+    }
+    if ((double)(best * ngram_chars(w, best_pos, n)) / len > p[P_gopher_repetition_top_2_gram + (n - 2)]) return R_gopher_repetition_top_2_gram + (int)(n - 2);
+  }
+  for (size_t n = 5; n <= 10; n++) {
+    if (w.size() < n) continue;
+    std::unordered_set<uint64_t> seen;
+    size_t repeated = 0;
+    for (size_t i = 0; i + n <= w.size();) {
+      if (!seen.insert(ngram_hash(w, i, n)).second) repeated += ngram_chars(w, i, n), i += n;
+      else i++;
+    }
+    if ((double)repeated / len > p[P_gopher_repetition_duplicated_5_n_grams + (n - 5)]) return R_gopher_repetition_duplicated_5_n_grams + (int)(n - 5);
+  }
+  return PASS;
+}
+
+bool terminal(uint32_t c) { return c == '.' || c == '?' || c == '!' || c == '"' || c == '\'' || c == 0x3002 || c == 0xff01 || c == 0xff1f || c == 0x201d || c == 0x2019 || c == 0x300d || c == 0x300f; }
+
+int c4(const Doc& d, const double* p) {
+  size_t sentences = 0;
+  std::vector<Word> words;
+  for (const Span& raw : split_lines(d.t)) {
+    const Span line = strip(d.t, raw);
+    // A line with a word longer than max_word_length is dropped (words here: what whitespace separates).
+    bool long_word = false;
+    for (size_t i = line.begin; i < line.end && !long_word;) {
+      size_t j = i;
+      while (j < line.end && !is_space(d.t[j])) j++;
+      long_word = (double)(j - i) > p[P_c4_max_word_length];
+      i = j + 1;
+    }
+    if (long_word) continue;
+    // Wikipedia citations ([1], [edit], [citation needed]) are not the line's end.
+    std::vector<uint32_t> text(d.t.begin() + line.begin, d.t.begin() + line.end);
+    for (const char* cite : {"[edit]", "[citation needed]"}) {
+      for (;;) {
+        auto it = std::search(text.begin(), text.end(), cite, cite + std::char_traits<char>::length(cite), [](uint32_t a, char b) { return a == (unsigned char)b; });
+        if (it == text.end()) break;
+        text.erase(it, it + std::char_traits<char>::length(cite));
+      }
+    }
+    for (size_t i = 0; i < text.size(); i++) {
+      if (text[i] != '[') continue;
+      size_t j = i + 1;
+      while (j < text.size() && text[j] >= '0' && text[j] <= '9') j++;
+      if (j < text.size() && text[j] == ']') text.erase(text.begin() + i, text.begin() + j + 1), i--;
+    }
+    const Span all{0, text.size()};
+    if (text.empty() || !terminal(text.back()) || ends_with(text, all, "...")) continue;
+    words.clear();
+    split_words(text, all, words, nullptr);
+    if ((double)words.size() < p[P_c4_min_words_per_line]) continue;
+    const std::u32string low = lower(text, all);
+    if (contains(low, "lorem ipsum")) return R_c4_lorem_ipsum;
+    if (contains(low, "javascript")) continue;
+    if (std::find(text.begin(), text.end(), (uint32_t)'{') != text.end()) return R_c4_curly_bracket;
+    bool policy = false;
+    for (const char* phrase : {"terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"}) policy = policy || contains(low, phrase);
+    if (policy) continue;
+    // Sentences: runs of . ? ! ending at a space, a quote or the line's end, and runs of 。！？ anywhere; a kept
+    // line has at least one.
+    size_t here = 0;
+    auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
+    for (size_t i = 0; i < text.size(); i++) {
+      if (!stop(text[i]) || (i + 1 < text.size() && stop(text[i + 1]))) continue;
+      const bool cjk_stop = text[i] >= 0x3000;
+      if (cjk_stop || i + 1 == text.size() || is_space(text[i + 1]) || text[i + 1] == '"' || text[i + 1] == '\'') here++;
+    }
+    sentences += std::max<size_t>(here, 1);
+  }
+  if ((double)sentences < p[P_c4_min_num_sentences]) return R_c4_too_few_sentences;
+  return PASS;
+}
+
+int fineweb(const Doc& d, const double* p) {
+  const std::vector<Span> lines = split_newlines(d.t);
+  size_t punct = 0, short_lines = 0;
+  std::vector<Span> non_empty;
+  for (const Span& l : lines) {
+    if (l.size() > 0 && terminal(d.t[l.end - 1])) punct++;
+    if ((double)l.size() <= p[P_fineweb_short_line_length]) short_lines++;
+    if (strip(d.t, l).size() > 0) non_empty.push_back(l);
+  }
+  const double n_lines = (double)lines.size();
+  if ((double)punct / n_lines <= p[P_fineweb_line_punct_thr]) return R_fineweb_line_punct_ratio;
+  if ((double)short_lines / n_lines >= p[P_fineweb_short_line_thr]) return R_fineweb_short_line_ratio;
+  const size_t newlines = (size_t)std::count(d.t.begin(), d.t.end(), (uint32_t)'\n');
+  const size_t chars = d.t.size() - newlines;
+  if (chars > 0 && (double)duplicates(d.t, non_empty).second / (double)chars >= p[P_fineweb_char_duplicates_ratio]) return R_fineweb_char_dup_ratio;
+  const size_t tokens = d.words.size() + d.other_tokens;
+  if (tokens > 0 && (double)newlines / (double)tokens > p[P_fineweb_new_line_ratio]) return R_fineweb_list_ratio;
+  return PASS;
+}
+
+int check(Doc& d, const double* p, uint8_t presets) {
+  int r = PASS;
+  if (presets & CX_GOPHER_QUALITY) r = gopher_quality(d, p);
+  if (r == PASS && (presets & CX_GOPHER_REPETITION)) r = gopher_repetition(d, p);
+  if (r == PASS && (presets & CX_C4)) r = c4(d, p);
+  if (r == PASS && (presets & CX_FINEWEB)) r = fineweb(d, p);
+  return r;
+}
+
+}  // namespace
+
+int cx_quality_param_count(void) { return P_COUNT; }
+const char* cx_quality_param_name(int i) { return i >= 0 && i < P_COUNT ? PARAM_NAMES[i] : nullptr; }
+double cx_quality_param_default(int i) { return i >= 0 && i < P_COUNT ? PARAM_DEFAULTS[i] : 0; }
+int cx_quality_rule_count(void) { return RULE_COUNT; }
+const char* cx_quality_rule_name(int i) { return i >= 0 && i < RULE_COUNT ? RULE_NAMES[i] : nullptr; }
+
+int cx_quality_check(const double* params, const char* const* texts, const size_t* lengths, const uint8_t* presets, size_t n_texts, int threads,
+                     uint16_t* rule, cx_status* status) {
+  return cx::guarded(status, [&] {
+    if (!params) throw std::invalid_argument("params are required");
+    if (n_texts && (!texts || !lengths || !presets || !rule)) throw std::invalid_argument("texts, lengths, presets and rule are required");
+    cx::ThreadPool pool(std::max(1, threads));
+    std::vector<Doc> docs(pool.size());
+    pool.parallel_for((int64_t)n_texts, [&](int64_t i, int t) {
+      Doc& d = docs[t];
+      decode_utf8(reinterpret_cast<const unsigned char*>(texts[i]), lengths[i], d.t);
+      d.words.clear();
+      d.other_tokens = 0;
+      split_words(d.t, {0, d.t.size()}, d.words, &d.other_tokens);
+      rule[i] = (uint16_t)check(d, params, presets[i]);
+    });
+  });
+}

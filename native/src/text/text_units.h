@@ -1,0 +1,145 @@
+#pragma once
+/* What the quality filters measure a text in (quality.cpp): code points, lines, paragraphs and words, with the
+ * same definitions for every rule. Lengths are in code points, as Python's len() (datatrove's filters) counts. */
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "unicode_classes.h"
+
+namespace cx::text {
+
+inline CharClass char_class(uint32_t cp) {
+  size_t lo = 0, hi = sizeof CLASS_RANGES / sizeof CLASS_RANGES[0];
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (CLASS_RANGES[mid].last < cp) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sizeof CLASS_RANGES / sizeof CLASS_RANGES[0] && CLASS_RANGES[lo].first <= cp ? CLASS_RANGES[lo].cls : OTHER;
+}
+
+/* Han (with extensions and compatibility ideographs), kana and Hangul syllables: each such character is a word
+ * (the same ranges as src/pipeline/stages/near-dedup-text.ts). */
+inline bool is_cjk(uint32_t cp) {
+  return (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x3040 && cp <= 0x30ff) ||
+         (cp >= 0xac00 && cp <= 0xd7af) || (cp >= 0x20000 && cp <= 0x2fa1f);
+}
+
+/* UTF-8 to code points; a malformed byte becomes U+FFFD (the readers refuse such rows before this runs). */
+inline void decode_utf8(const unsigned char* s, size_t n, std::vector<uint32_t>& out) {
+  out.clear();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || i + len > n) {
+      out.push_back(0xfffd);
+      i++;
+      continue;
+    }
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    bool ok = true;
+    for (int k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) ok = false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    out.push_back(ok ? cp : 0xfffd);
+    i += ok ? len : 1;
+  }
+}
+
+/* A span [begin, end) of the text's code points. */
+struct Span {
+  size_t begin, end;
+  size_t size() const { return end - begin; }
+};
+
+/* Python's str.splitlines(): \n, \r, \r\n, \v, \f, \x1c–\x1e, \x85, U+2028, U+2029; no empty line after a final break. */
+inline std::vector<Span> split_lines(const std::vector<uint32_t>& t) {
+  std::vector<Span> lines;
+  size_t start = 0;
+  for (size_t i = 0; i < t.size(); i++) {
+    const uint32_t c = t[i];
+    const bool brk = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) || c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!brk) continue;
+    lines.push_back({start, i});
+    if (c == '\r' && i + 1 < t.size() && t[i + 1] == '\n') i++;
+    start = i + 1;
+  }
+  if (start < t.size()) lines.push_back({start, t.size()});
+  return lines;
+}
+
+/* str.split("\n"): every piece, the empty one after a final newline included. */
+inline std::vector<Span> split_newlines(const std::vector<uint32_t>& t) {
+  std::vector<Span> lines;
+  size_t start = 0;
+  for (size_t i = 0; i < t.size(); i++)
+    if (t[i] == '\n') lines.push_back({start, i}), start = i + 1;
+  lines.push_back({start, t.size()});
+  return lines;
+}
+
+inline bool is_space(uint32_t c) { return char_class(c) == SPACE; }
+
+inline Span strip(const std::vector<uint32_t>& t, Span s) {
+  while (s.begin < s.end && is_space(t[s.begin])) s.begin++;
+  while (s.end > s.begin && is_space(t[s.end - 1])) s.end--;
+  return s;
+}
+
+/* A word: a run of letters, marks, numbers and '_' (or one CJK character); `alpha` when it holds a letter. */
+struct Word {
+  Span span;
+  bool alpha, cjk;
+  uint64_t hash;
+};
+
+inline uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+inline uint64_t span_hash(const std::vector<uint32_t>& t, Span s) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
+  for (size_t i = s.begin; i < s.end; i++) h = mix64(h ^ t[i]);
+  return h;
+}
+
+/* Words and the count of other non-space characters (punctuation and symbols, each a token of its own as nltk's
+ * word_tokenize makes them). */
+inline void split_words(const std::vector<uint32_t>& t, Span within, std::vector<Word>& words, size_t* other_tokens) {
+  size_t others = 0;
+  for (size_t i = within.begin; i < within.end;) {
+    const uint32_t c = t[i];
+    if (is_cjk(c)) {
+      words.push_back({{i, i + 1}, true, true, mix64(c)});
+      i++;
+      continue;
+    }
+    const CharClass k = char_class(c);
+    if (k == LETTER || k == MARK || k == NUMBER || c == '_') {
+      Word w{{i, i}, false, false, 0};
+      while (i < within.end && !is_cjk(t[i])) {
+        const CharClass ki = char_class(t[i]);
+        if (!(ki == LETTER || ki == MARK || ki == NUMBER || t[i] == '_')) break;
+        w.alpha = w.alpha || ki == LETTER;
+        i++;
+      }
+      w.span.end = i;
+      w.hash = span_hash(t, w.span);
+      words.push_back(w);
+      continue;
+    }
+    if (k != SPACE) others++;
+    i++;
+  }
+  if (other_tokens) *other_tokens += others;
+}
+
+}  // namespace cx::text
