@@ -10,14 +10,12 @@ import type { Manifest } from "../shards/manifest.ts";
 import { parseTokenizerJson, type TextTokenizer } from "../tokenizer/load.ts";
 import { nativeTokenizer, type BatchTokenizer } from "../tokenizer/native.ts";
 import { BuildDb } from "../util/duckdb.ts";
-import { UsageError } from "../util/errors.ts";
 import { formatSize } from "../util/size.ts";
 import { decontaminate, type DecontaminationReport } from "./stages/decontaminate.ts";
 import { checkTokenizeSpace, checkWorkSpace, describeEstimate, estimateAfterDedup, estimateWork } from "./disk-estimate.ts";
 import { dedup, keptDocuments, type DedupResult } from "./stages/dedup.ts";
-import { nearDedup } from "./stages/near-dedup.ts";
+import { hashDocuments, nearDedup, nearDuplicateReport } from "./stages/near-dedup.ts";
 import { qualityFilter, qualityReasons } from "./stages/quality.ts";
-import { NEAR_DUPLICATE_WORDS } from "./stages/near-dedup-text.ts";
 import { ingest } from "./stages/ingest.ts";
 import { readLock } from "./lock.ts";
 import type { NearDuplicateReport, SourceStats } from "./output/manifest.ts";
@@ -34,7 +32,6 @@ import {
   duplicatesBySource,
   fileRows,
   nearDuplicatesBySource,
-  nearDuplicateSamples,
   removeCorpusFiles,
   rowsBySkipReason,
   skippedRows,
@@ -86,12 +83,6 @@ export async function readInputs(options: BuildOptions, db: BuildDb, loaded: Loa
 async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRecipe, filter: FileFilter | undefined, planOnly: boolean) {
   let decontamination: DecontaminationReport | undefined;
   const { recipe } = loaded;
-  if (filter && minhashSpec(recipe.dedup.minhash)) {
-    throw new UsageError(
-      `${loaded.path}: dedup.minhash does not run in a partitioned build yet (a partition sees only its slice, and the merge has no text to hash); ` +
-        `build this recipe on one machine, or set dedup.minhash to false for --partition`,
-    );
-  }
   const { sink } = options;
   const env = options.env ?? hubEnv();
   const client = new HubClient(env, {
@@ -156,7 +147,15 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
   let deduped = await runStage(sink, "dedup", () => dedup(db, recipe), (r) => ({ done: r.removed, unit: "duplicates removed" }));
   const minhash = minhashSpec(recipe.dedup.minhash);
   let nearDuplicates: NearDuplicateReport | undefined;
-  if (minhash) {
+  if (minhash && filter) {
+    // A partition hashes its documents for the merge, which finds near-duplicates across every partition.
+    await runStage(
+      sink,
+      "near-dedup",
+      () => hashDocuments(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" })),
+      () => ({ unit: "documents' band keys kept for the merge" }),
+    );
+  } else if (minhash) {
     const near = await runStage(
       sink,
       "near-dedup",
@@ -164,20 +163,7 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
       (r) => ({ done: r.removed, unit: `near-duplicates removed (${r.clusters} clusters; ${r.candidatePairs} candidate pairs${minhash.verify_jaccard !== undefined ? `, ${r.rejectedPairs} below verify_jaccard` : ""})` }),
     );
     deduped = { removed: deduped.removed, ...(await keptDocuments(db)) };
-    nearDuplicates = {
-      method: `MinHash LSH: ${minhash.bands} bands × ${minhash.rows} rows of 64-bit hashes over ${minhash.ngram}-word shingles; candidates joined by union-find, the first document of each cluster in recipe order kept`,
-      words: NEAR_DUPLICATE_WORDS,
-      ngram: minhash.ngram,
-      bands: minhash.bands,
-      rows: minhash.rows,
-      seed: minhash.seed,
-      verify_jaccard: minhash.verify_jaccard ?? null,
-      candidate_pairs: near.candidatePairs,
-      pairs_rejected: near.rejectedPairs,
-      clusters: near.clusters,
-      documents_removed: near.removed,
-      samples: await nearDuplicateSamples(db),
-    };
+    nearDuplicates = await nearDuplicateReport(db, minhash, near);
   }
   await checkBeforeTokenize(options, recipe, deduped, reusableTokenBytes, !!filter, planOnly);
   const tokenized = await runStage(

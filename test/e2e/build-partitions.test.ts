@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
+import { MERGE_STEPS } from "../../src/pipeline/partitioned/merge-step-table.ts";
 import { runCli, spawnAsync } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
 import { binPath, repoRoot, sharedHub } from "../helpers/paths.ts";
@@ -100,7 +101,7 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     const step = (name: string, extra: string[] = []) => runCli(["build", recipe, "--merge", ...parts, "--out", out, "--merge-step", name, ...extra, ...SHARD_BYTES], { env });
     const noPlan = await step("scatter", ["--index", "0"]);
     assert.equal(noPlan.code, 2, noPlan.stderr);
-    assert.match(noPlan.stderr, /has no merge plan .*; run chuxin-data build .* --merge-step plan first/);
+    assert.match(noPlan.stderr, /--merge-step scatter runs after plan, which is not done; run chuxin-data build .* --merge-step plan first/);
     const badRange = await step("dedup", ["--index", "3"]);
     assert.equal(badRange.code, 2, badRange.stderr);
     assert.match(badRange.stderr, /--merge-step dedup needs --index N, a hash range, 0 to 2/);
@@ -141,7 +142,7 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     assert.notEqual(Math.min(...sizes), Math.max(...sizes), "uneven ranges");
     const early = await step("gather", ["--index", "0"]);
     assert.equal(early.code, 2, early.stderr);
-    assert.match(early.stderr, /needs every partition scattered under the current plan; not yet: 0, 1, 2/);
+    assert.match(early.stderr, /--merge-step gather runs after scatter, whose job\(s\) 0, 1, 2 of 3 are not done; run chuxin-data build .* --merge-step scatter --index N for each first/);
     const badIndex = await step("scatter", ["--index", "3"]);
     assert.equal(badIndex.code, 2, badIndex.stderr);
     assert.match(badIndex.stderr, /--merge-step scatter needs --index N, a partition, 0 to 2/);
@@ -156,7 +157,7 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     await writeFile(join(stopped, "shard-00001.npy"), "part of a shard");
     const tooSoon = await step("finish");
     assert.equal(tooSoon.code, 2, tooSoon.stderr);
-    assert.match(tooSoon.stderr, /missing pack job\(s\) 1 of the current plan; run chuxin-data build .* --merge-step gather --index j for each/);
+    assert.match(tooSoon.stderr, /--merge-step finish runs after gather, whose job\(s\) 1 of 3 are not done; run chuxin-data build .* --merge-step gather --index N for each first/);
     assert.ok(!existsSync(join(out, "manifest.json")), "no manifest before every pack job is done");
     const g1 = await step("gather", ["--index", "1"]);
     assert.equal(g1.code, 0, g1.stderr);
@@ -228,7 +229,7 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     const flags: [string[], RegExp][] = [
       [["--merge-step", "plan"], /--merge-step plan needs the partitions' folders: --merge DIR/],
       [["--index", "1"], /--index and --pack-jobs go with --merge-step/],
-      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "finish", "--index", "1"], /--index goes with --merge-step dedup \(a hash range\), scatter \(a partition\) or gather \(a pack job\), not finish/],
+      [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "finish", "--index", "1"], /--index goes with --merge-step dedup \(a hash range\), minhash \(a band range\), scatter \(a partition\) or gather \(a pack job of the plan\), not finish/],
       [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "scatter", "--index", "0", "--pack-jobs", "2"], /--pack-jobs is the plan's: pass it with --merge-step plan/],
       [["--merge", part(0, 3), part(1, 3), part(2, 3), "--merge-step", "plan", "--pack-jobs", "0"], /--pack-jobs 0: expected a whole number from 1 to 1000/],
     ];
@@ -286,8 +287,8 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
         return [j.metadata.name as string, j];
       }),
     );
-    assert.deepEqual([...k8sJobs.keys()], ["dedup", "plan", "scatter", "gather", "finish"].map((s) => `chuxin-merge-${s}`));
-    for (const name of ["dedup", "scatter", "gather"]) assert.equal(k8sJobs.get(`chuxin-merge-${name}`).spec.completionMode, "Indexed");
+    assert.deepEqual([...k8sJobs.keys()], MERGE_STEPS.map((s) => `chuxin-merge-${s}`));
+    for (const name of ["dedup", "minhash", "scatter", "gather"]) assert.equal(k8sJobs.get(`chuxin-merge-${name}`).spec.completionMode, "Indexed");
     const k8sPod = (name: string, index?: number) => {
       const c = k8sJobs.get(name).spec.template.spec.containers[0];
       const podEnv = Object.fromEntries(c.env.map((e: { name: string; value: string }) => [e.name, e.value]));
@@ -300,6 +301,10 @@ describe("build --partition i/N and --merge: the bytes of a single build", () =>
     assert.equal(dedup0.code, 0, dedup0.stderr);
     const dedup1 = await k8sPod("chuxin-merge-dedup", 1);
     assert.equal(dedup1.code, 0, dedup1.stderr);
+    // This recipe has no dedup.minhash: the minhash steps have nothing to do, and say so.
+    const minhash0 = await k8sPod("chuxin-merge-minhash", 0);
+    assert.equal(minhash0.code, 0, minhash0.stderr);
+    assert.match(minhash0.stdout, /the recipe has no dedup\.minhash; nothing to do/);
     const planned = await slurmStep({ STEP: "plan" });
     assert.equal(planned.code, 0, planned.stderr);
     assert.match(planned.stdout, /The global dedup came from the 2 dedup step\(s\)/);

@@ -1,8 +1,8 @@
 /**
  * Near-duplicate removal in a build (recipes/near-dups-fixtures.yaml: fixture/en-prose and fixture/near-dups, whose
  * English originals are also en-prose rows): the counts add up in the manifest, MIXTURE.md and `inspect
- * --near-duplicates` say what was found, the same bytes whatever the worker count, and bad minhash settings are
- * refused with their file:line:col before any work.
+ * --near-duplicates` say what was found, the same bytes whatever the worker count and from 1 or 3 partitions merged
+ * (in one job and as steps), and bad minhash settings are refused with their file:line:col before any work.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -84,16 +84,53 @@ describe("near-dedup in a build", () => {
     for (const [name, bytes] of one) assert.ok(bytes.equals(two.get(name)!), `${name} differs`);
   });
 
-  it("says so when a build has no near-duplicate report, and refuses a partitioned build for now", async () => {
+  it("says so when a build has no near-duplicate report", async () => {
     const plain = join(work, "plain.yaml");
     await writeFile(plain, (await readFile(recipe, "utf8")).replace(/dedup:\n {2}minhash: .*\n/, ""));
     assert.equal((await runCli(["build", plain, "--out", join(work, "plain")], { env })).code, 0);
     const r = await runCli(["inspect", join(work, "plain"), "--near-duplicates"], { env });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /did not look for near-duplicates; set dedup\.minhash/);
-    const p = await runCli(["build", recipe, "--partition", "0/2", "--out", join(work, "p0")], { env });
-    assert.equal(p.code, 2);
-    assert.match(p.stderr, /dedup\.minhash does not run in a partitioned build yet/);
+  });
+
+  it("gives the same bytes from 1 and 3 partitions merged, in one job and as steps (minhash jobs by band range)", async (t) => {
+    const one = await outputFiles(join(work, "w1"));
+    const partition = async (i: number, n: number) => {
+      const dir = join(work, `p${i}-of-${n}`);
+      const p = await runCli(["build", recipe, "--partition", `${i}/${n}`, "--out", dir], { env });
+      assert.equal(p.code, 0, p.stderr);
+      return dir;
+    };
+    const whole = await partition(0, 1);
+    const merged1 = await runCli(["build", recipe, "--merge", whole, "--out", join(work, "merged-1")], { env });
+    assert.equal(merged1.code, 0, merged1.stderr);
+    const same = (got: Map<string, Buffer>, what: string) => {
+      assert.deepEqual([...got.keys()], [...one.keys()], what);
+      for (const [name, bytes] of one) assert.ok(bytes.equals(got.get(name)!), `${what}: ${name} differs`);
+    };
+    same(await outputFiles(join(work, "merged-1")), "1 partition merged");
+    const parts = await Promise.all([0, 1, 2].map((i) => partition(i, 3)));
+    const merged3 = await runCli(["build", recipe, "--merge", ...parts, "--out", join(work, "merged-3")], { env });
+    assert.equal(merged3.code, 0, merged3.stderr);
+    same(await outputFiles(join(work, "merged-3")), "3 partitions merged in one job");
+    const out = join(work, "steps-3");
+    const step = (name: string, index?: number) => runCli(["build", recipe, "--merge", ...parts, "--out", out, "--merge-step", name, ...(index !== undefined ? ["--index", String(index)] : [])], { env });
+    // Two of three band ranges: the plan refuses until the third is done.
+    for (const b of [0, 2]) assert.equal((await step("minhash", b)).code, 0);
+    const partial = await step("plan");
+    assert.equal(partial.code, 2, partial.stderr);
+    assert.match(partial.stderr, /the merge's minhash steps are not all done: range\(s\) 1 not finished\. Run chuxin-data build .* --merge-step minhash --index b for each/);
+    const m1 = await step("minhash", 1);
+    assert.equal(m1.code, 0, m1.stderr);
+    t.diagnostic(m1.stdout.split("\n")[0]!);
+    for (const h of [0, 1, 2]) assert.equal((await step("dedup", h)).code, 0);
+    const plan = await step("plan");
+    assert.equal(plan.code, 0, plan.stderr);
+    for (const i of [0, 1, 2]) assert.equal((await step("scatter", i)).code, 0);
+    for (const j of [0, 1, 2]) assert.equal((await step("gather", j)).code, 0);
+    const finish = await step("finish");
+    assert.equal(finish.code, 0, finish.stderr);
+    same(await outputFiles(out), "3 partitions merged as steps");
   });
 
   for (const [what, setting, expected] of [

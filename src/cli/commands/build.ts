@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import type { Argv } from "yargs";
 import { wholeNumber } from "../numbers.ts";
 import { outputMode, progressRenderer } from "../render.ts";
+import { describeSteps, indexedSteps, MERGE_STEPS, mergeStepSpec, type MergeStep } from "../../pipeline/partitioned/merge-step-table.ts";
 
 // Commands import what they run when they run: `--help` and `validate` must not load DuckDB.
 const pipeline = () => import("../../pipeline/build.ts");
@@ -85,11 +86,10 @@ export function registerBuild(y: Argv): Argv {
           })
           .option("merge", { type: "array", string: true, describe: "combine the folders of partitions 0..N-1 into the build a single machine would write" })
           .option("merge-step", {
-            choices: ["dedup", "plan", "scatter", "gather", "finish"],
-            describe:
-              "run the merge as dependent jobs on many machines: dedup --index h (one per partition's hash range; optional), plan (1 job), scatter --index p (one per partition), gather --index j (one per pack job), finish (1 job)",
+            choices: MERGE_STEPS,
+            describe: `run the merge as dependent jobs on many machines, in this order: ${describeSteps()}`,
           })
-          .option("index", { type: "number", describe: "with --merge-step dedup: the hash range; with scatter: the partition; with gather: the pack job (e.g. $SLURM_ARRAY_TASK_ID)" })
+          .option("index", { type: "number", describe: `with ${indexedSteps().map((s) => `--merge-step ${s.name}: ${s.index}`).join("; ")} (e.g. $SLURM_ARRAY_TASK_ID)` })
           .option("pack-jobs", { type: "number", describe: "with --merge-step plan: how many gather jobs write the shards (default: one per partition)" })
           .conflicts("partition", "merge"),
       async (args) => {
@@ -117,13 +117,15 @@ export function registerBuild(y: Argv): Argv {
           diskCheck: args["disk-check"],
           sink: r.sink,
         };
-        const step = args["merge-step"] as import("../../pipeline/partitioned/merge-format.ts").MergeStep | undefined;
+        const step = args["merge-step"] as MergeStep | undefined;
         const { UsageError } = await import("../../util/errors.ts");
         if (step === undefined && (args.index !== undefined || args["pack-jobs"] !== undefined)) throw new UsageError(`--index and --pack-jobs go with --merge-step`);
         if (step !== undefined && !args.merge) throw new UsageError(`--merge-step ${step} needs the partitions' folders: --merge DIR...`);
-        if (args["pack-jobs"] !== undefined && step !== "plan") throw new UsageError(`--pack-jobs is the plan's: pass it with --merge-step plan`);
-        if (args.index !== undefined && step !== "dedup" && step !== "scatter" && step !== "gather") {
-          throw new UsageError(`--index goes with --merge-step dedup (a hash range), scatter (a partition) or gather (a pack job), not ${step}`);
+        const spec = step ? mergeStepSpec(step) : undefined;
+        if (args["pack-jobs"] !== undefined && !spec?.packJobs) throw new UsageError(`--pack-jobs is the plan's: pass it with --merge-step plan`);
+        if (args.index !== undefined && !spec?.index) {
+          const steps = indexedSteps().map((s) => `${s.name} (${s.index})`);
+          throw new UsageError(`--index goes with --merge-step ${steps.slice(0, -1).join(", ")} or ${steps.at(-1)}, not ${step}`);
         }
         if (step) {
           const { runMergeStep } = await import("../../pipeline/partitioned/merge-steps.ts");

@@ -13,7 +13,7 @@ import { sha256File } from "../../util/hash.ts";
 import { checkPartitionKeys, dedupRange, hashRange, type DedupDone } from "./merge-dedup.ts";
 import { DEDUP_FORMAT, DEDUP_JSON, DEDUP_KEPT, dedupSchema, readRecord, stepFolder, type DedupRecord } from "./merge-format.ts";
 import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
-import type { Partition } from "./merge.ts";
+import type { Partition } from "./partitions.ts";
 import { PARTITION_DOCS, PARTITION_DUPLICATES } from "./partition-format.ts";
 import { runStage } from "../progress.ts";
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { type BuildDb, sqlString } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
 import { sha256File } from "../../util/hash.ts";
-import type { Partition } from "./merge.ts";
+import type { Partition } from "./partitions.ts";
 import { PARTITION_DOCS, PARTITION_DUPLICATES } from "./partition-format.ts";
 import { PLAN_DOCS } from "../mixture/plan-tables.ts";
 

@@ -3,6 +3,8 @@
  * temp name and renamed when whole, with its record written last:
  *   dedup-<h>/    dedup.json, kept.parquet: hash range h's documents that survive the global dedup (merge-dedup.ts),
  *                 one range per partition; written before the plan, which reads them when all are there
+ *   minhash-<b>/  minhash.json, buckets.parquet: band range b's buckets of two or more documents (merge-near-dedup.ts),
+ *                 with dedup.minhash; likewise before the plan
  *   plan/         plan.json (the selected build, the stream's geometry and the pack jobs' shard ranges),
  *                 layout.parquet (the plan's `layout`: every pick, by start, for the document indexes),
  *                 picks.parquet (the written picks by document: each scatter reads its partition's row groups),
@@ -29,14 +31,16 @@ export const DEDUP_KEPT = "kept.parquet";
 export const SCATTER_JSON = "scatter.json";
 export const GATHER_JSON = "gather.json";
 export const DEDUP_FORMAT = "chuxin-data-merge-dedup/1";
+export const MINHASH_JSON = "minhash.json";
+export const MINHASH_BUCKETS = "buckets.parquet";
+export const MINHASH_FORMAT = "chuxin-data-merge-minhash/1";
 export const PLAN_FORMAT = "chuxin-data-merge-plan/1";
 export const SCATTER_FORMAT = "chuxin-data-merge-scatter/1";
 export const GATHER_FORMAT = "chuxin-data-merge-gather/1";
 /** More pack jobs than this would give each scatter too many bin files open at once. */
 export const MAX_PACK_JOBS = 1000;
 
-export const MERGE_STEPS = ["dedup", "plan", "scatter", "gather", "finish"] as const;
-export type MergeStep = (typeof MERGE_STEPS)[number];
+export { MERGE_STEPS, type MergeStep } from "./merge-step-table.ts";
 
 const hex = (n: number) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`));
 const count = z.number().int().nonnegative();
@@ -74,6 +78,7 @@ export const planSchema = z.object({
     stats: z.array(z.record(z.string(), z.unknown())),
     plans: z.array(z.record(z.string(), z.unknown())),
     decontamination: z.record(z.string(), z.unknown()).nullable(),
+    nearDuplicates: z.record(z.string(), z.unknown()).optional(),
   }),
 });
 export type MergePlan = z.infer<typeof planSchema>;
@@ -91,6 +96,18 @@ export const dedupSchema = z.object({
   cross_duplicates: count,
 });
 export type DedupRecord = z.infer<typeof dedupSchema>;
+
+export const minhashSchema = z.object({
+  format: z.literal(MINHASH_FORMAT),
+  recipe_sha256: hex(64),
+  /** bands [lo, hi) of range index of count */
+  range: z.object({ index: count, count: count, lo: count, hi: count }),
+  /** each partition's minhash.parquet as the job read it */
+  partitions: z.array(z.object({ minhash_sha256: hex(64).nullable() })),
+  /** null where the recipe has no dedup.minhash (the job had nothing to do) */
+  buckets: z.object({ sha256: hex(64), bytes: count, rows: count }).nullable(),
+});
+export type MinhashRecord = z.infer<typeof minhashSchema>;
 
 export const scatterSchema = z.object({
   format: z.literal(SCATTER_FORMAT),
@@ -132,4 +149,4 @@ export async function readRecord<T>(path: string, schema: z.ZodType<T>, rerun: s
   return { value: parsed.data, text };
 }
 
-export const stepFolder = (mergeDir: string, step: "dedup" | "scatter" | "gather", index: number) => join(mergeDir, `${step}-${index}`);
+export const stepFolder = (mergeDir: string, step: "dedup" | "minhash" | "scatter" | "gather", index: number) => join(mergeDir, `${step}-${index}`);

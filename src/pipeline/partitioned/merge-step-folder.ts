@@ -6,7 +6,7 @@ import { BuildDb } from "../../util/duckdb.ts";
 import { lockFolder, type FolderLock } from "../../util/folder-lock.ts";
 import { duckdbShares, memoryBudget, type BuildOptions } from "../build.ts";
 import type { MergeStep } from "./merge-format.ts";
-import type { Partition } from "./merge.ts";
+import type { Partition } from "./partitions.ts";
 
 export interface StepContext {
   options: BuildOptions;

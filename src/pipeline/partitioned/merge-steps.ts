@@ -1,15 +1,17 @@
 /**
  * `build RECIPE --merge DIR... --merge-step STEP`: the merge of merge.ts as dependent jobs, so that its packing, which
- * reads and writes every token, runs on many machines, to the same bytes as the one-job merge and a single build:
- *   dedup --index h (one per partition, optional) the global dedup of hash range h (merge-dedup-step.ts)
- *   plan            (1 job)  the global dedup, read from the dedup steps where they ran and run here where not, and
- *                            the mixture over the partitions' keys; the stream's layout, cut into --pack-jobs M
- *                            ranges of whole shards
- *   scatter --index p (one per partition) partition p's picked documents, read once in chunk order, into one bin
- *                            file per pack job (pack-bins.ts)
- *   gather --index j  (one per pack job) every partition's bin j, gathered in stream order into job j's shards and
- *                            document indexes (pack-stream.ts assembleRange, pack.ts writeShards)
- *   finish          (1 job)  the shards moved into place with the lock, manifest, MIXTURE.md and card
+ * reads and writes every token, runs on many machines, to the same bytes as the one-job merge and a single build.
+ * The steps, their jobs and their order are merge-step-table.ts's; here is each one's work (RUNNERS):
+ *   dedup --index h   the global dedup of hash range h (merge-dedup-step.ts)
+ *   minhash --index b the MinHash buckets of band range b (merge-minhash-step.ts)
+ *   plan              the global dedup and near-dedup, read from their steps where they ran and run here where not,
+ *                     and the mixture over the partitions' keys; the stream's layout, cut into --pack-jobs M ranges
+ *                     of whole shards
+ *   scatter --index p partition p's picked documents, read once in chunk order, into one bin file per pack job
+ *                     (pack-bins.ts)
+ *   gather --index j  every partition's bin j, gathered in stream order into job j's shards and document indexes
+ *                     (pack-stream.ts assembleRange, pack.ts writeShards)
+ *   finish            the shards moved into place with the lock, manifest, MIXTURE.md and card
  * Every read and write stays sequential: each token goes once through its scatter's bin, and once more through a
  * gather's own bins only where the job's range is larger than pack's buffer. The steps share OUT/.work/merge
  * (merge-format.ts), which may sit on a filesystem every node mounts; a failed step reruns alone.
@@ -28,6 +30,8 @@ import { sha256File } from "../../util/hash.ts";
 import { formatSize } from "../../util/size.ts";
 import { closeDb, memoryBudget, openDb, packShare, type BuildOptions } from "../build.ts";
 import { dedupResults, dedupStep } from "./merge-dedup-step.ts";
+import { minhashResults, minhashStep } from "./merge-minhash-step.ts";
+import { mergeStepSpec, type MergeStepSpec } from "./merge-step-table.ts";
 import {
   GATHER_FORMAT,
   GATHER_JSON,
@@ -51,7 +55,8 @@ import {
   type MergeStep,
 } from "./merge-format.ts";
 import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
-import { partitionTokens, planMerge, readPartitions } from "./merge.ts";
+import { planMerge } from "./merge.ts";
+import { partitionTokens, readPartitions } from "./partitions.ts";
 import { takeOutputFolder } from "../output/output-folder.ts";
 import { binSource, concatSources, scatterToBins } from "../stages/pack-bins.ts";
 import { assembleRange, chunkSource, streamOptionsFor } from "../stages/pack-stream.ts";
@@ -79,6 +84,43 @@ export interface StepResult {
   manifest?: Manifest;
 }
 
+/** Each step's work; the table (merge-step-table.ts) says when it may run and what its --index is. */
+const RUNNERS: Record<MergeStep, (ctx: StepContext, request: StepRequest) => Promise<StepResult>> = {
+  dedup: async (ctx, r) => ({ step: "dedup", ...(await dedupStep(ctx, r.index!)) }),
+  minhash: async (ctx, r) => ({ step: "minhash", ...(await minhashStep(ctx, r.index!)) }),
+  plan: (ctx, r) => planStep(ctx, r.packJobs ?? ctx.parts.length),
+  scatter: async (ctx, r) => scatterStep(ctx, await readPlan(ctx), r.index!),
+  gather: async (ctx, r) => gatherStep(ctx, await readPlan(ctx), r.index!),
+  finish: (ctx) => finishStep(ctx),
+};
+
+/** How many jobs a step runs in this merge. */
+async function jobCount(ctx: StepContext, spec: MergeStepSpec): Promise<number> {
+  if (spec.jobs === "one") return 1;
+  if (spec.jobs === "per_partition") return ctx.parts.length;
+  return (await readPlan(ctx)).plan.ranges.length;
+}
+
+/** A job's record, where a finished job leaves it. */
+const recordPath = (ctx: StepContext, spec: MergeStepSpec, index: number) =>
+  spec.jobs === "one" ? join(ctx.mergeDir, spec.name, spec.record!) : join(ctx.mergeDir, `${spec.name}-${index}`, spec.record!);
+
+/** Refuses to start `step` before every job of the steps it runs after is done (optional ones check themselves). */
+async function requireDone(ctx: StepContext, step: MergeStepSpec): Promise<void> {
+  for (const name of step.after) {
+    const before = mergeStepSpec(name as MergeStep);
+    if (before.optional) continue;
+    const count = await jobCount(ctx, before);
+    const missing: number[] = [];
+    for (let i = 0; i < count; i++) if ((await fileSize(recordPath(ctx, before, i))) < 0) missing.push(i);
+    if (missing.length === 0) continue;
+    const run = before.jobs === "one" ? ctx.command(before.name as MergeStep) : `${ctx.command(before.name as MergeStep, "N")} for each`;
+    throw new UsageError(
+      `--merge-step ${step.name} runs after ${before.name}, ${before.jobs === "one" ? "which is not done" : `whose job(s) ${missing.join(", ")} of ${count} are not done`}; run ${run} first`,
+    );
+  }
+}
+
 export async function runMergeStep(options: BuildOptions, dirs: string[], request: StepRequest): Promise<StepResult> {
   const loaded = await loadRecipe(options.recipePath);
   const parts = await readPartitions(dirs, loaded, options.recipePath);
@@ -90,23 +132,16 @@ export async function runMergeStep(options: BuildOptions, dirs: string[], reques
     command: (step, index) =>
       `chuxin-data build ${options.recipePath} --merge ${dirs.join(" ")} --out ${options.outDir} --merge-step ${step}${index !== undefined ? ` --index ${index}` : ""}`,
   };
-  if (request.step === "dedup") {
-    const h = request.index;
-    if (h === undefined || !Number.isInteger(h) || h < 0 || h >= parts.length) {
-      throw new UsageError(`--merge-step dedup needs --index N, a hash range, 0 to ${parts.length - 1} (one per partition; e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX)`);
+  const spec = mergeStepSpec(request.step);
+  await requireDone(ctx, spec);
+  if (spec.index) {
+    const count = await jobCount(ctx, spec);
+    const index = request.index;
+    if (index === undefined || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw new UsageError(`--merge-step ${spec.name} needs --index N, ${spec.index}, 0 to ${count - 1} (e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX)`);
     }
-    return { step: "dedup", ...(await dedupStep(ctx, h)) };
   }
-  if (request.step === "plan") return planStep(ctx, request.packJobs ?? parts.length);
-  if (request.step === "finish") return finishStep(ctx);
-  const plan = await readPlan(ctx);
-  const index = request.index;
-  const limit = request.step === "scatter" ? parts.length : plan.plan.ranges.length;
-  if (index === undefined || !Number.isInteger(index) || index < 0 || index >= limit) {
-    const what = request.step === "scatter" ? `a partition, 0 to ${limit - 1}` : `a pack job of the plan, 0 to ${limit - 1}`;
-    throw new UsageError(`--merge-step ${request.step} needs --index N, ${what} (e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX)`);
-  }
-  return request.step === "scatter" ? scatterStep(ctx, plan, index) : gatherStep(ctx, plan, index);
+  return RUNNERS[request.step](ctx, request);
 }
 
 type ReadPlan = Awaited<ReturnType<typeof readPlan>>;
@@ -119,13 +154,15 @@ async function planStep(ctx: StepContext, packJobs: number): Promise<StepResult>
   const lock = await takeOutputFolder(options.outDir, options.force, "chuxin-data build --merge --merge-step plan", { name: recipe.name, path: basename(loaded.path) });
   try {
     const dedups = await dedupResults(ctx);
-    // A new plan voids every step after it of an older one; the dedup steps come before it.
+    const buckets = await minhashResults(ctx);
+    // A new plan voids every step after it of an older one; the steps it runs after come before it.
+    const before = new RegExp(`^(${mergeStepSpec("plan").after.join("|")})-\\d+(\\.tmp)?$`);
     for (const name of await readdir(ctx.mergeDir).catch(() => [] as string[])) {
-      if (!/^dedup-\d+(\.tmp)?$/.test(name) && name !== "locks") await rm(join(ctx.mergeDir, name), { recursive: true, force: true });
+      if (!before.test(name) && name !== "locks") await rm(join(ctx.mergeDir, name), { recursive: true, force: true });
     }
     const db = await openDb(options);
     try {
-      const selected = await planMerge(db, options, loaded, parts, dedups);
+      const selected = await planMerge(db, options, loaded, parts, dedups, buckets);
       // The bins (about the shards' size) stay until finish, beside the shards: the plan checks room for both.
       const tokens = selected.plans.reduce((a, p) => a + p.tokensSelected, 0);
       await checkPackable(tokens, recipe.sequence_length, maxShardBytes, options.outDir, 2, "the shards and, until finish, the scatters' bins");

@@ -5,30 +5,29 @@
  * ranks the documents' keys, not their text, within its memory budget), the token filter's counts, the mixture and
  * the packing, reading each document's ids from the partition that tokenised it. It needs no network.
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { loadRecipe, type LoadedRecipe } from "../../recipe/load.ts";
 import type { Manifest } from "../../shards/manifest.ts";
 import { type BuildDb, sqlString } from "../../util/duckdb.ts";
-import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+import { RuntimeFailure } from "../../util/errors.ts";
 import { shrinkDb, withStagedBuild, type BuildOptions } from "../build.ts";
 import type { DecontaminationReport } from "../stages/decontaminate.ts";
 import type { BuildLock, LockedFile } from "../lock.ts";
 import type { ManifestSource } from "../output/manifest.ts";
 import { checkPartitionKeys, dedupRange, hashRange, mergedDocs, sumCounts, type DedupDone, type RangeCounts } from "./merge-dedup.ts";
-import { PARTITION_TOKENIZER, PARTITION_TOKENS, readPartition, type PartitionRecord } from "./partition-format.ts";
+import { PARTITION_TOKENIZER } from "./partition-format.ts";
+import { partitionTokens, readPartitions, type Partition } from "./partitions.ts";
 import { runStage } from "../progress.ts";
+import { minhashSpec } from "../../recipe/schema.ts";
+import type { NearDuplicateReport } from "../output/manifest.ts";
+import { nearDuplicatesBySource } from "../schema.ts";
+import { nearDuplicateReport } from "../stages/near-dedup.ts";
+import { checkPartitionMinhash, nearDedupMerged } from "./merge-near-dedup.ts";
 import { qualityReasons } from "../stages/quality.ts";
 import { SKIPPED_ROWS_KEPT } from "../schema.ts";
 import { emptyStats, selectMixture } from "../mixture/select.ts";
 import { TokenStore, type ChunkRead, type TokenReader } from "../stages/tokenize.ts";
 import { writeBuild, type SelectedBuild } from "../output/write-build.ts";
-
-export interface Partition {
-  dir: string;
-  record: PartitionRecord;
-  /** the command that writes this partition again */
-  rerun: string;
-}
 
 /**
  * The partitions' chunks one after another: a document's read position is the documents of the partitions before
@@ -54,67 +53,6 @@ class MergedTokens implements TokenReader {
     while (this.firstChunk[p]! > c) p--;
     return this.stores[p]!.readChunk(c - this.firstChunk[p]!);
   }
-}
-
-const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-
-/** Reads every partition's record and checks they are the N slices of one recipe over the same inputs. */
-export async function readPartitions(dirs: string[], loaded: LoadedRecipe, recipeArg: string): Promise<Partition[]> {
-  if (dirs.length === 0) throw new UsageError(`--merge needs the partitions' folders: --merge DIR...`);
-  const parts: Partition[] = [];
-  for (const dir of dirs.map((d) => resolve(d))) {
-    const record = await readPartition(dir, recipeArg);
-    parts.push({ dir, record, rerun: `chuxin-data build ${recipeArg} --partition ${record.partition.index}/${record.partition.count} --out ${dir}` });
-  }
-  const count = parts[0]!.record.partition.count;
-  const byIndex = new Map<number, Partition>();
-  for (const p of parts) {
-    const { index, count: n } = p.record.partition;
-    if (n !== count) throw new UsageError(`${p.dir} is partition ${index}/${n} and ${parts[0]!.dir} is one of ${count}: every partition of a merge must come from the same --partition i/N split`);
-    const twin = byIndex.get(index);
-    if (twin) throw new UsageError(`${twin.dir} and ${p.dir} are both partition ${index}/${count}; pass each partition once`);
-    byIndex.set(index, p);
-    if (p.record.recipe.sha256 !== loaded.sha256) {
-      throw new UsageError(
-        `${p.dir} was built from a recipe with sha256 ${p.record.recipe.sha256}, but ${recipeArg} has sha256 ${loaded.sha256}; ` +
-          `merge with the recipe the partitions were built from, or rebuild them`,
-      );
-    }
-  }
-  const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !byIndex.has(i));
-  if (missing.length > 0) {
-    const shown = missing.slice(0, 8).map((i) => `${i}/${count}`).join(", ") + (missing.length > 8 ? `, and ${missing.length - 8} more` : "");
-    throw new UsageError(`the merge is missing partition(s) ${shown}: build each with \`chuxin-data build ${recipeArg} --partition i/${count} --out DIR\` and pass every DIR to --merge`);
-  }
-  const ordered = Array.from({ length: count }, (_, i) => byIndex.get(i)!);
-  // Every partition must have seen the same inputs: the same tokenizer, commits, file lists and benchmark data.
-  const first = ordered[0]!;
-  const inputs = (r: PartitionRecord) => ({
-    tokenizer: r.tokenizer,
-    sources: r.sources.map((s) => ({ name: s.name, hf: s.hf, files: s.files.map((f) => [f.path, f.size]) })),
-    decontamination: r.decontamination && { lock: r.decontamination.lock, tasks: r.decontamination.report.tasks },
-  });
-  for (const p of ordered.slice(1)) {
-    if (p.record.tokenizer.impl !== first.record.tokenizer.impl) {
-      throw new UsageError(
-        `${p.dir} was tokenised with the ${p.record.tokenizer.impl} tokenizer and ${first.dir} with the ${first.record.tokenizer.impl} one; ` +
-          `rerun one of them with the other's --tokenizer-impl (the ids are the same, the manifest records which ran)`,
-      );
-    }
-    const mine = inputs(p.record);
-    const theirs = inputs(first.record);
-    const what = (Object.keys(mine) as (keyof typeof mine)[]).find((k) => !same(mine[k], theirs[k]));
-    if (what) {
-      throw new UsageError(
-        `${p.dir} and ${first.dir} resolved different inputs (${what}): the Hub moved between them. Build every partition from one lock: ` +
-          `pass --locked --lock FILE (the recipe.lock.json of an earlier build of ${recipeArg}) to each, and rerun them`,
-      );
-    }
-  }
-  if (!same(first.record.sources.map((s) => s.name), loaded.recipe.sources.map((s) => s.name))) {
-    throw new UsageError(`${first.dir}: its sources differ from ${recipeArg}'s; rebuild the partitions`);
-  }
-  return ordered;
 }
 
 /** Each source's files with the hash and row count their owner recorded. */
@@ -147,7 +85,15 @@ export async function mergePartitions(options: BuildOptions, dirs: string[]): Pr
 }
 
 /** Everything up to the mixture plan, from the partitions: the global dedup, the merged counts and lock, the mixture. */
-export async function planMerge(db: BuildDb, options: BuildOptions, loaded: LoadedRecipe, parts: Partition[], done?: DedupDone): Promise<SelectedBuild> {
+export async function planMerge(
+  db: BuildDb,
+  options: BuildOptions,
+  loaded: LoadedRecipe,
+  parts: Partition[],
+  done?: DedupDone,
+  /** the minhash steps' bucket files, where they ran */
+  bucketFiles?: string[],
+): Promise<SelectedBuild> {
   const { recipe } = loaded;
   const { sources, fileRows } = mergedSources(parts, loaded);
   const first = parts[0]!.record;
@@ -163,7 +109,22 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
     // Each partition kept its first rows of a reason; the first of all their files are among them.
     for (const [reason, rows] of Object.entries(st.skippedRows)) st.skippedRows[reason] = rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, SKIPPED_ROWS_KEPT);
   });
-  const { store } = await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, done), (r) => ({ done: r.removed, unit: "duplicates removed across partitions" }));
+  const minhash = minhashSpec(recipe.dedup.minhash);
+  // The dedup steps' survivors are read in place, unless near-dedup must remove some of them.
+  const keptKind = done && !minhash ? "VIEW" : "TABLE";
+  await runStage(options.sink, "dedup", () => dedupAcross(db, parts, recipe.dedup.enabled, stats, done, keptKind), (r) => ({ done: r, unit: "duplicates removed across partitions" }));
+  let nearDuplicates: NearDuplicateReport | undefined;
+  if (minhash) {
+    const rerun = (p: Partition) => p.rerun;
+    if (!bucketFiles) await checkPartitionMinhash(parts, rerun);
+    const near = await runStage(options.sink, "near-dedup", () => nearDedupMerged(db, parts, minhash, bucketFiles), (r) => ({ done: r.removed, unit: `near-duplicates removed across partitions (${r.clusters} clusters)` }));
+    for (const st of stats) st.nearDuplicates = { within: 0, across: 0 };
+    for (const r of await nearDuplicatesBySource(db)) stats[r.s]!.nearDuplicates![r.within ? "within" : "across"] = Number(r.n);
+    nearDuplicates = await nearDuplicateReport(db, minhash, near);
+  }
+  await mergedDocs(db, parts);
+  await db.run(`DROP ${keptKind} kept`);
+  const store = new MergedTokens(parts.map(partitionTokens));
   await shrinkDb(db, options);
   const plans = await selectMixture(db, recipe, stats, options.sink);
   const tokenizerLock = first.tokenizer.lock as unknown as BuildLock["tokenizer"];
@@ -188,29 +149,20 @@ export async function planMerge(db: BuildDb, options: BuildOptions, loaded: Load
     plans,
     store,
     decontamination,
+    nearDuplicates,
   };
-}
-
-/** A partition's token chunks, checked against its record. */
-export function partitionTokens(p: Partition): TokenStore {
-  const store = TokenStore.openChunks(
-    p.record.chunks.map((c) => join(p.dir, PARTITION_TOKENS, c.file)),
-    (file, why) => new RuntimeFailure(`${file}: ${why}; rerun that partition: ${p.rerun}`),
-    p.record.chunks.map((c) => c.sha256),
-  );
-  if (store.documents !== p.record.documents) throw new RuntimeFailure(`${p.dir}: its token chunks hold ${store.documents} documents, partition.json ${p.record.documents}; rerun that partition`);
-  return store;
 }
 
 /**
  * The global dedup: run here over every key (merge-dedup.ts), or read from the dedup steps' results, one per hash
- * range, when the merge ran them (`done`). Leaves the plan's documents in PLAN_DOCS.
+ * range, when the merge ran them (`done`). Leaves the survivors in TEMP TABLE `kept` (near-dedup removes from it, and
+ * mergedDocs makes them the plan's documents).
  */
-async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>, done: DedupDone | undefined) {
+async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, stats: ReturnType<typeof emptyStats>, done: DedupDone | undefined, keptKind: "VIEW" | "TABLE") {
   let counts: RangeCounts;
   if (done) {
     counts = sumCounts(done.counts, stats.length);
-    await db.run(`CREATE OR REPLACE TEMP VIEW kept AS SELECT * FROM read_parquet([${done.keptFiles.map(sqlString).join(", ")}])`);
+    await db.run(`CREATE OR REPLACE TEMP ${keptKind} kept AS SELECT * FROM read_parquet([${done.keptFiles.map(sqlString).join(", ")}])`);
   } else {
     await checkPartitionKeys(parts);
     counts = await dedupRange(db, parts, enabled, hashRange(0, 1), stats.length);
@@ -223,7 +175,5 @@ async function dedupAcross(db: BuildDb, parts: Partition[], enabled: boolean, st
     stats[i]!.duplicatesWithin = s.within;
     stats[i]!.duplicatesAcross = s.across;
   });
-  await mergedDocs(db, parts);
-  await db.run(done ? `DROP VIEW kept` : `DROP TABLE kept`);
-  return { store: new MergedTokens(parts.map(partitionTokens)), removed: counts.local + counts.cross };
+  return counts.local + counts.cross;
 }

@@ -20,7 +20,9 @@ export const PARTITION_DOCS = "docs.parquet";
 export const PARTITION_DUPLICATES = "duplicates.parquet";
 export const PARTITION_TOKENS = "tokens";
 export const PARTITION_TOKENIZER = "tokenizer.json";
-export const PARTITION_FILES = [PARTITION_JSON, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, PARTITION_TOKENIZER];
+/** With dedup.minhash: each document's MinHash band keys (ord, band, key), sorted by band and key, for the merge. */
+export const PARTITION_MINHASH = "minhash.parquet";
+export const PARTITION_FILES = [PARTITION_JSON, PARTITION_DOCS, PARTITION_DUPLICATES, PARTITION_TOKENS, PARTITION_TOKENIZER, PARTITION_MINHASH];
 export const PARTITION_FORMAT = "chuxin-data-partition/2";
 
 export interface PartitionSlice {
@@ -81,6 +83,8 @@ export const partitionSchema = z.object({
   chunks: z.array(z.object({ file: z.string().regex(/^[0-9a-f]{64}\.tok$/), sha256: hex(64), documents: count, ids: count })),
   docs_sha256: hex(64),
   duplicates_sha256: hex(64),
+  /** with dedup.minhash: minhash.parquet's sha256 */
+  minhash_sha256: hex(64).optional(),
   /** sha256 of the rest of the record (canonicalJson), so the counts a merge adds up are the ones the partition wrote */
   record_sha256: hex(64),
 });

@@ -7,6 +7,7 @@
 import { readdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadRecipe } from "../../recipe/load.ts";
+import { minhashSpec } from "../../recipe/schema.ts";
 import { tempPathFor, writeFileAtomic, writeJsonAtomic } from "../../util/atomic.ts";
 import { type BuildDb, sqlString } from "../../util/duckdb.ts";
 import { sha256File } from "../../util/hash.ts";
@@ -18,6 +19,7 @@ import {
   PARTITION_DUPLICATES,
   PARTITION_FORMAT,
   PARTITION_JSON,
+  PARTITION_MINHASH,
   PARTITION_TOKENIZER,
   PARTITION_TOKENS,
   type PartitionRecord,
@@ -71,6 +73,10 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
           join(options.outDir, PARTITION_DUPLICATES),
         );
         const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);
+        // Sorted by band and key, so a merge's minhash job for a band range reads only that range's row groups.
+        const minhashSha = minhashSpec(loaded.recipe.dedup.minhash)
+          ? await copyToParquet(db, `SELECT ord::BIGINT AS ord, band, key FROM minhash_bands ORDER BY band, key, ord`, join(options.outDir, PARTITION_MINHASH))
+          : undefined;
         const chunks: PartitionRecord["chunks"] = [];
         // The payload digests the chunks' headers hold (tokenisation computed them, or checked them on reuse).
         for (const c of store.chunks()) chunks.push({ file: basename(c.file), sha256: chunkDigest(c.file), documents: c.documents, ids: c.ids });
@@ -100,6 +106,7 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
           chunks,
           docs_sha256: docsSha,
           duplicates_sha256: dupsSha,
+          ...(minhashSha ? { minhash_sha256: minhashSha } : {}),
         });
         await writeJsonAtomic(join(options.outDir, PARTITION_JSON), record);
         return record;

@@ -1,0 +1,174 @@
+/**
+ * Near-duplicate clusters from MinHash band keys (`minhash_bands (ord, band, key)`, ords in recipe order), shared by
+ * a build (near-dedup.ts, over unique_docs) and a merge (partitioned/merge-near-dedup.ts, over the partitions'
+ * documents that survive the global dedup): documents in the same band bucket are candidates, each paired with its
+ * bucket's first document; with `verify_jaccard` a pair joins only at that true shingle Jaccard; union-find over
+ * the pairs keeps each cluster's first document. Leaves `near_removed_ords (ord, kept_ord)` for the caller to apply,
+ * `near_duplicates` (who went, for whom) and `near_duplicate_samples`.
+ */
+import type { MinhashSpec } from "../../recipe/schema.ts";
+import type { BuildDb } from "../../util/duckdb.ts";
+import { jaccard, shingleSet, shingleWords } from "./near-dedup-text.ts";
+
+/** The texts of documents by ord (repeats allowed), in the order asked. */
+export type TextsAt = (ords: number[]) => Promise<string[]>;
+
+/** Candidate pairs verified per text read. */
+const VERIFY_PAIRS = 2048;
+/** Clusters kept as samples for `inspect --near-duplicates`, and the characters shown of each member's first lines. */
+export const NEAR_DUPLICATE_SAMPLES = 10;
+const SAMPLE_LINE_CHARS = 160;
+
+export interface ClusterResult {
+  removed: number;
+  clusters: number;
+  /** candidate pairs from shared band keys, and how many verify_jaccard turned down */
+  candidatePairs: number;
+  rejectedPairs: number;
+}
+
+/** Candidate pairs (a, b), a < b: each document of a bucket with the bucket's first; a pair sharing several buckets once. */
+async function candidatePairs(db: BuildDb): Promise<number> {
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE near_pairs AS
+     SELECT DISTINCT first_ord AS a, ord AS b FROM (SELECT ord, min(ord) OVER (PARTITION BY band, key) AS first_ord FROM minhash_bands)
+     WHERE ord <> first_ord`,
+  );
+  await db.run(`DROP TABLE minhash_bands`);
+  return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pairs`)).n);
+}
+
+/** verify_jaccard: each pair's true shingle Jaccard, in `near_pair_jaccard`; the pairs under the threshold leave near_pairs. */
+async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, textsAt: TextsAt): Promise<number> {
+  const { last } = await db.one<{ last: bigint | null }>(`SELECT max(b) AS last FROM near_pairs`);
+  const app = await db.appender("near_pair_jaccard", [
+    ["a", "BIGINT"],
+    ["b", "BIGINT"],
+    ["jaccard", "DOUBLE"],
+  ]);
+  try {
+    // Pages of the later document's ord: a page's pairs are at most VERIFY_PAIRS × (bands) however the buckets fall.
+    for (let lo = 0; last !== null && lo <= Number(last); lo += VERIFY_PAIRS) {
+      const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM near_pairs WHERE b >= ${lo} AND b < ${lo + VERIFY_PAIRS} ORDER BY b, a`);
+      const texts = await textsAt(rows.flatMap((r) => [Number(r.a), Number(r.b)]));
+      rows.forEach((r, i) => {
+        const j = jaccard(shingleSet(shingleWords(texts[2 * i]!), spec.ngram), shingleSet(shingleWords(texts[2 * i + 1]!), spec.ngram));
+        app.append([r.a, r.b, j]);
+      });
+    }
+    app.close();
+  } catch (error) {
+    app.abandon();
+    throw error;
+  }
+  const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pair_jaccard WHERE jaccard < ${threshold}`);
+  await db.run(`DELETE FROM near_pairs p USING near_pair_jaccard j WHERE p.a = j.a AND p.b = j.b AND j.jaccard < ${threshold}`);
+  return Number(n);
+}
+
+/** Pairs read into the union-find per query. */
+const UNION_PAGE = 1 << 16;
+
+/**
+ * Union-find over the candidate pairs, on dense indices of the documents in a pair (in ord order, so the smallest
+ * index of a cluster is its first document): `near_removed_ords` (ord, kept_ord) for every document but each
+ * cluster's first. Memory: 4 bytes a document in a pair.
+ */
+async function clusters(db: BuildDb): Promise<{ removed: number; clusters: number }> {
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE pair_nodes AS
+     SELECT ord, row_number() OVER (ORDER BY ord) - 1 AS idx FROM (SELECT a AS ord FROM near_pairs UNION SELECT b FROM near_pairs)`,
+  );
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE pair_edges AS
+     SELECT na.idx AS ia, nb.idx AS ib FROM near_pairs p JOIN pair_nodes na ON na.ord = p.a JOIN pair_nodes nb ON nb.ord = p.b`,
+  );
+  const nodes = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM pair_nodes`)).n);
+  const parent = new Int32Array(nodes).map((_, i) => i);
+  const find = (x: number): number => {
+    while (parent[x] !== x) {
+      parent[x] = parent[parent[x]!]!;
+      x = parent[x]!;
+    }
+    return x;
+  };
+  for (let lo = 0; lo < nodes; lo += UNION_PAGE) {
+    const edges = await db.rows<{ ia: bigint; ib: bigint }>(`SELECT ia, ib FROM pair_edges WHERE ib >= ${lo} AND ib < ${lo + UNION_PAGE}`);
+    for (const e of edges) {
+      const ra = find(Number(e.ia));
+      const rb = find(Number(e.ib));
+      // The smaller index (the earlier document) stays the root: it is the one kept.
+      if (ra < rb) parent[rb] = ra;
+      else if (rb < ra) parent[ra] = rb;
+    }
+  }
+  const app = await db.appender("near_removed", [
+    ["idx", "BIGINT"],
+    ["kept_idx", "BIGINT"],
+  ]);
+  let removed = 0;
+  let roots = 0;
+  try {
+    for (let i = 0; i < nodes; i++) {
+      const r = find(i);
+      if (r === i) roots++;
+      else {
+        app.append([i, r]);
+        removed++;
+      }
+    }
+    app.close();
+  } catch (error) {
+    app.abandon();
+    throw error;
+  }
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE near_removed_ords AS
+     SELECT n.ord, k.ord AS kept_ord FROM near_removed r JOIN pair_nodes n ON n.idx = r.idx JOIN pair_nodes k ON k.idx = r.kept_idx`,
+  );
+  for (const t of ["near_removed", "pair_nodes", "pair_edges"]) await db.run(`DROP TABLE ${t}`);
+  return { removed, clusters: roots };
+}
+
+/** Members of a sample cluster shown: its first document and the next ones removed. */
+const SAMPLE_MEMBERS = 5;
+
+/** The first clusters in recipe order, each member's first lines (joined by " / "), for `inspect --near-duplicates`. */
+async function keepSamples(db: BuildDb, docs: string, textsAt: TextsAt): Promise<void> {
+  const members = await db.rows<{ cluster: bigint; member: bigint; ord: bigint; s: number; f: number; row: bigint }>(
+    `WITH firsts AS (SELECT DISTINCT kept_ord FROM near_removed_ords ORDER BY kept_ord LIMIT ${NEAR_DUPLICATE_SAMPLES}),
+     m AS (SELECT kept_ord, kept_ord AS ord FROM firsts UNION ALL SELECT r.kept_ord, r.ord FROM near_removed_ords r JOIN firsts USING (kept_ord)),
+     numbered AS (SELECT dense_rank() OVER (ORDER BY kept_ord) - 1 AS cluster, row_number() OVER (PARTITION BY kept_ord ORDER BY ord) - 1 AS member, ord FROM m)
+     SELECT n.cluster, n.member, n.ord, u.source_idx AS s, u.file_idx AS f, u.row_idx AS row
+     FROM numbered n JOIN ${docs} u USING (ord) WHERE n.member < ${SAMPLE_MEMBERS} ORDER BY n.cluster, n.member`,
+  );
+  const texts = await textsAt(members.map((m) => Number(m.ord)));
+  await db.run(`CREATE OR REPLACE TABLE near_duplicate_samples (cluster INTEGER, member INTEGER, source_idx INTEGER, file_idx INTEGER, row_idx BIGINT, first_lines VARCHAR)`);
+  for (const [i, m] of members.entries()) {
+    const lines = texts[i]!.split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" / ");
+    const line = lines.length > SAMPLE_LINE_CHARS ? `${lines.slice(0, SAMPLE_LINE_CHARS)}…` : lines;
+    await db.run(`INSERT INTO near_duplicate_samples VALUES (${Number(m.cluster)}, ${Number(m.member)}, ${m.s}, ${m.f}, ${m.row}, $line)`, { line });
+  }
+}
+
+/**
+ * Clusters `minhash_bands` (dropped after) over `docs`, a table of (ord, source_idx, file_idx, row_idx) in recipe
+ * order, reading texts through `textsAt` for verification and samples.
+ */
+export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, docs: string, textsAt: TextsAt): Promise<ClusterResult> {
+  const candidates = await candidatePairs(db);
+  const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, textsAt) : 0;
+  const found = await clusters(db);
+  await keepSamples(db, docs, textsAt);
+  const withJaccard = spec.verify_jaccard !== undefined;
+  await db.run(
+    `CREATE OR REPLACE TABLE near_duplicates AS
+     SELECT d.source_idx, d.file_idx, d.row_idx, k.source_idx AS kept_source, k.file_idx AS kept_file, k.row_idx AS kept_row,
+       ${withJaccard ? "j.jaccard" : "NULL::DOUBLE AS jaccard"}
+     FROM near_removed_ords r JOIN ${docs} d ON d.ord = r.ord JOIN ${docs} k ON k.ord = r.kept_ord
+     ${withJaccard ? "LEFT JOIN near_pair_jaccard j ON j.a = r.kept_ord AND j.b = r.ord" : ""}
+     ORDER BY d.source_idx, d.file_idx, d.row_idx`,
+  );
+  for (const t of ["near_pairs", "near_pair_jaccard"]) await db.run(`DROP TABLE IF EXISTS ${t}`);
+  return { removed: found.removed, clusters: found.clusters, candidatePairs: candidates, rejectedPairs: rejected };
+}
