@@ -11,13 +11,57 @@ shift || true
 mkdir -p "$work"
 tokenizer="$(cd .. && pwd)/shared/tokenizers/deepseek-llm/tokenizer.json"
 [ -f "$tokenizer" ] || { echo "missing $tokenizer (../shared)"; exit 1; }
+# PROSE=1: documents of sentences on several lines, with stop words, that pass the quality filters' rules. NEAR=f:
+# that share of the documents are edited copies of an earlier one (planted near-duplicates, each pair named in
+# near-truth.jsonl beside the corpus). RECIPE_EXTRA: recipe lines added (e.g. dedup: or filters:).
 [ -f "$work/corpus.jsonl" ] || python3 - "$work/corpus.jsonl" <<'EOF'
-import json, random, sys
+import json, os, random, sys
 random.seed(1)
 words = ["".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, 9))) for _ in range(20000)]
+prose = os.environ.get("PROSE") == "1"
+near = float(os.environ.get("NEAR", "0"))
+stop = ["the", "of", "and", "to", "with", "that", "have", "be"]
+def sentence():
+    ws = [random.choice(stop) if random.random() < 0.3 else random.choice(words) for _ in range(random.randint(8, 14))]
+    return " ".join(ws).capitalize() + "."
+def prose_doc():
+    return "\n".join(" ".join(sentence() for _ in range(random.randint(2, 3))) for _ in range(random.randint(4, 7)))
+def edit(text, rate):
+    # About `rate` of the words replaced, deleted or followed by an inserted one, line by line.
+    out = []
+    for line in text.split("\n"):
+        kept = []
+        for w in line.split(" "):
+            r = random.random()
+            if r < rate / 3:
+                continue
+            kept.append(random.choice(words) if r < 2 * rate / 3 else w)
+            if r > 1 - rate / 3:
+                kept.append(random.choice(words))
+        out.append(" ".join(kept))
+    edited = "\n".join(out)
+    if edited == text:  # at least one word changed: a variant is never an exact copy
+        ws = text.split(" ")
+        k = random.randrange(len(ws))
+        ws[k] = random.choice(words) + ws[k][-1:] if ws[k].endswith(".") else random.choice(words)
+        edited = " ".join(ws)
+    return edited
+pool = []  # originals a variant may copy: a bounded reservoir (row, text)
+truth = open(os.path.join(os.path.dirname(sys.argv[1]), "near-truth.jsonl"), "w")
 with open(sys.argv[1], "w") as f:
-    for i in range(int(__import__("os").environ.get("DOCS", "150000"))):
-        text = " ".join(random.choice(words) for _ in range(random.randint(40, 160))) + f" {i}."
+    for i in range(int(os.environ.get("DOCS", "150000"))):
+        if near > 0 and pool and random.random() < near:
+            j, original = random.choice(pool)
+            rate = random.choice([0.005, 0.01, 0.02, 0.3])
+            text = edit(original, rate)
+            truth.write(json.dumps({"row": i, "original": j, "rate": rate}) + "\n")
+        else:
+            text = prose_doc() if prose else " ".join(random.choice(words) for _ in range(random.randint(40, 160))) + f" {i}."
+            if near > 0:
+                if len(pool) < 20000:
+                    pool.append((i, text))
+                else:
+                    pool[random.randrange(len(pool))] = (i, text)
         f.write(json.dumps({"text": text}) + "\n")
 EOF
 cat > "$work/recipe.yaml" <<EOF
@@ -27,6 +71,7 @@ tokenizer:
   path: $tokenizer
 sequence_length: 4096
 max_epochs: 1
+${RECIPE_EXTRA:-}
 sources:
   - name: synthetic
     weight: 1

@@ -278,11 +278,16 @@ typedef struct cx_minhash_spec {
   uint64_t seed; /* the recipe's minhash seed: every hash derives from it */
 } cx_minhash_spec;
 
-/* Band keys of texts already simplified (words separated by ASCII spaces): text i's keys at keys[i * bands ..].
- * shingled[i] is 0 for a text with no words (its keys are 0 and mean nothing). The keys depend only on the texts
- * and the spec, never on `threads`. */
+/* Band keys of UTF-8 texts, in NFKC and lower case where they hold non-ASCII (the caller's ICU does both): text i's
+ * keys at keys[i * bands ..]. Words: ASCII lower-cased, Unicode punctuation, symbols and white space separate them,
+ * each CJK character is one. shingled[i] is 0 for a text with no words (its keys are 0 and mean nothing). The keys
+ * depend only on the texts and the spec, never on `threads`. */
 int cx_minhash_bands(const cx_minhash_spec* spec, const char* const* texts, const size_t* lengths, size_t n_texts, int threads,
                      uint64_t* keys, uint8_t* shingled, cx_status* status);
+/* The Jaccard similarity of pair i's shingle sets (texts prepared and words made as above; spec's ngram and seed),
+ * 1 for two texts with no words. */
+int cx_shingle_jaccard(const cx_minhash_spec* spec, const char* const* a, const size_t* a_lengths, const char* const* b, const size_t* b_lengths,
+                       size_t n_pairs, int threads, double* jaccard, cx_status* status);
 
 /* ---- Quality filters: Gopher quality and repetition, C4, FineWeb (src/pipeline/stages/quality.ts) ---- */
 /* Every threshold, in this order, with datatrove's default (src/datatrove/pipeline/filters/): (preset, name, default).

@@ -134,10 +134,13 @@ export interface Addon {
   /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask). */
   targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
   /**
-   * MinHash LSH band keys of texts already simplified into words (cx_minhash_bands): text i's at keys[i * bands ..];
-   * shingled[i] is 0 for a text with no words. The same keys for any thread count.
+   * MinHash LSH band keys (cx_minhash_bands) of texts in NFKC and lower case where they hold non-ASCII
+   * (near-dedup-text.ts prepareForShingles): text i's at keys[i * bands ..]; shingled[i] is 0 for a text with no
+   * words. The same keys for any thread count.
    */
-  minhashBands(words: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
+  minhashBands(texts: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
+  /** The shingle Jaccard of each pair (a[i], b[i]) of texts prepared the same way (cx_shingle_jaccard). */
+  shingleJaccard(a: string[], b: string[], spec: { ngram: number; seed: number }, threads: number): Promise<Float64Array>;
   /**
    * Quality filters (cx_quality_check): for each text, 0 when it passes the presets of its mask (bits of
    * QUALITY_PRESET_BITS), else 1 + the index of the first rule it fails; params in the table's order.

@@ -69,6 +69,66 @@ Napi::Value MinhashBandsMethod(const Napi::CallbackInfo& info) {
   return p;
 }
 
+class ShingleJaccard : public Napi::AsyncWorker {
+ public:
+  ShingleJaccard(Napi::Env env, cx_minhash_spec spec, std::vector<std::string> a, std::vector<std::string> b, int threads)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), spec_(spec), a_(std::move(a)), b_(std::move(b)), threads_(threads) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::vector<const char*> pa, pb;
+    std::vector<size_t> la, lb;
+    for (const std::string& t : a_) pa.push_back(t.data()), la.push_back(t.size());
+    for (const std::string& t : b_) pb.push_back(t.data()), lb.push_back(t.size());
+    out_.assign(a_.size(), 0);
+    cx_status st{};
+    if (cx_shingle_jaccard(&spec_, pa.data(), la.data(), pb.data(), lb.data(), a_.size(), threads_, out_.data(), &st) != CX_OK) SetError(st.message);
+  }
+  void OnOK() override {
+    Napi::Float64Array out = Napi::Float64Array::New(Env(), out_.size());
+    if (!out_.empty()) std::memcpy(out.Data(), out_.data(), out_.size() * sizeof(double));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  cx_minhash_spec spec_;
+  std::vector<std::string> a_, b_;
+  int threads_;
+  std::vector<double> out_;
+};
+
+std::vector<std::string> strings(const Napi::Array& arr) {
+  std::vector<std::string> out;
+  out.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+cx_minhash_spec minhash_spec(const Napi::Object& s) {
+  cx_minhash_spec spec{};
+  spec.ngram = s.Get("ngram").As<Napi::Number>().Int32Value();
+  spec.bands = s.Has("bands") ? s.Get("bands").As<Napi::Number>().Int32Value() : 1;
+  spec.rows = s.Has("rows") ? s.Get("rows").As<Napi::Number>().Int32Value() : 1;
+  spec.seed = (uint64_t)s.Get("seed").As<Napi::Number>().Int64Value();
+  return spec;
+}
+
+/* shingleJaccard(a: string[], b: string[], spec: {ngram, seed}, threads) -> Promise<Float64Array> */
+Napi::Value ShingleJaccardMethod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsObject() || !info[3].IsNumber() ||
+      info[0].As<Napi::Array>().Length() != info[1].As<Napi::Array>().Length()) {
+    Napi::TypeError::New(env, "shingleJaccard(a: string[], b: string[] of the same length, spec: {ngram, seed}, threads: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new ShingleJaccard(env, minhash_spec(info[2].As<Napi::Object>()), strings(info[0].As<Napi::Array>()), strings(info[1].As<Napi::Array>()),
+                                    info[3].As<Napi::Number>().Int32Value());
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
 class QualityCheck : public Napi::AsyncWorker {
  public:
   QualityCheck(Napi::Env env, std::vector<double> params, std::vector<std::string> texts, std::vector<uint8_t> presets, int threads)
@@ -151,6 +211,7 @@ namespace cx {
 void register_text(Napi::Env env, Napi::Object exports) {
   exports.Set("minhashBands", Napi::Function::New(env, MinhashBandsMethod, "minhashBands"));
   exports.Set("qualityCheck", Napi::Function::New(env, QualityCheckMethod, "qualityCheck"));
+  exports.Set("shingleJaccard", Napi::Function::New(env, ShingleJaccardMethod, "shingleJaccard"));
   exports.Set("qualityTable", Napi::Function::New(env, QualityTable, "qualityTable"));
 }
 }  // namespace cx

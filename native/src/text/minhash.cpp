@@ -1,80 +1,104 @@
-/* MinHash LSH band keys (include/chuxin.h, cx_minhash_bands). The text arrives simplified by the caller (NFKC,
- * lower case, punctuation and symbols as spaces, each CJK character its own word: src/pipeline/stages/
- * near-dedup-text.ts), so a word here is a run of bytes between ASCII spaces. A shingle is `ngram` consecutive
- * words; its 64-bit hash chains the words' hashes, so no shingle string is built. Each of bands × rows hash
- * functions is the shingle hash mixed with its own seed; a band's key mixes its rows' minima with the band index.
- * Every value depends only on the text and the spec: the same keys on any machine and thread count. */
+/* MinHash LSH band keys and shingle Jaccard (include/chuxin.h, cx_minhash_bands, cx_shingle_jaccard). The caller
+ * gives text in NFKC and lower case where it holds non-ASCII (JavaScript's ICU does both; ASCII needs neither, so most
+ * text arrives untouched: src/pipeline/stages/near-dedup-text.ts). Here ASCII is lower-cased, and every Unicode
+ * punctuation (P), symbol (S) or white space character separates words; each CJK character is a word of its own.
+ * That is near-dedup-text.ts's shingleWords, character for character (test/pipeline/stages/near-dedup.test.ts).
+ * A shingle is `ngram` consecutive words; its 64-bit hash chains the words' hashes, so no shingle string is built.
+ * Each of bands × rows hash functions is a*h + b of the shingle hash h, a and b its own (a odd); a band's key mixes
+ * its rows' minima with the band index. Every value depends only on the text and the spec: the same keys on any
+ * machine and thread count. */
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "../util/status.h"
 #include "../util/threadpool.h"
+#include "text_units.h"
 
 namespace {
 
-/* splitmix64's finaliser: a bijection of 64-bit words with full avalanche. */
-inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
+using namespace cx::text;
+
+struct Scratch {
+  std::vector<uint32_t> t;
+  std::vector<uint64_t> words, shingles, minima, other;
+};
+
+/* The hashes of a text's words (see the file's comment). */
+void word_hashes(const char* text, size_t len, uint64_t seed, Scratch& s) {
+  decode_utf8(reinterpret_cast<const unsigned char*>(text), len, s.t);
+  s.words.clear();
+  uint64_t h = 0;
+  bool in_word = false;
+  const auto end_word = [&] {
+    if (in_word) s.words.push_back(mix64(h));
+    in_word = false;
+  };
+  for (uint32_t c : s.t) {
+    if (c >= 'A' && c <= 'Z') c += 32;
+    // Punctuation first: a few characters in the CJK ranges are punctuation (U+30FB, the katakana middle dot).
+    const CharClass k = char_class(c);
+    if (k == SPACE || k == PUNCT || k == SYMBOL) {
+      end_word();
+      continue;
+    }
+    if (is_cjk(c)) {
+      end_word();
+      s.words.push_back(mix64(mix64(seed ^ 0x9e3779b97f4a7c15ULL) ^ c));
+      continue;
+    }
+    if (!in_word) h = mix64(seed ^ 0x9e3779b97f4a7c15ULL), in_word = true;
+    h = mix64(h ^ c);
+  }
+  end_word();
 }
 
-/* A word's bytes to 64 bits: 8 bytes at a time, then the length, through mix64. */
-uint64_t word_hash(const unsigned char* p, size_t n, uint64_t seed) {
-  uint64_t h = mix64(seed ^ 0x9e3779b97f4a7c15ULL);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v;
-    std::memcpy(&v, p + i, 8);
-    h = mix64(h ^ v);
+/* The hashes of its `ngram`-word shingles; a text of fewer words is one shingle of them all. */
+void shingle_hashes(const std::vector<uint64_t>& words, int ngram, uint64_t seed, std::vector<uint64_t>& out) {
+  out.clear();
+  if (words.empty()) return;
+  const size_t n = std::min<size_t>((size_t)ngram, words.size());
+  for (size_t s = 0; s + n <= words.size(); s++) {
+    uint64_t h = seed;
+    for (size_t k = 0; k < n; k++) h = mix64(h ^ words[s + k]);
+    out.push_back(h);
   }
-  uint64_t tail = 0;
-  for (size_t k = 0; i + k < n; k++) tail |= (uint64_t)p[i + k] << (8 * k);
-  return mix64(h ^ tail ^ ((uint64_t)n << 56));
 }
 
 struct Spec {
   int ngram, bands, rows;
   uint64_t seed;
-  std::vector<uint64_t> fn_seeds;  // one per hash function, bands × rows
+  std::vector<uint64_t> a, b;  // each hash function's multiplier (odd) and addend
 };
 
 /* Band keys of one text; false when it has no words (no shingle, so no signature: it joins no bucket). */
-bool text_bands(const Spec& spec, const unsigned char* text, size_t len, uint64_t* keys, std::vector<uint64_t>& words,
-                std::vector<uint64_t>& minima) {
-  words.clear();
-  for (size_t i = 0; i < len;) {
-    while (i < len && text[i] == ' ') i++;
-    size_t start = i;
-    while (i < len && text[i] != ' ') i++;
-    if (i > start) words.push_back(word_hash(text + start, i - start, spec.seed));
-  }
-  if (words.empty()) return false;
-  const size_t functions = spec.fn_seeds.size();
-  minima.assign(functions, UINT64_MAX);
-  // A text shorter than the n-gram is one shingle of all its words.
-  const size_t n = std::min<size_t>((size_t)spec.ngram, words.size());
-  for (size_t s = 0; s + n <= words.size(); s++) {
-    uint64_t h = spec.seed;
-    for (size_t k = 0; k < n; k++) h = mix64(h ^ words[s + k]);
+bool text_bands(const Spec& spec, const char* text, size_t len, uint64_t* keys, Scratch& s) {
+  word_hashes(text, len, spec.seed, s);
+  shingle_hashes(s.words, spec.ngram, spec.seed, s.shingles);
+  if (s.shingles.empty()) return false;
+  const size_t functions = spec.a.size();
+  s.minima.assign(functions, UINT64_MAX);
+  const uint64_t* a = spec.a.data();
+  const uint64_t* b = spec.b.data();
+  uint64_t* m = s.minima.data();
+  for (uint64_t h : s.shingles)
     for (size_t f = 0; f < functions; f++) {
-      const uint64_t v = mix64(h ^ spec.fn_seeds[f]);
-      if (v < minima[f]) minima[f] = v;
+      // One multiply a function over the well-mixed shingle hash (multiply-add hashing), not a mix of its own.
+      const uint64_t v = a[f] * h + b[f];
+      m[f] = v < m[f] ? v : m[f];
     }
-  }
-  for (int b = 0; b < spec.bands; b++) {
-    uint64_t k = mix64(spec.seed ^ ((uint64_t)b + 1) * 0xd6e8feb86659fd93ULL);
-    for (int r = 0; r < spec.rows; r++) k = mix64(k ^ minima[(size_t)b * spec.rows + r]);
-    keys[b] = k;
+  for (int band = 0; band < spec.bands; band++) {
+    uint64_t k = mix64(spec.seed ^ ((uint64_t)band + 1) * 0xd6e8feb86659fd93ULL);
+    for (int r = 0; r < spec.rows; r++) k = mix64(k ^ m[(size_t)band * spec.rows + r]);
+    keys[band] = k;
   }
   return true;
+}
+
+void sorted_unique(std::vector<uint64_t>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
 }  // namespace
@@ -84,17 +108,49 @@ int cx_minhash_bands(const cx_minhash_spec* spec, const char* const* texts, cons
   return cx::guarded(status, [&] {
     if (!spec) throw std::invalid_argument("a spec is required");
     if (spec->ngram < 1 || spec->bands < 1 || spec->rows < 1) throw std::invalid_argument("ngram, bands and rows must each be at least 1");
-    if (n_texts && (!texts || !lengths || !keys || !shingled)) throw std::invalid_argument("texts, lengths, keys and shingled are required");
     if ((int64_t)spec->bands * spec->rows > 4096) throw std::invalid_argument("bands × rows must be at most 4096");
-    Spec s{spec->ngram, spec->bands, spec->rows, spec->seed, {}};
-    for (int f = 0; f < spec->bands * spec->rows; f++) s.fn_seeds.push_back(mix64(spec->seed * 0x2545f4914f6cdd1dULL + (uint64_t)f + 1));
+    if (n_texts && (!texts || !lengths || !keys || !shingled)) throw std::invalid_argument("texts, lengths, keys and shingled are required");
+    Spec s{spec->ngram, spec->bands, spec->rows, spec->seed, {}, {}};
+    const int functions = spec->bands * spec->rows;
+    for (int f = 0; f < functions; f++) s.a.push_back(mix64(spec->seed * 0x2545f4914f6cdd1dULL + (uint64_t)f + 1) | 1);
+    for (int f = 0; f < functions; f++) s.b.push_back(mix64(spec->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)f + 7));
     cx::ThreadPool pool(std::max(1, threads));
-    std::vector<std::vector<uint64_t>> words(pool.size()), minima(pool.size());
+    std::vector<Scratch> scratch(pool.size());
     pool.parallel_for((int64_t)n_texts, [&](int64_t i, int t) {
       uint64_t* out = keys + (size_t)i * spec->bands;
-      const bool any = text_bands(s, reinterpret_cast<const unsigned char*>(texts[i]), lengths[i], out, words[t], minima[t]);
+      const bool any = text_bands(s, texts[i], lengths[i], out, scratch[t]);
       if (!any) std::fill(out, out + spec->bands, 0);
       shingled[i] = any ? 1 : 0;
+    });
+  });
+}
+
+int cx_shingle_jaccard(const cx_minhash_spec* spec, const char* const* a, const size_t* a_lengths, const char* const* b, const size_t* b_lengths,
+                       size_t n_pairs, int threads, double* jaccard, cx_status* status) {
+  return cx::guarded(status, [&] {
+    if (!spec || spec->ngram < 1) throw std::invalid_argument("a spec with an ngram of at least 1 is required");
+    if (n_pairs && (!a || !a_lengths || !b || !b_lengths || !jaccard)) throw std::invalid_argument("a, b, their lengths and jaccard are required");
+    cx::ThreadPool pool(std::max(1, threads));
+    std::vector<Scratch> scratch(pool.size());
+    pool.parallel_for((int64_t)n_pairs, [&](int64_t i, int t) {
+      Scratch& s = scratch[t];
+      word_hashes(a[i], a_lengths[i], spec->seed, s);
+      shingle_hashes(s.words, spec->ngram, spec->seed, s.other);
+      word_hashes(b[i], b_lengths[i], spec->seed, s);
+      shingle_hashes(s.words, spec->ngram, spec->seed, s.shingles);
+      sorted_unique(s.other);
+      sorted_unique(s.shingles);
+      if (s.other.empty() && s.shingles.empty()) {
+        jaccard[i] = 1;
+        return;
+      }
+      size_t shared = 0;
+      for (size_t x = 0, y = 0; x < s.other.size() && y < s.shingles.size();) {
+        if (s.other[x] == s.shingles[y]) shared++, x++, y++;
+        else if (s.other[x] < s.shingles[y]) x++;
+        else y++;
+      }
+      jaccard[i] = (double)shared / (double)(s.other.size() + s.shingles.size() - shared);
     });
   });
 }

@@ -12,8 +12,6 @@
  * The first failing rule, in CX_QUALITY_RULES order, is the text's reason. */
 #include <algorithm>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "../util/status.h"
@@ -57,6 +55,9 @@ struct Doc {
   std::vector<uint32_t> t;
   std::vector<Word> words;
   size_t other_tokens = 0;
+  HashCounts table;  // scratch for the repetition rules
+  std::vector<uint64_t> hashes;
+  std::vector<size_t> prefix;
 };
 
 bool ends_with(const std::vector<uint32_t>& t, Span s, const char* ascii) {
@@ -80,38 +81,84 @@ size_t count_of(const std::vector<uint32_t>& t, const char* needle) {
   return found;
 }
 
-/* An ASCII-lower-cased copy of a span, for phrase searches. */
-std::u32string lower(const std::vector<uint32_t>& t, Span s) {
-  std::u32string out;
-  for (size_t i = s.begin; i < s.end; i++) out.push_back(t[i] < 128 ? (char32_t)std::tolower((int)t[i]) : (char32_t)t[i]);
-  return out;
+/* Whether an ASCII needle occurs in a span, ignoring ASCII case. */
+bool contains_ci(const std::vector<uint32_t>& t, Span s, const char* needle) {
+  const size_t n = std::char_traits<char>::length(needle);
+  for (size_t i = s.begin; i + n <= s.end; i++) {
+    size_t k = 0;
+    while (k < n) {
+      uint32_t c = t[i + k];
+      if (c >= 'A' && c <= 'Z') c += 32;
+      if (c != (unsigned char)needle[k]) break;
+      k++;
+    }
+    if (k == n) return true;
+  }
+  return false;
 }
 
-bool contains(const std::u32string& hay, const char* ascii) {
-  std::u32string needle;
-  for (const char* p = ascii; *p; p++) needle.push_back((char32_t)(unsigned char)*p);
-  return hay.find(needle) != std::u32string::npos;
+enum : unsigned { LOREM = 1, JAVASCRIPT = 2, CURLY = 4, POLICY = 8 };
+
+/* C4's phrases in a line, in one pass (ASCII case ignored): candidates are checked only where their first letter is. */
+unsigned phrases(const std::vector<uint32_t>& t, Span s) {
+  static const struct {
+    const char* text;
+    unsigned bit;
+  } PHRASES[] = {{"lorem ipsum", LOREM}, {"javascript", JAVASCRIPT}, {"terms of use", POLICY}, {"privacy policy", POLICY}, {"cookie policy", POLICY},
+                 {"uses cookies", POLICY}, {"use of cookies", POLICY}, {"use cookies", POLICY}};
+  unsigned found = 0;
+  for (size_t i = s.begin; i < s.end; i++) {
+    uint32_t c = t[i];
+    if (c == '{') {
+      found |= CURLY;
+      continue;
+    }
+    if (c >= 'A' && c <= 'Z') c += 32;
+    if (c != 'l' && c != 'j' && c != 't' && c != 'p' && c != 'c' && c != 'u') continue;
+    for (const auto& ph : PHRASES)
+      if ((unsigned char)ph.text[0] == c && !(found & ph.bit) && contains_ci(t, {i, std::min(s.end, i + std::char_traits<char>::length(ph.text))}, ph.text)) found |= ph.bit;
+  }
+  return found;
+}
+
+/* Words in a span, counted as split_words counts them. */
+size_t count_words(const std::vector<uint32_t>& t, Span s) {
+  size_t n = 0;
+  bool in_word = false;
+  for (size_t i = s.begin; i < s.end; i++) {
+    const uint32_t c = t[i];
+    const CharClass k = char_class(c);
+    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {
+      n++, in_word = false;
+      continue;
+    }
+    const bool word_char = k == LETTER || k == MARK || k == NUMBER || c == '_';
+    if (word_char && !in_word) n++;
+    in_word = word_char;
+  }
+  return n;
 }
 
 /* Duplicated elements and their characters: each element after its first occurrence (datatrove's find_duplicates). */
-std::pair<size_t, size_t> duplicates(const std::vector<uint32_t>& t, const std::vector<Span>& parts) {
-  std::unordered_set<uint64_t> seen;
+std::pair<size_t, size_t> duplicates(const std::vector<uint32_t>& t, const std::vector<Span>& parts, HashCounts& table) {
+  table.reset(parts.size());
   size_t elements = 0, chars = 0;
   for (const Span& p : parts)
-    if (!seen.insert(span_hash(t, p)).second) elements++, chars += p.size();
+    if (table.count(table.add(span_hash(t, p))) > 1) elements++, chars += p.size();
   return {elements, chars};
 }
 
-uint64_t ngram_hash(const std::vector<Word>& w, size_t i, size_t n) {
-  uint64_t h = 0x2545f4914f6cdd1dULL + n;
-  for (size_t k = 0; k < n; k++) h = mix64(h ^ w[i + k].hash);
-  return h;
-}
-
-size_t ngram_chars(const std::vector<Word>& w, size_t i, size_t n) {
-  size_t c = n - 1;
-  for (size_t k = 0; k < n; k++) c += w[i + k].span.size();
-  return c;
+/* Every n-gram's hash for one n, from the (n - 1)-grams' (`hashes` holds them on entry: the words' hashes for
+ * n = 1), so each n costs one mix a position. An n-gram's hash is the chain of its words' hashes. */
+void next_ngram_hashes(const std::vector<Word>& w, size_t n, std::vector<uint64_t>& hashes) {
+  if (n == 1) {
+    hashes.resize(w.size());
+    for (size_t i = 0; i < w.size(); i++) hashes[i] = mix64(0x2545f4914f6cdd1dULL ^ w[i].hash);
+    return;
+  }
+  const size_t count = w.size() + 1 - n;
+  for (size_t i = 0; i < count; i++) hashes[i] = mix64(hashes[i] ^ w[i + n - 1].hash);
+  hashes.resize(count);
 }
 
 int gopher_quality(const Doc& d, const double* p) {
@@ -120,12 +167,27 @@ int gopher_quality(const Doc& d, const double* p) {
   if (n < p[P_gopher_quality_min_doc_words]) return R_gopher_quality_short_doc;
   if (n > p[P_gopher_quality_max_doc_words]) return R_gopher_quality_long_doc;
   size_t latin = 0, latin_chars = 0, alpha = 0, stops = 0;
-  static const std::unordered_set<std::u32string> STOP = {U"the", U"be", U"to", U"of", U"and", U"that", U"have", U"with"};
+  static const char* const STOP[] = {"the", "be", "to", "of", "and", "that", "have", "with"};
+  const auto is_stop = [&](Span s) {
+    for (const char* w : STOP) {
+      const size_t n = std::char_traits<char>::length(w);
+      if (s.size() != n) continue;
+      size_t k = 0;
+      while (k < n) {
+        uint32_t c = d.t[s.begin + k];
+        if (c >= 'A' && c <= 'Z') c += 32;
+        if (c != (unsigned char)w[k]) break;
+        k++;
+      }
+      if (k == n) return true;
+    }
+    return false;
+  };
   for (const Word& x : w) {
     alpha += x.alpha;
     if (x.cjk) continue;
     latin++, latin_chars += x.span.size();
-    if (x.span.size() <= 4 && STOP.count(lower(d.t, x.span))) stops++;
+    if (x.span.size() <= 4 && is_stop(x.span)) stops++;
   }
   const bool mostly_latin = 2 * latin > w.size();
   if (mostly_latin) {
@@ -153,7 +215,7 @@ int gopher_quality(const Doc& d, const double* p) {
   return PASS;
 }
 
-int gopher_repetition(const Doc& d, const double* p) {
+int gopher_repetition(Doc& d, const double* p) {
   const double len = (double)d.t.size();
   if (len == 0) return PASS;
   // Paragraphs: the stripped text split at runs of two or more newlines.
@@ -167,44 +229,72 @@ int gopher_repetition(const Doc& d, const double* p) {
     start = i--;
   }
   paras.push_back({start, all.end});
-  auto [para_dups, para_chars] = duplicates(d.t, paras);
+  auto [para_dups, para_chars] = duplicates(d.t, paras, d.table);
   if ((double)para_dups / (double)paras.size() > p[P_gopher_repetition_dup_para_frac]) return R_gopher_repetition_dup_para_frac;
   if ((double)para_chars / len > p[P_gopher_repetition_dup_para_char_frac]) return R_gopher_repetition_dup_para_char_frac;
   const std::vector<Span> lines = split_lines(d.t);
-  auto [line_dups, line_chars] = duplicates(d.t, lines);
+  auto [line_dups, line_chars] = duplicates(d.t, lines, d.table);
   if (!lines.empty() && (double)line_dups / (double)lines.size() > p[P_gopher_repetition_dup_line_frac]) return R_gopher_repetition_dup_line_frac;
   if ((double)line_chars / len > p[P_gopher_repetition_dup_line_char_frac]) return R_gopher_repetition_dup_line_char_frac;
   const auto& w = d.words;
-  for (size_t n = 2; n <= 4; n++) {
-    if (w.size() < n) continue;
-    // The most frequent n-gram (the first seen among equals, as Counter.most_common keeps insertion order).
-    std::unordered_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first position)
-    size_t best = 0, best_pos = 0;
-    for (size_t i = 0; i + n <= w.size(); i++) {
-      auto& c = counts.try_emplace(ngram_hash(w, i, n), 0, i).first->second;
-      c.first++;
-      if (c.first > best || (c.first == best && c.second < best_pos)) best = c.first, best_pos = c.second;
+  // The characters of the n-gram at i: its words' and the n - 1 spaces between them.
+  d.prefix.assign(w.size() + 1, 0);
+  for (size_t i = 0; i < w.size(); i++) d.prefix[i + 1] = d.prefix[i] + w[i].span.size();
+  const auto chars = [&](size_t i, size_t n) { return d.prefix[i + n] - d.prefix[i] + n - 1; };
+  next_ngram_hashes(w, 1, d.hashes);
+  for (size_t n = 2; n <= 10 && n <= w.size(); n++) {
+    next_ngram_hashes(w, n, d.hashes);
+    d.table.reset(d.hashes.size());
+    if (n <= 4) {
+      // The most frequent n-gram (the first seen among equals, as Counter.most_common keeps insertion order).
+      size_t best = 0, best_pos = 0;
+      for (size_t i = 0; i < d.hashes.size(); i++) {
+        const size_t slot = d.table.add(d.hashes[i], (uint32_t)i);
+        const size_t c = d.table.count(slot), first = d.table.first(slot);
+        if (c > best || (c == best && first < best_pos)) best = c, best_pos = first;
+      }
+      if ((double)(best * chars(best_pos, n)) / len > p[P_gopher_repetition_top_2_gram + (n - 2)]) return R_gopher_repetition_top_2_gram + (int)(n - 2);
+    } else {
+      // Repeated n-grams: a repeat's characters count once and the scan skips past it.
+      size_t repeated = 0;
+      for (size_t i = 0; i < d.hashes.size();) {
+        if (d.table.count(d.table.add(d.hashes[i])) > 1) repeated += chars(i, n), i += n;
+        else i++;
+      }
+      if ((double)repeated / len > p[P_gopher_repetition_duplicated_5_n_grams + (n - 5)]) return R_gopher_repetition_duplicated_5_n_grams + (int)(n - 5);
     }
-    if ((double)(best * ngram_chars(w, best_pos, n)) / len > p[P_gopher_repetition_top_2_gram + (n - 2)]) return R_gopher_repetition_top_2_gram + (int)(n - 2);
-  }
-  for (size_t n = 5; n <= 10; n++) {
-    if (w.size() < n) continue;
-    std::unordered_set<uint64_t> seen;
-    size_t repeated = 0;
-    for (size_t i = 0; i + n <= w.size();) {
-      if (!seen.insert(ngram_hash(w, i, n)).second) repeated += ngram_chars(w, i, n), i += n;
-      else i++;
-    }
-    if ((double)repeated / len > p[P_gopher_repetition_duplicated_5_n_grams + (n - 5)]) return R_gopher_repetition_duplicated_5_n_grams + (int)(n - 5);
   }
   return PASS;
 }
 
 bool terminal(uint32_t c) { return c == '.' || c == '?' || c == '!' || c == '"' || c == '\'' || c == 0x3002 || c == 0xff01 || c == 0xff1f || c == 0x201d || c == 0x2019 || c == 0x300d || c == 0x300f; }
 
-int c4(const Doc& d, const double* p) {
+/* A line's end once trailing citations ([1], [edit], [citation needed]) are removed, as C4 removes them (no strip after). */
+size_t end_without_citations(const std::vector<uint32_t>& t, Span line) {
+  size_t end = line.end;
+  for (;;) {
+    if (end == line.begin || t[end - 1] != ']') return end;
+    size_t open = end - 1;
+    while (open > line.begin && t[open - 1] != '[') open--;
+    if (open == line.begin) return end;
+    const Span inside{open, end - 1};  // between the brackets
+    bool digits = true;
+    for (size_t i = inside.begin; i < inside.end; i++) digits = digits && t[i] >= '0' && t[i] <= '9';
+    const auto is = [&](const char* w) {
+      const size_t n = std::char_traits<char>::length(w);
+      if (inside.size() != n) return false;
+      for (size_t k = 0; k < n; k++)
+        if (t[inside.begin + k] != (unsigned char)w[k]) return false;
+      return true;
+    };
+    if (!(digits || is("edit") || is("citation needed"))) return end;
+    end = open - 1;
+  }
+}
+
+int c4(Doc& d, const double* p) {
   size_t sentences = 0;
-  std::vector<Word> words;
+  auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
   for (const Span& raw : split_lines(d.t)) {
     const Span line = strip(d.t, raw);
     // A line with a word longer than max_word_length is dropped (words here: what whitespace separates).
@@ -216,41 +306,21 @@ int c4(const Doc& d, const double* p) {
       i = j + 1;
     }
     if (long_word) continue;
-    // Wikipedia citations ([1], [edit], [citation needed]) are not the line's end.
-    std::vector<uint32_t> text(d.t.begin() + line.begin, d.t.begin() + line.end);
-    for (const char* cite : {"[edit]", "[citation needed]"}) {
-      for (;;) {
-        auto it = std::search(text.begin(), text.end(), cite, cite + std::char_traits<char>::length(cite), [](uint32_t a, char b) { return a == (unsigned char)b; });
-        if (it == text.end()) break;
-        text.erase(it, it + std::char_traits<char>::length(cite));
-      }
-    }
-    for (size_t i = 0; i < text.size(); i++) {
-      if (text[i] != '[') continue;
-      size_t j = i + 1;
-      while (j < text.size() && text[j] >= '0' && text[j] <= '9') j++;
-      if (j < text.size() && text[j] == ']') text.erase(text.begin() + i, text.begin() + j + 1), i--;
-    }
-    const Span all{0, text.size()};
-    if (text.empty() || !terminal(text.back()) || ends_with(text, all, "...")) continue;
-    words.clear();
-    split_words(text, all, words, nullptr);
-    if ((double)words.size() < p[P_c4_min_words_per_line]) continue;
-    const std::u32string low = lower(text, all);
-    if (contains(low, "lorem ipsum")) return R_c4_lorem_ipsum;
-    if (contains(low, "javascript")) continue;
-    if (std::find(text.begin(), text.end(), (uint32_t)'{') != text.end()) return R_c4_curly_bracket;
-    bool policy = false;
-    for (const char* phrase : {"terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"}) policy = policy || contains(low, phrase);
-    if (policy) continue;
+    const Span ended{line.begin, end_without_citations(d.t, line)};
+    if (ended.size() == 0 || !terminal(d.t[ended.end - 1]) || ends_with(d.t, ended, "...")) continue;
+    if ((double)count_words(d.t, line) < p[P_c4_min_words_per_line]) continue;
+    const unsigned found = phrases(d.t, line);
+    if (found & LOREM) return R_c4_lorem_ipsum;
+    if (found & JAVASCRIPT) continue;
+    if (found & CURLY) return R_c4_curly_bracket;
+    if (found & POLICY) continue;
     // Sentences: runs of . ? ! ending at a space, a quote or the line's end, and runs of 。！？ anywhere; a kept
     // line has at least one.
     size_t here = 0;
-    auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
-    for (size_t i = 0; i < text.size(); i++) {
-      if (!stop(text[i]) || (i + 1 < text.size() && stop(text[i + 1]))) continue;
-      const bool cjk_stop = text[i] >= 0x3000;
-      if (cjk_stop || i + 1 == text.size() || is_space(text[i + 1]) || text[i + 1] == '"' || text[i + 1] == '\'') here++;
+    for (size_t i = line.begin; i < ended.end; i++) {
+      if (!stop(d.t[i]) || (i + 1 < ended.end && stop(d.t[i + 1]))) continue;
+      const uint32_t next = i + 1 < ended.end ? d.t[i + 1] : ' ';
+      if (d.t[i] >= 0x3000 || is_space(next) || next == '"' || next == '\'') here++;
     }
     sentences += std::max<size_t>(here, 1);
   }
@@ -258,7 +328,7 @@ int c4(const Doc& d, const double* p) {
   return PASS;
 }
 
-int fineweb(const Doc& d, const double* p) {
+int fineweb(Doc& d, const double* p) {
   const std::vector<Span> lines = split_newlines(d.t);
   size_t punct = 0, short_lines = 0;
   std::vector<Span> non_empty;
@@ -272,7 +342,7 @@ int fineweb(const Doc& d, const double* p) {
   if ((double)short_lines / n_lines >= p[P_fineweb_short_line_thr]) return R_fineweb_short_line_ratio;
   const size_t newlines = (size_t)std::count(d.t.begin(), d.t.end(), (uint32_t)'\n');
   const size_t chars = d.t.size() - newlines;
-  if (chars > 0 && (double)duplicates(d.t, non_empty).second / (double)chars >= p[P_fineweb_char_duplicates_ratio]) return R_fineweb_char_dup_ratio;
+  if (chars > 0 && (double)duplicates(d.t, non_empty, d.table).second / (double)chars >= p[P_fineweb_char_duplicates_ratio]) return R_fineweb_char_dup_ratio;
   const size_t tokens = d.words.size() + d.other_tokens;
   if (tokens > 0 && (double)newlines / (double)tokens > p[P_fineweb_new_line_ratio]) return R_fineweb_list_ratio;
   return PASS;

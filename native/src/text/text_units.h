@@ -3,6 +3,7 @@
  * same definitions for every rule. Lengths are in code points, as Python's len() (datatrove's filters) counts. */
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,18 @@
 
 namespace cx::text {
 
+/* ASCII's classes, looked up directly: most text is mostly ASCII. */
+struct AsciiClasses {
+  CharClass cls[128];
+  constexpr AsciiClasses() : cls{} {
+    for (const ClassRange& r : CLASS_RANGES)
+      for (uint32_t c = r.first; c <= r.last && c < 128; c++) cls[c] = r.cls;
+  }
+};
+inline constexpr AsciiClasses ASCII_CLASSES{};
+
 inline CharClass char_class(uint32_t cp) {
+  if (cp < 128) return ASCII_CLASSES.cls[cp];
   size_t lo = 0, hi = sizeof CLASS_RANGES / sizeof CLASS_RANGES[0];
   while (lo < hi) {
     const size_t mid = (lo + hi) / 2;
@@ -117,16 +129,17 @@ inline void split_words(const std::vector<uint32_t>& t, Span within, std::vector
   size_t others = 0;
   for (size_t i = within.begin; i < within.end;) {
     const uint32_t c = t[i];
-    if (is_cjk(c)) {
+    const CharClass k = char_class(c);
+    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {  // U+30FB, the katakana middle dot, is punctuation
       words.push_back({{i, i + 1}, true, true, mix64(c)});
       i++;
       continue;
     }
-    const CharClass k = char_class(c);
     if (k == LETTER || k == MARK || k == NUMBER || c == '_') {
       Word w{{i, i}, false, false, 0};
-      while (i < within.end && !is_cjk(t[i])) {
+      while (i < within.end) {
         const CharClass ki = char_class(t[i]);
+        if (is_cjk(t[i]) && ki != PUNCT && ki != SYMBOL) break;
         if (!(ki == LETTER || ki == MARK || ki == NUMBER || t[i] == '_')) break;
         w.alpha = w.alpha || ki == LETTER;
         i++;
@@ -141,5 +154,35 @@ inline void split_words(const std::vector<uint32_t>& t, Span within, std::vector
   }
   if (other_tokens) *other_tokens += others;
 }
+
+/* An open-addressing table of 64-bit hashes (0 stands for empty, so 0 is stored as 1) with each one's count and
+ * first position, reused document after document without allocating: the repetition rules add every line,
+ * paragraph and n-gram. */
+class HashCounts {
+ public:
+  void reset(size_t expected) {
+    size_t cap = 16;
+    while (cap < 2 * expected + 2) cap <<= 1;
+    if (keys_.size() < cap || keys_.size() > 8 * cap) keys_.assign(cap, 0), counts_.assign(cap, 0), firsts_.assign(cap, 0);
+    else std::fill(keys_.begin(), keys_.end(), 0);
+    mask_ = keys_.size() - 1;
+  }
+  /* Adds one occurrence of h, first seen at `pos`; returns its slot. */
+  size_t add(uint64_t h, uint32_t pos = 0) {
+    if (h == 0) h = 1;
+    size_t i = (size_t)(h * 0x9e3779b97f4a7c15ULL >> 20) & mask_;
+    while (keys_[i] != 0 && keys_[i] != h) i = (i + 1) & mask_;
+    if (keys_[i] == 0) keys_[i] = h, counts_[i] = 0, firsts_[i] = pos;
+    counts_[i]++;
+    return i;
+  }
+  uint32_t count(size_t slot) const { return counts_[slot]; }
+  uint32_t first(size_t slot) const { return firsts_[slot]; }
+
+ private:
+  std::vector<uint64_t> keys_;
+  std::vector<uint32_t> counts_, firsts_;
+  size_t mask_ = 0;
+};
 
 }  // namespace cx::text

@@ -72,7 +72,7 @@ function textsFromTokens(db: BuildDb, parts: Partition[]) {
  * Removes near-duplicates from `kept` (the global dedup's survivors; a TEMP TABLE), from `near_buckets` or the
  * minhash steps' bucket files; leaves `near_duplicates` and `near_duplicate_samples` as a build does.
  */
-export async function nearDedupMerged(db: BuildDb, parts: Partition[], spec: MinhashSpec, bucketFiles: string[] | undefined): Promise<ClusterResult> {
+export async function nearDedupMerged(db: BuildDb, parts: Partition[], spec: MinhashSpec, bucketFiles: string[] | undefined, threads: number): Promise<ClusterResult> {
   if (bucketFiles) await db.run(`CREATE OR REPLACE TEMP VIEW near_buckets AS SELECT * FROM read_parquet([${bucketFiles.map(sqlString).join(", ")}])`);
   else await bucketMembers(db, parts, 0, spec.bands);
   await db.run(
@@ -81,7 +81,7 @@ export async function nearDedupMerged(db: BuildDb, parts: Partition[], spec: Min
   );
   await db.run(`CREATE OR REPLACE TABLE minhash_bands AS SELECT n.ord, b.band, b.key FROM near_buckets b JOIN near_docs n USING (p, lord)`);
   await db.run(bucketFiles ? `DROP VIEW near_buckets` : `DROP TABLE near_buckets`);
-  const found = await clusterNearDuplicates(db, spec, "near_docs", textsFromTokens(db, parts));
+  const found = await clusterNearDuplicates(db, spec, "near_docs", textsFromTokens(db, parts), threads);
   await db.run(`DELETE FROM kept USING (SELECT n.p, n.lord FROM near_removed_ords r JOIN near_docs n USING (ord)) x WHERE kept.p = x.p AND kept.lord = x.lord`);
   await db.run(`DROP TABLE near_removed_ords`);
   await db.run(`DROP TABLE near_docs`);

@@ -5,6 +5,7 @@
  * ranks the documents' keys, not their text, within its memory budget), the token filter's counts, the mixture and
  * the packing, reading each document's ids from the partition that tokenised it. It needs no network.
  */
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { loadRecipe, type LoadedRecipe } from "../../recipe/load.ts";
 import type { Manifest } from "../../shards/manifest.ts";
@@ -117,7 +118,7 @@ export async function planMerge(
   if (minhash) {
     const rerun = (p: Partition) => p.rerun;
     if (!bucketFiles) await checkPartitionMinhash(parts, rerun);
-    const near = await runStage(options.sink, "near-dedup", () => nearDedupMerged(db, parts, minhash, bucketFiles), (r) => ({ done: r.removed, unit: `near-duplicates removed across partitions (${r.clusters} clusters)` }));
+    const near = await runStage(options.sink, "near-dedup", () => nearDedupMerged(db, parts, minhash, bucketFiles, options.workers ?? cpus().length), (r) => ({ done: r.removed, unit: `near-duplicates removed across partitions (${r.clusters} clusters)` }));
     for (const st of stats) st.nearDuplicates = { within: 0, across: 0 };
     for (const r of await nearDuplicatesBySource(db)) stats[r.s]!.nearDuplicates![r.within ? "within" : "across"] = Number(r.n);
     nearDuplicates = await nearDuplicateReport(db, minhash, near);

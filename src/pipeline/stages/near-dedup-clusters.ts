@@ -8,7 +8,8 @@
  */
 import type { MinhashSpec } from "../../recipe/schema.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
-import { jaccard, shingleSet, shingleWords } from "./near-dedup-text.ts";
+import { loadAddon } from "../../native/addon.ts";
+import { prepareForShingles } from "./near-dedup-text.ts";
 
 /** The texts of documents by ord (repeats allowed), in the order asked. */
 export type TextsAt = (ords: number[]) => Promise<string[]>;
@@ -39,7 +40,7 @@ async function candidatePairs(db: BuildDb): Promise<number> {
 }
 
 /** verify_jaccard: each pair's true shingle Jaccard, in `near_pair_jaccard`; the pairs under the threshold leave near_pairs. */
-async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, textsAt: TextsAt): Promise<number> {
+async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, textsAt: TextsAt, threads: number): Promise<number> {
   const { last } = await db.one<{ last: bigint | null }>(`SELECT max(b) AS last FROM near_pairs`);
   const app = await db.appender("near_pair_jaccard", [
     ["a", "BIGINT"],
@@ -50,11 +51,15 @@ async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, te
     // Pages of the later document's ord: a page's pairs are at most VERIFY_PAIRS × (bands) however the buckets fall.
     for (let lo = 0; last !== null && lo <= Number(last); lo += VERIFY_PAIRS) {
       const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM near_pairs WHERE b >= ${lo} AND b < ${lo + VERIFY_PAIRS} ORDER BY b, a`);
-      const texts = await textsAt(rows.flatMap((r) => [Number(r.a), Number(r.b)]));
-      rows.forEach((r, i) => {
-        const j = jaccard(shingleSet(shingleWords(texts[2 * i]!), spec.ngram), shingleSet(shingleWords(texts[2 * i + 1]!), spec.ngram));
-        app.append([r.a, r.b, j]);
-      });
+      if (rows.length === 0) continue;
+      const texts = (await textsAt(rows.flatMap((r) => [Number(r.a), Number(r.b)]))).map(prepareForShingles);
+      const j = await loadAddon().shingleJaccard(
+        rows.map((_, i) => texts[2 * i]!),
+        rows.map((_, i) => texts[2 * i + 1]!),
+        spec,
+        threads,
+      );
+      app.appendColumns([rows.map((r) => r.a), rows.map((r) => r.b), Array.from(j)]);
     }
     app.close();
   } catch (error) {
@@ -155,9 +160,9 @@ async function keepSamples(db: BuildDb, docs: string, textsAt: TextsAt): Promise
  * Clusters `minhash_bands` (dropped after) over `docs`, a table of (ord, source_idx, file_idx, row_idx) in recipe
  * order, reading texts through `textsAt` for verification and samples.
  */
-export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, docs: string, textsAt: TextsAt): Promise<ClusterResult> {
+export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, docs: string, textsAt: TextsAt, threads: number): Promise<ClusterResult> {
   const candidates = await candidatePairs(db);
-  const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, textsAt) : 0;
+  const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, textsAt, threads) : 0;
   const found = await clusters(db);
   await keepSamples(db, docs, textsAt);
   const withJaccard = spec.verify_jaccard !== undefined;

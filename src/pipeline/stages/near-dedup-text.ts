@@ -17,7 +17,18 @@ const CJK = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af\
 const PUNCTUATION_OR_SYMBOL = /[\p{P}\p{S}]/gu;
 const WHITESPACE = /\s+/gu;
 
-/** The words of a text, separated by single spaces (what cx_minhash_bands reads). */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * A text as the addon takes it (cx_minhash_bands, cx_shingle_jaccard): NFKC and lower case where it holds non-ASCII,
+ * which need ICU; ASCII text, unchanged by NFKC, goes as it is, and the addon lower-cases it and makes the words
+ * exactly as shingleWords does.
+ */
+export function prepareForShingles(text: string): string {
+  return NON_ASCII.test(text) ? text.normalize("NFKC").toLowerCase() : text;
+}
+
+/** The words of a text, separated by single spaces: the definition the addon follows, and the tests' reference. */
 export function shingleWords(text: string): string {
   return text.normalize("NFKC").toLowerCase().replace(PUNCTUATION_OR_SYMBOL, " ").replace(CJK, " $& ").replace(WHITESPACE, " ").trim();
 }

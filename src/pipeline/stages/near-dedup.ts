@@ -15,7 +15,7 @@ import { RuntimeFailure } from "../../util/errors.ts";
 import type { NearDuplicateReport } from "../output/manifest.ts";
 import { nearDuplicateSamples, uniqueDocCount, uniqueDocTexts, uniqueDocTextsAt } from "../schema.ts";
 import { clusterNearDuplicates, type ClusterResult } from "./near-dedup-clusters.ts";
-import { NEAR_DUPLICATE_WORDS, shingleWords } from "./near-dedup-text.ts";
+import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 
 /** Documents hashed per call into the addon. */
 const BATCH_DOCS = 4096;
@@ -35,11 +35,11 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
   ]);
   let bytes = 0;
   try {
-    // The next batch's texts are read and simplified while the addon hashes this one.
+    // The next batch's texts are read and prepared while the addon hashes this one.
     const prepare = async (first: number) => {
       const texts = await uniqueDocTexts(db, first, BATCH_DOCS);
       for (const t of texts) bytes += Buffer.byteLength(t);
-      return texts.map(shingleWords);
+      return texts.map(prepareForShingles);
     };
     let next = total > 0 ? prepare(0) : undefined;
     for (let first = 0; first < total; first += BATCH_DOCS) {
@@ -49,11 +49,19 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
       const { keys, shingled } = await hashing.catch((error: Error) => {
         throw new RuntimeFailure(`MinHash of documents ${first} to ${first + words.length - 1}: ${error.message}`);
       });
+      const ords: number[] = [];
+      const bands: number[] = [];
+      const bandKeys: bigint[] = [];
+      const signed = new BigInt64Array(keys.buffer, keys.byteOffset, keys.length); // DuckDB's BIGINT is signed: the same 64 bits
       for (let i = 0; i < words.length; i++) {
         if (!shingled[i]) continue;
-        // DuckDB's BIGINT is signed: the key's 64 bits as they are.
-        for (let b = 0; b < spec.bands; b++) app.append([first + i, b, BigInt.asIntN(64, keys[i * spec.bands + b]!)]);
+        for (let b = 0; b < spec.bands; b++) {
+          ords.push(first + i);
+          bands.push(b);
+          bandKeys.push(signed[i * spec.bands + b]!);
+        }
       }
+      app.appendColumns([ords, bands, bandKeys]);
       onProgress?.(first + words.length, total);
     }
     app.close();
@@ -85,7 +93,7 @@ export async function nearDuplicateReport(db: BuildDb, spec: MinhashSpec, r: Clu
 /** Removes near-duplicates from unique_docs (see the file's comment); records them in `near_duplicates`. */
 export async function nearDedup(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<NearDedupResult> {
   const textBytes = await hashDocuments(db, spec, threads, onProgress);
-  const found = await clusterNearDuplicates(db, spec, "unique_docs", (ords) => uniqueDocTextsAt(db, ords));
+  const found = await clusterNearDuplicates(db, spec, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
   await db.run(
     `CREATE OR REPLACE TABLE unique_docs_kept AS
      SELECT row_number() OVER (ORDER BY ord) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, doc_row, text_bytes

@@ -10,7 +10,7 @@ import { DuckDBInstance } from "@duckdb/node-api";
 import { loadAddon } from "../../../src/native/addon.ts";
 import { dedup } from "../../../src/pipeline/stages/dedup.ts";
 import { nearDedup } from "../../../src/pipeline/stages/near-dedup.ts";
-import { jaccard, shingleSet, shingleWords } from "../../../src/pipeline/stages/near-dedup-text.ts";
+import { jaccard, prepareForShingles, shingleSet, shingleWords } from "../../../src/pipeline/stages/near-dedup-text.ts";
 import { createIngestTables, DOCUMENTS, nearDuplicateSamples } from "../../../src/pipeline/schema.ts";
 import { parseRecipe } from "../../../src/recipe/load.ts";
 import { minhashSpec, type MinhashSpec } from "../../../src/recipe/schema.ts";
@@ -62,6 +62,26 @@ describe("cx_minhash_bands", () => {
     assert.equal(one.shingled[0], 1);
     const otherSeed = await addon.minhashBands([words[0]!], { ...DEFAULTS, seed: 2 }, 1);
     assert.notDeepEqual(Array.from(otherSeed.keys), keysOf(0));
+  });
+
+  it("makes the words shingleWords makes: the same keys from the raw text (prepared) as from its words, and the same Jaccard", async () => {
+    const addon = loadAddon();
+    const rows = await fixtureRows();
+    const fromRaw = await addon.minhashBands(rows.map((r) => prepareForShingles(r.text)), DEFAULTS, 2);
+    const fromWords = await addon.minhashBands(rows.map((r) => shingleWords(r.text)), DEFAULTS, 2);
+    assert.deepEqual(fromRaw.keys, fromWords.keys);
+    const byId = new Map(rows.map((r) => [r.id, r.text]));
+    const pairs = Object.entries(truth);
+    const native = await addon.shingleJaccard(
+      pairs.map(([v]) => prepareForShingles(byId.get(v)!)),
+      pairs.map(([, t]) => prepareForShingles(byId.get(t.original)!)),
+      DEFAULTS,
+      2,
+    );
+    pairs.forEach(([v, t], i) => {
+      const js = jaccard(shingleSet(shingleWords(byId.get(v)!), 5), shingleSet(shingleWords(byId.get(t.original)!), 5));
+      assert.ok(Math.abs(native[i]! - js) < 1e-12, `${v}: native ${native[i]}, JS ${js}`);
+    });
   });
 
   it("refuses a spec with no bands, and the binding throws rather than the process ending", async () => {
