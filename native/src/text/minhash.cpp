@@ -31,6 +31,8 @@ void word_hashes(const char* text, size_t len, uint64_t seed, Scratch& s) {
   s.words.clear();
   uint64_t h = 0;
   bool in_word = false;
+  // A word's hash: FNV-1a over its code points from a seeded start, finished by mix64.
+  const uint64_t start = mix64(seed ^ 0x9e3779b97f4a7c15ULL);
   const auto end_word = [&] {
     if (in_word) s.words.push_back(mix64(h));
     in_word = false;
@@ -45,11 +47,11 @@ void word_hashes(const char* text, size_t len, uint64_t seed, Scratch& s) {
     }
     if (is_cjk(c)) {
       end_word();
-      s.words.push_back(mix64(mix64(seed ^ 0x9e3779b97f4a7c15ULL) ^ c));
+      s.words.push_back(mix64((start ^ c) * 0x100000001b3ULL));
       continue;
     }
-    if (!in_word) h = mix64(seed ^ 0x9e3779b97f4a7c15ULL), in_word = true;
-    h = mix64(h ^ c);
+    if (!in_word) h = start, in_word = true;
+    h = (h ^ c) * 0x100000001b3ULL;
   }
   end_word();
 }

@@ -117,10 +117,11 @@ inline uint64_t mix64(uint64_t x) {
   return x;
 }
 
+/* A span's 64-bit hash: FNV-1a over its code points (one multiply a character), finished by mix64. */
 inline uint64_t span_hash(const std::vector<uint32_t>& t, Span s) {
-  uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
-  for (size_t i = s.begin; i < s.end; i++) h = mix64(h ^ t[i]);
-  return h;
+  uint64_t h = 0xcbf29ce484222325ULL ^ s.size();
+  for (size_t i = s.begin; i < s.end; i++) h = (h ^ t[i]) * 0x100000001b3ULL;
+  return mix64(h);
 }
 
 /* Words and the count of other non-space characters (punctuation and symbols, each a token of its own as nltk's

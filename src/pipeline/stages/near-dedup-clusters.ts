@@ -14,8 +14,12 @@ import { prepareForShingles } from "./near-dedup-text.ts";
 /** The texts of documents by ord (repeats allowed), in the order asked. */
 export type TextsAt = (ords: number[]) => Promise<string[]>;
 
-/** Candidate pairs verified per text read. */
-const VERIFY_PAIRS = 2048;
+/**
+ * Candidate pairs verified per text read. Each read of scattered documents costs DuckDB a scan of the text's row
+ * groups, so pages are large: 8,192 pairs hold about 16 MB of text at 1 KB a document (held about three times
+ * over: DuckDB's strings, JavaScript's, the addon's copies).
+ */
+const VERIFY_PAIRS = 8192;
 /** Clusters kept as samples for `inspect --near-duplicates`, and the characters shown of each member's first lines. */
 export const NEAR_DUPLICATE_SAMPLES = 10;
 const SAMPLE_LINE_CHARS = 160;
@@ -41,17 +45,17 @@ async function candidatePairs(db: BuildDb): Promise<number> {
 
 /** verify_jaccard: each pair's true shingle Jaccard, in `near_pair_jaccard`; the pairs under the threshold leave near_pairs. */
 async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, textsAt: TextsAt, threads: number): Promise<number> {
-  const { last } = await db.one<{ last: bigint | null }>(`SELECT max(b) AS last FROM near_pairs`);
+  // The pairs numbered, so each page holds VERIFY_PAIRS of them however they fall among the documents.
+  await db.run(`CREATE OR REPLACE TEMP TABLE verify_order AS SELECT a, b, row_number() OVER (ORDER BY b, a) - 1 AS k FROM near_pairs`);
+  const pairs = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM verify_order`)).n);
   const app = await db.appender("near_pair_jaccard", [
     ["a", "BIGINT"],
     ["b", "BIGINT"],
     ["jaccard", "DOUBLE"],
   ]);
   try {
-    // Pages of the later document's ord: a page's pairs are at most VERIFY_PAIRS × (bands) however the buckets fall.
-    for (let lo = 0; last !== null && lo <= Number(last); lo += VERIFY_PAIRS) {
-      const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM near_pairs WHERE b >= ${lo} AND b < ${lo + VERIFY_PAIRS} ORDER BY b, a`);
-      if (rows.length === 0) continue;
+    for (let lo = 0; lo < pairs; lo += VERIFY_PAIRS) {
+      const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM verify_order WHERE k >= ${lo} AND k < ${lo + VERIFY_PAIRS} ORDER BY k`);
       const texts = (await textsAt(rows.flatMap((r) => [Number(r.a), Number(r.b)]))).map(prepareForShingles);
       const j = await loadAddon().shingleJaccard(
         rows.map((_, i) => texts[2 * i]!),
@@ -66,6 +70,7 @@ async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, te
     app.abandon();
     throw error;
   }
+  await db.run(`DROP TABLE verify_order`);
   const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pair_jaccard WHERE jaccard < ${threshold}`);
   await db.run(`DELETE FROM near_pairs p USING near_pair_jaccard j WHERE p.a = j.a AND p.b = j.b AND j.jaccard < ${threshold}`);
   return Number(n);

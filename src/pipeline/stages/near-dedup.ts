@@ -1,7 +1,8 @@
 /**
  * Near-duplicate removal by MinHash LSH, after the exact dedup (dedup.ts), over the documents it kept (unique_docs,
- * in recipe order). Each document's text is simplified into words (near-dedup-text.ts) and hashed into `bands`
- * band keys by the native addon (cx_minhash_bands). The keys go into DuckDB, never into Node objects; DuckDB finds
+ * in recipe order). Each document's text is prepared (NFKC and lower case where it holds non-ASCII) and the native
+ * addon makes its words and hashes them into `bands` band keys (cx_minhash_bands; the words are near-dedup-text.ts's
+ * shingleWords). The keys go into DuckDB, never into Node objects; DuckDB finds
  * the buckets, and each document in a bucket is joined to the bucket's first document (with `verify_jaccard`,
  * only when their true shingle Jaccard reaches it). Union-find over those candidate pairs gives the clusters; in
  * each, the first document in recipe order (source, file, row) is kept, as exact dedup keeps it, and the others
@@ -19,8 +20,9 @@ import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 
 /** Documents hashed per call into the addon. */
 const BATCH_DOCS = 4096;
+
 export interface NearDedupResult extends ClusterResult {
-  /** text bytes the documents simplified into words held (the rate's unit) */
+  /** the text bytes hashed (the rate's unit) */
   textBytes: number;
 }
 
@@ -43,17 +45,19 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
     };
     let next = total > 0 ? prepare(0) : undefined;
     for (let first = 0; first < total; first += BATCH_DOCS) {
-      const words = await next!;
-      const hashing = addon.minhashBands(words, spec, threads);
+      const prepared = await next!;
+      const hashing = addon.minhashBands(prepared, spec, threads);
       next = first + BATCH_DOCS < total ? prepare(first + BATCH_DOCS) : undefined;
+      // A failure here leaves `next` unread: its own failure, if any, must not go unhandled.
+      next?.catch(() => undefined);
       const { keys, shingled } = await hashing.catch((error: Error) => {
-        throw new RuntimeFailure(`MinHash of documents ${first} to ${first + words.length - 1}: ${error.message}`);
+        throw new RuntimeFailure(`MinHash of documents ${first} to ${first + prepared.length - 1}: ${error.message}`);
       });
       const ords: number[] = [];
       const bands: number[] = [];
       const bandKeys: bigint[] = [];
       const signed = new BigInt64Array(keys.buffer, keys.byteOffset, keys.length); // DuckDB's BIGINT is signed: the same 64 bits
-      for (let i = 0; i < words.length; i++) {
+      for (let i = 0; i < prepared.length; i++) {
         if (!shingled[i]) continue;
         for (let b = 0; b < spec.bands; b++) {
           ords.push(first + i);
@@ -62,7 +66,7 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
         }
       }
       app.appendColumns([ords, bands, bandKeys]);
-      onProgress?.(first + words.length, total);
+      onProgress?.(first + prepared.length, total);
     }
     app.close();
   } catch (error) {

@@ -15,7 +15,7 @@ import { sqlString } from "../../util/sql.ts";
 import { DOCUMENTS } from "../schema.ts";
 
 /** Rows sent to the addon per call. */
-const BATCH_ROWS = 4096;
+const BATCH_ROWS = 8192;
 
 /** Each source's presets (the recipe's that are on, less what the source's own `filters` leaves out). */
 export function sourcePresets(recipe: Recipe): QualityPreset[][] {
@@ -55,22 +55,28 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
   let removed = 0;
   let bytes = 0;
   try {
-    // Rowid ranges: each batch scans only its own row groups.
-    for (let lo = 0n; last !== null && lo <= last; lo += BigInt(BATCH_ROWS)) {
-      const rows = await db.rows<{ id: bigint; s: number; text: string }>(
+    // Rowid ranges: each batch scans only its own row groups. The next batch is read while the addon judges this one.
+    const read = (lo: bigint) =>
+      db.rows<{ id: bigint; s: number; text: string }>(
         `SELECT rowid AS id, source_idx AS s, text FROM ${DOCUMENTS} WHERE ${where} AND rowid >= ${lo} AND rowid < ${lo + BigInt(BATCH_ROWS)} ORDER BY rowid`,
       );
+    let next = last !== null ? read(0n) : undefined;
+    for (let lo = 0n; last !== null && lo <= last; lo += BigInt(BATCH_ROWS)) {
+      const rows = await next!;
+      next = lo + BigInt(BATCH_ROWS) <= last ? read(lo + BigInt(BATCH_ROWS)) : undefined;
+      next?.catch(() => undefined); // reported when the next turn awaits it; this keeps a failure below from leaving it unhandled
       if (rows.length === 0) continue;
       const texts = rows.map((r) => r.text);
       for (const t of texts) bytes += Buffer.byteLength(t);
       const rules = await addon.qualityCheck(texts, Uint8Array.from(rows, (r) => masks[r.s]!), params, threads).catch((error: Error) => {
         throw new RuntimeFailure(`quality filters on rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
       });
+      const failed: number[] = [];
       rules.forEach((rule, i) => {
-        if (rule === 0) return;
-        app.append([rows[i]!.id, rule - 1]);
-        removed++;
+        if (rule !== 0) failed.push(i);
       });
+      app.appendColumns([failed.map((i) => rows[i]!.id), failed.map((i) => rules[i]! - 1)]);
+      removed += failed.length;
       checked += rows.length;
       onProgress?.(checked, Number(total));
     }
