@@ -8,11 +8,11 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../../util/atomic.ts";
 import { sqlString } from "../../util/duckdb.ts";
-import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+import { RuntimeFailure } from "../../util/errors.ts";
 import { sha256File } from "../../util/hash.ts";
 import { checkPartitionKeys, dedupRange, hashRange, type DedupDone } from "./merge-dedup.ts";
 import { DEDUP_FORMAT, DEDUP_JSON, DEDUP_KEPT, dedupSchema, readRecord, stepFolder, type DedupRecord } from "./merge-format.ts";
-import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
+import { fileSize, inStepFolder, requireEveryRange, stepDb, type StepContext } from "./merge-step-folder.ts";
 import type { Partition } from "./partitions.ts";
 import { PARTITION_DOCS, PARTITION_DUPLICATES } from "./partition-format.ts";
 import { runStage } from "../progress.ts";
@@ -99,12 +99,6 @@ export async function dedupResults(ctx: StepContext): Promise<DedupDone | undefi
     done.keptFiles.push(kept);
   }
   if (missing.length === n) return undefined;
-  if (missing.length > 0 || stale.length > 0) {
-    const said = [
-      missing.length > 0 ? `range(s) ${missing.join(", ")} not finished` : "",
-      stale.length > 0 ? `range(s) ${stale.join(", ")} made from another recipe or other partitions (rebuilt since)` : "",
-    ].filter(Boolean);
-    throw new UsageError(`the merge's dedup steps are not all done: ${said.join("; ")}. Run ${ctx.command("dedup", "h")} for each, then the plan again`);
-  }
+  requireEveryRange("dedup", missing, stale, ctx.command("dedup", "h"));
   return done;
 }

@@ -11,12 +11,12 @@ import { join } from "node:path";
 import { minhashSpec } from "../../recipe/schema.ts";
 import { writeJsonAtomic } from "../../util/atomic.ts";
 import { sqlString } from "../../util/duckdb.ts";
-import { RuntimeFailure, UsageError } from "../../util/errors.ts";
+import { RuntimeFailure } from "../../util/errors.ts";
 import { sha256File } from "../../util/hash.ts";
 import { runStage } from "../progress.ts";
 import { bandRange, bucketMembers, checkPartitionMinhash } from "./merge-near-dedup.ts";
 import { MINHASH_BUCKETS, MINHASH_FORMAT, MINHASH_JSON, minhashSchema, readRecord, stepFolder, type MinhashRecord } from "./merge-format.ts";
-import { fileSize, inStepFolder, stepDb, type StepContext } from "./merge-step-folder.ts";
+import { fileSize, inStepFolder, requireEveryRange, stepDb, type StepContext } from "./merge-step-folder.ts";
 
 export async function minhashStep(ctx: StepContext, b: number): Promise<{ summary: string; next: string[] }> {
   const { parts, loaded } = ctx;
@@ -83,12 +83,6 @@ export async function minhashResults(ctx: StepContext): Promise<string[] | undef
     files.push(path);
   }
   if (missing.length === n) return undefined;
-  if (missing.length > 0 || stale.length > 0) {
-    const said = [
-      missing.length > 0 ? `range(s) ${missing.join(", ")} not finished` : "",
-      stale.length > 0 ? `range(s) ${stale.join(", ")} made from another recipe or other partitions (rebuilt since)` : "",
-    ].filter(Boolean);
-    throw new UsageError(`the merge's minhash steps are not all done: ${said.join("; ")}. Run ${ctx.command("minhash", "b")} for each, then the plan again`);
-  }
+  requireEveryRange("minhash", missing, stale, ctx.command("minhash", "b"));
   return files;
 }

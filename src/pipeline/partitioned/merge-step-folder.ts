@@ -5,6 +5,7 @@ import type { LoadedRecipe } from "../../recipe/load.ts";
 import { BuildDb } from "../../util/duckdb.ts";
 import { lockFolder, type FolderLock } from "../../util/folder-lock.ts";
 import { duckdbShares, memoryBudget, type BuildOptions } from "../build.ts";
+import { UsageError } from "../../util/errors.ts";
 import type { MergeStep } from "./merge-format.ts";
 import type { Partition } from "./partitions.ts";
 
@@ -15,6 +16,19 @@ export interface StepContext {
   mergeDir: string;
   /** the command line of a step, for messages */
   command: (step: MergeStep, index?: number | string) => string;
+}
+
+/**
+ * The plan over an optional step's ranges (dedup, minhash): all of them or none, so one done and another missing or
+ * made from other inputs is refused, naming them and the command to run for each.
+ */
+export function requireEveryRange(step: MergeStep, missing: number[], stale: number[], run: string): void {
+  if (missing.length === 0 && stale.length === 0) return;
+  const said = [
+    missing.length > 0 ? `range(s) ${missing.join(", ")} not finished` : "",
+    stale.length > 0 ? `range(s) ${stale.join(", ")} made from another recipe or other partitions (rebuilt since)` : "",
+  ].filter(Boolean);
+  throw new UsageError(`the merge's ${step} steps are not all done: ${said.join("; ")}. Run ${run} for each, then the plan again`);
 }
 
 /** A file's size, or -1 where it is missing: what the steps check each other's files by. */
