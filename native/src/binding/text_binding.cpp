@@ -10,6 +10,24 @@
 
 namespace {
 
+/* A JS array of strings as UTF-8 copies the worker thread may read. */
+std::vector<std::string> strings(const Napi::Array& arr) {
+  std::vector<std::string> out;
+  out.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+/* {ngram, bands, rows, seed}; bands and rows may be left out (shingleJaccard needs neither) and are then 1. */
+cx_minhash_spec minhash_spec(const Napi::Object& s) {
+  cx_minhash_spec spec{};
+  spec.ngram = s.Get("ngram").As<Napi::Number>().Int32Value();
+  spec.bands = s.Has("bands") ? s.Get("bands").As<Napi::Number>().Int32Value() : 1;
+  spec.rows = s.Has("rows") ? s.Get("rows").As<Napi::Number>().Int32Value() : 1;
+  spec.seed = (uint64_t)s.Get("seed").As<Napi::Number>().Int64Value();
+  return spec;
+}
+
 class MinhashBands : public Napi::AsyncWorker {
  public:
   MinhashBands(Napi::Env env, cx_minhash_spec spec, std::vector<std::string> texts, int threads)
@@ -53,17 +71,7 @@ Napi::Value MinhashBandsMethod(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "minhashBands(texts: string[], spec: {ngram, bands, rows, seed}, threads: number)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Array arr = info[0].As<Napi::Array>();
-  std::vector<std::string> texts;
-  texts.reserve(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); i++) texts.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
-  Napi::Object s = info[1].As<Napi::Object>();
-  cx_minhash_spec spec{};
-  spec.ngram = s.Get("ngram").As<Napi::Number>().Int32Value();
-  spec.bands = s.Get("bands").As<Napi::Number>().Int32Value();
-  spec.rows = s.Get("rows").As<Napi::Number>().Int32Value();
-  spec.seed = (uint64_t)s.Get("seed").As<Napi::Number>().Int64Value();
-  auto* worker = new MinhashBands(env, spec, std::move(texts), info[2].As<Napi::Number>().Int32Value());
+  auto* worker = new MinhashBands(env, minhash_spec(info[1].As<Napi::Object>()), strings(info[0].As<Napi::Array>()), info[2].As<Napi::Number>().Int32Value());
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
@@ -97,22 +105,6 @@ class ShingleJaccard : public Napi::AsyncWorker {
   int threads_;
   std::vector<double> out_;
 };
-
-std::vector<std::string> strings(const Napi::Array& arr) {
-  std::vector<std::string> out;
-  out.reserve(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
-  return out;
-}
-
-cx_minhash_spec minhash_spec(const Napi::Object& s) {
-  cx_minhash_spec spec{};
-  spec.ngram = s.Get("ngram").As<Napi::Number>().Int32Value();
-  spec.bands = s.Has("bands") ? s.Get("bands").As<Napi::Number>().Int32Value() : 1;
-  spec.rows = s.Has("rows") ? s.Get("rows").As<Napi::Number>().Int32Value() : 1;
-  spec.seed = (uint64_t)s.Get("seed").As<Napi::Number>().Int64Value();
-  return spec;
-}
 
 /* shingleJaccard(a: string[], b: string[], spec: {ngram, seed}, threads) -> Promise<Float64Array> */
 Napi::Value ShingleJaccardMethod(const Napi::CallbackInfo& info) {
@@ -177,10 +169,7 @@ Napi::Value QualityCheckMethod(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(env, "qualityCheck: one preset mask per text and cx_quality_param_count() params").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  std::vector<std::string> texts;
-  texts.reserve(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); i++) texts.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
-  auto* worker = new QualityCheck(env, std::vector<double>(params.Data(), params.Data() + params.ElementLength()), std::move(texts),
+  auto* worker = new QualityCheck(env, std::vector<double>(params.Data(), params.Data() + params.ElementLength()), strings(arr),
                                   std::vector<uint8_t>(presets.Data(), presets.Data() + presets.ElementLength()), info[3].As<Napi::Number>().Int32Value());
   Napi::Promise p = worker->promise();
   worker->Queue();

@@ -23,9 +23,6 @@ export function bandRange(index: number, count: number, bands: number): { lo: nu
   return { lo: Math.floor((index * bands) / count), hi: Math.floor(((index + 1) * bands) / count) };
 }
 
-/** How many minhash jobs a merge runs: one per partition, at most one a band. */
-export const minhashJobs = (partitions: number, bands: number) => Math.min(partitions, bands);
-
 /** Checks each partition's minhash.parquet against its record (and that the partition wrote one). */
 export async function checkPartitionMinhash(parts: Partition[], rerun: (p: Partition) => string): Promise<void> {
   for (const p of parts) {

@@ -21,13 +21,8 @@ import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 /** Documents hashed per call into the addon. */
 const BATCH_DOCS = 4096;
 
-export interface NearDedupResult extends ClusterResult {
-  /** the text bytes hashed (the rate's unit) */
-  textBytes: number;
-}
-
 /** Band keys of every unique document into `minhash_bands` (ord, band, key); documents with no words have none. */
-export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<number> {
+export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<void> {
   const addon = loadAddon();
   const total = await uniqueDocCount(db);
   const app = await db.appender("minhash_bands", [
@@ -35,12 +30,10 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
     ["band", "INTEGER"],
     ["key", "BIGINT"],
   ]);
-  let bytes = 0;
   try {
     // The next batch's texts are read and prepared while the addon hashes this one.
     const prepare = async (first: number) => {
       const texts = await uniqueDocTexts(db, first, BATCH_DOCS);
-      for (const t of texts) bytes += Buffer.byteLength(t);
       return texts.map(prepareForShingles);
     };
     let next = total > 0 ? prepare(0) : undefined;
@@ -73,7 +66,6 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
     app.abandon();
     throw error;
   }
-  return bytes;
 }
 
 /** What the manifest says of near-dedup (a build's, or a merge's), with the sample clusters near_duplicate_samples holds. */
@@ -95,8 +87,8 @@ export async function nearDuplicateReport(db: BuildDb, spec: MinhashSpec, r: Clu
 }
 
 /** Removes near-duplicates from unique_docs (see the file's comment); records them in `near_duplicates`. */
-export async function nearDedup(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<NearDedupResult> {
-  const textBytes = await hashDocuments(db, spec, threads, onProgress);
+export async function nearDedup(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<ClusterResult> {
+  await hashDocuments(db, spec, threads, onProgress);
   const found = await clusterNearDuplicates(db, spec, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
   await db.run(
     `CREATE OR REPLACE TABLE unique_docs_kept AS
@@ -106,5 +98,5 @@ export async function nearDedup(db: BuildDb, spec: MinhashSpec, threads: number,
   await db.run(`DROP TABLE unique_docs`);
   await db.run(`ALTER TABLE unique_docs_kept RENAME TO unique_docs`);
   await db.run(`DROP TABLE near_removed_ords`);
-  return { ...found, textBytes };
+  return found;
 }

@@ -32,17 +32,16 @@ export function qualityReasons(recipe: Recipe): string[][] {
 }
 
 export interface QualityResult {
-  /** rows checked, rows that failed, and the text bytes checked */
+  /** rows checked, and rows that failed */
   checked: number;
   removed: number;
-  bytes: number;
 }
 
 export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number, onProgress?: (done: number, total: number) => void): Promise<QualityResult> {
   const thresholds = qualityThresholds(recipe.filters);
   const masks = sourcePresets(recipe).map((presets) => presets.reduce((m, p) => m | QUALITY_PRESET_BITS[p], 0));
   const filtered = masks.flatMap((m, i) => (m ? [i] : []));
-  if (thresholds.size === 0 || filtered.length === 0) return { checked: 0, removed: 0, bytes: 0 };
+  if (thresholds.size === 0 || filtered.length === 0) return { checked: 0, removed: 0 };
   const params = Float64Array.from(QUALITY_PARAMS, (q) => thresholds.get(q.preset)?.[q.name] ?? q.default);
   const addon = loadAddon();
   const where = `skip_reason IS NULL AND source_idx IN (${filtered.join(", ")})`;
@@ -53,7 +52,6 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
   ]);
   let checked = 0;
   let removed = 0;
-  let bytes = 0;
   try {
     // Rowid ranges: each batch scans only its own row groups. The next batch is read while the addon judges this one.
     const read = (lo: bigint) =>
@@ -67,7 +65,6 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
       next?.catch(() => undefined); // reported when the next turn awaits it; this keeps a failure below from leaving it unhandled
       if (rows.length === 0) continue;
       const texts = rows.map((r) => r.text);
-      for (const t of texts) bytes += Buffer.byteLength(t);
       const rules = await addon.qualityCheck(texts, Uint8Array.from(rows, (r) => masks[r.s]!), params, threads).catch((error: Error) => {
         throw new RuntimeFailure(`quality filters on rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
       });
@@ -92,5 +89,5 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
      WHERE d.rowid = f.doc_row`,
   );
   await db.run(`DROP TABLE quality_failed`);
-  return { checked, removed, bytes };
+  return { checked, removed };
 }
