@@ -4,20 +4,15 @@
  * whatever the worker count, and for a single build and its partitions merged.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runCli } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
+import { assertSameOutput, outputFiles } from "../helpers/output-files.ts";
 import { repoRoot, sharedHub } from "../helpers/paths.ts";
 
-
-async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  for (const name of (await readdir(dir)).sort()) if (name !== ".work") files.set(name, await readFile(join(dir, name)));
-  return files;
-}
 
 describe("length upsampling", () => {
   let server: HubServer, work: string, env: Record<string, string>, recipe: string;
@@ -62,18 +57,14 @@ describe("length upsampling", () => {
     const one = await outputFiles(join(work, "w1"));
     const r = await runCli(["build", recipe, "--out", join(work, "w2"), "--workers", "2"], { env });
     assert.equal(r.code, 0, r.stderr);
-    const same = (got: Map<string, Buffer>, what: string) => {
-      assert.deepEqual([...got.keys()], [...one.keys()], what);
-      for (const [name, bytes] of one) assert.ok(bytes.equals(got.get(name)!), `${what}: ${name} differs`);
-    };
-    same(await outputFiles(join(work, "w2")), "--workers 2");
+    assertSameOutput(one, await outputFiles(join(work, "w2")), "--workers 2");
     for (const i of [0, 1]) {
       const p = await runCli(["build", recipe, "--partition", `${i}/2`, "--out", join(work, `p${i}`)], { env });
       assert.equal(p.code, 0, p.stderr);
     }
     const merged = await runCli(["build", recipe, "--merge", join(work, "p0"), join(work, "p1"), "--out", join(work, "merged")], { env });
     assert.equal(merged.code, 0, merged.stderr);
-    same(await outputFiles(join(work, "merged")), "2 partitions merged");
+    assertSameOutput(one, await outputFiles(join(work, "merged")), "2 partitions merged");
   });
 
   it("refuses keep_short outside [0, 1] with its file:line:col, before any work", async () => {

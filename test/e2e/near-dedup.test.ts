@@ -5,19 +5,14 @@
  * (in one job and as steps), and bad minhash settings are refused with their file:line:col before any work.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runCli } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
+import { assertSameOutput, outputFiles } from "../helpers/output-files.ts";
 import { repoRoot, sharedHub } from "../helpers/paths.ts";
-
-async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  for (const name of (await readdir(dir)).sort()) if (name !== ".work") files.set(name, await readFile(join(dir, name)));
-  return files;
-}
 
 const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 
@@ -78,10 +73,7 @@ describe("near-dedup in a build", () => {
   it("gives the same bytes with 2 workers", async () => {
     const r = await runCli(["build", recipe, "--out", join(work, "w2"), "--workers", "2"], { env });
     assert.equal(r.code, 0, r.stderr);
-    const one = await outputFiles(join(work, "w1"));
-    const two = await outputFiles(join(work, "w2"));
-    assert.deepEqual([...two.keys()], [...one.keys()]);
-    for (const [name, bytes] of one) assert.ok(bytes.equals(two.get(name)!), `${name} differs`);
+    assertSameOutput(await outputFiles(join(work, "w1")), await outputFiles(join(work, "w2")), "--workers 2");
   });
 
   it("says so when a build has no near-duplicate report", async () => {
@@ -104,15 +96,11 @@ describe("near-dedup in a build", () => {
     const whole = await partition(0, 1);
     const merged1 = await runCli(["build", recipe, "--merge", whole, "--out", join(work, "merged-1")], { env });
     assert.equal(merged1.code, 0, merged1.stderr);
-    const same = (got: Map<string, Buffer>, what: string) => {
-      assert.deepEqual([...got.keys()], [...one.keys()], what);
-      for (const [name, bytes] of one) assert.ok(bytes.equals(got.get(name)!), `${what}: ${name} differs`);
-    };
-    same(await outputFiles(join(work, "merged-1")), "1 partition merged");
+    assertSameOutput(one, await outputFiles(join(work, "merged-1")), "1 partition merged");
     const parts = await Promise.all([0, 1, 2].map((i) => partition(i, 3)));
     const merged3 = await runCli(["build", recipe, "--merge", ...parts, "--out", join(work, "merged-3")], { env });
     assert.equal(merged3.code, 0, merged3.stderr);
-    same(await outputFiles(join(work, "merged-3")), "3 partitions merged in one job");
+    assertSameOutput(one, await outputFiles(join(work, "merged-3")), "3 partitions merged in one job");
     const out = join(work, "steps-3");
     const step = (name: string, index?: number) => runCli(["build", recipe, "--merge", ...parts, "--out", out, "--merge-step", name, ...(index !== undefined ? ["--index", String(index)] : [])], { env });
     // Two of three band ranges: the plan refuses until the third is done.
@@ -130,7 +118,7 @@ describe("near-dedup in a build", () => {
     for (const j of [0, 1, 2]) assert.equal((await step("gather", j)).code, 0);
     const finish = await step("finish");
     assert.equal(finish.code, 0, finish.stderr);
-    same(await outputFiles(out), "3 partitions merged as steps");
+    assertSameOutput(one, await outputFiles(out), "3 partitions merged as steps");
   });
 
   for (const [what, setting, expected] of [

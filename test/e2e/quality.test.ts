@@ -5,25 +5,16 @@
  * merged, and bad settings are refused with their file:line:col before any work.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { QUALITY_RULES, qualityReason } from "../../src/recipe/quality-presets.ts";
 import { runCli } from "../helpers/cli.ts";
 import { HubServer } from "../helpers/hub-server.ts";
+import { assertSameOutput, outputFiles } from "../helpers/output-files.ts";
 import { repoRoot, sharedHub } from "../helpers/paths.ts";
 
-async function outputFiles(dir: string): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  for (const name of (await readdir(dir)).sort()) if (name !== ".work") files.set(name, await readFile(join(dir, name)));
-  return files;
-}
-
-function assertSame(want: Map<string, Buffer>, got: Map<string, Buffer>, what: string) {
-  assert.deepEqual([...got.keys()], [...want.keys()], what);
-  for (const [name, bytes] of want) assert.ok(bytes.equals(got.get(name)!), `${what}: ${name} differs`);
-}
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 
@@ -69,7 +60,7 @@ describe("quality filters in a build", () => {
   it("gives the same bytes with 2 workers, and from 3 partitions merged in one job", async () => {
     const one = await outputFiles(join(work, "w1"));
     assert.equal((await runCli(["build", recipe, "--out", join(work, "w2"), "--workers", "2"], { env })).code, 0);
-    assertSame(one, await outputFiles(join(work, "w2")), "--workers 2");
+    assertSameOutput(one, await outputFiles(join(work, "w2")), "--workers 2");
     const parts = [0, 1, 2].map((i) => join(work, `p${i}`));
     for (const [i, dir] of parts.entries()) {
       const p = await runCli(["build", recipe, "--partition", `${i}/3`, "--out", dir], { env });
@@ -77,7 +68,7 @@ describe("quality filters in a build", () => {
     }
     const merged = await runCli(["build", recipe, "--merge", ...parts, "--out", join(work, "merged")], { env });
     assert.equal(merged.code, 0, merged.stderr);
-    assertSame(one, await outputFiles(join(work, "merged")), "3 partitions merged");
+    assertSameOutput(one, await outputFiles(join(work, "merged")), "3 partitions merged");
   });
 
   for (const [what, from, to, expected] of [
