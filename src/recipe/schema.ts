@@ -37,7 +37,14 @@ const minhashFields = z.strictObject({
     .max(1)
     .optional()
     .describe("join a candidate to its bucket's first document only when their true shingle Jaccard is at least this (removes LSH false positives)"),
+}).superRefine((m, ctx) => {
+  // cx_minhash_bands' bound: every hash function's minimum is held per document.
+  if (m.bands * m.rows > MAX_MINHASH_FUNCTIONS) {
+    ctx.addIssue({ code: "custom", message: `bands × rows is ${m.bands * m.rows}; at most ${MAX_MINHASH_FUNCTIONS} hash functions (e.g. 14 × 8 = 112, datatrove's)`, path: ["rows"] });
+  }
 });
+/** The most hash functions (bands × rows) the addon takes. */
+export const MAX_MINHASH_FUNCTIONS = 4096;
 export type MinhashSpec = z.output<typeof minhashFields>;
 /** The recipe's `dedup.minhash` as a spec, or undefined when off (`true` takes the defaults). */
 export function minhashSpec(value: boolean | MinhashSpec | undefined): MinhashSpec | undefined {

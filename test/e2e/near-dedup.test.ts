@@ -127,6 +127,7 @@ describe("near-dedup in a build", () => {
     ["an ngram of 0", "{ ngram: 0 }", /bad\.yaml:11:\d+: dedup\.minhash\.ngram: /],
     ["an unknown setting", "{ band: 14 }", /bad\.yaml:11:\d+: dedup\.minhash.*band/],
     ["a threshold of the wrong type", "{ verify_jaccard: high }", /bad\.yaml:11:\d+: dedup\.minhash\.verify_jaccard: /],
+    ["more hash functions than the addon takes", "{ bands: 256, rows: 64 }", /bad\.yaml:11:\d+: dedup\.minhash\.rows: bands × rows is 16384; at most 4096/],
   ] as const) {
     it(`refuses ${what} with its file:line:col, before any work`, async () => {
       const bad = join(work, "bad.yaml");
