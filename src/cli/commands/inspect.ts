@@ -52,8 +52,10 @@ export function registerInspect(y: Argv): Argv {
           .positional("out", { type: "string", demandOption: true, describe: "a build's output folder" })
           .option("sequence", { alias: "s", type: "number", array: true, describe: "global sequence number(s) to decode" })
           .option("skipped", { type: "string", describe: "show the first rows skipped for this reason (e.g. gopher_repetition.top_2_gram), by source, file and row" })
-          .option("near-duplicates", { type: "boolean", default: false, describe: "show the first near-duplicate clusters MinHash found (dedup.minhash), to judge its threshold" })
-          .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" }),
+          .option("near-duplicates", { type: "boolean", describe: "show the first near-duplicate clusters MinHash found (dedup.minhash), to judge its threshold" })
+          .option("json", { type: "boolean", default: false, describe: "one JSON object on stdout" })
+          .conflicts("skipped", ["near-duplicates", "sequence"])
+          .conflicts("near-duplicates", "sequence"),
       async (args) => {
         const { mixtureTable } = await import("../../pipeline/output/manifest.ts");
         if (args.skipped !== undefined) {
