@@ -131,9 +131,13 @@ int cx_forward_logits_at(cx_model* model, const int32_t* tokens, int B, int T, c
  * with the sequence instead of recomputing it. A step keeps the precision the sequence started with. */
 int cx_decode_reset(cx_model* model, int max_tokens, cx_status* status);
 int cx_decode_step(cx_model* model, const int32_t* tokens, int n, const cx_run_options* options, float* logits, cx_status* status);
+/* A communicator over the ranks of a run (the data-parallel section below). */
+typedef struct cx_comm cx_comm;
 /* Which positions of tokens [B][T] have a target (1) under these options: every position but a row's last, and
- * (mask_eos_loss) not one whose input is EOS. The one definition of the rule: the model uses it too. */
-int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* options, uint8_t* mask, cx_status* status);
+ * (mask_eos_loss) not one whose input is EOS, and, when comm's topology has rings of more than one rank, one this
+ * rank holds (cx_model_context_parallel). The one definition of the rule (the batch's layout, which the model
+ * builds too); comm may be null: whole rows. */
+int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* options, const cx_comm* comm, uint8_t* mask, cx_status* status);
 int cx_zero_grad(cx_model* model, cx_status* status);
 int cx_grad_norm(cx_model* model, double* norm, cx_status* status);
 int cx_adamw_step(cx_model* model, const cx_adamw* hp, cx_status* status);
@@ -155,8 +159,6 @@ int cx_model_device_memory(const cx_model* model, size_t* free_bytes, size_t* to
 /* ---- Data parallelism: a communicator over a collective library joins R processes (ranks); a model attached
  * to one reduces its gradients across them (src/model/data_parallel.h). Every call on a communicator, and every
  * model call marked collective, must be made by every rank in the same order. */
-
-typedef struct cx_comm cx_comm;
 
 typedef struct cx_comm_options {
   const char* library;     /* "gloo" (host memory, TCP) or "nccl" (GPU memory; libnccl.so.2 loaded at run time) */
@@ -190,14 +192,25 @@ int cx_comm_exchange_host(cx_comm* comm, const void* send, size_t send_bytes, in
  * cx_tensor_get of CX_ADAM_M / CX_ADAM_V (and of CX_PARAM once sharded) is collective (gathered) while
  * cx_tensor_set of the moments stores this rank's share. */
 int cx_model_data_parallel(cx_model* model, cx_comm* comm, int zero, cx_status* status);
-/* Context parallelism: every sequence of a batch is split over a ring of `size` ranks (adjacent ranks of comm:
- * rank / size is the ring, rank % size its member), each holding 2 of its 2·size equal chunks (zigzag: chunks r
- * and 2·size−1−r), and attention runs as ring attention (src/model/context_parallel.h). Each member passes the
- * whole rows to cx_forward_backward and cx_forward_losses (T divisible by 2·size) and gets its own tokens' loss
- * sum and count, or its positions' losses in place with 0 at the others; the gradients are summed over the world
- * as cx_model_data_parallel does (attach that too when size < the world, or for size > 1). Generation and logits
- * are refused. comm may be null for a ring of 1. */
-int cx_model_context_parallel(cx_model* model, cx_comm* comm, int size, cx_status* status);
+/* The world's shape (src/comm/topology.h): rings of ring_size adjacent ranks share each sequence (context
+ * parallelism; ring_index: this rank's member), and data parallelism runs over the rings (data_rank of data_ranks). */
+typedef struct cx_topology {
+  int world, rank, ring_size;
+  int ring_index, data_rank, data_ranks;
+} cx_topology;
+/* A world's topology without a communicator (one process); refused, with the fix, when ring_size does not divide it. */
+int cx_topology_make(int world, int rank, int ring_size, cx_topology* out, cx_status* status);
+/* Shapes comm's world into rings of ring_size (1 until set), refused as above; and reads the shape back. */
+int cx_comm_context_parallel(cx_comm* comm, int ring_size, cx_status* status);
+int cx_comm_topology(const cx_comm* comm, cx_topology* out, cx_status* status);
+/* Context parallelism: every sequence of a batch is split over the ring comm's topology puts this rank in
+ * (cx_comm_context_parallel), each member holding 2 of its 2·size equal chunks (zigzag: chunks r and 2·size−1−r),
+ * and attention runs as ring attention (src/model/context_parallel.h). Each member passes the whole rows to
+ * cx_forward_backward and cx_forward_losses (T divisible by 2·size) and gets its own tokens' loss sum and count,
+ * or its positions' losses in place with 0 at the others (cx_target_mask with the same comm says which); the
+ * gradients are summed over the world as cx_model_data_parallel does (attach that too). Generation and logits are
+ * refused. */
+int cx_model_context_parallel(cx_model* model, cx_comm* comm, cx_status* status);
 /* Collective: whether every rank holds the same weights, bit for bit (the fp32 masters, or the compute copy once the
  * masters are sharded); digest: this rank's 64-bit hash of them. */
 int cx_model_replicas_identical(cx_model* model, int* identical, uint64_t* digest, cx_status* status);

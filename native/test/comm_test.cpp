@@ -139,6 +139,46 @@ CX_CHECK(comm_exchange, "gloo point-to-point exchange around a ring of 1, 2 and 
  * step's gradient to 1e-6 of its norm. The weights get a looser bound, 2e-3 of what two steps can move them
  * (lr · steps): AdamW divides each gradient element by its own magnitude, so an element whose gradient is near
  * zero turns its rounding into a visible share of its step. */
+CX_CHECK(comm_topology, "the world's topology: rings of adjacent ranks, data parallelism over them, and each rank's targets") {
+  cx_status st{};
+  cx_topology t{};
+  const bool refused = cx_topology_make(4, 0, 3, &t, &st) == CX_INVALID_ARGUMENT && std::strstr(st.message, "use a divisor of 4");
+  report("topology: a ring size that does not divide the world is refused with the fix", refused ? 0 : 1, 0);
+  const int world = 4;
+  std::vector<cx_topology> seen((size_t)world);
+  std::vector<std::vector<uint8_t>> masks((size_t)world);
+  std::vector<int> comm_refused((size_t)world, 0);
+  // Two rows of 16 with documents crossing the chunks of a ring of 2 (chunks of 4).
+  constexpr int B = 2, T = 16, kEos = 2;
+  std::vector<int32_t> tokens((size_t)(B * T), 5);
+  tokens[6] = tokens[T + 2] = tokens[T + 13] = kEos;
+  const cx_run_options o{CX_FP32, 1, 1, 1, kEos, 0};
+  const std::string error = on_ranks(world, [&](int r, cx_comm* comm) {
+    cx_status s{};
+    comm_refused[(size_t)r] = cx_comm_context_parallel(comm, 3, &s) == CX_INVALID_ARGUMENT;
+    ok_or_throw(cx_comm_context_parallel(comm, 2, &s), s);
+    ok_or_throw(cx_comm_topology(comm, &seen[(size_t)r], &s), s);
+    masks[(size_t)r].resize((size_t)(B * T));
+    ok_or_throw(cx_target_mask(tokens.data(), B, T, &o, comm, masks[(size_t)r].data(), &s), s);
+    ok_or_throw(cx_comm_barrier(comm, &s), s);  // nothing above talks to the peers: stay until all have joined
+  });
+  if (!error.empty()) throw std::runtime_error(error);
+  double wrong = 0;
+  for (int r = 0; r < world; r++) {
+    const cx_topology& g = seen[(size_t)r];
+    wrong += !comm_refused[(size_t)r];
+    wrong += g.world != world || g.rank != r || g.ring_size != 2 || g.ring_index != r % 2 || g.data_rank != r / 2 || g.data_ranks != 2;
+  }
+  report("topology: rings of 2 on 4 ranks (members, shares; 3 refused)", wrong, 0);
+  // Each ring's members hold disjoint positions, which together are the whole rows' targets.
+  std::vector<uint8_t> whole((size_t)(B * T));
+  ok_or_throw(cx_target_mask(tokens.data(), B, T, &o, nullptr, whole.data(), &st), st);
+  double masks_wrong = 0;
+  for (int ring = 0; ring < 2; ring++)
+    for (size_t i = 0; i < whole.size(); i++) masks_wrong += masks[(size_t)(2 * ring)][i] + masks[(size_t)(2 * ring + 1)][i] != whole[i];
+  report("topology: a ring's members' targets are the rows' targets, each once", masks_wrong, 0);
+}
+
 CX_CHECK(context_parallel, "a sequence split over a ring gives one rank's trajectory") {
   const cx_config cfg{2, 32, 2, 64, 128, 64, 10000.f, 1e-5f};
   constexpr int B = 2, T = 64, kEos = 127, kSteps = 2;
@@ -167,7 +207,7 @@ CX_CHECK(context_parallel, "a sequence split over a ring gives one rank's trajec
     cx_status st{};
     const cx_run_options o{CX_FP32, doc_mask, doc_mask, 1, kEos, 0};
     std::vector<uint8_t> mask((size_t)B * T);
-    ok_or_throw(cx_target_mask(tokens.data(), B, T, &o, mask.data(), &st), st);
+    ok_or_throw(cx_target_mask(tokens.data(), B, T, &o, nullptr, mask.data(), &st), st);
     const double targets = std::accumulate(mask.begin(), mask.end(), 0.0);
     for (int step = 1; step <= kSteps; step++) {
       ok_or_throw(cx_zero_grad(m, &st), st);
@@ -203,9 +243,12 @@ CX_CHECK(context_parallel, "a sequence split over a ring gives one rank's trajec
         cx_status st{};
         cx_model* m = fresh();
         ok_or_throw(cx_model_data_parallel(m, comm, 0, &st), st);
-        ok_or_throw(cx_model_context_parallel(m, comm, ring, &st), st);
-        const int rings = world / ring, rows = B / rings;  // each ring takes its rows of the batch
-        got[(size_t)r] = train(m, comm, (r / ring) * rows, rows, doc_mask);
+        ok_or_throw(cx_comm_context_parallel(comm, ring, &st), st);
+        ok_or_throw(cx_model_context_parallel(m, comm, &st), st);
+        cx_topology topology{};
+        ok_or_throw(cx_comm_topology(comm, &topology, &st), st);
+        const int rows = B / topology.data_ranks;  // each ring takes its rows of the batch
+        got[(size_t)r] = train(m, comm, topology.data_rank * rows, rows, doc_mask);
         cx_model_free(m);
       });
       if (!error.empty()) throw std::runtime_error(error);

@@ -14,6 +14,7 @@
 
 #include "../include/chuxin.h"
 #include "../src/model/backend.h"
+#include "../src/model/batch_layout.h"
 #include "check_registry.h"
 
 using checks::report;
@@ -178,6 +179,79 @@ CX_CHECK(attention_blocks, "attention in blocks at offsets equals the whole row'
   report("attention blocks merged: lse", lse_err, 1e-5);
   report("attention blocks backward: dq", dq_err, 1e-5);
   report("attention blocks backward: dk, dv", dkv_err, 1e-5);
+}
+
+/* The batch's layout over rings of 1 to 4: the members' chunks cover every row position once, each at its true
+ * position, document start and target (the whole-row layout's); the ring's plan takes exactly the steps a
+ * token-level mask needs; and the members' target masks add up to the whole rows'. */
+CX_CHECK(batch_layout, "the batch's layout: zigzag chunks at their true positions, and the ring's plan") {
+  constexpr int kEos = 2;
+  const int64_t LB = 2, LT = 48;
+  // Batch 0, row 0: documents 0-6, 7-40, 41-47; row 1: one document, then short ones at the end. Batch 1: documents
+  // of 6 tokens, which chunks of 6 or 12 (rings of 4 or 2) hold whole, so no ring step is needed under the mask.
+  std::vector<int32_t> crossing((size_t)(LB * LT), 5), aligned((size_t)(LB * LT), 5);
+  for (int64_t at : {(int64_t)6, (int64_t)40, LT + 41, LT + 44}) crossing[(size_t)at] = kEos;
+  for (size_t at = 5; at < aligned.size(); at += 6) aligned[at] = kEos;
+  double misplaced = 0, plan = 0, masks = 0;
+  int fewer_steps = 0;  // cases where the plan skips ring steps (so the plan check is not trivially size − 1)
+  for (const std::vector<int32_t>* batch : {&crossing, &aligned})
+    for (int doc_mask : {1, 0})
+      for (int size : {1, 2, 3, 4}) {
+        const std::vector<int32_t>& tokens = *batch;
+        const cx_run_options o{CX_FP32, doc_mask, doc_mask, 1, kEos, 0};
+        const cxm::BatchLayout whole(tokens.data(), LB, LT, o, nullptr);
+        std::vector<int> held((size_t)(LB * LT), 0);
+        std::vector<uint8_t> sum((size_t)(LB * LT), 0), want((size_t)(LB * LT)), mask((size_t)(LB * LT));
+        whole.row_target_mask(want.data());
+        int last = -1;
+        for (int r = 0; r < size; r++) {
+          const cxm::RingPlace ring{size, r};
+          const cxm::BatchLayout l(tokens.data(), LB, LT, o, &ring);
+          for (int64_t b = 0; b < LB; b++)
+            for (int64_t t = 0; t < l.local_length(); t++) {
+              const int64_t p = l.row_position(t), chunk = p / l.chunk();
+              const size_t at = (size_t)(b * l.local_length() + t), row = (size_t)(b * LT + p);
+              held[row]++;
+              misplaced += chunk != r && chunk != 2 * size - 1 - r;  // zigzag: chunks r and 2·size−1−r
+              misplaced += l.tokens()[at] != whole.tokens()[row] || l.positions()[at] != whole.positions()[row] ||
+                           l.doc_starts()[at] != whole.doc_starts()[row] || l.targets()[at] != whole.targets()[row];
+            }
+          l.row_target_mask(mask.data());
+          for (size_t i = 0; i < mask.size(); i++) sum[i] += mask[i];
+          if (last >= 0) plan += l.last_ring_step() != last;  // every member plans the same steps
+          last = l.last_ring_step();
+        }
+        for (int h : held) misplaced += h != 1;
+        // The steps a token-level mask needs: at step s member r holds member r−s's keys.
+        int need = 0;
+        for (int s = 1; s < size; s++)
+          for (int r = 0; r < size; r++) {
+            const cxm::RingPlace q{size, r}, k{size, ((r - s) % size + size) % size};
+            const cxm::BatchLayout lq(tokens.data(), LB, LT, o, &q), lk(tokens.data(), LB, LT, o, &k);
+            for (int64_t b = 0; b < LB; b++)
+              for (int64_t i = 0; i < lq.local_length(); i++)
+                for (int64_t j = 0; j < lk.local_length(); j++) {
+                  const int64_t qi = lq.row_position(i), kj = lk.row_position(j);
+                  if (kj <= qi && kj >= lq.doc_starts()[(size_t)(b * lq.local_length() + i)]) need = std::max(need, s);
+                }
+          }
+        plan += last != need;
+        fewer_steps += last < size - 1;
+        masks += sum != want;
+      }
+  report("layout: chunks held once, at their true places", misplaced, 0);
+  report("layout: the ring's plan takes the steps the mask needs", plan, 0);
+  report("layout: some plans skip ring steps", fewer_steps > 0 ? 0 : 1, 0);
+  report("layout: the members' target masks add up to the rows'", masks, 0);
+  bool refused = false;
+  try {
+    const cxm::RingPlace three{3, 0};
+    const cx_run_options o{CX_FP32, 1, 1, 1, kEos, 0};
+    cxm::BatchLayout(crossing.data(), 1, 40, o, &three);
+  } catch (const std::exception& e) {
+    refused = std::strstr(e.what(), "divisible by 6") != nullptr;
+  }
+  report("layout: a context not divisible by 2 x ring size is refused with the fix", refused ? 0 : 1, 0);
 }
 
 CX_CHECK(swiglu, "swiglu", Op::swiglu_forward, Op::swiglu_backward) {

@@ -190,14 +190,17 @@ std::string train(const Setup& s, int rank, int port) {
   ok_or_throw(cx_model_init(m, 7, &st), st);
   cx_comm* comm = s.through_nccl ? join(rank, s.ranks, port) : nullptr;
   if (comm) ok_or_throw(cx_model_data_parallel(m, comm, s.zero, &st), st);
-  if (s.ring > 1) ok_or_throw(cx_model_context_parallel(m, comm, s.ring, &st), st);
+  cx_topology topology{1, 0, 1, 0, 0, 1};  // one rank alone
+  if (s.ring > 1) ok_or_throw(cx_comm_context_parallel(comm, s.ring, &st), st);
+  if (comm) ok_or_throw(cx_comm_topology(comm, &topology, &st), st);
+  if (s.ring > 1) ok_or_throw(cx_model_context_parallel(m, comm, &st), st);
   const cx_run_options o{s.precision, 1, 1, 1, kEos, 0};
   std::ostringstream losses, norms;
   losses.precision(9), norms.precision(9);
   for (int step = 0; step < kSteps; step++) {
     ok_or_throw(cx_zero_grad(m, &st), st);
     double local[2] = {0, 0};
-    const int share = rank / s.ring, shares = s.ranks / s.ring;  // a ring's members read the same rows
+    const int share = topology.data_rank, shares = topology.data_ranks;  // a ring's members read the same rows
     for (int a = share; a < kAccumulate; a += shares) {
       const std::vector<int32_t> tokens = batch(step, a);
       double loss = 0;

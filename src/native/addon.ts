@@ -84,11 +84,12 @@ export interface NativeModel {
    * all-reduces. The moments are zeroed; from then on clipAdamwStep and getTensor of the moments are collective. */
   dataParallel(comm: Communicator, zero: 0 | 1): void;
   /**
-   * Splits every sequence over a ring of `size` adjacent ranks (zigzag chunks, ring attention). Each member passes
-   * the whole rows; forwardBackward gives its own tokens' loss sum and count, forwardLosses its positions' losses
-   * in place and 0 at the others. Generation and logits are refused. comm may be null for a ring of 1.
+   * Splits every sequence over the ring comm's topology puts this rank in (Communicator.contextParallel; zigzag
+   * chunks, ring attention). Each member passes the whole rows; forwardBackward gives its own tokens' loss sum and
+   * count, forwardLosses its positions' losses in place and 0 at the others (targetMask with the same comm says
+   * which). Generation and logits are refused. comm null: a ring of one.
    */
-  contextParallel(comm: Communicator | null, size: number): void;
+  contextParallel(comm: Communicator | null): void;
   /** Collective: whether every rank holds the same fp32 weights bit for bit, and this rank's 64-bit digest of them. */
   replicasIdentical(): Promise<{ identical: boolean; digest: string }>;
   backend(): string;
@@ -117,7 +118,23 @@ export interface CommOptions {
 }
 
 /** A joined group of ranks (cx_comm); every call is collective. Dispose after the models attached to it. */
+/** The world's shape (native comm/topology.h): rings of `ringSize` adjacent ranks share each sequence, and data
+ * parallelism runs over the rings. The native side owns the arithmetic; these are its answers. */
+export interface Topology {
+  world: number;
+  rank: number;
+  ringSize: number;
+  /** this rank's member index in its ring */
+  ringIndex: number;
+  /** which ring (data-parallel share) this rank's is, of how many */
+  dataRank: number;
+  dataRanks: number;
+}
+
 export interface Communicator {
+  /** Shapes the world into rings of `ringSize` (1 until set); throws, with the fix, when it does not divide the world. */
+  contextParallel(ringSize: number): void;
+  topology(): Topology;
   /** Sums the values over the ranks, in place; resolves to the same array. */
   allReduce(values: Float64Array): Promise<Float64Array>;
   /** Root's bytes into every rank's array (same length everywhere). */
@@ -131,8 +148,11 @@ export interface Addon {
   /** Resolves once every rank of the world has joined through MASTER_ADDR:MASTER_PORT, or rejects after the timeout. */
   joinCommunicator(options: CommOptions): Promise<Communicator>;
   Model: new (config: NativeModelConfig, backend: string, threads: number) => NativeModel;
-  /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask). */
-  targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array;
+  /** 1 where a position of tokens [B][T] has a target under these options (the model's own rule, cx_target_mask)
+   * and, under comm's rings of more than one rank, this rank holds it. */
+  targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions, comm?: Communicator): Uint8Array;
+  /** A world's topology without a communicator (one process); throws, with the fix, when ringSize does not divide it. */
+  topology(world: number, rank: number, ringSize: number): Topology;
   /**
    * MinHash LSH band keys (cx_minhash_bands) of texts in NFKC and lower case where they hold non-ASCII
    * (near-dedup-text.ts prepareForShingles): text i's at keys[i * bands ..]; shingled[i] is 0 for a text with no

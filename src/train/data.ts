@@ -5,7 +5,7 @@ import { readManifest } from "../shards/manifest-file.ts";
 import { NpyFormatError, readNpyInfo, type NpyInfo } from "../shards/npy.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { keyedHash64 } from "../util/hash.ts";
-import { loadAddon, type RunOptions } from "../native/addon.ts";
+import { loadAddon, type Communicator, type RunOptions } from "../native/addon.ts";
 
 /** mulberry32: a small seeded PRNG, identical on every machine. */
 export function mulberry32(seed: number): () => number {
@@ -155,14 +155,16 @@ export class TokenData {
   }
 }
 
-/** Which positions have a target, by the same rules as the native code (next token; EOS inputs optionally masked). */
-/** 1 where a position has a target: the native model's rule (cx_target_mask), so the counts here match its losses. */
-export function targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions): Uint8Array {
-  return loadAddon().targetMask(tokens, B, T, options);
+/**
+ * 1 where a position has a target: the native model's rule over the batch's layout (cx_target_mask), so the counts
+ * here match its losses. With a communicator whose rings hold more than one rank, only this rank's positions.
+ */
+export function targetMask(tokens: Int32Array, B: number, T: number, options: RunOptions, comm?: Communicator): Uint8Array {
+  return loadAddon().targetMask(tokens, B, T, options, comm);
 }
 
-export function countTargets(tokens: Int32Array, B: number, T: number, options: RunOptions): number {
-  return targetMask(tokens, B, T, options).reduce((a, b) => a + b, 0);
+export function countTargets(tokens: Int32Array, B: number, T: number, options: RunOptions, comm?: Communicator): number {
+  return targetMask(tokens, B, T, options, comm).reduce((a, b) => a + b, 0);
 }
 
 /** Sum and count of the losses at positions with a target; a NaN there stays NaN. */

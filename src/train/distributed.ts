@@ -4,7 +4,7 @@
  * Slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NTASKS_PER_NODE and the first host of
  * SLURM_JOB_NODELIST), and the group it trains with once joined.
  */
-import { loadAddon, native, type Communicator } from "../native/addon.ts";
+import { loadAddon, native, type Communicator, type Topology } from "../native/addon.ts";
 import { RuntimeFailure, UsageError } from "../util/errors.ts";
 import { freePort } from "../util/free-port.ts";
 
@@ -97,7 +97,9 @@ export class RankGroup {
     readonly comm: Communicator | undefined,
     /** the CUDA ordinal of this rank's GPU (localDevice) */
     private readonly cudaIndex = 0,
-  ) {}
+  ) {
+    this.topology = comm ? comm.topology() : loadAddon().topology(world.world, world.rank, 1);
+  }
 
   /**
    * Joins the other ranks through the collective library `collectives` names (auto: NCCL for a model on a GPU,
@@ -134,17 +136,40 @@ export class RankGroup {
     return device === "cuda" && this.world.world > 1 ? `cuda:${this.cudaIndex}` : device;
   }
 
-  /** Ranks per ring of context parallelism (adjacent ranks share each sequence); 1 without it. */
-  contextParallel = 1;
-  /** This rank's place in its ring, and which data-parallel share (ring) it is of how many. */
+  /** The world's shape: rings of context parallelism times data parallelism. The native side owns the arithmetic
+   * (comm/topology.h): the communicator's, or for one process without one, the addon's answer. */
+  topology: Topology;
+
+  /**
+   * Shapes the world into rings of `ringSize` adjacent ranks that share each sequence (context parallelism), data
+   * parallelism over the rings. Refused, with the fix, when the ring size does not divide the ranks.
+   */
+  setContextParallel(ringSize: number): void {
+    try {
+      if (this.comm) {
+        this.comm.contextParallel(ringSize);
+        this.topology = this.comm.topology();
+      } else {
+        this.topology = loadAddon().topology(this.world.world, this.world.rank, ringSize);
+      }
+    } catch (error) {
+      if ((error as { code?: string }).code === "CX_INVALID_ARGUMENT") throw new UsageError((error as Error).message);
+      throw error;
+    }
+  }
+
+  /** Ranks per ring (1 without context parallelism), this rank's place in its ring, and its ring's data-parallel share. */
+  get contextParallel(): number {
+    return this.topology.ringSize;
+  }
   get ringIndex(): number {
-    return this.world.rank % this.contextParallel;
+    return this.topology.ringIndex;
   }
   get dataRank(): number {
-    return Math.floor(this.world.rank / this.contextParallel);
+    return this.topology.dataRank;
   }
   get dataRanks(): number {
-    return this.world.world / this.contextParallel;
+    return this.topology.dataRanks;
   }
 
   get rank(): number {

@@ -23,14 +23,16 @@ export interface PreparedStep {
 /** Reads this rank's micro-batches of the step whose first window is `first`: r, r + R, ... of the seeded stream. */
 async function readStepBatches(
   data: TokenData,
-  s: { first: number; microBatches: number; microBatch: number; opts: RunOptions; vocab: number; rank: number; ranks: number; countsTargets: boolean },
+  s: { first: number; microBatches: number; microBatch: number; opts: RunOptions; vocab: number; group?: RankGroup },
 ): Promise<StepBatches> {
   const batches: Int32Array[] = [];
   let local = 0;
-  for (let a = s.rank; a < s.microBatches; a += s.ranks) {
+  const rank = s.group?.dataRank ?? 0;
+  const ranks = s.group?.dataRanks ?? 1;
+  for (let a = rank; a < s.microBatches; a += ranks) {
     const windows = Array.from({ length: s.microBatch }, (_, b) => data.trainWindow(s.first + a * s.microBatch + b));
     const tokens = await data.read(windows, s.vocab);
-    if (s.countsTargets) local += countTargets(tokens, s.microBatch, data.context, s.opts);
+    local += countTargets(tokens, s.microBatch, data.context, s.opts, s.group?.comm);
     batches.push(tokens);
   }
   return { first: s.first, batches, local };
@@ -72,16 +74,8 @@ export async function accumulateGradients(
 ): Promise<{ loss: number; targets: number; stop: boolean; next?: PreparedStep }> {
   const T = data.context;
   // The micro-batches are shared by the data-parallel groups (rings, under context parallelism, whose members
-  // read the same rows and each count only their own tokens' losses); a ring's first member counts its targets.
-  const shape = {
-    microBatches: s.microBatches,
-    microBatch: s.microBatch,
-    opts: s.opts,
-    vocab: s.vocab,
-    rank: s.group?.dataRank ?? 0,
-    ranks: s.group?.dataRanks ?? 1,
-    countsTargets: (s.group?.ringIndex ?? 0) === 0,
-  };
+  // read the same rows and each count only the targets of the tokens they hold, as their losses are).
+  const shape = { microBatches: s.microBatches, microBatch: s.microBatch, opts: s.opts, vocab: s.vocab, group: s.group };
   // With a communicator (several ranks, or one under --collectives) the step takes the data-parallel path.
   const parallel = s.group?.parallel ?? false;
   let own: StepBatches;
@@ -126,16 +120,15 @@ export async function evaluate(
   let count = 0;
   const rank = group?.dataRank ?? 0;
   const ranks = group?.dataRanks ?? 1;
-  // Under context parallelism each ring member gets its own positions' losses (0 at the others'), so the sum
-  // over the ring is the rows'; the ring's first member counts the targets.
-  const countsTargets = (group?.ringIndex ?? 0) === 0;
+  // Under context parallelism each ring member gets its own positions' losses (0 at the others'), and its mask
+  // marks only those: summed over the ring, the rows'.
   for (let i = rank * batch; i < windows.length; i += batch * ranks) {
     const chunk = Array.from({ length: Math.min(batch, windows.length - i) }, (_, j) => windows[i + j]!);
     const tokens = await data.read(chunk, vocab);
     const losses = await native("evaluation", () => model.forwardLosses(tokens, chunk.length, data.context, opts));
-    const r = maskedLossSum(losses, targetMask(tokens, chunk.length, data.context, opts));
+    const r = maskedLossSum(losses, targetMask(tokens, chunk.length, data.context, opts, group?.comm));
     sum += r.sum;
-    if (countsTargets) count += r.count;
+    count += r.count;
     onProgress?.(i + chunk.length, windows.length);
   }
   if (group?.parallel) [sum, count] = (await group.sum([sum, count], "evaluation: summing the losses over the ranks")) as [number, number];

@@ -142,11 +142,8 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
   }
   const accum = config.global_batch_tokens / perMicro;
   const cp = config.context_parallel;
-  if (group.size % cp !== 0) {
-    throw new UsageError(`--context-parallel ${cp} does not divide the ${group.size} ranks into rings: start a multiple of ${cp} ranks, or use a divisor of ${group.size}`);
-  }
+  group.setContextParallel(cp);
   if (T % (2 * cp) !== 0) throw new UsageError(`--context-parallel ${cp} cuts each sequence into ${2 * cp} equal chunks, and the context ${T} does not divide by ${2 * cp}; pick --context accordingly`);
-  group.contextParallel = cp;
   const shares = group.dataRanks;  // the micro-batches are shared by the rings (each rank, without context parallelism)
   if (accum % shares !== 0) {
     const who = cp > 1 ? `${shares} rings of ${cp} ranks` : `${shares} ranks`;
@@ -161,7 +158,7 @@ async function trainPlanned(plan: RunPlan, runDir: string, options: TrainOptions
     const create = options.createModel ?? ((c: NativeModelConfig, backend: string, threads: number) => new addon.Model(c, backend, threads));
     model = create(nativeModelConfig(mc), group.modelDevice(config.device), config.threads);
     if (group.comm) model.dataParallel(group.comm, config.zero as 0 | 1);
-    if (cp > 1) model.contextParallel(group.comm!, cp);
+    if (cp > 1) model.contextParallel(group.comm!);
   } catch (error) {
     throw new RuntimeFailure(`cannot create the model on ${config.device}: ${(error as Error).message}`);
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadAddon, type AdamwOptions, type NativeModelConfig, type RunOptions } from "../../src/native/addon.ts";
+import { loadAddon, type AdamwOptions, type NativeModelConfig, type RunOptions, type Topology } from "../../src/native/addon.ts";
 
 // Complete objects of each TypeScript declaration: `satisfies Required<…>` makes the compiler list every key, so
 // these tests compare the declarations in src/native/addon.ts with what the binding reads.
@@ -43,5 +43,20 @@ describe("the binding mirrors the C API structs exactly", () => {
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe("the world's topology (cx_topology_make)", () => {
+  it("answers every field of cx_topology, and refuses a ring that does not divide the world with the fix", () => {
+    const addon = loadAddon();
+    assert.deepEqual(addon.topology(4, 3, 2), { world: 4, rank: 3, ringSize: 2, ringIndex: 1, dataRank: 1, dataRanks: 2 } satisfies Required<Topology>);
+    assert.deepEqual(addon.topology(1, 0, 1), { world: 1, rank: 0, ringSize: 1, ringIndex: 0, dataRank: 0, dataRanks: 1 });
+    assert.throws(() => addon.topology(1, 0, 2), (e: Error & { code?: string }) => e.code === "CX_INVALID_ARGUMENT" && /use a divisor of 1/.test(e.message));
+    assert.throws(() => addon.topology(2, 2, 1), /rank 2 is not in a world of 2/);
+  });
+
+  it("a target mask without a communicator is the whole rows'", () => {
+    const tokens = Int32Array.from([5, 31, 5, 5, 5, 5, 31, 5]);
+    assert.deepEqual(Array.from(loadAddon().targetMask(tokens, 2, 4, run)), [1, 0, 1, 0, 1, 1, 0, 0]);
   });
 });

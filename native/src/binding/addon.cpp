@@ -394,18 +394,15 @@ class Model : public Napi::ObjectWrap<Model> {
     return Sync(env, cx_model_data_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
   }
 
-  /* contextParallel(comm | null, size): cx_model_context_parallel. The communicator must outlive the model. */
+  /* contextParallel(comm | null): cx_model_context_parallel, over the ring comm's topology puts this rank in. The
+   * communicator must outlive the model. */
   Napi::Value ContextParallel(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!ready(env)) return env.Undefined();
     cx_comm* comm = nullptr;
     if (!info[0].IsNull() && !(comm = cx_binding::comm_handle(info[0]))) return env.Undefined();
-    if (!info[1].IsNumber()) {
-      Napi::TypeError::New(env, "contextParallel(comm | null, size)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
     cx_status st{0, ""};
-    return Sync(env, cx_model_context_parallel(model_, comm, info[1].As<Napi::Number>().Int32Value(), &st), st);
+    return Sync(env, cx_model_context_parallel(model_, comm, &st), st);
   }
 
   /* replicasIdentical() → {identical, digest (hex)}: collective. */
@@ -457,16 +454,18 @@ using cx_binding::adamw_options;
 using cx_binding::run_options;
 using cx_binding::tokens_arg;
 
-/* targetMask(tokens, B, T, options): cx_target_mask as a Uint8Array. */
+/* targetMask(tokens, B, T, options, comm?): cx_target_mask as a Uint8Array (this rank's positions under comm's rings). */
 Napi::Value TargetMask(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int32_t> tokens;
   int B, T;
   if (!tokens_arg(info, tokens, B, T)) return env.Undefined();
   const cx_run_options o = run_options(info[3]);
+  cx_comm* comm = nullptr;
+  if (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsNull() && !(comm = cx_binding::comm_handle(info[4]))) return env.Undefined();
   Napi::Uint8Array mask = Napi::Uint8Array::New(env, tokens.size());
   cx_status st{};
-  if (cx_target_mask(tokens.data(), B, T, &o, mask.Data(), &st) != CX_OK) {
+  if (cx_target_mask(tokens.data(), B, T, &o, comm, mask.Data(), &st) != CX_OK) {
     Napi::Error::New(env, st.message).ThrowAsJavaScriptException();
     return env.Undefined();
   }

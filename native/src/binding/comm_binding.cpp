@@ -42,6 +42,30 @@ Napi::Value queue(Napi::Env env, std::function<int(cx_status*)> work, std::funct
 
 Napi::Value undefined(Napi::Env env) { return env.Undefined(); }
 
+Napi::Object topology_object(Napi::Env env, const cx_topology& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("world", t.world), o.Set("rank", t.rank), o.Set("ringSize", t.ring_size);
+  o.Set("ringIndex", t.ring_index), o.Set("dataRank", t.data_rank), o.Set("dataRanks", t.data_ranks);
+  return o;
+}
+
+/* topology(world, rank, ringSize): cx_topology_make, for a run without a communicator. */
+Napi::Value MakeTopology(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "topology(world: number, rank: number, ringSize: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cx_topology t{};
+  cx_status st{0, ""};
+  if (cx_topology_make(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), &t,
+                       &st) != CX_OK) {
+    make_error(env, st).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return topology_object(env, t);
+}
+
 class Communicator : public Napi::ObjectWrap<Communicator> {
  public:
   static Napi::FunctionReference* constructor;
@@ -50,6 +74,8 @@ class Communicator : public Napi::ObjectWrap<Communicator> {
     Napi::Function f = DefineClass(env, "Communicator",
                                    {InstanceMethod("allReduce", &Communicator::AllReduce), InstanceMethod("broadcast", &Communicator::Broadcast),
                                     InstanceMethod("barrier", &Communicator::Barrier), InstanceMethod("library", &Communicator::Library),
+                                    InstanceMethod("contextParallel", &Communicator::ContextParallel),
+                                    InstanceMethod("topology", &Communicator::Topology),
                                     InstanceMethod("dispose", &Communicator::Dispose)});
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -110,6 +136,32 @@ class Communicator : public Napi::ObjectWrap<Communicator> {
     if (!ready(env)) return env.Undefined();
     cx_comm* c = comm_;
     return queue(env, [=](cx_status* st) { return cx_comm_barrier(c, st); }, undefined);
+  }
+
+  /* contextParallel(ringSize): cx_comm_context_parallel; throws, with the fix, when it does not divide the world. */
+  Napi::Value ContextParallel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    if (!info[0].IsNumber()) {
+      Napi::TypeError::New(env, "contextParallel(ringSize: number)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    cx_status st{0, ""};
+    if (cx_comm_context_parallel(comm_, info[0].As<Napi::Number>().Int32Value(), &st) != CX_OK) make_error(env, st).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  /* topology(): cx_comm_topology. */
+  Napi::Value Topology(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ready(env)) return env.Undefined();
+    cx_topology t{};
+    cx_status st{0, ""};
+    if (cx_comm_topology(comm_, &t, &st) != CX_OK) {
+      make_error(env, st).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return topology_object(env, t);
   }
 
   Napi::Value Library(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), comm_ ? cx_comm_library(comm_) : "disposed"); }
@@ -193,6 +245,7 @@ cx_comm* comm_handle(const Napi::Value& value) {
 void register_comm(Napi::Env env, Napi::Object exports) {
   exports.Set("Communicator", Communicator::Define(env));
   exports.Set("joinCommunicator", Napi::Function::New(env, JoinCommunicator, "joinCommunicator"));
+  exports.Set("topology", Napi::Function::New(env, MakeTopology, "topology"));
 }
 
 }  // namespace cx_binding

@@ -31,6 +31,7 @@ void host_memory_only(const cx_comm* c, const char* what) {
 }  // namespace
 
 cx::Communicator* cx_comm_impl(cx_comm* comm) { return comm ? comm->impl.get() : nullptr; }
+const cx::Communicator* cx_comm_impl(const cx_comm* comm) { return comm ? comm->impl.get() : nullptr; }
 
 extern "C" {
 
@@ -99,6 +100,25 @@ int cx_comm_exchange_host(cx_comm* c, const void* send, size_t send_bytes, int t
     if (to < 0 || to >= world || from < 0 || from >= world) fail(CX_INVALID_ARGUMENT, "exchange peers %d and %d are not both ranks of %d", to, from, world);
     c->impl->exchange(send, send_bytes, to, recv, recv_bytes, from);
   });
+}
+
+namespace {
+void fill_topology(const cx::Topology& t, cx_topology* out) {
+  if (!out) fail(CX_INVALID_ARGUMENT, "out is required");
+  *out = {t.world, t.rank, t.ring_size, t.ring_index(), t.data_rank(), t.data_ranks()};
+}
+}  // namespace
+
+int cx_topology_make(int world, int rank, int ring_size, cx_topology* out, cx_status* status) {
+  return guarded(status, [&] { fill_topology(cx::Topology::make(world, rank, ring_size), out); });
+}
+
+int cx_comm_context_parallel(cx_comm* c, int ring_size, cx_status* status) {
+  return guarded(status, [&] { c->impl->set_ring_size(ring_size); });
+}
+
+int cx_comm_topology(const cx_comm* c, cx_topology* out, cx_status* status) {
+  return guarded(status, [&] { fill_topology(c->impl->topology(), out); });
 }
 
 }  // extern "C"

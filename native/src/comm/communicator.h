@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../../include/chuxin.h"
+#include "topology.h"
 
 namespace cx {
 
@@ -70,6 +71,10 @@ class Communicator {
   virtual const char* name() const = 0;
   virtual int rank() const = 0;
   virtual int world() const = 0;
+  /* The world as rings of context parallelism times data parallelism (topology.h); rings of 1 until set. */
+  Topology topology() const { return {world(), rank(), ring_size_}; }
+  /* Throws std::invalid_argument, with the fix, when the ring size does not divide the world. */
+  void set_ring_size(int size) { ring_size_ = Topology::make(world(), rank(), size).ring_size; }
   /* How long any one collective may take (--dist-timeout): a wait for one, on any thread, fails past it. */
   virtual std::chrono::milliseconds timeout() const = 0;
   /* Where the fp32 collectives' buffers must be: -1 (host) or a CUDA device ordinal (tensor.h's kHost). */
@@ -128,6 +133,7 @@ class Communicator {
   std::condition_variable order_cv_;
   uint64_t next_ticket_ = 0, serving_ = 0;
   bool stuck_ = false;  // a turn waited past the timeout: the order is broken for good
+  int ring_size_ = 1;
 };
 
 /* nullptr with *why when the library is not there (gloo: built without libgloo-dev; NCCL: built without CUDA,
@@ -139,3 +145,4 @@ Communicator* create_nccl_communicator(const CommOptions& options, std::string* 
 
 /* The communicator behind a C API handle (comm/capi.cpp). */
 cx::Communicator* cx_comm_impl(cx_comm* comm);
+const cx::Communicator* cx_comm_impl(const cx_comm* comm);

@@ -188,7 +188,7 @@ int cx_forward_backward(cx_model* m, const int32_t* tokens, int B, int T, const 
     double sum = 0;
     int64_t n = 0;
     for (size_t i = 0; i < losses.size(); i++)
-      if (m->host_targets[i] >= 0) sum += losses[i], n++;
+      if (m->layout.targets()[i] >= 0) sum += losses[i], n++;
     *loss_sum = sum;
     *count = n;
   });
@@ -205,7 +205,7 @@ int cx_forward_losses(cx_model* m, const int32_t* tokens, int B, int T, const cx
     m->be->download(own.data(), m->losses.t, own.size());
     std::fill(losses, losses + (int64_t)B * T, 0.f);
     for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < bt.T; t++) losses[b * T + m->cp->row_position(t, m->cp->chunk())] = own[(size_t)(b * bt.T + t)];
+      for (int64_t t = 0; t < bt.T; t++) losses[b * T + m->layout.row_position(t)] = own[(size_t)(b * bt.T + t)];
   });
 }
 
@@ -253,12 +253,14 @@ int cx_decode_step(cx_model* m, const int32_t* tokens, int n, const cx_run_optio
   });
 }
 
-int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* o, uint8_t* mask, cx_status* status) {
+int cx_target_mask(const int32_t* tokens, int B, int T, const cx_run_options* o, const cx_comm* comm, uint8_t* mask, cx_status* status) {
   return guarded(status, [&] {
     if (!o) fail(CX_INVALID_ARGUMENT, "run options are required");
     if (B < 0 || T < 0 || (B * T > 0 && (!tokens || !mask))) fail(CX_INVALID_ARGUMENT, "tokens and mask are required");
-    for (int b = 0; b < B; b++)
-      for (int t = 0; t < T; t++) mask[(int64_t)b * T + t] = has_target(tokens + (int64_t)b * T, t, T, *o) ? 1 : 0;
+    const cx::Communicator* c = cx_comm_impl(comm);
+    const cx::Topology topology = c ? c->topology() : cx::Topology{};
+    const RingPlace ring{topology.ring_size, topology.ring_index()};
+    BatchLayout(tokens, B, T, *o, topology.ring_size > 1 ? &ring : nullptr).row_target_mask(mask);
   });
 }
 
@@ -303,11 +305,10 @@ int cx_model_data_parallel(cx_model* m, cx_comm* comm, int zero, cx_status* stat
   });
 }
 
-int cx_model_context_parallel(cx_model* m, cx_comm* comm, int size, cx_status* status) {
+int cx_model_context_parallel(cx_model* m, cx_comm* comm, cx_status* status) {
   return guarded_on(m, status, [&] {
     if (m->cp) fail(CX_INVALID_ARGUMENT, "the model already splits its sequences over a ring");
-    cx::Communicator* c = comm ? cx_comm_impl(comm) : nullptr;
-    m->cp.reset(new ContextParallel(*m, c, size));
+    m->cp.reset(new ContextParallel(*m, cx_comm_impl(comm)));
   });
 }
 

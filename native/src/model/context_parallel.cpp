@@ -19,52 +19,22 @@ struct ContextParallel::Pending {
   }
 };
 
-ContextParallel::ContextParallel(cx_model& m, cx::Communicator* comm, int size) : m_(m), comm_(comm), size_(size) {
-  if (size < 1) fail(CX_INVALID_ARGUMENT, "context parallelism needs a ring of 1 or more ranks (got %d)", size);
-  const int world = comm ? comm->world() : 1, rank = comm ? comm->rank() : 0;
-  if (size > 1 && !comm) fail(CX_INVALID_ARGUMENT, "a ring of %d ranks needs a communicator", size);
-  if (world % size != 0)
-    fail(CX_INVALID_ARGUMENT, "--context-parallel %d does not divide the %d ranks: use a divisor of %d, or %d times as many ranks", size, world, world, size);
+ContextParallel::ContextParallel(cx_model& m, cx::Communicator* comm) : m_(m), comm_(comm), topology_(comm ? comm->topology() : cx::Topology{}) {
   if (comm && comm->device() != m.be->device())
     fail(CX_INVALID_ARGUMENT, "the communicator (%s) reduces %s memory but the model lives on %s", comm->name(), comm->device() < 0 ? "host" : "GPU",
          m.be->name());
-  index_ = rank % size;
-  base_ = rank - index_;
 }
 
 ContextParallel::~ContextParallel() = default;  // here, where Pending is complete
-
-bool ContextParallel::visible(int64_t b, int64_t g, int64_t h) const {
-  if (h > g) return false;  // every key of the block is in the queries' future
-  if (h == g) return true;  // each query sees itself
-  // The chunk's first query has the earliest document start (starts never decrease along a row).
-  return row_starts_[(size_t)(b * T_ + g * Tc_)] <= (h + 1) * Tc_ - 1;
-}
-
-void ContextParallel::layout(const std::vector<int32_t>& row_starts, int64_t B, int64_t T) {
-  if (T % (2 * size_) != 0)
-    fail(CX_INVALID_ARGUMENT, "context %lld does not split into %d equal chunks for --context-parallel %d: use a context divisible by %d",
-         (long long)T, 2 * size_, size_, 2 * size_);
-  T_ = T, Tc_ = T / (2 * size_);
-  row_starts_ = row_starts;
-  last_step_ = 0;
-  for (int s = 1; s < size_; s++)
-    for (int rho = 0; rho < size_; rho++) {
-      const int sigma = ((rho - s) % size_ + size_) % size_;
-      for (int64_t b = 0; b < B; b++)
-        for (int qc = 0; qc < 2; qc++)
-          for (int kc = 0; kc < 2; kc++)
-            if (visible(b, chunk_of(rho, qc), chunk_of(sigma, kc))) last_step_ = s;
-    }
-}
 
 void ContextParallel::ensure_buffers(const Batch& bt, DType act) {
   const size_t NC = (size_t)(bt.N * m_.cfg.hidden);
   for (Buffer& b : kv_) b.ensure(m_.be.get(), 2 * NC, act, "ring attention's key/value blocks");
   for (Buffer& b : grads_) b.ensure(m_.be.get(), 2 * NC, DType::F32, "ring attention's key/value gradients");
   acc_.ensure(m_.be.get(), NC, DType::F32, "ring attention's merged outputs");
-  part_.ensure(m_.be.get(), (size_t)(Tc_ * m_.cfg.hidden), DType::F32, "ring attention's block output");
-  part_lse_.ensure(m_.be.get(), (size_t)(Tc_ * m_.cfg.n_heads), DType::F32, "ring attention's block statistics");
+  const int64_t Tc = m_.layout.chunk();
+  part_.ensure(m_.be.get(), (size_t)(Tc * m_.cfg.hidden), DType::F32, "ring attention's block output");
+  part_lse_.ensure(m_.be.get(), (size_t)(Tc * m_.cfg.n_heads), DType::F32, "ring attention's block statistics");
 }
 
 size_t ContextParallel::bytes() const {
@@ -112,34 +82,38 @@ void ContextParallel::finish_exchange() {
 
 template <typename F>
 void ContextParallel::for_visible_pairs(const Batch& bt, int step, F&& body) const {
-  const int source = ((index_ - step) % size_ + size_) % size_;  // whose block this rank holds at this step
-  const int64_t Tl = 2 * Tc_, H = m_.cfg.n_heads;
+  const BatchLayout& layout = m_.layout;
+  const int index = topology_.ring_index(), size = topology_.ring_size;
+  const int source = ((index - step) % size + size) % size;  // whose block this rank holds at this step
+  const int64_t Tc = layout.chunk(), Tl = layout.local_length(), H = m_.cfg.n_heads;
   for (int64_t b = 0; b < bt.B; b++)
     for (int qc = 0; qc < 2; qc++)
       for (int kc = 0; kc < 2; kc++) {
-        const int64_t g = chunk_of(index_, qc), h = chunk_of(source, kc);
-        if (visible(b, g, h)) body(Pair{b * Tl + qc * Tc_, b * Tl + kc * Tc_, (b * 2 + qc) * H * Tc_, g * Tc_, h * Tc_});
+        const int64_t g = layout.chunk_of(index, qc), h = layout.chunk_of(source, kc);
+        if (layout.sees(b, g, h)) body(Pair{b * Tl + qc * Tc, b * Tl + kc * Tc, (b * 2 + qc) * H * Tc, g * Tc, h * Tc});
       }
 }
 
 void ContextParallel::attention_forward(const Batch& bt, Tensor att, Tensor lse, Tensor q, Tensor k, Tensor v, bool bf16) {
   Backend* be = m_.be.get();
   const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, NC = N * C;
+  const int64_t Tc = m_.layout.chunk();
+  const int last = m_.layout.last_ring_step(), index = topology_.ring_index();
   ensure_buffers(bt, q.dtype);
   be->fill(acc_.t, 0.f, (size_t)NC);
   be->fill(lse, -INFINITY, (size_t)(N * H));
   // The block in hand: this rank's own keys and values first, then those received into kv_[0] and kv_[1] in turn.
   Tensor hold_k = k.shaped(1, NC), hold_v = v.shaped(1, NC);
   int into = 0;
-  for (int s = 0; s <= last_step_; s++) {
+  for (int s = 0; s <= last; s++) {
     const Tensor next_k = kv_[into].t.shaped(1, NC), next_v = (kv_[into].t + NC).shaped(1, NC);
-    if (s < last_step_) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, ring_rank(index_ + 1), ring_rank(index_ - 1));
+    if (s < last) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, topology_.ring_member(index + 1), topology_.ring_member(index - 1));
     for_visible_pairs(bt, s, [&](const Pair& p) {
       be->attention_block_forward(part_.t, part_lse_.t, q + p.qo * C, hold_k + p.ko * C, hold_v + p.ko * C, m_.doc_start.t + p.qo, p.q_offset,
-                                  p.k_offset, Tc_, Tc_, H, D);
-      be->attention_combine(acc_.t + p.qo * C, lse + p.lse, part_.t, part_lse_.t, Tc_, H, D);
+                                  p.k_offset, Tc, Tc, H, D);
+      be->attention_combine(acc_.t + p.qo * C, lse + p.lse, part_.t, part_lse_.t, Tc, H, D);
     });
-    if (s < last_step_) {
+    if (s < last) {
       finish_exchange();
       hold_k = next_k, hold_v = next_v, into = 1 - into;
     }
@@ -151,22 +125,24 @@ void ContextParallel::attention_backward(const Batch& bt, Tensor dq, Tensor dk, 
                                          Tensor v, bool bf16) {
   Backend* be = m_.be.get();
   const int64_t N = bt.N, C = m_.cfg.hidden, H = m_.cfg.n_heads, D = C / H, NC = N * C;
+  const int64_t Tc = m_.layout.chunk();
+  const int last = m_.layout.last_ring_step(), index = topology_.ring_index();
   ensure_buffers(bt, q.dtype);
   be->fill(acc_.t, 0.f, (size_t)NC);  // dq, summed over the blocks
   be->fill(grads_[0].t, 0.f, (size_t)(2 * NC));
-  const int next = ring_rank(index_ + 1), previous = ring_rank(index_ - 1);
+  const int next = topology_.ring_member(index + 1), previous = topology_.ring_member(index - 1);
   auto whole = [&](const Buffer& b) { return b.t.shaped(1, 2 * NC); };
   Tensor hold_k = k.shaped(1, NC), hold_v = v.shaped(1, NC);
   int into = 0, grad = 0;
-  for (int s = 0; s <= last_step_; s++) {
+  for (int s = 0; s <= last; s++) {
     const Tensor next_k = kv_[into].t.shaped(1, NC), next_v = (kv_[into].t + NC).shaped(1, NC);
-    if (s < last_step_) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, next, previous);
+    if (s < last) start_exchange({{hold_k, next_k}, {hold_v, next_v}}, next, previous);
     for_visible_pairs(bt, s, [&](const Pair& p) {
       be->attention_block_backward(acc_.t + p.qo * C, grads_[grad].t + p.ko * C, grads_[grad].t + (NC + p.ko * C), datt + p.qo * C, att + p.qo * C,
-                                   lse + p.lse, q + p.qo * C, hold_k + p.ko * C, hold_v + p.ko * C, m_.doc_start.t + p.qo, p.q_offset, p.k_offset, Tc_,
-                                   Tc_, H, D);
+                                   lse + p.lse, q + p.qo * C, hold_k + p.ko * C, hold_v + p.ko * C, m_.doc_start.t + p.qo, p.q_offset, p.k_offset, Tc,
+                                   Tc, H, D);
     });
-    if (s < last_step_) {
+    if (s < last) {
       finish_exchange();
       hold_k = next_k, hold_v = next_v, into = 1 - into;
       // The block's gradients so far go with it to the next rank, which adds its share.
@@ -175,9 +151,9 @@ void ContextParallel::attention_backward(const Batch& bt, Tensor dq, Tensor dk, 
       grad = 1 - grad;
     }
   }
-  if (last_step_ > 0) {
-    // The block in hand is that of ring index - last_step_, its gradients complete: home they go, and ours come.
-    start_exchange({{whole(grads_[grad]), whole(grads_[1 - grad])}}, ring_rank(index_ - last_step_), ring_rank(index_ + last_step_));
+  if (last > 0) {
+    // The block in hand is that of ring index - last, its gradients complete: home they go, and ours come.
+    start_exchange({{whole(grads_[grad]), whole(grads_[1 - grad])}}, topology_.ring_member(index - last), topology_.ring_member(index + last));
     finish_exchange();
     grad = 1 - grad;
   }

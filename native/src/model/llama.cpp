@@ -94,38 +94,16 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
   const cx_config& c = m.cfg;
   if (B <= 0 || T <= 0) fail(CX_INVALID_ARGUMENT, "batch must be at least 1x1 tokens (got %dx%d)", B, T);
   if (T > c.max_seq) fail(CX_INVALID_ARGUMENT, "sequence length %d exceeds the model's context %d", T, c.max_seq);
-  const int64_t rows_N = (int64_t)B * T;
-  std::vector<int32_t> pos((size_t)rows_N), start((size_t)rows_N), target((size_t)rows_N);
-  for (int b = 0; b < B; b++) {
-    int begin = 0;
+  for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
-      const int64_t n = (int64_t)b * T + t;
-      const int32_t id = tokens[n];
+      const int32_t id = tokens[(int64_t)b * T + t];
       if (id < 0 || id >= c.vocab) fail(CX_INVALID_ARGUMENT, "token id %d at row %d position %d is outside the vocabulary (size %d)", id, b, t, c.vocab);
-      start[(size_t)n] = o.doc_mask ? begin : 0;
-      pos[(size_t)n] = o.reset_positions ? t - begin : t;
-      target[(size_t)n] = has_target(tokens + (int64_t)b * T, t, T, o) ? tokens[n + 1] : -1;
-      if (id == o.eos_id) begin = t + 1;
     }
-  }
-  // Under context parallelism this rank stages its two chunks of each row, at their true positions; the whole
-  // rows' document starts plan the ring.
-  std::vector<int32_t> local_tokens;
-  int64_t Tl = T;
-  if (m.cp) {
-    m.cp->layout(start, B, T);
-    const int64_t Tc = m.cp->chunk();
-    Tl = 2 * Tc;
-    std::vector<int32_t> lpos((size_t)(B * Tl)), lstart((size_t)(B * Tl)), ltarget((size_t)(B * Tl));
-    local_tokens.resize((size_t)(B * Tl));
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < Tl; t++) {
-        const size_t from = (size_t)(b * T + m.cp->row_position(t, Tc)), to = (size_t)(b * Tl + t);
-        local_tokens[to] = tokens[from], lpos[to] = pos[from], lstart[to] = start[from], ltarget[to] = target[from];
-      }
-    pos.swap(lpos), start.swap(lstart), target.swap(ltarget);
-    tokens = local_tokens.data();
-  }
+  // Under context parallelism this rank stages its two chunks of each row, at their true positions.
+  const RingPlace ring = m.cp ? m.cp->place() : RingPlace{};
+  m.layout = BatchLayout(tokens, B, T, o, m.cp ? &ring : nullptr);
+  const BatchLayout& layout = m.layout;
+  const int64_t Tl = layout.local_length();
   const int64_t N = (int64_t)B * Tl;
   Backend* be = m.be.get();
   const DType act = be->activation_dtype(o.precision == CX_BF16);
@@ -155,11 +133,10 @@ static void prepare_batch(cx_model& m, const int32_t* tokens, int B, int T, cons
     m.activation_dtype = act;
     m.activation_slots = slots;
   }
-  be->upload(m.tok.t, tokens, (size_t)N);
-  be->upload(m.pos.t, pos.data(), (size_t)N);
-  be->upload(m.doc_start.t, start.data(), (size_t)N);
-  be->upload(m.targets.t, target.data(), (size_t)N);
-  m.host_targets = std::move(target);
+  be->upload(m.tok.t, layout.tokens().data(), (size_t)N);
+  be->upload(m.pos.t, layout.positions().data(), (size_t)N);
+  be->upload(m.doc_start.t, layout.doc_starts().data(), (size_t)N);
+  be->upload(m.targets.t, layout.targets().data(), (size_t)N);
   out = {B, Tl, N};
 }
 

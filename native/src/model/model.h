@@ -11,6 +11,7 @@
 
 #include "../../include/chuxin.h"
 #include "backend.h"
+#include "batch_layout.h"
 #include "data_parallel.h"
 #include "../util/status.h"
 
@@ -94,7 +95,7 @@ struct cx_model {
   cxm::Buffer kcache, vcache;
   int64_t kv_capacity = 0, kv_length = 0;
   int kv_precision = -1;
-  std::vector<int32_t> host_targets;
+  cxm::BatchLayout layout;  // the last staged batch's (prepare_batch)
   // Context parallelism (cx_model_context_parallel): this rank's share of each sequence, ring attention.
   std::unique_ptr<cxm::ContextParallel> cp;
   // Data parallelism (cx_model_data_parallel); last, so its thread stops before the buffers it reduces go.
