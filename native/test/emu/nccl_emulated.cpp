@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -40,6 +41,7 @@ struct UniqueId {
 
 struct Comm {
   int rank = 0, world = 1;
+  std::string store_dir;  // the rendezvous's files (ncclGetUniqueId's directory), removed by rank 0 at the end
   std::shared_ptr<gloo::transport::Device> device;
   std::shared_ptr<gloo::rendezvous::Context> context;
   // A non-blocking communicator (ncclConfig_t's blocking = 0): it joins on a thread of its own, and each call
@@ -119,6 +121,7 @@ int run(Comm* c, F&& body) {
 /* Meets the other ranks (gloo's full mesh over a file store in the id's directory). */
 int meet(Comm* c, const std::string& dir) {
   try {
+    c->store_dir = dir;
     gloo::rendezvous::FileStore store(dir);
     gloo::transport::tcp::attr attr;
     attr.hostname = "127.0.0.1";
@@ -188,6 +191,11 @@ int ncclCommDestroy(Comm* c) {
       return kSuccess;
     }
     c->joining.join();
+  }
+  // Every rank has met by the time rank 0 is done with a joined communicator: the store is not read again.
+  if (c->rank == 0 && c->state == kSuccess && !c->store_dir.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(c->store_dir, ignored);
   }
   delete c;
   return kSuccess;
