@@ -128,13 +128,17 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
     resolution.cancel();
   }
   const impl = native ? "native" : "js";
+  let hashedSources: number[] = [];
   if (qualityThresholds(recipe.filters).size > 0) {
-    await runStage(
+    ({ hashedSources } = await runStage(
       sink,
       "quality",
       () => qualityFilter(db, recipe, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "quality", done, total, unit: "rows checked" })),
-      (r) => ({ done: r.removed, unit: `rows failed the quality filters (of ${r.checked.toLocaleString("en-US")} checked)` }),
-    );
+      (r) => ({
+        done: r.removed,
+        unit: `rows failed the quality filters (of ${r.checked.toLocaleString("en-US")} checked${r.hashedSources.length > 0 ? "; band keys of the rows that pass taken for near-dedup" : ""})`,
+      }),
+    ));
   }
   if (recipe.decontaminate) {
     const result = await runStage(sink, "decontaminate", () => decontaminate(db, client, recipe, loaded.path, lock?.decontamination, sink), (r) => ({
@@ -152,14 +156,16 @@ async function readInputsOf(options: BuildOptions, db: BuildDb, loaded: LoadedRe
     await runStage(
       sink,
       "near-dedup",
-      () => hashDocuments(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" })),
+      () =>
+        hashDocuments(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" }), hashedSources),
       () => ({ unit: "documents' band keys kept for the merge" }),
     );
   } else if (minhash) {
     const near = await runStage(
       sink,
       "near-dedup",
-      () => nearDedup(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" })),
+      () =>
+        nearDedup(db, minhash, options.workers ?? cpus().length, (done, total) => sink({ type: "stage_progress", stage: "near-dedup", done, total, unit: "documents hashed" }), hashedSources),
       (r) => ({ done: r.removed, unit: `near-duplicates removed (${r.clusters} clusters; ${r.candidatePairs} candidate pairs${minhash.verify_jaccard !== undefined ? `, ${r.rejectedPairs} below verify_jaccard` : ""})` }),
     );
     deduped = { removed: deduped.removed, ...(await keptDocuments(db)) };

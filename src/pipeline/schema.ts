@@ -80,8 +80,10 @@ export async function documentCount(db: BuildDb): Promise<number> {
   return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${DOCUMENTS}`)).n);
 }
 
-export async function uniqueDocCount(db: BuildDb): Promise<number> {
-  return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM unique_docs`)).n);
+/** Unique documents, less those of the `exceptSources`. */
+export async function uniqueDocCount(db: BuildDb, exceptSources: readonly number[] = []): Promise<number> {
+  const where = exceptSources.length > 0 ? ` WHERE source_idx NOT IN (${exceptSources.join(", ")})` : "";
+  return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM unique_docs${where}`)).n);
 }
 
 /**
@@ -89,8 +91,14 @@ export async function uniqueDocCount(db: BuildDb): Promise<number> {
  * range DuckDB scans alone (row groups outside it are skipped), so each chunk costs its own rows, not the table's.
  */
 export async function uniqueDocTexts(db: BuildDb, first: number, count: number): Promise<string[]> {
-  const keys = await db.rows<{ doc_row: bigint }>(`SELECT doc_row FROM unique_docs WHERE ord >= ${first} AND ord < ${first + count} ORDER BY ord`);
-  if (keys.length === 0) return [];
+  return (await uniqueDocBatch(db, first, count)).texts;
+}
+
+/** The same, with their ords, less the documents of the `exceptSources`. */
+export async function uniqueDocBatch(db: BuildDb, first: number, count: number, exceptSources: readonly number[] = []): Promise<{ ords: number[]; texts: string[] }> {
+  const except = exceptSources.length > 0 ? ` AND source_idx NOT IN (${exceptSources.join(", ")})` : "";
+  const keys = await db.rows<{ ord: bigint; doc_row: bigint }>(`SELECT ord, doc_row FROM unique_docs WHERE ord >= ${first} AND ord < ${first + count}${except} ORDER BY ord`);
+  if (keys.length === 0) return { ords: [], texts: [] };
   const rows = keys.map((k) => k.doc_row);
   let lo = rows[0]!;
   let hi = rows[0]!;
@@ -102,11 +110,12 @@ export async function uniqueDocTexts(db: BuildDb, first: number, count: number):
     `SELECT rowid AS id, text FROM ${DOCUMENTS} WHERE rowid BETWEEN ${lo} AND ${hi} AND rowid IN (${rows.join(",")})`,
   );
   const byRow = new Map(found.map((f) => [f.id, f.text]));
-  return rows.map((r) => {
+  const texts = rows.map((r) => {
     const text = byRow.get(r);
     if (text === undefined) throw new Error(`unique document at rowid ${r} has no text in ${DOCUMENTS}`);
     return text;
   });
+  return { ords: keys.map((k) => Number(k.ord)), texts };
 }
 
 /** Texts of the unique documents at these ords (any order, repeats allowed), in the order given. */

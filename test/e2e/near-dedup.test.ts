@@ -76,6 +76,32 @@ describe("near-dedup in a build", () => {
     assertSameOutput(await outputFiles(join(work, "w1")), await outputFiles(join(work, "w2")), "--workers 2");
   });
 
+  it("takes the band keys of the rows the quality filters pass from that pass, with the same result", async (t) => {
+    // Gopher repetition with every share at 1, which no row exceeds, on en-prose only: en-prose is hashed while the
+    // filters read it, near-dups after dedup, and the build keeps the same documents as w1, which hashes both after.
+    const fused = join(work, "fused.yaml");
+    const shares = ["dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac", "top_2_gram", "top_3_gram", "top_4_gram"]
+      .concat([5, 6, 7, 8, 9, 10].map((n) => `duplicated_${n}_n_grams`))
+      .map((name) => `${name}: 1`);
+    const text = (await readFile(recipe, "utf8"))
+      .replace("dedup:\n", `filters:\n  gopher_repetition: { ${shares.join(", ")} }\ndedup:\n`)
+      .replace("    hf: { repo: fixture/near-dups", "    filters: false\n    hf: { repo: fixture/near-dups");
+    assert.notEqual(text, await readFile(recipe, "utf8"));
+    await writeFile(fused, text);
+    const r = await runCli(["build", fused, "--out", join(work, "fused"), "--workers", "1"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const want = JSON.parse(await readFile(join(work, "w1", "manifest.json"), "utf8"));
+    const got = JSON.parse(await readFile(join(work, "fused", "manifest.json"), "utf8"));
+    assert.match(r.stdout + r.stderr, /band keys of the rows that pass taken for near-dedup/);
+    assert.deepEqual(got.near_duplicates, want.near_duplicates);
+    assert.deepEqual(got.sources.map((s: { near_duplicates_removed: unknown }) => s.near_duplicates_removed), want.sources.map((s: { near_duplicates_removed: unknown }) => s.near_duplicates_removed));
+    const shards = (files: Map<string, Buffer>) => new Map([...files].filter(([name]) => /\.(npy|bin)$/.test(name)));
+    const wantShards = shards(await outputFiles(join(work, "w1")));
+    assert.ok(wantShards.size > 0);
+    assertSameOutput(wantShards, shards(await outputFiles(join(work, "fused"))), "band keys from the quality pass");
+    t.diagnostic(`${got.near_duplicates.documents_removed} near-duplicates removed either way; ${wantShards.size} shard files the same`);
+  });
+
   it("says so when a build has no near-duplicate report", async () => {
     const plain = join(work, "plain.yaml");
     await writeFile(plain, (await readFile(recipe, "utf8")).replace(/dedup:\n {2}minhash: .*\n/, ""));

@@ -21,13 +21,24 @@ namespace {
 using namespace cx::text;
 
 struct Scratch {
-  std::vector<uint32_t> t;
   std::vector<uint64_t> words, shingles, minima, other;
 };
 
-/* The hashes of a text's words (see the file's comment). */
+/* Whether an ASCII character ends a word (space, punctuation or symbol), looked up directly. */
+struct AsciiBreaks {
+  bool brk[128];
+  constexpr AsciiBreaks() : brk{} {
+    for (uint32_t c = 0; c < 128; c++) {
+      const CharClass k = ASCII_CLASSES.cls[c];
+      brk[c] = k == SPACE || k == PUNCT || k == SYMBOL;
+    }
+  }
+};
+constexpr AsciiBreaks ASCII_BREAKS{};
+
+/* The hashes of a text's words (see the file's comment), read straight from the UTF-8. */
 void word_hashes(const char* text, size_t len, uint64_t seed, Scratch& s) {
-  decode_utf8(reinterpret_cast<const unsigned char*>(text), len, s.t);
+  const unsigned char* u = reinterpret_cast<const unsigned char*>(text);
   s.words.clear();
   uint64_t h = 0;
   bool in_word = false;
@@ -37,18 +48,28 @@ void word_hashes(const char* text, size_t len, uint64_t seed, Scratch& s) {
     if (in_word) s.words.push_back(mix64(h));
     in_word = false;
   };
-  for (uint32_t c : s.t) {
-    if (c >= 'A' && c <= 'Z') c += 32;
-    // Punctuation first: a few characters in the CJK ranges are punctuation (U+30FB, the katakana middle dot).
-    const CharClass k = char_class(c);
-    if (k == SPACE || k == PUNCT || k == SYMBOL) {
-      end_word();
-      continue;
-    }
-    if (is_cjk(c)) {
-      end_word();
-      s.words.push_back(mix64((start ^ c) * 0x100000001b3ULL));
-      continue;
+  for (size_t i = 0; i < len;) {
+    uint32_t c = u[i];
+    if (c < 0x80) {  // ASCII: no CJK here, and upper case folds by itself
+      i++;
+      if (ASCII_BREAKS.brk[c]) {
+        end_word();
+        continue;
+      }
+      if (c >= 'A' && c <= 'Z') c += 32;
+    } else {
+      i = decode_one(u, len, i, &c);
+      // Punctuation first: a few characters in the CJK ranges are punctuation (U+30FB, the katakana middle dot).
+      const CharClass k = char_class(c);
+      if (k == SPACE || k == PUNCT || k == SYMBOL) {
+        end_word();
+        continue;
+      }
+      if (is_cjk(c)) {
+        end_word();
+        s.words.push_back(mix64((start ^ c) * 0x100000001b3ULL));
+        continue;
+      }
     }
     if (!in_word) h = start, in_word = true;
     h = (h ^ c) * 0x100000001b3ULL;
@@ -74,6 +95,33 @@ struct Spec {
   std::vector<uint64_t> a, b;  // each hash function's multiplier (odd) and addend
 };
 
+/* m[f] = min over the shingles h of a[f]·h + b[f]: the hot loop of MinHash. Functions go in groups of 16 whose
+ * minima stay in registers over every shingle; built for AVX-512 (64-bit multiply and unsigned min, 8 lanes) and
+ * AVX2 besides the baseline, the best chosen at load time. Integer arithmetic: every build gives the same minima. */
+__attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4"))) void shingle_minima(const uint64_t* shingles, size_t n, const uint64_t* a,
+                                                                                const uint64_t* b, size_t functions, uint64_t* m) {
+  constexpr size_t kGroup = 16;
+  size_t f0 = 0;
+  for (; f0 + kGroup <= functions; f0 += kGroup) {
+    uint64_t ag[kGroup], bg[kGroup], mg[kGroup];
+    for (size_t k = 0; k < kGroup; k++) ag[k] = a[f0 + k], bg[k] = b[f0 + k], mg[k] = m[f0 + k];
+    for (size_t i = 0; i < n; i++) {
+      const uint64_t h = shingles[i];
+      for (size_t k = 0; k < kGroup; k++) {
+        // One multiply a function over the well-mixed shingle hash (multiply-add hashing), not a mix of its own.
+        const uint64_t v = ag[k] * h + bg[k];
+        mg[k] = v < mg[k] ? v : mg[k];
+      }
+    }
+    for (size_t k = 0; k < kGroup; k++) m[f0 + k] = mg[k];
+  }
+  for (size_t i = 0; i < n; i++)
+    for (size_t f = f0; f < functions; f++) {
+      const uint64_t v = a[f] * shingles[i] + b[f];
+      m[f] = v < m[f] ? v : m[f];
+    }
+}
+
 /* Band keys of one text; false when it has no words (no shingle, so no signature: it joins no bucket). */
 bool text_bands(const Spec& spec, const char* text, size_t len, uint64_t* keys, Scratch& s) {
   word_hashes(text, len, spec.seed, s);
@@ -81,15 +129,8 @@ bool text_bands(const Spec& spec, const char* text, size_t len, uint64_t* keys, 
   if (s.shingles.empty()) return false;
   const size_t functions = spec.a.size();
   s.minima.assign(functions, UINT64_MAX);
-  const uint64_t* a = spec.a.data();
-  const uint64_t* b = spec.b.data();
   uint64_t* m = s.minima.data();
-  for (uint64_t h : s.shingles)
-    for (size_t f = 0; f < functions; f++) {
-      // One multiply a function over the well-mixed shingle hash (multiply-add hashing), not a mix of its own.
-      const uint64_t v = a[f] * h + b[f];
-      m[f] = v < m[f] ? v : m[f];
-    }
+  shingle_minima(s.shingles.data(), s.shingles.size(), spec.a.data(), spec.b.data(), functions, m);
   for (int band = 0; band < spec.bands; band++) {
     uint64_t k = mix64(spec.seed ^ ((uint64_t)band + 1) * 0xd6e8feb86659fd93ULL);
     for (int r = 0; r < spec.rows; r++) k = mix64(k ^ m[(size_t)band * spec.rows + r]);

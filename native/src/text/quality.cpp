@@ -11,6 +11,7 @@
  *     closing quotes.
  * The first failing rule, in CX_QUALITY_RULES order, is the text's reason. */
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,7 @@ constexpr int RULE_COUNT = sizeof RULE_NAMES / sizeof RULE_NAMES[0];
 
 struct Doc {
   std::vector<uint32_t> t;
+  std::vector<Span> lines;  // split_lines(t)
   std::vector<Word> words;
   size_t other_tokens = 0;
   HashCounts table;  // scratch for the repetition rules
@@ -99,45 +101,6 @@ bool contains_ci(const std::vector<uint32_t>& t, Span s, const char* needle) {
 
 enum : unsigned { LOREM = 1, JAVASCRIPT = 2, CURLY = 4, POLICY = 8 };
 
-/* C4's phrases in a line, in one pass (ASCII case ignored): candidates are checked only where their first letter is. */
-unsigned phrases(const std::vector<uint32_t>& t, Span s) {
-  static const struct {
-    const char* text;
-    unsigned bit;
-  } PHRASES[] = {{"lorem ipsum", LOREM}, {"javascript", JAVASCRIPT}, {"terms of use", POLICY}, {"privacy policy", POLICY}, {"cookie policy", POLICY},
-                 {"uses cookies", POLICY}, {"use of cookies", POLICY}, {"use cookies", POLICY}};
-  unsigned found = 0;
-  for (size_t i = s.begin; i < s.end; i++) {
-    uint32_t c = t[i];
-    if (c == '{') {
-      found |= CURLY;
-      continue;
-    }
-    if (c >= 'A' && c <= 'Z') c += 32;
-    if (c != 'l' && c != 'j' && c != 't' && c != 'p' && c != 'c' && c != 'u') continue;
-    for (const auto& ph : PHRASES)
-      if ((unsigned char)ph.text[0] == c && !(found & ph.bit) && contains_ci(t, {i, std::min(s.end, i + std::char_traits<char>::length(ph.text))}, ph.text)) found |= ph.bit;
-  }
-  return found;
-}
-
-/* Words in a span, counted as split_words counts them. */
-size_t count_words(const std::vector<uint32_t>& t, Span s) {
-  size_t n = 0;
-  bool in_word = false;
-  for (size_t i = s.begin; i < s.end; i++) {
-    const uint32_t c = t[i];
-    const CharClass k = char_class(c);
-    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {
-      n++, in_word = false;
-      continue;
-    }
-    const bool word_char = k == LETTER || k == MARK || k == NUMBER || c == '_';
-    if (word_char && !in_word) n++;
-    in_word = word_char;
-  }
-  return n;
-}
 
 /* Duplicated elements and their characters: each element after its first occurrence (datatrove's find_duplicates). */
 std::pair<size_t, size_t> duplicates(const std::vector<uint32_t>& t, const std::vector<Span>& parts, HashCounts& table) {
@@ -199,7 +162,7 @@ int gopher_quality(const Doc& d, const double* p) {
   if ((double)count_of(d.t, "#") / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
   size_t ellipses = count_of(d.t, "...") + (size_t)std::count(d.t.begin(), d.t.end(), 0x2026u);
   if ((double)ellipses / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_ellipsis;
-  const std::vector<Span> lines = split_lines(d.t);
+  const std::vector<Span>& lines = d.lines;
   if (!lines.empty()) {
     size_t bullets = 0, trailing = 0;
     for (const Span& l : lines) {
@@ -232,7 +195,7 @@ int gopher_repetition(Doc& d, const double* p) {
   auto [para_dups, para_chars] = duplicates(d.t, paras, d.table);
   if ((double)para_dups / (double)paras.size() > p[P_gopher_repetition_dup_para_frac]) return R_gopher_repetition_dup_para_frac;
   if ((double)para_chars / len > p[P_gopher_repetition_dup_para_char_frac]) return R_gopher_repetition_dup_para_char_frac;
-  const std::vector<Span> lines = split_lines(d.t);
+  const std::vector<Span>& lines = d.lines;
   auto [line_dups, line_chars] = duplicates(d.t, lines, d.table);
   if (!lines.empty() && (double)line_dups / (double)lines.size() > p[P_gopher_repetition_dup_line_frac]) return R_gopher_repetition_dup_line_frac;
   if ((double)line_chars / len > p[P_gopher_repetition_dup_line_char_frac]) return R_gopher_repetition_dup_line_char_frac;
@@ -292,37 +255,86 @@ size_t end_without_citations(const std::vector<uint32_t>& t, Span line) {
   }
 }
 
+/* What C4 measures of a line, in one pass (each the same as its own pass would give): whether a whitespace-separated
+ * word is longer than `max_word` code points, its words (as split_words counts them), the phrases C4 looks for
+ * (lorem ipsum, javascript, the policy phrases, a curly bracket; ASCII case ignored), and the sentences up to `sentence_end`: runs of . ? ! ending at a space, a quote or that end, and runs of 。！？ anywhere. */
+struct C4Line {
+  bool long_word = false;
+  size_t words = 0, sentences = 0;
+  unsigned phrases = 0;
+};
+
+/* C4's phrases, and for each ASCII letter (lower case) the phrases that start with it. */
+struct Phrase {
+  const char* text;
+  size_t length;
+  unsigned bit;
+};
+constexpr Phrase C4_PHRASES[] = {{"lorem ipsum", 11, LOREM},       {"javascript", 10, JAVASCRIPT},   {"terms of use", 12, POLICY},
+                                 {"privacy policy", 14, POLICY},   {"cookie policy", 13, POLICY},    {"uses cookies", 12, POLICY},
+                                 {"use of cookies", 14, POLICY},   {"use cookies", 11, POLICY}};
+struct PhraseStarts {
+  uint8_t at[128];  // bit i: C4_PHRASES[i] starts with this character
+  constexpr PhraseStarts() : at{} {
+    for (size_t i = 0; i < sizeof C4_PHRASES / sizeof C4_PHRASES[0]; i++) at[(unsigned char)C4_PHRASES[i].text[0]] |= (uint8_t)(1u << i);
+  }
+};
+constexpr PhraseStarts PHRASE_STARTS{};
+
+C4Line c4_line(const std::vector<uint32_t>& t, Span line, size_t sentence_end, double max_word) {
+  // run > max_word, for a whole run, is run > floor(max_word) (any run when it is negative).
+  const size_t longest = max_word < 0 ? 0 : max_word >= 9e15 ? SIZE_MAX : (size_t)std::floor(max_word);
+  auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
+  C4Line r;
+  size_t run = 0;  // code points of the whitespace-separated word so far
+  bool in_word = false;
+  for (size_t i = line.begin; i < line.end; i++) {
+    const uint32_t c = t[i];
+    const CharClass k = char_class(c);
+    // Long words: runs between whitespace.
+    if (k == SPACE) run = 0;
+    else if (++run > longest) r.long_word = true;
+    // Words as count_words counts them.
+    if (c >= 0x3040 && is_cjk(c) && k != PUNCT && k != SYMBOL) {
+      r.words++, in_word = false;
+    } else {
+      const bool word_char = k == LETTER || k == MARK || k == NUMBER || c == '_';
+      if (word_char && !in_word) r.words++;
+      in_word = word_char;
+    }
+    // Phrases, starting here (ASCII case ignored).
+    if (c == '{') {
+      r.phrases |= CURLY;
+    } else if (c < 128) {
+      for (unsigned starts = PHRASE_STARTS.at[c >= 'A' && c <= 'Z' ? c + 32 : c]; starts; starts &= starts - 1) {
+        const Phrase& ph = C4_PHRASES[__builtin_ctz(starts)];
+        if (!(r.phrases & ph.bit) && i + ph.length <= line.end && contains_ci(t, {i, i + ph.length}, ph.text)) r.phrases |= ph.bit;
+      }
+    }
+    // Sentences, within [line.begin, sentence_end).
+    if (i < sentence_end && stop(c) && !(i + 1 < sentence_end && stop(t[i + 1]))) {
+      const uint32_t next = i + 1 < sentence_end ? t[i + 1] : ' ';
+      if (c >= 0x3000 || is_space(next) || next == '"' || next == '\'') r.sentences++;
+    }
+  }
+  return r;
+}
+
 int c4(Doc& d, const double* p) {
   size_t sentences = 0;
-  auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
-  for (const Span& raw : split_lines(d.t)) {
+  for (const Span& raw : d.lines) {
     const Span line = strip(d.t, raw);
-    // A line with a word longer than max_word_length is dropped (words here: what whitespace separates).
-    bool long_word = false;
-    for (size_t i = line.begin; i < line.end && !long_word;) {
-      size_t j = i;
-      while (j < line.end && !is_space(d.t[j])) j++;
-      long_word = (double)(j - i) > p[P_c4_max_word_length];
-      i = j + 1;
-    }
-    if (long_word) continue;
+    // Kept lines end in terminal punctuation (after trailing citations, as C4 removes them), not in "...".
     const Span ended{line.begin, end_without_citations(d.t, line)};
     if (ended.size() == 0 || !terminal(d.t[ended.end - 1]) || ends_with(d.t, ended, "...")) continue;
-    if ((double)count_words(d.t, line) < p[P_c4_min_words_per_line]) continue;
-    const unsigned found = phrases(d.t, line);
-    if (found & LOREM) return R_c4_lorem_ipsum;
-    if (found & JAVASCRIPT) continue;
-    if (found & CURLY) return R_c4_curly_bracket;
-    if (found & POLICY) continue;
-    // Sentences: runs of . ? ! ending at a space, a quote or the line's end, and runs of 。！？ anywhere; a kept
-    // line has at least one.
-    size_t here = 0;
-    for (size_t i = line.begin; i < ended.end; i++) {
-      if (!stop(d.t[i]) || (i + 1 < ended.end && stop(d.t[i + 1]))) continue;
-      const uint32_t next = i + 1 < ended.end ? d.t[i + 1] : ' ';
-      if (d.t[i] >= 0x3000 || is_space(next) || next == '"' || next == '\'') here++;
-    }
-    sentences += std::max<size_t>(here, 1);
+    const C4Line l = c4_line(d.t, line, ended.end, p[P_c4_max_word_length]);
+    if (l.long_word) continue;  // a line with a word longer than max_word_length is dropped
+    if ((double)l.words < p[P_c4_min_words_per_line]) continue;
+    if (l.phrases & LOREM) return R_c4_lorem_ipsum;
+    if (l.phrases & JAVASCRIPT) continue;
+    if (l.phrases & CURLY) return R_c4_curly_bracket;
+    if (l.phrases & POLICY) continue;
+    sentences += std::max<size_t>(l.sentences, 1);  // a kept line has at least one
   }
   if ((double)sentences < p[P_c4_min_num_sentences]) return R_c4_too_few_sentences;
   return PASS;
@@ -378,6 +390,7 @@ int cx_quality_check(const double* params, const char* const* texts, const size_
       d.words.clear();
       d.other_tokens = 0;
       split_words(d.t, {0, d.t.size()}, d.words, &d.other_tokens);
+      split_lines(d.t, d.lines);
       rule[i] = (uint16_t)check(d, params, presets[i]);
     });
   });

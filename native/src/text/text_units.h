@@ -39,25 +39,36 @@ inline bool is_cjk(uint32_t cp) {
          (cp >= 0xac00 && cp <= 0xd7af) || (cp >= 0x20000 && cp <= 0x2fa1f);
 }
 
-/* UTF-8 to code points; a malformed byte becomes U+FFFD (the readers refuse such rows before this runs). */
+/* The code point at s[i] (i < n) into *cp, and the index after it; a malformed byte becomes U+FFFD and is
+ * skipped alone (the readers refuse such rows before this runs). */
+inline size_t decode_one(const unsigned char* s, size_t n, size_t i, uint32_t* cp) {
+  const unsigned char c = s[i];
+  if (c < 0x80) {
+    *cp = c;
+    return i + 1;
+  }
+  const int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (len == 0 || i + len > n) {
+    *cp = 0xfffd;
+    return i + 1;
+  }
+  uint32_t v = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  bool ok = true;
+  for (int k = 1; k < len; k++) {
+    if ((s[i + k] & 0xc0) != 0x80) ok = false;
+    v = (v << 6) | (s[i + k] & 0x3f);
+  }
+  *cp = ok ? v : 0xfffd;
+  return ok ? i + len : i + 1;
+}
+
+/* UTF-8 to code points (decode_one's rules). */
 inline void decode_utf8(const unsigned char* s, size_t n, std::vector<uint32_t>& out) {
   out.clear();
   for (size_t i = 0; i < n;) {
-    const unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (len == 0 || i + len > n) {
-      out.push_back(0xfffd);
-      i++;
-      continue;
-    }
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    bool ok = true;
-    for (int k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) ok = false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    out.push_back(ok ? cp : 0xfffd);
-    i += ok ? len : 1;
+    uint32_t cp;
+    i = decode_one(s, n, i, &cp);
+    out.push_back(cp);
   }
 }
 
@@ -67,9 +78,10 @@ struct Span {
   size_t size() const { return end - begin; }
 };
 
-/* Python's str.splitlines(): \n, \r, \r\n, \v, \f, \x1c–\x1e, \x85, U+2028, U+2029; no empty line after a final break. */
-inline std::vector<Span> split_lines(const std::vector<uint32_t>& t) {
-  std::vector<Span> lines;
+/* Python's str.splitlines(): \n, \r, \r\n, \v, \f, \x1c–\x1e, \x85, U+2028, U+2029; no empty line after a final break.
+ * Into `lines`, whose memory is reused. */
+inline void split_lines(const std::vector<uint32_t>& t, std::vector<Span>& lines) {
+  lines.clear();
   size_t start = 0;
   for (size_t i = 0; i < t.size(); i++) {
     const uint32_t c = t[i];
@@ -80,7 +92,6 @@ inline std::vector<Span> split_lines(const std::vector<uint32_t>& t) {
     start = i + 1;
   }
   if (start < t.size()) lines.push_back({start, t.size()});
-  return lines;
 }
 
 /* str.split("\n"): every piece, the empty one after a final newline included. */

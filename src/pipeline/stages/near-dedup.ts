@@ -11,18 +11,48 @@
  */
 import type { MinhashSpec } from "../../recipe/schema.ts";
 import { loadAddon } from "../../native/addon.ts";
-import type { BuildDb } from "../../util/duckdb.ts";
+import type { BuildDb, RowAppender } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
 import type { NearDuplicateReport } from "../output/manifest.ts";
-import { nearDuplicateSamples, uniqueDocCount, uniqueDocTexts, uniqueDocTextsAt } from "../schema.ts";
+import { nearDuplicateSamples, uniqueDocBatch, uniqueDocCount, uniqueDocTextsAt } from "../schema.ts";
 import { clusterNearDuplicates, type ClusterResult } from "./near-dedup-clusters.ts";
 import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 
 /** Documents hashed per call into the addon. */
 const BATCH_DOCS = 4096;
 
-/** Band keys of every unique document into `minhash_bands` (ord, band, key); documents with no words have none. */
-export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<void> {
+/** Band key rows (ord or doc_row, band, key) of a batch of hashed texts into an appender; a text with no words has none. */
+export function appendBandKeys(app: RowAppender, ids: readonly (number | bigint)[], hashed: { keys: BigUint64Array; shingled: Uint8Array }, bands: number): void {
+  const rows: (number | bigint)[] = [];
+  const bandIndex: number[] = [];
+  const bandKeys: bigint[] = [];
+  const signed = new BigInt64Array(hashed.keys.buffer, hashed.keys.byteOffset, hashed.keys.length); // DuckDB's BIGINT is signed: the same 64 bits
+  for (let i = 0; i < ids.length; i++) {
+    if (!hashed.shingled[i]) continue;
+    for (let b = 0; b < bands; b++) {
+      rows.push(ids[i]!);
+      bandIndex.push(b);
+      bandKeys.push(signed[i * bands + b]!);
+    }
+  }
+  app.appendColumns([rows, bandIndex, bandKeys]);
+}
+
+/** The table the quality stage leaves band keys in, by doc_row, for the sources it read (its `hashedSources`). */
+export const ROW_BANDS = "minhash_row_bands";
+
+/**
+ * Band keys of every unique document into `minhash_bands` (ord, band, key); documents with no words have none.
+ * `hashedSources`: sources whose documents the quality stage already hashed while it had their text (ROW_BANDS);
+ * their keys are joined in, and only the other sources' texts are read here.
+ */
+export async function hashDocuments(
+  db: BuildDb,
+  spec: MinhashSpec,
+  threads: number,
+  onProgress?: (done: number, total: number) => void,
+  hashedSources: readonly number[] = [],
+): Promise<void> {
   const addon = loadAddon();
   const total = await uniqueDocCount(db);
   const app = await db.appender("minhash_bands", [
@@ -33,38 +63,32 @@ export async function hashDocuments(db: BuildDb, spec: MinhashSpec, threads: num
   try {
     // The next batch's texts are read and prepared while the addon hashes this one.
     const prepare = async (first: number) => {
-      const texts = await uniqueDocTexts(db, first, BATCH_DOCS);
-      return texts.map(prepareForShingles);
+      const batch = await uniqueDocBatch(db, first, BATCH_DOCS, hashedSources);
+      return { ords: batch.ords, texts: batch.texts.map(prepareForShingles) };
     };
-    let next = total > 0 ? prepare(0) : undefined;
-    for (let first = 0; first < total; first += BATCH_DOCS) {
+    const rest = hashedSources.length === 0 ? total : await uniqueDocCount(db, hashedSources);
+    let next = rest > 0 ? prepare(0) : undefined;
+    for (let first = 0; rest > 0 && first < total; first += BATCH_DOCS) {
       const prepared = await next!;
-      const hashing = addon.minhashBands(prepared, spec, threads);
+      const hashing = addon.minhashBands(prepared.texts, spec, threads);
       next = first + BATCH_DOCS < total ? prepare(first + BATCH_DOCS) : undefined;
       // A failure here leaves `next` unread: its own failure, if any, must not go unhandled.
       next?.catch(() => undefined);
-      const { keys, shingled } = await hashing.catch((error: Error) => {
-        throw new RuntimeFailure(`MinHash of documents ${first} to ${first + prepared.length - 1}: ${error.message}`);
+      const hashed = await hashing.catch((error: Error) => {
+        throw new RuntimeFailure(`MinHash of documents ${first} to ${first + BATCH_DOCS - 1}: ${error.message}`);
       });
-      const ords: number[] = [];
-      const bands: number[] = [];
-      const bandKeys: bigint[] = [];
-      const signed = new BigInt64Array(keys.buffer, keys.byteOffset, keys.length); // DuckDB's BIGINT is signed: the same 64 bits
-      for (let i = 0; i < prepared.length; i++) {
-        if (!shingled[i]) continue;
-        for (let b = 0; b < spec.bands; b++) {
-          ords.push(first + i);
-          bands.push(b);
-          bandKeys.push(signed[i * spec.bands + b]!);
-        }
-      }
-      app.appendColumns([ords, bands, bandKeys]);
-      onProgress?.(first + prepared.length, total);
+      appendBandKeys(app, prepared.ords, hashed, spec.bands);
+      onProgress?.(Math.min(first + BATCH_DOCS, total), total);
     }
     app.close();
   } catch (error) {
     app.abandon();
     throw error;
+  }
+  if (hashedSources.length > 0) {
+    await db.run(`INSERT INTO minhash_bands SELECT u.ord, r.band, r.key FROM unique_docs u JOIN ${ROW_BANDS} r USING (doc_row)`);
+    await db.run(`DROP TABLE ${ROW_BANDS}`);
+    onProgress?.(total, total);
   }
 }
 
@@ -87,8 +111,14 @@ export async function nearDuplicateReport(db: BuildDb, spec: MinhashSpec, r: Clu
 }
 
 /** Removes near-duplicates from unique_docs (see the file's comment); records them in `near_duplicates`. */
-export async function nearDedup(db: BuildDb, spec: MinhashSpec, threads: number, onProgress?: (done: number, total: number) => void): Promise<ClusterResult> {
-  await hashDocuments(db, spec, threads, onProgress);
+export async function nearDedup(
+  db: BuildDb,
+  spec: MinhashSpec,
+  threads: number,
+  onProgress?: (done: number, total: number) => void,
+  hashedSources: readonly number[] = [],
+): Promise<ClusterResult> {
+  await hashDocuments(db, spec, threads, onProgress, hashedSources);
   const found = await clusterNearDuplicates(db, spec, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
   await db.run(
     `CREATE OR REPLACE TABLE unique_docs_kept AS

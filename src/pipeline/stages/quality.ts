@@ -5,14 +5,20 @@
  * and sets each failing row's skip reason (`preset.rule`, e.g. `gopher_repetition.top_2_gram`), which the manifest
  * counts per source and samples by file and row. A row's result depends only on its text and the thresholds:
  * the same for any worker count, and for a partition as for a single build.
+ *
+ * With `dedup.minhash` on, the rows that pass are hashed into their MinHash band keys here too, while their text is
+ * in hand (ROW_BANDS, by doc_row): near-dedup joins those keys to the documents dedup keeps instead of reading
+ * every text a second time.
  */
 import { loadAddon } from "../../native/addon.ts";
 import { QUALITY_PARAMS, QUALITY_PRESET_BITS, QUALITY_RULES, qualityReason, type QualityPreset } from "../../recipe/quality-presets.ts";
-import { qualityThresholds, type Recipe } from "../../recipe/schema.ts";
+import { minhashSpec, qualityThresholds, type Recipe } from "../../recipe/schema.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
 import { sqlString } from "../../util/sql.ts";
 import { DOCUMENTS } from "../schema.ts";
+import { appendBandKeys, ROW_BANDS } from "./near-dedup.ts";
+import { prepareForShingles } from "./near-dedup-text.ts";
 
 /** Rows sent to the addon per call. */
 const BATCH_ROWS = 8192;
@@ -35,13 +41,16 @@ export interface QualityResult {
   /** rows checked, and rows that failed */
   checked: number;
   removed: number;
+  /** the sources whose passing rows' band keys are in ROW_BANDS (none without dedup.minhash) */
+  hashedSources: number[];
 }
 
 export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number, onProgress?: (done: number, total: number) => void): Promise<QualityResult> {
   const thresholds = qualityThresholds(recipe.filters);
   const masks = sourcePresets(recipe).map((presets) => presets.reduce((m, p) => m | QUALITY_PRESET_BITS[p], 0));
   const filtered = masks.flatMap((m, i) => (m ? [i] : []));
-  if (thresholds.size === 0 || filtered.length === 0) return { checked: 0, removed: 0 };
+  if (thresholds.size === 0 || filtered.length === 0) return { checked: 0, removed: 0, hashedSources: [] };
+  const minhash = minhashSpec(recipe.dedup.minhash);
   const params = Float64Array.from(QUALITY_PARAMS, (q) => thresholds.get(q.preset)?.[q.name] ?? q.default);
   const addon = loadAddon();
   const where = `skip_reason IS NULL AND source_idx IN (${filtered.join(", ")})`;
@@ -50,6 +59,13 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
     ["doc_row", "BIGINT"],
     ["rule", "INTEGER"],
   ]);
+  const bands = minhash
+    ? await db.appender(ROW_BANDS, [
+        ["doc_row", "BIGINT"],
+        ["band", "INTEGER"],
+        ["key", "BIGINT"],
+      ])
+    : undefined;
   let checked = 0;
   let removed = 0;
   try {
@@ -73,13 +89,22 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
         if (rule !== 0) failed.push(i);
       });
       app.appendColumns([failed.map((i) => rows[i]!.id), failed.map((i) => rules[i]! - 1)]);
+      if (minhash && bands) {
+        const passed = rows.filter((_, i) => rules[i] === 0);
+        const hashed = await addon.minhashBands(passed.map((r) => prepareForShingles(r.text)), minhash, threads).catch((error: Error) => {
+          throw new RuntimeFailure(`MinHash of rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
+        });
+        appendBandKeys(bands, passed.map((r) => r.id), hashed, minhash.bands);
+      }
       removed += failed.length;
       checked += rows.length;
       onProgress?.(checked, Number(total));
     }
     app.close();
+    bands?.close();
   } catch (error) {
     app.abandon();
+    bands?.abandon();
     throw error;
   }
   const names = QUALITY_RULES.map((r, i) => `(${i}, ${sqlString(qualityReason(r))})`).join(", ");
@@ -89,5 +114,5 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
      WHERE d.rowid = f.doc_row`,
   );
   await db.run(`DROP TABLE quality_failed`);
-  return { checked, removed };
+  return { checked, removed, hashedSources: minhash ? filtered : [] };
 }
