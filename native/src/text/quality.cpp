@@ -83,20 +83,14 @@ size_t count_of(const std::vector<uint32_t>& t, const char* needle) {
   return found;
 }
 
-/* Whether an ASCII needle occurs in a span, ignoring ASCII case. */
-bool contains_ci(const std::vector<uint32_t>& t, Span s, const char* needle) {
-  const size_t n = std::char_traits<char>::length(needle);
-  for (size_t i = s.begin; i + n <= s.end; i++) {
-    size_t k = 0;
-    while (k < n) {
-      uint32_t c = t[i + k];
-      if (c >= 'A' && c <= 'Z') c += 32;
-      if (c != (unsigned char)needle[k]) break;
-      k++;
-    }
-    if (k == n) return true;
+/* Whether the text at i starts with an ASCII needle of n characters (lower case), ignoring ASCII case. */
+bool starts_with_ci(const std::vector<uint32_t>& t, size_t i, const char* needle, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    uint32_t c = t[i + k];
+    if (c >= 'A' && c <= 'Z') c += 32;
+    if (c != (unsigned char)needle[k]) return false;
   }
-  return false;
+  return true;
 }
 
 enum : unsigned { LOREM = 1, JAVASCRIPT = 2, CURLY = 4, POLICY = 8 };
@@ -159,7 +153,7 @@ int gopher_quality(const Doc& d, const double* p) {
     if (mean > p[P_gopher_quality_max_avg_word_length]) return R_gopher_quality_above_avg_word_length;
   }
   const double per_word = n > 0 ? n : 1;
-  if ((double)count_of(d.t, "#") / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
+  if ((double)std::count(d.t.begin(), d.t.end(), (uint32_t)'#') / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
   size_t ellipses = count_of(d.t, "...") + (size_t)std::count(d.t.begin(), d.t.end(), 0x2026u);
   if ((double)ellipses / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_ellipsis;
   const std::vector<Span>& lines = d.lines;
@@ -205,7 +199,15 @@ int gopher_repetition(Doc& d, const double* p) {
   for (size_t i = 0; i < w.size(); i++) d.prefix[i + 1] = d.prefix[i] + w[i].span.size();
   const auto chars = [&](size_t i, size_t n) { return d.prefix[i + n] - d.prefix[i] + n - 1; };
   next_ngram_hashes(w, 1, d.hashes);
+  // Once every n-gram of a level occurs once, so does every longer one (a repeated n-gram repeats its prefix): the
+  // most frequent is then the first, with a count of 1, and none repeats, with no hashing.
+  bool distinct = false;
   for (size_t n = 2; n <= 10 && n <= w.size(); n++) {
+    if (distinct) {
+      if (n <= 4 && (double)chars(0, n) / len > p[P_gopher_repetition_top_2_gram + (n - 2)]) return R_gopher_repetition_top_2_gram + (int)(n - 2);
+      if (n >= 5 && 0.0 > p[P_gopher_repetition_duplicated_5_n_grams + (n - 5)]) return R_gopher_repetition_duplicated_5_n_grams + (int)(n - 5);
+      continue;
+    }
     next_ngram_hashes(w, n, d.hashes);
     d.table.reset(d.hashes.size());
     if (n <= 4) {
@@ -217,6 +219,7 @@ int gopher_repetition(Doc& d, const double* p) {
         if (c > best || (c == best && first < best_pos)) best = c, best_pos = first;
       }
       if ((double)(best * chars(best_pos, n)) / len > p[P_gopher_repetition_top_2_gram + (n - 2)]) return R_gopher_repetition_top_2_gram + (int)(n - 2);
+      distinct = best == 1;
     } else {
       // Repeated n-grams: a repeat's characters count once and the scan skips past it.
       size_t repeated = 0;
@@ -225,6 +228,7 @@ int gopher_repetition(Doc& d, const double* p) {
         else i++;
       }
       if ((double)repeated / len > p[P_gopher_repetition_duplicated_5_n_grams + (n - 5)]) return R_gopher_repetition_duplicated_5_n_grams + (int)(n - 5);
+      distinct = repeated == 0;
     }
   }
   return PASS;
@@ -295,7 +299,7 @@ C4Line c4_line(const std::vector<uint32_t>& t, Span line, size_t sentence_end, d
     if (k == SPACE) run = 0;
     else if (++run > longest) r.long_word = true;
     // Words as count_words counts them.
-    if (c >= 0x3040 && is_cjk(c) && k != PUNCT && k != SYMBOL) {
+    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {
       r.words++, in_word = false;
     } else {
       const bool word_char = k == LETTER || k == MARK || k == NUMBER || c == '_';
@@ -308,7 +312,7 @@ C4Line c4_line(const std::vector<uint32_t>& t, Span line, size_t sentence_end, d
     } else if (c < 128) {
       for (unsigned starts = PHRASE_STARTS.at[c >= 'A' && c <= 'Z' ? c + 32 : c]; starts; starts &= starts - 1) {
         const Phrase& ph = C4_PHRASES[__builtin_ctz(starts)];
-        if (!(r.phrases & ph.bit) && i + ph.length <= line.end && contains_ci(t, {i, i + ph.length}, ph.text)) r.phrases |= ph.bit;
+        if (!(r.phrases & ph.bit) && i + ph.length <= line.end && starts_with_ci(t, i, ph.text, ph.length)) r.phrases |= ph.bit;
       }
     }
     // Sentences, within [line.begin, sentence_end).

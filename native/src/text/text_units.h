@@ -35,6 +35,7 @@ inline CharClass char_class(uint32_t cp) {
 /* Han (with extensions and compatibility ideographs), kana and Hangul syllables: each such character is a word
  * (the same ranges as src/pipeline/stages/near-dedup-text.ts). */
 inline bool is_cjk(uint32_t cp) {
+  if (cp < 0x3040) return false;  // most text: one comparison
   return (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x3040 && cp <= 0x30ff) ||
          (cp >= 0xac00 && cp <= 0xd7af) || (cp >= 0x20000 && cp <= 0x2fa1f);
 }
