@@ -117,7 +117,6 @@ export interface CommOptions {
   device: number;
 }
 
-/** A joined group of ranks (cx_comm); every call is collective. Dispose after the models attached to it. */
 /** The world's shape (native comm/topology.h): rings of `ringSize` adjacent ranks share each sequence, and data
  * parallelism runs over the rings. The native side owns the arithmetic; these are its answers. */
 export interface Topology {
@@ -131,6 +130,10 @@ export interface Topology {
   dataRanks: number;
 }
 
+/**
+ * A joined group of ranks (cx_comm); every call is collective but contextParallel and topology, which are local
+ * (each rank sets the same ring size before attaching a model). Dispose after the models attached to it.
+ */
 export interface Communicator {
   /** Shapes the world into rings of `ringSize` (1 until set); throws, with the fix, when it does not divide the world. */
   contextParallel(ringSize: number): void;
