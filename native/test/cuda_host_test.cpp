@@ -41,45 +41,47 @@ struct Coverage {
 };
 
 /* Replays the forward (and dQ) kernel's loops: blocks of 64 queries, warps of 16, key tiles of 64. */
-static Coverage forward_schedule(const std::vector<int32_t>& st, int64_t T) {
-  std::vector<char> done((size_t)(T * T), 0);
+static Coverage forward_schedule(const std::vector<int32_t>& st, const cx::AttnGeometry& g) {
+  std::vector<char> done((size_t)(g.Tq * g.Tk), 0);
   Coverage c;
-  for (int64_t q0 = 0; q0 < T; q0 += cx::kAttnTile) {
-    const int64_t q_last = std::min(q0 + cx::kAttnTile, T) - 1;
-    for (int64_t k0 = cx::attn_first_key_tile(st.data(), q0); k0 <= q_last; k0 += cx::kAttnTile)
+  for (int64_t q0 = 0; q0 < g.Tq; q0 += cx::kAttnTile) {
+    const int64_t q_last = std::min(q0 + cx::kAttnTile, g.Tq) - 1;
+    for (int64_t k0 = cx::attn_first_key_tile(g, st.data(), q0); k0 <= cx::attn_last_key(g, q_last); k0 += cx::kAttnTile)
       for (int64_t w = q0; w < q0 + cx::kAttnTile; w += 16) {
-        if (!cx::attn_warp_sees_keys(st.data(), w, k0, T)) continue;
+        if (!cx::attn_warp_sees_keys(g, st.data(), w, k0)) continue;
         c.units++;
-        for (int64_t i = w; i < std::min(w + 16, T); i++)
-          for (int64_t j = k0; j < std::min(k0 + cx::kAttnTile, T); j++) done[(size_t)(i * T + j)] = 1;
+        for (int64_t i = w; i < std::min(w + 16, g.Tq); i++)
+          for (int64_t j = k0; j < std::min(k0 + cx::kAttnTile, g.Tk); j++) done[(size_t)(i * g.Tk + j)] = 1;
       }
   }
-  for (int64_t i = 0; i < T; i++)
-    for (int64_t j = 0; j < T; j++)
-      if (cx::attn_visible(i, j, st.data()) && !done[(size_t)(i * T + j)]) c.complete = false;
+  for (int64_t i = 0; i < g.Tq; i++)
+    for (int64_t j = 0; j < g.Tk; j++)
+      if (cx::attn_sees(g, i, j, st.data()) && !done[(size_t)(i * g.Tk + j)]) c.complete = false;
   return c;
 }
+static Coverage forward_schedule(const std::vector<int32_t>& st, int64_t T) { return forward_schedule(st, cx::attn_whole_rows(T)); }
 
 /* Replays the dK/dV kernel's loops: blocks of 64 keys, warps of 16 keys, query tiles up to attn_query_end. */
-static Coverage kv_schedule(const std::vector<int32_t>& st, int64_t T) {
-  std::vector<char> done((size_t)(T * T), 0);
+static Coverage kv_schedule(const std::vector<int32_t>& st, const cx::AttnGeometry& g) {
+  std::vector<char> done((size_t)(g.Tq * g.Tk), 0);
   Coverage c;
-  for (int64_t k0 = 0; k0 < T; k0 += cx::kAttnTile) {
-    const int64_t k_last = std::min(k0 + cx::kAttnTile, T) - 1;
-    const int64_t q_end = cx::attn_query_end(st.data(), k0, k_last, T);
-    for (int64_t qt = k0; qt < q_end; qt += cx::kAttnTile)
+  for (int64_t k0 = 0; k0 < g.Tk; k0 += cx::kAttnTile) {
+    const int64_t k_last = std::min(k0 + cx::kAttnTile, g.Tk) - 1;
+    const int64_t q_end = cx::attn_query_end(g, st.data(), k_last);
+    for (int64_t qt = cx::attn_first_query_tile(g, k0); qt < q_end; qt += cx::kAttnTile)
       for (int64_t w = k0; w < k0 + cx::kAttnTile; w += 16) {
-        if (!cx::attn_warp_seen_by_queries(st.data(), w, qt, T)) continue;
+        if (!cx::attn_warp_seen_by_queries(g, st.data(), w, qt)) continue;
         c.units++;
-        for (int64_t j = w; j < std::min(w + 16, T); j++)
-          for (int64_t i = qt; i < std::min(qt + cx::kAttnTile, T); i++) done[(size_t)(i * T + j)] = 1;
+        for (int64_t j = w; j < std::min(w + 16, g.Tk); j++)
+          for (int64_t i = qt; i < std::min(qt + cx::kAttnTile, g.Tq); i++) done[(size_t)(i * g.Tk + j)] = 1;
       }
   }
-  for (int64_t i = 0; i < T; i++)
-    for (int64_t j = 0; j < T; j++)
-      if (cx::attn_visible(i, j, st.data()) && !done[(size_t)(i * T + j)]) c.complete = false;
+  for (int64_t i = 0; i < g.Tq; i++)
+    for (int64_t j = 0; j < g.Tk; j++)
+      if (cx::attn_sees(g, i, j, st.data()) && !done[(size_t)(i * g.Tk + j)]) c.complete = false;
   return c;
 }
+static Coverage kv_schedule(const std::vector<int32_t>& st, int64_t T) { return kv_schedule(st, cx::attn_whole_rows(T)); }
 
 static void tile_schedule_tests() {
   std::mt19937 rng(7);
@@ -99,13 +101,31 @@ static void tile_schedule_tests() {
               brute = i;
               break;
             }
-          end_ok = end_ok && brute == cx::attn_query_end(st.data(), k0, k_last, T);
+          end_ok = end_ok && brute == cx::attn_query_end(cx::attn_whole_rows(T), st.data(), k_last);
         }
       }
   const std::string n = std::to_string(cases) + " random document layouts";
   expect(fwd_ok, "forward/dQ tiles cover every visible pair", n);
   expect(kv_ok, "dK/dV tiles cover every visible pair", n);
   expect(end_ok, "dK/dV query range ends where the keys' documents end", n);
+
+  // Ring attention's blocks: a row of 2·N chunks, queries of chunk gq against keys of chunk gk <= gq.
+  bool block_fwd = true, block_kv = true;
+  int block_cases = 0;
+  for (int64_t Tc : {1, 15, 16, 64, 65, 100, 130})
+    for (double p : {-1.0, 0.01, 0.1, 0.5})
+      for (int chunks : {2, 4, 8})
+        for (int gq = 0; gq < chunks; gq++)
+          for (int gk = 0; gk <= gq; gk++, block_cases++) {
+            const auto row = random_docs(Tc * chunks, p, rng);
+            const std::vector<int32_t> st(row.begin() + gq * Tc, row.begin() + (gq + 1) * Tc);
+            const cx::AttnGeometry g{Tc, Tc, gq * Tc, gk * Tc};
+            block_fwd = block_fwd && forward_schedule(st, g).complete;
+            block_kv = block_kv && kv_schedule(st, g).complete;
+          }
+  const std::string nb = std::to_string(block_cases) + " query and key chunks of random rows";
+  expect(block_fwd, "forward/dQ tiles of ring attention's blocks cover every visible pair", nb);
+  expect(block_kv, "dK/dV tiles of ring attention's blocks cover every visible pair", nb);
 
   // Documents of 300 tokens in a 4096-token row (the throughput check's layout): the work follows Σ len².
   const int64_t T = 4096;

@@ -1,6 +1,7 @@
 /* Ring attention's pieces (backend.h: attention_block_forward / _backward / attention_combine), written as the
- * reference kernels are: one thread per (head, query) or (head, key), obviously right and deterministic. The
- * fused kernels do not take key offsets yet; context parallelism on the GPU runs on these. */
+ * reference kernels are: one thread per (head, query) or (head, key), obviously right and deterministic. Packed
+ * bf16 blocks run on the fused kernels (flash_attention.cu, which take the blocks' offsets); these serve fp32 and
+ * the head sizes the fused kernels are not built for, and are what the fused ones are checked against. */
 #include "kernel_common.cuh"
 #include "kernels.h"
 

@@ -83,10 +83,12 @@ __device__ __forceinline__ void accumulate_products(float (&out)[D / 8][4], cons
   }
 }
 
-/* Writes a warp's 16×D accumulator (rows row0 + g and row0 + g + 8), times `scale`, as bf16 pairs. */
-template <int D>
+/* Writes a warp's 16×D accumulator (rows row0 + g and row0 + g + 8 of T), times a per-row scale, into dst
+ * [B][T][H][D]: as bf16 pairs, or in fp32, set or (kAdd) added to what is there (ring attention's blocks). */
+template <int D, bool kAdd>
 __device__ __forceinline__ void store_rows(bf16_t* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
                                            float scale0, float scale1) {
+  static_assert(!kAdd, "bf16 outputs are written, not added to");
   const int g = (int)(threadIdx.x % 32) / 4, t = (int)(threadIdx.x % 4);
 #pragma unroll
   for (int half = 0; half < 2; half++) {
@@ -102,9 +104,29 @@ __device__ __forceinline__ void store_rows(bf16_t* dst, const float (&acc)[D / 8
     }
   }
 }
+template <int D, bool kAdd>
+__device__ __forceinline__ void store_rows(float* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
+                                           float scale0, float scale1) {
+  const int g = (int)(threadIdx.x % 32) / 4, t = (int)(threadIdx.x % 4);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int64_t row = row0 + g + 8 * half;
+    if (row >= T) continue;
+    const float scale = half ? scale1 : scale0;
+    float* out = dst + ((b * T + row) * H + h) * D + 2 * t;
+#pragma unroll
+    for (int dn = 0; dn < D / 8; dn++) {
+      const float x0 = acc[dn][2 * half] * scale, x1 = acc[dn][2 * half + 1] * scale;
+      if (kAdd) out[dn * 8] += x0, out[dn * 8 + 1] += x1;
+      else out[dn * 8] = x0, out[dn * 8 + 1] = x1;
+    }
+  }
+}
 
-/* attn_visible for a query row i < T (else nothing) whose document starts at `first`, read once per row. */
-__device__ __forceinline__ bool row_sees(int64_t i, int64_t j, int64_t first, int64_t T) { return i < T && j <= i && j >= first; }
+/* Query i (whose document starts at `first`, read once per row) sees key j: attn_sees with the start in hand. */
+__device__ __forceinline__ bool row_sees(const AttnGeometry& geo, int64_t i, int64_t j, int64_t first) {
+  return i < geo.Tq && j < geo.Tk && geo.k_offset + j <= geo.q_offset + i && geo.k_offset + j >= first;
+}
 
 /* The column (key or query index within the tile) of accumulator element e of fragment nb. */
 __device__ __forceinline__ int frag_col(int nb, int e) { return nb * 8 + 2 * (int)(threadIdx.x % 4) + (e & 1); }
@@ -119,9 +141,10 @@ __device__ __forceinline__ void for_each_score(const int64_t (&rows)[2], int64_t
     for (int e = 0; e < 4; e++) f(nb, e, e / 2, rows[e / 2], k0 + frag_col(nb, e));
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-                                                                 const int32_t* doc_start, int64_t T, int64_t H, float scale_log2) {
+/* Out: bf16_t for whole rows (out normalised, as the model stores it), float for ring attention's blocks. */
+template <int D, typename Out>
+__global__ void __launch_bounds__(kThreads) flash_forward_kernel(Out* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+                                                                 const int32_t* doc_start, AttnGeometry geo, int64_t H, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
@@ -129,13 +152,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, fl
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + 2 * S::kTile);
   const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
+  const int64_t Tq = geo.Tq, Tk = geo.Tk;
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
-  const int64_t q_last = min(q0 + kRows, T) - 1;
-  const int32_t* starts = doc_start + b * T;
+  const int64_t q_last = min(q0 + kRows, Tq) - 1;
+  const int32_t* starts = doc_start + b * Tq;
   const int64_t w_first = q0 + warp * 16;
   const int64_t rows[2] = {w_first + g, w_first + g + 8};
-  const int64_t first[2] = {rows[0] < T ? starts[rows[0]] : 0, rows[1] < T ? starts[rows[1]] : 0};
-  load_tile<D>(Qs, q, b, q0, T, H, h);
+  const int64_t first[2] = {rows[0] < Tq ? starts[rows[0]] : 0, rows[1] < Tq ? starts[rows[1]] : 0};
+  load_tile<D>(Qs, q, b, q0, Tq, H, h);
 
   float o[D / 8][4];
 #pragma unroll
@@ -144,17 +168,17 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, fl
     for (int e = 0; e < 4; e++) o[dn][e] = 0.f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};  // l: this lane's part of the row sum
   // Key tiles from the tile holding the first query's document start: everything before it is masked.
-  for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
+  for (int64_t k0 = attn_first_key_tile(geo, starts, q0); k0 <= attn_last_key(geo, q_last); k0 += kRows) {
     __syncthreads();
-    load_tile<D>(Ks, k, b, k0, T, H, h);
-    load_tile<D>(Vs, v, b, k0, T, H, h);
+    load_tile<D>(Ks, k, b, k0, Tk, H, h);
+    load_tile<D>(Vs, v, b, k0, Tk, H, h);
     __syncthreads();
-    if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;  // warp-uniform: nothing here is visible to this warp
+    if (!attn_warp_sees_keys(geo, starts, w_first, k0)) continue;  // warp-uniform: nothing here is visible to this warp
     float s[kNb][4];
     tile_products<D>(s, Qs + warp * 16 * S::kLd, Ks);
     float mx[2] = {-INFINITY, -INFINITY};
     for_each_score(rows, k0, [&](int nb, int e, int r, int64_t i, int64_t j) {
-      s[nb][e] = row_sees(i, j, first[r], T) ? s[nb][e] * scale_log2 : -INFINITY;
+      s[nb][e] = row_sees(geo, i, j, first[r]) ? s[nb][e] * scale_log2 : -INFINITY;
       mx[r] = fmaxf(mx[r], s[nb][e]);
     });
     float alpha[2], m_use[2];
@@ -189,17 +213,19 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16_t* out, fl
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
     inv[r] = l_run[r] > 0.f ? 1.f / l_run[r] : 0.f;
-    if (threadIdx.x % 4 == 0 && rows[r] < T) lse[(b * H + h) * T + rows[r]] = (m_run[r] + log2f(l_run[r])) * kLn2;
+    // A query that sees none of the keys (a block's, under ring attention): lse -inf, output 0.
+    if (threadIdx.x % 4 == 0 && rows[r] < Tq) lse[(b * H + h) * Tq + rows[r]] = l_run[r] > 0.f ? (m_run[r] + log2f(l_run[r])) * kLn2 : -INFINITY;
   }
-  store_rows<D>(out, o, b, w_first, T, H, h, inv[0], inv[1]);
+  store_rows<D, false>(out, o, b, w_first, Tq, H, h, inv[0], inv[1]);
 }
 
 /* dK, dV for 64 keys: over the query tiles that can see them (from the keys' own tile to the end of the last
- * document that holds one of them). A warp's 16 keys are the rows of its score tile (Sᵀ = K·Qᵀ). */
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(bf16_t* dk, bf16_t* dv, const bf16_t* dout, const float* lse,
+ * document that holds one of them). A warp's 16 keys are the rows of its score tile (Sᵀ = K·Qᵀ). Out and kAdd:
+ * bf16 written for whole rows, fp32 added to for ring attention's blocks. */
+template <int D, typename Out, bool kAdd>
+__global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(Out* dk, Out* dv, const bf16_t* dout, const float* lse,
                                                                      const float* delta, const bf16_t* q, const bf16_t* k, const bf16_t* v,
-                                                                     const int32_t* doc_start, int64_t T, int64_t H, float scale, float scale_log2) {
+                                                                     const int32_t* doc_start, AttnGeometry geo, int64_t H, float scale, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Ks = reinterpret_cast<bf16_t*>(smem);
@@ -212,14 +238,15 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(bf16_t* dk,
   __shared__ int64_t q_end_shared;
   const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
+  const int64_t Tq = geo.Tq, Tk = geo.Tk;
   const int64_t b = blockIdx.z, h = blockIdx.y, k0 = (int64_t)blockIdx.x * kRows;
-  const int64_t k_last = min(k0 + kRows, T) - 1;
-  const int32_t* starts = doc_start + b * T;
+  const int64_t k_last = min(k0 + kRows, Tk) - 1;
+  const int32_t* starts = doc_start + b * Tq;
   const int64_t j_first = k0 + warp * 16;
   const int64_t keys[2] = {j_first + g, j_first + g + 8};
-  load_tile<D>(Ks, k, b, k0, T, H, h);
-  load_tile<D>(Vs, v, b, k0, T, H, h);
-  if (threadIdx.x == 0) q_end_shared = attn_query_end(starts, k0, k_last, T);
+  load_tile<D>(Ks, k, b, k0, Tk, H, h);
+  load_tile<D>(Vs, v, b, k0, Tk, H, h);
+  if (threadIdx.x == 0) q_end_shared = attn_query_end(geo, starts, k_last);
   __syncthreads();
   const int64_t q_end = q_end_shared;
 
@@ -228,18 +255,18 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(bf16_t* dk,
   for (int dn = 0; dn < D / 8; dn++)
 #pragma unroll
     for (int e = 0; e < 4; e++) acc_k[dn][e] = acc_v[dn][e] = 0.f;
-  for (int64_t qt = (k0 / kRows) * kRows; qt < q_end; qt += kRows) {
+  for (int64_t qt = attn_first_query_tile(geo, k0); qt < q_end; qt += kRows) {
     __syncthreads();
-    load_tile<D>(Qs, q, b, qt, T, H, h);
-    load_tile<D>(Gs, dout, b, qt, T, H, h);
+    load_tile<D>(Qs, q, b, qt, Tq, H, h);
+    load_tile<D>(Gs, dout, b, qt, Tq, H, h);
     for (int x = threadIdx.x; x < kRows; x += kThreads) {
       const int64_t i = qt + x;
-      lse_s[x] = i < T ? lse[(b * H + h) * T + i] * kLog2e : 0.f;
-      delta_s[x] = i < T ? delta[(b * H + h) * T + i] : 0.f;
-      start_s[x] = i < T ? starts[i] : INT32_MAX;
+      lse_s[x] = i < Tq ? lse[(b * H + h) * Tq + i] * kLog2e : 0.f;
+      delta_s[x] = i < Tq ? delta[(b * H + h) * Tq + i] : 0.f;
+      start_s[x] = i < Tq ? starts[i] : INT32_MAX;
     }
     __syncthreads();
-    if (!attn_warp_seen_by_queries(starts, j_first, qt, T)) continue;  // no query here sees these keys
+    if (!attn_warp_seen_by_queries(geo, starts, j_first, qt)) continue;  // no query here sees these keys
     float p[kNb][4], ds[kNb][4];
     tile_products<D>(p, Ks + warp * 16 * S::kLd, Qs);   // Sᵀ: keys × queries
     tile_products<D>(ds, Vs + warp * 16 * S::kLd, Gs);  // dPᵀ = V · dOᵀ
@@ -249,22 +276,22 @@ __global__ void __launch_bounds__(kThreads) flash_backward_kv_kernel(bf16_t* dk,
       for (int e = 0; e < 4; e++) {
         const int col = frag_col(nb, e);
         const int64_t i = qt + col, j = keys[e / 2];
-        const bool visible = j < T && i < T && j <= i && j >= start_s[col];  // attn_visible, with doc_start staged
+        const bool visible = row_sees(geo, i, j, start_s[col]);  // with the query's start staged
         p[nb][e] = visible ? exp2f(p[nb][e] * scale_log2 - lse_s[col]) : 0.f;
         ds[nb][e] = p[nb][e] * (ds[nb][e] - delta_s[col]);
       }
     accumulate_products<D>(acc_v, p, Gs);   // dV += Pᵀ · dO
     accumulate_products<D>(acc_k, ds, Qs);  // dK += dSᵀ · Q (times scale at the end)
   }
-  store_rows<D>(dk, acc_k, b, j_first, T, H, h, scale, scale);
-  store_rows<D>(dv, acc_v, b, j_first, T, H, h, 1.f, 1.f);
+  store_rows<D, kAdd>(dk, acc_k, b, j_first, Tk, H, h, scale, scale);
+  store_rows<D, kAdd>(dv, acc_v, b, j_first, Tk, H, h, 1.f, 1.f);
 }
 
 /* dQ for 64 queries: over the same key tiles as the forward pass. */
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(bf16_t* dq, const bf16_t* dout, const float* lse, const float* delta,
+template <int D, typename Out, bool kAdd>
+__global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(Out* dq, const bf16_t* dout, const float* lse, const float* delta,
                                                                     const bf16_t* q, const bf16_t* k, const bf16_t* v, const int32_t* doc_start,
-                                                                    int64_t T, int64_t H, float scale, float scale_log2) {
+                                                                    AttnGeometry geo, int64_t H, float scale, float scale_log2) {
   using S = Shape<D>;
   CX_DYNAMIC_SHARED(smem);
   bf16_t* Qs = reinterpret_cast<bf16_t*>(smem);
@@ -273,44 +300,45 @@ __global__ void __launch_bounds__(kThreads) flash_backward_q_kernel(bf16_t* dq, 
   bf16_t* Vs = reinterpret_cast<bf16_t*>(smem + 3 * S::kTile);
   const int warp = threadIdx.x / 32, g = (int)(threadIdx.x % 32) / 4;
 
+  const int64_t Tq = geo.Tq, Tk = geo.Tk;
   const int64_t b = blockIdx.z, h = blockIdx.y, q0 = (int64_t)blockIdx.x * kRows;
-  const int64_t q_last = min(q0 + kRows, T) - 1;
-  const int32_t* starts = doc_start + b * T;
+  const int64_t q_last = min(q0 + kRows, Tq) - 1;
+  const int32_t* starts = doc_start + b * Tq;
   const int64_t w_first = q0 + warp * 16;
   const int64_t rows[2] = {w_first + g, w_first + g + 8};
   int64_t first[2];
   float lse2[2], delta_r[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
-    const bool valid = rows[r] < T;
+    const bool valid = rows[r] < Tq;
     first[r] = valid ? starts[rows[r]] : 0;
-    lse2[r] = valid ? lse[(b * H + h) * T + rows[r]] * kLog2e : 0.f;
-    delta_r[r] = valid ? delta[(b * H + h) * T + rows[r]] : 0.f;
+    lse2[r] = valid ? lse[(b * H + h) * Tq + rows[r]] * kLog2e : 0.f;
+    delta_r[r] = valid ? delta[(b * H + h) * Tq + rows[r]] : 0.f;
   }
-  load_tile<D>(Qs, q, b, q0, T, H, h);
-  load_tile<D>(Gs, dout, b, q0, T, H, h);
+  load_tile<D>(Qs, q, b, q0, Tq, H, h);
+  load_tile<D>(Gs, dout, b, q0, Tq, H, h);
 
   float acc[D / 8][4];
 #pragma unroll
   for (int dn = 0; dn < D / 8; dn++)
 #pragma unroll
     for (int e = 0; e < 4; e++) acc[dn][e] = 0.f;
-  for (int64_t k0 = attn_first_key_tile(starts, q0); k0 <= q_last; k0 += kRows) {
+  for (int64_t k0 = attn_first_key_tile(geo, starts, q0); k0 <= attn_last_key(geo, q_last); k0 += kRows) {
     __syncthreads();
-    load_tile<D>(Ks, k, b, k0, T, H, h);
-    load_tile<D>(Vs, v, b, k0, T, H, h);
+    load_tile<D>(Ks, k, b, k0, Tk, H, h);
+    load_tile<D>(Vs, v, b, k0, Tk, H, h);
     __syncthreads();
-    if (!attn_warp_sees_keys(starts, w_first, k0, T)) continue;
+    if (!attn_warp_sees_keys(geo, starts, w_first, k0)) continue;
     float ds[kNb][4], dp[kNb][4];
     tile_products<D>(ds, Qs + warp * 16 * S::kLd, Ks);  // S
     tile_products<D>(dp, Gs + warp * 16 * S::kLd, Vs);  // dP = dO · Vᵀ
     for_each_score(rows, k0, [&](int nb, int e, int r, int64_t i, int64_t j) {
-      const float p = row_sees(i, j, first[r], T) ? exp2f(ds[nb][e] * scale_log2 - lse2[r]) : 0.f;
+      const float p = row_sees(geo, i, j, first[r]) ? exp2f(ds[nb][e] * scale_log2 - lse2[r]) : 0.f;
       ds[nb][e] = p * (dp[nb][e] - delta_r[r]);
     });
     accumulate_products<D>(acc, ds, Ks);  // dQ += dS · K (times scale at the end)
   }
-  store_rows<D>(dq, acc, b, w_first, T, H, h, scale, scale);
+  store_rows<D, kAdd>(dq, acc, b, w_first, Tq, H, h, scale, scale);
 }
 
 template <int D>
@@ -328,31 +356,43 @@ void allow_smem(Kernel kernel, size_t bytes) {
   CX_CUDA(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int D>
-void forward_d(bf16_t* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v, const int32_t* doc_start, int64_t B, int64_t T,
+template <int D, typename Out>
+void forward_d(Out* out, float* lse, const bf16_t* q, const bf16_t* k, const bf16_t* v, const int32_t* doc_start, int64_t B, AttnGeometry geo,
                int64_t H) {
-  const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
+  const dim3 grid((unsigned)((geo.Tq + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = forward_smem<D>();
-  allow_smem(flash_forward_kernel<D>, smem);
-  const auto kernel = flash_forward_kernel<D>;
-  CX_KERNEL_LAUNCH(kernel, grid, kThreads, smem, out, lse, q, k, v, doc_start, T, H, kLog2e / sqrtf((float)D));
+  allow_smem(flash_forward_kernel<D, Out>, smem);
+  const auto kernel = flash_forward_kernel<D, Out>;
+  CX_KERNEL_LAUNCH(kernel, grid, kThreads, smem, out, lse, q, k, v, doc_start, geo, H, kLog2e / sqrtf((float)D));
   CX_CUDA(cudaGetLastError());
 }
 
-template <int D>
-void backward_d(bf16_t* dq, bf16_t* dk, bf16_t* dv, const bf16_t* dout, const float* lse, const float* delta, const bf16_t* q, const bf16_t* k,
-                const bf16_t* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H) {
-  const dim3 grid((unsigned)((T + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
+template <int D, typename Out, bool kAdd>
+void backward_d(Out* dq, Out* dk, Out* dv, const bf16_t* dout, const float* lse, const float* delta, const bf16_t* q, const bf16_t* k,
+                const bf16_t* v, const int32_t* doc_start, int64_t B, AttnGeometry geo, int64_t H) {
+  const dim3 keys((unsigned)((geo.Tk + kRows - 1) / kRows), (unsigned)H, (unsigned)B), queries((unsigned)((geo.Tq + kRows - 1) / kRows), (unsigned)H, (unsigned)B);
   constexpr size_t smem = backward_smem<D>();
   const float scale = 1.f / sqrtf((float)D), scale_log2 = kLog2e * scale;
-  allow_smem(flash_backward_kv_kernel<D>, smem);
-  const auto kv_kernel = flash_backward_kv_kernel<D>;
-  CX_KERNEL_LAUNCH(kv_kernel, grid, kThreads, smem, dk, dv, dout, lse, delta, q, k, v, doc_start, T, H, scale, scale_log2);
+  allow_smem(flash_backward_kv_kernel<D, Out, kAdd>, smem);
+  const auto kv_kernel = flash_backward_kv_kernel<D, Out, kAdd>;
+  CX_KERNEL_LAUNCH(kv_kernel, keys, kThreads, smem, dk, dv, dout, lse, delta, q, k, v, doc_start, geo, H, scale, scale_log2);
   CX_CUDA(cudaGetLastError());
-  allow_smem(flash_backward_q_kernel<D>, smem);
-  const auto q_kernel = flash_backward_q_kernel<D>;
-  CX_KERNEL_LAUNCH(q_kernel, grid, kThreads, smem, dq, dout, lse, delta, q, k, v, doc_start, T, H, scale, scale_log2);
+  allow_smem(flash_backward_q_kernel<D, Out, kAdd>, smem);
+  const auto q_kernel = flash_backward_q_kernel<D, Out, kAdd>;
+  CX_KERNEL_LAUNCH(q_kernel, queries, kThreads, smem, dq, dout, lse, delta, q, k, v, doc_start, geo, H, scale, scale_log2);
   CX_CUDA(cudaGetLastError());
+}
+
+/* body(std::integral_constant<int, D>) for the head sizes the kernels are built for. */
+template <typename F>
+void by_head_size(int64_t D, F&& body) {
+  switch (D) {
+    case 16: return body(std::integral_constant<int, 16>{});
+    case 32: return body(std::integral_constant<int, 32>{});
+    case 64: return body(std::integral_constant<int, 64>{});
+    case 128: return body(std::integral_constant<int, 128>{});
+    default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
+  }
 }
 
 }  // namespace
@@ -364,13 +404,7 @@ void flash_attention_forward(TS* out, float* lse, const TS* q, const TS* k, cons
                              int64_t H, int64_t D, bool) {
   static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read and write packed bf16");
   if (B <= 0 || T <= 0) return;
-  switch (D) {
-    case 16: return forward_d<16>(out, lse, q, k, v, doc_start, B, T, H);
-    case 32: return forward_d<32>(out, lse, q, k, v, doc_start, B, T, H);
-    case 64: return forward_d<64>(out, lse, q, k, v, doc_start, B, T, H);
-    case 128: return forward_d<128>(out, lse, q, k, v, doc_start, B, T, H);
-    default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
-  }
+  by_head_size(D, [&](auto d) { forward_d<decltype(d)::value, bf16_t>(out, lse, q, k, v, doc_start, B, attn_whole_rows(T), H); });
 }
 
 template <typename TS>
@@ -378,18 +412,35 @@ void flash_attention_backward(TS* dq, TS* dk, TS* dv, const TS* dout, const floa
                               const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool) {
   static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read and write packed bf16");
   if (B <= 0 || T <= 0) return;
-  switch (D) {
-    case 16: return backward_d<16>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
-    case 32: return backward_d<32>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
-    case 64: return backward_d<64>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
-    case 128: return backward_d<128>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, T, H);
-    default: throw std::runtime_error("flash attention is not built for head size " + std::to_string(D));
-  }
+  by_head_size(D, [&](auto d) { backward_d<decltype(d)::value, bf16_t, false>(dq, dk, dv, dout, lse, delta, q, k, v, doc_start, B, attn_whole_rows(T), H); });
+}
+
+template <typename TS>
+void flash_attention_block_forward(float* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* q_start, int64_t q_offset,
+                                   int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
+  static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read packed bf16");
+  if (Tq <= 0) return;
+  const AttnGeometry geo{Tq, Tk, q_offset, k_offset};
+  by_head_size(D, [&](auto d) { forward_d<decltype(d)::value, float>(out, lse, q, k, v, q_start, 1, geo, H); });
+}
+
+template <typename TS>
+void flash_attention_block_backward(float* dq, float* dk, float* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k,
+                                    const TS* v, const int32_t* q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H,
+                                    int64_t D) {
+  static_assert(std::is_same<TS, bf16_t>::value, "the fused kernels read packed bf16");
+  if (Tq <= 0 || Tk <= 0) return;
+  const AttnGeometry geo{Tq, Tk, q_offset, k_offset};
+  by_head_size(D, [&](auto d) { backward_d<decltype(d)::value, float, true>(dq, dk, dv, dout, lse, delta, q, k, v, q_start, 1, geo, H); });
 }
 
 template void flash_attention_forward<bf16_t>(bf16_t*, float*, const bf16_t*, const bf16_t*, const bf16_t*, const int32_t*, int64_t, int64_t,
                                               int64_t, int64_t, bool);
 template void flash_attention_backward<bf16_t>(bf16_t*, bf16_t*, bf16_t*, const bf16_t*, const float*, const float*, const bf16_t*,
                                                const bf16_t*, const bf16_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, bool);
+template void flash_attention_block_forward<bf16_t>(float*, float*, const bf16_t*, const bf16_t*, const bf16_t*, const int32_t*, int64_t, int64_t,
+                                                    int64_t, int64_t, int64_t, int64_t);
+template void flash_attention_block_backward<bf16_t>(float*, float*, float*, const bf16_t*, const float*, const float*, const bf16_t*, const bf16_t*,
+                                                     const bf16_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace cx

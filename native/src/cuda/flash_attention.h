@@ -21,4 +21,16 @@ template <typename TS>
 void flash_attention_backward(TS* dq, TS* dk, TS* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k,
                               const TS* v, const int32_t* doc_start, int64_t B, int64_t T, int64_t H, int64_t D, bool round);
 
+/* Ring attention's blocks (backend.h's attention_block_forward / _backward): queries [Tq] at row positions
+ * q_offset.. against keys [Tk] at k_offset.., q_start the queries' document starts; out and lse [H][Tq] fp32
+ * written, dq, dk, dv fp32 added to. One row (B = 1). */
+template <typename TS>
+void flash_attention_block_forward(float* out, float* lse, const TS* q, const TS* k, const TS* v, const int32_t* q_start, int64_t q_offset,
+                                   int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D);
+/* delta [H][Tq] = rowsum(dout · out) of the queries' final out, computed by the caller. */
+template <typename TS>
+void flash_attention_block_backward(float* dq, float* dk, float* dv, const TS* dout, const float* lse, const float* delta, const TS* q, const TS* k,
+                                    const TS* v, const int32_t* q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H,
+                                    int64_t D);
+
 }  // namespace cx

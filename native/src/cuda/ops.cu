@@ -251,19 +251,27 @@ void CudaBackend::attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dou
 
 void CudaBackend::attention_block_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor q_start, int64_t q_offset, int64_t k_offset,
                                           int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
-  check_reference_head(D);
   by_storage(q, [&](auto tag) {
     CX_STORAGE_T(tag);
+    // Packed bf16 runs on the fused tensor-core kernels, as whole rows do; fp32 on the reference kernels.
+    if (std::is_same_v<T, bf16_t> && flash_attention_supports(D))
+      return flash_attention_block_forward(out.f32(), lse.f32(), q.as<bf16_t>(), k.as<bf16_t>(), v.as<bf16_t>(), q_start.i32(), q_offset, k_offset,
+                                           Tq, Tk, H, D);
+    check_reference_head(D);
     cuda::attention_block_forward(out.f32(), lse.f32(), q.as<T>(), k.as<T>(), v.as<T>(), q_start.i32(), q_offset, k_offset, Tq, Tk, H, D);
   });
 }
 void CudaBackend::attention_block_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
                                            Tensor q_start, int64_t q_offset, int64_t k_offset, int64_t Tq, int64_t Tk, int64_t H, int64_t D) {
-  check_reference_head(D);
   float* delta = scratch((size_t)(H * Tq)).f32();
   by_storage(q, [&](auto tag) {
     CX_STORAGE_T(tag);
+    const bool fused = std::is_same_v<T, bf16_t> && flash_attention_supports(D);
+    if (!fused) check_reference_head(D);
     cuda::attention_delta(delta, dout.as<T>(), out.as<T>(), 1, Tq, H, D);
+    if (fused)
+      return flash_attention_block_backward(dq.f32(), dk.f32(), dv.f32(), dout.as<bf16_t>(), lse.f32(), delta, q.as<bf16_t>(), k.as<bf16_t>(),
+                                            v.as<bf16_t>(), q_start.i32(), q_offset, k_offset, Tq, Tk, H, D);
     cuda::attention_block_backward(dq.f32(), dk.f32(), dv.f32(), dout.as<T>(), lse.f32(), delta, q.as<T>(), k.as<T>(), v.as<T>(), q_start.i32(),
                                    q_offset, k_offset, Tq, Tk, H, D);
   });
