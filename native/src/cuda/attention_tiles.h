@@ -31,7 +31,6 @@ CX_HD int64_t attn_max(int64_t a, int64_t b) { return a > b ? a : b; }
 CX_HD bool attn_sees(const AttnGeometry& g, int64_t i, int64_t j, const int32_t* starts) {
   return i < g.Tq && j < g.Tk && g.k_offset + j <= g.q_offset + i && g.k_offset + j >= starts[i];
 }
-CX_HD bool attn_visible(int64_t i, int64_t j, const int32_t* doc_start) { return j <= i && j >= doc_start[i]; }
 
 /* Forward / dQ: the key tiles of the block whose queries are [q0, q_last]: from the tile holding the first query's
  * document start (every earlier key is in an earlier document) to the last key no later than the last query;

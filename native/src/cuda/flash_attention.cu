@@ -83,29 +83,24 @@ __device__ __forceinline__ void accumulate_products(float (&out)[D / 8][4], cons
   }
 }
 
-/* Writes a warp's 16×D accumulator (rows row0 + g and row0 + g + 8 of T), times a per-row scale, into dst
- * [B][T][H][D]: as bf16 pairs, or in fp32, set or (kAdd) added to what is there (ring attention's blocks). */
-template <int D, bool kAdd>
-__device__ __forceinline__ void store_rows(bf16_t* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
-                                           float scale0, float scale1) {
+/* One lane's two adjacent outputs: bf16 written as a pair, fp32 written or (kAdd) added to what is there. */
+template <bool kAdd>
+__device__ __forceinline__ void store_pair(bf16_t* out, float x0, float x1) {
   static_assert(!kAdd, "bf16 outputs are written, not added to");
-  const int g = (int)(threadIdx.x % 32) / 4, t = (int)(threadIdx.x % 4);
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int64_t row = row0 + g + 8 * half;
-    if (row >= T) continue;
-    const float scale = half ? scale1 : scale0;
-    bf16_t* out = dst + ((b * T + row) * H + h) * D + 2 * t;
-#pragma unroll
-    for (int dn = 0; dn < D / 8; dn++) {
-      uint32_t* p = reinterpret_cast<uint32_t*>(out + dn * 8);
-      CX_CHECK_ALIGNED(p, sizeof(uint32_t));
-      *p = pack_bf16x2(acc[dn][2 * half] * scale, acc[dn][2 * half + 1] * scale);
-    }
-  }
+  uint32_t* p = reinterpret_cast<uint32_t*>(out);
+  CX_CHECK_ALIGNED(p, sizeof(uint32_t));
+  *p = pack_bf16x2(x0, x1);
 }
-template <int D, bool kAdd>
-__device__ __forceinline__ void store_rows(float* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
+template <bool kAdd>
+__device__ __forceinline__ void store_pair(float* out, float x0, float x1) {
+  if (kAdd) out[0] += x0, out[1] += x1;
+  else out[0] = x0, out[1] = x1;
+}
+
+/* Writes a warp's 16×D accumulator (rows row0 + g and row0 + g + 8 of T), times a per-row scale, into dst
+ * [B][T][H][D] (store_pair: bf16, or fp32 set or added, for ring attention's blocks). */
+template <int D, bool kAdd, typename Out>
+__device__ __forceinline__ void store_rows(Out* dst, const float (&acc)[D / 8][4], int64_t b, int64_t row0, int64_t T, int64_t H, int64_t h,
                                            float scale0, float scale1) {
   const int g = (int)(threadIdx.x % 32) / 4, t = (int)(threadIdx.x % 4);
 #pragma unroll
@@ -113,13 +108,9 @@ __device__ __forceinline__ void store_rows(float* dst, const float (&acc)[D / 8]
     const int64_t row = row0 + g + 8 * half;
     if (row >= T) continue;
     const float scale = half ? scale1 : scale0;
-    float* out = dst + ((b * T + row) * H + h) * D + 2 * t;
+    Out* out = dst + ((b * T + row) * H + h) * D + 2 * t;
 #pragma unroll
-    for (int dn = 0; dn < D / 8; dn++) {
-      const float x0 = acc[dn][2 * half] * scale, x1 = acc[dn][2 * half + 1] * scale;
-      if (kAdd) out[dn * 8] += x0, out[dn * 8 + 1] += x1;
-      else out[dn * 8] = x0, out[dn * 8 + 1] = x1;
-    }
+    for (int dn = 0; dn < D / 8; dn++) store_pair<kAdd>(out + dn * 8, acc[dn][2 * half] * scale, acc[dn][2 * half + 1] * scale);
   }
 }
 
