@@ -147,6 +147,11 @@ export interface Communicator {
   dispose(): void;
 }
 
+/** qualityCheckAndHash's per-text MinHash states (native/src/binding/text_binding.cpp declares the same). */
+export const HASH_NOT_DONE = 0;
+export const HASH_KEYS = 1;
+export const HASH_NO_WORDS = 2;
+
 export interface Addon {
   /** Resolves once every rank of the world has joined through MASTER_ADDR:MASTER_PORT, or rejects after the timeout. */
   joinCommunicator(options: CommOptions): Promise<Communicator>;
@@ -168,7 +173,19 @@ export interface Addon {
    * Quality filters (cx_quality_check): for each text, 0 when it passes the presets of its mask (bits of
    * QUALITY_PRESET_BITS), else 1 + the index of the first rule it fails; params in the table's order.
    */
-  qualityCheck(texts: string[], presets: Uint8Array, params: Float64Array, threads: number): Promise<Uint16Array>;
+  qualityCheck(texts: (string | Uint8Array)[], presets: Uint8Array, params: Float64Array, threads: number): Promise<Uint16Array>;
+  /**
+   * qualityCheck, and in the same call the MinHash band keys (as minhashBands) of the texts that pass and are all
+   * ASCII, which need no NFKC: hashed[i] is a MinhashState; a text left HASH_NOT_DONE that passed holds non-ASCII
+   * and goes through prepareForShingles and minhashBands. Texts are strings or their UTF-8 bytes.
+   */
+  qualityCheckAndHash(
+    texts: (string | Uint8Array)[],
+    presets: Uint8Array,
+    params: Float64Array,
+    threads: number,
+    spec: { ngram: number; bands: number; rows: number; seed: number },
+  ): Promise<{ rules: Uint16Array; keys: BigUint64Array; hashed: Uint8Array }>;
   /** The C API's parameter and rule tables (src/pipeline/stages/quality-rules.ts declares the same). */
   qualityTable(): { params: { name: string; default: number }[]; rules: string[] };
   cpuKernel: string;

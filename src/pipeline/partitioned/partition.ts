@@ -28,6 +28,7 @@ import {
 } from "./partition-format.ts";
 import { runStage } from "../progress.ts";
 import { DOC_TOKENS } from "../schema.ts";
+import { minhashKeysByBand } from "../stages/near-dedup.ts";
 import { chunkDigest } from "../stages/tokenize.ts";
 
 async function copyToParquet(db: BuildDb, query: string, path: string): Promise<string> {
@@ -74,8 +75,9 @@ export async function buildPartition(options: BuildOptions, slice: PartitionSlic
         );
         const { n: duplicates } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM duplicates`);
         // Sorted by band and key, so a merge's minhash job for a band range reads only that range's row groups.
-        const minhashSha = minhashSpec(loaded.recipe.dedup.minhash)
-          ? await copyToParquet(db, `SELECT ord::BIGINT AS ord, band, key FROM minhash_bands ORDER BY band, key, ord`, join(options.outDir, PARTITION_MINHASH))
+        const minhash = minhashSpec(loaded.recipe.dedup.minhash);
+        const minhashSha = minhash
+          ? await copyToParquet(db, `SELECT ord::BIGINT AS ord, band, key FROM (${minhashKeysByBand(minhash.bands)}) ORDER BY band, key, ord`, join(options.outDir, PARTITION_MINHASH))
           : undefined;
         const chunks: PartitionRecord["chunks"] = [];
         // The payload digests the chunks' headers hold (tokenisation computed them, or checked them on reuse).

@@ -1,5 +1,5 @@
 /**
- * Near-duplicate clusters from MinHash band keys (`minhash_bands (ord, band, key)`, ords in recipe order), shared by
+ * Near-duplicate clusters from MinHash band keys (a band's (ord, key) rows at a time, ords in recipe order), shared by
  * a build (near-dedup.ts, over unique_docs) and a merge (partitioned/merge-near-dedup.ts, over the partitions'
  * documents that survive the global dedup): documents in the same band bucket are candidates, each paired with its
  * bucket's first document; with `verify_jaccard` a pair joins only at that true shingle Jaccard; union-find over
@@ -32,14 +32,23 @@ export interface ClusterResult {
   rejectedPairs: number;
 }
 
-/** Candidate pairs (a, b), a < b: each document of a bucket with the bucket's first; a pair sharing several buckets once. */
-async function candidatePairs(db: BuildDb): Promise<number> {
-  await db.run(
-    `CREATE OR REPLACE TEMP TABLE near_pairs AS
-     SELECT DISTINCT first_ord AS a, ord AS b FROM (SELECT ord, min(ord) OVER (PARTITION BY band, key) AS first_ord FROM minhash_bands)
-     WHERE ord <> first_ord`,
-  );
-  await db.run(`DROP TABLE minhash_bands`);
+/** A band's band keys: a SELECT of (ord, key) rows. */
+export type BandKeys = (band: number) => string;
+
+/**
+ * Candidate pairs (a, b), a < b: each document of a bucket with the bucket's first; a pair sharing several buckets
+ * once. One band at a time, so DuckDB's window holds one key a document, not `bands` of them.
+ */
+async function candidatePairs(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys): Promise<number> {
+  await db.run(`CREATE OR REPLACE TEMP TABLE near_band_pairs (a BIGINT, b BIGINT)`);
+  for (let band = 0; band < spec.bands; band++) {
+    await db.run(
+      `INSERT INTO near_band_pairs
+       SELECT first_ord, ord FROM (SELECT ord, min(ord) OVER (PARTITION BY key) AS first_ord FROM (${bandKeys(band)})) WHERE ord <> first_ord`,
+    );
+  }
+  await db.run(`CREATE OR REPLACE TEMP TABLE near_pairs AS SELECT DISTINCT a, b FROM near_band_pairs`);
+  await db.run(`DROP TABLE near_band_pairs`);
   return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pairs`)).n);
 }
 
@@ -162,11 +171,11 @@ async function keepSamples(db: BuildDb, docs: string, textsAt: TextsAt): Promise
 }
 
 /**
- * Clusters `minhash_bands` (dropped after) over `docs`, a table of (ord, source_idx, file_idx, row_idx) in recipe
- * order, reading texts through `textsAt` for verification and samples.
+ * Clusters the documents whose band keys `bandKeys` gives, over `docs`, a table of (ord, source_idx, file_idx,
+ * row_idx) in recipe order, reading texts through `textsAt` for verification and samples.
  */
-export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, docs: string, textsAt: TextsAt, threads: number): Promise<ClusterResult> {
-  const candidates = await candidatePairs(db);
+export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys, docs: string, textsAt: TextsAt, threads: number): Promise<ClusterResult> {
+  const candidates = await candidatePairs(db, spec, bandKeys);
   const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, textsAt, threads) : 0;
   const found = await clusters(db);
   await keepSamples(db, docs, textsAt);

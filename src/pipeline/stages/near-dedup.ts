@@ -2,8 +2,7 @@
  * Near-duplicate removal by MinHash LSH, after the exact dedup (dedup.ts), over the documents it kept (unique_docs,
  * in recipe order). Each document's text is prepared (NFKC and lower case where it holds non-ASCII) and the native
  * addon makes its words and hashes them into `bands` band keys (cx_minhash_bands; the words are near-dedup-text.ts's
- * shingleWords). The keys go into DuckDB, never into Node objects; DuckDB finds
- * the buckets, and each document in a bucket is joined to the bucket's first document (with `verify_jaccard`,
+ * shingleWords). The keys go into DuckDB, never into Node objects; DuckDB finds the buckets, one band at a time, and each document in a bucket is joined to the bucket's first document (with `verify_jaccard`,
  * only when their true shingle Jaccard reaches it). Union-find over those candidate pairs gives the clusters; in
  * each, the first document in recipe order (source, file, row) is kept, as exact dedup keeps it, and the others
  * are removed. unique_docs is then renumbered without them. Nothing here depends on the worker count: the same
@@ -11,7 +10,7 @@
  */
 import type { MinhashSpec } from "../../recipe/schema.ts";
 import { loadAddon } from "../../native/addon.ts";
-import type { BuildDb, RowAppender } from "../../util/duckdb.ts";
+import type { AppendType, BuildDb, RowAppender } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
 import type { NearDuplicateReport } from "../output/manifest.ts";
 import { nearDuplicateSamples, uniqueDocBatch, uniqueDocCount, uniqueDocTextsAt } from "../schema.ts";
@@ -21,28 +20,51 @@ import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 /** Documents hashed per call into the addon. */
 const BATCH_DOCS = 4096;
 
-/** Band key rows (ord or doc_row, band, key) of a batch of hashed texts into an appender; a text with no words has none. */
-export function appendBandKeys(app: RowAppender, ids: readonly (number | bigint)[], hashed: { keys: BigUint64Array; shingled: Uint8Array }, bands: number): void {
-  const rows: (number | bigint)[] = [];
-  const bandIndex: number[] = [];
-  const bandKeys: bigint[] = [];
-  const signed = new BigInt64Array(hashed.keys.buffer, hashed.keys.byteOffset, hashed.keys.length); // DuckDB's BIGINT is signed: the same 64 bits
-  for (let i = 0; i < ids.length; i++) {
-    if (!hashed.shingled[i]) continue;
-    for (let b = 0; b < bands; b++) {
-      rows.push(ids[i]!);
-      bandIndex.push(b);
-      bandKeys.push(signed[i * bands + b]!);
-    }
-  }
-  app.appendColumns([rows, bandIndex, bandKeys]);
-}
-
-/** The table the quality stage leaves band keys in, by doc_row, for the sources it read (its `hashedSources`). */
-export const ROW_BANDS = "minhash_row_bands";
+/** Band b's column in a band-keys table. */
+export const bandColumn = (band: number): string => `k${band}`;
 
 /**
- * Band keys of every unique document into `minhash_bands` (ord, band, key); documents with no words have none.
+ * A band-keys table's columns: the document's id (ord, or doc_row), then one BIGINT key a band. One row a document
+ * (not one a band) keeps appending cheap, and lets clustering read one band's keys at a time.
+ */
+export function bandKeyColumns(id: string, bands: number): [string, AppendType][] {
+  return [[id, "BIGINT"], ...Array.from({ length: bands }, (_, b): [string, AppendType] => [bandColumn(b), "BIGINT"])];
+}
+
+/** A row (id, k0 … k{bands-1}) for each text of a batch that has words (cx_minhash_bands' `shingled`). */
+export function appendBandKeys(app: RowAppender, ids: readonly (number | bigint)[], hashed: { keys: BigUint64Array; shingled: Uint8Array }, bands: number): void {
+  const kept: number[] = [];
+  for (let i = 0; i < ids.length; i++) if (hashed.shingled[i]) kept.push(i);
+  const idColumn = BigInt64Array.from(kept, (i) => BigInt(ids[i]!));
+  // The keys are row-major, a text's bands together; each band's column is gathered as 32-bit halves, which copies
+  // the same 64 bits without making a bigint for each (DuckDB's BIGINT is signed: the same bits again).
+  const from = new Int32Array(hashed.keys.buffer, hashed.keys.byteOffset, hashed.keys.length * 2);
+  const columns = Array.from({ length: bands }, () => new Int32Array(kept.length * 2));
+  kept.forEach((i, j) => {
+    for (let b = 0; b < bands; b++) {
+      const at = (i * bands + b) * 2;
+      columns[b]![j * 2] = from[at]!;
+      columns[b]![j * 2 + 1] = from[at + 1]!;
+    }
+  });
+  app.appendColumns([idColumn, ...columns.map((c) => new BigInt64Array(c.buffer))]);
+}
+
+/** The table the quality stage leaves band keys in, by doc_row (bandKeyColumns), for the sources it read (its `hashedSources`). */
+export const ROW_BANDS = "minhash_row_bands";
+/** The band keys of the unique documents, by ord (bandKeyColumns): what near-dedup clusters, and a partition writes. */
+export const MINHASH_KEYS = "minhash_keys";
+
+/** One band's (ord, key) rows of MINHASH_KEYS, for clusterNearDuplicates. */
+export const minhashKeysBand = (band: number): string => `SELECT ord, ${bandColumn(band)} AS key FROM ${MINHASH_KEYS}`;
+
+/** MINHASH_KEYS as one (ord, band, key) row a band: the layout of a partition's minhash.parquet. */
+export function minhashKeysByBand(bands: number): string {
+  return Array.from({ length: bands }, (_, b) => `SELECT ord, ${b} AS band, ${bandColumn(b)} AS key FROM ${MINHASH_KEYS}`).join(" UNION ALL ");
+}
+
+/**
+ * Band keys of every unique document into MINHASH_KEYS; documents with no words have none.
  * `hashedSources`: sources whose documents the quality stage already hashed while it had their text (ROW_BANDS);
  * their keys are joined in, and only the other sources' texts are read here.
  */
@@ -55,11 +77,7 @@ export async function hashDocuments(
 ): Promise<void> {
   const addon = loadAddon();
   const total = await uniqueDocCount(db);
-  const app = await db.appender("minhash_bands", [
-    ["ord", "BIGINT"],
-    ["band", "INTEGER"],
-    ["key", "BIGINT"],
-  ]);
+  const app = await db.appender(MINHASH_KEYS, bandKeyColumns("ord", spec.bands));
   try {
     // The next batch's texts are read and prepared while the addon hashes this one.
     const prepare = async (first: number) => {
@@ -86,7 +104,8 @@ export async function hashDocuments(
     throw error;
   }
   if (hashedSources.length > 0) {
-    await db.run(`INSERT INTO minhash_bands SELECT u.ord, r.band, r.key FROM unique_docs u JOIN ${ROW_BANDS} r USING (doc_row)`);
+    const keys = Array.from({ length: spec.bands }, (_, b) => `r.${bandColumn(b)}`).join(", ");
+    await db.run(`INSERT INTO ${MINHASH_KEYS} SELECT u.ord, ${keys} FROM unique_docs u JOIN ${ROW_BANDS} r USING (doc_row)`);
     await db.run(`DROP TABLE ${ROW_BANDS}`);
     onProgress?.(total, total);
   }
@@ -119,7 +138,8 @@ export async function nearDedup(
   hashedSources: readonly number[] = [],
 ): Promise<ClusterResult> {
   await hashDocuments(db, spec, threads, onProgress, hashedSources);
-  const found = await clusterNearDuplicates(db, spec, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
+  const found = await clusterNearDuplicates(db, spec, minhashKeysBand, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
+  await db.run(`DROP TABLE ${MINHASH_KEYS}`);
   await db.run(
     `CREATE OR REPLACE TABLE unique_docs_kept AS
      SELECT row_number() OVER (ORDER BY ord) - 1 AS ord, source_idx, file_idx, row_idx, doc_hash, doc_row, text_bytes

@@ -10,14 +10,15 @@
  * in hand (ROW_BANDS, by doc_row): near-dedup joins those keys to the documents dedup keeps instead of reading
  * every text a second time.
  */
-import { loadAddon } from "../../native/addon.ts";
+import { HASH_KEYS, HASH_NO_WORDS, HASH_NOT_DONE, loadAddon } from "../../native/addon.ts";
 import { QUALITY_PARAMS, QUALITY_PRESET_BITS, QUALITY_RULES, qualityReason, type QualityPreset } from "../../recipe/quality-presets.ts";
-import { minhashSpec, qualityThresholds, type Recipe } from "../../recipe/schema.ts";
+import { type MinhashSpec, minhashSpec, qualityThresholds, type Recipe } from "../../recipe/schema.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
+import { inOrder } from "../../util/in-order.ts";
 import { sqlString } from "../../util/sql.ts";
 import { DOCUMENTS } from "../schema.ts";
-import { appendBandKeys, ROW_BANDS } from "./near-dedup.ts";
+import { appendBandKeys, bandKeyColumns, ROW_BANDS } from "./near-dedup.ts";
 import { prepareForShingles } from "./near-dedup-text.ts";
 
 /** Rows sent to the addon per call. */
@@ -45,6 +46,24 @@ export interface QualityResult {
   hashedSources: number[];
 }
 
+/**
+ * The passing texts qualityCheckAndHash left unhashed hold non-ASCII: NFKC and lower case here (ICU), then their band
+ * keys from the addon, written into `result` at their places.
+ */
+async function hashTheRest(texts: Uint8Array[], rules: Uint16Array, result: { keys: BigUint64Array; hashed: Uint8Array }, spec: MinhashSpec, threads: number): Promise<void> {
+  const rest: number[] = [];
+  rules.forEach((rule, i) => {
+    if (rule === 0 && result.hashed[i] === HASH_NOT_DONE) rest.push(i);
+  });
+  if (rest.length === 0) return;
+  const decoder = new TextDecoder();
+  const sub = await loadAddon().minhashBands(rest.map((i) => prepareForShingles(decoder.decode(texts[i]))), spec, threads);
+  rest.forEach((i, j) => {
+    result.keys.set(sub.keys.subarray(j * spec.bands, (j + 1) * spec.bands), i * spec.bands);
+    result.hashed[i] = sub.shingled[j] ? HASH_KEYS : HASH_NO_WORDS;
+  });
+}
+
 export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number, onProgress?: (done: number, total: number) => void): Promise<QualityResult> {
   const thresholds = qualityThresholds(recipe.filters);
   const masks = sourcePresets(recipe).map((presets) => presets.reduce((m, p) => m | QUALITY_PRESET_BITS[p], 0));
@@ -60,46 +79,45 @@ export async function qualityFilter(db: BuildDb, recipe: Recipe, threads: number
     ["rule", "INTEGER"],
   ]);
   const bands = minhash
-    ? await db.appender(ROW_BANDS, [
-        ["doc_row", "BIGINT"],
-        ["band", "INTEGER"],
-        ["key", "BIGINT"],
-      ])
+    ? await db.appender(ROW_BANDS, bandKeyColumns("doc_row", minhash.bands))
     : undefined;
   let checked = 0;
   let removed = 0;
   try {
-    // Rowid ranges: each batch scans only its own row groups. The next batch is read while the addon judges this one.
-    const read = (lo: bigint) =>
-      db.rows<{ id: bigint; s: number; text: string }>(
-        `SELECT rowid AS id, source_idx AS s, text FROM ${DOCUMENTS} WHERE ${where} AND rowid >= ${lo} AND rowid < ${lo + BigInt(BATCH_ROWS)} ORDER BY rowid`,
+    // Batches are rowid ranges: each scans only its own row groups. While one batch's results are stored, the next
+    // two are read and judged by the addon (inOrder); the reads queue on the connection, one at a time. Texts come
+    // as their UTF-8 bytes (encode), which the addon takes as they are.
+    let reading: Promise<unknown> = Promise.resolve();
+    const judge = async (k: number) => {
+      const lo = BigInt(k * BATCH_ROWS);
+      const read = reading.catch(() => undefined).then(() =>
+        db.columns(`SELECT rowid AS id, source_idx AS s, encode(text) AS text FROM ${DOCUMENTS} WHERE ${where} AND rowid >= ${lo} AND rowid < ${lo + BigInt(BATCH_ROWS)} ORDER BY rowid`),
       );
-    let next = last !== null ? read(0n) : undefined;
-    for (let lo = 0n; last !== null && lo <= last; lo += BigInt(BATCH_ROWS)) {
-      const rows = await next!;
-      next = lo + BigInt(BATCH_ROWS) <= last ? read(lo + BigInt(BATCH_ROWS)) : undefined;
-      next?.catch(() => undefined); // reported when the next turn awaits it; this keeps a failure below from leaving it unhandled
-      if (rows.length === 0) continue;
-      const texts = rows.map((r) => r.text);
-      const rules = await addon.qualityCheck(texts, Uint8Array.from(rows, (r) => masks[r.s]!), params, threads).catch((error: Error) => {
-        throw new RuntimeFailure(`quality filters on rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
-      });
+      reading = read;
+      const [ids, sources, texts] = (await read) as [bigint[], number[], Uint8Array[]];
+      const failure = (what: string) => (error: Error) => {
+        throw new RuntimeFailure(`${what} on rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
+      };
+      const presets = Uint8Array.from(sources, (s) => masks[s]!);
+      const judged = minhash
+        ? await addon.qualityCheckAndHash(texts, presets, params, threads, minhash).catch(failure("quality filters and MinHash"))
+        : { rules: await addon.qualityCheck(texts, presets, params, threads).catch(failure("quality filters")) };
+      if ("keys" in judged) await hashTheRest(texts, judged.rules, judged, minhash!, threads).catch(failure("MinHash"));
+      return { ids, judged };
+    };
+    const batches = last === null ? 0 : Number(last / BigInt(BATCH_ROWS)) + 1;
+    await inOrder(batches, 2, judge, ({ ids, judged }) => {
+      const { rules } = judged;
       const failed: number[] = [];
       rules.forEach((rule, i) => {
         if (rule !== 0) failed.push(i);
       });
-      app.appendColumns([failed.map((i) => rows[i]!.id), failed.map((i) => rules[i]! - 1)]);
-      if (minhash && bands) {
-        const passed = rows.filter((_, i) => rules[i] === 0);
-        const hashed = await addon.minhashBands(passed.map((r) => prepareForShingles(r.text)), minhash, threads).catch((error: Error) => {
-          throw new RuntimeFailure(`MinHash of rows ${lo} to ${lo + BigInt(BATCH_ROWS) - 1n}: ${error.message}`);
-        });
-        appendBandKeys(bands, passed.map((r) => r.id), hashed, minhash.bands);
-      }
+      app.appendColumns([failed.map((i) => ids[i]!), failed.map((i) => rules[i]! - 1)]);
+      if (bands && "keys" in judged) appendBandKeys(bands, ids, { keys: judged.keys, shingled: judged.hashed.map((h) => (h === HASH_KEYS ? 1 : 0)) }, minhash!.bands);
       removed += failed.length;
-      checked += rows.length;
+      checked += ids.length;
       onProgress?.(checked, Number(total));
-    }
+    });
     app.close();
     bands?.close();
   } catch (error) {

@@ -7,12 +7,13 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { DuckDBInstance } from "@duckdb/node-api";
-import { loadAddon } from "../../../src/native/addon.ts";
+import { HASH_KEYS, HASH_NO_WORDS, HASH_NOT_DONE, loadAddon } from "../../../src/native/addon.ts";
 import { dedup } from "../../../src/pipeline/stages/dedup.ts";
 import { nearDedup } from "../../../src/pipeline/stages/near-dedup.ts";
 import { jaccard, prepareForShingles, shingleSet, shingleWords } from "../../../src/pipeline/stages/near-dedup-text.ts";
 import { createIngestTables, DOCUMENTS, nearDuplicateSamples } from "../../../src/pipeline/schema.ts";
 import { parseRecipe } from "../../../src/recipe/load.ts";
+import { QUALITY_PARAMS, QUALITY_PRESET_BITS } from "../../../src/recipe/quality-presets.ts";
 import { minhashSpec, type MinhashSpec } from "../../../src/recipe/schema.ts";
 import { BuildDb } from "../../../src/util/duckdb.ts";
 import { sharedHub } from "../../helpers/paths.ts";
@@ -82,6 +83,39 @@ describe("cx_minhash_bands", () => {
       const js = jaccard(shingleSet(shingleWords(byId.get(v)!), 5), shingleSet(shingleWords(byId.get(t.original)!), 5));
       assert.ok(Math.abs(native[i]! - js) < 1e-12, `${v}: native ${native[i]}, JS ${js}`);
     });
+  });
+
+  it("qualityCheckAndHash: the rules of qualityCheck, and minhashBands' keys for the passing ASCII texts, from strings or bytes", async () => {
+    const addon = loadAddon();
+    const rows = (await fixtureRows()).map((r) => r.text);
+    // The fixture is English and Chinese prose; "short" fails gopher_quality; "" passes no preset and has no words.
+    const texts = [...rows, "short", "", "!!! ...", rows[0]!];
+    const presets = new Uint8Array(texts.length).fill(QUALITY_PRESET_BITS.gopher_quality);
+    presets[texts.length - 3] = 0;
+    const params = Float64Array.from(QUALITY_PARAMS, (q) => q.default);
+    const rules = await addon.qualityCheck(texts, presets, params, 2);
+    const encoder = new TextEncoder();
+    for (const input of [texts, texts.map((t) => encoder.encode(t))]) {
+      const both = await addon.qualityCheckAndHash(input, presets, params, 2, DEFAULTS);
+      assert.deepEqual(both.rules, rules);
+      const ascii = texts.map((t) => !/[^\x00-\x7f]/.test(t));
+      const want = await addon.minhashBands(texts.map(prepareForShingles), DEFAULTS, 1);
+      let hashed = 0;
+      let notAscii = 0;
+      texts.forEach((t, i) => {
+        const state = both.hashed[i];
+        if (rules[i] !== 0 || !ascii[i]) {
+          assert.equal(state, HASH_NOT_DONE, `text ${i}`);
+          if (rules[i] === 0) notAscii++;
+          return;
+        }
+        hashed++;
+        assert.equal(state, want.shingled[i] ? HASH_KEYS : HASH_NO_WORDS, `text ${i}`);
+        assert.deepEqual(both.keys.subarray(i * DEFAULTS.bands, (i + 1) * DEFAULTS.bands), want.keys.subarray(i * DEFAULTS.bands, (i + 1) * DEFAULTS.bands), `text ${i}`);
+      });
+      // Each case is met: hashed ASCII texts, passing texts left for NFKC, failing ones, and a passing text with no words.
+      assert.ok(hashed > 0 && notAscii > 0 && rules.some((r) => r !== 0) && both.hashed.includes(HASH_NO_WORDS));
+    }
   });
 
   it("refuses a spec with no bands, and the binding throws rather than the process ending", async () => {
