@@ -118,12 +118,13 @@ export async function uniqueDocBatch(db: BuildDb, first: number, count: number, 
   return { ords: keys.map((k) => Number(k.ord)), texts };
 }
 
+/** Every unique document's text by ord: a SELECT of (ord, text), for a query that joins many of them at once. */
+export const UNIQUE_DOC_TEXTS = `SELECT u.ord, d.text FROM unique_docs u JOIN ${DOCUMENTS} d ON d.rowid = u.doc_row`;
+
 /** Texts of the unique documents at these ords (any order, repeats allowed), in the order given. */
 export async function uniqueDocTextsAt(db: BuildDb, ords: readonly number[]): Promise<string[]> {
   if (ords.length === 0) return [];
-  const found = await db.rows<{ ord: bigint; text: string }>(
-    `SELECT u.ord, d.text FROM unique_docs u JOIN ${DOCUMENTS} d ON d.rowid = u.doc_row WHERE u.ord IN (${[...new Set(ords)].join(",")})`,
-  );
+  const found = await db.rows<{ ord: bigint; text: string }>(`${UNIQUE_DOC_TEXTS} WHERE u.ord IN (${[...new Set(ords)].join(",")})`);
   const byOrd = new Map(found.map((f) => [Number(f.ord), f.text]));
   return ords.map((o) => {
     const text = byOrd.get(o);

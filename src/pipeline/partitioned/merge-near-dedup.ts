@@ -78,7 +78,7 @@ export async function nearDedupMerged(db: BuildDb, parts: Partition[], spec: Min
   );
   await db.run(`CREATE OR REPLACE TABLE minhash_bands AS SELECT n.ord, b.band, b.key FROM near_buckets b JOIN near_docs n USING (p, lord)`);
   await db.run(bucketFiles ? `DROP VIEW near_buckets` : `DROP TABLE near_buckets`);
-  const found = await clusterNearDuplicates(db, spec, (band) => `SELECT ord, key FROM minhash_bands WHERE band = ${band}`, "near_docs", textsFromTokens(db, parts), threads);
+  const found = await clusterNearDuplicates(db, spec, (band) => `SELECT ord, key FROM minhash_bands WHERE band = ${band}`, "near_docs", { at: textsFromTokens(db, parts) }, threads);
   await db.run(`DROP TABLE minhash_bands`);
   await db.run(`DELETE FROM kept USING (SELECT n.p, n.lord FROM near_removed_ords r JOIN near_docs n USING (ord)) x WHERE kept.p = x.p AND kept.lord = x.lord`);
   await db.run(`DROP TABLE near_removed_ords`);

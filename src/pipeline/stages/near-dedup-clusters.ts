@@ -9,15 +9,24 @@
 import type { MinhashSpec } from "../../recipe/schema.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
 import { loadAddon } from "../../native/addon.ts";
+import { inOrder } from "../../util/in-order.ts";
 import { prepareForShingles } from "./near-dedup-text.ts";
 
 /** The texts of documents by ord (repeats allowed), in the order asked. */
 export type TextsAt = (ords: number[]) => Promise<string[]>;
 
 /**
- * Candidate pairs verified per text read. Each read of scattered documents costs DuckDB a scan of the text's row
- * groups, so pages are large: 8,192 pairs hold about 16 MB of text at 1 KB a document (held about three times
- * over: DuckDB's strings, JavaScript's, the addon's copies).
+ * Where clustering reads texts: `at`, by ord (the samples, and verification's pages by default); `table`, where the
+ * texts are in the database, a SELECT of (ord, text) over every document, which verification joins to its pairs once.
+ */
+export interface DocumentTexts {
+  at: TextsAt;
+  table?: string;
+}
+
+/**
+ * Candidate pairs verified per page: 8,192 pairs hold about 16 MB of text at 1 KB a document (held about three
+ * times over: DuckDB's strings, JavaScript's, the addon's copies), and two pages are in hand at once (inOrder).
  */
 const VERIFY_PAIRS = 8192;
 /** Clusters kept as samples for `inspect --near-duplicates`, and the characters shown of each member's first lines. */
@@ -52,33 +61,71 @@ async function candidatePairs(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys
   return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pairs`)).n);
 }
 
+/** A page of verification: pairs (a[i], b[i]) of verify_order and their texts. */
+interface PairPage {
+  a: bigint[];
+  b: bigint[];
+  textA: string[];
+  textB: string[];
+}
+
+/** Reads verification's page at pair `lo`; drop() removes what reading needed. */
+async function pairPages(db: BuildDb, texts: DocumentTexts): Promise<{ read: (lo: number) => Promise<PairPage>; drop: () => Promise<void> }> {
+  const page = (lo: number) => `k >= ${lo} AND k < ${lo + VERIFY_PAIRS}`;
+  if (!texts.table) {
+    return {
+      read: async (lo) => {
+        const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM verify_order WHERE ${page(lo)} ORDER BY k`);
+        const both = await texts.at(rows.flatMap((r) => [Number(r.a), Number(r.b)]));
+        return { a: rows.map((r) => r.a), b: rows.map((r) => r.b), textA: rows.map((_, i) => both[2 * i]!), textB: rows.map((_, i) => both[2 * i + 1]!) };
+      },
+      drop: async () => undefined,
+    };
+  }
+  // Both texts of every pair in one join, stored in page order, so a page reads its own row groups. Looking each
+  // page's documents up in the corpus scanned the corpus once a page: time growing with the square of its size.
+  await db.run(
+    `CREATE OR REPLACE TEMP TABLE verify_texts AS
+     WITH docs AS (SELECT ord, text FROM (${texts.table}) WHERE ord IN (SELECT a FROM verify_order UNION SELECT b FROM verify_order))
+     SELECT v.k, v.a, v.b, ta.text AS text_a, tb.text AS text_b FROM verify_order v JOIN docs ta ON ta.ord = v.a JOIN docs tb ON tb.ord = v.b ORDER BY v.k`,
+  );
+  return {
+    read: async (lo) => {
+      const rows = await db.rows<{ a: bigint; b: bigint; ta: string; tb: string }>(`SELECT a, b, text_a AS ta, text_b AS tb FROM verify_texts WHERE ${page(lo)} ORDER BY k`);
+      return { a: rows.map((r) => r.a), b: rows.map((r) => r.b), textA: rows.map((r) => r.ta), textB: rows.map((r) => r.tb) };
+    },
+    drop: () => db.run(`DROP TABLE verify_texts`),
+  };
+}
+
 /** verify_jaccard: each pair's true shingle Jaccard, in `near_pair_jaccard`; the pairs under the threshold leave near_pairs. */
-async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, textsAt: TextsAt, threads: number): Promise<number> {
+async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, texts: DocumentTexts, threads: number): Promise<number> {
   // The pairs numbered, so each page holds VERIFY_PAIRS of them however they fall among the documents.
   await db.run(`CREATE OR REPLACE TEMP TABLE verify_order AS SELECT a, b, row_number() OVER (ORDER BY b, a) - 1 AS k FROM near_pairs`);
   const pairs = Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM verify_order`)).n);
+  const pages = await pairPages(db, texts);
   const app = await db.appender("near_pair_jaccard", [
     ["a", "BIGINT"],
     ["b", "BIGINT"],
     ["jaccard", "DOUBLE"],
   ]);
   try {
-    for (let lo = 0; lo < pairs; lo += VERIFY_PAIRS) {
-      const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM verify_order WHERE k >= ${lo} AND k < ${lo + VERIFY_PAIRS} ORDER BY k`);
-      const texts = (await textsAt(rows.flatMap((r) => [Number(r.a), Number(r.b)]))).map(prepareForShingles);
-      const j = await loadAddon().shingleJaccard(
-        rows.map((_, i) => texts[2 * i]!),
-        rows.map((_, i) => texts[2 * i + 1]!),
-        spec,
-        threads,
-      );
-      app.appendColumns([rows.map((r) => r.a), rows.map((r) => r.b), Array.from(j)]);
-    }
+    await inOrder(
+      Math.ceil(pairs / VERIFY_PAIRS),
+      1,
+      async (k) => {
+        const page = await pages.read(k * VERIFY_PAIRS);
+        const j = await loadAddon().shingleJaccard(page.textA.map(prepareForShingles), page.textB.map(prepareForShingles), spec, threads);
+        return { page, j };
+      },
+      ({ page, j }) => app.appendColumns([page.a, page.b, j]),
+    );
     app.close();
   } catch (error) {
     app.abandon();
     throw error;
   }
+  await pages.drop();
   await db.run(`DROP TABLE verify_order`);
   const { n } = await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pair_jaccard WHERE jaccard < ${threshold}`);
   await db.run(`DELETE FROM near_pairs p USING near_pair_jaccard j WHERE p.a = j.a AND p.b = j.b AND j.jaccard < ${threshold}`);
@@ -172,13 +219,13 @@ async function keepSamples(db: BuildDb, docs: string, textsAt: TextsAt): Promise
 
 /**
  * Clusters the documents whose band keys `bandKeys` gives, over `docs`, a table of (ord, source_idx, file_idx,
- * row_idx) in recipe order, reading texts through `textsAt` for verification and samples.
+ * row_idx) in recipe order, reading texts from `texts` for verification and samples.
  */
-export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys, docs: string, textsAt: TextsAt, threads: number): Promise<ClusterResult> {
+export async function clusterNearDuplicates(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys, docs: string, texts: DocumentTexts, threads: number): Promise<ClusterResult> {
   const candidates = await candidatePairs(db, spec, bandKeys);
-  const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, textsAt, threads) : 0;
+  const rejected = spec.verify_jaccard !== undefined ? await verifyPairs(db, spec, spec.verify_jaccard, texts, threads) : 0;
   const found = await clusters(db);
-  await keepSamples(db, docs, textsAt);
+  await keepSamples(db, docs, texts.at);
   const withJaccard = spec.verify_jaccard !== undefined;
   await db.run(
     `CREATE OR REPLACE TABLE near_duplicates AS

@@ -13,7 +13,7 @@ import { loadAddon } from "../../native/addon.ts";
 import type { AppendType, BuildDb, RowAppender } from "../../util/duckdb.ts";
 import { RuntimeFailure } from "../../util/errors.ts";
 import type { NearDuplicateReport } from "../output/manifest.ts";
-import { nearDuplicateSamples, uniqueDocBatch, uniqueDocCount, uniqueDocTextsAt } from "../schema.ts";
+import { nearDuplicateSamples, UNIQUE_DOC_TEXTS, uniqueDocBatch, uniqueDocCount, uniqueDocTextsAt } from "../schema.ts";
 import { clusterNearDuplicates, type ClusterResult } from "./near-dedup-clusters.ts";
 import { NEAR_DUPLICATE_WORDS, prepareForShingles } from "./near-dedup-text.ts";
 
@@ -138,7 +138,7 @@ export async function nearDedup(
   hashedSources: readonly number[] = [],
 ): Promise<ClusterResult> {
   await hashDocuments(db, spec, threads, onProgress, hashedSources);
-  const found = await clusterNearDuplicates(db, spec, minhashKeysBand, "unique_docs", (ords) => uniqueDocTextsAt(db, ords), threads);
+  const found = await clusterNearDuplicates(db, spec, minhashKeysBand, "unique_docs", { at: (ords) => uniqueDocTextsAt(db, ords), table: UNIQUE_DOC_TEXTS }, threads);
   await db.run(`DROP TABLE ${MINHASH_KEYS}`);
   await db.run(
     `CREATE OR REPLACE TABLE unique_docs_kept AS
