@@ -2,11 +2,12 @@
  * Near-duplicate removal by MinHash LSH, after the exact dedup (dedup.ts), over the documents it kept (unique_docs,
  * in recipe order). Each document's text is prepared (NFKC and lower case where it holds non-ASCII) and the native
  * addon makes its words and hashes them into `bands` band keys (cx_minhash_bands; the words are near-dedup-text.ts's
- * shingleWords). The keys go into DuckDB, never into Node objects; DuckDB finds the buckets, one band at a time, and each document in a bucket is joined to the bucket's first document (with `verify_jaccard`,
- * only when their true shingle Jaccard reaches it). Union-find over those candidate pairs gives the clusters; in
- * each, the first document in recipe order (source, file, row) is kept, as exact dedup keeps it, and the others
- * are removed. unique_docs is then renumbered without them. Nothing here depends on the worker count: the same
- * keys, the same clusters, the same bytes.
+ * shingleWords). The keys go into DuckDB, never into Node objects; DuckDB finds the buckets, one band at a time, and
+ * each document in a bucket is joined to the bucket's first document (with `verify_jaccard`, only when their true
+ * shingle Jaccard reaches it). Union-find over those candidate pairs gives the clusters; in each, the first document
+ * in recipe order (source, file, row) is kept, as exact dedup keeps it, and the others are removed. unique_docs is
+ * then renumbered without them. Nothing here depends on the worker count: the same keys, the same clusters, the
+ * same bytes.
  */
 import type { MinhashSpec } from "../../recipe/schema.ts";
 import { loadAddon } from "../../native/addon.ts";
