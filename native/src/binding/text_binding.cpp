@@ -28,6 +28,14 @@ std::vector<std::string> strings(const Napi::Array& arr) {
   return out;
 }
 
+/* A vector's values as a new JS typed array of their type (Uint8Array, Uint16Array, Float64Array, BigUint64Array). */
+template <typename T>
+Napi::TypedArrayOf<T> to_js(Napi::Env env, const std::vector<T>& v) {
+  Napi::TypedArrayOf<T> out = Napi::TypedArrayOf<T>::New(env, v.size());
+  if (!v.empty()) std::memcpy(out.Data(), v.data(), v.size() * sizeof(T));
+  return out;
+}
+
 /* Whether every byte is ASCII: such a text is its own NFKC, so the addon may hash it as it is (it lower-cases
  * ASCII itself); any other needs JS's NFKC first. */
 bool ascii(const std::string& t) {
@@ -66,12 +74,8 @@ class MinhashBands : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::Object r = Napi::Object::New(env);
-    Napi::ArrayBuffer kb = Napi::ArrayBuffer::New(env, keys_.size() * sizeof(uint64_t));
-    if (!keys_.empty()) std::memcpy(kb.Data(), keys_.data(), keys_.size() * sizeof(uint64_t));
-    r.Set("keys", Napi::BigUint64Array::New(env, keys_.size(), kb, 0));
-    Napi::Uint8Array sh = Napi::Uint8Array::New(env, shingled_.size());
-    if (!shingled_.empty()) std::memcpy(sh.Data(), shingled_.data(), shingled_.size());
-    r.Set("shingled", sh);
+    r.Set("keys", to_js(env, keys_));
+    r.Set("shingled", to_js(env, shingled_));
     deferred_.Resolve(r);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -113,9 +117,7 @@ class ShingleJaccard : public Napi::AsyncWorker {
     if (cx_shingle_jaccard(&spec_, pa.data(), la.data(), pb.data(), lb.data(), a_.size(), threads_, out_.data(), &st) != CX_OK) SetError(st.message);
   }
   void OnOK() override {
-    Napi::Float64Array out = Napi::Float64Array::New(Env(), out_.size());
-    if (!out_.empty()) std::memcpy(out.Data(), out_.data(), out_.size() * sizeof(double));
-    deferred_.Resolve(out);
+    deferred_.Resolve(to_js(Env(), out_));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
@@ -167,17 +169,11 @@ class QualityCheck : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::Uint16Array rules = Napi::Uint16Array::New(env, rules_.size());
-    if (!rules_.empty()) std::memcpy(rules.Data(), rules_.data(), rules_.size() * sizeof(uint16_t));
-    if (!hashing_) return deferred_.Resolve(rules);
+    if (!hashing_) return deferred_.Resolve(to_js(env, rules_));
     Napi::Object r = Napi::Object::New(env);
-    r.Set("rules", rules);
-    Napi::ArrayBuffer kb = Napi::ArrayBuffer::New(env, keys_.size() * sizeof(uint64_t));
-    if (!keys_.empty()) std::memcpy(kb.Data(), keys_.data(), keys_.size() * sizeof(uint64_t));
-    r.Set("keys", Napi::BigUint64Array::New(env, keys_.size(), kb, 0));
-    Napi::Uint8Array hashed = Napi::Uint8Array::New(env, hashed_.size());
-    if (!hashed_.empty()) std::memcpy(hashed.Data(), hashed_.data(), hashed_.size());
-    r.Set("hashed", hashed);
+    r.Set("rules", to_js(env, rules_));
+    r.Set("keys", to_js(env, keys_));
+    r.Set("hashed", to_js(env, hashed_));
     deferred_.Resolve(r);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
