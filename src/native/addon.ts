@@ -176,8 +176,9 @@ export interface Addon {
   qualityCheck(texts: (string | Uint8Array)[], presets: Uint8Array, params: Float64Array, threads: number): Promise<Uint16Array>;
   /**
    * qualityCheck, and in the same call the MinHash band keys (as minhashBands) of the texts that pass and are all
-   * ASCII, which need no NFKC: hashed[i] is a MinhashState; a text left HASH_NOT_DONE that passed holds non-ASCII
-   * and goes through prepareForShingles and minhashBands. Texts are strings or their UTF-8 bytes.
+   * ASCII, which need no NFKC: hashed[i] is HASH_KEYS, HASH_NO_WORDS or HASH_NOT_DONE. A text that passed but was
+   * left HASH_NOT_DONE holds non-ASCII and goes through prepareForShingles and minhashBands. Texts are strings or
+   * their UTF-8 bytes.
    */
   qualityCheckAndHash(
     texts: (string | Uint8Array)[],
