@@ -54,33 +54,24 @@ constexpr int RULE_COUNT = sizeof RULE_NAMES / sizeof RULE_NAMES[0];
 
 struct Doc {
   std::vector<uint32_t> t;
-  std::vector<Span> lines;  // split_lines(t)
+  std::vector<uint8_t> info;  // char_info of each code point
+  std::vector<Span> lines;    // split_lines(t)
   std::vector<Word> words;
   size_t other_tokens = 0;
   HashCounts table;  // scratch for the repetition rules
   std::vector<uint64_t> hashes;
   std::vector<size_t> prefix;
+  std::vector<Span> paragraphs, newline_pieces, non_empty;  // scratch, reused
 };
 
-bool ends_with(const std::vector<uint32_t>& t, Span s, const char* ascii) {
-  const size_t n = std::char_traits<char>::length(ascii);
+/* Whether a span ends with an ASCII literal (its length known when compiled: no strlen a call). */
+template <size_t N>
+bool ends_with(const std::vector<uint32_t>& t, Span s, const char (&ascii)[N]) {
+  constexpr size_t n = N - 1;
   if (s.size() < n) return false;
   for (size_t k = 0; k < n; k++)
     if (t[s.end - n + k] != (unsigned char)ascii[k]) return false;
   return true;
-}
-
-/* Non-overlapping occurrences of an ASCII needle, as Python's str.count. */
-size_t count_of(const std::vector<uint32_t>& t, const char* needle) {
-  const size_t n = std::char_traits<char>::length(needle);
-  size_t found = 0;
-  for (size_t i = 0; i + n <= t.size();) {
-    size_t k = 0;
-    while (k < n && t[i + k] == (unsigned char)needle[k]) k++;
-    if (k == n) found++, i += n;
-    else i++;
-  }
-  return found;
 }
 
 /* Whether the text at i starts with an ASCII needle of n characters (lower case), ignoring ASCII case. */
@@ -91,6 +82,17 @@ bool starts_with_ci(const std::vector<uint32_t>& t, size_t i, const char* needle
     if (c != (unsigned char)needle[k]) return false;
   }
   return true;
+}
+
+constexpr uint32_t ascii_lower(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Up to four ASCII characters as one number, a byte each, the first lowest. */
+template <size_t N>
+constexpr uint32_t pack_ascii(const char (&s)[N]) {
+  static_assert(N <= 5, "four characters at most");
+  uint32_t key = 0;
+  for (size_t k = 0; k + 1 < N; k++) key |= (uint32_t)(unsigned char)s[k] << (8 * k);
+  return key;
 }
 
 enum : unsigned { LOREM = 1, JAVASCRIPT = 2, CURLY = 4, POLICY = 8 };
@@ -124,20 +126,19 @@ int gopher_quality(const Doc& d, const double* p) {
   if (n < p[P_gopher_quality_min_doc_words]) return R_gopher_quality_short_doc;
   if (n > p[P_gopher_quality_max_doc_words]) return R_gopher_quality_long_doc;
   size_t latin = 0, latin_chars = 0, alpha = 0, stops = 0;
-  static const char* const STOP[] = {"the", "be", "to", "of", "and", "that", "have", "with"};
+  // The stop words and a word of up to four ASCII characters as one number each, its characters a byte each
+  // (lower case): one comparison a stop word.
+  static constexpr uint32_t STOP[] = {pack_ascii("the"), pack_ascii("be"), pack_ascii("to"), pack_ascii("of"),
+                                      pack_ascii("and"), pack_ascii("that"), pack_ascii("have"), pack_ascii("with")};
   const auto is_stop = [&](Span s) {
-    for (const char* w : STOP) {
-      const size_t n = std::char_traits<char>::length(w);
-      if (s.size() != n) continue;
-      size_t k = 0;
-      while (k < n) {
-        uint32_t c = d.t[s.begin + k];
-        if (c >= 'A' && c <= 'Z') c += 32;
-        if (c != (unsigned char)w[k]) break;
-        k++;
-      }
-      if (k == n) return true;
+    uint32_t key = 0;
+    for (size_t k = 0; k < s.size(); k++) {
+      const uint32_t c = d.t[s.begin + k];
+      if (c >= 128) return false;
+      key |= ascii_lower(c) << (8 * k);
     }
+    for (const uint32_t stop : STOP)
+      if (key == stop) return true;
     return false;
   };
   for (const Word& x : w) {
@@ -153,8 +154,19 @@ int gopher_quality(const Doc& d, const double* p) {
     if (mean > p[P_gopher_quality_max_avg_word_length]) return R_gopher_quality_above_avg_word_length;
   }
   const double per_word = n > 0 ? n : 1;
-  if ((double)std::count(d.t.begin(), d.t.end(), (uint32_t)'#') / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
-  size_t ellipses = count_of(d.t, "...") + (size_t)std::count(d.t.begin(), d.t.end(), 0x2026u);
+  // '#', and ellipses: "..." without overlaps, as str.count finds them (a third of each run of dots), and U+2026.
+  size_t hashes = 0, ellipses = 0, dots = 0;
+  for (const uint32_t c : d.t) {
+    if (c == '.') {
+      dots++;
+      continue;
+    }
+    ellipses += dots / 3, dots = 0;
+    hashes += c == '#';
+    ellipses += c == 0x2026;
+  }
+  ellipses += dots / 3;
+  if ((double)hashes / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_hashes;
   if ((double)ellipses / per_word > p[P_gopher_quality_max_symbol_word_ratio]) return R_gopher_quality_too_many_ellipsis;
   const std::vector<Span>& lines = d.lines;
   if (!lines.empty()) {
@@ -177,7 +189,8 @@ int gopher_repetition(Doc& d, const double* p) {
   if (len == 0) return PASS;
   // Paragraphs: the stripped text split at runs of two or more newlines.
   const Span all = strip(d.t, {0, d.t.size()});
-  std::vector<Span> paras;
+  std::vector<Span>& paras = d.paragraphs;
+  paras.clear();
   size_t start = all.begin;
   for (size_t i = all.begin; i < all.end; i++) {
     if (d.t[i] != '\n' || i + 1 >= all.end || d.t[i + 1] != '\n') continue;
@@ -268,7 +281,8 @@ struct C4Line {
   unsigned phrases = 0;
 };
 
-/* C4's phrases, and for each ASCII letter (lower case) the phrases that start with it. */
+/* C4's phrases, and for each ASCII character (either case) the phrases whose first, and whose second, it is: a
+ * phrase is compared only where both of its first two characters match, which in English prose is rare. */
 struct Phrase {
   const char* text;
   size_t length;
@@ -278,14 +292,21 @@ constexpr Phrase C4_PHRASES[] = {{"lorem ipsum", 11, LOREM},       {"javascript"
                                  {"privacy policy", 14, POLICY},   {"cookie policy", 13, POLICY},    {"uses cookies", 12, POLICY},
                                  {"use of cookies", 14, POLICY},   {"use cookies", 11, POLICY}};
 struct PhraseStarts {
-  uint8_t at[128];  // bit i: C4_PHRASES[i] starts with this character
-  constexpr PhraseStarts() : at{} {
-    for (size_t i = 0; i < sizeof C4_PHRASES / sizeof C4_PHRASES[0]; i++) at[(unsigned char)C4_PHRASES[i].text[0]] |= (uint8_t)(1u << i);
+  uint8_t first[128], second[128];  // bit i: C4_PHRASES[i]'s first (second) character is this one
+  constexpr PhraseStarts() : first{}, second{} {
+    for (size_t i = 0; i < sizeof C4_PHRASES / sizeof C4_PHRASES[0]; i++)
+      for (int k = 0; k < 2; k++) {
+        uint8_t* at = k == 0 ? first : second;
+        const unsigned char c = (unsigned char)C4_PHRASES[i].text[k];
+        at[c] |= (uint8_t)(1u << i);
+        if (c >= 'a' && c <= 'z') at[c - 32] |= (uint8_t)(1u << i);
+      }
   }
 };
 constexpr PhraseStarts PHRASE_STARTS{};
 
-C4Line c4_line(const std::vector<uint32_t>& t, Span line, size_t sentence_end, double max_word) {
+
+C4Line c4_line(const std::vector<uint32_t>& t, const std::vector<uint8_t>& info, Span line, size_t sentence_end, double max_word) {
   // run > max_word, for a whole run, is run > floor(max_word) (any run when it is negative).
   const size_t longest = max_word < 0 ? 0 : max_word >= 9e15 ? SIZE_MAX : (size_t)std::floor(max_word);
   auto stop = [](uint32_t c) { return c == '.' || c == '?' || c == '!' || c == 0x3002 || c == 0xff01 || c == 0xff1f; };
@@ -294,23 +315,25 @@ C4Line c4_line(const std::vector<uint32_t>& t, Span line, size_t sentence_end, d
   bool in_word = false;
   for (size_t i = line.begin; i < line.end; i++) {
     const uint32_t c = t[i];
-    const CharClass k = char_class(c);
+    const uint8_t f = info[i];
     // Long words: runs between whitespace.
-    if (k == SPACE) run = 0;
+    if ((f & CLASS_BITS) == SPACE) run = 0;
     else if (++run > longest) r.long_word = true;
-    // Words as count_words counts them.
-    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {
+    // Words as split_words counts them.
+    if (f & CJK_WORD) {
       r.words++, in_word = false;
     } else {
-      const bool word_char = k == LETTER || k == MARK || k == NUMBER || c == '_';
+      const bool word_char = f & RUN_CHAR;
       if (word_char && !in_word) r.words++;
       in_word = word_char;
     }
     // Phrases, starting here (ASCII case ignored).
     if (c == '{') {
       r.phrases |= CURLY;
-    } else if (c < 128) {
-      for (unsigned starts = PHRASE_STARTS.at[c >= 'A' && c <= 'Z' ? c + 32 : c]; starts; starts &= starts - 1) {
+    } else {
+      // Indexed by the low 7 bits, so a non-ASCII character may select a phrase: the comparison then refuses it.
+      const uint32_t next = i + 1 < line.end ? t[i + 1] : 0;
+      for (unsigned starts = PHRASE_STARTS.first[c & 127] & PHRASE_STARTS.second[next & 127]; starts; starts &= starts - 1) {
         const Phrase& ph = C4_PHRASES[__builtin_ctz(starts)];
         if (!(r.phrases & ph.bit) && i + ph.length <= line.end && starts_with_ci(t, i, ph.text, ph.length)) r.phrases |= ph.bit;
       }
@@ -331,7 +354,7 @@ int c4(Doc& d, const double* p) {
     // Kept lines end in terminal punctuation (after trailing citations, as C4 removes them), not in "...".
     const Span ended{line.begin, end_without_citations(d.t, line)};
     if (ended.size() == 0 || !terminal(d.t[ended.end - 1]) || ends_with(d.t, ended, "...")) continue;
-    const C4Line l = c4_line(d.t, line, ended.end, p[P_c4_max_word_length]);
+    const C4Line l = c4_line(d.t, d.info, line, ended.end, p[P_c4_max_word_length]);
     if (l.long_word) continue;  // a line with a word longer than max_word_length is dropped
     if ((double)l.words < p[P_c4_min_words_per_line]) continue;
     if (l.phrases & LOREM) return R_c4_lorem_ipsum;
@@ -345,9 +368,11 @@ int c4(Doc& d, const double* p) {
 }
 
 int fineweb(Doc& d, const double* p) {
-  const std::vector<Span> lines = split_newlines(d.t);
+  std::vector<Span>& lines = d.newline_pieces;
+  split_newlines(d.t, lines);
   size_t punct = 0, short_lines = 0;
-  std::vector<Span> non_empty;
+  std::vector<Span>& non_empty = d.non_empty;
+  non_empty.clear();
   for (const Span& l : lines) {
     if (l.size() > 0 && terminal(d.t[l.end - 1])) punct++;
     if ((double)l.size() <= p[P_fineweb_short_line_length]) short_lines++;
@@ -390,11 +415,11 @@ int cx_quality_check(const double* params, const char* const* texts, const size_
     std::vector<Doc> docs(pool.size());
     pool.parallel_for((int64_t)n_texts, [&](int64_t i, int t) {
       Doc& d = docs[t];
-      decode_utf8(reinterpret_cast<const unsigned char*>(texts[i]), lengths[i], d.t);
+      decode_utf8(reinterpret_cast<const unsigned char*>(texts[i]), lengths[i], d.t, d.info);
       d.words.clear();
       d.other_tokens = 0;
-      split_words(d.t, {0, d.t.size()}, d.words, &d.other_tokens);
-      split_lines(d.t, d.lines);
+      split_words(d.t, d.info, {0, d.t.size()}, d.words, &d.other_tokens);
+      split_lines(d.t, d.info, d.lines);
       rule[i] = (uint16_t)check(d, params, presets[i]);
     });
   });

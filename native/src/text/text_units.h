@@ -63,14 +63,49 @@ inline size_t decode_one(const unsigned char* s, size_t n, size_t i, uint32_t* c
   return ok ? i + len : i + 1;
 }
 
-/* UTF-8 to code points (decode_one's rules). */
-inline void decode_utf8(const unsigned char* s, size_t n, std::vector<uint32_t>& out) {
-  out.clear();
+/* What every rule asks of a code point, found once as the text is decoded so no later pass classifies it again:
+ * its class (the low bits), and whether it is a word of its own (a CJK character that is not punctuation or a
+ * symbol) or a character of a run word (a letter, mark, number or '_' that is not such a CJK word), and whether
+ * str.splitlines() breaks a line at it. */
+enum : uint8_t { CLASS_BITS = 7, CJK_WORD = 8, RUN_CHAR = 16, LINE_BREAK = 32 };
+
+constexpr bool is_line_break(uint32_t c) {
+  return c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) || c == 0x85 || c == 0x2028 || c == 0x2029;
+}
+
+constexpr uint8_t info_of(uint32_t cp, CharClass k, bool cjk) {
+  const uint8_t brk = is_line_break(cp) ? LINE_BREAK : 0;
+  if (cjk && k != PUNCT && k != SYMBOL) return (uint8_t)(k | CJK_WORD | brk);
+  if (k == LETTER || k == MARK || k == NUMBER || cp == '_') return (uint8_t)(k | RUN_CHAR | brk);
+  return (uint8_t)(k | brk);
+}
+
+struct AsciiInfo {
+  uint8_t info[128];
+  constexpr AsciiInfo() : info{} {
+    for (uint32_t c = 0; c < 128; c++) info[c] = info_of(c, ASCII_CLASSES.cls[c], false);
+  }
+};
+inline constexpr AsciiInfo ASCII_INFO{};
+
+inline uint8_t char_info(uint32_t cp) { return cp < 128 ? ASCII_INFO.info[cp] : info_of(cp, char_class(cp), is_cjk(cp)); }
+
+/* UTF-8 to code points (decode_one's rules) and each one's char_info, into vectors whose memory is reused. */
+inline void decode_utf8(const unsigned char* s, size_t n, std::vector<uint32_t>& out, std::vector<uint8_t>& info) {
+  out.resize(n), info.resize(n);  // at most one code point a byte
+  uint32_t* o = out.data();
+  uint8_t* f = info.data();
+  size_t k = 0;
   for (size_t i = 0; i < n;) {
+    if (s[i] < 0x80) {
+      o[k] = s[i], f[k] = ASCII_INFO.info[s[i]], k++, i++;
+      continue;
+    }
     uint32_t cp;
     i = decode_one(s, n, i, &cp);
-    out.push_back(cp);
+    o[k] = cp, f[k] = char_info(cp), k++;
   }
+  out.resize(k), info.resize(k);
 }
 
 /* A span [begin, end) of the text's code points. */
@@ -79,15 +114,14 @@ struct Span {
   size_t size() const { return end - begin; }
 };
 
-/* Python's str.splitlines(): \n, \r, \r\n, \v, \f, \x1c–\x1e, \x85, U+2028, U+2029; no empty line after a final break.
- * Into `lines`, whose memory is reused. */
-inline void split_lines(const std::vector<uint32_t>& t, std::vector<Span>& lines) {
+/* Python's str.splitlines() (is_line_break, with \r\n one break); no empty line after a final break. Into `lines`,
+ * whose memory is reused. */
+inline void split_lines(const std::vector<uint32_t>& t, const std::vector<uint8_t>& info, std::vector<Span>& lines) {
   lines.clear();
   size_t start = 0;
   for (size_t i = 0; i < t.size(); i++) {
+    if (!(info[i] & LINE_BREAK)) continue;
     const uint32_t c = t[i];
-    const bool brk = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) || c == 0x85 || c == 0x2028 || c == 0x2029;
-    if (!brk) continue;
     lines.push_back({start, i});
     if (c == '\r' && i + 1 < t.size() && t[i + 1] == '\n') i++;
     start = i + 1;
@@ -95,14 +129,13 @@ inline void split_lines(const std::vector<uint32_t>& t, std::vector<Span>& lines
   if (start < t.size()) lines.push_back({start, t.size()});
 }
 
-/* str.split("\n"): every piece, the empty one after a final newline included. */
-inline std::vector<Span> split_newlines(const std::vector<uint32_t>& t) {
-  std::vector<Span> lines;
+/* str.split("\n"): every piece, the empty one after a final newline included. Into `lines`, whose memory is reused. */
+inline void split_newlines(const std::vector<uint32_t>& t, std::vector<Span>& lines) {
+  lines.clear();
   size_t start = 0;
   for (size_t i = 0; i < t.size(); i++)
     if (t[i] == '\n') lines.push_back({start, i}), start = i + 1;
   lines.push_back({start, t.size()});
-  return lines;
 }
 
 inline bool is_space(uint32_t c) { return char_class(c) == SPACE; }
@@ -129,40 +162,48 @@ inline uint64_t mix64(uint64_t x) {
   return x;
 }
 
-/* A span's 64-bit hash: FNV-1a over its code points (one multiply a character), finished by mix64. */
+/* The 128-bit product of a and b folded to 64 bits (wyhash's mum). */
+inline uint64_t fold_multiply(uint64_t a, uint64_t b) {
+  const __uint128_t p = (__uint128_t)a * b;
+  return (uint64_t)p ^ (uint64_t)(p >> 64);
+}
+
+/* A span's 64-bit hash, only ever compared with others of the same text: four code points a multiply (one
+ * dependent multiply a character made line and paragraph hashing the filters' largest cost), the tail by FNV-1a,
+ * finished by mix64. The right operand is never 0: code points are under 2^21, the constant's top bits are set. */
 inline uint64_t span_hash(const std::vector<uint32_t>& t, Span s) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ s.size();
-  for (size_t i = s.begin; i < s.end; i++) h = (h ^ t[i]) * 0x100000001b3ULL;
+  const uint32_t* p = t.data() + s.begin;
+  const size_t n = s.size();
+  uint64_t h = 0xcbf29ce484222325ULL ^ n;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint64_t a = p[i] | (uint64_t)p[i + 1] << 32, b = p[i + 2] | (uint64_t)p[i + 3] << 32;
+    h = fold_multiply(h ^ a ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
+  }
+  for (; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
   return mix64(h);
 }
 
 /* Words and the count of other non-space characters (punctuation and symbols, each a token of its own as nltk's
- * word_tokenize makes them). */
-inline void split_words(const std::vector<uint32_t>& t, Span within, std::vector<Word>& words, size_t* other_tokens) {
+ * word_tokenize makes them), from decode_utf8's info. */
+inline void split_words(const std::vector<uint32_t>& t, const std::vector<uint8_t>& info, Span within, std::vector<Word>& words, size_t* other_tokens) {
   size_t others = 0;
   for (size_t i = within.begin; i < within.end;) {
-    const uint32_t c = t[i];
-    const CharClass k = char_class(c);
-    if (is_cjk(c) && k != PUNCT && k != SYMBOL) {  // U+30FB, the katakana middle dot, is punctuation
-      words.push_back({{i, i + 1}, true, true, mix64(c)});
+    const uint8_t f = info[i];
+    if (f & CJK_WORD) {
+      words.push_back({{i, i + 1}, true, true, mix64(t[i])});
       i++;
       continue;
     }
-    if (k == LETTER || k == MARK || k == NUMBER || c == '_') {
+    if (f & RUN_CHAR) {
       Word w{{i, i}, false, false, 0};
-      while (i < within.end) {
-        const CharClass ki = char_class(t[i]);
-        if (is_cjk(t[i]) && ki != PUNCT && ki != SYMBOL) break;
-        if (!(ki == LETTER || ki == MARK || ki == NUMBER || t[i] == '_')) break;
-        w.alpha = w.alpha || ki == LETTER;
-        i++;
-      }
+      for (; i < within.end && (info[i] & RUN_CHAR); i++) w.alpha = w.alpha || (info[i] & CLASS_BITS) == LETTER;
       w.span.end = i;
       w.hash = span_hash(t, w.span);
       words.push_back(w);
       continue;
     }
-    if (k != SPACE) others++;
+    if ((f & CLASS_BITS) != SPACE) others++;
     i++;
   }
   if (other_tokens) *other_tokens += others;
@@ -176,9 +217,11 @@ class HashCounts {
   void reset(size_t expected) {
     size_t cap = 16;
     while (cap < 2 * expected + 2) cap <<= 1;
-    if (keys_.size() < cap || keys_.size() > 8 * cap) keys_.assign(cap, 0), counts_.assign(cap, 0), firsts_.assign(cap, 0);
-    else std::fill(keys_.begin(), keys_.end(), 0);
-    mask_ = keys_.size() - 1;
+    // Only the first `cap` slots are used, so a small text after a large one neither clears nor reallocates the
+    // large table (freeing and mapping it again cost the kernel a page clear a page).
+    if (keys_.size() < cap) keys_.resize(cap), counts_.resize(cap), firsts_.resize(cap);
+    std::fill(keys_.begin(), keys_.begin() + cap, 0);
+    mask_ = cap - 1;
   }
   /* Adds one occurrence of h, first seen at `pos`; returns its slot. */
   size_t add(uint64_t h, uint32_t pos = 0) {

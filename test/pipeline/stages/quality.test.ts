@@ -85,6 +85,16 @@ describe("gopher_quality rules, at their thresholds", () => {
       "gopher_quality.too_many_ellipsis",
     ]);
   });
+  it("counts a run of dots as str.count does: a third of its length, rounded down", async () => {
+    const body = words(50);
+    const withEach = (mark: string, n: number) => body.map((w, i) => (i < n ? `${w}${mark}` : w)).join(" ");
+    // 5 × "...." is 5 ellipses (overlapping matches would be 10); 5 × "....." is 5; 3 × "......" is 6.
+    assert.deepEqual(await judge("gopher_quality", ["max_symbol_word_ratio"], [withEach("....", 5), withEach(".....", 5), withEach("......", 3)]), [
+      "pass",
+      "pass",
+      "gopher_quality.too_many_ellipsis",
+    ]);
+  });
   it("bullet lines: 90% pass, all fail; lines ending in an ellipsis: 30% pass, 40% fail", async () => {
     const lines = (bullets: number, ellipses: number) =>
       Array.from({ length: 10 }, (_, i) => `${i < bullets ? "• " : ""}${words(5, 5, 5 * i).join(" ")}${i < ellipses ? "..." : ""}`).join("\n");
@@ -125,6 +135,15 @@ describe("gopher_repetition rules, at their thresholds", () => {
     assert.deepEqual(await judge("gopher_repetition", ["dup_line_frac"], [lines(4), lines(5)]), ["pass", "gopher_repetition.dup_line_frac"]);
     assert.deepEqual(await judge("gopher_repetition", ["dup_line_char_frac"], [chars(28), chars(27)]), ["pass", "gopher_repetition.dup_line_char_frac"]);
   });
+  it("lines that differ in one character, wherever it is, are not duplicates", async () => {
+    const base = "abcdefghijk";
+    const variants = [0, 3, 4, 7, 8, 10].map((i) => `${base.slice(0, i)}x${base.slice(i + 1)}`);
+    const set = { "gopher_repetition.dup_line_frac": 0 };
+    assert.deepEqual(await judge("gopher_repetition", [], [[base, ...variants].join("\n"), [base, ...variants, base].join("\n")], set), [
+      "pass",
+      "gopher_repetition.dup_line_frac",
+    ]);
+  });
   for (const [n, frac] of [[2, 0.2], [3, 0.18], [4, 0.16]] as const) {
     it(`top ${n}-gram: ${frac} of the characters passes, more fails`, async () => {
       // The n-gram "qq qq …" (n words of 2 letters) 10 times, apart: its characters are 10 × (3n - 1).
@@ -163,6 +182,15 @@ describe("c4 rules", () => {
       ...notKept.map(() => "c4.too_few_sentences"),
     ]);
     assert.deepEqual(await judge("c4", ["min_num_sentences", "min_words_per_line"], [lines(4, ["three words here."])]), ["pass"]);
+  });
+  it("finds the phrases as substrings in any ASCII case, and not where a non-ASCII letter stands for one of theirs", async () => {
+    // A fifth kept line passes the document; a line with javascript or a policy phrase is not kept.
+    const notKept = ["enable JavaScript to view this.", "this site abuses cookies here.", "see the TERMS OF USE."];
+    const kept = ["enable \u00eaavascript to view this.", "it uses cookie jars.", "use of cookie tins here."];
+    assert.deepEqual(await judge("c4", ["min_num_sentences", "min_words_per_line"], [...notKept.map((l) => lines(4, [l])), ...kept.map((l) => lines(4, [l]))]), [
+      ...notKept.map(() => "c4.too_few_sentences"),
+      ...kept.map(() => "pass"),
+    ]);
   });
   it("max_word_length: a line with a 1,000-character word is kept, with 1,001 it is not", async () => {
     const withWord = (l: number) => lines(4, [`a ${"w".repeat(l)} word.`]);
