@@ -167,8 +167,8 @@ export interface Addon {
    * words. The same keys for any thread count.
    */
   minhashBands(texts: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
-  /** The shingle Jaccard of each pair (a[i], b[i]) of texts prepared the same way (cx_shingle_jaccard). */
-  shingleJaccard(a: string[], b: string[], spec: { ngram: number; seed: number }, threads: number): Promise<Float64Array>;
+  /** The shingle Jaccard of each pair (a[i], b[i]) of texts prepared the same way (cx_shingle_jaccard), as strings or UTF-8 bytes. */
+  shingleJaccard(a: (string | Uint8Array)[], b: (string | Uint8Array)[], spec: { ngram: number; seed: number }, threads: number): Promise<Float64Array>;
   /**
    * Quality filters (cx_quality_check): for each text, 0 when it passes the presets of its mask (bits of
    * QUALITY_PRESET_BITS), else 1 + the index of the first rule it fails; params in the table's order.

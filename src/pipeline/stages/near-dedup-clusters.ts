@@ -10,7 +10,7 @@ import type { MinhashSpec } from "../../recipe/schema.ts";
 import type { BuildDb } from "../../util/duckdb.ts";
 import { loadAddon } from "../../native/addon.ts";
 import { inOrder } from "../../util/in-order.ts";
-import { prepareForShingles } from "./near-dedup-text.ts";
+import { prepareBytesForShingles, prepareForShingles } from "./near-dedup-text.ts";
 
 /** The texts of documents by ord (repeats allowed), in the order asked. */
 export type TextsAt = (ords: number[]) => Promise<string[]>;
@@ -25,8 +25,9 @@ export interface DocumentTexts {
 }
 
 /**
- * Candidate pairs verified per page: 8,192 pairs hold about 16 MB of text at 1 KB a document (held about three
- * times over: DuckDB's strings, JavaScript's, the addon's copies), and two pages are in hand at once (inOrder).
+ * Candidate pairs verified per page: 8,192 pairs hold about 16 MB of text at 1 KB a document (held twice over where
+ * the texts are read as bytes: DuckDB's chunks and the addon's copies; three times where they are JavaScript strings),
+ * and two pages are in hand at once (inOrder).
  */
 const VERIFY_PAIRS = 8192;
 /** Clusters kept as samples for `inspect --near-duplicates`, and the characters shown of each member's first lines. */
@@ -61,12 +62,12 @@ async function candidatePairs(db: BuildDb, spec: MinhashSpec, bandKeys: BandKeys
   return Number((await db.one<{ n: bigint }>(`SELECT count(*) AS n FROM near_pairs`)).n);
 }
 
-/** A page of verification: pairs (a[i], b[i]) of verify_order and their texts. */
+/** A page of verification: pairs (a[i], b[i]) of verify_order and their texts, prepared for the addon. */
 interface PairPage {
   a: bigint[];
   b: bigint[];
-  textA: string[];
-  textB: string[];
+  textA: (string | Uint8Array)[];
+  textB: (string | Uint8Array)[];
 }
 
 /** Reads verification's page at pair `lo`; drop() removes what reading needed. */
@@ -76,7 +77,7 @@ async function pairPages(db: BuildDb, texts: DocumentTexts): Promise<{ read: (lo
     return {
       read: async (lo) => {
         const rows = await db.rows<{ a: bigint; b: bigint }>(`SELECT a, b FROM verify_order WHERE ${page(lo)} ORDER BY k`);
-        const both = await texts.at(rows.flatMap((r) => [Number(r.a), Number(r.b)]));
+        const both = (await texts.at(rows.flatMap((r) => [Number(r.a), Number(r.b)]))).map(prepareForShingles);
         return { a: rows.map((r) => r.a), b: rows.map((r) => r.b), textA: rows.map((_, i) => both[2 * i]!), textB: rows.map((_, i) => both[2 * i + 1]!) };
       },
       drop: async () => undefined,
@@ -89,10 +90,17 @@ async function pairPages(db: BuildDb, texts: DocumentTexts): Promise<{ read: (lo
      WITH docs AS (SELECT ord, text FROM (${texts.table}) WHERE ord IN (SELECT a FROM verify_order UNION SELECT b FROM verify_order))
      SELECT v.k, v.a, v.b, ta.text AS text_a, tb.text AS text_b FROM verify_order v JOIN docs ta ON ta.ord = v.a JOIN docs tb ON tb.ord = v.b ORDER BY v.k`,
   );
+  // A page's texts come as their UTF-8 bytes, not as strings: no row objects or strings pile up on the JavaScript
+  // heap between its collections (it held up to 222 MB here at 1.6 GB), and ASCII texts go to the addon untouched.
   return {
     read: async (lo) => {
-      const rows = await db.rows<{ a: bigint; b: bigint; ta: string; tb: string }>(`SELECT a, b, text_a AS ta, text_b AS tb FROM verify_texts WHERE ${page(lo)} ORDER BY k`);
-      return { a: rows.map((r) => r.a), b: rows.map((r) => r.b), textA: rows.map((r) => r.ta), textB: rows.map((r) => r.tb) };
+      const [a, b, textA, textB] = (await db.columns(`SELECT a, b, encode(text_a), encode(text_b) FROM verify_texts WHERE ${page(lo)} ORDER BY k`)) as [
+        bigint[],
+        bigint[],
+        Uint8Array[],
+        Uint8Array[],
+      ];
+      return { a, b, textA: textA.map(prepareBytesForShingles), textB: textB.map(prepareBytesForShingles) };
     },
     drop: () => db.run(`DROP TABLE verify_texts`),
   };
@@ -115,7 +123,7 @@ async function verifyPairs(db: BuildDb, spec: MinhashSpec, threshold: number, te
       1,
       async (k) => {
         const page = await pages.read(k * VERIFY_PAIRS);
-        const j = await loadAddon().shingleJaccard(page.textA.map(prepareForShingles), page.textB.map(prepareForShingles), spec, threads);
+        const j = await loadAddon().shingleJaccard(page.textA, page.textB, spec, threads);
         return { page, j };
       },
       ({ page, j }) => app.appendColumns([page.a, page.b, j]),

@@ -7,6 +7,7 @@
  * The fixture's truth.json (fixture/near-dups) computes its Jaccard values this way; test/pipeline/stages/
  * near-dedup.test.ts checks all 90 of them.
  */
+import { isAscii } from "node:buffer";
 
 /** What a word is, as the manifest states it. */
 export const NEAR_DUPLICATE_WORDS =
@@ -26,6 +27,13 @@ const NON_ASCII = /[^\x00-\x7f]/;
  */
 export function prepareForShingles(text: string): string {
   return NON_ASCII.test(text) ? text.normalize("NFKC").toLowerCase() : text;
+}
+
+const utf8 = new TextDecoder();
+
+/** prepareForShingles for a text's UTF-8 bytes: ASCII bytes as they are, other text decoded and prepared. */
+export function prepareBytesForShingles(bytes: Uint8Array): Uint8Array | string {
+  return isAscii(bytes) ? bytes : prepareForShingles(utf8.decode(bytes));
 }
 
 /** The words of a text, separated by single spaces: the definition the addon follows, and the tests' reference. */

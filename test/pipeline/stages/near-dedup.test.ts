@@ -131,13 +131,15 @@ async function runFixture(spec: MinhashSpec, threads = 2) {
   for (const [i, r] of rows.entries()) await db.run(`INSERT INTO ${DOCUMENTS} VALUES (0, 0, ?, ?, NULL)`, [i, r.text]);
   await dedup(db, parseRecipe(`name: t\nsources:\n  - {name: a, weight: 1, local: {files: [a.jsonl]}}\n`, "t.yaml"));
   const result = await nearDedup(db, spec, threads);
-  const removedRows = await db.rows<{ row_idx: bigint; kept_row: bigint }>(`SELECT row_idx, kept_row FROM near_duplicates ORDER BY row_idx`);
+  const removedRows = await db.rows<{ row_idx: bigint; kept_row: bigint; jaccard: number | null }>(`SELECT row_idx, kept_row, jaccard FROM near_duplicates ORDER BY row_idx`);
   const removed = new Map(removedRows.map((r) => [rows[Number(r.row_idx)]!.id, rows[Number(r.kept_row)]!.id]));
+  // verify_jaccard's measure of a removed row against the one kept for it, where that pair was verified.
+  const verified = new Map(removedRows.filter((r) => r.jaccard !== null).map((r) => [rows[Number(r.row_idx)]!.id, r.jaccard!]));
   const texts = new Map(rows.map((r) => [r.id, r.text]));
   const kept = (await db.rows<{ row_idx: bigint }>(`SELECT row_idx FROM unique_docs ORDER BY ord`)).map((r) => rows[Number(r.row_idx)]!.id);
   const samples = await nearDuplicateSamples(db);
   db.close();
-  return { result, removed, kept, rows, samples, texts };
+  return { result, removed, kept, rows, samples, texts, verified };
 }
 
 /**
@@ -184,8 +186,17 @@ describe("nearDedup on the fixture", () => {
   });
 
   it("with verify_jaccard 0.8 removes no pair under it, and still catches ≥ 90% of those above", async (t) => {
-    const { result, removed, kept, rows, texts } = await runFixture({ ...DEFAULTS, verify_jaccard: 0.8 });
+    const { result, removed, kept, rows, texts, verified } = await runFixture({ ...DEFAULTS, verify_jaccard: 0.8 });
     const recall = checkPlanted(removed, kept, texts, rows.length);
+    // The Jaccard verification measured (the addon, from the texts' bytes) is the reference's, English and Chinese.
+    let chinese = 0;
+    for (const [id, j] of verified) {
+      const keptId = removed.get(id)!;
+      const want = jaccard(shingleSet(shingleWords(texts.get(id)!), 5), shingleSet(shingleWords(texts.get(keptId)!), 5));
+      assert.ok(Math.abs(j - want) < 1e-12, `${id} against ${keptId}: verified ${j}, reference ${want}`);
+      if (/[^\x00-\x7f]/.test(texts.get(id)!)) chinese++;
+    }
+    assert.ok(verified.size > 0 && chinese > 0, `${verified.size} verified pairs, ${chinese} of them not ASCII`);
     t.diagnostic(`pairs at J ≥ 0.8 reduced to one copy: ${(100 * recall).toFixed(1)}%; ${removed.size} rows removed; ${result.candidatePairs} candidate pairs, ${result.rejectedPairs} turned down`);
     assert.ok(recall >= 0.9, `recall ${recall}`);
     for (const [variant, t] of Object.entries(truth)) {
