@@ -305,7 +305,6 @@ struct PhraseStarts {
 };
 constexpr PhraseStarts PHRASE_STARTS{};
 
-
 C4Line c4_line(const std::vector<uint32_t>& t, const std::vector<uint8_t>& info, Span line, size_t sentence_end, double max_word) {
   // run > max_word, for a whole run, is run > floor(max_word) (any run when it is negative).
   const size_t longest = max_word < 0 ? 0 : max_word >= 9e15 ? SIZE_MAX : (size_t)std::floor(max_word);

@@ -75,7 +75,7 @@ constexpr bool is_line_break(uint32_t c) {
 
 constexpr uint8_t info_of(uint32_t cp, CharClass k, bool cjk) {
   const uint8_t brk = is_line_break(cp) ? LINE_BREAK : 0;
-  if (cjk && k != PUNCT && k != SYMBOL) return (uint8_t)(k | CJK_WORD | brk);
+  if (cjk && k != PUNCT && k != SYMBOL) return (uint8_t)(k | CJK_WORD | brk);  // U+30FB, the katakana middle dot, is punctuation
   if (k == LETTER || k == MARK || k == NUMBER || cp == '_') return (uint8_t)(k | RUN_CHAR | brk);
   return (uint8_t)(k | brk);
 }
