@@ -163,10 +163,10 @@ export interface Addon {
   topology(world: number, rank: number, ringSize: number): Topology;
   /**
    * MinHash LSH band keys (cx_minhash_bands) of texts in NFKC and lower case where they hold non-ASCII
-   * (near-dedup-text.ts prepareForShingles): text i's at keys[i * bands ..]; shingled[i] is 0 for a text with no
-   * words. The same keys for any thread count.
+   * (near-dedup-text.ts prepareForShingles), as strings or UTF-8 bytes: text i's at keys[i * bands ..];
+   * shingled[i] is 0 for a text with no words. The same keys for any thread count.
    */
-  minhashBands(texts: string[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
+  minhashBands(texts: (string | Uint8Array)[], spec: { ngram: number; bands: number; rows: number; seed: number }, threads: number): Promise<{ keys: BigUint64Array; shingled: Uint8Array }>;
   /** The shingle Jaccard of each pair (a[i], b[i]) of texts prepared the same way (cx_shingle_jaccard), as strings or UTF-8 bytes. */
   shingleJaccard(a: (string | Uint8Array)[], b: (string | Uint8Array)[], spec: { ngram: number; seed: number }, threads: number): Promise<Float64Array>;
   /**

@@ -19,7 +19,7 @@ import { inOrder } from "../../util/in-order.ts";
 import { sqlString } from "../../util/sql.ts";
 import { DOCUMENTS } from "../schema.ts";
 import { appendBandKeys, bandKeyColumns, ROW_BANDS } from "./near-dedup.ts";
-import { prepareForShingles } from "./near-dedup-text.ts";
+import { prepareBytesForShingles } from "./near-dedup-text.ts";
 
 /** Rows sent to the addon per call. */
 const BATCH_ROWS = 8192;
@@ -56,8 +56,7 @@ async function hashTheRest(texts: Uint8Array[], rules: Uint16Array, result: { ke
     if (rule === 0 && result.hashed[i] === HASH_NOT_DONE) rest.push(i);
   });
   if (rest.length === 0) return;
-  const decoder = new TextDecoder();
-  const sub = await loadAddon().minhashBands(rest.map((i) => prepareForShingles(decoder.decode(texts[i]))), spec, threads);
+  const sub = await loadAddon().minhashBands(rest.map((i) => prepareBytesForShingles(texts[i]!)), spec, threads);
   rest.forEach((i, j) => {
     result.keys.set(sub.keys.subarray(j * spec.bands, (j + 1) * spec.bands), i * spec.bands);
     result.hashed[i] = sub.shingled[j] ? HASH_KEYS : HASH_NO_WORDS;
